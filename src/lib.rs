@@ -1,0 +1,6 @@
+//! prom-adapter: a Kubernetes custom, external and resource metrics adapter backed by Prometheus.
+
+pub mod model;
+pub mod promql;
+pub mod resources;
+pub mod rules;

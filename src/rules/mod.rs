@@ -1,0 +1,215 @@
+//! The compiled rules file: series filters, metric naming, resource association and query templates.
+
+mod mapping;
+mod query;
+
+pub use mapping::{LabelTemplate, ResourceMapping};
+pub use query::{QueryRequest, QueryTemplate, build_custom_query, build_external_query, build_resource_query};
+
+use std::time::Duration;
+
+use regex::Regex;
+
+use crate::promql::SeriesSelector;
+
+/// Parses a Go template the way prometheus-adapter does: `<<` `>>` delimiters, unknown fields are
+/// errors, and `index` on `.LabelValuesByName` gives `""` for a missing key (Go's zero value for
+/// its `map[string]string`) rather than `<no value>`.
+fn parse_go_template(name: &str, source: &str) -> Result<gotmpl::Template, String> {
+    use gotmpl::Value;
+    gotmpl::Template::new(name)
+        .delims("<<", ">>")
+        .missing_key(gotmpl::MissingKey::Error)
+        .func("index", |args: &[Value]| {
+            let (collection, keys) = match args {
+                [collection, keys @ ..] if !keys.is_empty() => (collection, keys),
+                _ => return Err(gotmpl::TemplateError::Exec("wrong number of args for index: want at least 2".into())),
+            };
+            let mut value = collection.clone();
+            for key in keys {
+                value = match &value {
+                    Value::Map(map) => {
+                        let key = key.as_str().unwrap_or_default();
+                        map.get(key).cloned().unwrap_or_else(|| Value::from(""))
+                    }
+                    _ => value.index(key)?,
+                };
+            }
+            Ok(value)
+        })
+        .parse(source)
+        .map_err(|e| e.to_string())
+}
+
+/// Why a query could not be built from a rule.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Error {
+    /// Neither an override nor the label template maps this resource to a label.
+    #[error(
+        "unable to convert resource {0} into a label: the rule has no override for it and no resources.template"
+    )]
+    NoLabelForResource(String),
+    /// The metricsQuery template failed while rendering.
+    #[error("metricsQuery template failed: {0}")]
+    Render(String),
+    /// The metricsQuery template rendered nothing.
+    #[error("empty query produced by metrics query template")]
+    EmptyQuery,
+    /// A matcher could not be expressed in PromQL.
+    #[error(transparent)]
+    Matcher(#[from] crate::promql::Error),
+}
+
+/// Every rule of a rules file, compiled and validated.
+#[derive(Debug, Clone, Default)]
+pub struct RuleSet {
+    /// `rules`: custom metrics.
+    pub custom: Vec<DiscoveryRule>,
+    /// `externalRules`: external metrics.
+    pub external: Vec<DiscoveryRule>,
+    /// `resourceRules`: CPU and memory for `metrics.k8s.io`.
+    pub resource: Option<ResourceRules>,
+}
+
+impl RuleSet {
+    /// The distinct `seriesQuery` strings of custom and external rules, in first-use order:
+    /// discovery sends one request per entry.
+    pub fn distinct_series_queries(&self) -> Vec<&str> {
+        let mut queries: Vec<&str> = Vec::new();
+        for rule in self.custom.iter().chain(&self.external) {
+            if !queries.contains(&rule.series_query.as_str()) {
+                queries.push(&rule.series_query);
+            }
+        }
+        queries
+    }
+}
+
+/// A series name filter (`seriesFilters` entry, or the implicit one from `name.matches`).
+#[derive(Debug, Clone)]
+pub enum SeriesFilter {
+    /// Keep series whose name matches.
+    Is(Regex),
+    /// Keep series whose name does not match.
+    IsNot(Regex),
+}
+
+impl SeriesFilter {
+    /// Whether a series with this name passes (unanchored search, as Go's `MatchString`).
+    pub fn keeps(&self, series_name: &str) -> bool {
+        match self {
+            SeriesFilter::Is(re) => re.is_match(series_name),
+            SeriesFilter::IsNot(re) => !re.is_match(series_name),
+        }
+    }
+}
+
+/// `name.matches` / `name.as`: turns a series name into the API's metric name.
+#[derive(Debug, Clone)]
+pub struct NameMatcher {
+    matches: Regex,
+    as_template: String,
+}
+
+impl NameMatcher {
+    /// Builds a matcher; `as_template` is already defaulted (`$0` or `$1`).
+    pub fn new(matches: Regex, as_template: String) -> Self {
+        Self { matches, as_template }
+    }
+
+    /// The metric name for a series, or `None` when `matches` does not match it.
+    /// Only the expansion of `as` is returned, as Go's `Regexp.Expand` does.
+    pub fn metric_name(&self, series_name: &str) -> Option<String> {
+        let captures = self.matches.captures(series_name)?;
+        let mut out = String::new();
+        captures.expand(&self.as_template, &mut out);
+        Some(out)
+    }
+
+    /// The `matches` regex.
+    pub fn regex(&self) -> &Regex {
+        &self.matches
+    }
+}
+
+/// One `rules` or `externalRules` entry.
+#[derive(Debug, Clone)]
+pub struct DiscoveryRule {
+    /// `seriesQuery`, sent to Prometheus as written.
+    pub series_query: String,
+    /// `seriesQuery`, parsed (used to match series offline).
+    pub series_selector: SeriesSelector,
+    /// `seriesFilters`, then the implicit filter from `name.matches`.
+    pub filters: Vec<SeriesFilter>,
+    /// `resources`.
+    pub resources: ResourceMapping,
+    /// `name`.
+    pub name: NameMatcher,
+    /// `metricsQuery`.
+    pub metrics_query: QueryTemplate,
+}
+
+impl DiscoveryRule {
+    /// The API metric name for a series, or `None` when the series is filtered out.
+    pub fn metric_name_for(&self, series_name: &str) -> Option<String> {
+        if self.filters.iter().all(|f| f.keeps(series_name)) {
+            self.name.metric_name(series_name)
+        } else {
+            None
+        }
+    }
+}
+
+/// `resourceRules`: queries for CPU and memory.
+#[derive(Debug, Clone)]
+pub struct ResourceRules {
+    /// `cpu`.
+    pub cpu: ResourceRule,
+    /// `memory`.
+    pub memory: ResourceRule,
+    /// `window`, reported with each usage sample.
+    pub window: Duration,
+}
+
+/// `resourceRules.cpu` or `resourceRules.memory`.
+#[derive(Debug, Clone)]
+pub struct ResourceRule {
+    /// `containerQuery`, rendered per namespace for pods.
+    pub container_query: QueryTemplate,
+    /// `nodeQuery`, rendered for nodes.
+    pub node_query: QueryTemplate,
+    /// `resources`: must map namespaces, pods and nodes.
+    pub resources: ResourceMapping,
+    /// `containerLabel`.
+    pub container_label: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_use_unanchored_search() {
+        // Reference §4.3.
+        let is = SeriesFilter::Is(Regex::new("my_.*").unwrap());
+        assert!(is.keeps("my_label"));
+        assert!(!is.keeps("your_label"));
+        let is_not = SeriesFilter::IsNot(Regex::new("my_.*").unwrap());
+        assert!(!is_not.keeps("my_label"));
+        assert!(is_not.keeps("your_label"));
+    }
+
+    #[test]
+    fn naming_expands_go_style() {
+        let name = |m: &str, a: &str, s: &str| NameMatcher::new(Regex::new(m).unwrap(), a.into()).metric_name(s);
+        assert_eq!(name("^(.*)_total$", "${1}_per_second", "http_requests_total").unwrap(), "http_requests_per_second");
+        assert_eq!(name("^(.*)_total$", "$1_per_second", "http_requests_total").unwrap(), "");
+        assert_eq!(name("^(.*)_total$", "$1", "http_requests_total").unwrap(), "http_requests");
+        assert_eq!(name("_total", "$0", "http_requests_total").unwrap(), "_total");
+        assert_eq!(name(".*", "foo", "anything").unwrap(), "foo");
+        assert_eq!(name("^(?P<base>.*)_total$", "$base", "a_total").unwrap(), "a");
+        assert_eq!(name("^(.*)_total$", "$$1", "a_total").unwrap(), "$1");
+        assert_eq!(name("^(.*)_total$", "$9", "a_total").unwrap(), "");
+        assert!(name("^(.*)_total$", "$1", "a_count").is_none());
+    }
+}
