@@ -1,6 +1,8 @@
 //! prom-adapter: a Kubernetes custom, external and resource metrics adapter backed by Prometheus.
 
+pub mod config;
 pub mod model;
 pub mod promql;
+pub mod registry;
 pub mod resources;
 pub mod rules;

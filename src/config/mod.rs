@@ -1,0 +1,85 @@
+//! The rules file (raw serde mirror → compiled rules, with every error at once) and the adapter's own settings.
+
+pub mod compile;
+pub mod raw;
+pub mod settings;
+
+use std::path::Path;
+
+pub use compile::Diagnostic;
+
+use crate::rules::RuleSet;
+
+/// Why a rules file could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The file could not be read.
+    #[error("cannot read rules file {path}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The IO error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid YAML, or does not fit the schema (unknown key, wrong type).
+    #[error("{path}:{line}:{column}: {message}")]
+    Yaml {
+        /// The file.
+        path: String,
+        /// 1-based line (0 when unknown).
+        line: u64,
+        /// 1-based column (0 when unknown).
+        column: u64,
+        /// The parser's message.
+        message: String,
+    },
+    /// The file parsed but some values are invalid; every problem is listed.
+    #[error("{path}: {} invalid value(s):\n{}", .diagnostics.len(), render_diagnostics(.path, .diagnostics))]
+    Invalid {
+        /// The file.
+        path: String,
+        /// Every problem found.
+        diagnostics: Vec<Diagnostic>,
+    },
+}
+
+fn render_diagnostics(path: &str, diagnostics: &[Diagnostic]) -> String {
+    diagnostics.iter().map(|d| format!("  {path}:{d}")).collect::<Vec<_>>().join("\n")
+}
+
+/// Reads and compiles a rules file.
+pub fn load_rules(path: &Path) -> Result<RuleSet, Error> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Read { path: path.display().to_string(), source })?;
+    parse_rules(&text, &path.display().to_string())
+}
+
+/// Parses and compiles rules-file text; `origin` names the file in errors.
+pub fn parse_rules(text: &str, origin: &str) -> Result<RuleSet, Error> {
+    let raw: raw::RawRules = if text.trim().is_empty() {
+        raw::RawRules::default()
+    } else {
+        serde_saphyr::from_str(text).map_err(|e| {
+            let location = e.location();
+            Error::Yaml {
+                path: origin.to_owned(),
+                line: location.map_or(0, |l| l.line()),
+                column: location.map_or(0, |l| l.column()),
+                message: yaml_message(&e),
+            }
+        })?
+    };
+    compile::compile(&raw).map_err(|diagnostics| Error::Invalid { path: origin.to_owned(), diagnostics })
+}
+
+/// The parser's message without the source snippet it appends (we print the position ourselves).
+fn yaml_message(error: &serde_saphyr::Error) -> String {
+    let text = error.to_string();
+    let first = text.lines().next().unwrap_or_default();
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    // Drop a leading "line N column M: " that repeats the position.
+    match first.split_once(": ") {
+        Some((position, rest)) if position.starts_with("line ") && position.contains(" column ") => rest.to_owned(),
+        _ => first.to_owned(),
+    }
+}
