@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod model;
+pub mod prometheus;
 pub mod promql;
 pub mod registry;
 pub mod resources;

@@ -1,0 +1,410 @@
+//! Outbound Prometheus client: series discovery, label values and instant queries, with auth, TLS and timeouts.
+
+mod series;
+
+pub use series::{SeriesAnswer, decode_series};
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
+
+use futures_util::StreamExt;
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
+
+use crate::registry::SeriesShape;
+
+/// Queries longer than this (URL-encoded) go by POST even when GET is configured: proxies and
+/// Prometheus' own limits reject long URLs with 414.
+pub const MAX_GET_QUERY_BYTES: usize = 8 * 1024;
+
+/// Why a Prometheus call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Prometheus could not be reached, timed out, or answered 5xx: worth retrying.
+    #[error("Prometheus at {url} is unavailable: {reason}")]
+    Unavailable {
+        /// The base URL.
+        url: String,
+        /// What happened.
+        reason: String,
+    },
+    /// Prometheus answered with an API error (e.g. `bad_data` for an invalid query).
+    #[error("Prometheus rejected the request: {error_type}: {message}")]
+    Rejected {
+        /// `errorType`.
+        error_type: String,
+        /// `error`.
+        message: String,
+    },
+    /// The answer was not what the Prometheus API promises.
+    #[error("unexpected answer from Prometheus: {0}")]
+    Decode(String),
+    /// The client could not be configured.
+    #[error("invalid Prometheus client settings: {0}")]
+    Config(String),
+}
+
+impl Error {
+    /// Whether the failure means Prometheus is unavailable (as opposed to a bad request).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Error::Unavailable { .. })
+    }
+}
+
+/// HTTP verb for queries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verb {
+    /// GET, with POST for long queries.
+    Get,
+    /// Always POST (form-encoded).
+    Post,
+}
+
+/// Client settings, from flags.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Base URL (`http://prometheus:9090`, may include a path prefix).
+    pub url: String,
+    /// Timeout for every call.
+    pub timeout: Duration,
+    /// Extra headers, e.g. `X-Scope-OrgID`.
+    pub headers: Vec<(String, String)>,
+    /// File holding a bearer token, re-read when it changes.
+    pub token_file: Option<PathBuf>,
+    /// PEM CA bundle to verify Prometheus.
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate and key for mutual TLS.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+    /// GET or POST.
+    pub verb: Verb,
+}
+
+/// One sample of a query result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// The sample's labels.
+    pub labels: HashMap<String, String>,
+    /// The value.
+    pub value: f64,
+    /// Evaluation timestamp (Unix seconds).
+    pub timestamp: f64,
+}
+
+/// An instant query's result.
+#[derive(Debug, Clone, PartialEq)]
+pub enum QueryResult {
+    /// An instant vector.
+    Vector(Vec<Sample>),
+    /// A scalar.
+    Scalar(Sample),
+    /// A range vector (not usable by the metrics APIs).
+    Matrix,
+}
+
+/// The Prometheus client. Cheap to clone.
+#[derive(Clone)]
+pub struct Client {
+    inner: prometheus_http_query::Client,
+    base: reqwest::Url,
+    config: std::sync::Arc<ClientConfig>,
+    token: std::sync::Arc<Option<TokenFile>>,
+}
+
+impl Client {
+    /// Builds a client; fails on an invalid URL or unreadable TLS files.
+    pub fn new(config: ClientConfig) -> Result<Self, Error> {
+        let mut builder = reqwest::Client::builder().timeout(config.timeout).connect_timeout(config.timeout.min(Duration::from_secs(10)));
+        let mut headers = HeaderMap::new();
+        for (name, value) in &config.headers {
+            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|e| Error::Config(format!("header name {name:?}: {e}")))?;
+            let value = HeaderValue::from_str(value).map_err(|e| Error::Config(format!("header {name} value: {e}")))?;
+            headers.append(name, value);
+        }
+        builder = builder.default_headers(headers);
+        if let Some(ca) = &config.ca_file {
+            let pem = read(ca, "--prometheus-ca-file")?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| Error::Config(format!("--prometheus-ca-file {}: {e}", ca.display())))?;
+            if certs.is_empty() {
+                return Err(Error::Config(format!("no certificates found in --prometheus-ca-file {}", ca.display())));
+            }
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        if let Some((cert, key)) = &config.client_cert {
+            let mut pem = read(cert, "--prometheus-client-tls-cert-file")?;
+            pem.extend(read(key, "--prometheus-client-tls-key-file")?);
+            let identity = reqwest::Identity::from_pem(&pem)
+                .map_err(|e| Error::Config(format!("client certificate {} / key {}: {e}", cert.display(), key.display())))?;
+            builder = builder.identity(identity);
+        }
+        let http = builder.build().map_err(|e| Error::Config(e.to_string()))?;
+        let inner = prometheus_http_query::Client::from(http, &config.url)
+            .map_err(|e| Error::Config(format!("--prometheus-url {:?}: {e}", config.url)))?;
+        let mut base = reqwest::Url::parse(&config.url).map_err(|e| Error::Config(format!("--prometheus-url {:?}: {e}", config.url)))?;
+        if !base.path().ends_with('/') {
+            let path = format!("{}/", base.path());
+            base.set_path(&path);
+        }
+        let token = match &config.token_file {
+            Some(path) => {
+                let file = TokenFile::new(path.clone());
+                file.current().map_err(|e| Error::Config(format!("--prometheus-token-file {}: {e}", path.display())))?;
+                Some(file)
+            }
+            None => None,
+        };
+        Ok(Self { inner, base, config: std::sync::Arc::new(config), token: std::sync::Arc::new(token) })
+    }
+
+    /// The configured base URL.
+    pub fn url(&self) -> &str {
+        &self.config.url
+    }
+
+    fn auth_header(&self) -> Result<Option<HeaderValue>, Error> {
+        let Some(token) = self.token.as_ref() else { return Ok(None) };
+        let value = token.current().map_err(|e| Error::Config(format!("cannot read bearer token: {e}")))?;
+        let mut header = HeaderValue::from_str(&format!("Bearer {value}"))
+            .map_err(|_| Error::Config("the bearer token contains characters not allowed in a header".into()))?;
+        header.set_sensitive(true);
+        Ok(Some(header))
+    }
+
+    fn unavailable(&self, reason: impl std::fmt::Display) -> Error {
+        Error::Unavailable { url: self.config.url.clone(), reason: reason.to_string() }
+    }
+
+    /// Sends a form to an API path by GET (or POST when configured or when too long).
+    async fn send(&self, path: &str, params: &[(&str, String)]) -> Result<reqwest::Response, Error> {
+        let url = self.base.join(path).map_err(|e| Error::Config(e.to_string()))?;
+        let encoded_len: usize = params.iter().map(|(k, v)| k.len() + v.len() * 3 + 2).sum();
+        let http = self.inner.inner();
+        let mut request = if self.config.verb == Verb::Post || encoded_len > MAX_GET_QUERY_BYTES {
+            http.post(url).form(params)
+        } else {
+            http.get(url).query(params)
+        };
+        if let Some(auth) = self.auth_header()? {
+            request = request.header(AUTHORIZATION, auth);
+        }
+        let response = request.send().await.map_err(|e| self.unavailable(describe(&e)))?;
+        let status = response.status();
+        if status.is_server_error() && status.as_u16() != 503 || status.as_u16() == 429 {
+            return Err(self.unavailable(format!("HTTP {status}")));
+        }
+        Ok(response)
+    }
+
+    /// Lists the distinct series shapes matching `selector` between `start` and `end` (Unix
+    /// seconds), decoding the answer as it streams in.
+    pub async fn series_shapes(&self, selector: &str, start: f64, end: f64) -> Result<(Vec<SeriesShape>, u64), Error> {
+        let params = [("match[]", selector.to_owned()), ("start", format_time(start)), ("end", format_time(end))];
+        let response = self.send("api/v1/series", &params).await?;
+        let status = response.status();
+        let (sender, receiver) = std::sync::mpsc::sync_channel::<Result<bytes::Bytes, String>>(8);
+        let decoder = tokio::task::spawn_blocking(move || decode_series(ChannelReader { receiver, current: bytes::Bytes::new() }));
+        let mut stream = response.bytes_stream();
+        let mut transfer_error = None;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| describe(&e));
+            let failed = chunk.is_err();
+            if let Err(e) = &chunk {
+                transfer_error = Some(e.clone());
+            }
+            // A closed channel means the decoder stopped early (malformed body): stop sending.
+            if sender.send(chunk).is_err() || failed {
+                break;
+            }
+        }
+        drop(sender);
+        let decoded = decoder.await.map_err(|e| Error::Decode(format!("series decoder failed: {e}")))?;
+        if let Some(reason) = transfer_error {
+            return Err(self.unavailable(format!("reading the series answer failed: {reason}")));
+        }
+        match decoded {
+            Ok(SeriesAnswer::Success { shapes, series }) => Ok((shapes, series)),
+            Ok(SeriesAnswer::Error { error_type, message }) => Err(Error::Rejected { error_type, message }),
+            Err(e) if status.is_success() => Err(Error::Decode(format!("series answer: {e}"))),
+            Err(_) => Err(self.unavailable(format!("HTTP {status} without a Prometheus API body"))),
+        }
+    }
+
+    /// Values of `label` on series matching `selector` between `start` and `end`.
+    pub async fn label_values(&self, label: &str, selector: &str, start: f64, end: f64) -> Result<Vec<String>, Error> {
+        #[derive(serde::Deserialize)]
+        struct Answer {
+            status: String,
+            #[serde(default)]
+            data: Option<Vec<String>>,
+            #[serde(default, rename = "errorType")]
+            error_type: String,
+            #[serde(default)]
+            error: String,
+        }
+        let params = [("match[]", selector.to_owned()), ("start", format_time(start)), ("end", format_time(end))];
+        let path = format!("api/v1/label/{label}/values");
+        let response = self.send(&path, &params).await?;
+        let status = response.status();
+        let body = response.bytes().await.map_err(|e| self.unavailable(describe(&e)))?;
+        let answer: Answer = serde_json::from_slice(&body).map_err(|e| {
+            if status.is_success() { Error::Decode(format!("label values: {e}")) } else { self.unavailable(format!("HTTP {status}")) }
+        })?;
+        if answer.status == "success" {
+            Ok(answer.data.unwrap_or_default())
+        } else {
+            Err(Error::Rejected { error_type: answer.error_type, message: answer.error })
+        }
+    }
+
+    /// Runs an instant query at `time` (Unix seconds).
+    pub async fn query(&self, promql: &str, time: f64) -> Result<QueryResult, Error> {
+        use prometheus_http_query::Error as PhqError;
+        let timeout_ms = self.config.timeout.as_millis().min(i64::MAX as u128) as i64;
+        let mut builder = self.inner.query(promql).query("time", format_time(time)).timeout(timeout_ms);
+        if let Some(auth) = self.auth_header()? {
+            builder = builder.header(AUTHORIZATION, auth);
+        }
+        let too_long = promql.len() * 3 > MAX_GET_QUERY_BYTES;
+        let result = if self.config.verb == Verb::Post || too_long { builder.post().await } else { builder.get().await };
+        let data = match result {
+            Ok(result) => result.into_inner().0,
+            Err(PhqError::Prometheus(e)) if e.is_timeout() || e.error_type().to_string() == "unavailable" => {
+                return Err(self.unavailable(format!("{}: {}", e.error_type(), e.message())));
+            }
+            Err(PhqError::Prometheus(e)) => {
+                return Err(Error::Rejected { error_type: e.error_type().to_string(), message: e.message().to_owned() });
+            }
+            Err(PhqError::Client(e)) => return Err(self.unavailable(client_reason(&e))),
+            Err(other) => return Err(Error::Decode(other.to_string())),
+        };
+        use prometheus_http_query::response::Data;
+        Ok(match data {
+            Data::Vector(vector) => QueryResult::Vector(
+                vector
+                    .into_iter()
+                    .map(|v| {
+                        let (labels, sample) = v.into_inner();
+                        Sample { labels, value: sample.value(), timestamp: sample.timestamp() }
+                    })
+                    .collect(),
+            ),
+            Data::Scalar(sample) => {
+                QueryResult::Scalar(Sample { labels: HashMap::new(), value: sample.value(), timestamp: sample.timestamp() })
+            }
+            Data::Matrix(_) => QueryResult::Matrix,
+        })
+    }
+}
+
+fn client_reason(error: &prometheus_http_query::error::ClientError) -> String {
+    use std::error::Error as _;
+    match error.source() {
+        Some(source) => format!("{error}: {source}"),
+        None => error.to_string(),
+    }
+}
+
+/// Describes a transport error without the full URL (which would repeat the query).
+fn describe(error: &reqwest::Error) -> String {
+    use std::error::Error as _;
+    let kind = if error.is_timeout() {
+        "timed out"
+    } else if error.is_connect() {
+        "connection failed"
+    } else if let Some(status) = error.status() {
+        return format!("HTTP {status}");
+    } else {
+        "request failed"
+    };
+    let mut source = error.source();
+    let mut detail = String::new();
+    while let Some(s) = source {
+        detail = s.to_string();
+        source = s.source();
+    }
+    if detail.is_empty() { kind.to_owned() } else { format!("{kind}: {detail}") }
+}
+
+/// Formats Unix seconds as Prometheus accepts them, with millisecond precision.
+pub fn format_time(seconds: f64) -> String {
+    let text = format!("{seconds:.3}");
+    text.trim_end_matches('0').trim_end_matches('.').to_owned()
+}
+
+fn read(path: &Path, flag: &str) -> Result<Vec<u8>, Error> {
+    std::fs::read(path).map_err(|e| Error::Config(format!("{flag} {}: {e}", path.display())))
+}
+
+/// Adapts a channel of body chunks to `std::io::Read` for the blocking decoder.
+struct ChannelReader {
+    receiver: std::sync::mpsc::Receiver<Result<bytes::Bytes, String>>,
+    current: bytes::Bytes,
+}
+
+impl std::io::Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.current.is_empty() {
+            match self.receiver.recv() {
+                Ok(Ok(chunk)) => self.current = chunk,
+                Ok(Err(e)) => return Err(std::io::Error::other(e)),
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current.split_to(n));
+        Ok(n)
+    }
+}
+
+/// A bearer token file, re-read when its modification time or size changes (projected
+/// service-account tokens rotate in place).
+struct TokenFile {
+    path: PathBuf,
+    cached: Mutex<Option<(SystemTime, u64, Instant, String)>>,
+}
+
+impl TokenFile {
+    fn new(path: PathBuf) -> Self {
+        Self { path, cached: Mutex::new(None) }
+    }
+
+    fn current(&self) -> std::io::Result<String> {
+        let meta = std::fs::metadata(&self.path)?;
+        let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+        let mut cached = self.cached.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((m, len, _, token)) = cached.as_ref() {
+            if *m == modified && *len == meta.len() {
+                return Ok(token.clone());
+            }
+        }
+        let token = std::fs::read_to_string(&self.path)?.trim().to_owned();
+        *cached = Some((modified, meta.len(), Instant::now(), token.clone()));
+        Ok(token)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_are_formatted_like_prometheus_expects() {
+        assert_eq!(format_time(1_565_786_045.323), "1565786045.323");
+        assert_eq!(format_time(1_565_786_045.0), "1565786045");
+        assert_eq!(format_time(12.5), "12.5");
+    }
+
+    #[test]
+    fn token_file_is_reread_when_it_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "first\n").unwrap();
+        let file = TokenFile::new(path.clone());
+        assert_eq!(file.current().unwrap(), "first");
+        std::fs::write(&path, "second-token").unwrap();
+        assert_eq!(file.current().unwrap(), "second-token");
+    }
+}
