@@ -4,6 +4,8 @@ pub mod config;
 pub mod model;
 pub mod prometheus;
 pub mod promql;
+pub mod provider;
 pub mod registry;
 pub mod resources;
+pub mod telemetry;
 pub mod rules;

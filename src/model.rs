@@ -1,5 +1,6 @@
 //! Shared vocabulary: group-resources, metric identities, Kubernetes quantities, times and durations.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;
 
@@ -48,6 +49,28 @@ pub struct CustomMetricInfo {
     pub namespaced: bool,
     /// The metric's API name.
     pub metric: String,
+}
+
+/// One sample of a query result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// The sample's labels.
+    pub labels: HashMap<String, String>,
+    /// The value.
+    pub value: f64,
+    /// Evaluation timestamp (Unix seconds).
+    pub timestamp: f64,
+}
+
+/// An instant query's result.
+#[derive(Debug, Clone, PartialEq)]
+pub enum QueryResult {
+    /// An instant vector.
+    Vector(Vec<Sample>),
+    /// A scalar.
+    Scalar(Sample),
+    /// A range vector (not usable by the metrics APIs).
+    Matrix,
 }
 
 /// How a quantity is printed: decimal SI suffixes (`k`, `M`, `m`) or binary ones (`Ki`, `Mi`).

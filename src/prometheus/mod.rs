@@ -7,11 +7,12 @@ pub use series::{SeriesAnswer, decode_series};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use futures_util::StreamExt;
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 
+use crate::model::{QueryResult, Sample};
 use crate::registry::SeriesShape;
 
 /// Queries longer than this (URL-encoded) go by POST even when GET is configured: proxies and
@@ -78,28 +79,6 @@ pub struct ClientConfig {
     pub client_cert: Option<(PathBuf, PathBuf)>,
     /// GET or POST.
     pub verb: Verb,
-}
-
-/// One sample of a query result.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Sample {
-    /// The sample's labels.
-    pub labels: HashMap<String, String>,
-    /// The value.
-    pub value: f64,
-    /// Evaluation timestamp (Unix seconds).
-    pub timestamp: f64,
-}
-
-/// An instant query's result.
-#[derive(Debug, Clone, PartialEq)]
-pub enum QueryResult {
-    /// An instant vector.
-    Vector(Vec<Sample>),
-    /// A scalar.
-    Scalar(Sample),
-    /// A range vector (not usable by the metrics APIs).
-    Matrix,
 }
 
 /// The Prometheus client. Cheap to clone.
@@ -363,7 +342,7 @@ impl std::io::Read for ChannelReader {
 /// service-account tokens rotate in place).
 struct TokenFile {
     path: PathBuf,
-    cached: Mutex<Option<(SystemTime, u64, Instant, String)>>,
+    cached: Mutex<Option<(SystemTime, u64, String)>>,
 }
 
 impl TokenFile {
@@ -375,13 +354,13 @@ impl TokenFile {
         let meta = std::fs::metadata(&self.path)?;
         let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
         let mut cached = self.cached.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((m, len, _, token)) = cached.as_ref() {
+        if let Some((m, len, token)) = cached.as_ref() {
             if *m == modified && *len == meta.len() {
                 return Ok(token.clone());
             }
         }
         let token = std::fs::read_to_string(&self.path)?.trim().to_owned();
-        *cached = Some((modified, meta.len(), Instant::now(), token.clone()));
+        *cached = Some((modified, meta.len(), token.clone()));
         Ok(token)
     }
 }
@@ -406,5 +385,56 @@ mod tests {
         assert_eq!(file.current().unwrap(), "first");
         std::fs::write(&path, "second-token").unwrap();
         assert_eq!(file.current().unwrap(), "second-token");
+    }
+}
+
+/// The client as the providers see it, with every call counted and timed.
+pub struct InstrumentedClient {
+    client: Client,
+    metrics: std::sync::Arc<crate::telemetry::Metrics>,
+}
+
+impl InstrumentedClient {
+    /// Wraps a client.
+    pub fn new(client: Client, metrics: std::sync::Arc<crate::telemetry::Metrics>) -> Self {
+        Self { client, metrics }
+    }
+
+    async fn observe<T>(&self, endpoint: &str, call: impl std::future::Future<Output = Result<T, Error>>) -> Result<T, crate::provider::BackendError> {
+        use crate::provider::BackendError;
+        let started = std::time::Instant::now();
+        let result = call.await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(e) if e.is_unavailable() => "unavailable",
+            Err(_) => "error",
+        };
+        self.metrics.record_prometheus_call(endpoint, outcome, started.elapsed());
+        result.map_err(|e| if e.is_unavailable() { BackendError::Unavailable(e.to_string()) } else { BackendError::Failed(e.to_string()) })
+    }
+}
+
+impl crate::provider::MetricsBackend for InstrumentedClient {
+    fn series_shapes<'a>(
+        &'a self,
+        selector: &'a str,
+        start: f64,
+        end: f64,
+    ) -> futures_util::future::BoxFuture<'a, Result<(Vec<SeriesShape>, u64), crate::provider::BackendError>> {
+        Box::pin(self.observe("/api/v1/series", self.client.series_shapes(selector, start, end)))
+    }
+
+    fn label_values<'a>(
+        &'a self,
+        label: &'a str,
+        selector: &'a str,
+        start: f64,
+        end: f64,
+    ) -> futures_util::future::BoxFuture<'a, Result<Vec<String>, crate::provider::BackendError>> {
+        Box::pin(self.observe("/api/v1/label/values", self.client.label_values(label, selector, start, end)))
+    }
+
+    fn query<'a>(&'a self, promql: &'a str, time: f64) -> futures_util::future::BoxFuture<'a, Result<QueryResult, crate::provider::BackendError>> {
+        Box::pin(self.observe("/api/v1/query", self.client.query(promql, time)))
     }
 }

@@ -3,7 +3,7 @@
 mod labels;
 mod selector;
 
-pub use labels::{LabelSelector, Operator, Requirement};
+pub use labels::{LabelSelector, LabelSelectorJson, Operator, Requirement};
 pub use selector::{Series, SeriesSelector};
 
 use std::fmt;

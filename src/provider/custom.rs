@@ -1,0 +1,229 @@
+//! Custom metrics: one object by name, or every object of a selector, resolved through the registry and Prometheus.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{BackendError, MetricsBackend, SharedSnapshot};
+use crate::model::{GroupResource, QuantityFormat, QueryResult, quantity_from_f64};
+use crate::promql::{LabelMatcher, LabelSelector, LabelSelectorJson, MatchOp};
+use crate::rules::{self, QueryRequest, build_custom_query};
+
+/// Which objects a request is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ObjectName {
+    /// One object (`…/pods/web-1/metric`).
+    Named(String),
+    /// Every object matching the label selector (`…/pods/*/metric`).
+    All,
+}
+
+/// A custom metrics request, parsed from the URL.
+#[derive(Debug, Clone)]
+pub struct CustomRequest {
+    /// The resource as written in the URL (`pods`, `deployments.apps`).
+    pub resource: String,
+    /// The namespace for namespaced resources.
+    pub namespace: Option<String>,
+    /// The object(s).
+    pub name: ObjectName,
+    /// The metric.
+    pub metric: String,
+    /// `labelSelector`: selects objects when the name is `*`.
+    pub label_selector: LabelSelector,
+    /// `metricLabelSelector`: narrows the series.
+    pub metric_selector: LabelSelector,
+}
+
+/// The object a value describes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DescribedObject {
+    /// Kind, e.g. `Pod`.
+    pub kind: String,
+    /// Namespace, for namespaced objects.
+    pub namespace: Option<String>,
+    /// Name.
+    pub name: String,
+    /// `group/version` (`v1` for core).
+    pub api_version: String,
+}
+
+/// One value of a custom metric.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricValue {
+    /// The object.
+    pub object: DescribedObject,
+    /// The metric name.
+    pub metric: String,
+    /// The value as a Kubernetes quantity.
+    pub value: String,
+    /// `metricLabelSelector`, echoed.
+    pub selector: Option<LabelSelectorJson>,
+}
+
+/// Why a custom metrics request failed; the API turns each into a `Status`.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Error {
+    /// No such metric for this resource and scope.
+    #[error("the server could not find the metric {metric} for {resource}")]
+    MetricNotFound {
+        /// The metric.
+        metric: String,
+        /// The resource as written in the request.
+        resource: String,
+    },
+    /// The metric exists but has no value for this object.
+    #[error("the server could not find the metric {metric} for {resource} {name}")]
+    ObjectNotFound {
+        /// The metric.
+        metric: String,
+        /// The resource as written in the request.
+        resource: String,
+        /// The object.
+        name: String,
+    },
+    /// The request cannot be answered as asked (bad selector, unsupported in this mode).
+    #[error("{0}")]
+    BadRequest(String),
+    /// Prometheus is unavailable.
+    #[error("unable to fetch metrics: {0}")]
+    Unavailable(String),
+    /// Prometheus failed the query, or the value cannot be represented.
+    #[error("unable to fetch metrics: {0}")]
+    Internal(String),
+}
+
+/// The custom metrics service.
+#[derive(Clone)]
+pub struct CustomMetrics {
+    snapshot: SharedSnapshot,
+    backend: Arc<dyn MetricsBackend>,
+    max_age: Duration,
+}
+
+impl CustomMetrics {
+    /// A service reading the shared snapshot. Without a cluster, `*` selects the objects
+    /// Prometheus has series for within `max_age`.
+    pub fn new(snapshot: SharedSnapshot, backend: Arc<dyn MetricsBackend>, max_age: Duration) -> Self {
+        Self { snapshot, backend, max_age }
+    }
+
+    /// The shared snapshot (for discovery documents).
+    pub fn snapshot(&self) -> &SharedSnapshot {
+        &self.snapshot
+    }
+
+    /// Answers one request at time `now` (Unix seconds).
+    pub async fn get(&self, request: &CustomRequest, now: f64) -> Result<Vec<MetricValue>, Error> {
+        let snapshot = self.snapshot.load_full();
+        let not_found = || Error::MetricNotFound { metric: request.metric.clone(), resource: request.resource.clone() };
+        let info = snapshot.table.resolve(&GroupResource::parse(&request.resource)).ok_or_else(not_found)?;
+        let resource = info.group_resource();
+        let source = snapshot
+            .registry
+            .custom(&resource, request.namespace.is_some(), &request.metric)
+            .ok_or_else(not_found)?
+            .clone();
+        let rule = &snapshot.rules.custom[source.rule];
+        let label = rule.resources.label_for_resource(&resource, &snapshot.table).map_err(|_| not_found())?;
+
+        let names = match &request.name {
+            ObjectName::Named(name) => vec![name.clone()],
+            ObjectName::All => {
+                if !request.label_selector.is_empty() {
+                    return Err(Error::BadRequest(
+                        "labelSelector needs a cluster to list objects; this adapter runs with --standalone".into(),
+                    ));
+                }
+                let names = self.names_in_prometheus(rule, &snapshot.table, &source.series, &label, request, now).await?;
+                if names.is_empty() {
+                    return Err(not_found());
+                }
+                names
+            }
+        };
+
+        let query_request = QueryRequest {
+            namespace: request.namespace.as_deref(),
+            metric_selector: &request.metric_selector,
+            names: &names,
+        };
+        let query = build_custom_query(rule, &snapshot.table, &source.series, &resource, &query_request).map_err(|e| match e {
+            rules::Error::Matcher(e) => Error::BadRequest(e.to_string()),
+            _ => not_found(),
+        })?;
+        tracing::debug!(%query, "custom metric query");
+        let samples = match self.backend.query(&query, now).await.map_err(backend_error)? {
+            QueryResult::Vector(samples) => samples,
+            _ => return Err(Error::Internal(format!("query {query:?} did not return an instant vector"))),
+        };
+        let mut by_name: HashMap<&str, f64> = HashMap::with_capacity(samples.len());
+        for sample in &samples {
+            if let Some(name) = sample.labels.get(&label) {
+                by_name.insert(name.as_str(), sample.value);
+            }
+        }
+        let selector = request.metric_selector.to_json();
+        let mut values = Vec::with_capacity(names.len());
+        for name in &names {
+            let Some(&raw) = by_name.get(name.as_str()) else { continue };
+            let value = match quantity_from_f64(raw, QuantityFormat::DecimalSi) {
+                Ok(value) => value,
+                Err(e) if request.name == ObjectName::All => {
+                    tracing::warn!(resource = %resource, object = %name, metric = %request.metric, error = %e, "skipping unrepresentable value");
+                    continue;
+                }
+                Err(e) => return Err(Error::Internal(format!("{} {name}: {e}", resource))),
+            };
+            values.push(MetricValue {
+                object: DescribedObject {
+                    kind: info.kind.clone(),
+                    namespace: request.namespace.clone(),
+                    name: name.clone(),
+                    api_version: info.api_version(),
+                },
+                metric: request.metric.clone(),
+                value,
+                selector: selector.clone(),
+            });
+        }
+        if let ObjectName::Named(name) = &request.name {
+            if values.is_empty() {
+                return Err(Error::ObjectNotFound { metric: request.metric.clone(), resource: request.resource.clone(), name: name.clone() });
+            }
+        }
+        Ok(values)
+    }
+
+    /// Without a cluster there is no object list: use the object names Prometheus has for the series.
+    async fn names_in_prometheus(
+        &self,
+        rule: &rules::DiscoveryRule,
+        table: &crate::resources::ResourceTable,
+        series: &str,
+        label: &str,
+        request: &CustomRequest,
+        now: f64,
+    ) -> Result<Vec<String>, Error> {
+        let mut matchers = vec![LabelMatcher::new("__name__", MatchOp::Equal, series).map_err(|e| Error::Internal(e.to_string()))?];
+        if let Some(namespace) = &request.namespace {
+            let ns_label = rule
+                .resources
+                .label_for_resource(&GroupResource::new("", "namespaces"), table)
+                .map_err(|_| Error::MetricNotFound { metric: request.metric.clone(), resource: request.resource.clone() })?;
+            matchers.push(LabelMatcher::new(&ns_label, MatchOp::Equal, namespace.as_str()).map_err(|e| Error::Internal(e.to_string()))?);
+        }
+        let selector = format!("{{{}}}", crate::promql::join_matchers(&matchers));
+        let start = now - self.max_age.as_secs_f64().max(60.0);
+        let mut names = self.backend.label_values(label, &selector, start, now).await.map_err(backend_error)?;
+        names.sort();
+        Ok(names)
+    }
+}
+
+fn backend_error(error: BackendError) -> Error {
+    match error {
+        BackendError::Unavailable(e) => Error::Unavailable(e),
+        BackendError::Failed(e) => Error::Internal(e),
+    }
+}

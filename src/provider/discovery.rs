@@ -1,0 +1,113 @@
+//! The discovery loop: lists series per distinct `seriesQuery`, keeps each query's last good answer, and swaps in a new registry.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use super::{MetricsBackend, SharedSnapshot, Snapshot, unix_now};
+use crate::registry::{Registry, SeriesShape};
+use crate::telemetry::Metrics;
+
+/// Discovery settings.
+#[derive(Debug, Clone, Copy)]
+pub struct DiscoveryConfig {
+    /// Pause between relists.
+    pub relist_interval: Duration,
+    /// How far back series are listed (`start = now - max_age`).
+    pub max_age: Duration,
+}
+
+/// Whether discovery has produced a complete registry yet (drives `/readyz`).
+#[derive(Debug, Default)]
+pub struct Readiness(AtomicBool);
+
+impl Readiness {
+    /// True once every `seriesQuery` has been answered at least once.
+    pub fn is_ready(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// Runs discovery for one rule set.
+pub struct Discovery {
+    backend: Arc<dyn MetricsBackend>,
+    snapshot: SharedSnapshot,
+    config: DiscoveryConfig,
+    metrics: Arc<Metrics>,
+    readiness: Arc<Readiness>,
+    last_good: HashMap<String, Arc<Vec<SeriesShape>>>,
+}
+
+impl Discovery {
+    /// A discovery loop publishing into `snapshot` (whose rules and table it uses).
+    pub fn new(
+        backend: Arc<dyn MetricsBackend>,
+        snapshot: SharedSnapshot,
+        config: DiscoveryConfig,
+        metrics: Arc<Metrics>,
+        readiness: Arc<Readiness>,
+    ) -> Self {
+        Self { backend, snapshot, config, metrics, readiness, last_good: HashMap::new() }
+    }
+
+    /// Relists forever: once now, then `relist_interval` after each run ends.
+    pub async fn run(mut self) {
+        loop {
+            self.relist_once().await;
+            tokio::time::sleep(self.config.relist_interval).await;
+        }
+    }
+
+    /// One relist: every distinct `seriesQuery` concurrently; a failing query keeps its last good
+    /// answer, and the new registry replaces the old one in a single swap.
+    pub async fn relist_once(&mut self) {
+        let started = Instant::now();
+        let current = self.snapshot.load_full();
+        let now = unix_now();
+        let start = now - self.config.max_age.as_secs_f64();
+        let queries: Vec<String> = current.rules.distinct_series_queries().into_iter().map(str::to_owned).collect();
+        let backend = &self.backend;
+        let answers = futures_util::future::join_all(queries.iter().map(|query| async move {
+            let began = Instant::now();
+            let result = backend.series_shapes(query, start, now).await;
+            (query, result, began.elapsed())
+        }))
+        .await;
+        let mut failures = 0usize;
+        let mut series_total = 0u64;
+        for (query, result, elapsed) in answers {
+            match result {
+                Ok((shapes, series)) => {
+                    series_total += series;
+                    tracing::debug!(series_query = %query, series, shapes = shapes.len(), elapsed_ms = elapsed.as_millis() as u64, "listed series");
+                    self.last_good.insert(query.clone(), Arc::new(shapes));
+                }
+                Err(error) => {
+                    failures += 1;
+                    let kept = self.last_good.contains_key(query);
+                    tracing::warn!(series_query = %query, %error, kept_last_good = kept, "series listing failed");
+                }
+            }
+        }
+        self.last_good.retain(|query, _| queries.contains(query));
+        let registry = Registry::build(&current.rules, &self.last_good, &current.table);
+        let shapes: usize = self.last_good.values().map(|s| s.len()).sum();
+        self.metrics.record_discovery(started.elapsed(), failures, series_total, shapes, &registry, now);
+        tracing::info!(
+            custom_metrics = registry.custom_len(),
+            external_metrics = registry.external_len(),
+            failed_queries = failures,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "discovery finished"
+        );
+        self.snapshot.store(Arc::new(Snapshot {
+            rules: current.rules.clone(),
+            table: current.table.clone(),
+            registry: Arc::new(registry),
+        }));
+        if queries.iter().all(|q| self.last_good.contains_key(q)) {
+            self.readiness.0.store(true, Ordering::Release);
+        }
+    }
+}

@@ -1,0 +1,55 @@
+//! The services behind the APIs: discovery, and custom metrics lookups; IO only through the `MetricsBackend` trait.
+
+pub mod custom;
+pub mod discovery;
+
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+
+use crate::model::QueryResult;
+use crate::registry::{Registry, SeriesShape};
+use crate::resources::ResourceTable;
+use crate::rules::RuleSet;
+
+/// Why the metrics backend failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BackendError {
+    /// The backend is unreachable or overloaded (the API answers 503).
+    #[error("{0}")]
+    Unavailable(String),
+    /// The backend refused or failed the request (the API answers 500).
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// What the providers need from Prometheus (implemented by `prometheus::Client`, faked in tests).
+pub trait MetricsBackend: Send + Sync + 'static {
+    /// Distinct series shapes for a selector in `[start, end]`, and the number of series read.
+    fn series_shapes<'a>(&'a self, selector: &'a str, start: f64, end: f64)
+    -> BoxFuture<'a, Result<(Vec<SeriesShape>, u64), BackendError>>;
+    /// Values of a label on series matching a selector in `[start, end]`.
+    fn label_values<'a>(&'a self, label: &'a str, selector: &'a str, start: f64, end: f64)
+    -> BoxFuture<'a, Result<Vec<String>, BackendError>>;
+    /// An instant query at `time`.
+    fn query<'a>(&'a self, promql: &'a str, time: f64) -> BoxFuture<'a, Result<QueryResult, BackendError>>;
+}
+
+/// Everything a request needs from discovery, swapped as one unit.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// The compiled rules.
+    pub rules: Arc<RuleSet>,
+    /// The resource table the registry was built with.
+    pub table: Arc<ResourceTable>,
+    /// Discovered metrics.
+    pub registry: Arc<Registry>,
+}
+
+/// The current snapshot, read lock-free by every request.
+pub type SharedSnapshot = Arc<arc_swap::ArcSwap<Snapshot>>;
+
+/// Seconds since the Unix epoch, now.
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}
