@@ -1,5 +1,6 @@
 //! prom-adapter: a Kubernetes custom, external and resource metrics adapter backed by Prometheus.
 
+pub mod api;
 pub mod config;
 pub mod model;
 pub mod prometheus;

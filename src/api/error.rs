@@ -1,0 +1,76 @@
+//! The one place where errors become Kubernetes `Status` responses.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+
+use super::wire::{Empty, Status};
+use crate::provider::custom;
+
+/// An API failure, with the status code and client-safe message it is answered with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// 404 with a specific message.
+    #[error("{0}")]
+    NotFound(String),
+    /// 400.
+    #[error("{0}")]
+    BadRequest(String),
+    /// 503: Prometheus (or discovery) is not available; the cause is logged, not sent.
+    #[error("{0}")]
+    Unavailable(String),
+    /// 500: the cause is logged, not sent.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// The generic 404 for paths we do not serve.
+    pub fn no_such_path() -> Self {
+        Error::NotFound("the server could not find the requested resource".into())
+    }
+
+    fn parts(&self) -> (StatusCode, &'static str, String) {
+        match self {
+            Error::NotFound(m) => (StatusCode::NOT_FOUND, "NotFound", m.clone()),
+            Error::BadRequest(m) => (StatusCode::BAD_REQUEST, "BadRequest", m.clone()),
+            Error::Unavailable(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailable",
+                "the metrics backend is unavailable: unable to fetch metrics".into(),
+            ),
+            Error::Internal(_) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "InternalError", "Internal error occurred: unable to fetch metrics".into())
+            }
+        }
+    }
+}
+
+impl From<custom::Error> for Error {
+    fn from(error: custom::Error) -> Self {
+        match error {
+            e @ (custom::Error::MetricNotFound { .. } | custom::Error::ObjectNotFound { .. }) => Error::NotFound(e.to_string()),
+            custom::Error::BadRequest(m) => Error::BadRequest(m),
+            custom::Error::Unavailable(m) => Error::Unavailable(m),
+            custom::Error::Internal(m) => Error::Internal(m),
+        }
+    }
+}
+
+impl ResponseError for Error {
+    fn status_code(&self) -> StatusCode {
+        self.parts().0
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let (code, reason, message) = self.parts();
+        HttpResponse::build(code).json(Status {
+            kind: "Status",
+            api_version: "v1",
+            metadata: Empty {},
+            status: "Failure",
+            message,
+            reason,
+            code: code.as_u16(),
+        })
+    }
+}

@@ -1,0 +1,276 @@
+//! The HTTP API: one route table, thin handlers, discovery documents, and request observation.
+
+pub mod error;
+pub mod wire;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::{HttpRequest, HttpResponse, web};
+use percent_encoding::percent_decode_str;
+
+pub use error::Error;
+use wire::{
+    ApiGroup, ApiGroupList, ApiResource, ApiResourceList, Empty, GroupVersion, MetricIdentifier, MetricValueList,
+    MetricValueV1Beta1, MetricValueV1Beta2, ObjectReference,
+};
+
+use crate::model::format_timestamp;
+use crate::promql::LabelSelector;
+use crate::provider::custom::{CustomMetrics, CustomRequest, MetricValue, ObjectName};
+use crate::provider::discovery::Readiness;
+use crate::provider::unix_now;
+use crate::telemetry::Metrics;
+
+const CUSTOM_GROUP: &str = "custom.metrics.k8s.io";
+const CUSTOM_VERSIONS: [&str; 2] = ["v1beta1", "v1beta2"];
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    /// The custom metrics service.
+    pub custom: CustomMetrics,
+    /// Self metrics.
+    pub metrics: Arc<Metrics>,
+    /// Discovery readiness.
+    pub readiness: Arc<Readiness>,
+}
+
+/// The whole route table (used by the server and by tests).
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(healthy))
+        .route("/livez", web::get().to(healthy))
+        .route("/readyz", web::get().to(ready))
+        .route("/metrics", web::get().to(self_metrics))
+        .route("/version", web::get().to(version))
+        .route("/apis", web::get().to(group_list))
+        .route("/apis/", web::get().to(group_list))
+        .route("/apis/custom.metrics.k8s.io", web::get().to(custom_group))
+        .route("/apis/custom.metrics.k8s.io/", web::get().to(custom_group))
+        .route("/apis/custom.metrics.k8s.io/{version}", web::get().to(custom_resources))
+        .route("/apis/custom.metrics.k8s.io/{version}/", web::get().to(custom_resources))
+        .route("/apis/custom.metrics.k8s.io/{version}/{tail:.+}", web::get().to(custom_metric))
+        .default_service(web::to(not_found));
+}
+
+/// Middleware: counts and times every request by route pattern, and logs server-side failures
+/// with their cause (which clients never see).
+pub async fn observe(request: ServiceRequest, next: Next<impl MessageBody>) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = Instant::now();
+    let metrics = request.app_data::<web::Data<AppState>>().map(|s| s.metrics.clone());
+    let path = request.path().to_owned();
+    let response = next.call(request).await?;
+    let route = response.request().match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+    let status = response.status();
+    if let Some(metrics) = metrics {
+        metrics.record_request(&route, status.as_u16(), started.elapsed());
+    }
+    if status.is_server_error() {
+        if let Some(error) = response.response().error() {
+            tracing::warn!(%path, code = status.as_u16(), cause = %error, "request failed");
+        }
+    }
+    Ok(response)
+}
+
+async fn healthy() -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain").body("ok")
+}
+
+async fn ready(state: web::Data<AppState>) -> HttpResponse {
+    if state.readiness.is_ready() {
+        HttpResponse::Ok().content_type("text/plain").body("ok")
+    } else {
+        HttpResponse::ServiceUnavailable().content_type("text/plain").body("discovery has not completed yet")
+    }
+}
+
+async fn self_metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(state.metrics.render())
+}
+
+async fn version() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({
+        "major": "1",
+        "minor": "0",
+        "gitVersion": concat!("v", env!("CARGO_PKG_VERSION")),
+        "platform": format!("{}/{}", std::env::consts::OS, std::env::consts::ARCH),
+    }))
+}
+
+async fn not_found() -> Result<HttpResponse, Error> {
+    Err(Error::no_such_path())
+}
+
+fn custom_api_group() -> ApiGroup {
+    let version = |v: &'static str| GroupVersion { group_version: format!("{CUSTOM_GROUP}/{v}"), version: v };
+    ApiGroup {
+        kind: "APIGroup",
+        api_version: "v1",
+        name: CUSTOM_GROUP,
+        versions: CUSTOM_VERSIONS.iter().map(|v| version(v)).collect(),
+        preferred_version: version(CUSTOM_VERSIONS[0]),
+    }
+}
+
+async fn group_list() -> HttpResponse {
+    HttpResponse::Ok().json(ApiGroupList { kind: "APIGroupList", api_version: "v1", groups: vec![custom_api_group()] })
+}
+
+async fn custom_group() -> HttpResponse {
+    HttpResponse::Ok().json(custom_api_group())
+}
+
+fn checked_version(version: &str) -> Result<&'static str, Error> {
+    CUSTOM_VERSIONS.iter().find(|v| **v == version).copied().ok_or_else(Error::no_such_path)
+}
+
+async fn custom_resources(state: web::Data<AppState>, version: web::Path<String>) -> Result<HttpResponse, Error> {
+    let version = checked_version(&version)?;
+    let snapshot = state.custom.snapshot().load();
+    let resources = snapshot
+        .registry
+        .custom_metrics()
+        .map(|(info, _)| ApiResource {
+            name: format!("{}/{}", info.resource, info.metric),
+            singular_name: "",
+            namespaced: info.namespaced,
+            kind: "MetricValueList",
+            verbs: ["get"],
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(ApiResourceList {
+        kind: "APIResourceList",
+        api_version: "v1",
+        group_version: format!("{CUSTOM_GROUP}/{version}"),
+        resources,
+    }))
+}
+
+async fn custom_metric(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, Error> {
+    let version = checked_version(request.match_info().get("version").unwrap_or_default())?;
+    let tail = request.match_info().get("tail").unwrap_or_default();
+    let query = web::Query::<HashMap<String, String>>::from_query(request.query_string())
+        .map_err(|e| Error::BadRequest(format!("invalid query string: {e}")))?;
+    let custom_request = parse_custom_request(tail, &query)?;
+    let values = state.custom.get(&custom_request, unix_now()).await?;
+    let timestamp = format_timestamp(unix_now() as i64);
+    Ok(match version {
+        "v1beta1" => HttpResponse::Ok().json(MetricValueList {
+            kind: "MetricValueList",
+            api_version: "custom.metrics.k8s.io/v1beta1",
+            metadata: Empty {},
+            items: values
+                .into_iter()
+                .map(|v| MetricValueV1Beta1 {
+                    described_object: object_reference(&v),
+                    metric_name: v.metric,
+                    timestamp: timestamp.clone(),
+                    value: v.value,
+                    selector: v.selector,
+                })
+                .collect(),
+        }),
+        _ => HttpResponse::Ok().json(MetricValueList {
+            kind: "MetricValueList",
+            api_version: "custom.metrics.k8s.io/v1beta2",
+            metadata: Empty {},
+            items: values
+                .into_iter()
+                .map(|v| MetricValueV1Beta2 {
+                    described_object: object_reference(&v),
+                    metric: MetricIdentifier { name: v.metric, selector: v.selector },
+                    timestamp: timestamp.clone(),
+                    value: v.value,
+                })
+                .collect(),
+        }),
+    })
+}
+
+fn object_reference(value: &MetricValue) -> ObjectReference {
+    ObjectReference {
+        kind: value.object.kind.clone(),
+        namespace: value.object.namespace.clone(),
+        name: value.object.name.clone(),
+        api_version: value.object.api_version.clone(),
+    }
+}
+
+/// Parses the part of a custom metrics path after the version, e.g.
+/// `namespaces/default/pods/%2A/http_requests`, plus its query parameters.
+pub fn parse_custom_request(tail: &str, query: &HashMap<String, String>) -> Result<CustomRequest, Error> {
+    let segments: Vec<String> = tail
+        .trim_end_matches('/')
+        .split('/')
+        .map(|s| percent_decode_str(s).decode_utf8_lossy().into_owned())
+        .collect();
+    if segments.iter().any(String::is_empty) {
+        return Err(Error::BadRequest("invalid request path".into()));
+    }
+    let (resource, namespace, name, metric) = match segments.as_slice() {
+        [ns_kw, namespace, metrics_kw, metric] if ns_kw == "namespaces" && metrics_kw == "metrics" => {
+            ("namespaces".to_owned(), None, namespace.clone(), metric.clone())
+        }
+        [ns_kw, namespace, resource, name, metric] if ns_kw == "namespaces" => {
+            (resource.clone(), Some(namespace.clone()), name.clone(), metric.clone())
+        }
+        [resource, name, metric] => (resource.clone(), None, name.clone(), metric.clone()),
+        _ => return Err(Error::no_such_path()),
+    };
+    if let Some(field_selector) = query.get("fieldSelector").filter(|f| !f.is_empty()) {
+        let expected = format!("metadata.name={name}");
+        if field_selector != &expected && field_selector != &format!("metadata.name=={name}") {
+            return Err(Error::BadRequest("fieldSelector metadata.name doesn't match requested name".into()));
+        }
+    }
+    let selector = |key: &str| {
+        LabelSelector::parse(query.get(key).map(String::as_str).unwrap_or_default())
+            .map_err(|e| Error::BadRequest(format!("{key}: {e}")))
+    };
+    Ok(CustomRequest {
+        resource,
+        namespace,
+        name: if name == "*" { ObjectName::All } else { ObjectName::Named(name) },
+        metric,
+        label_selector: selector("labelSelector")?,
+        metric_selector: selector("metricLabelSelector")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(tail: &str, query: &[(&str, &str)]) -> Result<CustomRequest, Error> {
+        let query = query.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        parse_custom_request(tail, &query)
+    }
+
+    #[test]
+    fn parses_every_path_shape() {
+        let r = parse("namespaces/default/pods/%2A/http_requests", &[]).unwrap();
+        assert_eq!((r.resource.as_str(), r.namespace.as_deref(), &r.name), ("pods", Some("default"), &ObjectName::All));
+        let r = parse("nodes/n1/load", &[]).unwrap();
+        assert_eq!((r.resource.as_str(), r.namespace, r.name), ("nodes", None, ObjectName::Named("n1".into())));
+        let r = parse("namespaces/prod/metrics/queue", &[]).unwrap();
+        assert_eq!((r.resource.as_str(), r.namespace, r.name, r.metric.as_str()), ("namespaces", None, ObjectName::Named("prod".into()), "queue"));
+        let r = parse("namespaces/*/metrics/queue", &[]).unwrap();
+        assert_eq!(r.name, ObjectName::All);
+        assert!(matches!(parse("pods/x", &[]), Err(Error::NotFound(_))));
+        assert!(matches!(parse("a//b", &[]), Err(Error::BadRequest(_))));
+    }
+
+    #[test]
+    fn checks_field_and_label_selectors() {
+        assert!(parse("nodes/n1/m", &[("fieldSelector", "metadata.name=n1")]).is_ok());
+        assert!(matches!(parse("nodes/n1/m", &[("fieldSelector", "metadata.name=n2")]), Err(Error::BadRequest(_))));
+        assert!(matches!(parse("nodes/n1/m", &[("metricLabelSelector", "a in (")]), Err(Error::BadRequest(_))));
+        let r = parse("nodes/n1/m", &[("metricLabelSelector", "status=500")]).unwrap();
+        assert!(!r.metric_selector.is_empty());
+    }
+}

@@ -1,0 +1,168 @@
+//! Kubernetes JSON wire types: discovery documents, metric value lists and `Status`.
+
+use serde::Serialize;
+
+use crate::promql::LabelSelectorJson;
+
+/// `metav1.Status`.
+#[derive(Debug, Serialize)]
+pub struct Status {
+    /// Always `Status`.
+    pub kind: &'static str,
+    /// Always `v1`.
+    #[serde(rename = "apiVersion")]
+    pub api_version: &'static str,
+    /// Always empty.
+    pub metadata: Empty,
+    /// Always `Failure` here.
+    pub status: &'static str,
+    /// Human-readable message.
+    pub message: String,
+    /// Machine-readable reason, e.g. `NotFound`.
+    pub reason: &'static str,
+    /// HTTP status code.
+    pub code: u16,
+}
+
+/// `{}`.
+#[derive(Debug, Serialize, Default)]
+pub struct Empty {}
+
+/// `metav1.APIGroupList`.
+#[derive(Debug, Serialize)]
+pub struct ApiGroupList {
+    /// `APIGroupList`.
+    pub kind: &'static str,
+    /// `v1`.
+    #[serde(rename = "apiVersion")]
+    pub api_version: &'static str,
+    /// The groups.
+    pub groups: Vec<ApiGroup>,
+}
+
+/// `metav1.APIGroup`.
+#[derive(Debug, Serialize, Clone)]
+pub struct ApiGroup {
+    /// `APIGroup`.
+    pub kind: &'static str,
+    /// `v1`.
+    #[serde(rename = "apiVersion")]
+    pub api_version: &'static str,
+    /// Group name.
+    pub name: &'static str,
+    /// Served versions.
+    pub versions: Vec<GroupVersion>,
+    /// The preferred version.
+    #[serde(rename = "preferredVersion")]
+    pub preferred_version: GroupVersion,
+}
+
+/// `metav1.GroupVersionForDiscovery`.
+#[derive(Debug, Serialize, Clone)]
+pub struct GroupVersion {
+    /// `group/version`.
+    #[serde(rename = "groupVersion")]
+    pub group_version: String,
+    /// `version`.
+    pub version: &'static str,
+}
+
+/// `metav1.APIResourceList`.
+#[derive(Debug, Serialize)]
+pub struct ApiResourceList {
+    /// `APIResourceList`.
+    pub kind: &'static str,
+    /// `v1`.
+    #[serde(rename = "apiVersion")]
+    pub api_version: &'static str,
+    /// `group/version`.
+    #[serde(rename = "groupVersion")]
+    pub group_version: String,
+    /// The resources.
+    pub resources: Vec<ApiResource>,
+}
+
+/// `metav1.APIResource`.
+#[derive(Debug, Serialize)]
+pub struct ApiResource {
+    /// `resource/metric`.
+    pub name: String,
+    /// Always empty for metrics.
+    #[serde(rename = "singularName")]
+    pub singular_name: &'static str,
+    /// Scope.
+    pub namespaced: bool,
+    /// `MetricValueList`.
+    pub kind: &'static str,
+    /// `["get"]`.
+    pub verbs: [&'static str; 1],
+}
+
+/// `custom_metrics.ObjectReference`.
+#[derive(Debug, Serialize)]
+pub struct ObjectReference {
+    /// Kind.
+    pub kind: String,
+    /// Namespace (omitted for cluster-scoped objects).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Name.
+    pub name: String,
+    /// `group/version`.
+    #[serde(rename = "apiVersion")]
+    pub api_version: String,
+}
+
+/// `MetricValueList` of either version.
+#[derive(Debug, Serialize)]
+pub struct MetricValueList<T> {
+    /// `MetricValueList`.
+    pub kind: &'static str,
+    /// `custom.metrics.k8s.io/v1beta1` or `/v1beta2`.
+    #[serde(rename = "apiVersion")]
+    pub api_version: &'static str,
+    /// Always empty.
+    pub metadata: Empty,
+    /// The values.
+    pub items: Vec<T>,
+}
+
+/// `custom_metrics/v1beta1.MetricValue`.
+#[derive(Debug, Serialize)]
+pub struct MetricValueV1Beta1 {
+    /// The object.
+    #[serde(rename = "describedObject")]
+    pub described_object: ObjectReference,
+    /// Metric name.
+    #[serde(rename = "metricName")]
+    pub metric_name: String,
+    /// Response time.
+    pub timestamp: String,
+    /// Quantity.
+    pub value: String,
+    /// `metricLabelSelector` echo, `null` when empty.
+    pub selector: Option<LabelSelectorJson>,
+}
+
+/// `custom_metrics/v1beta2.MetricValue`.
+#[derive(Debug, Serialize)]
+pub struct MetricValueV1Beta2 {
+    /// The object.
+    #[serde(rename = "describedObject")]
+    pub described_object: ObjectReference,
+    /// Metric identifier.
+    pub metric: MetricIdentifier,
+    /// Response time.
+    pub timestamp: String,
+    /// Quantity.
+    pub value: String,
+}
+
+/// `custom_metrics/v1beta2.MetricIdentifier`.
+#[derive(Debug, Serialize)]
+pub struct MetricIdentifier {
+    /// Metric name.
+    pub name: String,
+    /// `metricLabelSelector` echo, `null` when empty.
+    pub selector: Option<LabelSelectorJson>,
+}
