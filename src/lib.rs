@@ -1,12 +1,15 @@
 //! prom-adapter: a Kubernetes custom, external and resource metrics adapter backed by Prometheus.
 
 pub mod api;
+pub mod cli;
 pub mod config;
+pub mod explain;
 pub mod model;
 pub mod prometheus;
 pub mod promql;
 pub mod provider;
 pub mod registry;
 pub mod resources;
+pub mod server;
 pub mod telemetry;
 pub mod rules;

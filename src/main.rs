@@ -1,1 +1,225 @@
-fn main() {}
+//! prom-adapter's entry point: parses the command line, wires the parts together, and owns exit codes and error printing.
+
+use std::net::{IpAddr, SocketAddr};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+
+use prom_adapter::api::AppState;
+use prom_adapter::cli::{Cli, Command, ExplainArgs, ServeArgs, screen_legacy_flags};
+use prom_adapter::config::{self, settings};
+use prom_adapter::model::parse_duration;
+use prom_adapter::prometheus::{self, InstrumentedClient};
+use prom_adapter::provider::custom::CustomMetrics;
+use prom_adapter::provider::discovery::{Discovery, DiscoveryConfig, Readiness};
+use prom_adapter::provider::{MetricsBackend, Snapshot};
+use prom_adapter::resources::ResourceTable;
+use prom_adapter::telemetry::{self, LogFormat, Metrics};
+use prom_adapter::{explain, server};
+
+fn main() -> ExitCode {
+    server::install_crypto_provider();
+    let (args, warnings) = match screen_legacy_flags(std::env::args().collect()) {
+        Ok(screened) => screened,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    let cli = Cli::parse_from(args);
+    let result = match cli.command {
+        None => serve(cli.serve, warnings),
+        Some(Command::Serve(args)) => serve(args, warnings),
+        Some(Command::Check { config }) => check(&config),
+        Some(Command::Explain(args)) => run_explain(&args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check(path: &std::path::Path) -> anyhow::Result<ExitCode> {
+    match config::load_rules(path) {
+        Ok(rules) => {
+            for line in explain::summarize(&rules) {
+                println!("{line}");
+            }
+            println!(
+                "{}: OK ({} rules, {} externalRules, resourceRules {})",
+                path.display(),
+                rules.custom.len(),
+                rules.external.len(),
+                if rules.resource.is_some() { "present" } else { "absent" }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(error) => {
+            eprintln!("{error}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn run_explain(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
+    let rules = config::load_rules(&args.config)?;
+    let text = std::fs::read_to_string(&args.series).with_context(|| format!("cannot read series file {}", args.series.display()))?;
+    let series = explain::parse_series_file(&text)?;
+    let table = ResourceTable::builtin();
+    let registry = explain::discover(&rules, &series, &table);
+    let json = args.output == "json";
+    match &args.request_path {
+        Some(path) => {
+            let query = explain::query_for_path(&rules, &registry, &table, path, &args.objects)?;
+            if json {
+                println!("{}", serde_json::json!({ "query": query }));
+            } else {
+                println!("{query}");
+            }
+        }
+        None => {
+            let listing = explain::listing(&registry);
+            if json {
+                println!("{}", serde_json::to_string(&listing)?);
+            } else {
+                for c in &listing.custom {
+                    let scope = if c.namespaced { "namespaced" } else { "cluster" };
+                    println!("custom   {}/{} ({scope}) <- {} [rules[{}]]", c.resource, c.metric, c.series, c.rule);
+                }
+                for e in &listing.external {
+                    println!("external {} <- {} [externalRules[{}]]", e.metric, e.series, e.rule);
+                }
+                println!("{} custom, {} external metrics from {} series", listing.custom.len(), listing.external.len(), series.len());
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Everything `serve` needs, validated.
+struct ServeConfig {
+    rules_path: std::path::PathBuf,
+    prometheus: prometheus::ClientConfig,
+    discovery: DiscoveryConfig,
+    addr: SocketAddr,
+    tls: server::TlsSource,
+}
+
+fn serve(args: ServeArgs, warnings: Vec<String>) -> anyhow::Result<ExitCode> {
+    let env: Vec<(String, String)> = std::env::vars().filter(|(k, _)| k.starts_with("PROM_ADAPTER_")).collect();
+    let settings = settings::load(args.settings.as_deref(), &env, &args.overrides())?;
+    let format = match settings.log_format.as_str() {
+        "json" => LogFormat::Json,
+        "text" => LogFormat::Text,
+        other => bail!("--log-format must be text or json, not {other:?}"),
+    };
+    telemetry::init_logging(settings.v, format);
+    for warning in warnings {
+        tracing::warn!("{warning}");
+    }
+    let serve_config = validate(&settings)?;
+    let rules = config::load_rules(&serve_config.rules_path)?;
+    let tls = server::tls_config(&serve_config.tls)?;
+    let metrics = Arc::new(Metrics::new());
+    let client = prometheus::Client::new(serve_config.prometheus.clone())?;
+    let backend: Arc<dyn MetricsBackend> = Arc::new(InstrumentedClient::new(client, metrics.clone()));
+    let snapshot = Arc::new(arc_swap::ArcSwap::from_pointee(Snapshot {
+        rules: Arc::new(rules),
+        table: Arc::new(ResourceTable::builtin()),
+        registry: Arc::default(),
+    }));
+    let readiness = Arc::new(Readiness::default());
+    let state = AppState {
+        custom: CustomMetrics::new(snapshot.clone(), backend.clone(), serve_config.discovery.max_age),
+        metrics: metrics.clone(),
+        readiness: readiness.clone(),
+    };
+    tracing::info!(
+        rules = %serve_config.rules_path.display(),
+        prometheus = %serve_config.prometheus.url,
+        relist_interval = ?serve_config.discovery.relist_interval,
+        "starting prom-adapter in standalone mode (built-in resource table, no authentication, loopback only)"
+    );
+    actix_web::rt::System::new().block_on(async move {
+        let discovery = Discovery::new(backend, snapshot, serve_config.discovery, metrics, readiness);
+        let loop_handle = actix_web::rt::spawn(discovery.run());
+        let result = server::serve(state, serve_config.addr, tls, Duration::from_secs(10)).await;
+        loop_handle.abort();
+        result
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn validate(settings: &settings::Settings) -> anyhow::Result<ServeConfig> {
+    let Some(rules_path) = settings.config.clone() else {
+        bail!("no rules file specified (use --config FILE)");
+    };
+    if !settings.standalone {
+        bail!(
+            "prom-adapter does not yet authenticate requests from kube-apiserver, so it only runs with --standalone \
+             (built-in resource table, loopback only)"
+        );
+    }
+    if settings.lister_kubeconfig.is_some() {
+        bail!("--lister-kubeconfig is not supported yet: the cluster connection is not implemented; use --standalone without it");
+    }
+    let bind = settings.bind_address.clone().unwrap_or_else(|| "127.0.0.1".to_owned());
+    let ip: IpAddr = bind.parse().with_context(|| format!("--bind-address {bind:?} is not an IP address"))?;
+    if !ip.is_loopback() {
+        bail!("--standalone serves without authentication and only binds to loopback addresses; {ip} is not one");
+    }
+    let relist_interval = parse_duration(&settings.metrics_relist_interval).context("--metrics-relist-interval")?;
+    if relist_interval.is_zero() {
+        bail!("--metrics-relist-interval must be greater than zero");
+    }
+    let max_age = match parse_duration(&settings.metrics_max_age).context("--metrics-max-age")? {
+        d if d.is_zero() => relist_interval,
+        d if d < relist_interval => bail!("--metrics-max-age ({d:?}) must not be less than --metrics-relist-interval ({relist_interval:?})"),
+        d => d,
+    };
+    let timeout = parse_duration(&settings.prometheus_timeout).context("--prometheus-timeout")?;
+    let verb = match settings.prometheus_verb.to_ascii_uppercase().as_str() {
+        "GET" => prometheus::Verb::Get,
+        "POST" => prometheus::Verb::Post,
+        other => bail!("unsupported Prometheus HTTP verb {other:?}; supported verbs: \"GET\" and \"POST\""),
+    };
+    let headers = settings
+        .prometheus_header
+        .iter()
+        .map(|h| match h.split_once('=') {
+            Some((k, v)) => (k.to_owned(), v.to_owned()),
+            None => (h.clone(), String::new()),
+        })
+        .collect();
+    let client_cert = match (&settings.prometheus_client_tls_cert_file, &settings.prometheus_client_tls_key_file) {
+        (Some(c), Some(k)) => Some((c.clone(), k.clone())),
+        (None, None) => None,
+        _ => bail!("--prometheus-client-tls-cert-file and --prometheus-client-tls-key-file must be given together"),
+    };
+    Ok(ServeConfig {
+        rules_path,
+        prometheus: prometheus::ClientConfig {
+            url: settings.prometheus_url.clone(),
+            timeout,
+            headers,
+            token_file: settings.prometheus_token_file.clone(),
+            ca_file: settings.prometheus_ca_file.clone(),
+            client_cert,
+            verb,
+        },
+        discovery: DiscoveryConfig { relist_interval, max_age },
+        addr: SocketAddr::new(ip, settings.secure_port),
+        tls: server::TlsSource {
+            cert_file: settings.tls_cert_file.clone(),
+            key_file: settings.tls_private_key_file.clone(),
+            cert_dir: settings.cert_dir.clone(),
+            extra_sans: settings.tls_san.clone(),
+        },
+    })
+}

@@ -1,1 +1,146 @@
 //! The adapter's own settings, layered: defaults < settings file < `PROM_ADAPTER_*` environment < flags.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Every setting of `serve`, after layering. Names are snake_case because the environment source
+/// lowercases keys (`PROM_ADAPTER_PROMETHEUS_URL` → `prometheus_url`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct Settings {
+    /// Rules file.
+    pub config: Option<PathBuf>,
+    /// Prometheus base URL.
+    pub prometheus_url: String,
+    /// Extra `key=value` headers for Prometheus.
+    pub prometheus_header: Vec<String>,
+    /// Bearer token file for Prometheus.
+    pub prometheus_token_file: Option<PathBuf>,
+    /// CA bundle for Prometheus.
+    pub prometheus_ca_file: Option<PathBuf>,
+    /// Client certificate for Prometheus.
+    pub prometheus_client_tls_cert_file: Option<PathBuf>,
+    /// Client key for Prometheus.
+    pub prometheus_client_tls_key_file: Option<PathBuf>,
+    /// `GET` or `POST`.
+    pub prometheus_verb: String,
+    /// Timeout of every Prometheus call (Go duration).
+    pub prometheus_timeout: String,
+    /// Discovery interval (Go duration).
+    pub metrics_relist_interval: String,
+    /// Discovery look-back; `0` means the relist interval.
+    pub metrics_max_age: String,
+    /// HTTPS port.
+    pub secure_port: u16,
+    /// Address to bind; default 0.0.0.0, or 127.0.0.1 with `standalone`.
+    pub bind_address: Option<String>,
+    /// Serving certificate.
+    pub tls_cert_file: Option<PathBuf>,
+    /// Serving key.
+    pub tls_private_key_file: Option<PathBuf>,
+    /// Where a self-signed certificate is written when none is given.
+    pub cert_dir: PathBuf,
+    /// Extra SANs for the self-signed certificate.
+    pub tls_san: Vec<String>,
+    /// Kubeconfig for the adapter's own Kubernetes client.
+    pub lister_kubeconfig: Option<PathBuf>,
+    /// Run without a cluster: built-in resource table, loopback only.
+    pub standalone: bool,
+    /// klog-style verbosity.
+    pub v: u8,
+    /// `text` or `json`.
+    pub log_format: String,
+}
+
+/// A setting value given on the command line.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FlagValue {
+    /// A scalar.
+    One(String),
+    /// A repeated flag.
+    Many(Vec<String>),
+    /// A boolean switch.
+    Bool(bool),
+}
+
+/// Why settings could not be assembled.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid settings: {0}")]
+pub struct Error(String);
+
+/// Layers defaults, the optional settings file, `PROM_ADAPTER_*` variables and flags (highest).
+pub fn load(settings_file: Option<&Path>, env: &[(String, String)], flags: &[(&str, FlagValue)]) -> Result<Settings, Error> {
+    use config::{Config, Environment, File, FileFormat};
+    let err = |e: config::ConfigError| Error(e.to_string());
+    let mut builder = Config::builder()
+        .set_default("prometheus_url", "https://localhost")
+        .and_then(|b| b.set_default("prometheus_header", Vec::<String>::new()))
+        .and_then(|b| b.set_default("prometheus_verb", "GET"))
+        .and_then(|b| b.set_default("prometheus_timeout", "30s"))
+        .and_then(|b| b.set_default("metrics_relist_interval", "10m"))
+        .and_then(|b| b.set_default("metrics_max_age", "0"))
+        .and_then(|b| b.set_default("secure_port", 6443))
+        .and_then(|b| b.set_default("cert_dir", "apiserver.local.config/certificates"))
+        .and_then(|b| b.set_default("tls_san", Vec::<String>::new()))
+        .and_then(|b| b.set_default("standalone", false))
+        .and_then(|b| b.set_default("v", 0))
+        .and_then(|b| b.set_default("log_format", "text"))
+        .map_err(err)?;
+    if let Some(file) = settings_file {
+        builder = builder.add_source(File::from(file).format(FileFormat::Yaml).required(true));
+    }
+    let env_map: config::Map<String, String> = env.iter().cloned().collect();
+    builder = builder.add_source(
+        Environment::with_prefix("PROM_ADAPTER")
+            .prefix_separator("_")
+            .try_parsing(true)
+            .list_separator(",")
+            .with_list_parse_key("prometheus_header")
+            .with_list_parse_key("tls_san")
+            .source(Some(env_map)),
+    );
+    for (key, value) in flags {
+        builder = match value {
+            FlagValue::One(v) => builder.set_override(*key, v.as_str()),
+            FlagValue::Many(v) => builder.set_override(*key, v.clone()),
+            FlagValue::Bool(v) => builder.set_override(*key, *v),
+        }
+        .map_err(err)?;
+    }
+    builder.build().map_err(err)?.try_deserialize().map_err(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_in_order_defaults_file_environment_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("settings.yaml");
+        std::fs::write(&file, "prometheus_url: http://from-file:9090\nmetrics_relist_interval: 1m\nsecure_port: 7443\nv: 2\n").unwrap();
+        let env = vec![
+            ("PROM_ADAPTER_METRICS_RELIST_INTERVAL".to_owned(), "2m".to_owned()),
+            ("PROM_ADAPTER_SECURE_PORT".to_owned(), "8443".to_owned()),
+            ("PROM_ADAPTER_PROMETHEUS_HEADER".to_owned(), "X-Scope-OrgID=a,X-B=c".to_owned()),
+            ("UNRELATED".to_owned(), "x".to_owned()),
+        ];
+        let flags = [("secure_port", FlagValue::One("9443".into())), ("standalone", FlagValue::Bool(true))];
+        let s = load(Some(&file), &env, &flags).unwrap();
+        assert_eq!(s.prometheus_url, "http://from-file:9090", "file over default");
+        assert_eq!(s.metrics_relist_interval, "2m", "environment over file");
+        assert_eq!(s.secure_port, 9443, "flag over environment");
+        assert_eq!(s.v, 2);
+        assert!(s.standalone);
+        assert_eq!(s.prometheus_header, vec!["X-Scope-OrgID=a", "X-B=c"]);
+        assert_eq!(s.prometheus_verb, "GET", "default");
+        assert_eq!(s.cert_dir, PathBuf::from("apiserver.local.config/certificates"));
+    }
+
+    #[test]
+    fn bad_values_are_errors() {
+        let env = vec![("PROM_ADAPTER_SECURE_PORT".to_owned(), "not-a-port".to_owned())];
+        assert!(load(None, &env, &[]).is_err());
+        assert!(load(Some(Path::new("/nonexistent/settings.yaml")), &[], &[]).is_err());
+    }
+}

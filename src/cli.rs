@@ -1,0 +1,275 @@
+//! Command-line interface: `serve` (also the default, with prometheus-adapter's flag names), `check` and `explain`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::settings::FlagValue;
+
+/// prom-adapter: Kubernetes metrics APIs backed by Prometheus.
+#[derive(Debug, Parser)]
+#[command(name = "prom-adapter", version, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    /// What to do; without one, serve.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Flags of `serve`, accepted without the subcommand as prometheus-adapter takes them.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the metrics APIs.
+    Serve(ServeArgs),
+    /// Validate a rules file offline; exit 1 with every error.
+    Check {
+        /// The rules file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Show what a rules file discovers from given series, and the PromQL a request runs.
+    Explain(ExplainArgs),
+}
+
+/// `explain` arguments.
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// The rules file.
+    #[arg(long)]
+    pub config: PathBuf,
+    /// A Prometheus `/api/v1/series` JSON answer, or one series per line (`name{label="v"}`).
+    #[arg(long)]
+    pub series: PathBuf,
+    /// `text` or `json`.
+    #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+    pub output: String,
+    /// A request path, e.g. `/apis/custom.metrics.k8s.io/v1beta2/namespaces/ns/pods/*/metric`.
+    pub request_path: Option<String>,
+    /// Object names a `*` request's selector would resolve to.
+    #[arg(long, value_delimiter = ',')]
+    pub objects: Vec<String>,
+}
+
+/// `serve` flags. Unset flags fall through to the environment, the settings file and defaults.
+#[derive(Debug, Args, Default)]
+pub struct ServeArgs {
+    /// Settings file (YAML, snake_case keys as the flags).
+    #[arg(long, value_name = "FILE")]
+    pub settings: Option<PathBuf>,
+    /// Rules file (prometheus-adapter format).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Prometheus base URL [default: https://localhost].
+    #[arg(long)]
+    pub prometheus_url: Option<String>,
+    /// Extra `key=value` header for Prometheus (repeatable), e.g. X-Scope-OrgID=tenant.
+    #[arg(long)]
+    pub prometheus_header: Vec<String>,
+    /// File with a bearer token for Prometheus; re-read when it changes.
+    #[arg(long)]
+    pub prometheus_token_file: Option<PathBuf>,
+    /// CA bundle to verify Prometheus.
+    #[arg(long)]
+    pub prometheus_ca_file: Option<PathBuf>,
+    /// Client certificate for Prometheus.
+    #[arg(long)]
+    pub prometheus_client_tls_cert_file: Option<PathBuf>,
+    /// Client key for Prometheus.
+    #[arg(long)]
+    pub prometheus_client_tls_key_file: Option<PathBuf>,
+    /// GET or POST [default: GET; long queries always use POST].
+    #[arg(long)]
+    pub prometheus_verb: Option<String>,
+    /// Timeout of each Prometheus call [default: 30s].
+    #[arg(long)]
+    pub prometheus_timeout: Option<String>,
+    /// How often series are relisted [default: 10m].
+    #[arg(long)]
+    pub metrics_relist_interval: Option<String>,
+    /// How far back series are listed; 0 = the relist interval [default: 0].
+    #[arg(long)]
+    pub metrics_max_age: Option<String>,
+    /// HTTPS port [default: 6443].
+    #[arg(long)]
+    pub secure_port: Option<u16>,
+    /// Address to bind [default: 0.0.0.0; 127.0.0.1 with --standalone].
+    #[arg(long)]
+    pub bind_address: Option<String>,
+    /// Serving certificate (PEM).
+    #[arg(long)]
+    pub tls_cert_file: Option<PathBuf>,
+    /// Serving key (PEM).
+    #[arg(long)]
+    pub tls_private_key_file: Option<PathBuf>,
+    /// Where a self-signed certificate is kept when none is given.
+    #[arg(long)]
+    pub cert_dir: Option<PathBuf>,
+    /// Extra subject alternative name for the self-signed certificate (repeatable).
+    #[arg(long)]
+    pub tls_san: Vec<String>,
+    /// Kubeconfig for the adapter's Kubernetes client.
+    #[arg(long)]
+    pub lister_kubeconfig: Option<PathBuf>,
+    /// Run without a cluster: built-in resource table, loopback only.
+    #[arg(long)]
+    pub standalone: bool,
+    /// Log verbosity as klog's: 0-4 info, 5-7 debug, 8+ trace.
+    #[arg(short = 'v', long = "v")]
+    pub v: Option<u8>,
+    /// Log format: text or json.
+    #[arg(long)]
+    pub log_format: Option<String>,
+}
+
+impl ServeArgs {
+    /// The flags that were given, as setting overrides.
+    pub fn overrides(&self) -> Vec<(&'static str, FlagValue)> {
+        let mut out = Vec::new();
+        let mut one = |key: &'static str, value: Option<String>| {
+            if let Some(v) = value {
+                out.push((key, FlagValue::One(v)));
+            }
+        };
+        let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
+        one("config", path(&self.config));
+        one("prometheus_url", self.prometheus_url.clone());
+        one("prometheus_token_file", path(&self.prometheus_token_file));
+        one("prometheus_ca_file", path(&self.prometheus_ca_file));
+        one("prometheus_client_tls_cert_file", path(&self.prometheus_client_tls_cert_file));
+        one("prometheus_client_tls_key_file", path(&self.prometheus_client_tls_key_file));
+        one("prometheus_verb", self.prometheus_verb.clone());
+        one("prometheus_timeout", self.prometheus_timeout.clone());
+        one("metrics_relist_interval", self.metrics_relist_interval.clone());
+        one("metrics_max_age", self.metrics_max_age.clone());
+        one("secure_port", self.secure_port.map(|p| p.to_string()));
+        one("bind_address", self.bind_address.clone());
+        one("tls_cert_file", path(&self.tls_cert_file));
+        one("tls_private_key_file", path(&self.tls_private_key_file));
+        one("cert_dir", path(&self.cert_dir));
+        one("lister_kubeconfig", path(&self.lister_kubeconfig));
+        one("v", self.v.map(|v| v.to_string()));
+        one("log_format", self.log_format.clone());
+        if !self.prometheus_header.is_empty() {
+            out.push(("prometheus_header", FlagValue::Many(self.prometheus_header.clone())));
+        }
+        if !self.tls_san.is_empty() {
+            out.push(("tls_san", FlagValue::Many(self.tls_san.clone())));
+        }
+        if self.standalone {
+            out.push(("standalone", FlagValue::Bool(true)));
+        }
+        out
+    }
+}
+
+/// prometheus-adapter flags that we accept but that change nothing here, and why.
+const IGNORED_FLAGS: &[(&str, bool, &str)] = &[
+    ("disable-http2", false, "prom-adapter serves HTTP/1.1 only"),
+    ("tls-cipher-suites", true, "rustls offers only modern AEAD cipher suites"),
+    ("tls-min-version", true, "TLS 1.2 is the minimum already"),
+    ("profiling", false, "there are no profiling endpoints"),
+    ("contention-profiling", false, "there are no profiling endpoints"),
+    ("enable-priority-and-fairness", false, "prom-adapter has no request queueing"),
+    ("vmodule", true, "use RUST_LOG for per-module levels"),
+    ("log-flush-frequency", true, "logs are written unbuffered"),
+    ("http2-max-streams-per-connection", true, "prom-adapter serves HTTP/1.1 only"),
+    ("permit-port-sharing", false, "not supported; the flag is ignored"),
+    ("permit-address-sharing", false, "not supported; the flag is ignored"),
+];
+
+/// prometheus-adapter flags that would change behaviour and are not implemented yet.
+const UNSUPPORTED_FLAGS: &[&str] = &[
+    "prometheus-auth-incluster",
+    "prometheus-auth-config",
+    "authentication-kubeconfig",
+    "authentication-skip-lookup",
+    "authentication-token-webhook-cache-ttl",
+    "authentication-tolerate-lookup-failure",
+    "authorization-kubeconfig",
+    "authorization-webhook-cache-authorized-ttl",
+    "authorization-webhook-cache-unauthorized-ttl",
+    "authorization-always-allow-paths",
+    "client-ca-file",
+    "requestheader-client-ca-file",
+    "requestheader-allowed-names",
+    "requestheader-username-headers",
+    "requestheader-group-headers",
+    "requestheader-extra-headers-prefix",
+    "tls-sni-cert-key",
+    "discovery-interval",
+    "client-qps",
+    "client-burst",
+    "debug-socket-path",
+];
+
+/// Removes prometheus-adapter flags that we ignore (returning a warning for each) and refuses
+/// those that are not implemented yet, so that no flag is ever silently dropped.
+pub fn screen_legacy_flags(args: Vec<String>) -> Result<(Vec<String>, Vec<String>), String> {
+    let mut kept = Vec::with_capacity(args.len());
+    let mut warnings = Vec::new();
+    let mut iter = args.into_iter().peekable();
+    while let Some(arg) = iter.next() {
+        let Some(flag) = arg.strip_prefix("--") else {
+            kept.push(arg);
+            continue;
+        };
+        let (name, inline_value) = match flag.split_once('=') {
+            Some((n, v)) => (n, Some(v)),
+            None => (flag, None),
+        };
+        if UNSUPPORTED_FLAGS.contains(&name) || name.starts_with("audit-") {
+            return Err(format!(
+                "flag --{name} (from prometheus-adapter) is not supported by this version of prom-adapter; remove it, or run with --standalone until delegated authentication is available"
+            ));
+        }
+        if let Some((_, takes_value, why)) = IGNORED_FLAGS.iter().find(|(n, ..)| *n == name) {
+            if *takes_value && inline_value.is_none() {
+                iter.next();
+            }
+            warnings.push(format!("ignoring flag --{name}: {why}"));
+            continue;
+        }
+        kept.push(arg);
+    }
+    Ok((kept, warnings))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn prometheus_adapter_argument_lists_parse_without_a_subcommand() {
+        let cli = Cli::try_parse_from(args(&[
+            "prom-adapter", "--config=/etc/adapter/config.yaml", "--prometheus-url=http://prom:9090/",
+            "--metrics-relist-interval=1m", "--secure-port=6443", "--v=4", "--cert-dir=/tmp/cert",
+        ]))
+        .unwrap();
+        assert!(cli.command.is_none());
+        assert_eq!(cli.serve.v, Some(4));
+        let overrides = cli.serve.overrides();
+        assert!(overrides.contains(&("metrics_relist_interval", FlagValue::One("1m".into()))));
+        assert!(overrides.contains(&("secure_port", FlagValue::One("6443".into()))));
+        assert!(Cli::try_parse_from(args(&["prom-adapter", "-v", "6"])).unwrap().serve.v == Some(6));
+    }
+
+    #[test]
+    fn ignored_flags_warn_and_unsupported_flags_fail() {
+        let (kept, warnings) = screen_legacy_flags(args(&[
+            "prom-adapter", "--tls-cipher-suites", "A,B", "--disable-http2", "--config=x", "--profiling=false",
+        ]))
+        .unwrap();
+        assert_eq!(kept, args(&["prom-adapter", "--config=x"]));
+        assert_eq!(warnings.len(), 3);
+        assert!(warnings[0].contains("tls-cipher-suites"));
+        let error = screen_legacy_flags(args(&["prom-adapter", "--requestheader-client-ca-file=/x"])).unwrap_err();
+        assert!(error.contains("--requestheader-client-ca-file"));
+        assert!(screen_legacy_flags(args(&["prom-adapter", "--audit-log-path=/x"])).is_err());
+    }
+}

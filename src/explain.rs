@@ -1,0 +1,249 @@
+//! Offline rules authoring: summarise a rules file, list what it discovers from given series, and show a request's PromQL.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::api::parse_custom_request;
+use crate::model::GroupResource;
+use crate::promql::{LabelSelector, Series};
+use crate::registry::{Registry, SeriesShape};
+use crate::resources::ResourceTable;
+use crate::rules::{QueryRequest, RuleSet, build_custom_query, build_external_query};
+
+/// Why an explanation could not be produced.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The series file could not be understood.
+    #[error("series file: {0}")]
+    Series(String),
+    /// The request path is not one the adapter serves, or names no discovered metric.
+    #[error("{0}")]
+    Request(String),
+}
+
+/// One line per rule, for `check`.
+pub fn summarize(rules: &RuleSet) -> Vec<String> {
+    let mut lines = Vec::new();
+    for (key, list) in [("rules", &rules.custom), ("externalRules", &rules.external)] {
+        for (i, rule) in list.iter().enumerate() {
+            let overrides: Vec<String> = rule.resources.overrides().iter().map(|(l, gr)| format!("{l}→{gr}")).collect();
+            lines.push(format!(
+                "{key}[{i}]: series {} → name {:?}, resources [{}], query {:?}",
+                rule.series_query,
+                rule.name.regex().as_str(),
+                overrides.join(", "),
+                rule.metrics_query.source().trim()
+            ));
+        }
+    }
+    if let Some(resource) = &rules.resource {
+        lines.push(format!(
+            "resourceRules: cpu and memory, container label {:?}, window {}",
+            resource.cpu.container_label,
+            crate::model::format_go_duration(resource.window)
+        ));
+    }
+    lines
+}
+
+/// Reads series from a Prometheus `/api/v1/series` JSON answer or from lines in selector notation.
+pub fn parse_series_file(text: &str) -> Result<Vec<Series>, Error> {
+    let trimmed = text.trim_start();
+    if trimmed.starts_with('{') && trimmed.contains("\"data\"") {
+        #[derive(serde::Deserialize)]
+        struct Answer {
+            data: Vec<BTreeMap<String, String>>,
+        }
+        let answer: Answer = serde_json::from_str(text).map_err(|e| Error::Series(format!("not a /api/v1/series answer: {e}")))?;
+        return answer
+            .data
+            .into_iter()
+            .map(|mut labels| {
+                let name = labels.remove("__name__").ok_or_else(|| Error::Series("a series has no __name__".into()))?;
+                labels.retain(|_, v| !v.is_empty());
+                Ok(Series { name, labels })
+            })
+            .collect();
+    }
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty() && !line.trim_start().starts_with('#'))
+        .map(|(n, line)| Series::parse(line.trim()).map_err(|e| Error::Series(format!("line {}: {e}", n + 1))))
+        .collect()
+}
+
+/// Runs series through the rules as discovery would, with Prometheus' matching of each `seriesQuery`.
+pub fn discover(rules: &RuleSet, series: &[Series], table: &ResourceTable) -> Registry {
+    let shapes: HashMap<String, Arc<Vec<SeriesShape>>> = rules
+        .custom
+        .iter()
+        .chain(&rules.external)
+        .map(|rule| {
+            let mut shapes: Vec<SeriesShape> = series
+                .iter()
+                .filter(|s| rule.series_selector.matches(s))
+                .map(|s| SeriesShape::new(&s.name, s.labels.keys()))
+                .collect();
+            shapes.sort();
+            shapes.dedup();
+            (rule.series_query.clone(), Arc::new(shapes))
+        })
+        .collect();
+    Registry::build(rules, &shapes, table)
+}
+
+/// A discovered custom metric, as `explain --output json` lists it.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct CustomEntry {
+    /// Group-resource, e.g. `deployments.apps`.
+    pub resource: String,
+    /// Scope.
+    pub namespaced: bool,
+    /// API metric name.
+    pub metric: String,
+    /// Series the query uses.
+    pub series: String,
+    /// Index in `rules`.
+    pub rule: usize,
+}
+
+/// A discovered external metric.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct ExternalEntry {
+    /// API metric name.
+    pub metric: String,
+    /// Series the query uses.
+    pub series: String,
+    /// Index in `externalRules`.
+    pub rule: usize,
+}
+
+/// Everything the rules produce from the series.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct Listing {
+    /// Custom metrics.
+    pub custom: Vec<CustomEntry>,
+    /// External metrics.
+    pub external: Vec<ExternalEntry>,
+}
+
+/// Lists every metric the registry serves.
+pub fn listing(registry: &Registry) -> Listing {
+    Listing {
+        custom: registry
+            .custom_metrics()
+            .map(|(info, source)| CustomEntry {
+                resource: info.resource.to_string(),
+                namespaced: info.namespaced,
+                metric: info.metric.clone(),
+                series: source.series.to_string(),
+                rule: source.rule,
+            })
+            .collect(),
+        external: registry
+            .external_metrics()
+            .map(|(metric, source)| ExternalEntry { metric: metric.clone(), series: source.series.to_string(), rule: source.rule })
+            .collect(),
+    }
+}
+
+/// The PromQL a request path runs, given the object names a selector would resolve to.
+pub fn query_for_path(rules: &RuleSet, registry: &Registry, table: &ResourceTable, path: &str, objects: &[String]) -> Result<String, Error> {
+    let (path, query_string) = path.split_once('?').unwrap_or((path, ""));
+    let query: HashMap<String, String> = url_query(query_string);
+    let request_error = |e: crate::api::Error| Error::Request(e.to_string());
+    if let Some(rest) = strip_version(path, "/apis/custom.metrics.k8s.io/") {
+        let request = parse_custom_request(rest, &query).map_err(request_error)?;
+        let info = table
+            .resolve(&GroupResource::parse(&request.resource))
+            .ok_or_else(|| Error::Request(format!("unknown resource {:?}", request.resource)))?;
+        let resource = info.group_resource();
+        let source = registry.custom(&resource, request.namespace.is_some(), &request.metric).ok_or_else(|| {
+            Error::Request(format!(
+                "the rules discover no metric {} for {} ({}) in these series",
+                request.metric,
+                resource,
+                if request.namespace.is_some() { "namespaced" } else { "cluster-scoped" }
+            ))
+        })?;
+        let names: Vec<String> = match &request.name {
+            crate::provider::custom::ObjectName::Named(name) => vec![name.clone()],
+            crate::provider::custom::ObjectName::All if objects.is_empty() => {
+                return Err(Error::Request("`*` selects objects through the cluster: give their names with --objects a,b".into()));
+            }
+            crate::provider::custom::ObjectName::All => objects.to_vec(),
+        };
+        let query_request = QueryRequest { namespace: request.namespace.as_deref(), metric_selector: &request.metric_selector, names: &names };
+        return build_custom_query(&rules.custom[source.rule], table, &source.series, &resource, &query_request)
+            .map_err(|e| Error::Request(e.to_string()));
+    }
+    if let Some(rest) = strip_version(path, "/apis/external.metrics.k8s.io/") {
+        let segments: Vec<&str> = rest.trim_end_matches('/').split('/').collect();
+        let [ "namespaces", namespace, metric ] = segments.as_slice() else {
+            return Err(Error::Request("external metrics paths look like /apis/external.metrics.k8s.io/v1beta1/namespaces/NS/METRIC".into()));
+        };
+        let source = registry.external(metric).ok_or_else(|| Error::Request(format!("the rules discover no external metric {metric} in these series")))?;
+        let selector = LabelSelector::parse(query.get("labelSelector").map(String::as_str).unwrap_or_default())
+            .map_err(|e| Error::Request(e.to_string()))?;
+        let query_request = QueryRequest { namespace: Some(namespace), metric_selector: &selector, names: &[] };
+        return build_external_query(&rules.external[source.rule], table, &source.series, &query_request)
+            .map_err(|e| Error::Request(e.to_string()));
+    }
+    Err(Error::Request(format!("{path:?} is not a custom or external metrics path")))
+}
+
+fn strip_version<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
+    let rest = path.strip_prefix(prefix)?;
+    let (_version, tail) = rest.split_once('/')?;
+    Some(tail)
+}
+
+fn url_query(query: &str) -> HashMap<String, String> {
+    actix_web::web::Query::<HashMap<String, String>>::from_query(query).map(|q| q.into_inner()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RULES: &str = r#"
+rules:
+- seriesQuery: '{__name__=~"^container_.*",container!="POD",namespace!="",pod!=""}'
+  resources: {overrides: {namespace: {resource: namespace}, pod: {resource: pod}}}
+  name: {matches: ^container_(.*)$}
+  metricsQuery: sum(<<.Series>>{<<.LabelMatchers>>,container!="POD"}) by (<<.GroupBy>>)
+externalRules:
+- seriesQuery: '{__name__="queue_depth",topic!=""}'
+  metricsQuery: sum(<<.Series>>{<<.LabelMatchers>>}) by (topic)
+  resources: {namespaced: false}
+"#;
+
+    #[test]
+    fn lists_and_explains_from_selector_lines_and_json() {
+        let rules = crate::config::parse_rules(RULES, "test").unwrap();
+        let lines = "container_some_usage{pod=\"p\",namespace=\"somens\",container=\"c\"}\ncontainer_x{pod=\"p\",namespace=\"n\",container=\"POD\"}\nqueue_depth{topic=\"t\"}\n";
+        let json = r#"{"status":"success","data":[{"__name__":"container_some_usage","pod":"p","namespace":"somens","container":"c"},{"__name__":"queue_depth","topic":"t"}]}"#;
+        for text in [lines, json] {
+            let series = parse_series_file(text).unwrap();
+            let table = ResourceTable::builtin();
+            let registry = discover(&rules, &series, &table);
+            let listed = listing(&registry);
+            let custom: Vec<(String, bool, String)> = listed.custom.iter().map(|c| (c.resource.clone(), c.namespaced, c.metric.clone())).collect();
+            assert_eq!(custom, vec![("namespaces".into(), false, "some_usage".into()), ("pods".into(), true, "some_usage".into())]);
+            assert_eq!(listed.external, vec![ExternalEntry { metric: "queue_depth".into(), series: "queue_depth".into(), rule: 0 }]);
+            let q = query_for_path(&rules, &registry, &table, "/apis/custom.metrics.k8s.io/v1beta2/namespaces/somens/pods/*/some_usage", &["somepod1".into(), "somepod2".into()]).unwrap();
+            assert_eq!(q, r#"sum(container_some_usage{namespace="somens",pod=~"somepod1|somepod2",container!="POD"}) by (pod)"#);
+            let q = query_for_path(&rules, &registry, &table, "/apis/external.metrics.k8s.io/v1beta1/namespaces/default/queue_depth?labelSelector=topic%3Dt", &[]).unwrap();
+            assert_eq!(q, r#"sum(queue_depth{topic="t"}) by (topic)"#);
+            assert!(query_for_path(&rules, &registry, &table, "/apis/custom.metrics.k8s.io/v1beta2/namespaces/somens/pods/*/nope", &["a".into()]).is_err());
+        }
+    }
+
+    #[test]
+    fn bad_series_files_are_reported_with_their_line() {
+        let err = parse_series_file("up{job=\"a\"}\nbroken{\n").unwrap_err();
+        assert!(err.to_string().contains("line 2"), "{err}");
+    }
+}

@@ -1,0 +1,129 @@
+//! Serving: TLS from files or a generated self-signed certificate, binding, and graceful shutdown.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use actix_web::{App, HttpServer, middleware, web};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::api::{self, AppState};
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A certificate or key file could not be read or parsed.
+    #[error("cannot load {what} from {path}: {reason}")]
+    Pem {
+        /// Which file.
+        what: &'static str,
+        /// Its path.
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// Only one of the certificate and key files was given.
+    #[error("--tls-cert-file and --tls-private-key-file must be given together")]
+    HalfPair,
+    /// The self-signed certificate could not be generated or written.
+    #[error("cannot create a self-signed certificate in --cert-dir {dir}: {reason}")]
+    SelfSigned {
+        /// The directory.
+        dir: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// rustls rejected the certificate/key pair.
+    #[error("invalid TLS certificate or key: {0}")]
+    Tls(#[from] rustls::Error),
+    /// Binding or serving failed.
+    #[error("cannot serve on {addr}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The IO error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Where the serving certificate comes from.
+#[derive(Debug, Clone)]
+pub struct TlsSource {
+    /// `--tls-cert-file`.
+    pub cert_file: Option<PathBuf>,
+    /// `--tls-private-key-file`.
+    pub key_file: Option<PathBuf>,
+    /// `--cert-dir`: where a self-signed pair is written when no files are given.
+    pub cert_dir: PathBuf,
+    /// Extra subject alternative names for the self-signed certificate.
+    pub extra_sans: Vec<String>,
+}
+
+/// Loads the certificate pair, or generates a self-signed one (SANs localhost, 127.0.0.1 and the
+/// extra names) into `cert_dir`, reusing it on later starts.
+pub fn tls_config(source: &TlsSource) -> Result<rustls::ServerConfig, Error> {
+    let (cert, key) = match (&source.cert_file, &source.key_file) {
+        (Some(cert), Some(key)) => (cert.clone(), key.clone()),
+        (None, None) => self_signed(&source.cert_dir, &source.extra_sans)?,
+        _ => return Err(Error::HalfPair),
+    };
+    fn pem_error<'p>(what: &'static str, path: &'p Path) -> impl Fn(rustls::pki_types::pem::Error) -> Error + 'p {
+        move |e| Error::Pem { what, path: path.display().to_string(), reason: e.to_string() }
+    }
+    let chain = CertificateDer::pem_file_iter(&cert)
+        .map_err(pem_error("certificate", &cert))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(pem_error("certificate", &cert))?;
+    if chain.is_empty() {
+        return Err(Error::Pem { what: "certificate", path: cert.display().to_string(), reason: "no certificate found".into() });
+    }
+    let key = PrivateKeyDer::from_pem_file(&key).map_err(pem_error("private key", &key))?;
+    Ok(rustls::ServerConfig::builder().with_no_client_auth().with_single_cert(chain, key)?)
+}
+
+fn self_signed(dir: &Path, extra_sans: &[String]) -> Result<(PathBuf, PathBuf), Error> {
+    let cert_path = dir.join("apiserver.crt");
+    let key_path = dir.join("apiserver.key");
+    if cert_path.exists() && key_path.exists() {
+        return Ok((cert_path, key_path));
+    }
+    let fail = |reason: String| Error::SelfSigned { dir: dir.display().to_string(), reason };
+    let mut sans = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+    sans.extend(extra_sans.iter().cloned());
+    let generated = rcgen::generate_simple_self_signed(sans).map_err(|e| fail(e.to_string()))?;
+    std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
+    std::fs::write(&cert_path, generated.cert.pem()).map_err(|e| fail(e.to_string()))?;
+    write_private(&key_path, generated.signing_key.serialize_pem().as_bytes()).map_err(|e| fail(e.to_string()))?;
+    tracing::info!(cert = %cert_path.display(), "generated a self-signed serving certificate");
+    Ok((cert_path, key_path))
+}
+
+fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    file.write_all(contents)
+}
+
+/// Serves the API over HTTPS until SIGINT/SIGTERM, then drains for up to `shutdown_timeout`.
+pub async fn serve(state: AppState, addr: SocketAddr, tls: rustls::ServerConfig, shutdown_timeout: Duration) -> Result<(), Error> {
+    let data = web::Data::new(state);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .wrap(middleware::from_fn(api::observe))
+            .configure(api::configure)
+    })
+    .shutdown_timeout(shutdown_timeout.as_secs())
+    .bind_rustls_0_23(addr, tls)
+    .map_err(|source| Error::Bind { addr, source })?;
+    tracing::info!(%addr, "serving HTTPS");
+    server.run().await.map_err(|source| Error::Bind { addr, source })
+}
+
+/// Installs ring as rustls' process-wide crypto provider (call once, first thing).
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
