@@ -1,0 +1,269 @@
+//! Test harness: a real Prometheus (or VictoriaMetrics) with generated data, the adapter binary, and a real kubectl.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Writes the fixture data (now − 1 h … now + 6 h, 15 s steps) as OpenMetrics and returns its path.
+pub fn generate_data(dir: &Path) -> PathBuf {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let start = now / 15 * 15 - 3600;
+    let out = Command::new("python3")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gen_openmetrics.py"))
+        .args([start.to_string(), (7 * 3600).to_string(), "15".to_owned()])
+        .output()
+        .expect("python3 runs the data generator");
+    assert!(out.status.success(), "generator failed: {}", String::from_utf8_lossy(&out.stderr));
+    let path = dir.join("data.om");
+    std::fs::write(&path, out.stdout).unwrap();
+    path
+}
+
+fn wait_http_ok(url: &str, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        let ok = Command::new("curl").args(["-fsS", "-o", "/dev/null", "--max-time", "2", url]).status().is_ok_and(|s| s.success());
+        if ok {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    false
+}
+
+/// A running Prometheus 2.x (Debian's package) on a loopback port.
+pub struct Prometheus {
+    pub port: u16,
+    pub data: PathBuf,
+    config: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Prometheus {
+    /// Backfills the fixture data and starts Prometheus.
+    pub fn start(dir: &Path) -> Self {
+        let data = dir.join("prometheus");
+        std::fs::create_dir_all(&data).unwrap();
+        let om = generate_data(dir);
+        let out = Command::new("promtool")
+            .args(["tsdb", "create-blocks-from", "openmetrics", "-q"])
+            .arg(&om)
+            .arg(&data)
+            .output()
+            .expect("promtool is installed (make deps)");
+        assert!(out.status.success(), "backfill failed: {}", String::from_utf8_lossy(&out.stderr));
+        let config = dir.join("prometheus.yml");
+        std::fs::write(&config, "global:\n  scrape_interval: 15s\nscrape_configs: []\n").unwrap();
+        let mut prometheus =
+            Prometheus { port: free_port(), data, config, log: dir.join("prometheus.log"), child: None };
+        prometheus.restart();
+        prometheus
+    }
+
+    /// Base URL.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the server and waits until it is gone.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").arg(child.id().to_string()).status();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts (again) on the same port and data.
+    pub fn restart(&mut self) {
+        let log = std::fs::File::create(&self.log).unwrap();
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", self.config.display()))
+            .arg(format!("--storage.tsdb.path={}", self.data.display()))
+            .arg("--storage.tsdb.retention.time=100y")
+            .arg(format!("--web.listen-address=127.0.0.1:{}", self.port))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("prometheus is installed (make deps)");
+        self.child = Some(child);
+        assert!(wait_http_ok(&format!("{}/-/ready", self.url()), Duration::from_secs(30)), "Prometheus did not become ready");
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A running VictoriaMetrics (Debian's package) loaded with the same fixture data.
+pub struct VictoriaMetrics {
+    pub port: u16,
+    child: Child,
+}
+
+impl VictoriaMetrics {
+    /// Starts VictoriaMetrics and imports the fixture data through its Prometheus-text import API.
+    pub fn start(dir: &Path) -> Self {
+        let port = free_port();
+        let log = std::fs::File::create(dir.join("victoria.log")).unwrap();
+        let child = Command::new("victoria-metrics")
+            .arg(format!("-storageDataPath={}", dir.join("vm").display()))
+            .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
+            .arg("-retentionPeriod=100y")
+            .arg("-search.disableCache")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("victoria-metrics is installed (make deps)");
+        let vm = VictoriaMetrics { port, child };
+        assert!(wait_http_ok(&format!("{}/health", vm.url()), Duration::from_secs(30)), "VictoriaMetrics did not start");
+        // Prometheus text format with millisecond timestamps.
+        let om = std::fs::read_to_string(generate_data(dir)).unwrap();
+        let text: String = om
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| {
+                let (rest, ts) = l.rsplit_once(' ').unwrap();
+                format!("{rest} {}000\n", ts)
+            })
+            .collect();
+        let import = dir.join("import.prom");
+        std::fs::write(&import, text).unwrap();
+        let status = Command::new("curl")
+            .args(["-fsS", "--data-binary"])
+            .arg(format!("@{}", import.display()))
+            .arg(format!("{}/api/v1/import/prometheus", vm.url()))
+            .status()
+            .unwrap();
+        assert!(status.success(), "import failed");
+        let _ = Command::new("curl").args(["-fsS", &format!("{}/internal/force_flush", vm.url())]).status();
+        vm
+    }
+
+    /// Base URL.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for VictoriaMetrics {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The adapter binary, serving HTTPS on loopback with `--standalone`.
+pub struct Adapter {
+    pub port: u16,
+    child: Child,
+    pub log: PathBuf,
+    home: PathBuf,
+}
+
+impl Adapter {
+    /// Starts the adapter against `prometheus_url` with a rules file, and waits for `/readyz`.
+    pub fn start(dir: &Path, rules: &Path, prometheus_url: &str, extra: &[&str]) -> Self {
+        let port = free_port();
+        let log_path = dir.join(format!("adapter-{port}.log"));
+        let log = std::fs::File::create(&log_path).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_prom-adapter"))
+            .arg(format!("--config={}", rules.display()))
+            .arg(format!("--prometheus-url={prometheus_url}"))
+            .arg(format!("--secure-port={port}"))
+            .arg(format!("--cert-dir={}", dir.join("certs").display()))
+            .args(["--standalone", "--metrics-relist-interval=2s", "--metrics-max-age=1h", "--prometheus-timeout=3s"])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let home = dir.join("home");
+        std::fs::create_dir_all(&home).unwrap();
+        let adapter = Adapter { port, child, log: log_path, home };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if adapter.curl("/readyz").0 == 200 {
+                return adapter;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("adapter not ready; log:\n{}", std::fs::read_to_string(&adapter.log).unwrap_or_default());
+    }
+
+    /// GET with curl: (status, body).
+    pub fn curl(&self, path: &str) -> (u16, String) {
+        let out = Command::new("curl")
+            .args(["-ks", "--max-time", "10", "-w", "\n%{http_code}"])
+            .arg(format!("https://127.0.0.1:{}{}", self.port, path))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+        (code.trim().parse().unwrap_or(0), body.to_owned())
+    }
+
+    /// `kubectl get --raw PATH` with a real kubectl: (success, stdout, stderr).
+    pub fn kubectl_raw(&self, path: &str) -> (bool, String, String) {
+        let out = Command::new(kubectl())
+            .env("HOME", &self.home)
+            .args(["--server", &format!("https://127.0.0.1:{}", self.port), "--insecure-skip-tls-verify", "--token", "test"])
+            .args(["get", "--raw", path])
+            .output()
+            .expect("kubectl runs");
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+
+    /// `kubectl get --raw PATH`, parsed as JSON; panics on failure.
+    pub fn get_json(&self, path: &str) -> serde_json::Value {
+        let (ok, out, err) = self.kubectl_raw(path);
+        assert!(ok, "kubectl get --raw {path} failed: {err}\nadapter log:\n{}", std::fs::read_to_string(&self.log).unwrap_or_default());
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{path}: {e}: {out}"))
+    }
+}
+
+impl Drop for Adapter {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A pinned kubectl binary (not the version-dispatching wrapper).
+pub fn kubectl() -> PathBuf {
+    for candidate in ["/usr/lib/google-cloud-sdk/bin/kubectl.1.33", "/usr/lib/google-cloud-sdk/bin/kubectl.1.32"] {
+        if Path::new(candidate).exists() {
+            return PathBuf::from(candidate);
+        }
+    }
+    PathBuf::from("kubectl")
+}
+
+/// Parses a Kubernetes quantity as the adapter prints it (`10999m`, `25k`, `100Mi`, `3`).
+pub fn quantity(text: &str) -> f64 {
+    let suffixes = [("Ki", 1024f64), ("Mi", 1024f64.powi(2)), ("Gi", 1024f64.powi(3)), ("m", 1e-3), ("k", 1e3), ("M", 1e6), ("G", 1e9)];
+    for (suffix, factor) in suffixes {
+        if let Some(number) = text.strip_suffix(suffix) {
+            return number.parse::<f64>().unwrap() * factor;
+        }
+    }
+    text.parse().unwrap()
+}
+
+/// Asserts `actual` is within 1% of `expected`.
+pub fn assert_close(actual: f64, expected: f64, what: &str) {
+    assert!((actual - expected).abs() <= expected.abs() * 0.01 + 1e-9, "{what}: {actual} is not ≈ {expected}");
+}

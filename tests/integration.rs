@@ -1,0 +1,146 @@
+//! End-to-end tests: the adapter binary against a real Prometheus and VictoriaMetrics, queried with a real kubectl.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::{Adapter, Prometheus, VictoriaMetrics, assert_close, quantity};
+
+fn demo_rules() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/demo.yaml")
+}
+
+fn single_value(list: &serde_json::Value) -> f64 {
+    let items = list["items"].as_array().expect("items");
+    assert_eq!(items.len(), 1, "{list}");
+    quantity(items[0]["value"].as_str().unwrap())
+}
+
+fn ingress_requests_per_second(adapter: &Adapter) {
+    // ingress-nginx's labels: 10 req/s with status 200 plus 1 req/s with status 500 for `web`.
+    let service = adapter.get_json("/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/services/web/nginx_ingress_requests_per_second");
+    assert_eq!(service["kind"], "MetricValueList");
+    assert_eq!(service["items"][0]["describedObject"]["kind"], "Service");
+    assert_eq!(service["items"][0]["describedObject"]["apiVersion"], "v1");
+    assert_close(single_value(&service), 11.0, "service web requests/s");
+
+    let ingress = adapter.get_json(
+        "/apis/custom.metrics.k8s.io/v1beta1/namespaces/default/ingresses.networking.k8s.io/web/nginx_ingress_requests_per_second",
+    );
+    assert_eq!(ingress["items"][0]["describedObject"]["apiVersion"], "networking.k8s.io/v1");
+    assert_eq!(ingress["items"][0]["metricName"], "nginx_ingress_requests_per_second");
+    assert_close(single_value(&ingress), 11.0, "ingress web requests/s");
+
+    let errors = adapter.get_json(
+        "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/services/web/nginx_ingress_requests_per_second?metricLabelSelector=status%3D500",
+    );
+    assert_close(single_value(&errors), 1.0, "service web 5xx/s");
+    assert_eq!(errors["items"][0]["metric"]["selector"]["matchLabels"]["status"], "500");
+    let other = adapter.get_json("/apis/custom.metrics.k8s.io/v1beta2/namespaces/other/services/api/nginx_ingress_requests_per_second");
+    assert_close(single_value(&other), 5.0, "service api requests/s");
+}
+
+#[test]
+fn serves_custom_metrics_from_prometheus_to_kubectl() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut prometheus = Prometheus::start(dir.path());
+    let adapter = Adapter::start(dir.path(), &demo_rules(), &prometheus.url(), &[]);
+
+    // Discovery document through a real kubectl.
+    let discovery = adapter.get_json("/apis/custom.metrics.k8s.io/v1beta2");
+    assert_eq!(discovery["kind"], "APIResourceList");
+    let names: Vec<&str> = discovery["resources"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+    for expected in [
+        "services/nginx_ingress_requests_per_second",
+        "ingresses.networking.k8s.io/nginx_ingress_requests_per_second",
+        "pods/cpu_usage",
+        "pods/memory_working_set_bytes",
+        "namespaces/cpu_usage",
+        "nodes/node_load",
+    ] {
+        assert!(names.contains(&expected), "{expected} missing from {names:?}");
+    }
+    let nodes = discovery["resources"].as_array().unwrap().iter().find(|r| r["name"] == "nodes/node_load").unwrap();
+    assert_eq!(nodes["namespaced"], false);
+
+    ingress_requests_per_second(&adapter);
+
+    // The chart's default rules over cAdvisor series: every pod of the namespace, through `*`.
+    let cpu = adapter.get_json("/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/*/cpu_usage");
+    let items = cpu["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{cpu}");
+    for item in items {
+        assert!(item["describedObject"]["name"].as_str().unwrap().starts_with("web-"));
+        // container!="POD" keeps the app container (0.25) and the pod cgroup (0.26).
+        assert_close(quantity(item["value"].as_str().unwrap()), 0.51, "pod cpu");
+    }
+    let memory = adapter.get_json("/apis/custom.metrics.k8s.io/v1beta1/namespaces/other/pods/api-5c9b8d7f6-klmno/memory_working_set_bytes");
+    assert_close(single_value(&memory), 204.0 * 1024.0 * 1024.0, "pod memory");
+
+    // A cluster-scoped resource.
+    let node = adapter.get_json("/apis/custom.metrics.k8s.io/v1beta2/nodes/node-a/node_load");
+    assert_close(single_value(&node), 1.5, "node-a load");
+    assert!(node["items"][0]["describedObject"].get("namespace").is_none());
+    let all_nodes = adapter.get_json("/apis/custom.metrics.k8s.io/v1beta1/nodes/%2A/node_load");
+    assert_eq!(all_nodes["items"].as_array().unwrap().len(), 2);
+
+    // Namespace metrics.
+    let ns = adapter.get_json("/apis/custom.metrics.k8s.io/v1beta1/namespaces/default/metrics/cpu_usage");
+    assert_eq!(ns["items"][0]["describedObject"]["kind"], "Namespace");
+
+    // Unknown metric: a 404 Status.
+    let (ok, _, stderr) = adapter.kubectl_raw("/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/*/no_such_metric");
+    assert!(!ok);
+    assert!(stderr.contains("NotFound"), "{stderr}");
+    let (code, body) = adapter.curl("/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/*/no_such_metric");
+    assert_eq!(code, 404);
+    let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(status["kind"], "Status");
+    assert_eq!(status["reason"], "NotFound");
+    assert_eq!(status["message"], "the server could not find the metric no_such_metric for pods");
+    // Wrong scope is not found either.
+    assert_eq!(adapter.curl("/apis/custom.metrics.k8s.io/v1beta2/pods/x/cpu_usage").0, 404);
+    // A named object without samples.
+    let (code, body) = adapter.curl("/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/ghost/cpu_usage");
+    assert_eq!(code, 404, "{body}");
+    assert!(body.contains("the server could not find the metric cpu_usage for pods ghost"), "{body}");
+    // A bad metricLabelSelector is a 400 Status.
+    let (code, body) = adapter.curl("/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/services/web/nginx_ingress_requests_per_second?metricLabelSelector=status%20in%20(");
+    assert_eq!(code, 400, "{body}");
+
+    // Prometheus goes away: 503 Status, the server stays up, and recovers.
+    prometheus.stop();
+    let (code, body) = adapter.curl("/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/services/web/nginx_ingress_requests_per_second");
+    assert_eq!(code, 503, "{body}");
+    let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!((status["kind"].as_str(), status["reason"].as_str()), (Some("Status"), Some("ServiceUnavailable")));
+    assert_eq!(adapter.curl("/healthz").0, 200, "the adapter stays up");
+    // Discovery keeps the last good registry while Prometheus is down.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let discovery = adapter.get_json("/apis/custom.metrics.k8s.io/v1beta2");
+    assert!(!discovery["resources"].as_array().unwrap().is_empty());
+    prometheus.restart();
+    ingress_requests_per_second(&adapter);
+
+    // Self metrics count requests and Prometheus calls.
+    let (code, metrics) = adapter.curl("/metrics");
+    assert_eq!(code, 200);
+    assert!(metrics.contains("prom_adapter_prometheus_requests_total{endpoint=\"/api/v1/query\",outcome=\"unavailable\"}"), "{metrics}");
+    assert!(metrics.contains("prom_adapter_discovery_series_shapes"));
+}
+
+#[test]
+fn serves_the_ingress_scenario_from_victoriametrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let vm = VictoriaMetrics::start(dir.path());
+    let adapter = Adapter::start(dir.path(), &demo_rules(), &vm.url(), &[]);
+    ingress_requests_per_second(&adapter);
+}
+
+#[test]
+fn long_queries_and_post_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let prometheus = Prometheus::start(dir.path());
+    let adapter = Adapter::start(dir.path(), &demo_rules(), &prometheus.url(), &["--prometheus-verb=POST"]);
+    ingress_requests_per_second(&adapter);
+}
