@@ -22,7 +22,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the metrics APIs.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Validate a rules file offline; exit 1 with every error.
     Check {
         /// The rules file.
@@ -137,11 +137,20 @@ impl ServeArgs {
         one("prometheus_url", self.prometheus_url.clone());
         one("prometheus_token_file", path(&self.prometheus_token_file));
         one("prometheus_ca_file", path(&self.prometheus_ca_file));
-        one("prometheus_client_tls_cert_file", path(&self.prometheus_client_tls_cert_file));
-        one("prometheus_client_tls_key_file", path(&self.prometheus_client_tls_key_file));
+        one(
+            "prometheus_client_tls_cert_file",
+            path(&self.prometheus_client_tls_cert_file),
+        );
+        one(
+            "prometheus_client_tls_key_file",
+            path(&self.prometheus_client_tls_key_file),
+        );
         one("prometheus_verb", self.prometheus_verb.clone());
         one("prometheus_timeout", self.prometheus_timeout.clone());
-        one("metrics_relist_interval", self.metrics_relist_interval.clone());
+        one(
+            "metrics_relist_interval",
+            self.metrics_relist_interval.clone(),
+        );
         one("metrics_max_age", self.metrics_max_age.clone());
         one("secure_port", self.secure_port.map(|p| p.to_string()));
         one("bind_address", self.bind_address.clone());
@@ -152,7 +161,10 @@ impl ServeArgs {
         one("v", self.v.map(|v| v.to_string()));
         one("log_format", self.log_format.clone());
         if !self.prometheus_header.is_empty() {
-            out.push(("prometheus_header", FlagValue::Many(self.prometheus_header.clone())));
+            out.push((
+                "prometheus_header",
+                FlagValue::Many(self.prometheus_header.clone()),
+            ));
         }
         if !self.tls_san.is_empty() {
             out.push(("tls_san", FlagValue::Many(self.tls_san.clone())));
@@ -167,16 +179,40 @@ impl ServeArgs {
 /// prometheus-adapter flags that we accept but that change nothing here, and why.
 const IGNORED_FLAGS: &[(&str, bool, &str)] = &[
     ("disable-http2", false, "prom-adapter serves HTTP/1.1 only"),
-    ("tls-cipher-suites", true, "rustls offers only modern AEAD cipher suites"),
+    (
+        "tls-cipher-suites",
+        true,
+        "rustls offers only modern AEAD cipher suites",
+    ),
     ("tls-min-version", true, "TLS 1.2 is the minimum already"),
     ("profiling", false, "there are no profiling endpoints"),
-    ("contention-profiling", false, "there are no profiling endpoints"),
-    ("enable-priority-and-fairness", false, "prom-adapter has no request queueing"),
+    (
+        "contention-profiling",
+        false,
+        "there are no profiling endpoints",
+    ),
+    (
+        "enable-priority-and-fairness",
+        false,
+        "prom-adapter has no request queueing",
+    ),
     ("vmodule", true, "use RUST_LOG for per-module levels"),
     ("log-flush-frequency", true, "logs are written unbuffered"),
-    ("http2-max-streams-per-connection", true, "prom-adapter serves HTTP/1.1 only"),
-    ("permit-port-sharing", false, "not supported; the flag is ignored"),
-    ("permit-address-sharing", false, "not supported; the flag is ignored"),
+    (
+        "http2-max-streams-per-connection",
+        true,
+        "prom-adapter serves HTTP/1.1 only",
+    ),
+    (
+        "permit-port-sharing",
+        false,
+        "not supported; the flag is ignored",
+    ),
+    (
+        "permit-address-sharing",
+        false,
+        "not supported; the flag is ignored",
+    ),
 ];
 
 /// prometheus-adapter flags that would change behaviour and are not implemented yet.
@@ -247,8 +283,13 @@ mod tests {
     #[test]
     fn prometheus_adapter_argument_lists_parse_without_a_subcommand() {
         let cli = Cli::try_parse_from(args(&[
-            "prom-adapter", "--config=/etc/adapter/config.yaml", "--prometheus-url=http://prom:9090/",
-            "--metrics-relist-interval=1m", "--secure-port=6443", "--v=4", "--cert-dir=/tmp/cert",
+            "prom-adapter",
+            "--config=/etc/adapter/config.yaml",
+            "--prometheus-url=http://prom:9090/",
+            "--metrics-relist-interval=1m",
+            "--secure-port=6443",
+            "--v=4",
+            "--cert-dir=/tmp/cert",
         ]))
         .unwrap();
         assert!(cli.command.is_none());
@@ -256,19 +297,32 @@ mod tests {
         let overrides = cli.serve.overrides();
         assert!(overrides.contains(&("metrics_relist_interval", FlagValue::One("1m".into()))));
         assert!(overrides.contains(&("secure_port", FlagValue::One("6443".into()))));
-        assert!(Cli::try_parse_from(args(&["prom-adapter", "-v", "6"])).unwrap().serve.v == Some(6));
+        assert!(
+            Cli::try_parse_from(args(&["prom-adapter", "-v", "6"]))
+                .unwrap()
+                .serve
+                .v
+                == Some(6)
+        );
     }
 
     #[test]
     fn ignored_flags_warn_and_unsupported_flags_fail() {
         let (kept, warnings) = screen_legacy_flags(args(&[
-            "prom-adapter", "--tls-cipher-suites", "A,B", "--disable-http2", "--config=x", "--profiling=false",
+            "prom-adapter",
+            "--tls-cipher-suites",
+            "A,B",
+            "--disable-http2",
+            "--config=x",
+            "--profiling=false",
         ]))
         .unwrap();
         assert_eq!(kept, args(&["prom-adapter", "--config=x"]));
         assert_eq!(warnings.len(), 3);
         assert!(warnings[0].contains("tls-cipher-suites"));
-        let error = screen_legacy_flags(args(&["prom-adapter", "--requestheader-client-ca-file=/x"])).unwrap_err();
+        let error =
+            screen_legacy_flags(args(&["prom-adapter", "--requestheader-client-ca-file=/x"]))
+                .unwrap_err();
         assert!(error.contains("--requestheader-client-ca-file"));
         assert!(screen_legacy_flags(args(&["prom-adapter", "--audit-log-path=/x"])).is_err());
     }

@@ -28,7 +28,12 @@ pub fn summarize(rules: &RuleSet) -> Vec<String> {
     let mut lines = Vec::new();
     for (key, list) in [("rules", &rules.custom), ("externalRules", &rules.external)] {
         for (i, rule) in list.iter().enumerate() {
-            let overrides: Vec<String> = rule.resources.overrides().iter().map(|(l, gr)| format!("{l}→{gr}")).collect();
+            let overrides: Vec<String> = rule
+                .resources
+                .overrides()
+                .iter()
+                .map(|(l, gr)| format!("{l}→{gr}"))
+                .collect();
             lines.push(format!(
                 "{key}[{i}]: series {} → name {:?}, resources [{}], query {:?}",
                 rule.series_query,
@@ -56,12 +61,15 @@ pub fn parse_series_file(text: &str) -> Result<Vec<Series>, Error> {
         struct Answer {
             data: Vec<BTreeMap<String, String>>,
         }
-        let answer: Answer = serde_json::from_str(text).map_err(|e| Error::Series(format!("not a /api/v1/series answer: {e}")))?;
+        let answer: Answer = serde_json::from_str(text)
+            .map_err(|e| Error::Series(format!("not a /api/v1/series answer: {e}")))?;
         return answer
             .data
             .into_iter()
             .map(|mut labels| {
-                let name = labels.remove("__name__").ok_or_else(|| Error::Series("a series has no __name__".into()))?;
+                let name = labels
+                    .remove("__name__")
+                    .ok_or_else(|| Error::Series("a series has no __name__".into()))?;
                 labels.retain(|_, v| !v.is_empty());
                 Ok(Series { name, labels })
             })
@@ -70,7 +78,9 @@ pub fn parse_series_file(text: &str) -> Result<Vec<Series>, Error> {
     text.lines()
         .enumerate()
         .filter(|(_, line)| !line.trim().is_empty() && !line.trim_start().starts_with('#'))
-        .map(|(n, line)| Series::parse(line.trim()).map_err(|e| Error::Series(format!("line {}: {e}", n + 1))))
+        .map(|(n, line)| {
+            Series::parse(line.trim()).map_err(|e| Error::Series(format!("line {}: {e}", n + 1)))
+        })
         .collect()
 }
 
@@ -144,13 +154,23 @@ pub fn listing(registry: &Registry) -> Listing {
             .collect(),
         external: registry
             .external_metrics()
-            .map(|(metric, source)| ExternalEntry { metric: metric.clone(), series: source.series.to_string(), rule: source.rule })
+            .map(|(metric, source)| ExternalEntry {
+                metric: metric.clone(),
+                series: source.series.to_string(),
+                rule: source.rule,
+            })
             .collect(),
     }
 }
 
 /// The PromQL a request path runs, given the object names a selector would resolve to.
-pub fn query_for_path(rules: &RuleSet, registry: &Registry, table: &ResourceTable, path: &str, objects: &[String]) -> Result<String, Error> {
+pub fn query_for_path(
+    rules: &RuleSet,
+    registry: &Registry,
+    table: &ResourceTable,
+    path: &str,
+    objects: &[String],
+) -> Result<String, Error> {
     let (path, query_string) = path.split_once('?').unwrap_or((path, ""));
     let query: HashMap<String, String> = url_query(query_string);
     let request_error = |e: crate::api::Error| Error::Request(e.to_string());
@@ -160,38 +180,77 @@ pub fn query_for_path(rules: &RuleSet, registry: &Registry, table: &ResourceTabl
             .resolve(&GroupResource::parse(&request.resource))
             .ok_or_else(|| Error::Request(format!("unknown resource {:?}", request.resource)))?;
         let resource = info.group_resource();
-        let source = registry.custom(&resource, request.namespace.is_some(), &request.metric).ok_or_else(|| {
-            Error::Request(format!(
-                "the rules discover no metric {} for {} ({}) in these series",
-                request.metric,
-                resource,
-                if request.namespace.is_some() { "namespaced" } else { "cluster-scoped" }
-            ))
-        })?;
+        let source = registry
+            .custom(&resource, request.namespace.is_some(), &request.metric)
+            .ok_or_else(|| {
+                Error::Request(format!(
+                    "the rules discover no metric {} for {} ({}) in these series",
+                    request.metric,
+                    resource,
+                    if request.namespace.is_some() {
+                        "namespaced"
+                    } else {
+                        "cluster-scoped"
+                    }
+                ))
+            })?;
         let names: Vec<String> = match &request.name {
             crate::provider::custom::ObjectName::Named(name) => vec![name.clone()],
             crate::provider::custom::ObjectName::All if objects.is_empty() => {
-                return Err(Error::Request("`*` selects objects through the cluster: give their names with --objects a,b".into()));
+                return Err(Error::Request(
+                    "`*` selects objects through the cluster: give their names with --objects a,b"
+                        .into(),
+                ));
             }
             crate::provider::custom::ObjectName::All => objects.to_vec(),
         };
-        let query_request = QueryRequest { namespace: request.namespace.as_deref(), metric_selector: &request.metric_selector, names: &names };
-        return build_custom_query(&rules.custom[source.rule], table, &source.series, &resource, &query_request)
-            .map_err(|e| Error::Request(e.to_string()));
+        let query_request = QueryRequest {
+            namespace: request.namespace.as_deref(),
+            metric_selector: &request.metric_selector,
+            names: &names,
+        };
+        return build_custom_query(
+            &rules.custom[source.rule],
+            table,
+            &source.series,
+            &resource,
+            &query_request,
+        )
+        .map_err(|e| Error::Request(e.to_string()));
     }
     if let Some(rest) = strip_version(path, "/apis/external.metrics.k8s.io/") {
         let segments: Vec<&str> = rest.trim_end_matches('/').split('/').collect();
-        let [ "namespaces", namespace, metric ] = segments.as_slice() else {
+        let ["namespaces", namespace, metric] = segments.as_slice() else {
             return Err(Error::Request("external metrics paths look like /apis/external.metrics.k8s.io/v1beta1/namespaces/NS/METRIC".into()));
         };
-        let source = registry.external(metric).ok_or_else(|| Error::Request(format!("the rules discover no external metric {metric} in these series")))?;
-        let selector = LabelSelector::parse(query.get("labelSelector").map(String::as_str).unwrap_or_default())
-            .map_err(|e| Error::Request(e.to_string()))?;
-        let query_request = QueryRequest { namespace: Some(namespace), metric_selector: &selector, names: &[] };
-        return build_external_query(&rules.external[source.rule], table, &source.series, &query_request)
-            .map_err(|e| Error::Request(e.to_string()));
+        let source = registry.external(metric).ok_or_else(|| {
+            Error::Request(format!(
+                "the rules discover no external metric {metric} in these series"
+            ))
+        })?;
+        let selector = LabelSelector::parse(
+            query
+                .get("labelSelector")
+                .map(String::as_str)
+                .unwrap_or_default(),
+        )
+        .map_err(|e| Error::Request(e.to_string()))?;
+        let query_request = QueryRequest {
+            namespace: Some(namespace),
+            metric_selector: &selector,
+            names: &[],
+        };
+        return build_external_query(
+            &rules.external[source.rule],
+            table,
+            &source.series,
+            &query_request,
+        )
+        .map_err(|e| Error::Request(e.to_string()));
     }
-    Err(Error::Request(format!("{path:?} is not a custom or external metrics path")))
+    Err(Error::Request(format!(
+        "{path:?} is not a custom or external metrics path"
+    )))
 }
 
 fn strip_version<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
@@ -201,7 +260,9 @@ fn strip_version<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
 }
 
 fn url_query(query: &str) -> HashMap<String, String> {
-    actix_web::web::Query::<HashMap<String, String>>::from_query(query).map(|q| q.into_inner()).unwrap_or_default()
+    actix_web::web::Query::<HashMap<String, String>>::from_query(query)
+        .map(|q| q.into_inner())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -230,14 +291,50 @@ externalRules:
             let table = ResourceTable::builtin();
             let registry = discover(&rules, &series, &table);
             let listed = listing(&registry);
-            let custom: Vec<(String, bool, String)> = listed.custom.iter().map(|c| (c.resource.clone(), c.namespaced, c.metric.clone())).collect();
-            assert_eq!(custom, vec![("namespaces".into(), false, "some_usage".into()), ("pods".into(), true, "some_usage".into())]);
-            assert_eq!(listed.external, vec![ExternalEntry { metric: "queue_depth".into(), series: "queue_depth".into(), rule: 0 }]);
-            let q = query_for_path(&rules, &registry, &table, "/apis/custom.metrics.k8s.io/v1beta2/namespaces/somens/pods/*/some_usage", &["somepod1".into(), "somepod2".into()]).unwrap();
-            assert_eq!(q, r#"sum(container_some_usage{namespace="somens",pod=~"somepod1|somepod2",container!="POD"}) by (pod)"#);
+            let custom: Vec<(String, bool, String)> = listed
+                .custom
+                .iter()
+                .map(|c| (c.resource.clone(), c.namespaced, c.metric.clone()))
+                .collect();
+            assert_eq!(
+                custom,
+                vec![
+                    ("namespaces".into(), false, "some_usage".into()),
+                    ("pods".into(), true, "some_usage".into())
+                ]
+            );
+            assert_eq!(
+                listed.external,
+                vec![ExternalEntry {
+                    metric: "queue_depth".into(),
+                    series: "queue_depth".into(),
+                    rule: 0
+                }]
+            );
+            let q = query_for_path(
+                &rules,
+                &registry,
+                &table,
+                "/apis/custom.metrics.k8s.io/v1beta2/namespaces/somens/pods/*/some_usage",
+                &["somepod1".into(), "somepod2".into()],
+            )
+            .unwrap();
+            assert_eq!(
+                q,
+                r#"sum(container_some_usage{namespace="somens",pod=~"somepod1|somepod2",container!="POD"}) by (pod)"#
+            );
             let q = query_for_path(&rules, &registry, &table, "/apis/external.metrics.k8s.io/v1beta1/namespaces/default/queue_depth?labelSelector=topic%3Dt", &[]).unwrap();
             assert_eq!(q, r#"sum(queue_depth{topic="t"}) by (topic)"#);
-            assert!(query_for_path(&rules, &registry, &table, "/apis/custom.metrics.k8s.io/v1beta2/namespaces/somens/pods/*/nope", &["a".into()]).is_err());
+            assert!(
+                query_for_path(
+                    &rules,
+                    &registry,
+                    &table,
+                    "/apis/custom.metrics.k8s.io/v1beta2/namespaces/somens/pods/*/nope",
+                    &["a".into()]
+                )
+                .is_err()
+            );
         }
     }
 

@@ -10,6 +10,6 @@ pub mod promql;
 pub mod provider;
 pub mod registry;
 pub mod resources;
+pub mod rules;
 pub mod server;
 pub mod telemetry;
-pub mod rules;

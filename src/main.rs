@@ -32,7 +32,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse_from(args);
     let result = match cli.command {
         None => serve(cli.serve, warnings),
-        Some(Command::Serve(args)) => serve(args, warnings),
+        Some(Command::Serve(args)) => serve(*args, warnings),
         Some(Command::Check { config }) => check(&config),
         Some(Command::Explain(args)) => run_explain(&args),
     };
@@ -56,7 +56,11 @@ fn check(path: &std::path::Path) -> anyhow::Result<ExitCode> {
                 path.display(),
                 rules.custom.len(),
                 rules.external.len(),
-                if rules.resource.is_some() { "present" } else { "absent" }
+                if rules.resource.is_some() {
+                    "present"
+                } else {
+                    "absent"
+                }
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -69,7 +73,8 @@ fn check(path: &std::path::Path) -> anyhow::Result<ExitCode> {
 
 fn run_explain(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
     let rules = config::load_rules(&args.config)?;
-    let text = std::fs::read_to_string(&args.series).with_context(|| format!("cannot read series file {}", args.series.display()))?;
+    let text = std::fs::read_to_string(&args.series)
+        .with_context(|| format!("cannot read series file {}", args.series.display()))?;
     let series = explain::parse_series_file(&text)?;
     let table = ResourceTable::builtin();
     let registry = explain::discover(&rules, &series, &table);
@@ -89,13 +94,28 @@ fn run_explain(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
                 println!("{}", serde_json::to_string(&listing)?);
             } else {
                 for c in &listing.custom {
-                    let scope = if c.namespaced { "namespaced" } else { "cluster" };
-                    println!("custom   {}/{} ({scope}) <- {} [rules[{}]]", c.resource, c.metric, c.series, c.rule);
+                    let scope = if c.namespaced {
+                        "namespaced"
+                    } else {
+                        "cluster"
+                    };
+                    println!(
+                        "custom   {}/{} ({scope}) <- {} [rules[{}]]",
+                        c.resource, c.metric, c.series, c.rule
+                    );
                 }
                 for e in &listing.external {
-                    println!("external {} <- {} [externalRules[{}]]", e.metric, e.series, e.rule);
+                    println!(
+                        "external {} <- {} [externalRules[{}]]",
+                        e.metric, e.series, e.rule
+                    );
                 }
-                println!("{} custom, {} external metrics from {} series", listing.custom.len(), listing.external.len(), series.len());
+                println!(
+                    "{} custom, {} external metrics from {} series",
+                    listing.custom.len(),
+                    listing.external.len(),
+                    series.len()
+                );
             }
         }
     }
@@ -112,7 +132,9 @@ struct ServeConfig {
 }
 
 fn serve(args: ServeArgs, warnings: Vec<String>) -> anyhow::Result<ExitCode> {
-    let env: Vec<(String, String)> = std::env::vars().filter(|(k, _)| k.starts_with("PROM_ADAPTER_")).collect();
+    let env: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("PROM_ADAPTER_"))
+        .collect();
     let settings = settings::load(args.settings.as_deref(), &env, &args.overrides())?;
     let format = match settings.log_format.as_str() {
         "json" => LogFormat::Json,
@@ -128,7 +150,8 @@ fn serve(args: ServeArgs, warnings: Vec<String>) -> anyhow::Result<ExitCode> {
     let tls = server::tls_config(&serve_config.tls)?;
     let metrics = Arc::new(Metrics::new());
     let client = prometheus::Client::new(serve_config.prometheus.clone())?;
-    let backend: Arc<dyn MetricsBackend> = Arc::new(InstrumentedClient::new(client, metrics.clone()));
+    let backend: Arc<dyn MetricsBackend> =
+        Arc::new(InstrumentedClient::new(client, metrics.clone()));
     let snapshot = Arc::new(arc_swap::ArcSwap::from_pointee(Snapshot {
         rules: Arc::new(rules),
         table: Arc::new(ResourceTable::builtin()),
@@ -136,7 +159,11 @@ fn serve(args: ServeArgs, warnings: Vec<String>) -> anyhow::Result<ExitCode> {
     }));
     let readiness = Arc::new(Readiness::default());
     let state = AppState {
-        custom: CustomMetrics::new(snapshot.clone(), backend.clone(), serve_config.discovery.max_age),
+        custom: CustomMetrics::new(
+            snapshot.clone(),
+            backend.clone(),
+            serve_config.discovery.max_age,
+        ),
         metrics: metrics.clone(),
         readiness: readiness.clone(),
     };
@@ -147,7 +174,13 @@ fn serve(args: ServeArgs, warnings: Vec<String>) -> anyhow::Result<ExitCode> {
         "starting prom-adapter in standalone mode (built-in resource table, no authentication, loopback only)"
     );
     actix_web::rt::System::new().block_on(async move {
-        let discovery = Discovery::new(backend, snapshot, serve_config.discovery, metrics, readiness);
+        let discovery = Discovery::new(
+            backend,
+            snapshot,
+            serve_config.discovery,
+            metrics,
+            readiness,
+        );
         let loop_handle = actix_web::rt::spawn(discovery.run());
         let result = server::serve(state, serve_config.addr, tls, Duration::from_secs(10)).await;
         loop_handle.abort();
@@ -167,27 +200,41 @@ fn validate(settings: &settings::Settings) -> anyhow::Result<ServeConfig> {
         );
     }
     if settings.lister_kubeconfig.is_some() {
-        bail!("--lister-kubeconfig is not supported yet: the cluster connection is not implemented; use --standalone without it");
+        bail!(
+            "--lister-kubeconfig is not supported yet: the cluster connection is not implemented; use --standalone without it"
+        );
     }
-    let bind = settings.bind_address.clone().unwrap_or_else(|| "127.0.0.1".to_owned());
-    let ip: IpAddr = bind.parse().with_context(|| format!("--bind-address {bind:?} is not an IP address"))?;
+    let bind = settings
+        .bind_address
+        .clone()
+        .unwrap_or_else(|| "127.0.0.1".to_owned());
+    let ip: IpAddr = bind
+        .parse()
+        .with_context(|| format!("--bind-address {bind:?} is not an IP address"))?;
     if !ip.is_loopback() {
-        bail!("--standalone serves without authentication and only binds to loopback addresses; {ip} is not one");
+        bail!(
+            "--standalone serves without authentication and only binds to loopback addresses; {ip} is not one"
+        );
     }
-    let relist_interval = parse_duration(&settings.metrics_relist_interval).context("--metrics-relist-interval")?;
+    let relist_interval =
+        parse_duration(&settings.metrics_relist_interval).context("--metrics-relist-interval")?;
     if relist_interval.is_zero() {
         bail!("--metrics-relist-interval must be greater than zero");
     }
     let max_age = match parse_duration(&settings.metrics_max_age).context("--metrics-max-age")? {
         d if d.is_zero() => relist_interval,
-        d if d < relist_interval => bail!("--metrics-max-age ({d:?}) must not be less than --metrics-relist-interval ({relist_interval:?})"),
+        d if d < relist_interval => bail!(
+            "--metrics-max-age ({d:?}) must not be less than --metrics-relist-interval ({relist_interval:?})"
+        ),
         d => d,
     };
     let timeout = parse_duration(&settings.prometheus_timeout).context("--prometheus-timeout")?;
     let verb = match settings.prometheus_verb.to_ascii_uppercase().as_str() {
         "GET" => prometheus::Verb::Get,
         "POST" => prometheus::Verb::Post,
-        other => bail!("unsupported Prometheus HTTP verb {other:?}; supported verbs: \"GET\" and \"POST\""),
+        other => bail!(
+            "unsupported Prometheus HTTP verb {other:?}; supported verbs: \"GET\" and \"POST\""
+        ),
     };
     let headers = settings
         .prometheus_header
@@ -197,10 +244,15 @@ fn validate(settings: &settings::Settings) -> anyhow::Result<ServeConfig> {
             None => (h.clone(), String::new()),
         })
         .collect();
-    let client_cert = match (&settings.prometheus_client_tls_cert_file, &settings.prometheus_client_tls_key_file) {
+    let client_cert = match (
+        &settings.prometheus_client_tls_cert_file,
+        &settings.prometheus_client_tls_key_file,
+    ) {
         (Some(c), Some(k)) => Some((c.clone(), k.clone())),
         (None, None) => None,
-        _ => bail!("--prometheus-client-tls-cert-file and --prometheus-client-tls-key-file must be given together"),
+        _ => bail!(
+            "--prometheus-client-tls-cert-file and --prometheus-client-tls-key-file must be given together"
+        ),
     };
     Ok(ServeConfig {
         rules_path,
@@ -213,7 +265,10 @@ fn validate(settings: &settings::Settings) -> anyhow::Result<ServeConfig> {
             client_cert,
             verb,
         },
-        discovery: DiscoveryConfig { relist_interval, max_age },
+        discovery: DiscoveryConfig {
+            relist_interval,
+            max_age,
+        },
         addr: SocketAddr::new(ip, settings.secure_port),
         tls: server::TlsSource {
             cert_file: settings.tls_cert_file.clone(),

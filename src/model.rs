@@ -16,7 +16,10 @@ pub struct GroupResource {
 impl GroupResource {
     /// Builds a group-resource from its parts.
     pub fn new(group: impl Into<String>, resource: impl Into<String>) -> Self {
-        Self { group: group.into(), resource: resource.into() }
+        Self {
+            group: group.into(),
+            resource: resource.into(),
+        }
     }
 
     /// Parses the `resource.group` form used in URLs (`deployments.apps`,
@@ -89,7 +92,9 @@ pub enum QuantityError {
     #[error("value {0} is infinite and cannot be represented as a Kubernetes quantity")]
     Infinite(f64),
     /// The value times 1000 does not fit in a signed 64-bit integer.
-    #[error("value {0} is out of range: Kubernetes quantities hold at most ±9.2e15 with milli precision")]
+    #[error(
+        "value {0} is out of range: Kubernetes quantities hold at most ±9.2e15 with milli precision"
+    )]
     OutOfRange(f64),
 }
 
@@ -168,10 +173,11 @@ fn remove_factors(mut value: i64, base: i64) -> (i64, u32) {
 pub fn format_timestamp(unix_seconds: i64) -> String {
     let datetime = time::OffsetDateTime::from_unix_timestamp(unix_seconds)
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    let format = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second]Z"
-    );
-    datetime.format(&format).unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_owned())
+    let format =
+        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]Z");
+    datetime
+        .format(&format)
+        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_owned())
 }
 
 /// Why a duration string was rejected.
@@ -185,7 +191,10 @@ pub struct DurationError {
 /// Parses a Go-style duration (`300ms`, `30s`, `10m`, `1h30m`; units ns, us, µs, ms, s, m, h)
 /// plus Prometheus' `d`, `w` and `y`, which operators also write in flags.
 pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
-    let error = |reason| DurationError { input: input.to_owned(), reason };
+    let error = |reason| DurationError {
+        input: input.to_owned(),
+        reason,
+    };
     let text = input.trim();
     if text == "0" {
         return Ok(Duration::ZERO);
@@ -202,9 +211,13 @@ pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
         if number_len == 0 {
             return Err(error("expected a number"));
         }
-        let number: f64 = rest[..number_len].parse().map_err(|_| error("malformed number"))?;
+        let number: f64 = rest[..number_len]
+            .parse()
+            .map_err(|_| error("malformed number"))?;
         rest = &rest[number_len..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
         let seconds_per_unit = match &rest[..unit_len] {
             "ns" => 1e-9,
             "us" | "µs" => 1e-6,
@@ -246,9 +259,15 @@ mod tests {
     #[test]
     fn group_resource_parses_and_prints_like_kubernetes() {
         assert_eq!(GroupResource::parse("pods"), GroupResource::new("", "pods"));
-        assert_eq!(GroupResource::parse("deployments.apps"), GroupResource::new("apps", "deployments"));
+        assert_eq!(
+            GroupResource::parse("deployments.apps"),
+            GroupResource::new("apps", "deployments")
+        );
         let ingress = GroupResource::parse("ingresses.networking.k8s.io");
-        assert_eq!(ingress, GroupResource::new("networking.k8s.io", "ingresses"));
+        assert_eq!(
+            ingress,
+            GroupResource::new("networking.k8s.io", "ingresses")
+        );
         assert_eq!(ingress.to_string(), "ingresses.networking.k8s.io");
         assert_eq!(GroupResource::new("", "nodes").to_string(), "nodes");
     }
@@ -276,7 +295,11 @@ mod tests {
             (0.0, "0"),
         ];
         for (value, expected) in cases {
-            assert_eq!(quantity_from_f64(value, QuantityFormat::DecimalSi).unwrap(), expected, "{value}");
+            assert_eq!(
+                quantity_from_f64(value, QuantityFormat::DecimalSi).unwrap(),
+                expected,
+                "{value}"
+            );
         }
     }
 
@@ -294,7 +317,11 @@ mod tests {
             (-2048.0, "-2Ki"),
         ];
         for (value, expected) in cases {
-            assert_eq!(quantity_from_f64(value, QuantityFormat::BinarySi).unwrap(), expected, "{value}");
+            assert_eq!(
+                quantity_from_f64(value, QuantityFormat::BinarySi).unwrap(),
+                expected,
+                "{value}"
+            );
         }
     }
 
@@ -311,14 +338,26 @@ mod tests {
         );
         assert!(quantity_from_f64(-1e16, QuantityFormat::BinarySi).is_err());
         // The largest representable magnitude still prints.
-        assert_eq!(quantity_from_f64(9e15, QuantityFormat::DecimalSi).unwrap(), "9P");
+        assert_eq!(
+            quantity_from_f64(9e15, QuantityFormat::DecimalSi).unwrap(),
+            "9P"
+        );
     }
 
     #[test]
     fn quantities_near_the_int64_limit_do_not_overflow() {
-        assert_eq!(format_milli_quantity(i64::MAX, QuantityFormat::DecimalSi), "9223372036854775807m");
-        assert_eq!(format_milli_quantity(i64::MIN, QuantityFormat::DecimalSi), "-9223372036854775808m");
-        assert_eq!(format_milli_quantity(i64::MIN, QuantityFormat::BinarySi), "-9223372036854775808m");
+        assert_eq!(
+            format_milli_quantity(i64::MAX, QuantityFormat::DecimalSi),
+            "9223372036854775807m"
+        );
+        assert_eq!(
+            format_milli_quantity(i64::MIN, QuantityFormat::DecimalSi),
+            "-9223372036854775808m"
+        );
+        assert_eq!(
+            format_milli_quantity(i64::MIN, QuantityFormat::BinarySi),
+            "-9223372036854775808m"
+        );
     }
 
     #[test]

@@ -23,7 +23,10 @@ impl SeriesShape {
         let mut labels: Vec<Arc<str>> = labels.into_iter().map(|l| Arc::from(l.as_ref())).collect();
         labels.sort();
         labels.dedup();
-        Self { name: Arc::from(name), labels }
+        Self {
+            name: Arc::from(name),
+            labels,
+        }
     }
 }
 
@@ -46,11 +49,21 @@ pub struct Registry {
 impl Registry {
     /// Runs series shapes (by `seriesQuery`) through the rules. Rules are applied in order and
     /// shapes in sorted order, so when two produce the same metric the later one wins, every time.
-    pub fn build(rules: &RuleSet, shapes: &HashMap<String, Arc<Vec<SeriesShape>>>, table: &ResourceTable) -> Self {
+    pub fn build(
+        rules: &RuleSet,
+        shapes: &HashMap<String, Arc<Vec<SeriesShape>>>,
+        table: &ResourceTable,
+    ) -> Self {
         let mut registry = Registry::default();
         for (index, rule) in rules.custom.iter().enumerate() {
-            for shape in shapes.get(&rule.series_query).map(|s| s.as_slice()).unwrap_or_default() {
-                let Some(metric) = rule.metric_name_for(&shape.name) else { continue };
+            for shape in shapes
+                .get(&rule.series_query)
+                .map(|s| s.as_slice())
+                .unwrap_or_default()
+            {
+                let Some(metric) = rule.metric_name_for(&shape.name) else {
+                    continue;
+                };
                 for label in &shape.labels {
                     if let Some(info) = rule.resources.resource_for_label(label, table) {
                         registry.custom.insert(
@@ -59,16 +72,29 @@ impl Registry {
                                 namespaced: info.namespaced,
                                 metric: metric.clone(),
                             },
-                            MetricSource { rule: index, series: shape.name.clone() },
+                            MetricSource {
+                                rule: index,
+                                series: shape.name.clone(),
+                            },
                         );
                     }
                 }
             }
         }
         for (index, rule) in rules.external.iter().enumerate() {
-            for shape in shapes.get(&rule.series_query).map(|s| s.as_slice()).unwrap_or_default() {
+            for shape in shapes
+                .get(&rule.series_query)
+                .map(|s| s.as_slice())
+                .unwrap_or_default()
+            {
                 if let Some(metric) = rule.metric_name_for(&shape.name) {
-                    registry.external.insert(metric, MetricSource { rule: index, series: shape.name.clone() });
+                    registry.external.insert(
+                        metric,
+                        MetricSource {
+                            rule: index,
+                            series: shape.name.clone(),
+                        },
+                    );
                 }
             }
         }
@@ -86,8 +112,17 @@ impl Registry {
     }
 
     /// The source of a custom metric; `resource` must be normalised (plural, canonical group).
-    pub fn custom(&self, resource: &GroupResource, namespaced: bool, metric: &str) -> Option<&MetricSource> {
-        let key = CustomMetricInfo { resource: resource.clone(), namespaced, metric: metric.to_owned() };
+    pub fn custom(
+        &self,
+        resource: &GroupResource,
+        namespaced: bool,
+        metric: &str,
+    ) -> Option<&MetricSource> {
+        let key = CustomMetricInfo {
+            resource: resource.clone(),
+            namespaced,
+            metric: metric.to_owned(),
+        };
         self.custom.get(&key)
     }
 
@@ -178,7 +213,11 @@ rules:
             r#"work_queue_wait_seconds_total{kube_deployment="somedep",kube_namespace="somens"}"#,
             r#"node_fan_seconds_total{kube_node="somenode",kube_namespace="x"}"#,
         ];
-        let registry = Registry::build(&rules, &shapes_by_query(&rules, &series), &ResourceTable::builtin());
+        let registry = Registry::build(
+            &rules,
+            &shapes_by_query(&rules, &series),
+            &ResourceTable::builtin(),
+        );
         (rules, registry)
     }
 
@@ -192,59 +231,187 @@ rules:
         // Reference §4.4 with real API groups; the namespace-labelled node/PV series of this
         // fixture also register for namespaces (their seriesQuery requires kube_namespace).
         let mut expected = vec![
-            "pods/true/some_count", "namespaces/false/some_count", "pods/true/some_time",
-            "namespaces/false/some_time", "pods/true/some_usage", "namespaces/false/some_usage",
-            "services/true/ingress_hits", "ingresses.networking.k8s.io/true/ingress_hits",
-            "pods/true/ingress_hits", "namespaces/false/ingress_hits", "services/true/service_proxy_packets",
-            "namespaces/false/service_proxy_packets", "deployments.apps/true/work_queue_wait",
-            "namespaces/false/work_queue_wait", "nodes/false/node_gigawatts", "persistentvolumes/false/volume_claims",
-            "nodes/false/node_fan", "namespaces/false/node_gigawatts", "namespaces/false/volume_claims",
+            "pods/true/some_count",
+            "namespaces/false/some_count",
+            "pods/true/some_time",
+            "namespaces/false/some_time",
+            "pods/true/some_usage",
+            "namespaces/false/some_usage",
+            "services/true/ingress_hits",
+            "ingresses.networking.k8s.io/true/ingress_hits",
+            "pods/true/ingress_hits",
+            "namespaces/false/ingress_hits",
+            "services/true/service_proxy_packets",
+            "namespaces/false/service_proxy_packets",
+            "deployments.apps/true/work_queue_wait",
+            "namespaces/false/work_queue_wait",
+            "nodes/false/node_gigawatts",
+            "persistentvolumes/false/volume_claims",
+            "nodes/false/node_fan",
+            "namespaces/false/node_gigawatts",
+            "namespaces/false/volume_claims",
             "namespaces/false/node_fan",
         ];
         expected.sort();
         let mut listed_sorted = listed.clone();
         listed_sorted.sort();
         assert_eq!(listed_sorted, expected);
-        assert!(!listed.iter().any(|m| m.starts_with("containers")), "the container label maps to nothing");
+        assert!(
+            !listed.iter().any(|m| m.starts_with("containers")),
+            "the container label maps to nothing"
+        );
     }
 
     #[test]
     fn renders_the_queries_of_reference_4_4() {
         let (rules, registry) = registry_4_4();
         let table = ResourceTable::builtin();
-        let query = |resource: &str, namespaced: bool, metric: &str, ns: Option<&str>, names: &[&str], selector: &str| {
-            let resolved = table.resolve(&GroupResource::parse(resource)).unwrap().group_resource();
+        let query = |resource: &str,
+                     namespaced: bool,
+                     metric: &str,
+                     ns: Option<&str>,
+                     names: &[&str],
+                     selector: &str| {
+            let resolved = table
+                .resolve(&GroupResource::parse(resource))
+                .unwrap()
+                .group_resource();
             let source = registry.custom(&resolved, namespaced, metric).unwrap();
             let selector = LabelSelector::parse(selector).unwrap();
             let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
-            let request = QueryRequest { namespace: ns, metric_selector: &selector, names: &names };
-            build_custom_query(&rules.custom[source.rule], &table, &source.series, &resolved, &request).unwrap()
+            let request = QueryRequest {
+                namespace: ns,
+                metric_selector: &selector,
+                names: &names,
+            };
+            build_custom_query(
+                &rules.custom[source.rule],
+                &table,
+                &source.series,
+                &resolved,
+                &request,
+            )
+            .unwrap()
         };
         let cases = [
-            (query("pods", true, "some_usage", Some("somens"), &["somepod1", "somepod2"], ""),
-             r#"sum(container_some_usage{namespace="somens",pod=~"somepod1|somepod2",container!="POD"}) by (pod)"#),
-            (query("pods", true, "some_count", Some("somens"), &["somepod1", "somepod2"], ""),
-             r#"sum(rate(container_some_count_total{namespace="somens",pod=~"somepod1|somepod2",container!="POD"}[1m])) by (pod)"#),
-            (query("pods", true, "some_time", Some("somens"), &["somepod1", "somepod2"], ""),
-             r#"sum(rate(container_some_time_seconds_total{namespace="somens",pod=~"somepod1|somepod2",container!="POD"}[1m])) by (pod)"#),
-            (query("service", true, "ingress_hits", Some("somens"), &["somesvc"], ""),
-             r#"sum(rate(ingress_hits_total{kube_namespace="somens",kube_service="somesvc"}[1m])) by (kube_service)"#),
-            (query("service", true, "ingress_hits", Some("somens"), &["somesvc"], "param1=value1"),
-             r#"sum(rate(ingress_hits_total{param1="value1",kube_namespace="somens",kube_service="somesvc"}[1m])) by (kube_service)"#),
-            (query("ingress.networking.k8s.io", true, "ingress_hits", Some("somens"), &["someingress"], ""),
-             r#"sum(rate(ingress_hits_total{kube_namespace="somens",kube_ingress="someingress"}[1m])) by (kube_ingress)"#),
-            (query("pod", true, "ingress_hits", Some("somens"), &["somepod"], ""),
-             r#"sum(rate(ingress_hits_total{kube_namespace="somens",kube_pod="somepod"}[1m])) by (kube_pod)"#),
-            (query("service", true, "service_proxy_packets", Some("somens"), &["somesvc"], ""),
-             r#"sum(service_proxy_packets{kube_namespace="somens",kube_service="somesvc"}) by (kube_service)"#),
-            (query("deployment.apps", true, "work_queue_wait", Some("somens"), &["somedep"], ""),
-             r#"sum(rate(work_queue_wait_seconds_total{kube_namespace="somens",kube_deployment="somedep"}[1m])) by (kube_deployment)"#),
-            (query("node", false, "node_gigawatts", None, &["somenode"], ""),
-             r#"sum(node_gigawatts{kube_node="somenode"}) by (kube_node)"#),
-            (query("persistentvolume", false, "volume_claims", None, &["somepv"], ""),
-             r#"sum(rate(volume_claims_total{kube_persistentvolume="somepv"}[1m])) by (kube_persistentvolume)"#),
-            (query("node", false, "node_fan", None, &["somenode"], ""),
-             r#"sum(rate(node_fan_seconds_total{kube_node="somenode"}[1m])) by (kube_node)"#),
+            (
+                query(
+                    "pods",
+                    true,
+                    "some_usage",
+                    Some("somens"),
+                    &["somepod1", "somepod2"],
+                    "",
+                ),
+                r#"sum(container_some_usage{namespace="somens",pod=~"somepod1|somepod2",container!="POD"}) by (pod)"#,
+            ),
+            (
+                query(
+                    "pods",
+                    true,
+                    "some_count",
+                    Some("somens"),
+                    &["somepod1", "somepod2"],
+                    "",
+                ),
+                r#"sum(rate(container_some_count_total{namespace="somens",pod=~"somepod1|somepod2",container!="POD"}[1m])) by (pod)"#,
+            ),
+            (
+                query(
+                    "pods",
+                    true,
+                    "some_time",
+                    Some("somens"),
+                    &["somepod1", "somepod2"],
+                    "",
+                ),
+                r#"sum(rate(container_some_time_seconds_total{namespace="somens",pod=~"somepod1|somepod2",container!="POD"}[1m])) by (pod)"#,
+            ),
+            (
+                query(
+                    "service",
+                    true,
+                    "ingress_hits",
+                    Some("somens"),
+                    &["somesvc"],
+                    "",
+                ),
+                r#"sum(rate(ingress_hits_total{kube_namespace="somens",kube_service="somesvc"}[1m])) by (kube_service)"#,
+            ),
+            (
+                query(
+                    "service",
+                    true,
+                    "ingress_hits",
+                    Some("somens"),
+                    &["somesvc"],
+                    "param1=value1",
+                ),
+                r#"sum(rate(ingress_hits_total{param1="value1",kube_namespace="somens",kube_service="somesvc"}[1m])) by (kube_service)"#,
+            ),
+            (
+                query(
+                    "ingress.networking.k8s.io",
+                    true,
+                    "ingress_hits",
+                    Some("somens"),
+                    &["someingress"],
+                    "",
+                ),
+                r#"sum(rate(ingress_hits_total{kube_namespace="somens",kube_ingress="someingress"}[1m])) by (kube_ingress)"#,
+            ),
+            (
+                query(
+                    "pod",
+                    true,
+                    "ingress_hits",
+                    Some("somens"),
+                    &["somepod"],
+                    "",
+                ),
+                r#"sum(rate(ingress_hits_total{kube_namespace="somens",kube_pod="somepod"}[1m])) by (kube_pod)"#,
+            ),
+            (
+                query(
+                    "service",
+                    true,
+                    "service_proxy_packets",
+                    Some("somens"),
+                    &["somesvc"],
+                    "",
+                ),
+                r#"sum(service_proxy_packets{kube_namespace="somens",kube_service="somesvc"}) by (kube_service)"#,
+            ),
+            (
+                query(
+                    "deployment.apps",
+                    true,
+                    "work_queue_wait",
+                    Some("somens"),
+                    &["somedep"],
+                    "",
+                ),
+                r#"sum(rate(work_queue_wait_seconds_total{kube_namespace="somens",kube_deployment="somedep"}[1m])) by (kube_deployment)"#,
+            ),
+            (
+                query("node", false, "node_gigawatts", None, &["somenode"], ""),
+                r#"sum(node_gigawatts{kube_node="somenode"}) by (kube_node)"#,
+            ),
+            (
+                query(
+                    "persistentvolume",
+                    false,
+                    "volume_claims",
+                    None,
+                    &["somepv"],
+                    "",
+                ),
+                r#"sum(rate(volume_claims_total{kube_persistentvolume="somepv"}[1m])) by (kube_persistentvolume)"#,
+            ),
+            (
+                query("node", false, "node_fan", None, &["somenode"], ""),
+                r#"sum(rate(node_fan_seconds_total{kube_node="somenode"}[1m])) by (kube_node)"#,
+            ),
         ];
         for (got, want) in cases {
             assert_eq!(got, want);
@@ -260,13 +427,21 @@ rules:
             "test",
         )
         .unwrap();
-        let shapes = HashMap::from([("x".to_owned(), Arc::new(vec![SeriesShape::new("x", ["ingressclass", "job"])]))]);
+        let shapes = HashMap::from([(
+            "x".to_owned(),
+            Arc::new(vec![SeriesShape::new("x", ["ingressclass", "job"])]),
+        )]);
         let registry = Registry::build(&rules, &shapes, &ResourceTable::builtin());
-        let scopes: Vec<(String, bool)> =
-            registry.custom_metrics().map(|(i, _)| (i.resource.to_string(), i.namespaced)).collect();
+        let scopes: Vec<(String, bool)> = registry
+            .custom_metrics()
+            .map(|(i, _)| (i.resource.to_string(), i.namespaced))
+            .collect();
         assert_eq!(
             scopes,
-            vec![("jobs.batch".to_owned(), true), ("ingressclasses.networking.k8s.io".to_owned(), false)]
+            vec![
+                ("jobs.batch".to_owned(), true),
+                ("ingressclasses.networking.k8s.io".to_owned(), false)
+            ]
         );
     }
 }

@@ -27,7 +27,11 @@ impl ResourceInfo {
 
     /// `group/version`, or just `version` for the core group (as Kubernetes writes `apiVersion`).
     pub fn api_version(&self) -> String {
-        if self.group.is_empty() { self.version.clone() } else { format!("{}/{}", self.group, self.version) }
+        if self.group.is_empty() {
+            self.version.clone()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
     }
 }
 
@@ -53,40 +57,140 @@ impl ResourceTable {
             ("", "v1", "Endpoints", "endpoints", "endpoints", true),
             ("", "v1", "Node", "nodes", "node", false),
             ("", "v1", "Namespace", "namespaces", "namespace", false),
-            ("", "v1", "PersistentVolume", "persistentvolumes", "persistentvolume", false),
-            ("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", "persistentvolumeclaim", true),
+            (
+                "",
+                "v1",
+                "PersistentVolume",
+                "persistentvolumes",
+                "persistentvolume",
+                false,
+            ),
+            (
+                "",
+                "v1",
+                "PersistentVolumeClaim",
+                "persistentvolumeclaims",
+                "persistentvolumeclaim",
+                true,
+            ),
             ("", "v1", "ConfigMap", "configmaps", "configmap", true),
             ("", "v1", "Secret", "secrets", "secret", true),
-            ("", "v1", "ServiceAccount", "serviceaccounts", "serviceaccount", true),
-            ("", "v1", "ReplicationController", "replicationcontrollers", "replicationcontroller", true),
+            (
+                "",
+                "v1",
+                "ServiceAccount",
+                "serviceaccounts",
+                "serviceaccount",
+                true,
+            ),
+            (
+                "",
+                "v1",
+                "ReplicationController",
+                "replicationcontrollers",
+                "replicationcontroller",
+                true,
+            ),
             ("", "v1", "Event", "events", "event", true),
             ("", "v1", "LimitRange", "limitranges", "limitrange", true),
-            ("", "v1", "ResourceQuota", "resourcequotas", "resourcequota", true),
+            (
+                "",
+                "v1",
+                "ResourceQuota",
+                "resourcequotas",
+                "resourcequota",
+                true,
+            ),
             ("", "v1", "PodTemplate", "podtemplates", "podtemplate", true),
-            ("apps", "v1", "Deployment", "deployments", "deployment", true),
-            ("apps", "v1", "StatefulSet", "statefulsets", "statefulset", true),
+            (
+                "apps",
+                "v1",
+                "Deployment",
+                "deployments",
+                "deployment",
+                true,
+            ),
+            (
+                "apps",
+                "v1",
+                "StatefulSet",
+                "statefulsets",
+                "statefulset",
+                true,
+            ),
             ("apps", "v1", "DaemonSet", "daemonsets", "daemonset", true),
-            ("apps", "v1", "ReplicaSet", "replicasets", "replicaset", true),
-            ("apps", "v1", "ControllerRevision", "controllerrevisions", "controllerrevision", true),
+            (
+                "apps",
+                "v1",
+                "ReplicaSet",
+                "replicasets",
+                "replicaset",
+                true,
+            ),
+            (
+                "apps",
+                "v1",
+                "ControllerRevision",
+                "controllerrevisions",
+                "controllerrevision",
+                true,
+            ),
             ("batch", "v1", "Job", "jobs", "job", true),
             ("batch", "v1", "CronJob", "cronjobs", "cronjob", true),
-            ("networking.k8s.io", "v1", "Ingress", "ingresses", "ingress", true),
-            ("networking.k8s.io", "v1", "IngressClass", "ingressclasses", "ingressclass", false),
-            ("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", "networkpolicy", true),
-            ("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", "poddisruptionbudget", true),
-            ("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", "horizontalpodautoscaler", true),
+            (
+                "networking.k8s.io",
+                "v1",
+                "Ingress",
+                "ingresses",
+                "ingress",
+                true,
+            ),
+            (
+                "networking.k8s.io",
+                "v1",
+                "IngressClass",
+                "ingressclasses",
+                "ingressclass",
+                false,
+            ),
+            (
+                "networking.k8s.io",
+                "v1",
+                "NetworkPolicy",
+                "networkpolicies",
+                "networkpolicy",
+                true,
+            ),
+            (
+                "policy",
+                "v1",
+                "PodDisruptionBudget",
+                "poddisruptionbudgets",
+                "poddisruptionbudget",
+                true,
+            ),
+            (
+                "autoscaling",
+                "v2",
+                "HorizontalPodAutoscaler",
+                "horizontalpodautoscalers",
+                "horizontalpodautoscaler",
+                true,
+            ),
         ];
         Self::new(
             BUILTIN
                 .iter()
-                .map(|&(group, version, kind, plural, singular, namespaced)| ResourceInfo {
-                    group: group.into(),
-                    version: version.into(),
-                    kind: kind.into(),
-                    plural: plural.into(),
-                    singular: singular.into(),
-                    namespaced,
-                })
+                .map(
+                    |&(group, version, kind, plural, singular, namespaced)| ResourceInfo {
+                        group: group.into(),
+                        version: version.into(),
+                        kind: kind.into(),
+                        plural: plural.into(),
+                        singular: singular.into(),
+                        namespaced,
+                    },
+                )
                 .collect(),
         )
     }
@@ -98,7 +202,11 @@ impl ResourceTable {
         let name = wanted.resource.to_ascii_lowercase();
         let named = |info: &&ResourceInfo| info.plural == name || info.singular == name;
         if !wanted.group.is_empty() {
-            return self.entries.iter().filter(|i| i.group == wanted.group).find(named);
+            return self
+                .entries
+                .iter()
+                .filter(|i| i.group == wanted.group)
+                .find(named);
         }
         self.entries
             .iter()
@@ -124,12 +232,36 @@ mod tests {
         assert_eq!(pod.group_resource(), GroupResource::new("", "pods"));
         assert_eq!(pod.api_version(), "v1");
         let ingress = table.resolve(&GroupResource::new("", "ingress")).unwrap();
-        assert_eq!(ingress.group_resource().to_string(), "ingresses.networking.k8s.io");
-        let deploy = table.resolve(&GroupResource::parse("deployments.apps")).unwrap();
-        assert_eq!((deploy.kind.as_str(), deploy.api_version().as_str()), ("Deployment", "apps/v1"));
-        assert!(!table.resolve(&GroupResource::new("", "node")).unwrap().namespaced);
-        assert!(table.resolve(&GroupResource::new("", "container")).is_none());
-        assert!(table.resolve(&GroupResource::new("extensions", "ingresses")).is_none());
-        assert!(table.resolve(&GroupResource::new("", "svc")).is_none(), "short names are not accepted");
+        assert_eq!(
+            ingress.group_resource().to_string(),
+            "ingresses.networking.k8s.io"
+        );
+        let deploy = table
+            .resolve(&GroupResource::parse("deployments.apps"))
+            .unwrap();
+        assert_eq!(
+            (deploy.kind.as_str(), deploy.api_version().as_str()),
+            ("Deployment", "apps/v1")
+        );
+        assert!(
+            !table
+                .resolve(&GroupResource::new("", "node"))
+                .unwrap()
+                .namespaced
+        );
+        assert!(
+            table
+                .resolve(&GroupResource::new("", "container"))
+                .is_none()
+        );
+        assert!(
+            table
+                .resolve(&GroupResource::new("extensions", "ingresses"))
+                .is_none()
+        );
+        assert!(
+            table.resolve(&GroupResource::new("", "svc")).is_none(),
+            "short names are not accepted"
+        );
     }
 }

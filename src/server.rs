@@ -69,18 +69,31 @@ pub fn tls_config(source: &TlsSource) -> Result<rustls::ServerConfig, Error> {
         (None, None) => self_signed(&source.cert_dir, &source.extra_sans)?,
         _ => return Err(Error::HalfPair),
     };
-    fn pem_error<'p>(what: &'static str, path: &'p Path) -> impl Fn(rustls::pki_types::pem::Error) -> Error + 'p {
-        move |e| Error::Pem { what, path: path.display().to_string(), reason: e.to_string() }
+    fn pem_error<'p>(
+        what: &'static str,
+        path: &'p Path,
+    ) -> impl Fn(rustls::pki_types::pem::Error) -> Error + 'p {
+        move |e| Error::Pem {
+            what,
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        }
     }
     let chain = CertificateDer::pem_file_iter(&cert)
         .map_err(pem_error("certificate", &cert))?
         .collect::<Result<Vec<_>, _>>()
         .map_err(pem_error("certificate", &cert))?;
     if chain.is_empty() {
-        return Err(Error::Pem { what: "certificate", path: cert.display().to_string(), reason: "no certificate found".into() });
+        return Err(Error::Pem {
+            what: "certificate",
+            path: cert.display().to_string(),
+            reason: "no certificate found".into(),
+        });
     }
     let key = PrivateKeyDer::from_pem_file(&key).map_err(pem_error("private key", &key))?;
-    Ok(rustls::ServerConfig::builder().with_no_client_auth().with_single_cert(chain, key)?)
+    Ok(rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)?)
 }
 
 fn self_signed(dir: &Path, extra_sans: &[String]) -> Result<(PathBuf, PathBuf), Error> {
@@ -89,13 +102,17 @@ fn self_signed(dir: &Path, extra_sans: &[String]) -> Result<(PathBuf, PathBuf), 
     if cert_path.exists() && key_path.exists() {
         return Ok((cert_path, key_path));
     }
-    let fail = |reason: String| Error::SelfSigned { dir: dir.display().to_string(), reason };
+    let fail = |reason: String| Error::SelfSigned {
+        dir: dir.display().to_string(),
+        reason,
+    };
     let mut sans = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
     sans.extend(extra_sans.iter().cloned());
     let generated = rcgen::generate_simple_self_signed(sans).map_err(|e| fail(e.to_string()))?;
     std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
     std::fs::write(&cert_path, generated.cert.pem()).map_err(|e| fail(e.to_string()))?;
-    write_private(&key_path, generated.signing_key.serialize_pem().as_bytes()).map_err(|e| fail(e.to_string()))?;
+    write_private(&key_path, generated.signing_key.serialize_pem().as_bytes())
+        .map_err(|e| fail(e.to_string()))?;
     tracing::info!(cert = %cert_path.display(), "generated a self-signed serving certificate");
     Ok((cert_path, key_path))
 }
@@ -103,12 +120,22 @@ fn self_signed(dir: &Path, extra_sans: &[String]) -> Result<(PathBuf, PathBuf), 
 fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
     file.write_all(contents)
 }
 
 /// Serves the API over HTTPS until SIGINT/SIGTERM, then drains for up to `shutdown_timeout`.
-pub async fn serve(state: AppState, addr: SocketAddr, tls: rustls::ServerConfig, shutdown_timeout: Duration) -> Result<(), Error> {
+pub async fn serve(
+    state: AppState,
+    addr: SocketAddr,
+    tls: rustls::ServerConfig,
+    shutdown_timeout: Duration,
+) -> Result<(), Error> {
     let data = web::Data::new(state);
     let server = HttpServer::new(move || {
         App::new()
@@ -120,7 +147,10 @@ pub async fn serve(state: AppState, addr: SocketAddr, tls: rustls::ServerConfig,
     .bind_rustls_0_23(addr, tls)
     .map_err(|source| Error::Bind { addr, source })?;
     tracing::info!(%addr, "serving HTTPS");
-    server.run().await.map_err(|source| Error::Bind { addr, source })
+    server
+        .run()
+        .await
+        .map_err(|source| Error::Bind { addr, source })
 }
 
 /// Installs ring as rustls' process-wide crypto provider (call once, first thing).

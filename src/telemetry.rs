@@ -2,7 +2,10 @@
 
 use std::time::Duration;
 
-use prometheus::{Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
+};
 
 use crate::registry::Registry as MetricRegistry;
 
@@ -27,28 +30,43 @@ impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
         let http_requests = IntCounterVec::new(
-            Opts::new("prom_adapter_http_requests_total", "API requests served, by route and status code."),
+            Opts::new(
+                "prom_adapter_http_requests_total",
+                "API requests served, by route and status code.",
+            ),
             &["route", "code"],
         )
         .expect("valid metric");
         let http_duration = HistogramVec::new(
-            HistogramOpts::new("prom_adapter_http_request_duration_seconds", "API request latency, by route."),
+            HistogramOpts::new(
+                "prom_adapter_http_request_duration_seconds",
+                "API request latency, by route.",
+            ),
             &["route"],
         )
         .expect("valid metric");
         let prometheus_requests = IntCounterVec::new(
-            Opts::new("prom_adapter_prometheus_requests_total", "Calls to Prometheus, by endpoint and outcome (ok, unavailable, error)."),
+            Opts::new(
+                "prom_adapter_prometheus_requests_total",
+                "Calls to Prometheus, by endpoint and outcome (ok, unavailable, error).",
+            ),
             &["endpoint", "outcome"],
         )
         .expect("valid metric");
         let prometheus_duration = HistogramVec::new(
-            HistogramOpts::new("prom_adapter_prometheus_request_duration_seconds", "Latency of calls to Prometheus, by endpoint."),
+            HistogramOpts::new(
+                "prom_adapter_prometheus_request_duration_seconds",
+                "Latency of calls to Prometheus, by endpoint.",
+            ),
             &["endpoint"],
         )
         .expect("valid metric");
         let discovery_duration = prometheus::Histogram::with_opts(
-            HistogramOpts::new("prom_adapter_discovery_duration_seconds", "Duration of one discovery relist.")
-                .buckets(vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0]),
+            HistogramOpts::new(
+                "prom_adapter_discovery_duration_seconds",
+                "Duration of one discovery relist.",
+            )
+            .buckets(vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0]),
         )
         .expect("valid metric");
         let discovery_failed_queries = IntCounter::new(
@@ -56,14 +74,24 @@ impl Metrics {
             "Series queries that failed during discovery (their last good answer was kept).",
         )
         .expect("valid metric");
-        let discovered_series = IntGauge::new("prom_adapter_discovery_series", "Series read in the last relist.").expect("valid metric");
+        let discovered_series = IntGauge::new(
+            "prom_adapter_discovery_series",
+            "Series read in the last relist.",
+        )
+        .expect("valid metric");
         let discovered_shapes = IntGauge::new(
             "prom_adapter_discovery_series_shapes",
             "Distinct (metric name, label names) shapes held after the last relist.",
         )
         .expect("valid metric");
-        let custom_metrics = IntGauge::new("prom_adapter_custom_metrics", "Custom metrics served (resource × scope × name).").expect("valid metric");
-        let external_metrics = IntGauge::new("prom_adapter_external_metrics", "External metrics served.").expect("valid metric");
+        let custom_metrics = IntGauge::new(
+            "prom_adapter_custom_metrics",
+            "Custom metrics served (resource × scope × name).",
+        )
+        .expect("valid metric");
+        let external_metrics =
+            IntGauge::new("prom_adapter_external_metrics", "External metrics served.")
+                .expect("valid metric");
         let last_relist = Gauge::new(
             "prom_adapter_discovery_last_success_timestamp_seconds",
             "Unix time of the last relist in which every series query succeeded.",
@@ -82,7 +110,9 @@ impl Metrics {
             Box::new(external_metrics.clone()),
             Box::new(last_relist.clone()),
         ] {
-            registry.register(collector).expect("metric names are unique");
+            registry
+                .register(collector)
+                .expect("metric names are unique");
         }
         Self {
             registry,
@@ -102,18 +132,34 @@ impl Metrics {
 
     /// Records one served API request.
     pub fn record_request(&self, route: &str, code: u16, elapsed: Duration) {
-        self.http_requests.with_label_values(&[route, &code.to_string()]).inc();
-        self.http_duration.with_label_values(&[route]).observe(elapsed.as_secs_f64());
+        self.http_requests
+            .with_label_values(&[route, &code.to_string()])
+            .inc();
+        self.http_duration
+            .with_label_values(&[route])
+            .observe(elapsed.as_secs_f64());
     }
 
     /// Records one call to Prometheus.
     pub fn record_prometheus_call(&self, endpoint: &str, outcome: &str, elapsed: Duration) {
-        self.prometheus_requests.with_label_values(&[endpoint, outcome]).inc();
-        self.prometheus_duration.with_label_values(&[endpoint]).observe(elapsed.as_secs_f64());
+        self.prometheus_requests
+            .with_label_values(&[endpoint, outcome])
+            .inc();
+        self.prometheus_duration
+            .with_label_values(&[endpoint])
+            .observe(elapsed.as_secs_f64());
     }
 
     /// Records one discovery relist.
-    pub fn record_discovery(&self, elapsed: Duration, failures: usize, series: u64, shapes: usize, registry: &MetricRegistry, now: f64) {
+    pub fn record_discovery(
+        &self,
+        elapsed: Duration,
+        failures: usize,
+        series: u64,
+        shapes: usize,
+        registry: &MetricRegistry,
+        now: f64,
+    ) {
         self.discovery_duration.observe(elapsed.as_secs_f64());
         self.discovery_failed_queries.inc_by(failures as u64);
         self.discovered_series.set(series as i64);
@@ -157,10 +203,14 @@ pub fn init_logging(verbosity: u8, format: LogFormat) {
         5..=7 => "debug",
         _ => "trace",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("warn,prom_adapter={level}")));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("warn,prom_adapter={level}"))
+    });
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),

@@ -27,15 +27,24 @@ fn ingress_requests_per_second(adapter: &Adapter) {
     let ingress = adapter.get_json(
         "/apis/custom.metrics.k8s.io/v1beta1/namespaces/default/ingresses.networking.k8s.io/web/nginx_ingress_requests_per_second",
     );
-    assert_eq!(ingress["items"][0]["describedObject"]["apiVersion"], "networking.k8s.io/v1");
-    assert_eq!(ingress["items"][0]["metricName"], "nginx_ingress_requests_per_second");
+    assert_eq!(
+        ingress["items"][0]["describedObject"]["apiVersion"],
+        "networking.k8s.io/v1"
+    );
+    assert_eq!(
+        ingress["items"][0]["metricName"],
+        "nginx_ingress_requests_per_second"
+    );
     assert_close(single_value(&ingress), 11.0, "ingress web requests/s");
 
     let errors = adapter.get_json(
         "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/services/web/nginx_ingress_requests_per_second?metricLabelSelector=status%3D500",
     );
     assert_close(single_value(&errors), 1.0, "service web 5xx/s");
-    assert_eq!(errors["items"][0]["metric"]["selector"]["matchLabels"]["status"], "500");
+    assert_eq!(
+        errors["items"][0]["metric"]["selector"]["matchLabels"]["status"],
+        "500"
+    );
     let other = adapter.get_json("/apis/custom.metrics.k8s.io/v1beta2/namespaces/other/services/api/nginx_ingress_requests_per_second");
     assert_close(single_value(&other), 5.0, "service api requests/s");
 }
@@ -49,7 +58,12 @@ fn serves_custom_metrics_from_prometheus_to_kubectl() {
     // Discovery document through a real kubectl.
     let discovery = adapter.get_json("/apis/custom.metrics.k8s.io/v1beta2");
     assert_eq!(discovery["kind"], "APIResourceList");
-    let names: Vec<&str> = discovery["resources"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = discovery["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
     for expected in [
         "services/nginx_ingress_requests_per_second",
         "ingresses.networking.k8s.io/nginx_ingress_requests_per_second",
@@ -58,19 +72,33 @@ fn serves_custom_metrics_from_prometheus_to_kubectl() {
         "namespaces/cpu_usage",
         "nodes/node_load",
     ] {
-        assert!(names.contains(&expected), "{expected} missing from {names:?}");
+        assert!(
+            names.contains(&expected),
+            "{expected} missing from {names:?}"
+        );
     }
-    let nodes = discovery["resources"].as_array().unwrap().iter().find(|r| r["name"] == "nodes/node_load").unwrap();
+    let nodes = discovery["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "nodes/node_load")
+        .unwrap();
     assert_eq!(nodes["namespaced"], false);
 
     ingress_requests_per_second(&adapter);
 
     // The chart's default rules over cAdvisor series: every pod of the namespace, through `*`.
-    let cpu = adapter.get_json("/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/*/cpu_usage");
+    let cpu =
+        adapter.get_json("/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/*/cpu_usage");
     let items = cpu["items"].as_array().unwrap();
     assert_eq!(items.len(), 2, "{cpu}");
     for item in items {
-        assert!(item["describedObject"]["name"].as_str().unwrap().starts_with("web-"));
+        assert!(
+            item["describedObject"]["name"]
+                .as_str()
+                .unwrap()
+                .starts_with("web-")
+        );
         // container!="POD" keeps the app container (0.25) and the pod cgroup (0.26).
         assert_close(quantity(item["value"].as_str().unwrap()), 0.51, "pod cpu");
     }
@@ -80,30 +108,50 @@ fn serves_custom_metrics_from_prometheus_to_kubectl() {
     // A cluster-scoped resource.
     let node = adapter.get_json("/apis/custom.metrics.k8s.io/v1beta2/nodes/node-a/node_load");
     assert_close(single_value(&node), 1.5, "node-a load");
-    assert!(node["items"][0]["describedObject"].get("namespace").is_none());
+    assert!(
+        node["items"][0]["describedObject"]
+            .get("namespace")
+            .is_none()
+    );
     let all_nodes = adapter.get_json("/apis/custom.metrics.k8s.io/v1beta1/nodes/%2A/node_load");
     assert_eq!(all_nodes["items"].as_array().unwrap().len(), 2);
 
     // Namespace metrics.
-    let ns = adapter.get_json("/apis/custom.metrics.k8s.io/v1beta1/namespaces/default/metrics/cpu_usage");
+    let ns = adapter
+        .get_json("/apis/custom.metrics.k8s.io/v1beta1/namespaces/default/metrics/cpu_usage");
     assert_eq!(ns["items"][0]["describedObject"]["kind"], "Namespace");
 
     // Unknown metric: a 404 Status.
-    let (ok, _, stderr) = adapter.kubectl_raw("/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/*/no_such_metric");
+    let (ok, _, stderr) = adapter.kubectl_raw(
+        "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/*/no_such_metric",
+    );
     assert!(!ok);
     assert!(stderr.contains("NotFound"), "{stderr}");
-    let (code, body) = adapter.curl("/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/*/no_such_metric");
+    let (code, body) = adapter
+        .curl("/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/*/no_such_metric");
     assert_eq!(code, 404);
     let status: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(status["kind"], "Status");
     assert_eq!(status["reason"], "NotFound");
-    assert_eq!(status["message"], "the server could not find the metric no_such_metric for pods");
+    assert_eq!(
+        status["message"],
+        "the server could not find the metric no_such_metric for pods"
+    );
     // Wrong scope is not found either.
-    assert_eq!(adapter.curl("/apis/custom.metrics.k8s.io/v1beta2/pods/x/cpu_usage").0, 404);
+    assert_eq!(
+        adapter
+            .curl("/apis/custom.metrics.k8s.io/v1beta2/pods/x/cpu_usage")
+            .0,
+        404
+    );
     // A named object without samples.
-    let (code, body) = adapter.curl("/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/ghost/cpu_usage");
+    let (code, body) =
+        adapter.curl("/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/ghost/cpu_usage");
     assert_eq!(code, 404, "{body}");
-    assert!(body.contains("the server could not find the metric cpu_usage for pods ghost"), "{body}");
+    assert!(
+        body.contains("the server could not find the metric cpu_usage for pods ghost"),
+        "{body}"
+    );
     // A bad metricLabelSelector is a 400 Status.
     let (code, body) = adapter.curl("/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/services/web/nginx_ingress_requests_per_second?metricLabelSelector=status%20in%20(");
     assert_eq!(code, 400, "{body}");
@@ -113,7 +161,10 @@ fn serves_custom_metrics_from_prometheus_to_kubectl() {
     let (code, body) = adapter.curl("/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/services/web/nginx_ingress_requests_per_second");
     assert_eq!(code, 503, "{body}");
     let status: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert_eq!((status["kind"].as_str(), status["reason"].as_str()), (Some("Status"), Some("ServiceUnavailable")));
+    assert_eq!(
+        (status["kind"].as_str(), status["reason"].as_str()),
+        (Some("Status"), Some("ServiceUnavailable"))
+    );
     assert_eq!(adapter.curl("/healthz").0, 200, "the adapter stays up");
     // Discovery keeps the last good registry while Prometheus is down.
     std::thread::sleep(std::time::Duration::from_secs(3));
@@ -141,6 +192,11 @@ fn serves_the_ingress_scenario_from_victoriametrics() {
 fn long_queries_and_post_work() {
     let dir = tempfile::tempdir().unwrap();
     let prometheus = Prometheus::start(dir.path());
-    let adapter = Adapter::start(dir.path(), &demo_rules(), &prometheus.url(), &["--prometheus-verb=POST"]);
+    let adapter = Adapter::start(
+        dir.path(),
+        &demo_rules(),
+        &prometheus.url(),
+        &["--prometheus-verb=POST"],
+    );
     ingress_requests_per_second(&adapter);
 }

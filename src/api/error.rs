@@ -38,9 +38,11 @@ impl Error {
                 "ServiceUnavailable",
                 "the metrics backend is unavailable: unable to fetch metrics".into(),
             ),
-            Error::Internal(_) => {
-                (StatusCode::INTERNAL_SERVER_ERROR, "InternalError", "Internal error occurred: unable to fetch metrics".into())
-            }
+            Error::Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalError",
+                "Internal error occurred: unable to fetch metrics".into(),
+            ),
         }
     }
 }
@@ -48,7 +50,9 @@ impl Error {
 impl From<custom::Error> for Error {
     fn from(error: custom::Error) -> Self {
         match error {
-            e @ (custom::Error::MetricNotFound { .. } | custom::Error::ObjectNotFound { .. }) => Error::NotFound(e.to_string()),
+            e @ (custom::Error::MetricNotFound { .. } | custom::Error::ObjectNotFound { .. }) => {
+                Error::NotFound(e.to_string())
+            }
             custom::Error::BadRequest(m) => Error::BadRequest(m),
             custom::Error::Unavailable(m) => Error::Unavailable(m),
             custom::Error::Internal(m) => Error::Internal(m),

@@ -15,8 +15,8 @@ use percent_encoding::percent_decode_str;
 
 pub use error::Error;
 use wire::{
-    ApiGroup, ApiGroupList, ApiResource, ApiResourceList, Empty, GroupVersion, MetricIdentifier, MetricValueList,
-    MetricValueV1Beta1, MetricValueV1Beta2, ObjectReference,
+    ApiGroup, ApiGroupList, ApiResource, ApiResourceList, Empty, GroupVersion, MetricIdentifier,
+    MetricValueList, MetricValueV1Beta1, MetricValueV1Beta2, ObjectReference,
 };
 
 use crate::model::format_timestamp;
@@ -51,28 +51,45 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/apis/", web::get().to(group_list))
         .route("/apis/custom.metrics.k8s.io", web::get().to(custom_group))
         .route("/apis/custom.metrics.k8s.io/", web::get().to(custom_group))
-        .route("/apis/custom.metrics.k8s.io/{version}", web::get().to(custom_resources))
-        .route("/apis/custom.metrics.k8s.io/{version}/", web::get().to(custom_resources))
-        .route("/apis/custom.metrics.k8s.io/{version}/{tail:.+}", web::get().to(custom_metric))
+        .route(
+            "/apis/custom.metrics.k8s.io/{version}",
+            web::get().to(custom_resources),
+        )
+        .route(
+            "/apis/custom.metrics.k8s.io/{version}/",
+            web::get().to(custom_resources),
+        )
+        .route(
+            "/apis/custom.metrics.k8s.io/{version}/{tail:.+}",
+            web::get().to(custom_metric),
+        )
         .default_service(web::to(not_found));
 }
 
 /// Middleware: counts and times every request by route pattern, and logs server-side failures
 /// with their cause (which clients never see).
-pub async fn observe(request: ServiceRequest, next: Next<impl MessageBody>) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+pub async fn observe(
+    request: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
-    let metrics = request.app_data::<web::Data<AppState>>().map(|s| s.metrics.clone());
+    let metrics = request
+        .app_data::<web::Data<AppState>>()
+        .map(|s| s.metrics.clone());
     let path = request.path().to_owned();
     let response = next.call(request).await?;
-    let route = response.request().match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+    let route = response
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
     let status = response.status();
     if let Some(metrics) = metrics {
         metrics.record_request(&route, status.as_u16(), started.elapsed());
     }
-    if status.is_server_error() {
-        if let Some(error) = response.response().error() {
-            tracing::warn!(%path, code = status.as_u16(), cause = %error, "request failed");
-        }
+    if status.is_server_error()
+        && let Some(error) = response.response().error()
+    {
+        tracing::warn!(%path, code = status.as_u16(), cause = %error, "request failed");
     }
     Ok(response)
 }
@@ -85,12 +102,16 @@ async fn ready(state: web::Data<AppState>) -> HttpResponse {
     if state.readiness.is_ready() {
         HttpResponse::Ok().content_type("text/plain").body("ok")
     } else {
-        HttpResponse::ServiceUnavailable().content_type("text/plain").body("discovery has not completed yet")
+        HttpResponse::ServiceUnavailable()
+            .content_type("text/plain")
+            .body("discovery has not completed yet")
     }
 }
 
 async fn self_metrics(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(state.metrics.render())
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(state.metrics.render())
 }
 
 async fn version() -> HttpResponse {
@@ -107,7 +128,10 @@ async fn not_found() -> Result<HttpResponse, Error> {
 }
 
 fn custom_api_group() -> ApiGroup {
-    let version = |v: &'static str| GroupVersion { group_version: format!("{CUSTOM_GROUP}/{v}"), version: v };
+    let version = |v: &'static str| GroupVersion {
+        group_version: format!("{CUSTOM_GROUP}/{v}"),
+        version: v,
+    };
     ApiGroup {
         kind: "APIGroup",
         api_version: "v1",
@@ -118,7 +142,11 @@ fn custom_api_group() -> ApiGroup {
 }
 
 async fn group_list() -> HttpResponse {
-    HttpResponse::Ok().json(ApiGroupList { kind: "APIGroupList", api_version: "v1", groups: vec![custom_api_group()] })
+    HttpResponse::Ok().json(ApiGroupList {
+        kind: "APIGroupList",
+        api_version: "v1",
+        groups: vec![custom_api_group()],
+    })
 }
 
 async fn custom_group() -> HttpResponse {
@@ -126,10 +154,17 @@ async fn custom_group() -> HttpResponse {
 }
 
 fn checked_version(version: &str) -> Result<&'static str, Error> {
-    CUSTOM_VERSIONS.iter().find(|v| **v == version).copied().ok_or_else(Error::no_such_path)
+    CUSTOM_VERSIONS
+        .iter()
+        .find(|v| **v == version)
+        .copied()
+        .ok_or_else(Error::no_such_path)
 }
 
-async fn custom_resources(state: web::Data<AppState>, version: web::Path<String>) -> Result<HttpResponse, Error> {
+async fn custom_resources(
+    state: web::Data<AppState>,
+    version: web::Path<String>,
+) -> Result<HttpResponse, Error> {
     let version = checked_version(&version)?;
     let snapshot = state.custom.snapshot().load();
     let resources = snapshot
@@ -151,7 +186,10 @@ async fn custom_resources(state: web::Data<AppState>, version: web::Path<String>
     }))
 }
 
-async fn custom_metric(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, Error> {
+async fn custom_metric(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+) -> Result<HttpResponse, Error> {
     let version = checked_version(request.match_info().get("version").unwrap_or_default())?;
     let tail = request.match_info().get("tail").unwrap_or_default();
     let query = web::Query::<HashMap<String, String>>::from_query(request.query_string())
@@ -183,7 +221,10 @@ async fn custom_metric(state: web::Data<AppState>, request: HttpRequest) -> Resu
                 .into_iter()
                 .map(|v| MetricValueV1Beta2 {
                     described_object: object_reference(&v),
-                    metric: MetricIdentifier { name: v.metric, selector: v.selector },
+                    metric: MetricIdentifier {
+                        name: v.metric,
+                        selector: v.selector,
+                    },
                     timestamp: timestamp.clone(),
                     value: v.value,
                 })
@@ -203,7 +244,10 @@ fn object_reference(value: &MetricValue) -> ObjectReference {
 
 /// Parses the part of a custom metrics path after the version, e.g.
 /// `namespaces/default/pods/%2A/http_requests`, plus its query parameters.
-pub fn parse_custom_request(tail: &str, query: &HashMap<String, String>) -> Result<CustomRequest, Error> {
+pub fn parse_custom_request(
+    tail: &str,
+    query: &HashMap<String, String>,
+) -> Result<CustomRequest, Error> {
     let segments: Vec<String> = tail
         .trim_end_matches('/')
         .split('/')
@@ -213,19 +257,31 @@ pub fn parse_custom_request(tail: &str, query: &HashMap<String, String>) -> Resu
         return Err(Error::BadRequest("invalid request path".into()));
     }
     let (resource, namespace, name, metric) = match segments.as_slice() {
-        [ns_kw, namespace, metrics_kw, metric] if ns_kw == "namespaces" && metrics_kw == "metrics" => {
-            ("namespaces".to_owned(), None, namespace.clone(), metric.clone())
+        [ns_kw, namespace, metrics_kw, metric]
+            if ns_kw == "namespaces" && metrics_kw == "metrics" =>
+        {
+            (
+                "namespaces".to_owned(),
+                None,
+                namespace.clone(),
+                metric.clone(),
+            )
         }
-        [ns_kw, namespace, resource, name, metric] if ns_kw == "namespaces" => {
-            (resource.clone(), Some(namespace.clone()), name.clone(), metric.clone())
-        }
+        [ns_kw, namespace, resource, name, metric] if ns_kw == "namespaces" => (
+            resource.clone(),
+            Some(namespace.clone()),
+            name.clone(),
+            metric.clone(),
+        ),
         [resource, name, metric] => (resource.clone(), None, name.clone(), metric.clone()),
         _ => return Err(Error::no_such_path()),
     };
     if let Some(field_selector) = query.get("fieldSelector").filter(|f| !f.is_empty()) {
         let expected = format!("metadata.name={name}");
         if field_selector != &expected && field_selector != &format!("metadata.name=={name}") {
-            return Err(Error::BadRequest("fieldSelector metadata.name doesn't match requested name".into()));
+            return Err(Error::BadRequest(
+                "fieldSelector metadata.name doesn't match requested name".into(),
+            ));
         }
     }
     let selector = |key: &str| {
@@ -235,7 +291,11 @@ pub fn parse_custom_request(tail: &str, query: &HashMap<String, String>) -> Resu
     Ok(CustomRequest {
         resource,
         namespace,
-        name: if name == "*" { ObjectName::All } else { ObjectName::Named(name) },
+        name: if name == "*" {
+            ObjectName::All
+        } else {
+            ObjectName::Named(name)
+        },
         metric,
         label_selector: selector("labelSelector")?,
         metric_selector: selector("metricLabelSelector")?,
@@ -247,18 +307,35 @@ mod tests {
     use super::*;
 
     fn parse(tail: &str, query: &[(&str, &str)]) -> Result<CustomRequest, Error> {
-        let query = query.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let query = query
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         parse_custom_request(tail, &query)
     }
 
     #[test]
     fn parses_every_path_shape() {
         let r = parse("namespaces/default/pods/%2A/http_requests", &[]).unwrap();
-        assert_eq!((r.resource.as_str(), r.namespace.as_deref(), &r.name), ("pods", Some("default"), &ObjectName::All));
+        assert_eq!(
+            (r.resource.as_str(), r.namespace.as_deref(), &r.name),
+            ("pods", Some("default"), &ObjectName::All)
+        );
         let r = parse("nodes/n1/load", &[]).unwrap();
-        assert_eq!((r.resource.as_str(), r.namespace, r.name), ("nodes", None, ObjectName::Named("n1".into())));
+        assert_eq!(
+            (r.resource.as_str(), r.namespace, r.name),
+            ("nodes", None, ObjectName::Named("n1".into()))
+        );
         let r = parse("namespaces/prod/metrics/queue", &[]).unwrap();
-        assert_eq!((r.resource.as_str(), r.namespace, r.name, r.metric.as_str()), ("namespaces", None, ObjectName::Named("prod".into()), "queue"));
+        assert_eq!(
+            (r.resource.as_str(), r.namespace, r.name, r.metric.as_str()),
+            (
+                "namespaces",
+                None,
+                ObjectName::Named("prod".into()),
+                "queue"
+            )
+        );
         let r = parse("namespaces/*/metrics/queue", &[]).unwrap();
         assert_eq!(r.name, ObjectName::All);
         assert!(matches!(parse("pods/x", &[]), Err(Error::NotFound(_))));
@@ -268,8 +345,14 @@ mod tests {
     #[test]
     fn checks_field_and_label_selectors() {
         assert!(parse("nodes/n1/m", &[("fieldSelector", "metadata.name=n1")]).is_ok());
-        assert!(matches!(parse("nodes/n1/m", &[("fieldSelector", "metadata.name=n2")]), Err(Error::BadRequest(_))));
-        assert!(matches!(parse("nodes/n1/m", &[("metricLabelSelector", "a in (")]), Err(Error::BadRequest(_))));
+        assert!(matches!(
+            parse("nodes/n1/m", &[("fieldSelector", "metadata.name=n2")]),
+            Err(Error::BadRequest(_))
+        ));
+        assert!(matches!(
+            parse("nodes/n1/m", &[("metricLabelSelector", "a in (")]),
+            Err(Error::BadRequest(_))
+        ));
         let r = parse("nodes/n1/m", &[("metricLabelSelector", "status=500")]).unwrap();
         assert!(!r.metric_selector.is_empty());
     }

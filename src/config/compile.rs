@@ -4,15 +4,15 @@ use regex::Regex;
 use serde_saphyr::Spanned;
 
 use super::raw::{
-    RawDiscoveryRule, RawGroupResource, RawNameMapping, RawRegexFilter, RawResourceMapping, RawResourceRule,
-    RawResourceRules, RawRules,
+    RawDiscoveryRule, RawGroupResource, RawNameMapping, RawRegexFilter, RawResourceMapping,
+    RawResourceRule, RawResourceRules, RawRules,
 };
 use crate::model::{GroupResource, parse_duration};
 use crate::promql::{SeriesSelector, is_valid_label_name};
 use crate::resources::ResourceTable;
 use crate::rules::{
-    DiscoveryRule, LabelTemplate, NameMatcher, QueryTemplate, ResourceMapping, ResourceRule, ResourceRules, RuleSet,
-    SeriesFilter,
+    DiscoveryRule, LabelTemplate, NameMatcher, QueryTemplate, ResourceMapping, ResourceRule,
+    ResourceRules, RuleSet, SeriesFilter,
 };
 
 /// One problem in a rules file: where it is, which field, and what was expected.
@@ -30,7 +30,11 @@ pub struct Diagnostic {
 
 impl std::fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}: {}: {}", self.line, self.column, self.path, self.message)
+        write!(
+            f,
+            "{}:{}: {}: {}",
+            self.line, self.column, self.path, self.message
+        )
     }
 }
 
@@ -54,21 +58,39 @@ impl Collector {
             .map_err(|e| {
                 // regex's message spans several lines with a caret; its last line says what is wrong.
                 let text = e.to_string();
-                let reason = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or_default().trim();
+                let reason = text
+                    .lines()
+                    .rev()
+                    .find(|l| !l.trim().is_empty())
+                    .unwrap_or_default()
+                    .trim();
                 let reason = reason.strip_prefix("error: ").unwrap_or(reason);
-                self.at(pattern, path, format!("invalid regular expression {:?}: {reason}", pattern.value))
+                self.at(
+                    pattern,
+                    path,
+                    format!("invalid regular expression {:?}: {reason}", pattern.value),
+                )
             })
             .ok()
     }
 
-    fn query_template(&mut self, source: Option<&Spanned<String>>, parent: &Spanned<impl Sized>, path: &str) -> Option<QueryTemplate> {
+    fn query_template(
+        &mut self,
+        source: Option<&Spanned<String>>,
+        parent: &Spanned<impl Sized>,
+        path: &str,
+    ) -> Option<QueryTemplate> {
         match source {
             None => {
                 self.at(parent, path, "is required: a Go template such as `sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)`");
                 None
             }
             Some(s) if s.value.trim().is_empty() => {
-                self.at(s, path, "must not be empty: it renders the PromQL query for each request");
+                self.at(
+                    s,
+                    path,
+                    "must not be empty: it renders the PromQL query for each request",
+                );
                 None
             }
             Some(s) => QueryTemplate::compile(&s.value)
@@ -95,14 +117,26 @@ pub fn compile(raw: &RawRules) -> Result<RuleSet, Vec<Diagnostic>> {
     if let Some(resource_rules) = &raw.resource_rules {
         rules.resource = compile_resource_rules(&mut c, resource_rules);
     }
-    if c.errors.is_empty() { Ok(rules) } else { Err(c.errors) }
+    if c.errors.is_empty() {
+        Ok(rules)
+    } else {
+        Err(c.errors)
+    }
 }
 
-fn compile_discovery_rule(c: &mut Collector, rule: &Spanned<RawDiscoveryRule>, path: &str) -> Option<DiscoveryRule> {
+fn compile_discovery_rule(
+    c: &mut Collector,
+    rule: &Spanned<RawDiscoveryRule>,
+    path: &str,
+) -> Option<DiscoveryRule> {
     let raw = &rule.value;
     let series = match &raw.series_query {
         None => {
-            c.at(rule, &format!("{path}.seriesQuery"), "is required: a series selector such as `{namespace!=\"\",__name__=~\"http_.*\"}`");
+            c.at(
+                rule,
+                &format!("{path}.seriesQuery"),
+                "is required: a series selector such as `{namespace!=\"\",__name__=~\"http_.*\"}`",
+            );
             None
         }
         Some(q) => SeriesSelector::parse(&q.value)
@@ -117,21 +151,43 @@ fn compile_discovery_rule(c: &mut Collector, rule: &Spanned<RawDiscoveryRule>, p
         }
     }
     let name = compile_name(c, raw.name.as_ref(), rule, &format!("{path}.name"));
-    if let Some(name) = &name {
-        if raw.name.as_ref().and_then(|n| n.matches.as_ref()).is_some_and(|m| !m.value.is_empty()) {
-            filters.push(SeriesFilter::Is(name.regex().clone()));
-        }
+    let explicit_matches = raw
+        .name
+        .as_ref()
+        .and_then(|n| n.matches.as_ref())
+        .is_some_and(|m| !m.value.is_empty());
+    if let Some(name) = &name
+        && explicit_matches
+    {
+        filters.push(SeriesFilter::Is(name.regex().clone()));
     }
     let resources = compile_mapping(c, raw.resources.as_ref(), &format!("{path}.resources"));
-    let metrics_query = c.query_template(raw.metrics_query.as_ref(), rule, &format!("{path}.metricsQuery"));
+    let metrics_query = c.query_template(
+        raw.metrics_query.as_ref(),
+        rule,
+        &format!("{path}.metricsQuery"),
+    );
     let (series_query, series_selector) = series?;
-    Some(DiscoveryRule { series_query, series_selector, filters, resources: resources?, name: name?, metrics_query: metrics_query? })
+    Some(DiscoveryRule {
+        series_query,
+        series_selector,
+        filters,
+        resources: resources?,
+        name: name?,
+        metrics_query: metrics_query?,
+    })
 }
 
-fn compile_filter(c: &mut Collector, filter: &Spanned<RawRegexFilter>, path: &str) -> Option<SeriesFilter> {
+fn compile_filter(
+    c: &mut Collector,
+    filter: &Spanned<RawRegexFilter>,
+    path: &str,
+) -> Option<SeriesFilter> {
     match (&filter.value.is, &filter.value.is_not) {
         (Some(is), None) => c.regex(is, &format!("{path}.is")).map(SeriesFilter::Is),
-        (None, Some(is_not)) => c.regex(is_not, &format!("{path}.isNot")).map(SeriesFilter::IsNot),
+        (None, Some(is_not)) => c
+            .regex(is_not, &format!("{path}.isNot"))
+            .map(SeriesFilter::IsNot),
         (Some(is), Some(is_not)) => {
             c.at(filter, path, format!(
                 "cannot have both an `is` ({:?}) and an `isNot` ({:?}) expression in one filter: use two filters",
@@ -140,20 +196,33 @@ fn compile_filter(c: &mut Collector, filter: &Spanned<RawRegexFilter>, path: &st
             None
         }
         (None, None) => {
-            c.at(filter, path, "must have either an `is` or an `isNot` expression");
+            c.at(
+                filter,
+                path,
+                "must have either an `is` or an `isNot` expression",
+            );
             None
         }
     }
 }
 
-fn compile_name(c: &mut Collector, raw: Option<&RawNameMapping>, rule: &Spanned<RawDiscoveryRule>, path: &str) -> Option<NameMatcher> {
-    let matches = raw.and_then(|n| n.matches.as_ref()).filter(|m| !m.value.is_empty());
+fn compile_name(
+    c: &mut Collector,
+    raw: Option<&RawNameMapping>,
+    rule: &Spanned<RawDiscoveryRule>,
+    path: &str,
+) -> Option<NameMatcher> {
+    let matches = raw
+        .and_then(|n| n.matches.as_ref())
+        .filter(|m| !m.value.is_empty());
     let regex = match matches {
         Some(m) => c.regex(m, &format!("{path}.matches"))?,
         None => Regex::new(".*").ok()?,
     };
     let groups = regex.captures_len() - 1;
-    let as_ = raw.and_then(|n| n.as_.as_ref()).filter(|a| !a.value.is_empty());
+    let as_ = raw
+        .and_then(|n| n.as_.as_ref())
+        .filter(|a| !a.value.is_empty());
     let template = match (as_, groups) {
         (Some(a), _) => {
             check_expansion(c, a, &regex, &format!("{path}.as"));
@@ -192,7 +261,9 @@ fn check_expansion(c: &mut Collector, as_: &Spanned<String>, regex: &Regex, path
                 None => continue,
             }
         } else {
-            let end = rest.find(|ch: char| !(ch.is_ascii_alphanumeric() || ch == '_')).unwrap_or(rest.len());
+            let end = rest
+                .find(|ch: char| !(ch.is_ascii_alphanumeric() || ch == '_'))
+                .unwrap_or(rest.len());
             (&rest[..end], false)
         };
         if name.is_empty() {
@@ -205,19 +276,30 @@ fn check_expansion(c: &mut Collector, as_: &Spanned<String>, regex: &Regex, path
         if !exists {
             let hint = if !braced && name.chars().next().is_some_and(|ch| ch.is_ascii_digit()) {
                 let digits: String = name.chars().take_while(char::is_ascii_digit).collect();
-                format!(" (write `${{{digits}}}{}` to follow a group with text)", &name[digits.len()..])
+                format!(
+                    " (write `${{{digits}}}{}` to follow a group with text)",
+                    &name[digits.len()..]
+                )
             } else {
                 String::new()
             };
-            c.at(as_, path, format!(
-                "`${name}` refers to a capture group that `matches` ({}) does not have{hint}",
-                regex.as_str()
-            ));
+            c.at(
+                as_,
+                path,
+                format!(
+                    "`${name}` refers to a capture group that `matches` ({}) does not have{hint}",
+                    regex.as_str()
+                ),
+            );
         }
     }
 }
 
-fn compile_mapping(c: &mut Collector, raw: Option<&RawResourceMapping>, path: &str) -> Option<ResourceMapping> {
+fn compile_mapping(
+    c: &mut Collector,
+    raw: Option<&RawResourceMapping>,
+    path: &str,
+) -> Option<ResourceMapping> {
     let Some(raw) = raw else {
         return Some(ResourceMapping::new(Vec::new(), None, true));
     };
@@ -226,7 +308,11 @@ fn compile_mapping(c: &mut Collector, raw: Option<&RawResourceMapping>, path: &s
         Some(t) if !t.value.is_empty() => match LabelTemplate::compile(&t.value) {
             Ok(template) => Some(template),
             Err(e) => {
-                c.at(t, &format!("{path}.template"), format!("invalid label template: {e} (expected e.g. `kube_<<.Resource>>`)"));
+                c.at(
+                    t,
+                    &format!("{path}.template"),
+                    format!("invalid label template: {e} (expected e.g. `kube_<<.Resource>>`)"),
+                );
                 ok = false;
                 None
             }
@@ -237,13 +323,21 @@ fn compile_mapping(c: &mut Collector, raw: Option<&RawResourceMapping>, path: &s
     for (label, target) in raw.overrides.iter().flat_map(|o| o.0.iter()) {
         let field = format!("{path}.overrides.{}", label.value);
         if !is_valid_label_name(&label.value) {
-            c.at(label, &field, format!("{:?} is not a valid Prometheus label name", label.value));
+            c.at(
+                label,
+                &field,
+                format!("{:?} is not a valid Prometheus label name", label.value),
+            );
             ok = false;
         }
         match compile_override(target) {
             Some(gr) => overrides.push((label.value.clone(), gr)),
             None => {
-                c.at(label, &format!("{field}.resource"), "is required: a resource name such as `pod` or `deployments`");
+                c.at(
+                    label,
+                    &format!("{field}.resource"),
+                    "is required: a resource name such as `pod` or `deployments`",
+                );
                 ok = false;
             }
         }
@@ -253,36 +347,63 @@ fn compile_mapping(c: &mut Collector, raw: Option<&RawResourceMapping>, path: &s
 
 fn compile_override(raw: &RawGroupResource) -> Option<GroupResource> {
     let resource = raw.resource.as_ref().filter(|r| !r.value.is_empty())?;
-    Some(GroupResource::new(raw.group.clone().unwrap_or_default(), resource.value.clone()))
+    Some(GroupResource::new(
+        raw.group.clone().unwrap_or_default(),
+        resource.value.clone(),
+    ))
 }
 
-fn compile_resource_rules(c: &mut Collector, raw: &Spanned<RawResourceRules>, ) -> Option<ResourceRules> {
+fn compile_resource_rules(
+    c: &mut Collector,
+    raw: &Spanned<RawResourceRules>,
+) -> Option<ResourceRules> {
     let rules = &raw.value;
     let mut rule = |r: &Option<Spanned<RawResourceRule>>, key: &str| match r {
         Some(r) => compile_resource_rule(c, r, &format!("resourceRules.{key}")),
         None => {
-            c.at(raw, &format!("resourceRules.{key}"), "is required: containerQuery, nodeQuery, resources and containerLabel");
+            c.at(
+                raw,
+                &format!("resourceRules.{key}"),
+                "is required: containerQuery, nodeQuery, resources and containerLabel",
+            );
             None
         }
     };
     let cpu = rule(&rules.cpu, "cpu");
     let memory = rule(&rules.memory, "memory");
     let window = match &rules.window {
-        Some(w) => parse_duration(&w.value).map_err(|e| c.at(w, "resourceRules.window", e.to_string())).ok(),
+        Some(w) => parse_duration(&w.value)
+            .map_err(|e| c.at(w, "resourceRules.window", e.to_string()))
+            .ok(),
         None => Some(std::time::Duration::ZERO),
     };
-    Some(ResourceRules { cpu: cpu?, memory: memory?, window: window? })
+    Some(ResourceRules {
+        cpu: cpu?,
+        memory: memory?,
+        window: window?,
+    })
 }
 
-fn compile_resource_rule(c: &mut Collector, raw: &Spanned<RawResourceRule>, path: &str) -> Option<ResourceRule> {
+fn compile_resource_rule(
+    c: &mut Collector,
+    raw: &Spanned<RawResourceRule>,
+    path: &str,
+) -> Option<ResourceRule> {
     let rule = &raw.value;
-    let container_query = c.query_template(rule.container_query.as_ref(), raw, &format!("{path}.containerQuery"));
+    let container_query = c.query_template(
+        rule.container_query.as_ref(),
+        raw,
+        &format!("{path}.containerQuery"),
+    );
     let node_query = c.query_template(rule.node_query.as_ref(), raw, &format!("{path}.nodeQuery"));
     let resources = compile_mapping(c, rule.resources.as_ref(), &format!("{path}.resources"));
     if let Some(mapping) = &resources {
         let table = ResourceTable::builtin();
         for needed in ["namespaces", "pods", "nodes"] {
-            if mapping.label_for_resource(&GroupResource::new("", needed), &table).is_err() {
+            if mapping
+                .label_for_resource(&GroupResource::new("", needed), &table)
+                .is_err()
+            {
                 c.at(raw, &format!("{path}.resources"), format!(
                     "must map {needed} to a label (expected an override such as `{}: {{resource: {}}}` or a template)",
                     needed.trim_end_matches('s'), needed.trim_end_matches('s')
@@ -293,11 +414,19 @@ fn compile_resource_rule(c: &mut Collector, raw: &Spanned<RawResourceRule>, path
     let container_label = match &rule.container_label {
         Some(l) if is_valid_label_name(&l.value) => Some(l.value.clone()),
         Some(l) => {
-            c.at(l, &format!("{path}.containerLabel"), format!("{:?} is not a valid Prometheus label name", l.value));
+            c.at(
+                l,
+                &format!("{path}.containerLabel"),
+                format!("{:?} is not a valid Prometheus label name", l.value),
+            );
             None
         }
         None => {
-            c.at(raw, &format!("{path}.containerLabel"), "is required: the label holding the container name, e.g. `container`");
+            c.at(
+                raw,
+                &format!("{path}.containerLabel"),
+                "is required: the label holding the container name, e.g. `container`",
+            );
             None
         }
     };

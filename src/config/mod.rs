@@ -45,12 +45,19 @@ pub enum Error {
 }
 
 fn render_diagnostics(path: &str, diagnostics: &[Diagnostic]) -> String {
-    diagnostics.iter().map(|d| format!("  {path}:{d}")).collect::<Vec<_>>().join("\n")
+    diagnostics
+        .iter()
+        .map(|d| format!("  {path}:{d}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Reads and compiles a rules file.
 pub fn load_rules(path: &Path) -> Result<RuleSet, Error> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Read { path: path.display().to_string(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
     parse_rules(&text, &path.display().to_string())
 }
 
@@ -69,7 +76,10 @@ pub fn parse_rules(text: &str, origin: &str) -> Result<RuleSet, Error> {
             }
         })?
     };
-    compile::compile(&raw).map_err(|diagnostics| Error::Invalid { path: origin.to_owned(), diagnostics })
+    compile::compile(&raw).map_err(|diagnostics| Error::Invalid {
+        path: origin.to_owned(),
+        diagnostics,
+    })
 }
 
 /// The parser's message without the source snippet it appends (we print the position ourselves).
@@ -79,7 +89,11 @@ fn yaml_message(error: &serde_saphyr::Error) -> String {
     let first = first.strip_prefix("error: ").unwrap_or(first);
     // Drop a leading "line N column M: " that repeats the position.
     match first.split_once(": ") {
-        Some((position, rest)) if position.starts_with("line ") && position.contains(" column ") => rest.to_owned(),
+        Some((position, rest))
+            if position.starts_with("line ") && position.contains(" column ") =>
+        {
+            rest.to_owned()
+        }
         _ => first.to_owned(),
     }
 }

@@ -69,7 +69,11 @@ pub enum FlagValue {
 pub struct Error(String);
 
 /// Layers defaults, the optional settings file, `PROM_ADAPTER_*` variables and flags (highest).
-pub fn load(settings_file: Option<&Path>, env: &[(String, String)], flags: &[(&str, FlagValue)]) -> Result<Settings, Error> {
+pub fn load(
+    settings_file: Option<&Path>,
+    env: &[(String, String)],
+    flags: &[(&str, FlagValue)],
+) -> Result<Settings, Error> {
     use config::{Config, Environment, File, FileFormat};
     let err = |e: config::ConfigError| Error(e.to_string());
     let mut builder = Config::builder()
@@ -120,26 +124,44 @@ mod tests {
         let file = dir.path().join("settings.yaml");
         std::fs::write(&file, "prometheus_url: http://from-file:9090\nmetrics_relist_interval: 1m\nsecure_port: 7443\nv: 2\n").unwrap();
         let env = vec![
-            ("PROM_ADAPTER_METRICS_RELIST_INTERVAL".to_owned(), "2m".to_owned()),
+            (
+                "PROM_ADAPTER_METRICS_RELIST_INTERVAL".to_owned(),
+                "2m".to_owned(),
+            ),
             ("PROM_ADAPTER_SECURE_PORT".to_owned(), "8443".to_owned()),
-            ("PROM_ADAPTER_PROMETHEUS_HEADER".to_owned(), "X-Scope-OrgID=a,X-B=c".to_owned()),
+            (
+                "PROM_ADAPTER_PROMETHEUS_HEADER".to_owned(),
+                "X-Scope-OrgID=a,X-B=c".to_owned(),
+            ),
             ("UNRELATED".to_owned(), "x".to_owned()),
         ];
-        let flags = [("secure_port", FlagValue::One("9443".into())), ("standalone", FlagValue::Bool(true))];
+        let flags = [
+            ("secure_port", FlagValue::One("9443".into())),
+            ("standalone", FlagValue::Bool(true)),
+        ];
         let s = load(Some(&file), &env, &flags).unwrap();
-        assert_eq!(s.prometheus_url, "http://from-file:9090", "file over default");
+        assert_eq!(
+            s.prometheus_url, "http://from-file:9090",
+            "file over default"
+        );
         assert_eq!(s.metrics_relist_interval, "2m", "environment over file");
         assert_eq!(s.secure_port, 9443, "flag over environment");
         assert_eq!(s.v, 2);
         assert!(s.standalone);
         assert_eq!(s.prometheus_header, vec!["X-Scope-OrgID=a", "X-B=c"]);
         assert_eq!(s.prometheus_verb, "GET", "default");
-        assert_eq!(s.cert_dir, PathBuf::from("apiserver.local.config/certificates"));
+        assert_eq!(
+            s.cert_dir,
+            PathBuf::from("apiserver.local.config/certificates")
+        );
     }
 
     #[test]
     fn bad_values_are_errors() {
-        let env = vec![("PROM_ADAPTER_SECURE_PORT".to_owned(), "not-a-port".to_owned())];
+        let env = vec![(
+            "PROM_ADAPTER_SECURE_PORT".to_owned(),
+            "not-a-port".to_owned(),
+        )];
         assert!(load(None, &env, &[]).is_err());
         assert!(load(Some(Path::new("/nonexistent/settings.yaml")), &[], &[]).is_err());
     }

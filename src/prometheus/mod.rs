@@ -93,20 +93,28 @@ pub struct Client {
 impl Client {
     /// Builds a client; fails on an invalid URL or unreadable TLS files.
     pub fn new(config: ClientConfig) -> Result<Self, Error> {
-        let mut builder = reqwest::Client::builder().timeout(config.timeout).connect_timeout(config.timeout.min(Duration::from_secs(10)));
+        let mut builder = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .connect_timeout(config.timeout.min(Duration::from_secs(10)));
         let mut headers = HeaderMap::new();
         for (name, value) in &config.headers {
-            let name = HeaderName::from_bytes(name.as_bytes()).map_err(|e| Error::Config(format!("header name {name:?}: {e}")))?;
-            let value = HeaderValue::from_str(value).map_err(|e| Error::Config(format!("header {name} value: {e}")))?;
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|e| Error::Config(format!("header name {name:?}: {e}")))?;
+            let value = HeaderValue::from_str(value)
+                .map_err(|e| Error::Config(format!("header {name} value: {e}")))?;
             headers.append(name, value);
         }
         builder = builder.default_headers(headers);
         if let Some(ca) = &config.ca_file {
             let pem = read(ca, "--prometheus-ca-file")?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| Error::Config(format!("--prometheus-ca-file {}: {e}", ca.display())))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                Error::Config(format!("--prometheus-ca-file {}: {e}", ca.display()))
+            })?;
             if certs.is_empty() {
-                return Err(Error::Config(format!("no certificates found in --prometheus-ca-file {}", ca.display())));
+                return Err(Error::Config(format!(
+                    "no certificates found in --prometheus-ca-file {}",
+                    ca.display()
+                )));
             }
             for cert in certs {
                 builder = builder.add_root_certificate(cert);
@@ -115,14 +123,20 @@ impl Client {
         if let Some((cert, key)) = &config.client_cert {
             let mut pem = read(cert, "--prometheus-client-tls-cert-file")?;
             pem.extend(read(key, "--prometheus-client-tls-key-file")?);
-            let identity = reqwest::Identity::from_pem(&pem)
-                .map_err(|e| Error::Config(format!("client certificate {} / key {}: {e}", cert.display(), key.display())))?;
+            let identity = reqwest::Identity::from_pem(&pem).map_err(|e| {
+                Error::Config(format!(
+                    "client certificate {} / key {}: {e}",
+                    cert.display(),
+                    key.display()
+                ))
+            })?;
             builder = builder.identity(identity);
         }
         let http = builder.build().map_err(|e| Error::Config(e.to_string()))?;
         let inner = prometheus_http_query::Client::from(http, &config.url)
             .map_err(|e| Error::Config(format!("--prometheus-url {:?}: {e}", config.url)))?;
-        let mut base = reqwest::Url::parse(&config.url).map_err(|e| Error::Config(format!("--prometheus-url {:?}: {e}", config.url)))?;
+        let mut base = reqwest::Url::parse(&config.url)
+            .map_err(|e| Error::Config(format!("--prometheus-url {:?}: {e}", config.url)))?;
         if !base.path().ends_with('/') {
             let path = format!("{}/", base.path());
             base.set_path(&path);
@@ -130,12 +144,19 @@ impl Client {
         let token = match &config.token_file {
             Some(path) => {
                 let file = TokenFile::new(path.clone());
-                file.current().map_err(|e| Error::Config(format!("--prometheus-token-file {}: {e}", path.display())))?;
+                file.current().map_err(|e| {
+                    Error::Config(format!("--prometheus-token-file {}: {e}", path.display()))
+                })?;
                 Some(file)
             }
             None => None,
         };
-        Ok(Self { inner, base, config: std::sync::Arc::new(config), token: std::sync::Arc::new(token) })
+        Ok(Self {
+            inner,
+            base,
+            config: std::sync::Arc::new(config),
+            token: std::sync::Arc::new(token),
+        })
     }
 
     /// The configured base URL.
@@ -144,21 +165,36 @@ impl Client {
     }
 
     fn auth_header(&self) -> Result<Option<HeaderValue>, Error> {
-        let Some(token) = self.token.as_ref() else { return Ok(None) };
-        let value = token.current().map_err(|e| Error::Config(format!("cannot read bearer token: {e}")))?;
-        let mut header = HeaderValue::from_str(&format!("Bearer {value}"))
-            .map_err(|_| Error::Config("the bearer token contains characters not allowed in a header".into()))?;
+        let Some(token) = self.token.as_ref() else {
+            return Ok(None);
+        };
+        let value = token
+            .current()
+            .map_err(|e| Error::Config(format!("cannot read bearer token: {e}")))?;
+        let mut header = HeaderValue::from_str(&format!("Bearer {value}")).map_err(|_| {
+            Error::Config("the bearer token contains characters not allowed in a header".into())
+        })?;
         header.set_sensitive(true);
         Ok(Some(header))
     }
 
     fn unavailable(&self, reason: impl std::fmt::Display) -> Error {
-        Error::Unavailable { url: self.config.url.clone(), reason: reason.to_string() }
+        Error::Unavailable {
+            url: self.config.url.clone(),
+            reason: reason.to_string(),
+        }
     }
 
     /// Sends a form to an API path by GET (or POST when configured or when too long).
-    async fn send(&self, path: &str, params: &[(&str, String)]) -> Result<reqwest::Response, Error> {
-        let url = self.base.join(path).map_err(|e| Error::Config(e.to_string()))?;
+    async fn send(
+        &self,
+        path: &str,
+        params: &[(&str, String)],
+    ) -> Result<reqwest::Response, Error> {
+        let url = self
+            .base
+            .join(path)
+            .map_err(|e| Error::Config(e.to_string()))?;
         let encoded_len: usize = params.iter().map(|(k, v)| k.len() + v.len() * 3 + 2).sum();
         let http = self.inner.inner();
         let mut request = if self.config.verb == Verb::Post || encoded_len > MAX_GET_QUERY_BYTES {
@@ -169,7 +205,10 @@ impl Client {
         if let Some(auth) = self.auth_header()? {
             request = request.header(AUTHORIZATION, auth);
         }
-        let response = request.send().await.map_err(|e| self.unavailable(describe(&e)))?;
+        let response = request
+            .send()
+            .await
+            .map_err(|e| self.unavailable(describe(&e)))?;
         let status = response.status();
         if status.is_server_error() && status.as_u16() != 503 || status.as_u16() == 429 {
             return Err(self.unavailable(format!("HTTP {status}")));
@@ -179,12 +218,26 @@ impl Client {
 
     /// Lists the distinct series shapes matching `selector` between `start` and `end` (Unix
     /// seconds), decoding the answer as it streams in.
-    pub async fn series_shapes(&self, selector: &str, start: f64, end: f64) -> Result<(Vec<SeriesShape>, u64), Error> {
-        let params = [("match[]", selector.to_owned()), ("start", format_time(start)), ("end", format_time(end))];
+    pub async fn series_shapes(
+        &self,
+        selector: &str,
+        start: f64,
+        end: f64,
+    ) -> Result<(Vec<SeriesShape>, u64), Error> {
+        let params = [
+            ("match[]", selector.to_owned()),
+            ("start", format_time(start)),
+            ("end", format_time(end)),
+        ];
         let response = self.send("api/v1/series", &params).await?;
         let status = response.status();
         let (sender, receiver) = std::sync::mpsc::sync_channel::<Result<bytes::Bytes, String>>(8);
-        let decoder = tokio::task::spawn_blocking(move || decode_series(ChannelReader { receiver, current: bytes::Bytes::new() }));
+        let decoder = tokio::task::spawn_blocking(move || {
+            decode_series(ChannelReader {
+                receiver,
+                current: bytes::Bytes::new(),
+            })
+        });
         let mut stream = response.bytes_stream();
         let mut transfer_error = None;
         while let Some(chunk) = stream.next().await {
@@ -199,20 +252,34 @@ impl Client {
             }
         }
         drop(sender);
-        let decoded = decoder.await.map_err(|e| Error::Decode(format!("series decoder failed: {e}")))?;
+        let decoded = decoder
+            .await
+            .map_err(|e| Error::Decode(format!("series decoder failed: {e}")))?;
         if let Some(reason) = transfer_error {
             return Err(self.unavailable(format!("reading the series answer failed: {reason}")));
         }
         match decoded {
             Ok(SeriesAnswer::Success { shapes, series }) => Ok((shapes, series)),
-            Ok(SeriesAnswer::Error { error_type, message }) => Err(Error::Rejected { error_type, message }),
+            Ok(SeriesAnswer::Error {
+                error_type,
+                message,
+            }) => Err(Error::Rejected {
+                error_type,
+                message,
+            }),
             Err(e) if status.is_success() => Err(Error::Decode(format!("series answer: {e}"))),
             Err(_) => Err(self.unavailable(format!("HTTP {status} without a Prometheus API body"))),
         }
     }
 
     /// Values of `label` on series matching `selector` between `start` and `end`.
-    pub async fn label_values(&self, label: &str, selector: &str, start: f64, end: f64) -> Result<Vec<String>, Error> {
+    pub async fn label_values(
+        &self,
+        label: &str,
+        selector: &str,
+        start: f64,
+        end: f64,
+    ) -> Result<Vec<String>, Error> {
         #[derive(serde::Deserialize)]
         struct Answer {
             status: String,
@@ -223,18 +290,32 @@ impl Client {
             #[serde(default)]
             error: String,
         }
-        let params = [("match[]", selector.to_owned()), ("start", format_time(start)), ("end", format_time(end))];
+        let params = [
+            ("match[]", selector.to_owned()),
+            ("start", format_time(start)),
+            ("end", format_time(end)),
+        ];
         let path = format!("api/v1/label/{label}/values");
         let response = self.send(&path, &params).await?;
         let status = response.status();
-        let body = response.bytes().await.map_err(|e| self.unavailable(describe(&e)))?;
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| self.unavailable(describe(&e)))?;
         let answer: Answer = serde_json::from_slice(&body).map_err(|e| {
-            if status.is_success() { Error::Decode(format!("label values: {e}")) } else { self.unavailable(format!("HTTP {status}")) }
+            if status.is_success() {
+                Error::Decode(format!("label values: {e}"))
+            } else {
+                self.unavailable(format!("HTTP {status}"))
+            }
         })?;
         if answer.status == "success" {
             Ok(answer.data.unwrap_or_default())
         } else {
-            Err(Error::Rejected { error_type: answer.error_type, message: answer.error })
+            Err(Error::Rejected {
+                error_type: answer.error_type,
+                message: answer.error,
+            })
         }
     }
 
@@ -242,19 +323,32 @@ impl Client {
     pub async fn query(&self, promql: &str, time: f64) -> Result<QueryResult, Error> {
         use prometheus_http_query::Error as PhqError;
         let timeout_ms = self.config.timeout.as_millis().min(i64::MAX as u128) as i64;
-        let mut builder = self.inner.query(promql).query("time", format_time(time)).timeout(timeout_ms);
+        let mut builder = self
+            .inner
+            .query(promql)
+            .query("time", format_time(time))
+            .timeout(timeout_ms);
         if let Some(auth) = self.auth_header()? {
             builder = builder.header(AUTHORIZATION, auth);
         }
         let too_long = promql.len() * 3 > MAX_GET_QUERY_BYTES;
-        let result = if self.config.verb == Verb::Post || too_long { builder.post().await } else { builder.get().await };
+        let result = if self.config.verb == Verb::Post || too_long {
+            builder.post().await
+        } else {
+            builder.get().await
+        };
         let data = match result {
             Ok(result) => result.into_inner().0,
-            Err(PhqError::Prometheus(e)) if e.is_timeout() || e.error_type().to_string() == "unavailable" => {
+            Err(PhqError::Prometheus(e))
+                if e.is_timeout() || e.error_type().to_string() == "unavailable" =>
+            {
                 return Err(self.unavailable(format!("{}: {}", e.error_type(), e.message())));
             }
             Err(PhqError::Prometheus(e)) => {
-                return Err(Error::Rejected { error_type: e.error_type().to_string(), message: e.message().to_owned() });
+                return Err(Error::Rejected {
+                    error_type: e.error_type().to_string(),
+                    message: e.message().to_owned(),
+                });
             }
             Err(PhqError::Client(e)) => return Err(self.unavailable(client_reason(&e))),
             Err(other) => return Err(Error::Decode(other.to_string())),
@@ -266,13 +360,19 @@ impl Client {
                     .into_iter()
                     .map(|v| {
                         let (labels, sample) = v.into_inner();
-                        Sample { labels, value: sample.value(), timestamp: sample.timestamp() }
+                        Sample {
+                            labels,
+                            value: sample.value(),
+                            timestamp: sample.timestamp(),
+                        }
                     })
                     .collect(),
             ),
-            Data::Scalar(sample) => {
-                QueryResult::Scalar(Sample { labels: HashMap::new(), value: sample.value(), timestamp: sample.timestamp() })
-            }
+            Data::Scalar(sample) => QueryResult::Scalar(Sample {
+                labels: HashMap::new(),
+                value: sample.value(),
+                timestamp: sample.timestamp(),
+            }),
             Data::Matrix(_) => QueryResult::Matrix,
         })
     }
@@ -304,7 +404,11 @@ fn describe(error: &reqwest::Error) -> String {
         detail = s.to_string();
         source = s.source();
     }
-    if detail.is_empty() { kind.to_owned() } else { format!("{kind}: {detail}") }
+    if detail.is_empty() {
+        kind.to_owned()
+    } else {
+        format!("{kind}: {detail}")
+    }
 }
 
 /// Formats Unix seconds as Prometheus accepts them, with millisecond precision.
@@ -347,21 +451,102 @@ struct TokenFile {
 
 impl TokenFile {
     fn new(path: PathBuf) -> Self {
-        Self { path, cached: Mutex::new(None) }
+        Self {
+            path,
+            cached: Mutex::new(None),
+        }
     }
 
     fn current(&self) -> std::io::Result<String> {
         let meta = std::fs::metadata(&self.path)?;
         let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
         let mut cached = self.cached.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((m, len, token)) = cached.as_ref() {
-            if *m == modified && *len == meta.len() {
-                return Ok(token.clone());
-            }
+        if let Some((m, len, token)) = cached.as_ref()
+            && *m == modified
+            && *len == meta.len()
+        {
+            return Ok(token.clone());
         }
         let token = std::fs::read_to_string(&self.path)?.trim().to_owned();
         *cached = Some((modified, meta.len(), token.clone()));
         Ok(token)
+    }
+}
+
+/// The client as the providers see it, with every call counted and timed.
+pub struct InstrumentedClient {
+    client: Client,
+    metrics: std::sync::Arc<crate::telemetry::Metrics>,
+}
+
+impl InstrumentedClient {
+    /// Wraps a client.
+    pub fn new(client: Client, metrics: std::sync::Arc<crate::telemetry::Metrics>) -> Self {
+        Self { client, metrics }
+    }
+
+    async fn observe<T>(
+        &self,
+        endpoint: &str,
+        call: impl std::future::Future<Output = Result<T, Error>>,
+    ) -> Result<T, crate::provider::BackendError> {
+        use crate::provider::BackendError;
+        let started = std::time::Instant::now();
+        let result = call.await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(e) if e.is_unavailable() => "unavailable",
+            Err(_) => "error",
+        };
+        self.metrics
+            .record_prometheus_call(endpoint, outcome, started.elapsed());
+        result.map_err(|e| {
+            if e.is_unavailable() {
+                BackendError::Unavailable(e.to_string())
+            } else {
+                BackendError::Failed(e.to_string())
+            }
+        })
+    }
+}
+
+impl crate::provider::MetricsBackend for InstrumentedClient {
+    fn series_shapes<'a>(
+        &'a self,
+        selector: &'a str,
+        start: f64,
+        end: f64,
+    ) -> futures_util::future::BoxFuture<
+        'a,
+        Result<(Vec<SeriesShape>, u64), crate::provider::BackendError>,
+    > {
+        Box::pin(self.observe(
+            "/api/v1/series",
+            self.client.series_shapes(selector, start, end),
+        ))
+    }
+
+    fn label_values<'a>(
+        &'a self,
+        label: &'a str,
+        selector: &'a str,
+        start: f64,
+        end: f64,
+    ) -> futures_util::future::BoxFuture<'a, Result<Vec<String>, crate::provider::BackendError>>
+    {
+        Box::pin(self.observe(
+            "/api/v1/label/values",
+            self.client.label_values(label, selector, start, end),
+        ))
+    }
+
+    fn query<'a>(
+        &'a self,
+        promql: &'a str,
+        time: f64,
+    ) -> futures_util::future::BoxFuture<'a, Result<QueryResult, crate::provider::BackendError>>
+    {
+        Box::pin(self.observe("/api/v1/query", self.client.query(promql, time)))
     }
 }
 
@@ -385,56 +570,5 @@ mod tests {
         assert_eq!(file.current().unwrap(), "first");
         std::fs::write(&path, "second-token").unwrap();
         assert_eq!(file.current().unwrap(), "second-token");
-    }
-}
-
-/// The client as the providers see it, with every call counted and timed.
-pub struct InstrumentedClient {
-    client: Client,
-    metrics: std::sync::Arc<crate::telemetry::Metrics>,
-}
-
-impl InstrumentedClient {
-    /// Wraps a client.
-    pub fn new(client: Client, metrics: std::sync::Arc<crate::telemetry::Metrics>) -> Self {
-        Self { client, metrics }
-    }
-
-    async fn observe<T>(&self, endpoint: &str, call: impl std::future::Future<Output = Result<T, Error>>) -> Result<T, crate::provider::BackendError> {
-        use crate::provider::BackendError;
-        let started = std::time::Instant::now();
-        let result = call.await;
-        let outcome = match &result {
-            Ok(_) => "ok",
-            Err(e) if e.is_unavailable() => "unavailable",
-            Err(_) => "error",
-        };
-        self.metrics.record_prometheus_call(endpoint, outcome, started.elapsed());
-        result.map_err(|e| if e.is_unavailable() { BackendError::Unavailable(e.to_string()) } else { BackendError::Failed(e.to_string()) })
-    }
-}
-
-impl crate::provider::MetricsBackend for InstrumentedClient {
-    fn series_shapes<'a>(
-        &'a self,
-        selector: &'a str,
-        start: f64,
-        end: f64,
-    ) -> futures_util::future::BoxFuture<'a, Result<(Vec<SeriesShape>, u64), crate::provider::BackendError>> {
-        Box::pin(self.observe("/api/v1/series", self.client.series_shapes(selector, start, end)))
-    }
-
-    fn label_values<'a>(
-        &'a self,
-        label: &'a str,
-        selector: &'a str,
-        start: f64,
-        end: f64,
-    ) -> futures_util::future::BoxFuture<'a, Result<Vec<String>, crate::provider::BackendError>> {
-        Box::pin(self.observe("/api/v1/label/values", self.client.label_values(label, selector, start, end)))
-    }
-
-    fn query<'a>(&'a self, promql: &'a str, time: f64) -> futures_util::future::BoxFuture<'a, Result<QueryResult, crate::provider::BackendError>> {
-        Box::pin(self.observe("/api/v1/query", self.client.query(promql, time)))
     }
 }

@@ -30,7 +30,10 @@ pub enum SeriesAnswer {
 
 /// Decodes a series answer from a reader, holding only distinct shapes and interned names.
 pub fn decode_series(reader: impl Read) -> Result<SeriesAnswer, serde_json::Error> {
-    let mut de = serde_json::Deserializer::from_reader(std::io::BufReader::with_capacity(256 * 1024, reader));
+    let mut de = serde_json::Deserializer::from_reader(std::io::BufReader::with_capacity(
+        256 * 1024,
+        reader,
+    ));
     let answer = Envelope.deserialize(&mut de)?;
     de.end()?;
     Ok(answer)
@@ -67,9 +70,16 @@ impl<'de> Visitor<'de> for Envelope {
             }
         }
         match (status.as_deref(), shapes) {
-            (Some("success"), Some((shapes, series))) => Ok(SeriesAnswer::Success { shapes, series }),
-            (Some("success"), None) => Err(serde::de::Error::custom("answer has status success but no data")),
-            _ => Ok(SeriesAnswer::Error { error_type, message }),
+            (Some("success"), Some((shapes, series))) => {
+                Ok(SeriesAnswer::Success { shapes, series })
+            }
+            (Some("success"), None) => Err(serde::de::Error::custom(
+                "answer has status success but no data",
+            )),
+            _ => Ok(SeriesAnswer::Error {
+                error_type,
+                message,
+            }),
         }
     }
 }
@@ -95,7 +105,9 @@ impl<'de> Visitor<'de> for ShapeList {
         let mut interner = Interner::default();
         let mut shapes = HashSet::new();
         let mut count = 0u64;
-        while let Some(shape) = seq.next_element_seed(LabelSet { interner: &mut interner })? {
+        while let Some(shape) = seq.next_element_seed(LabelSet {
+            interner: &mut interner,
+        })? {
             count += 1;
             shapes.insert(shape);
         }
@@ -140,9 +152,13 @@ impl<'de> Visitor<'de> for LabelSet<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let mut name = None;
         let mut labels = Vec::new();
-        while let Some(key) = map.next_key_seed(Name { interner: &mut *self.interner })? {
+        while let Some(key) = map.next_key_seed(Name {
+            interner: &mut *self.interner,
+        })? {
             if &*key == "__name__" {
-                name = Some(map.next_value_seed(Name { interner: &mut *self.interner })?);
+                name = Some(map.next_value_seed(Name {
+                    interner: &mut *self.interner,
+                })?);
             } else {
                 // Label values are not needed for discovery; skipping them keeps nothing per series.
                 let value: IgnoredAny = map.next_value()?;
@@ -190,7 +206,9 @@ mod tests {
             {"__name__":"up","job":"c"},
             {"__name__":"http_requests_total","pod":"p","namespace":"n\"q"}
         ],"warnings":["w"]}"#;
-        let SeriesAnswer::Success { shapes, series } = decode_series(&body[..]).unwrap() else { panic!("not success") };
+        let SeriesAnswer::Success { shapes, series } = decode_series(&body[..]).unwrap() else {
+            panic!("not success")
+        };
         assert_eq!(series, 4);
         assert_eq!(
             shapes,
@@ -208,7 +226,10 @@ mod tests {
     fn reports_prometheus_errors_and_malformed_bodies() {
         let body = br#"{"status":"error","errorType":"bad_data","error":"1:2: parse error"}"#;
         match decode_series(&body[..]).unwrap() {
-            SeriesAnswer::Error { error_type, message } => {
+            SeriesAnswer::Error {
+                error_type,
+                message,
+            } => {
                 assert_eq!(error_type, "bad_data");
                 assert_eq!(message, "1:2: parse error");
             }
@@ -217,7 +238,9 @@ mod tests {
         assert!(decode_series(&br#"{"status":"success","data":[{"job":"x"}]}"#[..]).is_err());
         assert!(decode_series(&br#"{"status":"success","data":[{"__name__":"up"}"#[..]).is_err());
         assert!(decode_series(&b"<html>"[..]).is_err());
-        let SeriesAnswer::Success { shapes, .. } = decode_series(&br#"{"status":"success","data":null}"#[..]).unwrap() else {
+        let SeriesAnswer::Success { shapes, .. } =
+            decode_series(&br#"{"status":"success","data":null}"#[..]).unwrap()
+        else {
             panic!()
         };
         assert!(shapes.is_empty());

@@ -65,17 +65,27 @@ struct LabelSelectorRequirementJson {
 impl LabelSelector {
     /// Parses the selector syntax of `?labelSelector=`; an empty string selects everything.
     pub fn parse(text: &str) -> Result<Self, Error> {
-        let fail = |reason: String| Error::InvalidLabelSelector { selector: text.to_owned(), reason };
+        let fail = |reason: String| Error::InvalidLabelSelector {
+            selector: text.to_owned(),
+            reason,
+        };
         let tokens = tokenize(text);
         let mut pos = 0;
         let mut requirements = Vec::new();
-        let at = |pos: usize| tokens.get(pos).map(|t| t.as_str()).unwrap_or("end of selector");
+        let at = |pos: usize| {
+            tokens
+                .get(pos)
+                .map(|t| t.as_str())
+                .unwrap_or("end of selector")
+        };
         while pos < tokens.len() {
             let negated = tokens[pos] == "!";
             if negated {
                 pos += 1;
             }
-            let key = tokens.get(pos).ok_or_else(|| fail("expected a label key after '!'".into()))?;
+            let key = tokens
+                .get(pos)
+                .ok_or_else(|| fail("expected a label key after '!'".into()))?;
             validate_key(key).map_err(fail)?;
             pos += 1;
             let next = tokens.get(pos).map(String::as_str);
@@ -101,7 +111,9 @@ impl LabelSelector {
                         };
                         if matches!(operator, Operator::GreaterThan | Operator::LessThan) {
                             if value.parse::<i64>().is_err() {
-                                return Err(fail(format!("{op} needs an integer value, found {value:?}")));
+                                return Err(fail(format!(
+                                    "{op} needs an integer value, found {value:?}"
+                                )));
                             }
                         } else {
                             validate_value(&value).map_err(fail)?;
@@ -111,7 +123,10 @@ impl LabelSelector {
                     Some(op @ ("in" | "notin")) => {
                         pos += 1;
                         if tokens.get(pos).map(String::as_str) != Some("(") {
-                            return Err(fail(format!("expected '(' after {op}, found {:?}", at(pos))));
+                            return Err(fail(format!(
+                                "expected '(' after {op}, found {:?}",
+                                at(pos)
+                            )));
                         }
                         pos += 1;
                         let mut values = Vec::new();
@@ -133,7 +148,14 @@ impl LabelSelector {
                         if values.is_empty() {
                             return Err(fail(format!("{op} needs at least one value")));
                         }
-                        (if op == "in" { Operator::In } else { Operator::NotIn }, values)
+                        (
+                            if op == "in" {
+                                Operator::In
+                            } else {
+                                Operator::NotIn
+                            },
+                            values,
+                        )
                     }
                     Some(other) => {
                         return Err(fail(format!(
@@ -143,7 +165,11 @@ impl LabelSelector {
                 }
             };
             let values: BTreeSet<String> = values.into_iter().collect();
-            requirements.push(Requirement { key: key.clone(), operator, values: values.into_iter().collect() });
+            requirements.push(Requirement {
+                key: key.clone(),
+                operator,
+                values: values.into_iter().collect(),
+            });
             match tokens.get(pos).map(String::as_str) {
                 None => {}
                 Some(",") => {
@@ -152,7 +178,11 @@ impl LabelSelector {
                         return Err(fail("trailing ','".into()));
                     }
                 }
-                Some(other) => return Err(fail(format!("expected ',' between requirements, found {other:?}"))),
+                Some(other) => {
+                    return Err(fail(format!(
+                        "expected ',' between requirements, found {other:?}"
+                    )));
+                }
             }
         }
         requirements.sort_by(|a, b| a.key.cmp(&b.key));
@@ -197,11 +227,15 @@ impl LabelSelector {
         if self.is_empty() {
             return None;
         }
-        let mut json = LabelSelectorJson { match_labels: BTreeMap::new(), match_expressions: Vec::new() };
+        let mut json = LabelSelectorJson {
+            match_labels: BTreeMap::new(),
+            match_expressions: Vec::new(),
+        };
         for req in &self.requirements {
             let operator = match req.operator {
                 Operator::Equals => {
-                    json.match_labels.insert(req.key.clone(), req.values.join(""));
+                    json.match_labels
+                        .insert(req.key.clone(), req.values.join(""));
                     continue;
                 }
                 Operator::In => "In",
@@ -264,7 +298,9 @@ fn is_name_part(text: &str) -> bool {
         && bytes.len() <= 63
         && bytes[0].is_ascii_alphanumeric()
         && bytes[bytes.len() - 1].is_ascii_alphanumeric()
-        && bytes.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 fn validate_key(key: &str) -> Result<(), String> {
@@ -273,12 +309,15 @@ fn validate_key(key: &str) -> Result<(), String> {
             let dns = prefix.len() <= 253
                 && prefix.split('.').all(|p| {
                     !p.is_empty()
-                        && p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                        && p.bytes()
+                            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
                         && !p.starts_with('-')
                         && !p.ends_with('-')
                 });
             if !dns {
-                return Err(format!("key {key:?} has an invalid prefix (it must be a DNS subdomain)"));
+                return Err(format!(
+                    "key {key:?} has an invalid prefix (it must be a DNS subdomain)"
+                ));
             }
             name
         }
@@ -308,7 +347,10 @@ mod tests {
     use super::*;
 
     fn matchers(selector: &str) -> String {
-        let (m, _) = LabelSelector::parse(selector).unwrap().to_matchers().unwrap();
+        let (m, _) = LabelSelector::parse(selector)
+            .unwrap()
+            .to_matchers()
+            .unwrap();
         super::super::join_matchers(&m)
     }
 
@@ -330,7 +372,10 @@ mod tests {
 
     #[test]
     fn values_by_name_keep_the_unescaped_join() {
-        let (_, values) = LabelSelector::parse("foo in (bar,baz),q=1").unwrap().to_matchers().unwrap();
+        let (_, values) = LabelSelector::parse("foo in (bar,baz),q=1")
+            .unwrap()
+            .to_matchers()
+            .unwrap();
         assert_eq!(values.get("foo").unwrap(), "bar|baz");
         assert_eq!(values.get("q").unwrap(), "1");
     }
@@ -338,25 +383,35 @@ mod tests {
     #[test]
     fn comparison_operators_are_rejected_for_prometheus() {
         let selector = LabelSelector::parse("a>1").unwrap();
-        assert_eq!(selector.to_matchers().unwrap_err(), Error::UnsupportedOperator(">".into()));
+        assert_eq!(
+            selector.to_matchers().unwrap_err(),
+            Error::UnsupportedOperator(">".into())
+        );
     }
 
     #[test]
     fn keys_that_promql_cannot_express_are_rejected() {
         let selector = LabelSelector::parse("app.kubernetes.io/name=web").unwrap();
-        assert!(matches!(selector.to_matchers(), Err(Error::InvalidLabelName(_))));
+        assert!(matches!(
+            selector.to_matchers(),
+            Err(Error::InvalidLabelName(_))
+        ));
     }
 
     #[test]
     fn syntax_errors_are_reported() {
-        for bad in ["a in b", "a in (", "=b", "a=b,", "a b", "a=(b)", "a in ()", "-a=b", "a=b c", "a>x"] {
+        for bad in [
+            "a in b", "a in (", "=b", "a=b,", "a b", "a=(b)", "a in ()", "-a=b", "a=b c", "a>x",
+        ] {
             assert!(LabelSelector::parse(bad).is_err(), "{bad:?} should fail");
         }
     }
 
     #[test]
     fn echo_matches_metav1_label_selector() {
-        let json = serde_json::to_string(&LabelSelector::parse("b=2,a in (x,y),!c").unwrap().to_json()).unwrap();
+        let json =
+            serde_json::to_string(&LabelSelector::parse("b=2,a in (x,y),!c").unwrap().to_json())
+                .unwrap();
         assert_eq!(
             json,
             r#"{"matchLabels":{"b":"2"},"matchExpressions":[{"key":"a","operator":"In","values":["x","y"]},{"key":"c","operator":"DoesNotExist"}]}"#

@@ -12,7 +12,9 @@ use std::fmt;
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum Error {
     /// A label name that PromQL cannot express without quoting.
-    #[error("{0:?} is not a valid Prometheus label name (use letters, digits and '_', not starting with a digit)")]
+    #[error(
+        "{0:?} is not a valid Prometheus label name (use letters, digits and '_', not starting with a digit)"
+    )]
     InvalidLabelName(String),
     /// A Kubernetes label selector with a syntax error.
     #[error("invalid label selector {selector:?}: {reason}")]
@@ -23,7 +25,9 @@ pub enum Error {
         reason: String,
     },
     /// A selector operator that has no PromQL equivalent.
-    #[error("label selector operator {0:?} is not supported by Prometheus (use =, !=, in, notin, exists or !)")]
+    #[error(
+        "label selector operator {0:?} is not supported by Prometheus (use =, !=, in, notin, exists or !)"
+    )]
     UnsupportedOperator(String),
     /// A Prometheus series selector with a syntax error.
     #[error("invalid series selector {selector:?}: {reason}")]
@@ -84,7 +88,11 @@ pub fn quote(value: &str) -> String {
 /// Joins literal values into an anchored-by-Prometheus regex alternation, escaping regex
 /// metacharacters so that a name like `web.v2` matches only itself.
 pub fn literal_alternation<S: AsRef<str>>(values: &[S]) -> String {
-    values.iter().map(|v| regex::escape(v.as_ref())).collect::<Vec<_>>().join("|")
+    values
+        .iter()
+        .map(|v| regex::escape(v.as_ref()))
+        .collect::<Vec<_>>()
+        .join("|")
 }
 
 /// A PromQL label match operator.
@@ -126,7 +134,11 @@ impl LabelMatcher {
         if !is_valid_label_name(name) {
             return Err(Error::InvalidLabelName(name.to_owned()));
         }
-        Ok(Self { name: name.to_owned(), op, value: value.into() })
+        Ok(Self {
+            name: name.to_owned(),
+            op,
+            value: value.into(),
+        })
     }
 
     /// The label name.
@@ -153,7 +165,11 @@ impl fmt::Display for LabelMatcher {
 
 /// Joins matchers with `,` as `<<.LabelMatchers>>` expects.
 pub fn join_matchers(matchers: &[LabelMatcher]) -> String {
-    matchers.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
+    matchers
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 #[cfg(test)]
@@ -183,7 +199,8 @@ mod tests {
 
     #[test]
     fn matchers_render_escaped_promql() {
-        let m = LabelMatcher::new("pod", MatchOp::Regex, literal_alternation(&["a.b", "c"])).unwrap();
+        let m =
+            LabelMatcher::new("pod", MatchOp::Regex, literal_alternation(&["a.b", "c"])).unwrap();
         assert_eq!(m.to_string(), r#"pod=~"a\\.b|c""#);
         let m = LabelMatcher::new("x", MatchOp::NotEqual, "say \"hi\"").unwrap();
         assert_eq!(m.to_string(), r#"x!="say \"hi\"""#);
@@ -200,13 +217,31 @@ mod tests {
     fn quoting_round_trips_through_the_series_selector_parser() {
         // Property-style check over awkward values: render, parse back, compare.
         let awkward = [
-            "", "simple", "quote\"d", "back\\slash", "new\nline", "tab\t", "\u{0}", "\u{1f}",
-            "\u{7f}", "é", "☃", "\u{2028}", "\u{1F600}", "'single'", "`tick`", "a\\\"b",
+            "",
+            "simple",
+            "quote\"d",
+            "back\\slash",
+            "new\nline",
+            "tab\t",
+            "\u{0}",
+            "\u{1f}",
+            "\u{7f}",
+            "é",
+            "☃",
+            "\u{2028}",
+            "\u{1F600}",
+            "'single'",
+            "`tick`",
+            "a\\\"b",
         ];
         for value in awkward {
             let m = LabelMatcher::new("l", MatchOp::Equal, value).unwrap();
             let parsed = SeriesSelector::parse(&format!("x{{{m}}}")).unwrap();
-            assert_eq!(parsed.matchers()[1].value(), value, "round trip of {value:?}");
+            assert_eq!(
+                parsed.matchers()[1].value(),
+                value,
+                "round trip of {value:?}"
+            );
         }
     }
 }

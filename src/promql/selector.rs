@@ -36,7 +36,9 @@ impl Series {
         let mut labels = BTreeMap::new();
         for matcher in selector.matchers {
             if matcher.op() != MatchOp::Equal {
-                return Err(invalid("a series may only use `=` (it lists label values, not patterns)"));
+                return Err(invalid(
+                    "a series may only use `=` (it lists label values, not patterns)",
+                ));
             }
             if matcher.name() == "__name__" {
                 name = Some(matcher.value);
@@ -63,7 +65,10 @@ impl SeriesSelector {
     /// Parses a selector such as `{__name__=~"^container_.*",container!="POD"}` or
     /// `http_requests_total{job="api"}`.
     pub fn parse(text: &str) -> Result<Self, Error> {
-        let fail = |reason: String| Error::InvalidSeriesSelector { selector: text.to_owned(), reason };
+        let fail = |reason: String| Error::InvalidSeriesSelector {
+            selector: text.to_owned(),
+            reason,
+        };
         let mut parser = Parser { text, pos: 0 };
         let mut matchers = Vec::new();
         parser.skip_space();
@@ -72,7 +77,10 @@ impl SeriesSelector {
             if !is_valid_metric_name(name) {
                 return Err(fail(format!("{name:?} is not a valid metric name")));
             }
-            matchers.push(LabelMatcher::new("__name__", MatchOp::Equal, name).map_err(|e| fail(e.to_string()))?);
+            matchers.push(
+                LabelMatcher::new("__name__", MatchOp::Equal, name)
+                    .map_err(|e| fail(e.to_string()))?,
+            );
         }
         parser.skip_space();
         if parser.eat('{') {
@@ -83,7 +91,10 @@ impl SeriesSelector {
                 }
                 let label = parser.take_while(|c| c.is_ascii_alphanumeric() || c == '_');
                 if !is_valid_label_name(label) {
-                    return Err(fail(format!("expected a label name at offset {}", parser.pos)));
+                    return Err(fail(format!(
+                        "expected a label name at offset {}",
+                        parser.pos
+                    )));
                 }
                 parser.skip_space();
                 let op = if parser.eat_str("=~") {
@@ -95,11 +106,15 @@ impl SeriesSelector {
                 } else if parser.eat('=') {
                     MatchOp::Equal
                 } else {
-                    return Err(fail(format!("expected =, !=, =~ or !~ after {label:?} at offset {}", parser.pos)));
+                    return Err(fail(format!(
+                        "expected =, !=, =~ or !~ after {label:?} at offset {}",
+                        parser.pos
+                    )));
                 };
                 parser.skip_space();
                 let value = parser.string_literal().map_err(fail)?;
-                matchers.push(LabelMatcher::new(label, op, value).map_err(|e| fail(e.to_string()))?);
+                matchers
+                    .push(LabelMatcher::new(label, op, value).map_err(|e| fail(e.to_string()))?);
                 parser.skip_space();
                 if parser.eat(',') {
                     continue;
@@ -107,15 +122,24 @@ impl SeriesSelector {
                 if parser.eat('}') {
                     break;
                 }
-                return Err(fail(format!("expected ',' or '}}' at offset {}", parser.pos)));
+                return Err(fail(format!(
+                    "expected ',' or '}}' at offset {}",
+                    parser.pos
+                )));
             }
         }
         parser.skip_space();
         if parser.pos != text.len() {
-            return Err(fail(format!("unexpected text at offset {}: {:?}", parser.pos, &text[parser.pos..])));
+            return Err(fail(format!(
+                "unexpected text at offset {}: {:?}",
+                parser.pos,
+                &text[parser.pos..]
+            )));
         }
         if matchers.is_empty() {
-            return Err(fail("a selector needs a metric name or at least one label matcher".to_owned()));
+            return Err(fail(
+                "a selector needs a metric name or at least one label matcher".to_owned(),
+            ));
         }
         let mut regexes = Vec::with_capacity(matchers.len());
         for m in &matchers {
@@ -130,7 +154,8 @@ impl SeriesSelector {
         let selector = SeriesSelector { matchers, regexes };
         if !selector.has_non_empty_matcher() {
             return Err(fail(
-                "at least one matcher must not match the empty string (Prometheus rejects it)".to_owned(),
+                "at least one matcher must not match the empty string (Prometheus rejects it)"
+                    .to_owned(),
             ));
         }
         Ok(selector)
@@ -158,7 +183,8 @@ impl SeriesSelector {
 
     /// Whether Prometheus would return `series` for this selector.
     pub fn matches(&self, series: &Series) -> bool {
-        (0..self.matchers.len()).all(|i| self.matcher_matches(i, series.label(self.matchers[i].name())))
+        (0..self.matchers.len())
+            .all(|i| self.matcher_matches(i, series.label(self.matchers[i].name())))
     }
 }
 
@@ -223,7 +249,9 @@ impl<'a> Parser<'a> {
             }
             let (_, escape) = chars.next().ok_or("unterminated escape")?;
             let mut hex = |digits: usize| -> Result<char, String> {
-                let code: String = (0..digits).filter_map(|_| chars.next().map(|(_, c)| c)).collect();
+                let code: String = (0..digits)
+                    .filter_map(|_| chars.next().map(|(_, c)| c))
+                    .collect();
                 u32::from_str_radix(&code, 16)
                     .ok()
                     .filter(|_| code.len() == digits)
@@ -246,11 +274,19 @@ impl<'a> Parser<'a> {
                     let mut code = escape.to_digit(8).unwrap_or(0);
                     for _ in 0..2 {
                         let digit = chars.next().and_then(|(_, c)| c.to_digit(8));
-                        code = code * 8 + digit.ok_or_else(|| format!("invalid octal escape at offset {}", start + i))?;
+                        code = code * 8
+                            + digit.ok_or_else(|| {
+                                format!("invalid octal escape at offset {}", start + i)
+                            })?;
                     }
                     out.push(char::from_u32(code).ok_or("invalid octal escape")?);
                 }
-                other => return Err(format!("unknown escape sequence \\{other} at offset {}", start + i)),
+                other => {
+                    return Err(format!(
+                        "unknown escape sequence \\{other} at offset {}",
+                        start + i
+                    ));
+                }
             }
         }
         Err(format!("unterminated string starting at offset {start}"))
@@ -267,10 +303,16 @@ mod tests {
 
     #[test]
     fn parses_the_selectors_real_configs_use() {
-        let s = SeriesSelector::parse(r#"{__name__=~"^container_.*",container!="POD",namespace!="",pod!=""}"#).unwrap();
+        let s = SeriesSelector::parse(
+            r#"{__name__=~"^container_.*",container!="POD",namespace!="",pod!=""}"#,
+        )
+        .unwrap();
         assert_eq!(s.matchers().len(), 4);
         let s = SeriesSelector::parse(r#"nginx_ingress_controller_requests"#).unwrap();
-        assert_eq!(s.matchers()[0].to_string(), r#"__name__="nginx_ingress_controller_requests""#);
+        assert_eq!(
+            s.matchers()[0].to_string(),
+            r#"__name__="nginx_ingress_controller_requests""#
+        );
         let s = SeriesSelector::parse(r#"cheddar{sharp="true"}"#).unwrap();
         assert_eq!(s.matchers().len(), 2);
         assert!(SeriesSelector::parse(r#"{ a = 'x' , }"#).is_ok());
@@ -291,10 +333,19 @@ mod tests {
 
     #[test]
     fn matches_like_prometheus_with_anchored_regexes_and_empty_absent_labels() {
-        let sel = SeriesSelector::parse(r#"{__name__=~"^container_.*",container!="POD",namespace!="",pod!=""}"#).unwrap();
-        assert!(sel.matches(&series(r#"container_cpu_usage_seconds_total{container="app",namespace="a",pod="p"}"#)));
-        assert!(!sel.matches(&series(r#"container_cpu_usage_seconds_total{container="POD",namespace="a",pod="p"}"#)));
-        assert!(!sel.matches(&series(r#"container_cpu_usage_seconds_total{container="app",pod="p"}"#)));
+        let sel = SeriesSelector::parse(
+            r#"{__name__=~"^container_.*",container!="POD",namespace!="",pod!=""}"#,
+        )
+        .unwrap();
+        assert!(sel.matches(&series(
+            r#"container_cpu_usage_seconds_total{container="app",namespace="a",pod="p"}"#
+        )));
+        assert!(!sel.matches(&series(
+            r#"container_cpu_usage_seconds_total{container="POD",namespace="a",pod="p"}"#
+        )));
+        assert!(!sel.matches(&series(
+            r#"container_cpu_usage_seconds_total{container="app",pod="p"}"#
+        )));
         assert!(!sel.matches(&series(r#"xcontainer_cpu{namespace="a",pod="p"}"#)));
 
         let anchored = SeriesSelector::parse(r#"{__name__=~"container_.*_total"}"#).unwrap();
@@ -302,7 +353,8 @@ mod tests {
         assert!(!anchored.matches(&series("container_x_total_bytes")));
 
         // The sample config's `__name__!="^container_.*"` is a literal comparison, not a regex.
-        let literal = SeriesSelector::parse(r#"{namespace!="",__name__!="^container_.*"}"#).unwrap();
+        let literal =
+            SeriesSelector::parse(r#"{namespace!="",__name__!="^container_.*"}"#).unwrap();
         assert!(literal.matches(&series(r#"container_x{namespace="a"}"#)));
     }
 

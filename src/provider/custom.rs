@@ -104,8 +104,16 @@ pub struct CustomMetrics {
 impl CustomMetrics {
     /// A service reading the shared snapshot. Without a cluster, `*` selects the objects
     /// Prometheus has series for within `max_age`.
-    pub fn new(snapshot: SharedSnapshot, backend: Arc<dyn MetricsBackend>, max_age: Duration) -> Self {
-        Self { snapshot, backend, max_age }
+    pub fn new(
+        snapshot: SharedSnapshot,
+        backend: Arc<dyn MetricsBackend>,
+        max_age: Duration,
+    ) -> Self {
+        Self {
+            snapshot,
+            backend,
+            max_age,
+        }
     }
 
     /// The shared snapshot (for discovery documents).
@@ -116,8 +124,14 @@ impl CustomMetrics {
     /// Answers one request at time `now` (Unix seconds).
     pub async fn get(&self, request: &CustomRequest, now: f64) -> Result<Vec<MetricValue>, Error> {
         let snapshot = self.snapshot.load_full();
-        let not_found = || Error::MetricNotFound { metric: request.metric.clone(), resource: request.resource.clone() };
-        let info = snapshot.table.resolve(&GroupResource::parse(&request.resource)).ok_or_else(not_found)?;
+        let not_found = || Error::MetricNotFound {
+            metric: request.metric.clone(),
+            resource: request.resource.clone(),
+        };
+        let info = snapshot
+            .table
+            .resolve(&GroupResource::parse(&request.resource))
+            .ok_or_else(not_found)?;
         let resource = info.group_resource();
         let source = snapshot
             .registry
@@ -125,7 +139,10 @@ impl CustomMetrics {
             .ok_or_else(not_found)?
             .clone();
         let rule = &snapshot.rules.custom[source.rule];
-        let label = rule.resources.label_for_resource(&resource, &snapshot.table).map_err(|_| not_found())?;
+        let label = rule
+            .resources
+            .label_for_resource(&resource, &snapshot.table)
+            .map_err(|_| not_found())?;
 
         let names = match &request.name {
             ObjectName::Named(name) => vec![name.clone()],
@@ -135,7 +152,16 @@ impl CustomMetrics {
                         "labelSelector needs a cluster to list objects; this adapter runs with --standalone".into(),
                     ));
                 }
-                let names = self.names_in_prometheus(rule, &snapshot.table, &source.series, &label, request, now).await?;
+                let names = self
+                    .names_in_prometheus(
+                        rule,
+                        &snapshot.table,
+                        &source.series,
+                        &label,
+                        request,
+                        now,
+                    )
+                    .await?;
                 if names.is_empty() {
                     return Err(not_found());
                 }
@@ -148,14 +174,30 @@ impl CustomMetrics {
             metric_selector: &request.metric_selector,
             names: &names,
         };
-        let query = build_custom_query(rule, &snapshot.table, &source.series, &resource, &query_request).map_err(|e| match e {
+        let query = build_custom_query(
+            rule,
+            &snapshot.table,
+            &source.series,
+            &resource,
+            &query_request,
+        )
+        .map_err(|e| match e {
             rules::Error::Matcher(e) => Error::BadRequest(e.to_string()),
             _ => not_found(),
         })?;
         tracing::debug!(%query, "custom metric query");
-        let samples = match self.backend.query(&query, now).await.map_err(backend_error)? {
+        let samples = match self
+            .backend
+            .query(&query, now)
+            .await
+            .map_err(backend_error)?
+        {
             QueryResult::Vector(samples) => samples,
-            _ => return Err(Error::Internal(format!("query {query:?} did not return an instant vector"))),
+            _ => {
+                return Err(Error::Internal(format!(
+                    "query {query:?} did not return an instant vector"
+                )));
+            }
         };
         let mut by_name: HashMap<&str, f64> = HashMap::with_capacity(samples.len());
         for sample in &samples {
@@ -166,7 +208,9 @@ impl CustomMetrics {
         let selector = request.metric_selector.to_json();
         let mut values = Vec::with_capacity(names.len());
         for name in &names {
-            let Some(&raw) = by_name.get(name.as_str()) else { continue };
+            let Some(&raw) = by_name.get(name.as_str()) else {
+                continue;
+            };
             let value = match quantity_from_f64(raw, QuantityFormat::DecimalSi) {
                 Ok(value) => value,
                 Err(e) if request.name == ObjectName::All => {
@@ -187,10 +231,14 @@ impl CustomMetrics {
                 selector: selector.clone(),
             });
         }
-        if let ObjectName::Named(name) = &request.name {
-            if values.is_empty() {
-                return Err(Error::ObjectNotFound { metric: request.metric.clone(), resource: request.resource.clone(), name: name.clone() });
-            }
+        if let ObjectName::Named(name) = &request.name
+            && values.is_empty()
+        {
+            return Err(Error::ObjectNotFound {
+                metric: request.metric.clone(),
+                resource: request.resource.clone(),
+                name: name.clone(),
+            });
         }
         Ok(values)
     }
@@ -205,17 +253,30 @@ impl CustomMetrics {
         request: &CustomRequest,
         now: f64,
     ) -> Result<Vec<String>, Error> {
-        let mut matchers = vec![LabelMatcher::new("__name__", MatchOp::Equal, series).map_err(|e| Error::Internal(e.to_string()))?];
+        let mut matchers = vec![
+            LabelMatcher::new("__name__", MatchOp::Equal, series)
+                .map_err(|e| Error::Internal(e.to_string()))?,
+        ];
         if let Some(namespace) = &request.namespace {
             let ns_label = rule
                 .resources
                 .label_for_resource(&GroupResource::new("", "namespaces"), table)
-                .map_err(|_| Error::MetricNotFound { metric: request.metric.clone(), resource: request.resource.clone() })?;
-            matchers.push(LabelMatcher::new(&ns_label, MatchOp::Equal, namespace.as_str()).map_err(|e| Error::Internal(e.to_string()))?);
+                .map_err(|_| Error::MetricNotFound {
+                    metric: request.metric.clone(),
+                    resource: request.resource.clone(),
+                })?;
+            matchers.push(
+                LabelMatcher::new(&ns_label, MatchOp::Equal, namespace.as_str())
+                    .map_err(|e| Error::Internal(e.to_string()))?,
+            );
         }
         let selector = format!("{{{}}}", crate::promql::join_matchers(&matchers));
         let start = now - self.max_age.as_secs_f64().max(60.0);
-        let mut names = self.backend.label_values(label, &selector, start, now).await.map_err(backend_error)?;
+        let mut names = self
+            .backend
+            .label_values(label, &selector, start, now)
+            .await
+            .map_err(backend_error)?;
         names.sort();
         Ok(names)
     }

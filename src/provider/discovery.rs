@@ -48,7 +48,14 @@ impl Discovery {
         metrics: Arc<Metrics>,
         readiness: Arc<Readiness>,
     ) -> Self {
-        Self { backend, snapshot, config, metrics, readiness, last_good: HashMap::new() }
+        Self {
+            backend,
+            snapshot,
+            config,
+            metrics,
+            readiness,
+            last_good: HashMap::new(),
+        }
     }
 
     /// Relists forever: once now, then `relist_interval` after each run ends.
@@ -66,7 +73,12 @@ impl Discovery {
         let current = self.snapshot.load_full();
         let now = unix_now();
         let start = now - self.config.max_age.as_secs_f64();
-        let queries: Vec<String> = current.rules.distinct_series_queries().into_iter().map(str::to_owned).collect();
+        let queries: Vec<String> = current
+            .rules
+            .distinct_series_queries()
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
         let backend = &self.backend;
         let answers = futures_util::future::join_all(queries.iter().map(|query| async move {
             let began = Instant::now();
@@ -93,7 +105,14 @@ impl Discovery {
         self.last_good.retain(|query, _| queries.contains(query));
         let registry = Registry::build(&current.rules, &self.last_good, &current.table);
         let shapes: usize = self.last_good.values().map(|s| s.len()).sum();
-        self.metrics.record_discovery(started.elapsed(), failures, series_total, shapes, &registry, now);
+        self.metrics.record_discovery(
+            started.elapsed(),
+            failures,
+            series_total,
+            shapes,
+            &registry,
+            now,
+        );
         tracing::info!(
             custom_metrics = registry.custom_len(),
             external_metrics = registry.external_len(),

@@ -26,13 +26,26 @@ pub enum BackendError {
 /// What the providers need from Prometheus (implemented by `prometheus::Client`, faked in tests).
 pub trait MetricsBackend: Send + Sync + 'static {
     /// Distinct series shapes for a selector in `[start, end]`, and the number of series read.
-    fn series_shapes<'a>(&'a self, selector: &'a str, start: f64, end: f64)
-    -> BoxFuture<'a, Result<(Vec<SeriesShape>, u64), BackendError>>;
+    fn series_shapes<'a>(
+        &'a self,
+        selector: &'a str,
+        start: f64,
+        end: f64,
+    ) -> BoxFuture<'a, Result<(Vec<SeriesShape>, u64), BackendError>>;
     /// Values of a label on series matching a selector in `[start, end]`.
-    fn label_values<'a>(&'a self, label: &'a str, selector: &'a str, start: f64, end: f64)
-    -> BoxFuture<'a, Result<Vec<String>, BackendError>>;
+    fn label_values<'a>(
+        &'a self,
+        label: &'a str,
+        selector: &'a str,
+        start: f64,
+        end: f64,
+    ) -> BoxFuture<'a, Result<Vec<String>, BackendError>>;
     /// An instant query at `time`.
-    fn query<'a>(&'a self, promql: &'a str, time: f64) -> BoxFuture<'a, Result<QueryResult, BackendError>>;
+    fn query<'a>(
+        &'a self,
+        promql: &'a str,
+        time: f64,
+    ) -> BoxFuture<'a, Result<QueryResult, BackendError>>;
 }
 
 /// Everything a request needs from discovery, swapped as one unit.
@@ -51,5 +64,8 @@ pub type SharedSnapshot = Arc<arc_swap::ArcSwap<Snapshot>>;
 
 /// Seconds since the Unix epoch, now.
 pub fn unix_now() -> f64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }

@@ -4,7 +4,9 @@ mod mapping;
 mod query;
 
 pub use mapping::{LabelTemplate, ResourceMapping};
-pub use query::{QueryRequest, QueryTemplate, build_custom_query, build_external_query, build_resource_query};
+pub use query::{
+    QueryRequest, QueryTemplate, build_custom_query, build_external_query, build_resource_query,
+};
 
 use std::time::Duration;
 
@@ -23,7 +25,11 @@ fn parse_go_template(name: &str, source: &str) -> Result<gotmpl::Template, Strin
         .func("index", |args: &[Value]| {
             let (collection, keys) = match args {
                 [collection, keys @ ..] if !keys.is_empty() => (collection, keys),
-                _ => return Err(gotmpl::TemplateError::Exec("wrong number of args for index: want at least 2".into())),
+                _ => {
+                    return Err(gotmpl::TemplateError::Exec(
+                        "wrong number of args for index: want at least 2".into(),
+                    ));
+                }
             };
             let mut value = collection.clone();
             for key in keys {
@@ -114,7 +120,10 @@ pub struct NameMatcher {
 impl NameMatcher {
     /// Builds a matcher; `as_template` is already defaulted (`$0` or `$1`).
     pub fn new(matches: Regex, as_template: String) -> Self {
-        Self { matches, as_template }
+        Self {
+            matches,
+            as_template,
+        }
     }
 
     /// The metric name for a series, or `None` when `matches` does not match it.
@@ -201,13 +210,30 @@ mod tests {
 
     #[test]
     fn naming_expands_go_style() {
-        let name = |m: &str, a: &str, s: &str| NameMatcher::new(Regex::new(m).unwrap(), a.into()).metric_name(s);
-        assert_eq!(name("^(.*)_total$", "${1}_per_second", "http_requests_total").unwrap(), "http_requests_per_second");
-        assert_eq!(name("^(.*)_total$", "$1_per_second", "http_requests_total").unwrap(), "");
-        assert_eq!(name("^(.*)_total$", "$1", "http_requests_total").unwrap(), "http_requests");
-        assert_eq!(name("_total", "$0", "http_requests_total").unwrap(), "_total");
+        let name = |m: &str, a: &str, s: &str| {
+            NameMatcher::new(Regex::new(m).unwrap(), a.into()).metric_name(s)
+        };
+        assert_eq!(
+            name("^(.*)_total$", "${1}_per_second", "http_requests_total").unwrap(),
+            "http_requests_per_second"
+        );
+        assert_eq!(
+            name("^(.*)_total$", "$1_per_second", "http_requests_total").unwrap(),
+            ""
+        );
+        assert_eq!(
+            name("^(.*)_total$", "$1", "http_requests_total").unwrap(),
+            "http_requests"
+        );
+        assert_eq!(
+            name("_total", "$0", "http_requests_total").unwrap(),
+            "_total"
+        );
         assert_eq!(name(".*", "foo", "anything").unwrap(), "foo");
-        assert_eq!(name("^(?P<base>.*)_total$", "$base", "a_total").unwrap(), "a");
+        assert_eq!(
+            name("^(?P<base>.*)_total$", "$base", "a_total").unwrap(),
+            "a"
+        );
         assert_eq!(name("^(.*)_total$", "$$1", "a_total").unwrap(), "$1");
         assert_eq!(name("^(.*)_total$", "$9", "a_total").unwrap(), "");
         assert!(name("^(.*)_total$", "$1", "a_count").is_none());

@@ -17,7 +17,9 @@ pub struct QueryTemplate {
 
 impl std::fmt::Debug for QueryTemplate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("QueryTemplate").field("source", &self.source).finish_non_exhaustive()
+        f.debug_struct("QueryTemplate")
+            .field("source", &self.source)
+            .finish_non_exhaustive()
     }
 }
 
@@ -25,7 +27,10 @@ impl QueryTemplate {
     /// Parses a query template; the error is the template parser's message with its position.
     pub fn compile(source: &str) -> Result<Self, String> {
         let template = super::parse_go_template("metrics-query", source)?;
-        Ok(Self { source: source.to_owned(), template: Arc::new(template) })
+        Ok(Self {
+            source: source.to_owned(),
+            template: Arc::new(template),
+        })
     }
 
     /// The template as written.
@@ -43,16 +48,32 @@ impl QueryTemplate {
         group_by: &[String],
     ) -> Result<String, Error> {
         use gotmpl::Value;
-        let values: BTreeMap<Arc<str>, Value> =
-            values_by_name.iter().map(|(k, v)| (Arc::from(k.as_str()), Value::from(v.as_str()))).collect();
+        let values: BTreeMap<Arc<str>, Value> = values_by_name
+            .iter()
+            .map(|(k, v)| (Arc::from(k.as_str()), Value::from(v.as_str())))
+            .collect();
         let data = Value::from_entries([
             ("Series".to_owned(), Value::from(series)),
-            ("LabelMatchers".to_owned(), Value::from(join_matchers(matchers))),
+            (
+                "LabelMatchers".to_owned(),
+                Value::from(join_matchers(matchers)),
+            ),
             ("LabelValuesByName".to_owned(), Value::from(values)),
             ("GroupBy".to_owned(), Value::from(group_by.join(","))),
-            ("GroupBySlice".to_owned(), Value::from(group_by.iter().map(|g| Value::from(g.as_str())).collect::<Vec<_>>())),
+            (
+                "GroupBySlice".to_owned(),
+                Value::from(
+                    group_by
+                        .iter()
+                        .map(|g| Value::from(g.as_str()))
+                        .collect::<Vec<_>>(),
+                ),
+            ),
         ]);
-        let rendered = self.template.execute_to_string(&data).map_err(|e| Error::Render(e.to_string()))?;
+        let rendered = self
+            .template
+            .execute_to_string(&data)
+            .map_err(|e| Error::Render(e.to_string()))?;
         if rendered.is_empty() {
             return Err(Error::EmptyQuery);
         }
@@ -80,7 +101,15 @@ pub fn build_custom_query(
     resource: &GroupResource,
     request: &QueryRequest<'_>,
 ) -> Result<String, Error> {
-    build_object_query(&rule.metrics_query, &rule.resources, table, series, resource, &[], request)
+    build_object_query(
+        &rule.metrics_query,
+        &rule.resources,
+        table,
+        series,
+        resource,
+        &[],
+        request,
+    )
 }
 
 /// Renders a resource-metrics query for pods (per namespace, grouped by pod and container) or nodes.
@@ -92,9 +121,25 @@ pub fn build_resource_query(
 ) -> Result<String, Error> {
     if request.namespace.is_some() {
         let extra = [rule.container_label.clone()];
-        build_object_query(&rule.container_query, &rule.resources, table, "", resource, &extra, request)
+        build_object_query(
+            &rule.container_query,
+            &rule.resources,
+            table,
+            "",
+            resource,
+            &extra,
+            request,
+        )
     } else {
-        build_object_query(&rule.node_query, &rule.resources, table, "", resource, &[], request)
+        build_object_query(
+            &rule.node_query,
+            &rule.resources,
+            table,
+            "",
+            resource,
+            &[],
+            request,
+        )
     }
 }
 
@@ -137,15 +182,22 @@ pub fn build_external_query(
     request: &QueryRequest<'_>,
 ) -> Result<String, Error> {
     let (mut matchers, mut values_by_name) = request.metric_selector.to_matchers()?;
-    if let Some(namespace) = request.namespace.filter(|ns| rule.resources.namespaced() && !ns.is_empty()) {
-        let label = match rule.resources.label_for_resource(&GroupResource::new("", "namespaces"), table) {
+    if let Some(namespace) = request
+        .namespace
+        .filter(|ns| rule.resources.namespaced() && !ns.is_empty())
+    {
+        let label = match rule
+            .resources
+            .label_for_resource(&GroupResource::new("", "namespaces"), table)
+        {
             Err(Error::NoLabelForResource(_)) => "namespace".to_owned(),
             other => other?,
         };
         matchers.push(LabelMatcher::new(&label, MatchOp::Equal, namespace)?);
         values_by_name.insert(label, namespace.to_owned());
     }
-    rule.metrics_query.render(series, &matchers, &values_by_name, &[])
+    rule.metrics_query
+        .render(series, &matchers, &values_by_name, &[])
 }
 
 #[cfg(test)]
@@ -177,11 +229,21 @@ mod tests {
         }
     }
 
-    fn build(template: &str, namespace: Option<&str>, selector: &str, names: &[&str], extra: &[&str]) -> String {
+    fn build(
+        template: &str,
+        namespace: Option<&str>,
+        selector: &str,
+        names: &[&str],
+        extra: &[&str],
+    ) -> String {
         let selector = LabelSelector::parse(selector).unwrap();
         let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        let request = QueryRequest { namespace, metric_selector: &selector, names: &names };
+        let request = QueryRequest {
+            namespace,
+            metric_selector: &selector,
+            names: &names,
+        };
         let rule = rule(template);
         build_object_query(
             &rule.metrics_query,
@@ -197,12 +259,42 @@ mod tests {
 
     #[test]
     fn build_selector_cases_of_reference_4_1() {
-        assert_eq!(build("series <<.Series>>", None, "", &[], &[]), "series foo");
-        assert_eq!(build("<<.LabelMatchers>>", None, "", &["bar", "baz"], &[]), r#"resource=~"bar|baz""#);
-        assert_eq!(build("<<.LabelMatchers>>", None, "", &["bar"], &[]), r#"resource="bar""#);
-        assert_eq!(build("<<.LabelMatchers>>", None, "metric1=value1", &["bar"], &[]), r#"metric1="value1",resource="bar""#);
-        assert_eq!(build(r#"<<index .LabelValuesByName "resource">>"#, None, "", &["bar"], &[]), "bar");
-        assert_eq!(build(r#"<<index .LabelValuesByName "resource">>"#, None, "", &["bar", "baz"], &[]), "bar|baz");
+        assert_eq!(
+            build("series <<.Series>>", None, "", &[], &[]),
+            "series foo"
+        );
+        assert_eq!(
+            build("<<.LabelMatchers>>", None, "", &["bar", "baz"], &[]),
+            r#"resource=~"bar|baz""#
+        );
+        assert_eq!(
+            build("<<.LabelMatchers>>", None, "", &["bar"], &[]),
+            r#"resource="bar""#
+        );
+        assert_eq!(
+            build("<<.LabelMatchers>>", None, "metric1=value1", &["bar"], &[]),
+            r#"metric1="value1",resource="bar""#
+        );
+        assert_eq!(
+            build(
+                r#"<<index .LabelValuesByName "resource">>"#,
+                None,
+                "",
+                &["bar"],
+                &[]
+            ),
+            "bar"
+        );
+        assert_eq!(
+            build(
+                r#"<<index .LabelValuesByName "resource">>"#,
+                None,
+                "",
+                &["bar", "baz"],
+                &[]
+            ),
+            "bar|baz"
+        );
         assert_eq!(
             build(
                 r#"<<index .LabelValuesByName "namespaces">> <<index .LabelValuesByName "resource">>"#,
@@ -214,30 +306,80 @@ mod tests {
             "default bar|baz"
         );
         assert_eq!(build("<<.GroupBy>>", None, "", &[], &[]), "resource");
-        assert_eq!(build("<<.GroupBy>>", None, "", &[], &["extra", "groups"]), "resource,extra,groups");
+        assert_eq!(
+            build("<<.GroupBy>>", None, "", &[], &["extra", "groups"]),
+            "resource,extra,groups"
+        );
         assert_eq!(build("<<.GroupBySlice>>", None, "", &[], &[]), "[resource]");
-        assert_eq!(build("<<.GroupBySlice>>", None, "", &[], &["extra", "groups"]), "[resource extra groups]");
+        assert_eq!(
+            build("<<.GroupBySlice>>", None, "", &[], &["extra", "groups"]),
+            "[resource extra groups]"
+        );
     }
 
-    fn external(template: &str, namespaced: bool, namespace: Option<&str>, selector: &str) -> String {
+    fn external(
+        template: &str,
+        namespaced: bool,
+        namespace: Option<&str>,
+        selector: &str,
+    ) -> String {
         let mut rule = rule(template);
-        rule.resources = ResourceMapping::new(rule.resources.overrides().to_vec(), None, namespaced);
+        rule.resources =
+            ResourceMapping::new(rule.resources.overrides().to_vec(), None, namespaced);
         let selector = LabelSelector::parse(selector).unwrap();
-        let request = QueryRequest { namespace, metric_selector: &selector, names: &[] };
+        let request = QueryRequest {
+            namespace,
+            metric_selector: &selector,
+            names: &[],
+        };
         build_external_query(&rule, &ResourceTable::builtin(), "foo", &request).unwrap()
     }
 
     #[test]
     fn build_external_cases_of_reference_4_2() {
         assert_eq!(external("series <<.Series>>", true, None, ""), "series foo");
-        assert_eq!(external(r#"<<index .LabelValuesByName "namespaces">>"#, true, Some("default"), ""), "default");
-        assert_eq!(external(r#"x<<index .LabelValuesByName "namespaces">>"#, false, Some("default"), ""), "x");
-        assert_eq!(external("<<.LabelMatchers>>", true, None, "foo=bar"), r#"foo="bar""#);
-        assert_eq!(external("<<.LabelMatchers>>", true, Some("default"), "foo=bar"), r#"foo="bar",namespaces="default""#);
-        assert_eq!(external("<<.LabelMatchers>>", true, None, "foo=bar,qux in (bar,baz)"), r#"foo="bar",qux=~"bar|baz""#);
-        assert_eq!(external("<<.LabelValuesByName>>", true, None, "foo=bar"), "map[foo:bar]");
-        assert_eq!(external("<<.LabelValuesByName>>", true, None, "foo in (bar,baz)"), "map[foo:bar|baz]");
-        assert_eq!(external("<<.GroupBy>>|<<.GroupBySlice>>", true, None, ""), "|[]");
+        assert_eq!(
+            external(
+                r#"<<index .LabelValuesByName "namespaces">>"#,
+                true,
+                Some("default"),
+                ""
+            ),
+            "default"
+        );
+        assert_eq!(
+            external(
+                r#"x<<index .LabelValuesByName "namespaces">>"#,
+                false,
+                Some("default"),
+                ""
+            ),
+            "x"
+        );
+        assert_eq!(
+            external("<<.LabelMatchers>>", true, None, "foo=bar"),
+            r#"foo="bar""#
+        );
+        assert_eq!(
+            external("<<.LabelMatchers>>", true, Some("default"), "foo=bar"),
+            r#"foo="bar",namespaces="default""#
+        );
+        assert_eq!(
+            external("<<.LabelMatchers>>", true, None, "foo=bar,qux in (bar,baz)"),
+            r#"foo="bar",qux=~"bar|baz""#
+        );
+        assert_eq!(
+            external("<<.LabelValuesByName>>", true, None, "foo=bar"),
+            "map[foo:bar]"
+        );
+        assert_eq!(
+            external("<<.LabelValuesByName>>", true, None, "foo in (bar,baz)"),
+            "map[foo:bar|baz]"
+        );
+        assert_eq!(
+            external("<<.GroupBy>>|<<.GroupBySlice>>", true, None, ""),
+            "|[]"
+        );
     }
 
     #[test]
@@ -245,9 +387,19 @@ mod tests {
         let mut rule = rule("sum(<<.Series>>{<<.LabelMatchers>>}) by (name)");
         rule.resources = ResourceMapping::new(vec![], None, true);
         let selector = LabelSelector::parse("name=q1").unwrap();
-        let request = QueryRequest { namespace: Some("default"), metric_selector: &selector, names: &[] };
+        let request = QueryRequest {
+            namespace: Some("default"),
+            metric_selector: &selector,
+            names: &[],
+        };
         assert_eq!(
-            build_external_query(&rule, &ResourceTable::builtin(), "queue_consumer_lag", &request).unwrap(),
+            build_external_query(
+                &rule,
+                &ResourceTable::builtin(),
+                "queue_consumer_lag",
+                &request
+            )
+            .unwrap(),
             r#"sum(queue_consumer_lag{name="q1",namespace="default"}) by (name)"#
         );
     }
@@ -255,9 +407,15 @@ mod tests {
     #[test]
     fn render_errors_are_reported() {
         let t = QueryTemplate::compile("<<.Nope>>").unwrap();
-        assert!(matches!(t.render("x", &[], &BTreeMap::new(), &[]), Err(Error::Render(_))));
+        assert!(matches!(
+            t.render("x", &[], &BTreeMap::new(), &[]),
+            Err(Error::Render(_))
+        ));
         let t = QueryTemplate::compile("<<if false>>x<<end>>").unwrap();
-        assert_eq!(t.render("x", &[], &BTreeMap::new(), &[]), Err(Error::EmptyQuery));
+        assert_eq!(
+            t.render("x", &[], &BTreeMap::new(), &[]),
+            Err(Error::EmptyQuery)
+        );
         assert!(QueryTemplate::compile("<<.Series").is_err());
     }
 }

@@ -9,19 +9,30 @@ use std::time::{Duration, Instant};
 
 /// A free loopback port.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Writes the fixture data (now − 1 h … now + 6 h, 15 s steps) as OpenMetrics and returns its path.
 pub fn generate_data(dir: &Path) -> PathBuf {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     let start = now / 15 * 15 - 3600;
     let out = Command::new("python3")
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gen_openmetrics.py"))
         .args([start.to_string(), (7 * 3600).to_string(), "15".to_owned()])
         .output()
         .expect("python3 runs the data generator");
-    assert!(out.status.success(), "generator failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "generator failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let path = dir.join("data.om");
     std::fs::write(&path, out.stdout).unwrap();
     path
@@ -30,7 +41,10 @@ pub fn generate_data(dir: &Path) -> PathBuf {
 fn wait_http_ok(url: &str, within: Duration) -> bool {
     let deadline = Instant::now() + within;
     while Instant::now() < deadline {
-        let ok = Command::new("curl").args(["-fsS", "-o", "/dev/null", "--max-time", "2", url]).status().is_ok_and(|s| s.success());
+        let ok = Command::new("curl")
+            .args(["-fsS", "-o", "/dev/null", "--max-time", "2", url])
+            .status()
+            .is_ok_and(|s| s.success());
         if ok {
             return true;
         }
@@ -60,11 +74,24 @@ impl Prometheus {
             .arg(&data)
             .output()
             .expect("promtool is installed (make deps)");
-        assert!(out.status.success(), "backfill failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "backfill failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let config = dir.join("prometheus.yml");
-        std::fs::write(&config, "global:\n  scrape_interval: 15s\nscrape_configs: []\n").unwrap();
-        let mut prometheus =
-            Prometheus { port: free_port(), data, config, log: dir.join("prometheus.log"), child: None };
+        std::fs::write(
+            &config,
+            "global:\n  scrape_interval: 15s\nscrape_configs: []\n",
+        )
+        .unwrap();
+        let mut prometheus = Prometheus {
+            port: free_port(),
+            data,
+            config,
+            log: dir.join("prometheus.log"),
+            child: None,
+        };
         prometheus.restart();
         prometheus
     }
@@ -96,7 +123,10 @@ impl Prometheus {
             .spawn()
             .expect("prometheus is installed (make deps)");
         self.child = Some(child);
-        assert!(wait_http_ok(&format!("{}/-/ready", self.url()), Duration::from_secs(30)), "Prometheus did not become ready");
+        assert!(
+            wait_http_ok(&format!("{}/-/ready", self.url()), Duration::from_secs(30)),
+            "Prometheus did not become ready"
+        );
     }
 }
 
@@ -128,7 +158,10 @@ impl VictoriaMetrics {
             .spawn()
             .expect("victoria-metrics is installed (make deps)");
         let vm = VictoriaMetrics { port, child };
-        assert!(wait_http_ok(&format!("{}/health", vm.url()), Duration::from_secs(30)), "VictoriaMetrics did not start");
+        assert!(
+            wait_http_ok(&format!("{}/health", vm.url()), Duration::from_secs(30)),
+            "VictoriaMetrics did not start"
+        );
         // Prometheus text format with millisecond timestamps.
         let om = std::fs::read_to_string(generate_data(dir)).unwrap();
         let text: String = om
@@ -148,7 +181,9 @@ impl VictoriaMetrics {
             .status()
             .unwrap();
         assert!(status.success(), "import failed");
-        let _ = Command::new("curl").args(["-fsS", &format!("{}/internal/force_flush", vm.url())]).status();
+        let _ = Command::new("curl")
+            .args(["-fsS", &format!("{}/internal/force_flush", vm.url())])
+            .status();
         vm
     }
 
@@ -184,7 +219,12 @@ impl Adapter {
             .arg(format!("--prometheus-url={prometheus_url}"))
             .arg(format!("--secure-port={port}"))
             .arg(format!("--cert-dir={}", dir.join("certs").display()))
-            .args(["--standalone", "--metrics-relist-interval=2s", "--metrics-max-age=1h", "--prometheus-timeout=3s"])
+            .args([
+                "--standalone",
+                "--metrics-relist-interval=2s",
+                "--metrics-max-age=1h",
+                "--prometheus-timeout=3s",
+            ])
             .args(extra)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -193,7 +233,12 @@ impl Adapter {
             .unwrap();
         let home = dir.join("home");
         std::fs::create_dir_all(&home).unwrap();
-        let adapter = Adapter { port, child, log: log_path, home };
+        let adapter = Adapter {
+            port,
+            child,
+            log: log_path,
+            home,
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if adapter.curl("/readyz").0 == 200 {
@@ -201,7 +246,10 @@ impl Adapter {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        panic!("adapter not ready; log:\n{}", std::fs::read_to_string(&adapter.log).unwrap_or_default());
+        panic!(
+            "adapter not ready; log:\n{}",
+            std::fs::read_to_string(&adapter.log).unwrap_or_default()
+        );
     }
 
     /// GET with curl: (status, body).
@@ -220,17 +268,31 @@ impl Adapter {
     pub fn kubectl_raw(&self, path: &str) -> (bool, String, String) {
         let out = Command::new(kubectl())
             .env("HOME", &self.home)
-            .args(["--server", &format!("https://127.0.0.1:{}", self.port), "--insecure-skip-tls-verify", "--token", "test"])
+            .args([
+                "--server",
+                &format!("https://127.0.0.1:{}", self.port),
+                "--insecure-skip-tls-verify",
+                "--token",
+                "test",
+            ])
             .args(["get", "--raw", path])
             .output()
             .expect("kubectl runs");
-        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     }
 
     /// `kubectl get --raw PATH`, parsed as JSON; panics on failure.
     pub fn get_json(&self, path: &str) -> serde_json::Value {
         let (ok, out, err) = self.kubectl_raw(path);
-        assert!(ok, "kubectl get --raw {path} failed: {err}\nadapter log:\n{}", std::fs::read_to_string(&self.log).unwrap_or_default());
+        assert!(
+            ok,
+            "kubectl get --raw {path} failed: {err}\nadapter log:\n{}",
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        );
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("{path}: {e}: {out}"))
     }
 }
@@ -244,7 +306,10 @@ impl Drop for Adapter {
 
 /// A pinned kubectl binary (not the version-dispatching wrapper).
 pub fn kubectl() -> PathBuf {
-    for candidate in ["/usr/lib/google-cloud-sdk/bin/kubectl.1.33", "/usr/lib/google-cloud-sdk/bin/kubectl.1.32"] {
+    for candidate in [
+        "/usr/lib/google-cloud-sdk/bin/kubectl.1.33",
+        "/usr/lib/google-cloud-sdk/bin/kubectl.1.32",
+    ] {
         if Path::new(candidate).exists() {
             return PathBuf::from(candidate);
         }
@@ -254,7 +319,15 @@ pub fn kubectl() -> PathBuf {
 
 /// Parses a Kubernetes quantity as the adapter prints it (`10999m`, `25k`, `100Mi`, `3`).
 pub fn quantity(text: &str) -> f64 {
-    let suffixes = [("Ki", 1024f64), ("Mi", 1024f64.powi(2)), ("Gi", 1024f64.powi(3)), ("m", 1e-3), ("k", 1e3), ("M", 1e6), ("G", 1e9)];
+    let suffixes = [
+        ("Ki", 1024f64),
+        ("Mi", 1024f64.powi(2)),
+        ("Gi", 1024f64.powi(3)),
+        ("m", 1e-3),
+        ("k", 1e3),
+        ("M", 1e6),
+        ("G", 1e9),
+    ];
     for (suffix, factor) in suffixes {
         if let Some(number) = text.strip_suffix(suffix) {
             return number.parse::<f64>().unwrap() * factor;
@@ -265,5 +338,8 @@ pub fn quantity(text: &str) -> f64 {
 
 /// Asserts `actual` is within 1% of `expected`.
 pub fn assert_close(actual: f64, expected: f64, what: &str) {
-    assert!((actual - expected).abs() <= expected.abs() * 0.01 + 1e-9, "{what}: {actual} is not ≈ {expected}");
+    assert!(
+        (actual - expected).abs() <= expected.abs() * 0.01 + 1e-9,
+        "{what}: {actual} is not ≈ {expected}"
+    );
 }

@@ -1,0 +1,24 @@
+# prom-adapter: `make demo` runs the adapter against a real Prometheus with sample data;
+# `make test` runs every check CI runs.
+CARGO ?= cargo
+
+.PHONY: demo test deps build lint unit integration fmt
+
+deps:
+	@scripts/install-deps.sh
+
+build:
+	$(CARGO) build --locked
+
+demo: deps build
+	@scripts/demo.sh
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+test: deps lint
+	$(CARGO) test --locked
+
+fmt:
+	$(CARGO) fmt --all

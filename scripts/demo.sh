@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# make demo: a real Prometheus on loopback with moving sample data (ingress-nginx, cAdvisor, a node
+# gauge and a queue), the adapter in --standalone mode with config/demo.yaml, and commands to try.
+# Ctrl-C stops everything.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PROM_PORT=${PROM_PORT:-19090}
+ADAPTER_PORT=${ADAPTER_PORT:-6443}
+WORK=$(mktemp -d -t prom-adapter-demo.XXXXXX)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+  echo "demo stopped"
+}
+trap cleanup EXIT INT TERM
+
+for port in "$PROM_PORT" "$ADAPTER_PORT"; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    echo "port $port is in use; set PROM_PORT / ADAPTER_PORT" >&2; exit 1
+  fi
+done
+
+now=$(date +%s); start=$(( now / 15 * 15 - 3600 ))
+echo "generating sample data (now-1h .. now+24h, so rates keep moving with the clock)..."
+python3 tests/fixtures/gen_openmetrics.py "$start" $(( 25 * 3600 )) 15 > "$WORK/data.om"
+promtool tsdb create-blocks-from openmetrics -q "$WORK/data.om" "$WORK/prometheus" >/dev/null
+printf 'global:\n  scrape_interval: 15s\nscrape_configs: []\n' > "$WORK/prometheus.yml"
+prometheus --config.file="$WORK/prometheus.yml" --storage.tsdb.path="$WORK/prometheus" \
+  --storage.tsdb.retention.time=100y --web.listen-address="127.0.0.1:$PROM_PORT" \
+  </dev/null >"$WORK/prometheus.log" 2>&1 &
+pids+=($!)
+until curl -fsS "http://127.0.0.1:$PROM_PORT/-/ready" >/dev/null 2>&1; do sleep 0.1; done
+echo "Prometheus: http://127.0.0.1:$PROM_PORT"
+
+./target/debug/prom-adapter --standalone --config config/demo.yaml \
+  --prometheus-url "http://127.0.0.1:$PROM_PORT" --secure-port "$ADAPTER_PORT" \
+  --cert-dir "$WORK/certs" --metrics-relist-interval 30s &
+pids+=($!)
+until curl -ksf "https://127.0.0.1:$ADAPTER_PORT/readyz" >/dev/null 2>&1; do sleep 0.1; done
+
+K="kubectl --server https://127.0.0.1:$ADAPTER_PORT --insecure-skip-tls-verify --token demo"
+cat <<TXT
+
+prom-adapter serves custom.metrics.k8s.io on https://127.0.0.1:$ADAPTER_PORT (rules: config/demo.yaml).
+Try:
+  $K get --raw /apis/custom.metrics.k8s.io/v1beta2 | jq -r '.resources[].name'
+  $K get --raw /apis/custom.metrics.k8s.io/v1beta2/namespaces/default/services/web/nginx_ingress_requests_per_second | jq
+  $K get --raw '/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/services/web/nginx_ingress_requests_per_second?metricLabelSelector=status%3D500' | jq
+  $K get --raw '/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/*/cpu_usage' | jq
+  $K get --raw /apis/custom.metrics.k8s.io/v1beta2/nodes/node-a/node_load | jq
+  curl -k https://127.0.0.1:$ADAPTER_PORT/metrics
+
+Press Ctrl-C to stop.
+TXT
+wait

@@ -1,0 +1,164 @@
+//! The offline commands and the example rules files, through the real binary.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_prom-adapter"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn every_example_rules_file_loads() {
+    let mut checked = 0;
+    for entry in std::fs::read_dir(repo("config")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            let (code, stdout, stderr) = run(&["check", "--config", path.to_str().unwrap()]);
+            assert_eq!(code, 0, "{}: {stderr}", path.display());
+            assert!(stdout.contains(": OK ("), "{stdout}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 10, "only {checked} example files");
+    let (_, stdout, _) = run(&[
+        "check",
+        "--config",
+        repo("config/sample-config.yaml").to_str().unwrap(),
+    ]);
+    assert!(
+        stdout.contains("(4 rules, 2 externalRules, resourceRules absent)"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn check_reports_every_error_with_file_line_and_field_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.yaml");
+    std::fs::write(
+        &file,
+        "rules:\n- seriesQuery: 'x{a=\"b\"}'\n  name: {matches: '^(.*)_total$', as: '$1_per_second'}\n  metricsQuery: 'sum(<<.Series'\n- seriesFilters: [{is: '('}]\n  metricsQuery: x\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = run(&["check", "--config", file.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    let f = file.display().to_string();
+    assert!(
+        stderr.contains(&format!("{f}:3:")) && stderr.contains("rules[0].name.as"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("rules[0].metricsQuery"), "{stderr}");
+    assert!(
+        stderr.contains("rules[1].seriesQuery: is required"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("rules[1].seriesFilters[0].is: invalid regular expression"),
+        "{stderr}"
+    );
+
+    std::fs::write(&file, "rules:\n- seriesQuery: x\n  metricQuery: y\n").unwrap();
+    let (code, _, stderr) = run(&["check", "--config", file.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains(&format!("{f}:3:3: unknown field `metricQuery`")),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn explain_lists_metrics_and_renders_queries_as_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let series = dir.path().join("series.txt");
+    std::fs::write(
+        &series,
+        "container_some_usage{pod=\"somepod\",namespace=\"somens\",container=\"c\"}\nnginx_ingress_controller_requests{namespace=\"default\",service=\"web\",ingress=\"web\",status=\"200\"}\n",
+    )
+    .unwrap();
+    let config = repo("config/demo.yaml");
+    let (code, stdout, stderr) = run(&[
+        "explain",
+        "--config",
+        config.to_str().unwrap(),
+        "--series",
+        series.to_str().unwrap(),
+        "--output",
+        "json",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let listing: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let custom = listing["custom"].as_array().unwrap();
+    assert!(
+        custom
+            .iter()
+            .any(|c| c["resource"] == "ingresses.networking.k8s.io"
+                && c["metric"] == "nginx_ingress_requests_per_second"
+                && c["namespaced"] == true
+                && c["series"] == "nginx_ingress_controller_requests")
+    );
+    assert!(
+        custom
+            .iter()
+            .any(|c| c["resource"] == "pods" && c["metric"] == "some_usage" && c["rule"].is_u64())
+    );
+    assert!(listing["external"].as_array().unwrap().is_empty());
+
+    let (code, stdout, stderr) = run(&[
+        "explain",
+        "--config",
+        config.to_str().unwrap(),
+        "--series",
+        series.to_str().unwrap(),
+        "--output",
+        "json",
+        "/apis/custom.metrics.k8s.io/v1beta2/namespaces/somens/pods/*/some_usage",
+        "--objects",
+        "somepod1,somepod2",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let query: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        query["query"],
+        r#"sum(container_some_usage{namespace="somens",pod=~"somepod1|somepod2",container!="POD"}) by (pod)"#
+    );
+}
+
+#[test]
+fn serve_refuses_what_it_cannot_do_safely() {
+    let config = repo("config/demo.yaml");
+    let (code, _, stderr) = run(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--prometheus-url",
+        "http://127.0.0.1:1",
+    ]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("--standalone"), "{stderr}");
+    let (code, _, stderr) = run(&[
+        "--standalone",
+        "--config",
+        config.to_str().unwrap(),
+        "--bind-address",
+        "0.0.0.0",
+    ]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("loopback"), "{stderr}");
+    let (code, _, stderr) = run(&["--requestheader-client-ca-file=/x", "--standalone"]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("--requestheader-client-ca-file"),
+        "{stderr}"
+    );
+}
