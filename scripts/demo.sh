@@ -14,7 +14,8 @@ cleanup() {
   rm -rf "$WORK"
   echo "demo stopped"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap "exit 130" INT TERM
 
 for port in "$PROM_PORT" "$ADAPTER_PORT"; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
