@@ -288,3 +288,155 @@ fn backend_error(error: BackendError) -> Error {
         BackendError::Failed(e) => Error::Internal(e),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::model::Sample;
+    use crate::provider::Snapshot;
+    use crate::provider::fake::FakeBackend;
+    use crate::registry::{Registry, SeriesShape};
+    use crate::resources::ResourceTable;
+
+    const RULES: &str = r#"
+rules:
+- seriesQuery: 'http_requests_total'
+  resources: {overrides: {pod: {resource: pod}, namespace: {resource: namespace}}}
+  name: {matches: ^(.*)_total$}
+  metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)'
+"#;
+
+    fn service() -> (Arc<FakeBackend>, CustomMetrics) {
+        let rules = crate::config::parse_rules(RULES, "test").unwrap();
+        let table = ResourceTable::builtin();
+        let shapes = HashMap::from([(
+            "http_requests_total".to_owned(),
+            Arc::new(vec![SeriesShape::new(
+                "http_requests_total",
+                ["pod", "namespace"],
+            )]),
+        )]);
+        let registry = Registry::build(&rules, &shapes, &table);
+        let snapshot = Arc::new(arc_swap::ArcSwap::from_pointee(Snapshot {
+            rules: Arc::new(rules),
+            table: Arc::new(table),
+            registry: Arc::new(registry),
+        }));
+        let backend = Arc::new(FakeBackend::default());
+        (
+            backend.clone(),
+            CustomMetrics::new(snapshot, backend, Duration::from_secs(600)),
+        )
+    }
+
+    fn request(name: ObjectName, label_selector: &str) -> CustomRequest {
+        CustomRequest {
+            resource: "pods".into(),
+            namespace: Some("default".into()),
+            name,
+            metric: "http_requests".into(),
+            label_selector: LabelSelector::parse(label_selector).unwrap(),
+            metric_selector: LabelSelector::default(),
+        }
+    }
+
+    fn vector(values: &[(&str, f64)]) -> Result<QueryResult, BackendError> {
+        Ok(QueryResult::Vector(
+            values
+                .iter()
+                .map(|(pod, v)| Sample {
+                    labels: HashMap::from([("pod".to_owned(), pod.to_string())]),
+                    value: *v,
+                    timestamp: 0.0,
+                })
+                .collect(),
+        ))
+    }
+
+    const ALL_QUERY: &str =
+        r#"sum(http_requests_total{namespace="default",pod=~"a|b|c"}) by (pod)"#;
+
+    #[tokio::test]
+    async fn star_uses_the_object_names_prometheus_has_and_handles_nan_and_inf() {
+        let (backend, custom) = service();
+        backend
+            .labels
+            .lock()
+            .unwrap()
+            .insert("pod".into(), vec!["c".into(), "a".into(), "b".into()]);
+        backend.queries.lock().unwrap().insert(
+            ALL_QUERY.into(),
+            vector(&[("a", f64::NAN), ("b", f64::INFINITY), ("c", 2.5)]),
+        );
+        let values = custom
+            .get(&request(ObjectName::All, ""), 0.0)
+            .await
+            .unwrap();
+        let got: Vec<(&str, &str)> = values
+            .iter()
+            .map(|v| (v.object.name.as_str(), v.value.as_str()))
+            .collect();
+        // NaN reads as 0; +Inf cannot be a quantity, so `b` is left out rather than sent as garbage.
+        assert_eq!(got, vec![("a", "0"), ("c", "2500m")]);
+        assert_eq!(values[0].object.kind, "Pod");
+        assert_eq!(values[0].object.api_version, "v1");
+    }
+
+    #[tokio::test]
+    async fn a_single_object_with_an_infinite_value_is_an_error() {
+        let (backend, custom) = service();
+        let query = r#"sum(http_requests_total{namespace="default",pod="b"}) by (pod)"#;
+        backend
+            .queries
+            .lock()
+            .unwrap()
+            .insert(query.into(), vector(&[("b", f64::INFINITY)]));
+        let error = custom
+            .get(&request(ObjectName::Named("b".into()), ""), 0.0)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&error, Error::Internal(m) if m.contains("infinite")),
+            "{error}"
+        );
+    }
+
+    #[tokio::test]
+    async fn errors_map_to_their_kinds() {
+        let (backend, custom) = service();
+        let named = request(ObjectName::Named("a".into()), "");
+        assert!(matches!(
+            custom.get(&named, 0.0).await,
+            Err(Error::ObjectNotFound { .. })
+        ));
+        let query = r#"sum(http_requests_total{namespace="default",pod="a"}) by (pod)"#;
+        backend
+            .queries
+            .lock()
+            .unwrap()
+            .insert(query.into(), Err(BackendError::Unavailable("down".into())));
+        assert!(matches!(
+            custom.get(&named, 0.0).await,
+            Err(Error::Unavailable(_))
+        ));
+        assert!(matches!(
+            custom.get(&request(ObjectName::All, "app=web"), 0.0).await,
+            Err(Error::BadRequest(_))
+        ));
+        assert!(
+            matches!(
+                custom.get(&request(ObjectName::All, ""), 0.0).await,
+                Err(Error::MetricNotFound { .. })
+            ),
+            "no objects"
+        );
+        let mut wrong_scope = named.clone();
+        wrong_scope.namespace = None;
+        assert!(matches!(
+            custom.get(&wrong_scope, 0.0).await,
+            Err(Error::MetricNotFound { .. })
+        ));
+    }
+}

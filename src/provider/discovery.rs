@@ -130,3 +130,138 @@ impl Discovery {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::provider::BackendError;
+    use crate::provider::fake::FakeBackend;
+    use crate::resources::ResourceTable;
+
+    const RULES: &str = r#"
+rules:
+- seriesQuery: 'a_total'
+  resources: {overrides: {pod: {resource: pod}, namespace: {resource: namespace}}}
+  metricsQuery: x
+- seriesQuery: 'a_total'
+  resources: {overrides: {pod: {resource: pod}, namespace: {resource: namespace}}}
+  name: {as: renamed}
+  metricsQuery: x
+- seriesQuery: 'b_total'
+  resources: {overrides: {node: {resource: node}}}
+  metricsQuery: x
+"#;
+
+    fn setup() -> (Arc<FakeBackend>, SharedSnapshot, Arc<Readiness>, Discovery) {
+        let backend = Arc::new(FakeBackend::default());
+        let snapshot: SharedSnapshot = Arc::new(arc_swap::ArcSwap::from_pointee(Snapshot {
+            rules: Arc::new(crate::config::parse_rules(RULES, "test").unwrap()),
+            table: Arc::new(ResourceTable::builtin()),
+            registry: Arc::default(),
+        }));
+        let readiness = Arc::new(Readiness::default());
+        let config = DiscoveryConfig {
+            relist_interval: Duration::from_secs(60),
+            max_age: Duration::from_secs(60),
+        };
+        let discovery = Discovery::new(
+            backend.clone(),
+            snapshot.clone(),
+            config,
+            Arc::new(Metrics::new()),
+            readiness.clone(),
+        );
+        (backend, snapshot, readiness, discovery)
+    }
+
+    fn metrics(snapshot: &SharedSnapshot) -> Vec<String> {
+        snapshot
+            .load()
+            .registry
+            .custom_metrics()
+            .map(|(i, _)| format!("{}/{}", i.resource, i.metric))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn one_request_per_distinct_series_query() {
+        let (backend, snapshot, readiness, mut discovery) = setup();
+        backend.series.lock().unwrap().insert(
+            "a_total".into(),
+            Ok(vec![SeriesShape::new("a_total", ["pod", "namespace"])]),
+        );
+        backend.series.lock().unwrap().insert(
+            "b_total".into(),
+            Ok(vec![SeriesShape::new("b_total", ["node"])]),
+        );
+        assert!(!readiness.is_ready());
+        discovery.relist_once().await;
+        assert_eq!(
+            *backend.seen_series.lock().unwrap(),
+            vec!["a_total", "b_total"]
+        );
+        assert_eq!(
+            metrics(&snapshot),
+            vec![
+                "namespaces/a_total",
+                "namespaces/renamed",
+                "nodes/b_total",
+                "pods/a_total",
+                "pods/renamed"
+            ]
+        );
+        assert!(readiness.is_ready());
+    }
+
+    #[tokio::test]
+    async fn a_failing_query_keeps_its_last_good_answer() {
+        let (backend, snapshot, _, mut discovery) = setup();
+        backend.series.lock().unwrap().insert(
+            "a_total".into(),
+            Ok(vec![SeriesShape::new("a_total", ["pod", "namespace"])]),
+        );
+        backend.series.lock().unwrap().insert(
+            "b_total".into(),
+            Ok(vec![SeriesShape::new("b_total", ["node"])]),
+        );
+        discovery.relist_once().await;
+        // b fails; a changes: a is updated, b's last good answer stays.
+        backend.series.lock().unwrap().insert(
+            "a_total".into(),
+            Ok(vec![SeriesShape::new("a_total", ["node"])]),
+        );
+        backend.series.lock().unwrap().insert(
+            "b_total".into(),
+            Err(BackendError::Unavailable("down".into())),
+        );
+        discovery.relist_once().await;
+        assert_eq!(metrics(&snapshot), vec!["nodes/b_total"]);
+    }
+
+    #[tokio::test]
+    async fn not_ready_until_every_query_has_answered() {
+        let (backend, snapshot, readiness, mut discovery) = setup();
+        backend.series.lock().unwrap().insert(
+            "a_total".into(),
+            Ok(vec![SeriesShape::new("a_total", ["pod", "namespace"])]),
+        );
+        backend.series.lock().unwrap().insert(
+            "b_total".into(),
+            Err(BackendError::Failed("bad_data".into())),
+        );
+        discovery.relist_once().await;
+        assert!(!readiness.is_ready());
+        assert_eq!(
+            metrics(&snapshot).len(),
+            4,
+            "what did answer is served meanwhile"
+        );
+        backend
+            .series
+            .lock()
+            .unwrap()
+            .insert("b_total".into(), Ok(vec![]));
+        discovery.relist_once().await;
+        assert!(readiness.is_ready());
+    }
+}

@@ -69,3 +69,80 @@ pub fn unix_now() -> f64 {
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
 }
+
+/// A scripted backend for provider tests: answers from tables and can be told to fail.
+#[cfg(test)]
+pub(crate) mod fake {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    use futures_util::future::BoxFuture;
+
+    use super::{BackendError, MetricsBackend};
+    use crate::model::QueryResult;
+    use crate::registry::SeriesShape;
+
+    #[derive(Default)]
+    pub struct FakeBackend {
+        pub series: Mutex<HashMap<String, Result<Vec<SeriesShape>, BackendError>>>,
+        pub labels: Mutex<HashMap<String, Vec<String>>>,
+        pub queries: Mutex<HashMap<String, Result<QueryResult, BackendError>>>,
+        pub seen_queries: Mutex<Vec<String>>,
+        pub seen_series: Mutex<Vec<String>>,
+    }
+
+    impl MetricsBackend for FakeBackend {
+        fn series_shapes<'a>(
+            &'a self,
+            selector: &'a str,
+            _: f64,
+            _: f64,
+        ) -> BoxFuture<'a, Result<(Vec<SeriesShape>, u64), BackendError>> {
+            self.seen_series.lock().unwrap().push(selector.to_owned());
+            let answer = self
+                .series
+                .lock()
+                .unwrap()
+                .get(selector)
+                .cloned()
+                .unwrap_or(Ok(Vec::new()));
+            Box::pin(async move {
+                answer.map(|s| {
+                    let n = s.len() as u64;
+                    (s, n)
+                })
+            })
+        }
+        fn label_values<'a>(
+            &'a self,
+            label: &'a str,
+            _: &'a str,
+            _: f64,
+            _: f64,
+        ) -> BoxFuture<'a, Result<Vec<String>, BackendError>> {
+            let answer = self
+                .labels
+                .lock()
+                .unwrap()
+                .get(label)
+                .cloned()
+                .unwrap_or_default();
+            Box::pin(async move { Ok(answer) })
+        }
+        fn query<'a>(
+            &'a self,
+            promql: &'a str,
+            _: f64,
+        ) -> BoxFuture<'a, Result<QueryResult, BackendError>> {
+            self.seen_queries.lock().unwrap().push(promql.to_owned());
+            let answer = self
+                .queries
+                .lock()
+                .unwrap()
+                .get(promql)
+                .cloned()
+                .unwrap_or(Ok(QueryResult::Vector(Vec::new())));
+            Box::pin(async move { answer })
+        }
+    }
+}
