@@ -39,10 +39,16 @@ pub fn generate_data(dir: &Path) -> PathBuf {
 }
 
 fn wait_http_ok(url: &str, within: Duration) -> bool {
+    wait_http_ok_with(url, &[], within)
+}
+
+fn wait_http_ok_with(url: &str, curl_args: &[String], within: Duration) -> bool {
     let deadline = Instant::now() + within;
     while Instant::now() < deadline {
         let ok = Command::new("curl")
-            .args(["-fsS", "-o", "/dev/null", "--max-time", "2", url])
+            .args(["-fs", "-o", "/dev/null", "--max-time", "2"])
+            .args(curl_args)
+            .arg(url)
             .status()
             .is_ok_and(|s| s.success());
         if ok {
@@ -60,11 +66,19 @@ pub struct Prometheus {
     config: PathBuf,
     log: PathBuf,
     child: Option<Child>,
+    /// `--web.config.file` (TLS) and the curl arguments that pass it.
+    web: Option<(PathBuf, Vec<String>)>,
 }
 
 impl Prometheus {
     /// Backfills the fixture data and starts Prometheus.
     pub fn start(dir: &Path) -> Self {
+        Self::start_with_web_config(dir, None)
+    }
+
+    /// Like `start`, serving with a `--web.config.file` (e.g. TLS); `curl_args` let the
+    /// readiness probe through.
+    pub fn start_with_web_config(dir: &Path, web: Option<(PathBuf, Vec<String>)>) -> Self {
         let data = dir.join("prometheus");
         std::fs::create_dir_all(&data).unwrap();
         let om = generate_data(dir);
@@ -91,6 +105,7 @@ impl Prometheus {
             config,
             log: dir.join("prometheus.log"),
             child: None,
+            web,
         };
         prometheus.restart();
         prometheus
@@ -98,7 +113,8 @@ impl Prometheus {
 
     /// Base URL.
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if self.web.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// Stops the server and waits until it is gone.
@@ -112,7 +128,11 @@ impl Prometheus {
     /// Starts (again) on the same port and data.
     pub fn restart(&mut self) {
         let log = std::fs::File::create(&self.log).unwrap();
-        let child = Command::new("prometheus")
+        let mut command = Command::new("prometheus");
+        if let Some((web_config, _)) = &self.web {
+            command.arg(format!("--web.config.file={}", web_config.display()));
+        }
+        let child = command
             .arg(format!("--config.file={}", self.config.display()))
             .arg(format!("--storage.tsdb.path={}", self.data.display()))
             .arg("--storage.tsdb.retention.time=100y")
@@ -123,8 +143,17 @@ impl Prometheus {
             .spawn()
             .expect("prometheus is installed (make deps)");
         self.child = Some(child);
+        let curl_args = self
+            .web
+            .as_ref()
+            .map(|(_, args)| args.clone())
+            .unwrap_or_default();
         assert!(
-            wait_http_ok(&format!("{}/-/ready", self.url()), Duration::from_secs(30)),
+            wait_http_ok_with(
+                &format!("{}/-/ready", self.url()),
+                &curl_args,
+                Duration::from_secs(30)
+            ),
             "Prometheus did not become ready"
         );
     }
