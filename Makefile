@@ -2,7 +2,7 @@
 # `make test` runs every check CI runs.
 CARGO ?= cargo
 
-.PHONY: demo test deps build lint unit integration fmt
+.PHONY: demo test deps build lint fmt bench
 
 deps:
 	@scripts/install-deps.sh
@@ -22,3 +22,7 @@ test: deps lint
 
 fmt:
 	$(CARGO) fmt --all
+
+# Benchmarks (release build): adapter vs direct Prometheus latency, and 1M-series discovery vs curl.
+bench: deps
+	$(CARGO) bench --locked --bench adapter

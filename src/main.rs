@@ -14,7 +14,7 @@ use prom_adapter::config::{self, settings};
 use prom_adapter::model::parse_duration;
 use prom_adapter::prometheus::{self, InstrumentedClient};
 use prom_adapter::provider::custom::CustomMetrics;
-use prom_adapter::provider::discovery::{Discovery, DiscoveryConfig, Readiness};
+use prom_adapter::provider::discovery::{Discovery, DiscoveryConfig, Health};
 use prom_adapter::provider::{MetricsBackend, Snapshot};
 use prom_adapter::resources::ResourceTable;
 use prom_adapter::telemetry::{self, LogFormat, Metrics};
@@ -157,7 +157,11 @@ fn serve(args: ServeArgs, warnings: Vec<String>) -> anyhow::Result<ExitCode> {
         table: Arc::new(ResourceTable::builtin()),
         registry: Arc::default(),
     }));
-    let readiness = Arc::new(Readiness::default());
+    // A relist normally ends within the relist interval plus one call timeout; three intervals
+    // without one means the loop is stuck.
+    let health = Arc::new(Health::new(
+        serve_config.discovery.relist_interval * 3 + serve_config.prometheus.timeout * 2,
+    ));
     let state = AppState {
         custom: CustomMetrics::new(
             snapshot.clone(),
@@ -165,7 +169,7 @@ fn serve(args: ServeArgs, warnings: Vec<String>) -> anyhow::Result<ExitCode> {
             serve_config.discovery.max_age,
         ),
         metrics: metrics.clone(),
-        readiness: readiness.clone(),
+        health: health.clone(),
     };
     tracing::info!(
         rules = %serve_config.rules_path.display(),
@@ -174,13 +178,7 @@ fn serve(args: ServeArgs, warnings: Vec<String>) -> anyhow::Result<ExitCode> {
         "starting prom-adapter in standalone mode (built-in resource table, no authentication, loopback only)"
     );
     actix_web::rt::System::new().block_on(async move {
-        let discovery = Discovery::new(
-            backend,
-            snapshot,
-            serve_config.discovery,
-            metrics,
-            readiness,
-        );
+        let discovery = Discovery::new(backend, snapshot, serve_config.discovery, metrics, health);
         let loop_handle = actix_web::rt::spawn(discovery.run());
         let result = server::serve(state, serve_config.addr, tls, Duration::from_secs(10)).await;
         loop_handle.abort();

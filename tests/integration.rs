@@ -156,6 +156,19 @@ fn serves_custom_metrics_from_prometheus_to_kubectl() {
     let (code, body) = adapter.curl("/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/services/web/nginx_ingress_requests_per_second?metricLabelSelector=status%20in%20(");
     assert_eq!(code, 400, "{body}");
 
+    // The APIs are read-only; health endpoints answer plainly.
+    let (code, body) = adapter.curl_method(
+        "POST",
+        "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/*/cpu_usage",
+    );
+    assert_eq!(code, 405, "{body}");
+    assert!(body.contains("MethodNotAllowed"), "{body}");
+    assert_eq!(adapter.curl("/livez"), (200, "ok".to_owned()));
+    assert_eq!(adapter.curl("/readyz"), (200, "ok".to_owned()));
+    let (code, body) = adapter.curl("/apis/nope.example.com/v1");
+    assert_eq!(code, 404);
+    assert!(body.contains(r#""reason":"NotFound""#), "{body}");
+
     // Prometheus goes away: 503 Status, the server stays up, and recovers.
     prometheus.stop();
     let (code, body) = adapter.curl("/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/services/web/nginx_ingress_requests_per_second");

@@ -15,6 +15,9 @@ pub enum Error {
     /// 400.
     #[error("{0}")]
     BadRequest(String),
+    /// 405: the metrics APIs are read-only.
+    #[error("method {0} is not allowed")]
+    MethodNotAllowed(String),
     /// 503: Prometheus (or discovery) is not available; the cause is logged, not sent.
     #[error("{0}")]
     Unavailable(String),
@@ -33,6 +36,13 @@ impl Error {
         match self {
             Error::NotFound(m) => (StatusCode::NOT_FOUND, "NotFound", m.clone()),
             Error::BadRequest(m) => (StatusCode::BAD_REQUEST, "BadRequest", m.clone()),
+            Error::MethodNotAllowed(method) => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "MethodNotAllowed",
+                format!(
+                    "the server does not allow method {method} on this resource (the metrics APIs only serve GET)"
+                ),
+            ),
             Error::Unavailable(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "ServiceUnavailable",

@@ -22,7 +22,7 @@ use wire::{
 use crate::model::format_timestamp;
 use crate::promql::LabelSelector;
 use crate::provider::custom::{CustomMetrics, CustomRequest, MetricValue, ObjectName};
-use crate::provider::discovery::Readiness;
+use crate::provider::discovery::Health;
 use crate::provider::unix_now;
 use crate::telemetry::Metrics;
 
@@ -36,14 +36,14 @@ pub struct AppState {
     pub custom: CustomMetrics,
     /// Self metrics.
     pub metrics: Arc<Metrics>,
-    /// Discovery readiness.
-    pub readiness: Arc<Readiness>,
+    /// Discovery health.
+    pub health: Arc<Health>,
 }
 
 /// The whole route table (used by the server and by tests).
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(healthy))
-        .route("/livez", web::get().to(healthy))
+    cfg.route("/healthz", web::get().to(live))
+        .route("/livez", web::get().to(live))
         .route("/readyz", web::get().to(ready))
         .route("/metrics", web::get().to(self_metrics))
         .route("/version", web::get().to(version))
@@ -94,12 +94,18 @@ pub async fn observe(
     Ok(response)
 }
 
-async fn healthy() -> HttpResponse {
-    HttpResponse::Ok().content_type("text/plain").body("ok")
+async fn live(state: web::Data<AppState>) -> HttpResponse {
+    if state.health.is_live(unix_now()) {
+        HttpResponse::Ok().content_type("text/plain").body("ok")
+    } else {
+        HttpResponse::ServiceUnavailable()
+            .content_type("text/plain")
+            .body("discovery has stopped relisting")
+    }
 }
 
 async fn ready(state: web::Data<AppState>) -> HttpResponse {
-    if state.readiness.is_ready() {
+    if state.health.is_ready() {
         HttpResponse::Ok().content_type("text/plain").body("ok")
     } else {
         HttpResponse::ServiceUnavailable()
@@ -123,7 +129,10 @@ async fn version() -> HttpResponse {
     }))
 }
 
-async fn not_found() -> Result<HttpResponse, Error> {
+async fn not_found(request: HttpRequest) -> Result<HttpResponse, Error> {
+    if request.method() != actix_web::http::Method::GET && request.path().starts_with("/apis") {
+        return Err(Error::MethodNotAllowed(request.method().to_string()));
+    }
     Err(Error::no_such_path())
 }
 
@@ -195,8 +204,9 @@ async fn custom_metric(
     let query = web::Query::<HashMap<String, String>>::from_query(request.query_string())
         .map_err(|e| Error::BadRequest(format!("invalid query string: {e}")))?;
     let custom_request = parse_custom_request(tail, &query)?;
-    let values = state.custom.get(&custom_request, unix_now()).await?;
-    let timestamp = format_timestamp(unix_now() as i64);
+    let now = unix_now();
+    let values = state.custom.get(&custom_request, now).await?;
+    let timestamp = format_timestamp(now as i64);
     Ok(match version {
         "v1beta1" => HttpResponse::Ok().json(MetricValueList {
             kind: "MetricValueList",

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::{MetricsBackend, SharedSnapshot, Snapshot, unix_now};
@@ -18,14 +18,43 @@ pub struct DiscoveryConfig {
     pub max_age: Duration,
 }
 
-/// Whether discovery has produced a complete registry yet (drives `/readyz`).
-#[derive(Debug, Default)]
-pub struct Readiness(AtomicBool);
+/// How discovery is doing: drives `/readyz` (a complete registry exists) and `/livez` (the loop
+/// still completes relists).
+#[derive(Debug)]
+pub struct Health {
+    ready: AtomicBool,
+    last_tick: AtomicU64,
+    started: u64,
+    stale_after: Duration,
+}
 
-impl Readiness {
+impl Health {
+    /// Health for a loop that must complete a relist at least every `stale_after`.
+    pub fn new(stale_after: Duration) -> Self {
+        Self {
+            ready: AtomicBool::new(false),
+            last_tick: AtomicU64::new(0),
+            started: unix_now() as u64,
+            stale_after,
+        }
+    }
+
     /// True once every `seriesQuery` has been answered at least once.
     pub fn is_ready(&self) -> bool {
-        self.0.load(Ordering::Acquire)
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// False when no relist has completed for longer than `stale_after` (the loop is stuck).
+    pub fn is_live(&self, now: f64) -> bool {
+        let last = self.last_tick.load(Ordering::Acquire).max(self.started);
+        now - last as f64 <= self.stale_after.as_secs_f64()
+    }
+
+    fn record_tick(&self, now: f64, complete: bool) {
+        self.last_tick.store(now as u64, Ordering::Release);
+        if complete {
+            self.ready.store(true, Ordering::Release);
+        }
     }
 }
 
@@ -35,7 +64,7 @@ pub struct Discovery {
     snapshot: SharedSnapshot,
     config: DiscoveryConfig,
     metrics: Arc<Metrics>,
-    readiness: Arc<Readiness>,
+    health: Arc<Health>,
     last_good: HashMap<String, Arc<Vec<SeriesShape>>>,
 }
 
@@ -46,14 +75,14 @@ impl Discovery {
         snapshot: SharedSnapshot,
         config: DiscoveryConfig,
         metrics: Arc<Metrics>,
-        readiness: Arc<Readiness>,
+        health: Arc<Health>,
     ) -> Self {
         Self {
             backend,
             snapshot,
             config,
             metrics,
-            readiness,
+            health,
             last_good: HashMap::new(),
         }
     }
@@ -125,9 +154,8 @@ impl Discovery {
             table: current.table.clone(),
             registry: Arc::new(registry),
         }));
-        if queries.iter().all(|q| self.last_good.contains_key(q)) {
-            self.readiness.0.store(true, Ordering::Release);
-        }
+        let complete = queries.iter().all(|q| self.last_good.contains_key(q));
+        self.health.record_tick(unix_now(), complete);
     }
 }
 
@@ -152,14 +180,14 @@ rules:
   metricsQuery: x
 "#;
 
-    fn setup() -> (Arc<FakeBackend>, SharedSnapshot, Arc<Readiness>, Discovery) {
+    fn setup() -> (Arc<FakeBackend>, SharedSnapshot, Arc<Health>, Discovery) {
         let backend = Arc::new(FakeBackend::default());
         let snapshot: SharedSnapshot = Arc::new(arc_swap::ArcSwap::from_pointee(Snapshot {
             rules: Arc::new(crate::config::parse_rules(RULES, "test").unwrap()),
             table: Arc::new(ResourceTable::builtin()),
             registry: Arc::default(),
         }));
-        let readiness = Arc::new(Readiness::default());
+        let health = Arc::new(Health::new(Duration::from_secs(3600)));
         let config = DiscoveryConfig {
             relist_interval: Duration::from_secs(60),
             max_age: Duration::from_secs(60),
@@ -169,9 +197,17 @@ rules:
             snapshot.clone(),
             config,
             Arc::new(Metrics::new()),
-            readiness.clone(),
+            health.clone(),
         );
-        (backend, snapshot, readiness, discovery)
+        (backend, snapshot, health, discovery)
+    }
+
+    fn answer_both(backend: &FakeBackend) {
+        backend.answer_series(
+            "a_total",
+            Ok(vec![SeriesShape::new("a_total", ["pod", "namespace"])]),
+        );
+        backend.answer_series("b_total", Ok(vec![SeriesShape::new("b_total", ["node"])]));
     }
 
     fn metrics(snapshot: &SharedSnapshot) -> Vec<String> {
@@ -186,16 +222,15 @@ rules:
     #[tokio::test]
     async fn one_request_per_distinct_series_query() {
         let (backend, snapshot, readiness, mut discovery) = setup();
-        backend.series.lock().unwrap().insert(
-            "a_total".into(),
-            Ok(vec![SeriesShape::new("a_total", ["pod", "namespace"])]),
-        );
-        backend.series.lock().unwrap().insert(
-            "b_total".into(),
-            Ok(vec![SeriesShape::new("b_total", ["node"])]),
-        );
+        answer_both(&backend);
         assert!(!readiness.is_ready());
+        assert!(readiness.is_live(unix_now()), "alive while starting");
         discovery.relist_once().await;
+        assert!(readiness.is_live(unix_now()));
+        assert!(
+            !readiness.is_live(unix_now() + 3601.0),
+            "a loop that stops relisting is not live"
+        );
         assert_eq!(
             *backend.seen_series.lock().unwrap(),
             vec!["a_total", "b_total"]
@@ -216,24 +251,11 @@ rules:
     #[tokio::test]
     async fn a_failing_query_keeps_its_last_good_answer() {
         let (backend, snapshot, _, mut discovery) = setup();
-        backend.series.lock().unwrap().insert(
-            "a_total".into(),
-            Ok(vec![SeriesShape::new("a_total", ["pod", "namespace"])]),
-        );
-        backend.series.lock().unwrap().insert(
-            "b_total".into(),
-            Ok(vec![SeriesShape::new("b_total", ["node"])]),
-        );
+        answer_both(&backend);
         discovery.relist_once().await;
         // b fails; a changes: a is updated, b's last good answer stays.
-        backend.series.lock().unwrap().insert(
-            "a_total".into(),
-            Ok(vec![SeriesShape::new("a_total", ["node"])]),
-        );
-        backend.series.lock().unwrap().insert(
-            "b_total".into(),
-            Err(BackendError::Unavailable("down".into())),
-        );
+        backend.answer_series("a_total", Ok(vec![SeriesShape::new("a_total", ["node"])]));
+        backend.answer_series("b_total", Err(BackendError::Unavailable("down".into())));
         discovery.relist_once().await;
         assert_eq!(metrics(&snapshot), vec!["nodes/b_total"]);
     }
@@ -241,14 +263,11 @@ rules:
     #[tokio::test]
     async fn not_ready_until_every_query_has_answered() {
         let (backend, snapshot, readiness, mut discovery) = setup();
-        backend.series.lock().unwrap().insert(
-            "a_total".into(),
+        backend.answer_series(
+            "a_total",
             Ok(vec![SeriesShape::new("a_total", ["pod", "namespace"])]),
         );
-        backend.series.lock().unwrap().insert(
-            "b_total".into(),
-            Err(BackendError::Failed("bad_data".into())),
-        );
+        backend.answer_series("b_total", Err(BackendError::Failed("bad_data".into())));
         discovery.relist_once().await;
         assert!(!readiness.is_ready());
         assert_eq!(

@@ -91,6 +91,20 @@ pub(crate) mod fake {
         pub seen_series: Mutex<Vec<String>>,
     }
 
+    impl FakeBackend {
+        /// Scripts the answer to a series selector.
+        pub fn answer_series(
+            &self,
+            selector: &str,
+            answer: Result<Vec<SeriesShape>, BackendError>,
+        ) {
+            self.series
+                .lock()
+                .unwrap()
+                .insert(selector.to_owned(), answer);
+        }
+    }
+
     impl MetricsBackend for FakeBackend {
         fn series_shapes<'a>(
             &'a self,

@@ -248,12 +248,17 @@ impl Adapter {
             .arg(format!("--prometheus-url={prometheus_url}"))
             .arg(format!("--secure-port={port}"))
             .arg(format!("--cert-dir={}", dir.join("certs").display()))
-            .args([
-                "--standalone",
-                "--metrics-relist-interval=2s",
-                "--metrics-max-age=1h",
-                "--prometheus-timeout=3s",
-            ])
+            .arg("--standalone")
+            .args(
+                [
+                    ("--metrics-relist-interval", "2s"),
+                    ("--metrics-max-age", "1h"),
+                    ("--prometheus-timeout", "3s"),
+                ]
+                .iter()
+                .filter(|(flag, _)| !extra.iter().any(|e| e.starts_with(flag)))
+                .map(|(flag, value)| format!("{flag}={value}")),
+            )
             .args(extra)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -281,10 +286,28 @@ impl Adapter {
         );
     }
 
+    /// The adapter's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// GET with curl: (status, body).
     pub fn curl(&self, path: &str) -> (u16, String) {
+        self.curl_method("GET", path)
+    }
+
+    /// Any method with curl: (status, body).
+    pub fn curl_method(&self, method: &str, path: &str) -> (u16, String) {
         let out = Command::new("curl")
-            .args(["-ks", "--max-time", "10", "-w", "\n%{http_code}"])
+            .args([
+                "-ks",
+                "--max-time",
+                "10",
+                "-X",
+                method,
+                "-w",
+                "\n%{http_code}",
+            ])
             .arg(format!("https://127.0.0.1:{}{}", self.port, path))
             .output()
             .unwrap();

@@ -1,0 +1,288 @@
+//! Benchmarks printed as tables, each beside its reference point:
+//! (a) latency of one object metric through the adapter against the same PromQL sent straight to
+//!     Prometheus, at concurrency 1 and 32;
+//! (b) discovery of a 1,000,000-series `/api/v1/series` answer served from a file, against `curl`
+//!     downloading the same bytes, with the adapter's peak RSS.
+//!
+//! Run with `make bench` (release build). Needs Debian's prometheus package (`make deps`).
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{Adapter, Prometheus};
+
+const OBJECT_PATH: &str = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/services/web/nginx_ingress_requests_per_second";
+const DIRECT_QUERY: &str = r#"sum(rate(nginx_ingress_controller_requests{namespace="default",service="web"}[2m])) by (service)"#;
+
+fn main() {
+    prom_adapter::server::install_crypto_provider();
+    let only = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    if only.as_deref().is_none_or(|o| "latency".contains(o)) {
+        runtime.block_on(latency());
+    }
+    if only.as_deref().is_none_or(|o| "discovery".contains(o)) {
+        discovery();
+    }
+}
+
+struct Stats {
+    requests: usize,
+    median_ms: f64,
+    p99_ms: f64,
+    per_second: f64,
+}
+
+async fn load(client: &reqwest::Client, url: &str, concurrency: usize, requests: usize) -> Stats {
+    let started = Instant::now();
+    let per_task = requests / concurrency;
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let client = client.clone();
+            let url = url.to_owned();
+            tokio::spawn(async move {
+                let mut latencies = Vec::with_capacity(per_task);
+                for _ in 0..per_task {
+                    let began = Instant::now();
+                    let response = client.get(&url).send().await.expect("request");
+                    assert!(
+                        response.status().is_success(),
+                        "{url}: {}",
+                        response.status()
+                    );
+                    let body = response.bytes().await.expect("body");
+                    assert!(body.len() > 50);
+                    latencies.push(began.elapsed());
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut all: Vec<Duration> = Vec::with_capacity(requests);
+    for task in tasks {
+        all.extend(task.await.unwrap());
+    }
+    let elapsed = started.elapsed();
+    all.sort();
+    let at =
+        |q: f64| all[((all.len() as f64 * q) as usize).min(all.len() - 1)].as_secs_f64() * 1000.0;
+    Stats {
+        requests: all.len(),
+        median_ms: at(0.5),
+        p99_ms: at(0.99),
+        per_second: all.len() as f64 / elapsed.as_secs_f64(),
+    }
+}
+
+async fn latency() {
+    let dir = tempfile::tempdir().unwrap();
+    let prometheus = Prometheus::start(dir.path());
+    let rules = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/ingress-nginx.yaml");
+    let adapter = Adapter::start(
+        dir.path(),
+        &rules,
+        &prometheus.url(),
+        &["--metrics-relist-interval=10m"],
+    );
+    let client = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .pool_max_idle_per_host(64)
+        .build()
+        .unwrap();
+    let direct = {
+        let mut url = reqwest::Url::parse(&format!("{}/api/v1/query", prometheus.url())).unwrap();
+        url.query_pairs_mut().append_pair("query", DIRECT_QUERY);
+        url.to_string()
+    };
+    let through = format!("https://127.0.0.1:{}{OBJECT_PATH}", adapter.port);
+
+    println!(
+        "\n(a) one object metric: adapter vs the same PromQL straight to Prometheus 2.42 (loopback, 2 cores)"
+    );
+    println!(
+        "{:<34} {:>5} {:>9} {:>11} {:>9} {:>9}",
+        "target", "conc.", "requests", "median ms", "p99 ms", "req/s"
+    );
+    for concurrency in [1usize, 32] {
+        let requests = if concurrency == 1 { 2000 } else { 6400 };
+        // Warm up connections and caches on both paths.
+        load(&client, &direct, concurrency, concurrency * 20).await;
+        load(&client, &through, concurrency, concurrency * 20).await;
+        let d = load(&client, &direct, concurrency, requests).await;
+        let a = load(&client, &through, concurrency, requests).await;
+        for (name, s) in [
+            ("Prometheus /api/v1/query (HTTP)", &d),
+            ("adapter custom metric (HTTPS)", &a),
+        ] {
+            println!(
+                "{name:<34} {concurrency:>5} {:>9} {:>11.3} {:>9.3} {:>9.0}",
+                s.requests, s.median_ms, s.p99_ms, s.per_second
+            );
+        }
+        println!(
+            "{:<34} {concurrency:>5} {:>9} {:>10.1}% {:>8.1}%",
+            "adapter overhead",
+            "",
+            (a.median_ms / d.median_ms - 1.0) * 100.0,
+            (a.p99_ms / d.p99_ms - 1.0) * 100.0
+        );
+    }
+}
+
+/// Writes a `/api/v1/series` answer with `count` series: 100 metric names, a few label-set
+/// shapes, and many distinct label values, like a busy cluster's cAdvisor and app metrics.
+fn write_series_file(path: &Path, count: usize) -> u64 {
+    let mut out = BufWriter::with_capacity(1 << 20, std::fs::File::create(path).unwrap());
+    out.write_all(br#"{"status":"success","data":["#).unwrap();
+    for i in 0..count {
+        if i > 0 {
+            out.write_all(b",").unwrap();
+        }
+        let metric = i % 100;
+        let pod = i / 100;
+        let extra = if metric % 3 == 0 {
+            r#","le":"0.5""#
+        } else {
+            ""
+        };
+        write!(
+            out,
+            r#"{{"__name__":"app_metric_{metric}_total","namespace":"ns-{}","pod":"app-{pod:07}-x7k2p","container":"app","instance":"10.{}.{}.{}:8080","job":"kubernetes-pods"{extra}}}"#,
+            pod % 50,
+            (pod >> 16) & 255,
+            (pod >> 8) & 255,
+            pod & 255
+        )
+        .unwrap();
+    }
+    out.write_all(b"]}").unwrap();
+    out.flush().unwrap();
+    std::fs::metadata(path).unwrap().len()
+}
+
+/// Serves one file for every GET, as a stand-in Prometheus whose `/api/v1/series` answer is fixed.
+fn serve_file(path: PathBuf) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let path = Arc::new(path);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                }
+                let mut file = std::fs::File::open(&*path).unwrap();
+                let len = file.metadata().unwrap().len();
+                let mut stream = stream;
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n"
+                );
+                stream.write_all(head.as_bytes()).unwrap();
+                let _ = std::io::copy(&mut file, &mut stream);
+            });
+        }
+    });
+    port
+}
+
+fn peak_rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse::<f64>()
+        .unwrap()
+        / 1024.0
+}
+
+fn discovery() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("series.json");
+    let series = 1_000_000;
+    let bytes = write_series_file(&file, series);
+    let port = serve_file(file);
+    let url = format!("http://127.0.0.1:{port}/api/v1/series?match[]=x");
+
+    let mut curl_times = Vec::new();
+    for _ in 0..3 {
+        let out = Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{time_total}", &url])
+            .output()
+            .unwrap();
+        curl_times.push(String::from_utf8_lossy(&out.stdout).parse::<f64>().unwrap());
+    }
+    curl_times.sort_by(f64::total_cmp);
+
+    let rules = dir.path().join("rules.yaml");
+    std::fs::write(
+        &rules,
+        "rules:\n- seriesQuery: '{__name__=~\"app_metric_.*\"}'\n  resources: {overrides: {namespace: {resource: namespace}, pod: {resource: pod}}}\n  name: {matches: ^(.*)_total$}\n  metricsQuery: sum(rate(<<.Series>>{<<.LabelMatchers>>}[2m])) by (<<.GroupBy>>)\n",
+    )
+    .unwrap();
+    let adapter = Adapter::start(
+        dir.path(),
+        &rules,
+        &format!("http://127.0.0.1:{port}"),
+        &[
+            "--metrics-relist-interval=1s",
+            "--metrics-max-age=1m",
+            "--prometheus-timeout=60s",
+            "--log-format=json",
+        ],
+    );
+    // Readiness means one full discovery is done; wait for two more.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let durations = loop {
+        let log = std::fs::read_to_string(&adapter.log).unwrap();
+        let durations: Vec<f64> = log
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["fields"]["message"] == "discovery finished")
+            .filter_map(|v| v["fields"]["elapsed_ms"].as_f64())
+            .collect();
+        if durations.len() >= 3 || Instant::now() > deadline {
+            break durations;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let discovered = adapter.get_json("/apis/custom.metrics.k8s.io/v1beta2");
+    let metrics = discovered["resources"].as_array().map_or(0, Vec::len);
+    let rss = peak_rss_mib(adapter.pid());
+    let mut sorted = durations.clone();
+    sorted.sort_by(f64::total_cmp);
+
+    println!(
+        "\n(b) discovery of one /api/v1/series answer: {series} series, {:.1} MiB of JSON, served from a file",
+        bytes as f64 / 1048576.0
+    );
+    println!("{:<44} {:>12}", "measure", "value");
+    println!(
+        "{:<44} {:>11.3}s",
+        "curl download of the same bytes (median of 3)", curl_times[1]
+    );
+    println!(
+        "{:<44} {:>11.3}s",
+        "adapter relist: fetch + decode + registry (median)",
+        sorted[sorted.len() / 2] / 1000.0
+    );
+    println!("{:<44} {:>12}", "adapter relists measured", durations.len());
+    println!("{:<44} {:>9.1}MiB", "adapter peak RSS (VmHWM)", rss);
+    println!("{:<44} {:>12}", "custom metrics discovered", metrics);
+}
