@@ -151,7 +151,7 @@ fn serve(args: ServeArgs, warnings: Vec<String>) -> anyhow::Result<ExitCode> {
     let metrics = Arc::new(Metrics::new());
     let client = prometheus::Client::new(serve_config.prometheus.clone())?;
     let backend: Arc<dyn MetricsBackend> =
-        Arc::new(InstrumentedClient::new(client, metrics.clone()));
+        Arc::new(InstrumentedClient::new(client.clone(), metrics.clone()));
     let snapshot = Arc::new(arc_swap::ArcSwap::from_pointee(Snapshot {
         rules: Arc::new(rules),
         table: Arc::new(ResourceTable::builtin()),
@@ -162,14 +162,25 @@ fn serve(args: ServeArgs, warnings: Vec<String>) -> anyhow::Result<ExitCode> {
     let health = Arc::new(Health::new(
         serve_config.discovery.relist_interval * 3 + serve_config.prometheus.timeout * 2,
     ));
-    let state = AppState {
-        custom: CustomMetrics::new(
-            snapshot.clone(),
-            backend.clone(),
-            serve_config.discovery.max_age,
-        ),
-        metrics: metrics.clone(),
-        health: health.clone(),
+    let worker_state = {
+        let (snapshot, metrics, health) = (snapshot.clone(), metrics.clone(), health.clone());
+        let max_age = serve_config.discovery.max_age;
+        let client = client.clone();
+        move || {
+            // Each actix worker runs its own single-threaded runtime; a shared connection pool
+            // would drive every Prometheus call from another thread.
+            let client = client.with_fresh_connections().unwrap_or_else(|error| {
+                tracing::warn!(%error, "sharing the discovery connection pool with a worker");
+                client.clone()
+            });
+            let backend: Arc<dyn MetricsBackend> =
+                Arc::new(InstrumentedClient::new(client, metrics.clone()));
+            AppState {
+                custom: CustomMetrics::new(snapshot.clone(), backend, max_age),
+                metrics: metrics.clone(),
+                health: health.clone(),
+            }
+        }
     };
     tracing::info!(
         rules = %serve_config.rules_path.display(),
@@ -180,7 +191,13 @@ fn serve(args: ServeArgs, warnings: Vec<String>) -> anyhow::Result<ExitCode> {
     actix_web::rt::System::new().block_on(async move {
         let discovery = Discovery::new(backend, snapshot, serve_config.discovery, metrics, health);
         let loop_handle = actix_web::rt::spawn(discovery.run());
-        let result = server::serve(state, serve_config.addr, tls, Duration::from_secs(10)).await;
+        let result = server::serve(
+            worker_state,
+            serve_config.addr,
+            tls,
+            Duration::from_secs(10),
+        )
+        .await;
         loop_handle.abort();
         result
     })?;

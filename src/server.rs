@@ -130,16 +130,17 @@ fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
 }
 
 /// Serves the API over HTTPS until SIGINT/SIGTERM, then drains for up to `shutdown_timeout`.
+/// `worker_state` runs once on each worker thread, so that each worker can own its outbound
+/// connections.
 pub async fn serve(
-    state: AppState,
+    worker_state: impl Fn() -> AppState + Send + Clone + 'static,
     addr: SocketAddr,
     tls: rustls::ServerConfig,
     shutdown_timeout: Duration,
 ) -> Result<(), Error> {
-    let data = web::Data::new(state);
     let server = HttpServer::new(move || {
         App::new()
-            .app_data(data.clone())
+            .app_data(web::Data::new(worker_state()))
             .wrap(middleware::from_fn(api::observe))
             .configure(api::configure)
     })

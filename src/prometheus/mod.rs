@@ -159,6 +159,11 @@ impl Client {
         })
     }
 
+    /// A client with the same settings and its own connection pool.
+    pub fn with_fresh_connections(&self) -> Result<Self, Error> {
+        Self::new((*self.config).clone())
+    }
+
     /// The configured base URL.
     pub fn url(&self) -> &str {
         &self.config.url
