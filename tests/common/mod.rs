@@ -18,6 +18,12 @@ pub fn free_port() -> u16 {
 
 /// Writes the fixture data (now − 1 h … now + 6 h, 15 s steps) as OpenMetrics and returns its path.
 pub fn generate_data(dir: &Path) -> PathBuf {
+    generate_scaled_data(dir, 7 * 3600, 1)
+}
+
+/// Writes fixture data from an hour ago for `duration` seconds, with the `web` ingress spread over
+/// `scale` controller pods × 10 paths.
+pub fn generate_scaled_data(dir: &Path, duration: u64, scale: u32) -> PathBuf {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -25,7 +31,12 @@ pub fn generate_data(dir: &Path) -> PathBuf {
     let start = now / 15 * 15 - 3600;
     let out = Command::new("python3")
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gen_openmetrics.py"))
-        .args([start.to_string(), (7 * 3600).to_string(), "15".to_owned()])
+        .args([
+            start.to_string(),
+            duration.to_string(),
+            "15".to_owned(),
+            scale.to_string(),
+        ])
         .output()
         .expect("python3 runs the data generator");
     assert!(
@@ -79,9 +90,17 @@ impl Prometheus {
     /// Like `start`, serving with a `--web.config.file` (e.g. TLS); `curl_args` let the
     /// readiness probe through.
     pub fn start_with_web_config(dir: &Path, web: Option<(PathBuf, Vec<String>)>) -> Self {
+        Self::start_with(dir, generate_data(dir), web)
+    }
+
+    /// Starts Prometheus with the `web` ingress spread over `scale` × 10 series per status.
+    pub fn start_scaled(dir: &Path, duration: u64, scale: u32) -> Self {
+        Self::start_with(dir, generate_scaled_data(dir, duration, scale), None)
+    }
+
+    fn start_with(dir: &Path, om: PathBuf, web: Option<(PathBuf, Vec<String>)>) -> Self {
         let data = dir.join("prometheus");
         std::fs::create_dir_all(&data).unwrap();
-        let om = generate_data(dir);
         let out = Command::new("promtool")
             .args(["tsdb", "create-blocks-from", "openmetrics", "-q"])
             .arg(&om)
