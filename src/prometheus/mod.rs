@@ -2,7 +2,7 @@
 
 mod series;
 
-pub use series::{SeriesAnswer, decode_series};
+pub use series::{DecodeError, SeriesAnswer, SeriesDecoder, decode_series};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -236,24 +236,29 @@ impl Client {
         ];
         let response = self.send("api/v1/series", &params).await?;
         let status = response.status();
-        let (sender, receiver) = std::sync::mpsc::sync_channel::<Result<bytes::Bytes, String>>(8);
+        // Decode on a blocking thread while the next chunks arrive: receiving and decoding overlap.
+        let (sender, mut receiver) = tokio::sync::mpsc::channel::<bytes::Bytes>(16);
         let decoder = tokio::task::spawn_blocking(move || {
-            decode_series(ChannelReader {
-                receiver,
-                current: bytes::Bytes::new(),
-            })
+            let mut decoder = SeriesDecoder::default();
+            while let Some(chunk) = receiver.blocking_recv() {
+                decoder.feed(&chunk)?;
+            }
+            decoder.finish()
         });
         let mut stream = response.bytes_stream();
         let mut transfer_error = None;
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| describe(&e));
-            let failed = chunk.is_err();
-            if let Err(e) = &chunk {
-                transfer_error = Some(e.clone());
-            }
-            // A closed channel means the decoder stopped early (malformed body): stop sending.
-            if sender.send(chunk).is_err() || failed {
-                break;
+            match chunk {
+                // A closed channel means the decoder stopped at malformed input.
+                Ok(chunk) => {
+                    if sender.send(chunk).await.is_err() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    transfer_error = Some(describe(&e));
+                    break;
+                }
             }
         }
         drop(sender);
@@ -272,7 +277,7 @@ impl Client {
                 error_type,
                 message,
             }),
-            Err(e) if status.is_success() => Err(Error::Decode(format!("series answer: {e}"))),
+            Err(e) if status.is_success() => Err(Error::Decode(e.to_string())),
             Err(_) => Err(self.unavailable(format!("HTTP {status} without a Prometheus API body"))),
         }
     }
@@ -424,27 +429,6 @@ pub fn format_time(seconds: f64) -> String {
 
 fn read(path: &Path, flag: &str) -> Result<Vec<u8>, Error> {
     std::fs::read(path).map_err(|e| Error::Config(format!("{flag} {}: {e}", path.display())))
-}
-
-/// Adapts a channel of body chunks to `std::io::Read` for the blocking decoder.
-struct ChannelReader {
-    receiver: std::sync::mpsc::Receiver<Result<bytes::Bytes, String>>,
-    current: bytes::Bytes,
-}
-
-impl std::io::Read for ChannelReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        while self.current.is_empty() {
-            match self.receiver.recv() {
-                Ok(Ok(chunk)) => self.current = chunk,
-                Ok(Err(e)) => return Err(std::io::Error::other(e)),
-                Err(_) => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.current.len());
-        buf[..n].copy_from_slice(&self.current.split_to(n));
-        Ok(n)
-    }
 }
 
 /// A bearer token file, re-read when its modification time or size changes (projected
