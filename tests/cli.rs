@@ -69,13 +69,29 @@ fn check_reports_every_error_with_file_line_and_field_path() {
         "{stderr}"
     );
 
-    std::fs::write(&file, "rules:\n- seriesQuery: x\n  metricQuery: y\n").unwrap();
+    // Structural mistakes are reported together too, with their field paths.
+    std::fs::write(
+        &file,
+        "rules:\n- seriesQuery: x\n  metricQuery: y\nexternalrules: []\n",
+    )
+    .unwrap();
     let (code, _, stderr) = run(&["check", "--config", file.to_str().unwrap()]);
     assert_eq!(code, 1);
     assert!(
-        stderr.contains(&format!("{f}:3:3: unknown field `metricQuery`")),
+        stderr.contains(&format!(
+            "{f}:3:3: rules[0].metricQuery: unknown field `metricQuery`"
+        )),
         "{stderr}"
     );
+    assert!(
+        stderr.contains(&format!("{f}:4:1: externalrules: unknown field")),
+        "{stderr}"
+    );
+    // A YAML syntax error is reported with its position.
+    std::fs::write(&file, "rules:\n- seriesQuery: [x\n").unwrap();
+    let (code, _, stderr) = run(&["check", "--config", file.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains(&format!("{f}:")), "{stderr}");
 }
 
 #[test]

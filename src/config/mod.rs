@@ -3,6 +3,7 @@
 pub mod compile;
 pub mod raw;
 pub mod settings;
+mod structure;
 
 use std::path::Path;
 
@@ -63,6 +64,15 @@ pub fn load_rules(path: &Path) -> Result<RuleSet, Error> {
 
 /// Parses and compiles rules-file text; `origin` names the file in errors.
 pub fn parse_rules(text: &str, origin: &str) -> Result<RuleSet, Error> {
+    // Unknown keys and wrong kinds of node, all at once and with their paths; serde would stop at
+    // the first one.
+    let structural = structure::check(text);
+    if !structural.is_empty() {
+        return Err(Error::Invalid {
+            path: origin.to_owned(),
+            diagnostics: structural,
+        });
+    }
     let raw: raw::RawRules = if text.trim().is_empty() {
         raw::RawRules::default()
     } else {

@@ -30,7 +30,10 @@ const DISCOVERY_RULE: Shape = Shape::Map(&[
     ("seriesQuery", Shape::Str),
     ("seriesFilters", Shape::Seq(&FILTER)),
     ("resources", RESOURCE_MAPPING),
-    ("name", Shape::Map(&[("matches", Shape::Str), ("as", Shape::Str)])),
+    (
+        "name",
+        Shape::Map(&[("matches", Shape::Str), ("as", Shape::Str)]),
+    ),
     ("metricsQuery", Shape::Str),
 ]);
 const RESOURCE_RULE: Shape = Shape::Map(&[
@@ -42,7 +45,14 @@ const RESOURCE_RULE: Shape = Shape::Map(&[
 const RULES_FILE: Shape = Shape::Map(&[
     ("rules", Shape::Seq(&DISCOVERY_RULE)),
     ("externalRules", Shape::Seq(&DISCOVERY_RULE)),
-    ("resourceRules", Shape::Map(&[("cpu", RESOURCE_RULE), ("memory", RESOURCE_RULE), ("window", Shape::Str)])),
+    (
+        "resourceRules",
+        Shape::Map(&[
+            ("cpu", RESOURCE_RULE),
+            ("memory", RESOURCE_RULE),
+            ("window", Shape::Str),
+        ]),
+    ),
 ]);
 
 type Events<'a> = std::iter::Peekable<Parser<'a, serde_saphyr::granit_parser::StrInput<'a>>>;
@@ -50,7 +60,10 @@ type Events<'a> = std::iter::Peekable<Parser<'a, serde_saphyr::granit_parser::St
 /// Checks the structure of a rules file. A YAML syntax error stops the check (the deserialiser
 /// reports it with its position); everything else is collected.
 pub fn check(text: &str) -> Vec<Diagnostic> {
-    let mut events: Events<'_> = Parser::new_from_str(text).peekable();
+    // Comments are not nodes; without this the parser reports them as events.
+    let mut options = serde_saphyr::granit_parser::Options::default();
+    options.set_emit_comments(false);
+    let mut events: Events<'_> = Parser::new_from_str_with_options(text, options).peekable();
     let mut out = Vec::new();
     loop {
         match events.next() {
@@ -69,7 +82,11 @@ fn diagnostic(span: &Span, path: &str, message: String) -> Diagnostic {
     Diagnostic {
         line: span.start.line() as u64,
         column: span.start.col() as u64 + 1,
-        path: if path.is_empty() { "(top level)".to_owned() } else { path.to_owned() },
+        path: if path.is_empty() {
+            "(top level)".to_owned()
+        } else {
+            path.to_owned()
+        },
         message,
     }
 }
@@ -88,48 +105,73 @@ fn describe(shape: &Shape) -> &'static str {
 }
 
 /// Walks one node; `Err` means the YAML itself is broken and the check stops.
-fn walk(events: &mut Events<'_>, shape: &Shape, path: &str, out: &mut Vec<Diagnostic>) -> Result<(), ()> {
+fn walk(
+    events: &mut Events<'_>,
+    shape: &Shape,
+    path: &str,
+    out: &mut Vec<Diagnostic>,
+) -> Result<(), ()> {
     let (event, span) = events.next().ok_or(())?.map_err(|_| ())?;
-    let join = |key: &str| if path.is_empty() { key.to_owned() } else { format!("{path}.{key}") };
+    let join = |key: &str| {
+        if path.is_empty() {
+            key.to_owned()
+        } else {
+            format!("{path}.{key}")
+        }
+    };
     match (event, shape) {
         (Event::Alias(_), _) => Ok(()),
-        (Event::Scalar(value, style, ..), shape) if is_null(&value, style) && !matches!(shape, Shape::Str) => Ok(()),
+        (Event::Scalar(value, style, ..), shape)
+            if is_null(&value, style) && !matches!(shape, Shape::Str) =>
+        {
+            Ok(())
+        }
         (Event::Scalar(..), Shape::Str) => Ok(()),
         (Event::Scalar(value, ..), Shape::Bool) => {
-            let boolean = ["true", "false", "yes", "no", "on", "off"].contains(&value.to_ascii_lowercase().as_str());
+            let boolean = ["true", "false", "yes", "no", "on", "off"]
+                .contains(&value.to_ascii_lowercase().as_str());
             if !boolean {
-                out.push(diagnostic(&span, path, format!("expected true or false, found {value:?}")));
+                out.push(diagnostic(
+                    &span,
+                    path,
+                    format!("expected true or false, found {value:?}"),
+                ));
             }
             Ok(())
         }
-        (Event::MappingStart(..), Shape::Map(fields)) => {
-            loop {
-                let (key_event, key_span) = events.next().ok_or(())?.map_err(|_| ())?;
-                let key = match key_event {
-                    Event::MappingEnd => return Ok(()),
-                    Event::Scalar(key, ..) => key.into_owned(),
-                    _ => {
-                        out.push(diagnostic(&key_span, path, "mapping keys must be plain strings".into()));
-                        skip_node(events)?;
-                        skip_node(events)?;
-                        continue;
-                    }
-                };
-                match fields.iter().find(|(name, _)| *name == key) {
-                    Some((_, child)) => walk(events, child, &join(&key), out)?,
-                    None if key == "<<" => skip_node(events)?,
-                    None => {
-                        let expected: Vec<&str> = fields.iter().map(|(name, _)| *name).collect();
-                        out.push(diagnostic(
-                            &key_span,
-                            &join(&key),
-                            format!("unknown field `{key}` (expected one of: {})", expected.join(", ")),
-                        ));
-                        skip_node(events)?;
-                    }
+        (Event::MappingStart(..), Shape::Map(fields)) => loop {
+            let (key_event, key_span) = events.next().ok_or(())?.map_err(|_| ())?;
+            let key = match key_event {
+                Event::MappingEnd => return Ok(()),
+                Event::Scalar(key, ..) => key.into_owned(),
+                _ => {
+                    out.push(diagnostic(
+                        &key_span,
+                        path,
+                        "mapping keys must be plain strings".into(),
+                    ));
+                    skip_node(events)?;
+                    skip_node(events)?;
+                    continue;
+                }
+            };
+            match fields.iter().find(|(name, _)| *name == key) {
+                Some((_, child)) => walk(events, child, &join(&key), out)?,
+                None if key == "<<" => skip_node(events)?,
+                None => {
+                    let expected: Vec<&str> = fields.iter().map(|(name, _)| *name).collect();
+                    out.push(diagnostic(
+                        &key_span,
+                        &join(&key),
+                        format!(
+                            "unknown field `{key}` (expected one of: {})",
+                            expected.join(", ")
+                        ),
+                    ));
+                    skip_node(events)?;
                 }
             }
-        }
+        },
         (Event::MappingStart(..), Shape::MapOf(child)) => loop {
             let (key_event, _) = events.next().ok_or(())?.map_err(|_| ())?;
             match key_event {
@@ -158,7 +200,11 @@ fn walk(events: &mut Events<'_>, shape: &Shape, path: &str, out: &mut Vec<Diagno
                 Event::SequenceStart(..) => "a list",
                 _ => "a scalar",
             };
-            out.push(diagnostic(&span, path, format!("expected {}, found {found}", describe(shape))));
+            out.push(diagnostic(
+                &span,
+                path,
+                format!("expected {}, found {found}", describe(shape)),
+            ));
             if matches!(event, Event::MappingStart(..) | Event::SequenceStart(..)) {
                 skip_inside(events)?;
             }
@@ -207,7 +253,7 @@ mod tests {
                 "3:3: rules[0].bogus: unknown field `bogus` (expected one of: seriesQuery, seriesFilters, resources, name, metricsQuery)",
                 "4:22: rules[0].name.ass: unknown field `ass` (expected one of: matches, as)",
                 "6:17: rules[1].resources.namespaced: expected true or false, found \"maybe\"",
-                "8:32: rules[1].resources.overrides.pod.kind: unknown field `kind` (expected one of: group, resource)",
+                "8:28: rules[1].resources.overrides.pod.kind: unknown field `kind` (expected one of: group, resource)",
                 "9:16: externalRules: expected a list, found a mapping",
                 "11:8: resourceRules.cpu: expected a mapping, found a list",
                 "12:1: extra: unknown field `extra` (expected one of: rules, externalRules, resourceRules)",
@@ -219,6 +265,7 @@ mod tests {
     fn accepts_valid_files_nulls_anchors_and_syntax_errors_are_left_to_the_parser() {
         assert!(check("rules:\n- seriesQuery: x\n  resources: &r {template: <<.Resource>>}\n- resources: *r\n  name:\nexternalRules: ~\n").is_empty());
         assert!(check("").is_empty());
+        assert!(check("# header\nrules:\n# a comment between entries\n- seriesQuery: x # trailing\n  # indented\n  metricsQuery: y\n").is_empty());
         assert!(check("rules: [\n").is_empty());
     }
 }
