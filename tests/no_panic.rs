@@ -1,0 +1,137 @@
+//! Bad input never panics: pseudo-random and mutated inputs through every parser that sees user or network data.
+
+use prom_adapter::promql::{LabelSelector, Series, SeriesSelector};
+
+/// xorshift64*: deterministic, so a failure reproduces.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+const ALPHABET: &[&str] = &[
+    "a",
+    "z",
+    "0",
+    "9",
+    "_",
+    "-",
+    ".",
+    "/",
+    "=",
+    "!",
+    "~",
+    "\"",
+    "'",
+    "`",
+    "\\",
+    "{",
+    "}",
+    "[",
+    "]",
+    "(",
+    ")",
+    ",",
+    ":",
+    " ",
+    "\n",
+    "\t",
+    "#",
+    "<<",
+    ">>",
+    "<<.Series>>",
+    "in",
+    "notin",
+    "$1",
+    "${1}",
+    "é",
+    "☃",
+    "\u{0}",
+    "- ",
+    "rules:",
+    "seriesQuery: ",
+    "metricsQuery: ",
+    "name:",
+    "  ",
+    "__name__",
+    "\"data\":[",
+    "{\"__name__\":\"x\"}",
+    "\"status\":\"success\"",
+    "null",
+    "true",
+    "&a",
+    "*a",
+    "%2A",
+];
+
+fn random_text(rng: &mut Rng, max_pieces: usize) -> String {
+    (0..rng.below(max_pieces))
+        .map(|_| ALPHABET[rng.below(ALPHABET.len())])
+        .collect()
+}
+
+/// Mutates a valid input: deletes, duplicates or inserts a piece at random places.
+fn mutate(rng: &mut Rng, base: &str) -> String {
+    let mut text = base.to_owned();
+    for _ in 0..1 + rng.below(4) {
+        let mut at = rng.below(text.len() + 1);
+        while !text.is_char_boundary(at) {
+            at -= 1;
+        }
+        match rng.below(3) {
+            0 => {
+                let mut end = (at + rng.below(8)).min(text.len());
+                while !text.is_char_boundary(end) {
+                    end -= 1;
+                }
+                text.replace_range(at..end, "");
+            }
+            1 => text.insert_str(at, ALPHABET[rng.below(ALPHABET.len())]),
+            _ => {
+                let piece = text[at..].chars().take(5).collect::<String>();
+                text.insert_str(at, &piece);
+            }
+        }
+    }
+    text
+}
+
+#[test]
+fn parsers_reject_bad_input_without_panicking() {
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let rules =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/demo.yaml")).unwrap();
+    let series_answer = r#"{"status":"success","data":[{"__name__":"up","job":"a"},{"__name__":"x","pod":"p\"q"}]}"#;
+    let mut rejected = 0;
+    for round in 0..1500 {
+        let text = if round % 2 == 0 {
+            random_text(&mut rng, 40)
+        } else {
+            mutate(&mut rng, &rules)
+        };
+        rejected += usize::from(prom_adapter::config::parse_rules(&text, "fuzz.yaml").is_err());
+        let _ = LabelSelector::parse(&text).map(|s| s.to_matchers());
+        let _ = SeriesSelector::parse(&text);
+        let _ = Series::parse(&text);
+        let answer = mutate(&mut rng, series_answer);
+        let _ = prom_adapter::prometheus::decode_series(answer.as_bytes());
+        let _ = prom_adapter::prometheus::decode_series(text.as_bytes());
+        let _ = prom_adapter::model::parse_duration(&text);
+        let path = mutate(
+            &mut rng,
+            "namespaces/default/pods/%2A/metric?labelSelector=a%3Db",
+        );
+        let _ = prom_adapter::api::parse_custom_request(&path, &Default::default());
+    }
+    // The inputs were mostly invalid: make sure they were really exercised.
+    assert!(rejected > 300, "only {rejected} rules inputs were rejected");
+}
