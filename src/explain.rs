@@ -25,20 +25,36 @@ pub enum Error {
 
 /// One line per rule, for `check`.
 pub fn summarize(rules: &RuleSet) -> Vec<String> {
+    let builtin = ResourceTable::builtin();
     let mut lines = Vec::new();
     for (key, list) in [("rules", &rules.custom), ("externalRules", &rules.external)] {
         for (i, rule) in list.iter().enumerate() {
-            let overrides: Vec<String> = rule
+            let mut resources: Vec<String> = rule
                 .resources
                 .overrides()
                 .iter()
-                .map(|(l, gr)| format!("{l}→{gr}"))
+                .map(|(l, gr)| match builtin.resolve(gr) {
+                    Some(info) => format!("{l}→{}", info.group_resource()),
+                    // Fine for a custom resource of the cluster; a typo otherwise.
+                    None => format!("{l}→{gr} (not a built-in resource)"),
+                })
                 .collect();
+            if let Some(template) = rule.resources.template() {
+                resources.push(format!("template {}", template.source()));
+            }
+            if key == "externalRules" && !rule.resources.namespaced() {
+                resources.push("not namespaced".to_owned());
+            }
             lines.push(format!(
-                "{key}[{i}]: series {} → name {:?}, resources [{}], query {:?}",
+                "{key}[{i}]: {} → {:?} as {:?}; resources: {}; query {:?}",
                 rule.series_query,
                 rule.name.regex().as_str(),
-                overrides.join(", "),
+                rule.name.as_template(),
+                if resources.is_empty() {
+                    "none".to_owned()
+                } else {
+                    resources.join(", ")
+                },
                 rule.metrics_query.source().trim()
             ));
         }

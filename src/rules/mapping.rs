@@ -86,6 +86,11 @@ impl ResourceMapping {
         self.namespaced
     }
 
+    /// The label template, if any.
+    pub fn template(&self) -> Option<&LabelTemplate> {
+        self.template.as_ref()
+    }
+
     /// The overrides, in file order.
     pub fn overrides(&self) -> &[(String, GroupResource)] {
         &self.overrides

@@ -139,6 +139,11 @@ impl NameMatcher {
     pub fn regex(&self) -> &Regex {
         &self.matches
     }
+
+    /// The `as` template (defaulted).
+    pub fn as_template(&self) -> &str {
+        &self.as_template
+    }
 }
 
 /// One `rules` or `externalRules` entry.
