@@ -8,14 +8,16 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Parser;
 
+use futures_util::future::BoxFuture;
 use prom_adapter::api::AppState;
 use prom_adapter::cli::{Cli, Command, ExplainArgs, ServeArgs, screen_legacy_flags};
 use prom_adapter::config::{self, settings};
 use prom_adapter::model::parse_duration;
-use prom_adapter::prometheus::{self, InstrumentedClient};
+use prom_adapter::model::{QueryResult, SeriesShape};
+use prom_adapter::prometheus;
 use prom_adapter::provider::custom::CustomMetrics;
 use prom_adapter::provider::discovery::{Discovery, DiscoveryConfig, Health};
-use prom_adapter::provider::{MetricsBackend, Snapshot};
+use prom_adapter::provider::{BackendError, MetricsBackend, Snapshot};
 use prom_adapter::resources::ResourceTable;
 use prom_adapter::telemetry::{self, LogFormat, Metrics};
 use prom_adapter::{explain, server};
@@ -292,4 +294,75 @@ fn validate(settings: &settings::Settings) -> anyhow::Result<ServeConfig> {
             extra_sans: settings.tls_san.clone(),
         },
     })
+}
+
+/// The client as the providers see it, with every call counted and timed.
+struct InstrumentedClient {
+    client: prometheus::Client,
+    metrics: Arc<Metrics>,
+}
+
+impl InstrumentedClient {
+    /// Wraps a client.
+    fn new(client: prometheus::Client, metrics: Arc<Metrics>) -> Self {
+        Self { client, metrics }
+    }
+
+    async fn observe<T>(
+        &self,
+        endpoint: &str,
+        call: impl std::future::Future<Output = Result<T, prometheus::Error>>,
+    ) -> Result<T, BackendError> {
+        let started = std::time::Instant::now();
+        let result = call.await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(e) if e.is_unavailable() => "unavailable",
+            Err(_) => "error",
+        };
+        self.metrics
+            .record_prometheus_call(endpoint, outcome, started.elapsed());
+        result.map_err(|e| {
+            if e.is_unavailable() {
+                BackendError::Unavailable(e.to_string())
+            } else {
+                BackendError::Failed(e.to_string())
+            }
+        })
+    }
+}
+
+impl MetricsBackend for InstrumentedClient {
+    fn series_shapes<'a>(
+        &'a self,
+        selector: &'a str,
+        start: f64,
+        end: f64,
+    ) -> BoxFuture<'a, Result<(Vec<SeriesShape>, u64), BackendError>> {
+        Box::pin(self.observe(
+            "/api/v1/series",
+            self.client.series_shapes(selector, start, end),
+        ))
+    }
+
+    fn label_values<'a>(
+        &'a self,
+        label: &'a str,
+        selector: &'a str,
+        start: f64,
+        end: f64,
+    ) -> BoxFuture<'a, Result<Vec<String>, BackendError>> {
+        Box::pin(self.observe(
+            "/api/v1/label/values",
+            self.client.label_values(label, selector, start, end),
+        ))
+    }
+
+    fn query<'a>(
+        &'a self,
+        promql: &'a str,
+        time: f64,
+    ) -> BoxFuture<'a, Result<QueryResult, BackendError>> {
+        Box::pin(self.observe("/api/v1/query", self.client.query(promql, time)))
+    }
 }

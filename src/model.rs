@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A Kubernetes resource within an API group, e.g. `deployments.apps` or `pods` (core group).
@@ -74,6 +75,29 @@ pub enum QueryResult {
     Scalar(Sample),
     /// A range vector (not usable by the metrics APIs).
     Matrix,
+}
+
+/// What discovery keeps of a series: its name and the names of its labels. Many series share one
+/// shape, so memory follows the number of shapes, not the number of series.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SeriesShape {
+    /// Metric name (`__name__`).
+    pub name: Arc<str>,
+    /// Other label names, sorted.
+    pub labels: Vec<Arc<str>>,
+}
+
+impl SeriesShape {
+    /// A shape from a name and label names (sorted here).
+    pub fn new(name: &str, labels: impl IntoIterator<Item = impl AsRef<str>>) -> Self {
+        let mut labels: Vec<Arc<str>> = labels.into_iter().map(|l| Arc::from(l.as_ref())).collect();
+        labels.sort();
+        labels.dedup();
+        Self {
+            name: Arc::from(name),
+            labels,
+        }
+    }
 }
 
 /// How a quantity is printed: decimal SI suffixes (`k`, `M`, `m`) or binary ones (`Ki`, `Mi`).

@@ -3,32 +3,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+pub use crate::model::SeriesShape;
 use crate::model::{CustomMetricInfo, GroupResource};
 use crate::resources::ResourceTable;
 use crate::rules::RuleSet;
-
-/// What discovery keeps of a series: its name and the names of its labels. Many series share one
-/// shape, so memory follows the number of shapes, not the number of series.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct SeriesShape {
-    /// Metric name (`__name__`).
-    pub name: Arc<str>,
-    /// Other label names, sorted.
-    pub labels: Vec<Arc<str>>,
-}
-
-impl SeriesShape {
-    /// A shape from a name and label names (sorted here).
-    pub fn new(name: &str, labels: impl IntoIterator<Item = impl AsRef<str>>) -> Self {
-        let mut labels: Vec<Arc<str>> = labels.into_iter().map(|l| Arc::from(l.as_ref())).collect();
-        labels.sort();
-        labels.dedup();
-        Self {
-            name: Arc::from(name),
-            labels,
-        }
-    }
-}
 
 /// Which rule serves a metric, and from which series.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -12,8 +12,8 @@ use std::time::{Duration, SystemTime};
 use futures_util::StreamExt;
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 
+use crate::model::SeriesShape;
 use crate::model::{QueryResult, Sample};
-use crate::registry::SeriesShape;
 
 /// Queries longer than this (URL-encoded) go by POST even when GET is configured: proxies and
 /// Prometheus' own limits reject long URLs with 414.
@@ -116,9 +116,8 @@ impl Client {
                     ca.display()
                 )));
             }
-            for cert in certs {
-                builder = builder.add_root_certificate(cert);
-            }
+            // Only this CA, as prometheus-adapter: not the system roots as well.
+            builder = builder.tls_certs_only(certs);
         }
         if let Some((cert, key)) = &config.client_cert {
             let mut pem = read(cert, "--prometheus-client-tls-cert-file")?;
@@ -273,10 +272,7 @@ impl Client {
             Ok(SeriesAnswer::Error {
                 error_type,
                 message,
-            }) => Err(Error::Rejected {
-                error_type,
-                message,
-            }),
+            }) => Err(self.api_error(error_type, message)),
             Err(e) if status.is_success() => Err(Error::Decode(e.to_string())),
             Err(_) => Err(self.unavailable(format!("HTTP {status} without a Prometheus API body"))),
         }
@@ -322,10 +318,7 @@ impl Client {
         if answer.status == "success" {
             Ok(answer.data.unwrap_or_default())
         } else {
-            Err(Error::Rejected {
-                error_type: answer.error_type,
-                message: answer.error,
-            })
+            Err(self.api_error(answer.error_type, answer.error))
         }
     }
 
@@ -349,18 +342,10 @@ impl Client {
         };
         let data = match result {
             Ok(result) => result.into_inner().0,
-            Err(PhqError::Prometheus(e))
-                if e.is_timeout() || e.error_type().to_string() == "unavailable" =>
-            {
-                return Err(self.unavailable(format!("{}: {}", e.error_type(), e.message())));
-            }
             Err(PhqError::Prometheus(e)) => {
-                return Err(Error::Rejected {
-                    error_type: e.error_type().to_string(),
-                    message: e.message().to_owned(),
-                });
+                return Err(self.api_error(e.error_type().to_string(), e.message().to_owned()));
             }
-            Err(PhqError::Client(e)) => return Err(self.unavailable(client_reason(&e))),
+            Err(PhqError::Client(e)) => return Err(self.classify_client_error(&e)),
             Err(other) => return Err(Error::Decode(other.to_string())),
         };
         use prometheus_http_query::response::Data;
@@ -385,6 +370,37 @@ impl Client {
             }),
             Data::Matrix(_) => QueryResult::Matrix,
         })
+    }
+}
+
+impl Client {
+    /// Transport failures and 5xx answers mean Prometheus is unavailable; anything else (an answer
+    /// that is not the API's JSON, an unexpected result type) is a failed request.
+    fn classify_client_error(&self, error: &prometheus_http_query::error::ClientError) -> Error {
+        match error.inner() {
+            Some(e) if e.is_connect() || e.is_timeout() || e.is_request() || e.is_body() => {
+                self.unavailable(client_reason(error))
+            }
+            Some(e)
+                if e.status()
+                    .is_some_and(|s| s.is_server_error() || s.as_u16() == 429) =>
+            {
+                self.unavailable(client_reason(error))
+            }
+            _ => Error::Decode(client_reason(error)),
+        }
+    }
+
+    /// An API error answer; `unavailable` and `timeout` mean Prometheus cannot answer now.
+    fn api_error(&self, error_type: String, message: String) -> Error {
+        if matches!(error_type.as_str(), "unavailable" | "timeout") {
+            self.unavailable(format!("{error_type}: {message}"))
+        } else {
+            Error::Rejected {
+                error_type,
+                message,
+            }
+        }
     }
 }
 
@@ -459,83 +475,6 @@ impl TokenFile {
         let token = std::fs::read_to_string(&self.path)?.trim().to_owned();
         *cached = Some((modified, meta.len(), token.clone()));
         Ok(token)
-    }
-}
-
-/// The client as the providers see it, with every call counted and timed.
-pub struct InstrumentedClient {
-    client: Client,
-    metrics: std::sync::Arc<crate::telemetry::Metrics>,
-}
-
-impl InstrumentedClient {
-    /// Wraps a client.
-    pub fn new(client: Client, metrics: std::sync::Arc<crate::telemetry::Metrics>) -> Self {
-        Self { client, metrics }
-    }
-
-    async fn observe<T>(
-        &self,
-        endpoint: &str,
-        call: impl std::future::Future<Output = Result<T, Error>>,
-    ) -> Result<T, crate::provider::BackendError> {
-        use crate::provider::BackendError;
-        let started = std::time::Instant::now();
-        let result = call.await;
-        let outcome = match &result {
-            Ok(_) => "ok",
-            Err(e) if e.is_unavailable() => "unavailable",
-            Err(_) => "error",
-        };
-        self.metrics
-            .record_prometheus_call(endpoint, outcome, started.elapsed());
-        result.map_err(|e| {
-            if e.is_unavailable() {
-                BackendError::Unavailable(e.to_string())
-            } else {
-                BackendError::Failed(e.to_string())
-            }
-        })
-    }
-}
-
-impl crate::provider::MetricsBackend for InstrumentedClient {
-    fn series_shapes<'a>(
-        &'a self,
-        selector: &'a str,
-        start: f64,
-        end: f64,
-    ) -> futures_util::future::BoxFuture<
-        'a,
-        Result<(Vec<SeriesShape>, u64), crate::provider::BackendError>,
-    > {
-        Box::pin(self.observe(
-            "/api/v1/series",
-            self.client.series_shapes(selector, start, end),
-        ))
-    }
-
-    fn label_values<'a>(
-        &'a self,
-        label: &'a str,
-        selector: &'a str,
-        start: f64,
-        end: f64,
-    ) -> futures_util::future::BoxFuture<'a, Result<Vec<String>, crate::provider::BackendError>>
-    {
-        Box::pin(self.observe(
-            "/api/v1/label/values",
-            self.client.label_values(label, selector, start, end),
-        ))
-    }
-
-    fn query<'a>(
-        &'a self,
-        promql: &'a str,
-        time: f64,
-    ) -> futures_util::future::BoxFuture<'a, Result<QueryResult, crate::provider::BackendError>>
-    {
-        Box::pin(self.observe("/api/v1/query", self.client.query(promql, time)))
     }
 }
 

@@ -7,7 +7,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use crate::registry::SeriesShape;
+use crate::model::SeriesShape;
 
 /// The result of decoding a series answer.
 #[derive(Debug)]

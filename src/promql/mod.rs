@@ -163,6 +163,11 @@ impl fmt::Display for LabelMatcher {
     }
 }
 
+/// A series selector from matchers: `{a="b",c=~"d"}`.
+pub fn selector(matchers: &[LabelMatcher]) -> String {
+    format!("{{{}}}", join_matchers(matchers))
+}
+
 /// Joins matchers with `,` as `<<.LabelMatchers>>` expects.
 pub fn join_matchers(matchers: &[LabelMatcher]) -> String {
     matchers

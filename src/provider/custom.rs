@@ -270,7 +270,7 @@ impl CustomMetrics {
                     .map_err(|e| Error::Internal(e.to_string()))?,
             );
         }
-        let selector = format!("{{{}}}", crate::promql::join_matchers(&matchers));
+        let selector = crate::promql::selector(&matchers);
         let start = now - self.max_age.as_secs_f64().max(60.0);
         let mut names = self
             .backend
