@@ -1,16 +1,15 @@
 //! Offline rules authoring: summarise a rules file, list what it discovers from given series, and show a request's PromQL.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 
 use serde::Serialize;
 
 use crate::api::parse_custom_request;
-use crate::model::GroupResource;
 use crate::promql::{LabelSelector, Series};
-use crate::registry::{Registry, SeriesShape};
+use crate::provider::custom::{ObjectName, QueryPlan};
+use crate::registry::Registry;
 use crate::resources::ResourceTable;
-use crate::rules::{QueryRequest, RuleSet, build_custom_query, build_external_query};
+use crate::rules::{QueryRequest, RuleSet, build_external_query};
 
 /// Why an explanation could not be produced.
 #[derive(Debug, thiserror::Error)]
@@ -100,26 +99,6 @@ pub fn parse_series_file(text: &str) -> Result<Vec<Series>, Error> {
         .collect()
 }
 
-/// Runs series through the rules as discovery would, with Prometheus' matching of each `seriesQuery`.
-pub fn discover(rules: &RuleSet, series: &[Series], table: &ResourceTable) -> Registry {
-    let shapes: HashMap<String, Arc<Vec<SeriesShape>>> = rules
-        .custom
-        .iter()
-        .chain(&rules.external)
-        .map(|rule| {
-            let mut shapes: Vec<SeriesShape> = series
-                .iter()
-                .filter(|s| rule.series_selector.matches(s))
-                .map(|s| SeriesShape::new(&s.name, s.labels.keys()))
-                .collect();
-            shapes.sort();
-            shapes.dedup();
-            (rule.series_query.clone(), Arc::new(shapes))
-        })
-        .collect();
-    Registry::build(rules, &shapes, table)
-}
-
 /// A discovered custom metric, as `explain --output json` lists it.
 #[derive(Debug, Serialize, PartialEq)]
 pub struct CustomEntry {
@@ -188,51 +167,33 @@ pub fn query_for_path(
     objects: &[String],
 ) -> Result<String, Error> {
     let (path, query_string) = path.split_once('?').unwrap_or((path, ""));
-    let query: HashMap<String, String> = url_query(query_string);
+    let query = actix_web::web::Query::<HashMap<String, String>>::from_query(query_string)
+        .map_err(|e| Error::Request(format!("invalid query string {query_string:?}: {e}")))?
+        .into_inner();
     let request_error = |e: crate::api::Error| Error::Request(e.to_string());
     if let Some(rest) = strip_version(path, "/apis/custom.metrics.k8s.io/") {
         let request = parse_custom_request(rest, &query).map_err(request_error)?;
-        let info = table
-            .resolve(&GroupResource::parse(&request.resource))
-            .ok_or_else(|| Error::Request(format!("unknown resource {:?}", request.resource)))?;
-        let resource = info.group_resource();
-        let source = registry
-            .custom(&resource, request.namespace.is_some(), &request.metric)
-            .ok_or_else(|| {
-                Error::Request(format!(
-                    "the rules discover no metric {} for {} ({}) in these series",
-                    request.metric,
-                    resource,
-                    if request.namespace.is_some() {
-                        "namespaced"
-                    } else {
-                        "cluster-scoped"
-                    }
-                ))
-            })?;
+        let plan = QueryPlan::new(rules, registry, table, &request).map_err(|e| {
+            let scope = if request.namespace.is_some() {
+                "namespaced"
+            } else {
+                "cluster-scoped"
+            };
+            Error::Request(format!("{e} ({scope}) in these series"))
+        })?;
         let names: Vec<String> = match &request.name {
-            crate::provider::custom::ObjectName::Named(name) => vec![name.clone()],
-            crate::provider::custom::ObjectName::All if objects.is_empty() => {
+            ObjectName::Named(name) => vec![name.clone()],
+            ObjectName::All if objects.is_empty() => {
                 return Err(Error::Request(
                     "`*` selects objects through the cluster: give their names with --objects a,b"
                         .into(),
                 ));
             }
-            crate::provider::custom::ObjectName::All => objects.to_vec(),
+            ObjectName::All => objects.to_vec(),
         };
-        let query_request = QueryRequest {
-            namespace: request.namespace.as_deref(),
-            metric_selector: &request.metric_selector,
-            names: &names,
-        };
-        return build_custom_query(
-            &rules.custom[source.rule],
-            table,
-            &source.series,
-            &resource,
-            &query_request,
-        )
-        .map_err(|e| Error::Request(e.to_string()));
+        return plan
+            .query(table, &request, &names)
+            .map_err(|e| Error::Request(e.to_string()));
     }
     if let Some(rest) = strip_version(path, "/apis/external.metrics.k8s.io/") {
         let segments: Vec<&str> = rest.trim_end_matches('/').split('/').collect();
@@ -275,12 +236,6 @@ fn strip_version<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
     Some(tail)
 }
 
-fn url_query(query: &str) -> HashMap<String, String> {
-    actix_web::web::Query::<HashMap<String, String>>::from_query(query)
-        .map(|q| q.into_inner())
-        .unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -305,7 +260,7 @@ externalRules:
         for text in [lines, json] {
             let series = parse_series_file(text).unwrap();
             let table = ResourceTable::builtin();
-            let registry = discover(&rules, &series, &table);
+            let registry = Registry::from_series(&rules, &series, &table);
             let listed = listing(&registry);
             let custom: Vec<(String, bool, String)> = listed
                 .custom

@@ -79,7 +79,7 @@ fn run_explain(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot read series file {}", args.series.display()))?;
     let series = explain::parse_series_file(&text)?;
     let table = ResourceTable::builtin();
-    let registry = explain::discover(&rules, &series, &table);
+    let registry = prom_adapter::registry::Registry::from_series(&rules, &series, &table);
     let json = args.output == "json";
     match &args.request_path {
         Some(path) => {

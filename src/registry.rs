@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 pub use crate::model::SeriesShape;
 use crate::model::{CustomMetricInfo, GroupResource};
+use crate::promql::Series;
 use crate::resources::ResourceTable;
 use crate::rules::RuleSet;
 
@@ -79,6 +80,27 @@ impl Registry {
         registry
     }
 
+    /// Runs series (with their label values) through the rules as discovery would, matching each
+    /// `seriesQuery` the way Prometheus does: for offline tools and tests.
+    pub fn from_series(rules: &RuleSet, series: &[Series], table: &ResourceTable) -> Self {
+        let shapes: HashMap<String, Arc<Vec<SeriesShape>>> = rules
+            .custom
+            .iter()
+            .chain(&rules.external)
+            .map(|rule| {
+                let mut shapes: Vec<SeriesShape> = series
+                    .iter()
+                    .filter(|s| rule.series_selector.matches(s))
+                    .map(|s| SeriesShape::new(&s.name, s.labels.keys()))
+                    .collect();
+                shapes.sort();
+                shapes.dedup();
+                (rule.series_query.clone(), Arc::new(shapes))
+            })
+            .collect();
+        Self::build(rules, &shapes, table)
+    }
+
     /// Every custom metric, sorted by resource, scope and name.
     pub fn custom_metrics(&self) -> impl Iterator<Item = (&CustomMetricInfo, &MetricSource)> {
         self.custom.iter()
@@ -123,7 +145,7 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::promql::{LabelSelector, Series};
+    use crate::promql::LabelSelector;
     use crate::rules::{QueryRequest, build_custom_query};
 
     /// prometheus-adapter's `DefaultConfig(1m, "kube_")` (reference §4.4).
@@ -158,25 +180,6 @@ rules:
   metricsQuery: sum(rate(<<.Series>>{<<.LabelMatchers>>}[1m])) by (<<.GroupBy>>)
 "#;
 
-    fn shapes_by_query(rules: &RuleSet, series: &[&str]) -> HashMap<String, Arc<Vec<SeriesShape>>> {
-        // Stand in for Prometheus: each distinct seriesQuery gets the series its selector matches.
-        rules
-            .distinct_series_queries()
-            .into_iter()
-            .map(|query| {
-                let selector = crate::promql::SeriesSelector::parse(query).unwrap();
-                let mut shapes: Vec<SeriesShape> = series
-                    .iter()
-                    .map(|s| Series::parse(s).unwrap())
-                    .filter(|s| selector.matches(s))
-                    .map(|s| SeriesShape::new(&s.name, s.labels.keys()))
-                    .collect();
-                shapes.sort();
-                (query.to_owned(), Arc::new(shapes))
-            })
-            .collect()
-    }
-
     fn registry_4_4() -> (RuleSet, Registry) {
         let rules = crate::config::parse_rules(DEFAULT_CONFIG_KUBE, "test").unwrap();
         let series = [
@@ -191,11 +194,8 @@ rules:
             r#"work_queue_wait_seconds_total{kube_deployment="somedep",kube_namespace="somens"}"#,
             r#"node_fan_seconds_total{kube_node="somenode",kube_namespace="x"}"#,
         ];
-        let registry = Registry::build(
-            &rules,
-            &shapes_by_query(&rules, &series),
-            &ResourceTable::builtin(),
-        );
+        let series: Vec<Series> = series.iter().map(|s| Series::parse(s).unwrap()).collect();
+        let registry = Registry::from_series(&rules, &series, &ResourceTable::builtin());
         (rules, registry)
     }
 

@@ -7,7 +7,9 @@ use std::time::Duration;
 use super::{BackendError, MetricsBackend, SharedSnapshot};
 use crate::model::{GroupResource, QuantityFormat, QueryResult, quantity_from_f64};
 use crate::promql::{LabelMatcher, LabelSelector, LabelSelectorJson, MatchOp};
-use crate::rules::{self, QueryRequest, build_custom_query};
+use crate::registry::Registry;
+use crate::resources::{ResourceInfo, ResourceTable};
+use crate::rules::{self, DiscoveryRule, QueryRequest, RuleSet, build_custom_query};
 
 /// Which objects a request is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,26 +126,12 @@ impl CustomMetrics {
     /// Answers one request at time `now` (Unix seconds).
     pub async fn get(&self, request: &CustomRequest, now: f64) -> Result<Vec<MetricValue>, Error> {
         let snapshot = self.snapshot.load_full();
-        let not_found = || Error::MetricNotFound {
-            metric: request.metric.clone(),
-            resource: request.resource.clone(),
-        };
-        let info = snapshot
-            .table
-            .resolve(&GroupResource::parse(&request.resource))
-            .ok_or_else(not_found)?;
-        let resource = info.group_resource();
-        let source = snapshot
-            .registry
-            .custom(&resource, request.namespace.is_some(), &request.metric)
-            .ok_or_else(not_found)?
-            .clone();
-        let rule = &snapshot.rules.custom[source.rule];
-        let label = rule
-            .resources
-            .label_for_resource(&resource, &snapshot.table)
-            .map_err(|_| not_found())?;
-
+        let plan = QueryPlan::new(
+            &snapshot.rules,
+            &snapshot.registry,
+            &snapshot.table,
+            request,
+        )?;
         let names = match &request.name {
             ObjectName::Named(name) => vec![name.clone()],
             ObjectName::All => {
@@ -153,38 +141,16 @@ impl CustomMetrics {
                     ));
                 }
                 let names = self
-                    .names_in_prometheus(
-                        rule,
-                        &snapshot.table,
-                        &source.series,
-                        &label,
-                        request,
-                        now,
-                    )
+                    .names_in_prometheus(&plan, &snapshot.table, request, now)
                     .await?;
                 if names.is_empty() {
-                    return Err(not_found());
+                    return Err(plan.not_found(request));
                 }
                 names
             }
         };
-
-        let query_request = QueryRequest {
-            namespace: request.namespace.as_deref(),
-            metric_selector: &request.metric_selector,
-            names: &names,
-        };
-        let query = build_custom_query(
-            rule,
-            &snapshot.table,
-            &source.series,
-            &resource,
-            &query_request,
-        )
-        .map_err(|e| match e {
-            rules::Error::Matcher(e) => Error::BadRequest(e.to_string()),
-            _ => not_found(),
-        })?;
+        let query = plan.query(&snapshot.table, request, &names)?;
+        let (info, label) = (plan.info, &plan.label);
         tracing::debug!(%query, "custom metric query");
         let samples = match self
             .backend
@@ -201,7 +167,7 @@ impl CustomMetrics {
         };
         let mut by_name: HashMap<&str, f64> = HashMap::with_capacity(samples.len());
         for sample in &samples {
-            if let Some(name) = sample.labels.get(&label) {
+            if let Some(name) = sample.labels.get(label) {
                 by_name.insert(name.as_str(), sample.value);
             }
         }
@@ -214,10 +180,10 @@ impl CustomMetrics {
             let value = match quantity_from_f64(raw, QuantityFormat::DecimalSi) {
                 Ok(value) => value,
                 Err(e) if request.name == ObjectName::All => {
-                    tracing::warn!(resource = %resource, object = %name, metric = %request.metric, error = %e, "skipping unrepresentable value");
+                    tracing::warn!(resource = %plan.resource, object = %name, metric = %request.metric, error = %e, "skipping unrepresentable value");
                     continue;
                 }
-                Err(e) => return Err(Error::Internal(format!("{} {name}: {e}", resource))),
+                Err(e) => return Err(Error::Internal(format!("{} {name}: {e}", plan.resource))),
             };
             values.push(MetricValue {
                 object: DescribedObject {
@@ -246,39 +212,115 @@ impl CustomMetrics {
     /// Without a cluster there is no object list: use the object names Prometheus has for the series.
     async fn names_in_prometheus(
         &self,
-        rule: &rules::DiscoveryRule,
-        table: &crate::resources::ResourceTable,
-        series: &str,
-        label: &str,
+        plan: &QueryPlan<'_>,
+        table: &ResourceTable,
         request: &CustomRequest,
         now: f64,
     ) -> Result<Vec<String>, Error> {
-        let mut matchers = vec![
-            LabelMatcher::new("__name__", MatchOp::Equal, series)
-                .map_err(|e| Error::Internal(e.to_string()))?,
-        ];
+        let internal = |e: crate::promql::Error| Error::Internal(e.to_string());
+        let mut matchers =
+            vec![LabelMatcher::new("__name__", MatchOp::Equal, &*plan.series).map_err(internal)?];
         if let Some(namespace) = &request.namespace {
-            let ns_label = rule
+            let ns_label = plan
+                .rule
                 .resources
                 .label_for_resource(&GroupResource::new("", "namespaces"), table)
-                .map_err(|_| Error::MetricNotFound {
-                    metric: request.metric.clone(),
-                    resource: request.resource.clone(),
-                })?;
+                .map_err(|_| plan.not_found(request))?;
             matchers.push(
                 LabelMatcher::new(&ns_label, MatchOp::Equal, namespace.as_str())
-                    .map_err(|e| Error::Internal(e.to_string()))?,
+                    .map_err(internal)?,
             );
         }
         let selector = crate::promql::selector(&matchers);
         let start = now - self.max_age.as_secs_f64().max(60.0);
         let mut names = self
             .backend
-            .label_values(label, &selector, start, now)
+            .label_values(&plan.label, &selector, start, now)
             .await
             .map_err(backend_error)?;
         names.sort();
         Ok(names)
+    }
+}
+
+/// Where a custom metric request's values come from: the pure lookup shared by the API and
+/// `explain`.
+pub struct QueryPlan<'s> {
+    /// The rule that serves the metric.
+    pub rule: &'s DiscoveryRule,
+    /// The series `.Series` renders as.
+    pub series: Arc<str>,
+    /// The described resource, normalised.
+    pub resource: GroupResource,
+    /// What the resource table says of it.
+    pub info: &'s ResourceInfo,
+    /// The label that holds object names.
+    pub label: String,
+}
+
+impl<'s> QueryPlan<'s> {
+    /// Looks the request's metric up; unknown resources, metrics and scopes are not found.
+    pub fn new(
+        rules: &'s RuleSet,
+        registry: &Registry,
+        table: &'s ResourceTable,
+        request: &CustomRequest,
+    ) -> Result<Self, Error> {
+        let not_found = || Error::MetricNotFound {
+            metric: request.metric.clone(),
+            resource: request.resource.clone(),
+        };
+        let info = table
+            .resolve(&GroupResource::parse(&request.resource))
+            .ok_or_else(not_found)?;
+        let resource = info.group_resource();
+        let source = registry
+            .custom(&resource, request.namespace.is_some(), &request.metric)
+            .ok_or_else(not_found)?;
+        let rule = &rules.custom[source.rule];
+        let label = rule
+            .resources
+            .label_for_resource(&resource, table)
+            .map_err(|_| not_found())?;
+        Ok(Self {
+            rule,
+            series: source.series.clone(),
+            resource,
+            info,
+            label,
+        })
+    }
+
+    /// The PromQL for these object names.
+    pub fn query(
+        &self,
+        table: &ResourceTable,
+        request: &CustomRequest,
+        names: &[String],
+    ) -> Result<String, Error> {
+        let query_request = QueryRequest {
+            namespace: request.namespace.as_deref(),
+            metric_selector: &request.metric_selector,
+            names,
+        };
+        build_custom_query(
+            self.rule,
+            table,
+            &self.series,
+            &self.resource,
+            &query_request,
+        )
+        .map_err(|e| match e {
+            rules::Error::Matcher(e) => Error::BadRequest(e.to_string()),
+            _ => self.not_found(request),
+        })
+    }
+
+    fn not_found(&self, request: &CustomRequest) -> Error {
+        Error::MetricNotFound {
+            metric: request.metric.clone(),
+            resource: request.resource.clone(),
+        }
     }
 }
 
