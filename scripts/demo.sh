@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PROM_PORT=${PROM_PORT:-19090}
 ADAPTER_PORT=${ADAPTER_PORT:-6443}
+BIN="${CARGO_TARGET_DIR:-target}/debug/prom-adapter"
 WORK=$(mktemp -d -t prom-adapter-demo.XXXXXX)
 pids=()
 cleanup() {
@@ -32,14 +33,26 @@ prometheus --config.file="$WORK/prometheus.yml" --storage.tsdb.path="$WORK/prome
   --storage.tsdb.retention.time=100y --web.listen-address="127.0.0.1:$PROM_PORT" \
   </dev/null >"$WORK/prometheus.log" 2>&1 &
 pids+=($!)
-until curl -fsS "http://127.0.0.1:$PROM_PORT/-/ready" >/dev/null 2>&1; do sleep 0.1; done
+# wait_ready URL PID NAME LOG: poll URL until it answers, failing if the process dies or 30 s pass.
+wait_ready() {
+  local deadline=$(( $(date +%s) + 30 ))
+  until curl -ksf "$1" >/dev/null 2>&1; do
+    if ! kill -0 "$2" 2>/dev/null || [ "$(date +%s)" -ge "$deadline" ]; then
+      echo "$3 did not start; last lines of its log:" >&2
+      tail -n 20 "$4" >&2 || true
+      exit 1
+    fi
+    sleep 0.1
+  done
+}
+wait_ready "http://127.0.0.1:$PROM_PORT/-/ready" "${pids[-1]}" Prometheus "$WORK/prometheus.log"
 echo "Prometheus: http://127.0.0.1:$PROM_PORT"
 
-./target/debug/prom-adapter --standalone --config config/demo.yaml \
+"$BIN" --standalone --config config/demo.yaml \
   --prometheus-url "http://127.0.0.1:$PROM_PORT" --secure-port "$ADAPTER_PORT" \
-  --cert-dir "$WORK/certs" --metrics-relist-interval 30s &
+  --cert-dir "$WORK/certs" --metrics-relist-interval 30s 2> >(tee "$WORK/adapter.log" >&2) &
 pids+=($!)
-until curl -ksf "https://127.0.0.1:$ADAPTER_PORT/readyz" >/dev/null 2>&1; do sleep 0.1; done
+wait_ready "https://127.0.0.1:$ADAPTER_PORT/readyz" "${pids[-1]}" prom-adapter "$WORK/adapter.log"
 
 K="kubectl --server https://127.0.0.1:$ADAPTER_PORT --insecure-skip-tls-verify --token demo"
 cat <<TXT

@@ -202,14 +202,28 @@ fn serves_the_ingress_scenario_from_victoriametrics() {
 }
 
 #[test]
-fn long_queries_and_post_work() {
+fn long_metric_selectors_are_served_with_get_and_with_post() {
     let dir = tempfile::tempdir().unwrap();
     let prometheus = Prometheus::start(dir.path());
-    let adapter = Adapter::start(
-        dir.path(),
-        &demo_rules(),
-        &prometheus.url(),
-        &["--prometheus-verb=POST"],
+    // 800 excluded paths make a query of about 10 KiB: past the GET limit, so it goes by POST.
+    let paths: Vec<String> = (0..800).map(|i| format!("p{i:04}")).collect();
+    let path = format!(
+        "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/services/web/nginx_ingress_requests_per_second?metricLabelSelector=path%20notin%20({})",
+        paths.join(",")
     );
-    ingress_requests_per_second(&adapter);
+    for verb in ["--prometheus-verb=GET", "--prometheus-verb=POST"] {
+        let adapter = Adapter::start(dir.path(), &demo_rules(), &prometheus.url(), &[verb]);
+        ingress_requests_per_second(&adapter);
+        let (code, body) = adapter.curl(&path);
+        assert_eq!(code, 200, "{verb}: {body}");
+        let list: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_close(
+            single_value(&list),
+            11.0,
+            "requests/s excluding 800 other paths",
+        );
+        let expressions = &list["items"][0]["metric"]["selector"]["matchExpressions"][0];
+        assert_eq!(expressions["operator"], "NotIn");
+        assert_eq!(expressions["values"].as_array().unwrap().len(), 800);
+    }
 }

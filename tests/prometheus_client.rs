@@ -256,6 +256,8 @@ async fn headers_bearer_token_reload_and_verbs() {
         .unwrap();
     assert_eq!(series, 0, "the fixture has no kube_pod_info");
     std::fs::write(&token, "second-token").unwrap();
+    // The file is re-read at most once a second.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     client.query("vector(2)", now()).await.unwrap();
     let long = format!(
         "sum(vector(1)) + 0 * count(up{{job=~\"{}\"}})",

@@ -107,3 +107,53 @@ fn yaml_message(error: &serde_saphyr::Error) -> String {
         _ => first.to_owned(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every key of the schema, once: the structural check (`structure.rs`) and the serde mirror
+    /// (`raw.rs`) each describe the schema, and both must accept all of it.
+    const EVERY_FIELD: &str = r#"
+rules:
+- seriesQuery: 'x{a="b"}'
+  seriesFilters: [{is: "x"}, {isNot: "y"}]
+  resources:
+    template: <<.Resource>>
+    overrides: {pod: {group: "", resource: pod}}
+    namespaced: true
+  name: {matches: "^(.*)$", as: "${1}"}
+  metricsQuery: sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)
+externalRules:
+- seriesQuery: 'y'
+  resources: {namespaced: false}
+  metricsQuery: sum(<<.Series>>{<<.LabelMatchers>>})
+resourceRules:
+  cpu:
+    containerQuery: x{<<.LabelMatchers>>}
+    nodeQuery: x{<<.LabelMatchers>>}
+    resources: {overrides: {namespace: {resource: namespace}, pod: {resource: pod}, node: {resource: node}}}
+    containerLabel: container
+  memory:
+    containerQuery: x{<<.LabelMatchers>>}
+    nodeQuery: x{<<.LabelMatchers>>}
+    resources: {template: <<.Resource>>}
+    containerLabel: container
+  window: 5m
+"#;
+
+    #[test]
+    fn the_structural_check_and_the_serde_mirror_agree_on_the_schema() {
+        assert!(
+            structure::check(EVERY_FIELD).is_empty(),
+            "{:?}",
+            structure::check(EVERY_FIELD)
+        );
+        let raw: raw::RawRules =
+            serde_saphyr::from_str(EVERY_FIELD).expect("the serde mirror accepts every field");
+        assert!(raw.resource_rules.is_some());
+        let rules = parse_rules(EVERY_FIELD, "every-field.yaml").unwrap();
+        assert_eq!((rules.custom.len(), rules.external.len()), (1, 1));
+        assert!(rules.resource.is_some());
+    }
+}

@@ -7,7 +7,7 @@ pub use series::{DecodeError, SeriesAnswer, SeriesDecoder, decode_series};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
@@ -447,14 +447,16 @@ fn read(path: &Path, flag: &str) -> Result<Vec<u8>, Error> {
     std::fs::read(path).map_err(|e| Error::Config(format!("{flag} {}: {e}", path.display())))
 }
 
-/// A bearer token file, re-read when its modification time or size changes (projected
-/// service-account tokens rotate in place).
+/// A bearer token file, re-read at most once a second: projected service-account tokens are
+/// rotated in place, possibly with the same size and timestamp granularity.
 struct TokenFile {
     path: PathBuf,
-    cached: Mutex<Option<(SystemTime, u64, String)>>,
+    cached: Mutex<Option<(Instant, String)>>,
 }
 
 impl TokenFile {
+    const REFRESH: Duration = Duration::from_secs(1);
+
     fn new(path: PathBuf) -> Self {
         Self {
             path,
@@ -463,17 +465,14 @@ impl TokenFile {
     }
 
     fn current(&self) -> std::io::Result<String> {
-        let meta = std::fs::metadata(&self.path)?;
-        let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
         let mut cached = self.cached.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((m, len, token)) = cached.as_ref()
-            && *m == modified
-            && *len == meta.len()
+        if let Some((read_at, token)) = cached.as_ref()
+            && read_at.elapsed() < Self::REFRESH
         {
             return Ok(token.clone());
         }
         let token = std::fs::read_to_string(&self.path)?.trim().to_owned();
-        *cached = Some((modified, meta.len(), token.clone()));
+        *cached = Some((Instant::now(), token.clone()));
         Ok(token)
     }
 }
@@ -493,10 +492,17 @@ mod tests {
     fn token_file_is_reread_when_it_changes() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("token");
-        std::fs::write(&path, "first\n").unwrap();
+        std::fs::write(&path, "first").unwrap();
         let file = TokenFile::new(path.clone());
         assert_eq!(file.current().unwrap(), "first");
-        std::fs::write(&path, "second-token").unwrap();
-        assert_eq!(file.current().unwrap(), "second-token");
+        // A rotation to a token of the same length (the newline is trimmed) within one timestamp tick.
+        std::fs::write(&path, "other\n").unwrap();
+        assert_eq!(
+            file.current().unwrap(),
+            "first",
+            "cached within the refresh interval"
+        );
+        std::thread::sleep(TokenFile::REFRESH + Duration::from_millis(50));
+        assert_eq!(file.current().unwrap(), "other");
     }
 }
