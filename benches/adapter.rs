@@ -340,6 +340,13 @@ fn discovery() {
     let discovered = adapter.get_json("/apis/custom.metrics.k8s.io/v1beta2");
     let metrics = discovered["resources"].as_array().map_or(0, Vec::len);
     let rss = peak_rss_mib(adapter.pid());
+    if durations.is_empty() {
+        println!(
+            "\n(b) discovery: no relist finished within 120 s; see {}",
+            adapter.log.display()
+        );
+        return;
+    }
     let mut sorted = durations.clone();
     sorted.sort_by(f64::total_cmp);
 

@@ -71,7 +71,11 @@ pub fn summarize(rules: &RuleSet) -> Vec<String> {
 /// Reads series from a Prometheus `/api/v1/series` JSON answer or from lines in selector notation.
 pub fn parse_series_file(text: &str) -> Result<Vec<Series>, Error> {
     let trimmed = text.trim_start();
-    if trimmed.starts_with('{') && trimmed.contains("\"data\"") {
+    // A JSON answer opens with `{"`; selector notation with `{label` or a metric name.
+    let json = trimmed
+        .strip_prefix('{')
+        .is_some_and(|rest| rest.trim_start().starts_with('"'));
+    if json {
         #[derive(serde::Deserialize)]
         struct Answer {
             data: Vec<BTreeMap<String, String>>,
@@ -307,6 +311,16 @@ externalRules:
                 .is_err()
             );
         }
+    }
+
+    #[test]
+    fn selector_lines_that_mention_data_are_not_taken_for_json() {
+        let series = parse_series_file("{__name__=\"x\",job=\"data\"}\n").unwrap();
+        assert_eq!(series[0].name, "x");
+        assert!(
+            parse_series_file("{\"status\":\"success\",\"data\":[{\"job\":\"x\"}]}").is_err(),
+            "no __name__"
+        );
     }
 
     #[test]

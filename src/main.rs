@@ -67,7 +67,8 @@ fn check(path: &std::path::Path) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Err(error) => {
-            eprintln!("{error}");
+            // The whole chain: a read error says why ("No such file or directory").
+            eprintln!("{:#}", anyhow::Error::from(error));
             Ok(ExitCode::FAILURE)
         }
     }
@@ -246,6 +247,9 @@ fn validate(settings: &settings::Settings) -> anyhow::Result<ServeConfig> {
         d => d,
     };
     let timeout = parse_duration(&settings.prometheus_timeout).context("--prometheus-timeout")?;
+    if timeout.is_zero() {
+        bail!("--prometheus-timeout must be greater than zero");
+    }
     let verb = match settings.prometheus_verb.to_ascii_uppercase().as_str() {
         "GET" => prometheus::Verb::Get,
         "POST" => prometheus::Verb::Post,

@@ -214,11 +214,6 @@ impl ResourceTable {
             .find(named)
             .or_else(|| self.entries.iter().find(named))
     }
-
-    /// Every resource in the table.
-    pub fn entries(&self) -> &[ResourceInfo] {
-        &self.entries
-    }
 }
 
 #[cfg(test)]

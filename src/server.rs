@@ -99,20 +99,25 @@ pub fn tls_config(source: &TlsSource) -> Result<rustls::ServerConfig, Error> {
 fn self_signed(dir: &Path, extra_sans: &[String]) -> Result<(PathBuf, PathBuf), Error> {
     let cert_path = dir.join("apiserver.crt");
     let key_path = dir.join("apiserver.key");
-    if cert_path.exists() && key_path.exists() {
+    // The names a stored certificate was made for: a changed --tls-san makes a new one.
+    let sans_path = dir.join("apiserver.sans");
+    let mut sans = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+    sans.extend(extra_sans.iter().cloned());
+    let sans_text = sans.join("\n");
+    let stored_sans = std::fs::read_to_string(&sans_path).unwrap_or_default();
+    if cert_path.exists() && key_path.exists() && stored_sans == sans_text {
         return Ok((cert_path, key_path));
     }
     let fail = |reason: String| Error::SelfSigned {
         dir: dir.display().to_string(),
         reason,
     };
-    let mut sans = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
-    sans.extend(extra_sans.iter().cloned());
     let generated = rcgen::generate_simple_self_signed(sans).map_err(|e| fail(e.to_string()))?;
     std::fs::create_dir_all(dir).map_err(|e| fail(e.to_string()))?;
     std::fs::write(&cert_path, generated.cert.pem()).map_err(|e| fail(e.to_string()))?;
     write_private(&key_path, generated.signing_key.serialize_pem().as_bytes())
         .map_err(|e| fail(e.to_string()))?;
+    std::fs::write(&sans_path, &sans_text).map_err(|e| fail(e.to_string()))?;
     tracing::info!(cert = %cert_path.display(), "generated a self-signed serving certificate");
     Ok((cert_path, key_path))
 }
@@ -157,4 +162,52 @@ pub async fn serve(
 /// Installs ring as rustls' process-wide crypto provider (call once, first thing).
 pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn self_signed_certificate_is_reused_until_the_names_change() {
+        install_crypto_provider();
+        let dir = tempfile::tempdir().unwrap();
+        let source = |sans: &[&str]| TlsSource {
+            cert_file: None,
+            key_file: None,
+            cert_dir: dir.path().to_owned(),
+            extra_sans: sans.iter().map(|s| s.to_string()).collect(),
+        };
+        tls_config(&source(&["adapter.monitoring.svc"])).unwrap();
+        let first = std::fs::read(dir.path().join("apiserver.crt")).unwrap();
+        tls_config(&source(&["adapter.monitoring.svc"])).unwrap();
+        assert_eq!(
+            std::fs::read(dir.path().join("apiserver.crt")).unwrap(),
+            first,
+            "reused"
+        );
+        tls_config(&source(&["adapter.monitoring.svc", "other.example"])).unwrap();
+        assert_ne!(
+            std::fs::read(dir.path().join("apiserver.crt")).unwrap(),
+            first,
+            "regenerated for new names"
+        );
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("apiserver.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn half_a_certificate_pair_is_an_error() {
+        let source = TlsSource {
+            cert_file: Some("/x.crt".into()),
+            key_file: None,
+            cert_dir: "/tmp".into(),
+            extra_sans: vec![],
+        };
+        assert!(matches!(tls_config(&source), Err(Error::HalfPair)));
+    }
 }

@@ -150,16 +150,31 @@ fn custom_api_group() -> ApiGroup {
     }
 }
 
-async fn group_list() -> HttpResponse {
+/// Like prometheus-adapter, the custom metrics API exists only when the rules file has `rules`.
+fn custom_enabled(state: &AppState) -> Result<(), Error> {
+    if state.custom.snapshot().load().rules.custom.is_empty() {
+        Err(Error::no_such_path())
+    } else {
+        Ok(())
+    }
+}
+
+async fn group_list(state: web::Data<AppState>) -> HttpResponse {
+    let groups = if custom_enabled(&state).is_ok() {
+        vec![custom_api_group()]
+    } else {
+        Vec::new()
+    };
     HttpResponse::Ok().json(ApiGroupList {
         kind: "APIGroupList",
         api_version: "v1",
-        groups: vec![custom_api_group()],
+        groups,
     })
 }
 
-async fn custom_group() -> HttpResponse {
-    HttpResponse::Ok().json(custom_api_group())
+async fn custom_group(state: web::Data<AppState>) -> Result<HttpResponse, Error> {
+    custom_enabled(&state)?;
+    Ok(HttpResponse::Ok().json(custom_api_group()))
 }
 
 fn checked_version(version: &str) -> Result<&'static str, Error> {
@@ -174,6 +189,7 @@ async fn custom_resources(
     state: web::Data<AppState>,
     version: web::Path<String>,
 ) -> Result<HttpResponse, Error> {
+    custom_enabled(&state)?;
     let version = checked_version(&version)?;
     let snapshot = state.custom.snapshot().load();
     let resources = snapshot
@@ -199,6 +215,7 @@ async fn custom_metric(
     state: web::Data<AppState>,
     request: HttpRequest,
 ) -> Result<HttpResponse, Error> {
+    custom_enabled(&state)?;
     let version = checked_version(request.match_info().get("version").unwrap_or_default())?;
     let tail = request.match_info().get("tail").unwrap_or_default();
     let query = web::Query::<HashMap<String, String>>::from_query(request.query_string())
@@ -284,6 +301,7 @@ pub fn parse_custom_request(
             metric.clone(),
         ),
         [resource, name, metric] => (resource.clone(), None, name.clone(), metric.clone()),
+        short if short.len() < 3 => return Err(Error::BadRequest("invalid request path".into())),
         _ => return Err(Error::no_such_path()),
     };
     if let Some(field_selector) = query.get("fieldSelector").filter(|f| !f.is_empty()) {
@@ -348,7 +366,12 @@ mod tests {
         );
         let r = parse("namespaces/*/metrics/queue", &[]).unwrap();
         assert_eq!(r.name, ObjectName::All);
-        assert!(matches!(parse("pods/x", &[]), Err(Error::NotFound(_))));
+        assert!(matches!(parse("pods/x", &[]), Err(Error::BadRequest(_))));
+        assert!(matches!(parse("a/b/c/d", &[]), Err(Error::NotFound(_))));
+        assert!(matches!(
+            parse("namespaces/a/b/c/d/e", &[]),
+            Err(Error::NotFound(_))
+        ));
         assert!(matches!(parse("a//b", &[]), Err(Error::BadRequest(_))));
     }
 

@@ -7,6 +7,7 @@ use serde::Deserialize;
 /// Every setting of `serve`, after layering. Names are snake_case because the environment source
 /// lowercases keys (`PROM_ADAPTER_PROMETHEUS_URL` → `prometheus_url`).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct Settings {
     /// Rules file.
     pub config: Option<PathBuf>,
@@ -164,5 +165,16 @@ mod tests {
         )];
         assert!(load(None, &env, &[]).is_err());
         assert!(load(Some(Path::new("/nonexistent/settings.yaml")), &[], &[]).is_err());
+        // A misspelt key is an error, not silently the default.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("settings.yaml");
+        std::fs::write(&file, "promethues_url: http://x\n").unwrap();
+        let error = load(Some(&file), &[], &[]).unwrap_err().to_string();
+        assert!(error.contains("promethues_url"), "{error}");
+        let env = vec![(
+            "PROM_ADAPTER_PROMETHEUS_ULR".to_owned(),
+            "http://x".to_owned(),
+        )];
+        assert!(load(None, &env, &[]).is_err());
     }
 }

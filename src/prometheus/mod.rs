@@ -163,11 +163,6 @@ impl Client {
         Self::new((*self.config).clone())
     }
 
-    /// The configured base URL.
-    pub fn url(&self) -> &str {
-        &self.config.url
-    }
-
     fn auth_header(&self) -> Result<Option<HeaderValue>, Error> {
         let Some(token) = self.token.as_ref() else {
             return Ok(None);

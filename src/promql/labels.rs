@@ -194,11 +194,6 @@ impl LabelSelector {
         self.requirements.is_empty()
     }
 
-    /// The requirements, sorted by key.
-    pub fn requirements(&self) -> &[Requirement] {
-        &self.requirements
-    }
-
     /// Converts to PromQL matchers and the matching `.LabelValuesByName` entries
     /// (prometheus-adapter's table, with alternations regex-escaped).
     pub fn to_matchers(&self) -> Result<(Vec<LabelMatcher>, BTreeMap<String, String>), Error> {

@@ -53,8 +53,10 @@ pub fn is_valid_metric_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
 }
 
-/// Quotes a string as a PromQL double-quoted literal, byte-for-byte like Go's `strconv.Quote`
-/// (which prometheus-adapter uses) for the characters that occur in label values.
+/// Quotes a string as a PromQL double-quoted literal the way Go's `strconv.Quote` does (which
+/// prometheus-adapter uses): the same escapes for quotes, backslashes, ASCII and Unicode control,
+/// space and format characters. Go also escapes unassigned code points, which Rust's standard
+/// library cannot tell apart; those are kept as they are (still valid PromQL).
 pub fn quote(value: &str) -> String {
     let mut out = String::with_capacity(value.len() + 2);
     out.push('"');
@@ -71,7 +73,7 @@ pub fn quote(value: &str) -> String {
             '\u{b}' => out.push_str("\\v"),
             ' '..='~' => out.push(c),
             c if (c as u32) < 0x80 => out.push_str(&format!("\\x{:02x}", c as u32)),
-            c if c.is_control() || (c.is_whitespace() && c != ' ') => {
+            c if c.is_control() || (c.is_whitespace() && c != ' ') || is_format_character(c) => {
                 if (c as u32) <= 0xffff {
                     out.push_str(&format!("\\u{:04x}", c as u32));
                 } else {
@@ -83,6 +85,16 @@ pub fn quote(value: &str) -> String {
     }
     out.push('"');
     out
+}
+
+/// Unicode format characters (category Cf), which Go does not print: soft hyphen, zero-width and
+/// bidirectional marks, the byte-order mark, and the rest of the category.
+fn is_format_character(c: char) -> bool {
+    matches!(c as u32,
+        0xAD | 0x600..=0x605 | 0x61C | 0x6DD | 0x70F | 0x890..=0x891 | 0x8E2 | 0x180E
+        | 0x200B..=0x200F | 0x202A..=0x202E | 0x2060..=0x2064 | 0x2066..=0x206F | 0xFEFF
+        | 0xFFF9..=0xFFFB | 0x110BD | 0x110CD | 0x13430..=0x1343F | 0x1BCA0..=0x1BCA3
+        | 0x1D173..=0x1D17A | 0xE0001 | 0xE0020..=0xE007F)
 }
 
 /// Joins literal values into an anchored-by-Prometheus regex alternation, escaping regex
@@ -188,6 +200,7 @@ mod tests {
         assert_eq!(quote("line\nbreak\ttab"), r#""line\nbreak\ttab""#);
         assert_eq!(quote("\u{0}\u{7f}"), r#""\x00\x7f""#);
         assert_eq!(quote("\u{2028}"), r#""\u2028""#);
+        assert_eq!(quote("a\u{200B}b\u{AD}"), r#""a\u200bb\u00ad""#);
         assert_eq!(quote("naïve ☃"), "\"naïve ☃\"");
         assert_eq!(quote(""), r#""""#);
     }

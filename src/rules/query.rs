@@ -418,4 +418,62 @@ mod tests {
         );
         assert!(QueryTemplate::compile("<<.Series").is_err());
     }
+
+    #[test]
+    fn resource_queries_of_reference_4_7() {
+        let rules = crate::config::parse_rules(
+            r#"
+resourceRules:
+  cpu:
+    containerQuery: sum(rate(container_cpu_usage_seconds_total{<<.LabelMatchers>>}[1m])) by (<<.GroupBy>>)
+    nodeQuery: sum(rate(container_cpu_usage_seconds_total{<<.LabelMatchers>>, id='/'}[1m])) by (<<.GroupBy>>)
+    resources: {overrides: {namespace: {resource: namespace}, pod: {resource: pod}, instance: {resource: node}}}
+    containerLabel: container
+  memory:
+    containerQuery: sum(container_memory_working_set_bytes{<<.LabelMatchers>>}) by (<<.GroupBy>>)
+    nodeQuery: sum(container_memory_working_set_bytes{<<.LabelMatchers>>,id='/'}) by (<<.GroupBy>>)
+    resources: {overrides: {namespace: {resource: namespace}, pod: {resource: pod}, instance: {resource: node}}}
+    containerLabel: container
+  window: 1m
+"#,
+            "test",
+        )
+        .unwrap();
+        let resource_rules = rules.resource.unwrap();
+        let table = ResourceTable::builtin();
+        let everything = LabelSelector::default();
+        let query =
+            |rule: &ResourceRule, resource: &str, namespace: Option<&str>, names: &[&str]| {
+                let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+                let request = QueryRequest {
+                    namespace,
+                    metric_selector: &everything,
+                    names: &names,
+                };
+                build_resource_query(rule, &table, &GroupResource::new("", resource), &request)
+                    .unwrap()
+            };
+        let (cpu, memory) = (&resource_rules.cpu, &resource_rules.memory);
+        assert_eq!(
+            query(cpu, "pods", Some("some-ns"), &["pod1", "pod3"]),
+            r#"sum(rate(container_cpu_usage_seconds_total{namespace="some-ns",pod=~"pod1|pod3"}[1m])) by (pod,container)"#
+        );
+        assert_eq!(
+            query(cpu, "pods", Some("other-ns"), &["pod27"]),
+            r#"sum(rate(container_cpu_usage_seconds_total{namespace="other-ns",pod="pod27"}[1m])) by (pod,container)"#
+        );
+        assert_eq!(
+            query(memory, "pods", Some("some-ns"), &["pod1", "pod3"]),
+            r#"sum(container_memory_working_set_bytes{namespace="some-ns",pod=~"pod1|pod3"}) by (pod,container)"#
+        );
+        assert_eq!(
+            query(cpu, "nodes", None, &["node1", "node2"]),
+            r#"sum(rate(container_cpu_usage_seconds_total{instance=~"node1|node2", id='/'}[1m])) by (instance)"#
+        );
+        assert_eq!(
+            query(memory, "nodes", None, &["node1", "node2"]),
+            r#"sum(container_memory_working_set_bytes{instance=~"node1|node2",id='/'}) by (instance)"#
+        );
+        assert_eq!(resource_rules.window, std::time::Duration::from_secs(60));
+    }
 }
