@@ -43,18 +43,22 @@ fn every_example_rules_file_loads() {
     );
 }
 
+/// Writes `contents` as a rules file and runs `check` on it: (exit code, stderr, file name).
+fn check_text(dir: &Path, contents: &str) -> (i32, String, String) {
+    let file = dir.join("bad.yaml");
+    std::fs::write(&file, contents).unwrap();
+    let (code, _, stderr) = run(&["check", "--config", file.to_str().unwrap()]);
+    (code, stderr, file.display().to_string())
+}
+
 #[test]
 fn check_reports_every_error_with_file_line_and_field_path() {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("bad.yaml");
-    std::fs::write(
-        &file,
+    let (code, stderr, f) = check_text(
+        dir.path(),
         "rules:\n- seriesQuery: 'x{a=\"b\"}'\n  name: {matches: '^(.*)_total$', as: '$1_per_second'}\n  metricsQuery: 'sum(<<.Series'\n- seriesFilters: [{is: '('}]\n  metricsQuery: x\n",
-    )
-    .unwrap();
-    let (code, _, stderr) = run(&["check", "--config", file.to_str().unwrap()]);
+    );
     assert_eq!(code, 1);
-    let f = file.display().to_string();
     assert!(
         stderr.contains(&format!("{f}:3:")) && stderr.contains("rules[0].name.as"),
         "{stderr}"
@@ -70,12 +74,10 @@ fn check_reports_every_error_with_file_line_and_field_path() {
     );
 
     // Structural mistakes are reported together too, with their field paths.
-    std::fs::write(
-        &file,
+    let (code, stderr, f) = check_text(
+        dir.path(),
         "rules:\n- seriesQuery: x\n  metricQuery: y\nexternalrules: []\n",
-    )
-    .unwrap();
-    let (code, _, stderr) = run(&["check", "--config", file.to_str().unwrap()]);
+    );
     assert_eq!(code, 1);
     assert!(
         stderr.contains(&format!(
@@ -87,11 +89,16 @@ fn check_reports_every_error_with_file_line_and_field_path() {
         stderr.contains(&format!("{f}:4:1: externalrules: unknown field")),
         "{stderr}"
     );
+
     // A YAML syntax error is reported with its position.
-    std::fs::write(&file, "rules:\n- seriesQuery: [x\n").unwrap();
-    let (code, _, stderr) = run(&["check", "--config", file.to_str().unwrap()]);
+    let (code, stderr, f) = check_text(dir.path(), "rules:\n- seriesQuery: [x\n");
     assert_eq!(code, 1);
     assert!(stderr.contains(&format!("{f}:")), "{stderr}");
+
+    // A file that cannot be read says why.
+    let (code, _, stderr) = run(&["check", "--config", "/nonexistent/rules.yaml"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("No such file or directory"), "{stderr}");
 }
 
 #[test]

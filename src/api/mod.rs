@@ -95,22 +95,24 @@ pub async fn observe(
 }
 
 async fn live(state: web::Data<AppState>) -> HttpResponse {
-    if state.health.is_live(unix_now()) {
-        HttpResponse::Ok().content_type("text/plain").body("ok")
-    } else {
-        HttpResponse::ServiceUnavailable()
-            .content_type("text/plain")
-            .body("discovery has stopped relisting")
-    }
+    probe(
+        state.health.is_live(unix_now()),
+        "discovery has stopped relisting",
+    )
 }
 
 async fn ready(state: web::Data<AppState>) -> HttpResponse {
-    if state.health.is_ready() {
+    probe(state.health.is_ready(), "discovery has not completed yet")
+}
+
+/// A plain-text health answer, as kube-apiserver's own probes give.
+fn probe(healthy: bool, failure: &'static str) -> HttpResponse {
+    if healthy {
         HttpResponse::Ok().content_type("text/plain").body("ok")
     } else {
         HttpResponse::ServiceUnavailable()
             .content_type("text/plain")
-            .body("discovery has not completed yet")
+            .body(failure)
     }
 }
 
