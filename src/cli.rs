@@ -109,6 +109,12 @@ pub struct ServeArgs {
     /// Extra subject alternative name for the self-signed certificate (repeatable).
     #[arg(long)]
     pub tls_san: Vec<String>,
+    /// Lowest TLS version served: VersionTLS12 (default) or VersionTLS13.
+    #[arg(long)]
+    pub tls_min_version: Option<String>,
+    /// TLS 1.2 cipher suites, Go names, comma-separated (TLS 1.3 suites are always on).
+    #[arg(long, value_delimiter = ',')]
+    pub tls_cipher_suites: Vec<String>,
     /// Kubeconfig for the adapter's Kubernetes client.
     #[arg(long)]
     pub lister_kubeconfig: Option<PathBuf>,
@@ -160,6 +166,7 @@ impl ServeArgs {
         one("lister_kubeconfig", path(&self.lister_kubeconfig));
         one("v", self.v.map(|v| v.to_string()));
         one("log_format", self.log_format.clone());
+        one("tls_min_version", self.tls_min_version.clone());
         if !self.prometheus_header.is_empty() {
             out.push((
                 "prometheus_header",
@@ -168,6 +175,12 @@ impl ServeArgs {
         }
         if !self.tls_san.is_empty() {
             out.push(("tls_san", FlagValue::Many(self.tls_san.clone())));
+        }
+        if !self.tls_cipher_suites.is_empty() {
+            out.push((
+                "tls_cipher_suites",
+                FlagValue::Many(self.tls_cipher_suites.clone()),
+            ));
         }
         if self.standalone {
             out.push(("standalone", FlagValue::Bool(true)));
@@ -310,8 +323,8 @@ mod tests {
     fn ignored_flags_warn_and_unsupported_flags_fail() {
         let (kept, warnings) = screen_legacy_flags(args(&[
             "prom-adapter",
-            "--tls-cipher-suites",
-            "A,B",
+            "--vmodule",
+            "x=2",
             "--disable-http2",
             "--config=x",
             "--profiling=false",
@@ -319,11 +332,19 @@ mod tests {
         .unwrap();
         assert_eq!(kept, args(&["prom-adapter", "--config=x"]));
         assert_eq!(warnings.len(), 3);
-        assert!(warnings[0].contains("tls-cipher-suites"));
+        assert!(warnings[0].contains("vmodule"));
         let error =
             screen_legacy_flags(args(&["prom-adapter", "--requestheader-client-ca-file=/x"]))
                 .unwrap_err();
         assert!(error.contains("--requestheader-client-ca-file"));
         assert!(screen_legacy_flags(args(&["prom-adapter", "--audit-log-path=/x"])).is_err());
+        // TLS policy flags are real flags now.
+        let cli = Cli::try_parse_from(args(&[
+            "prom-adapter",
+            "--tls-min-version=VersionTLS13",
+            "--tls-cipher-suites=TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+        ]))
+        .unwrap();
+        assert_eq!(cli.serve.tls_cipher_suites.len(), 2);
     }
 }

@@ -275,6 +275,13 @@ fn validate(settings: &settings::Settings) -> anyhow::Result<ServeConfig> {
             "--prometheus-client-tls-cert-file and --prometheus-client-tls-key-file must be given together"
         ),
     };
+    let (policy, tls_warnings) = server::TlsPolicy::from_flags(
+        settings.tls_min_version.as_deref(),
+        &settings.tls_cipher_suites,
+    )?;
+    for warning in tls_warnings {
+        tracing::warn!("{warning}");
+    }
     Ok(ServeConfig {
         rules_path,
         prometheus: prometheus::ClientConfig {
@@ -292,6 +299,7 @@ fn validate(settings: &settings::Settings) -> anyhow::Result<ServeConfig> {
         },
         addr: SocketAddr::new(ip, settings.secure_port),
         tls: server::TlsSource {
+            policy,
             cert_file: settings.tls_cert_file.clone(),
             key_file: settings.tls_private_key_file.clone(),
             cert_dir: settings.cert_dir.clone(),

@@ -34,6 +34,9 @@ pub enum Error {
         /// What went wrong.
         reason: String,
     },
+    /// `--tls-min-version` or `--tls-cipher-suites` names something unknown.
+    #[error("{0}")]
+    TlsFlag(String),
     /// rustls rejected the certificate/key pair.
     #[error("invalid TLS certificate or key: {0}")]
     Tls(#[from] rustls::Error),
@@ -59,6 +62,183 @@ pub struct TlsSource {
     pub cert_dir: PathBuf,
     /// Extra subject alternative names for the self-signed certificate.
     pub extra_sans: Vec<String>,
+    /// Protocol versions and cipher suites offered.
+    pub policy: TlsPolicy,
+}
+
+/// What TLS versions and cipher suites the server offers (`--tls-min-version`,
+/// `--tls-cipher-suites`).
+#[derive(Debug, Clone)]
+pub struct TlsPolicy {
+    versions: Vec<&'static rustls::SupportedProtocolVersion>,
+    tls12_suites: Option<Vec<rustls::SupportedCipherSuite>>,
+}
+
+impl Default for TlsPolicy {
+    fn default() -> Self {
+        Self {
+            versions: rustls::ALL_VERSIONS.to_vec(),
+            tls12_suites: None,
+        }
+    }
+}
+
+/// Go's names for TLS 1.2 cipher suites (what `--tls-cipher-suites` takes), and the rustls suite
+/// for each that rustls implements. Kubernetes, like Go, does not let TLS 1.3 suites be chosen.
+const GO_TLS12_SUITES: &[(&str, Option<&rustls::SupportedCipherSuite>)] = {
+    use rustls::crypto::ring::cipher_suite as s;
+    &[
+        (
+            "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+            Some(&s::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256),
+        ),
+        (
+            "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+            Some(&s::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384),
+        ),
+        (
+            "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305",
+            Some(&s::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256),
+        ),
+        (
+            "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
+            Some(&s::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256),
+        ),
+        (
+            "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+            Some(&s::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256),
+        ),
+        (
+            "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+            Some(&s::TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384),
+        ),
+        (
+            "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305",
+            Some(&s::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256),
+        ),
+        (
+            "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
+            Some(&s::TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256),
+        ),
+        ("TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA", None),
+        ("TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA", None),
+        ("TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256", None),
+        ("TLS_ECDHE_ECDSA_WITH_RC4_128_SHA", None),
+        ("TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA", None),
+        ("TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA", None),
+        ("TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256", None),
+        ("TLS_ECDHE_RSA_WITH_3DES_EDE_CBC_SHA", None),
+        ("TLS_ECDHE_RSA_WITH_RC4_128_SHA", None),
+        ("TLS_RSA_WITH_AES_128_CBC_SHA", None),
+        ("TLS_RSA_WITH_AES_256_CBC_SHA", None),
+        ("TLS_RSA_WITH_AES_128_CBC_SHA256", None),
+        ("TLS_RSA_WITH_AES_128_GCM_SHA256", None),
+        ("TLS_RSA_WITH_AES_256_GCM_SHA384", None),
+        ("TLS_RSA_WITH_3DES_EDE_CBC_SHA", None),
+        ("TLS_RSA_WITH_RC4_128_SHA", None),
+    ]
+};
+
+const GO_TLS13_SUITES: &[&str] = &[
+    "TLS_AES_128_GCM_SHA256",
+    "TLS_AES_256_GCM_SHA384",
+    "TLS_CHACHA20_POLY1305_SHA256",
+];
+
+impl TlsPolicy {
+    /// Builds the policy from the flags. Returns warnings for names that are valid for Go but that
+    /// rustls does not offer (CBC, RC4, 3DES and RSA key exchange suites, TLS below 1.2); an
+    /// unknown name is an error.
+    pub fn from_flags(
+        min_version: Option<&str>,
+        cipher_suites: &[String],
+    ) -> Result<(Self, Vec<String>), Error> {
+        let mut warnings = Vec::new();
+        let versions = match min_version.unwrap_or("VersionTLS12") {
+            "VersionTLS10" | "VersionTLS11" => {
+                warnings.push("TLS below 1.2 is not offered (rustls implements 1.2 and 1.3); serving TLS 1.2+".to_owned());
+                rustls::ALL_VERSIONS.to_vec()
+            }
+            "VersionTLS12" => rustls::ALL_VERSIONS.to_vec(),
+            "VersionTLS13" => vec![&rustls::version::TLS13],
+            other => {
+                return Err(Error::TlsFlag(format!(
+                    "--tls-min-version {other:?} is not one of VersionTLS10, VersionTLS11, VersionTLS12, VersionTLS13"
+                )));
+            }
+        };
+        let tls12_suites = if cipher_suites.is_empty() {
+            None
+        } else {
+            let mut chosen = Vec::new();
+            for name in cipher_suites
+                .iter()
+                .map(|n| n.trim())
+                .filter(|n| !n.is_empty())
+            {
+                match GO_TLS12_SUITES.iter().find(|(go, _)| *go == name) {
+                    Some((_, Some(suite))) => {
+                        if !chosen
+                            .iter()
+                            .any(|c: &rustls::SupportedCipherSuite| c.suite() == suite.suite())
+                        {
+                            chosen.push(**suite);
+                        }
+                    }
+                    Some((_, None)) => warnings.push(format!(
+                        "cipher suite {name} is not offered: rustls does not implement it"
+                    )),
+                    None if GO_TLS13_SUITES.contains(&name) => {
+                        warnings.push(format!(
+                            "cipher suite {name} is a TLS 1.3 suite, which is always enabled"
+                        ));
+                    }
+                    None => {
+                        return Err(Error::TlsFlag(format!(
+                            "--tls-cipher-suites: unknown cipher suite {name:?}"
+                        )));
+                    }
+                }
+            }
+            if chosen.is_empty()
+                && versions
+                    .iter()
+                    .any(|v| v.version == rustls::ProtocolVersion::TLSv1_2)
+            {
+                warnings.push("no TLS 1.2 cipher suite of --tls-cipher-suites is available: only TLS 1.3 is served".into());
+            }
+            Some(chosen)
+        };
+        Ok((
+            Self {
+                versions,
+                tls12_suites,
+            },
+            warnings,
+        ))
+    }
+
+    fn provider(&self) -> rustls::crypto::CryptoProvider {
+        let mut provider = rustls::crypto::ring::default_provider();
+        if let Some(chosen) = &self.tls12_suites {
+            provider.cipher_suites.retain(|suite| match suite {
+                rustls::SupportedCipherSuite::Tls13(_) => true,
+                rustls::SupportedCipherSuite::Tls12(_) => {
+                    chosen.iter().any(|c| c.suite() == suite.suite())
+                }
+            });
+        }
+        provider
+    }
+
+    fn versions(&self) -> Vec<&'static rustls::SupportedProtocolVersion> {
+        let tls12_possible = self.tls12_suites.as_ref().is_none_or(|s| !s.is_empty());
+        self.versions
+            .iter()
+            .copied()
+            .filter(|v| tls12_possible || v.version != rustls::ProtocolVersion::TLSv1_2)
+            .collect()
+    }
 }
 
 /// Loads the certificate pair, or generates a self-signed one (SANs localhost, 127.0.0.1 and the
@@ -91,9 +271,12 @@ pub fn tls_config(source: &TlsSource) -> Result<rustls::ServerConfig, Error> {
         });
     }
     let key = PrivateKeyDer::from_pem_file(&key).map_err(pem_error("private key", &key))?;
-    Ok(rustls::ServerConfig::builder()
-        .with_no_client_auth()
-        .with_single_cert(chain, key)?)
+    Ok(
+        rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(source.policy.provider()))
+            .with_protocol_versions(&source.policy.versions())?
+            .with_no_client_auth()
+            .with_single_cert(chain, key)?,
+    )
 }
 
 fn self_signed(dir: &Path, extra_sans: &[String]) -> Result<(PathBuf, PathBuf), Error> {
@@ -177,6 +360,7 @@ mod tests {
             key_file: None,
             cert_dir: dir.path().to_owned(),
             extra_sans: sans.iter().map(|s| s.to_string()).collect(),
+            policy: TlsPolicy::default(),
         };
         tls_config(&source(&["adapter.monitoring.svc"])).unwrap();
         let first = std::fs::read(dir.path().join("apiserver.crt")).unwrap();
@@ -207,7 +391,46 @@ mod tests {
             key_file: None,
             cert_dir: "/tmp".into(),
             extra_sans: vec![],
+            policy: TlsPolicy::default(),
         };
         assert!(matches!(tls_config(&source), Err(Error::HalfPair)));
+    }
+
+    #[test]
+    fn tls_flags_map_go_names_onto_rustls() {
+        let names = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        // prometheus-adapter's deploy/manifests list: GCM and ChaCha suites are kept, the rest warn.
+        let (policy, warnings) = TlsPolicy::from_flags(
+            None,
+            &names(&[
+                "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+                "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305",
+                "TLS_RSA_WITH_AES_128_CBC_SHA",
+                "TLS_AES_128_GCM_SHA256",
+            ]),
+        )
+        .unwrap();
+        assert_eq!(policy.tls12_suites.as_ref().unwrap().len(), 2);
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        let provider = policy.provider();
+        assert_eq!(
+            provider.cipher_suites.len(),
+            3 + 2,
+            "three TLS 1.3 suites and the two chosen"
+        );
+        assert_eq!(policy.versions().len(), 2);
+
+        let error = TlsPolicy::from_flags(None, &names(&["TLS_NOT_A_SUITE"])).unwrap_err();
+        assert!(error.to_string().contains("TLS_NOT_A_SUITE"));
+        assert!(TlsPolicy::from_flags(Some("VersionTLS14"), &[]).is_err());
+        let (tls13, _) = TlsPolicy::from_flags(Some("VersionTLS13"), &[]).unwrap();
+        assert_eq!(tls13.versions(), vec![&rustls::version::TLS13]);
+        let (only_cbc, warnings) =
+            TlsPolicy::from_flags(None, &names(&["TLS_RSA_WITH_AES_128_CBC_SHA"])).unwrap();
+        assert_eq!(
+            only_cbc.versions(),
+            vec![&rustls::version::TLS13],
+            "{warnings:?}"
+        );
     }
 }

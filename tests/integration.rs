@@ -227,3 +227,36 @@ fn long_metric_selectors_are_served_with_get_and_with_post() {
         assert_eq!(expressions["values"].as_array().unwrap().len(), 800);
     }
 }
+
+#[test]
+fn tls_flags_choose_the_protocol_versions_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let prometheus = Prometheus::start(dir.path());
+    let tls13 = Adapter::start(
+        dir.path(),
+        &demo_rules(),
+        &prometheus.url(),
+        &["--tls-min-version=VersionTLS13"],
+    );
+    let default = Adapter::start(dir.path(), &demo_rules(), &prometheus.url(), &[]);
+    let handshake = |port: u16, max: &str| {
+        std::process::Command::new("curl")
+            .args([
+                "-ksf",
+                "-o",
+                "/dev/null",
+                "--tls-max",
+                max,
+                &format!("https://127.0.0.1:{port}/livez"),
+            ])
+            .status()
+            .unwrap()
+            .success()
+    };
+    assert!(
+        !handshake(tls13.port, "1.2"),
+        "TLS 1.2 refused with --tls-min-version=VersionTLS13"
+    );
+    assert!(handshake(tls13.port, "1.3"));
+    assert!(handshake(default.port, "1.2"), "TLS 1.2 served by default");
+}

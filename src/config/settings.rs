@@ -43,6 +43,10 @@ pub struct Settings {
     pub cert_dir: PathBuf,
     /// Extra SANs for the self-signed certificate.
     pub tls_san: Vec<String>,
+    /// Lowest TLS version (`VersionTLS12`, `VersionTLS13`).
+    pub tls_min_version: Option<String>,
+    /// TLS 1.2 cipher suites (Go names).
+    pub tls_cipher_suites: Vec<String>,
     /// Kubeconfig for the adapter's own Kubernetes client.
     pub lister_kubeconfig: Option<PathBuf>,
     /// Run without a cluster: built-in resource table, loopback only.
@@ -87,6 +91,7 @@ pub fn load(
         .and_then(|b| b.set_default("secure_port", 6443))
         .and_then(|b| b.set_default("cert_dir", "apiserver.local.config/certificates"))
         .and_then(|b| b.set_default("tls_san", Vec::<String>::new()))
+        .and_then(|b| b.set_default("tls_cipher_suites", Vec::<String>::new()))
         .and_then(|b| b.set_default("standalone", false))
         .and_then(|b| b.set_default("v", 0))
         .and_then(|b| b.set_default("log_format", "text"))
@@ -102,6 +107,7 @@ pub fn load(
             .list_separator(",")
             .with_list_parse_key("prometheus_header")
             .with_list_parse_key("tls_san")
+            .with_list_parse_key("tls_cipher_suites")
             .source(Some(env_map)),
     );
     for (key, value) in flags {
