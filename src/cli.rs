@@ -192,12 +192,6 @@ impl ServeArgs {
 /// prometheus-adapter flags that we accept but that change nothing here, and why.
 const IGNORED_FLAGS: &[(&str, bool, &str)] = &[
     ("disable-http2", false, "prom-adapter serves HTTP/1.1 only"),
-    (
-        "tls-cipher-suites",
-        true,
-        "rustls offers only modern AEAD cipher suites",
-    ),
-    ("tls-min-version", true, "TLS 1.2 is the minimum already"),
     ("profiling", false, "there are no profiling endpoints"),
     (
         "contention-profiling",

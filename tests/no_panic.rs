@@ -126,11 +126,19 @@ fn parsers_reject_bad_input_without_panicking() {
         let _ = prom_adapter::prometheus::decode_series(answer.as_bytes());
         let _ = prom_adapter::prometheus::decode_series(text.as_bytes());
         let _ = prom_adapter::model::parse_duration(&text);
-        let path = mutate(
-            &mut rng,
-            "namespaces/default/pods/%2A/metric?labelSelector=a%3Db",
-        );
-        let _ = prom_adapter::api::parse_custom_request(&path, &Default::default());
+        let path = mutate(&mut rng, "namespaces/default/pods/%2A/metric");
+        let query: std::collections::HashMap<String, String> = [
+            ("labelSelector", mutate(&mut rng, "app=web,tier in (a,b)")),
+            (
+                "metricLabelSelector",
+                mutate(&mut rng, "status!=500,!canary"),
+            ),
+            ("fieldSelector", mutate(&mut rng, "metadata.name=x")),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        let _ = prom_adapter::api::parse_custom_request(&path, &query);
     }
     // The inputs were mostly invalid: make sure they were really exercised.
     assert!(rejected > 300, "only {rejected} rules inputs were rejected");
