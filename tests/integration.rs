@@ -260,3 +260,23 @@ fn tls_flags_choose_the_protocol_versions_served() {
     assert!(handshake(tls13.port, "1.3"));
     assert!(handshake(default.port, "1.2"), "TLS 1.2 served by default");
 }
+
+#[test]
+fn discovery_never_lists_an_empty_group_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let prometheus = Prometheus::start(dir.path());
+    let rules = dir.path().join("absent.yaml");
+    std::fs::write(&rules, "rules:\n- seriesQuery: 'no_such_series'\n  metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)'\n").unwrap();
+    let adapter = Adapter::start(dir.path(), &rules, &prometheus.url(), &[]);
+    let discovery = adapter.get_json("/apis/custom.metrics.k8s.io/v1beta1");
+    let resources = discovery["resources"].as_array().unwrap();
+    assert_eq!(resources.len(), 1, "{discovery}");
+    let placeholder = resources[0]["name"].as_str().unwrap();
+    assert!(placeholder.starts_with("namespaces/"), "{placeholder}");
+    // The placeholder is not a metric.
+    let (code, _) = adapter.curl(&format!(
+        "/apis/custom.metrics.k8s.io/v1beta1/namespaces/default/metrics/{}",
+        &placeholder["namespaces/".len()..]
+    ));
+    assert_eq!(code, 404);
+}

@@ -28,6 +28,8 @@ use crate::telemetry::Metrics;
 
 const CUSTOM_GROUP: &str = "custom.metrics.k8s.io";
 const CUSTOM_VERSIONS: [&str; 2] = ["v1beta1", "v1beta2"];
+/// The placeholder metric listed while discovery has found nothing (never served).
+const NO_METRIC_YET: &str = "prom_adapter_no_metric_discovered_yet";
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -194,7 +196,7 @@ async fn custom_resources(
     custom_enabled(&state)?;
     let version = checked_version(&version)?;
     let snapshot = state.custom.snapshot().load();
-    let resources = snapshot
+    let mut resources: Vec<ApiResource> = snapshot
         .registry
         .custom_metrics()
         .map(|(info, _)| ApiResource {
@@ -205,6 +207,17 @@ async fn custom_resources(
             verbs: ["get"],
         })
         .collect();
+    if resources.is_empty() {
+        // kubectl warns "Got empty response for: custom.metrics.k8s.io/..." on every command
+        // when a served group-version lists nothing; this entry names no real metric.
+        resources.push(ApiResource {
+            name: format!("namespaces/{NO_METRIC_YET}"),
+            singular_name: "",
+            namespaced: false,
+            kind: "MetricValueList",
+            verbs: ["get"],
+        });
+    }
     Ok(HttpResponse::Ok().json(ApiResourceList {
         kind: "APIResourceList",
         api_version: "v1",
