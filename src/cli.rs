@@ -127,6 +127,12 @@ pub struct ServeArgs {
     /// Log format: text or json.
     #[arg(long)]
     pub log_format: Option<String>,
+    /// On SIGTERM, how long /readyz fails before connections stop being accepted [default: 2s].
+    #[arg(long)]
+    pub shutdown_delay: Option<String>,
+    /// On SIGTERM, how long in-flight requests may take to finish [default: 10s].
+    #[arg(long)]
+    pub shutdown_timeout: Option<String>,
 }
 
 impl ServeArgs {
@@ -167,6 +173,8 @@ impl ServeArgs {
         one("v", self.v.map(|v| v.to_string()));
         one("log_format", self.log_format.clone());
         one("tls_min_version", self.tls_min_version.clone());
+        one("shutdown_delay", self.shutdown_delay.clone());
+        one("shutdown_timeout", self.shutdown_timeout.clone());
         if !self.prometheus_header.is_empty() {
             out.push((
                 "prometheus_header",

@@ -3,7 +3,6 @@
 use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Parser;
@@ -132,6 +131,7 @@ struct ServeConfig {
     discovery: DiscoveryConfig,
     addr: SocketAddr,
     tls: server::TlsSource,
+    shutdown: server::Shutdown,
 }
 
 fn serve(args: ServeArgs, warnings: Vec<String>) -> anyhow::Result<ExitCode> {
@@ -192,13 +192,20 @@ fn serve(args: ServeArgs, warnings: Vec<String>) -> anyhow::Result<ExitCode> {
         "starting prom-adapter in standalone mode (built-in resource table, no authentication, loopback only)"
     );
     actix_web::rt::System::new().block_on(async move {
-        let discovery = Discovery::new(backend, snapshot, serve_config.discovery, metrics, health);
+        let discovery = Discovery::new(
+            backend,
+            snapshot,
+            serve_config.discovery,
+            metrics,
+            health.clone(),
+        );
         let loop_handle = actix_web::rt::spawn(discovery.run());
         let result = server::serve(
             worker_state,
             serve_config.addr,
             tls,
-            Duration::from_secs(10),
+            health,
+            serve_config.shutdown,
         )
         .await;
         loop_handle.abort();
@@ -275,6 +282,10 @@ fn validate(settings: &settings::Settings) -> anyhow::Result<ServeConfig> {
             "--prometheus-client-tls-cert-file and --prometheus-client-tls-key-file must be given together"
         ),
     };
+    let shutdown = server::Shutdown {
+        delay: parse_duration(&settings.shutdown_delay).context("--shutdown-delay")?,
+        drain: parse_duration(&settings.shutdown_timeout).context("--shutdown-timeout")?,
+    };
     let (policy, tls_warnings) = server::TlsPolicy::from_flags(
         settings.tls_min_version.as_deref(),
         &settings.tls_cipher_suites,
@@ -298,6 +309,7 @@ fn validate(settings: &settings::Settings) -> anyhow::Result<ServeConfig> {
             max_age,
         },
         addr: SocketAddr::new(ip, settings.secure_port),
+        shutdown,
         tls: server::TlsSource {
             policy,
             cert_file: settings.tls_cert_file.clone(),

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::{App, HttpServer, middleware, web};
@@ -9,6 +10,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::api::{self, AppState};
+use crate::provider::discovery::Health;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -317,14 +319,25 @@ fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     file.write_all(contents)
 }
 
-/// Serves the API over HTTPS until SIGINT/SIGTERM, then drains for up to `shutdown_timeout`.
-/// `worker_state` runs once on each worker thread, so that each worker can own its outbound
-/// connections.
+/// How the server stops on SIGTERM or SIGINT.
+#[derive(Debug, Clone, Copy)]
+pub struct Shutdown {
+    /// How long readiness fails before the server stops accepting connections.
+    pub delay: Duration,
+    /// How long in-flight requests may take to finish after that.
+    pub drain: Duration,
+}
+
+/// Serves the API over HTTPS. On SIGTERM or SIGINT, readiness turns false first, then after
+/// `shutdown.delay` the server stops accepting and drains in-flight requests for up to
+/// `shutdown.drain`. `worker_state` runs once on each worker thread, so that each worker can own
+/// its outbound connections.
 pub async fn serve(
     worker_state: impl Fn() -> AppState + Send + Clone + 'static,
     addr: SocketAddr,
     tls: rustls::ServerConfig,
-    shutdown_timeout: Duration,
+    health: Arc<Health>,
+    shutdown: Shutdown,
 ) -> Result<(), Error> {
     let server = HttpServer::new(move || {
         App::new()
@@ -332,14 +345,37 @@ pub async fn serve(
             .wrap(middleware::from_fn(api::observe))
             .configure(api::configure)
     })
-    .shutdown_timeout(shutdown_timeout.as_secs())
+    .disable_signals()
+    .shutdown_timeout(shutdown.drain.as_secs())
     .bind_rustls_0_23(addr, tls)
-    .map_err(|source| Error::Bind { addr, source })?;
+    .map_err(|source| Error::Bind { addr, source })?
+    .run();
+    let handle = server.handle();
+    actix_web::rt::spawn(async move {
+        let signal = termination_signal().await;
+        health.begin_shutdown();
+        tracing::info!(signal, delay = ?shutdown.delay, "shutting down: readiness fails, then in-flight requests drain");
+        actix_web::rt::time::sleep(shutdown.delay).await;
+        handle.stop(true).await;
+    });
     tracing::info!(%addr, "serving HTTPS");
-    server
-        .run()
-        .await
-        .map_err(|source| Error::Bind { addr, source })
+    server.await.map_err(|source| Error::Bind { addr, source })
+}
+
+/// Waits for SIGTERM (what Kubernetes sends) or SIGINT (Ctrl-C) and names it.
+async fn termination_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        },
+        // Without signal handlers there is nothing to wait for but the process being killed.
+        _ => std::future::pending().await,
+    }
 }
 
 /// Installs ring as rustls' process-wide crypto provider (call once, first thing).

@@ -280,3 +280,33 @@ fn discovery_never_lists_an_empty_group_version() {
     ));
     assert_eq!(code, 404);
 }
+
+#[test]
+fn sigterm_fails_readiness_first_then_drains_and_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let prometheus = Prometheus::start(dir.path());
+    let mut adapter = Adapter::start(
+        dir.path(),
+        &demo_rules(),
+        &prometheus.url(),
+        &["--shutdown-delay=2s"],
+    );
+    assert_eq!(adapter.curl("/readyz").0, 200);
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &adapter.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(
+        adapter.curl("/readyz").0,
+        503,
+        "not ready once shutdown begins"
+    );
+    assert_eq!(adapter.curl("/livez").0, 200, "still alive while draining");
+    ingress_requests_per_second(&adapter);
+    let status = adapter
+        .wait_exit(std::time::Duration::from_secs(15))
+        .expect("exits after the delay");
+    assert!(status.success(), "{status}");
+}

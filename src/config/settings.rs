@@ -55,6 +55,10 @@ pub struct Settings {
     pub v: u8,
     /// `text` or `json`.
     pub log_format: String,
+    /// On SIGTERM, how long readiness fails before connections stop being accepted.
+    pub shutdown_delay: String,
+    /// On SIGTERM, how long in-flight requests may take to finish.
+    pub shutdown_timeout: String,
 }
 
 /// A setting value given on the command line.
@@ -95,6 +99,8 @@ pub fn load(
         .and_then(|b| b.set_default("standalone", false))
         .and_then(|b| b.set_default("v", 0))
         .and_then(|b| b.set_default("log_format", "text"))
+        .and_then(|b| b.set_default("shutdown_delay", "2s"))
+        .and_then(|b| b.set_default("shutdown_timeout", "10s"))
         .map_err(err)?;
     if let Some(file) = settings_file {
         builder = builder.add_source(File::from(file).format(FileFormat::Yaml).required(true));

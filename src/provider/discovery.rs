@@ -23,6 +23,7 @@ pub struct DiscoveryConfig {
 #[derive(Debug)]
 pub struct Health {
     ready: AtomicBool,
+    shutting_down: AtomicBool,
     last_tick: AtomicU64,
     started: u64,
     stale_after: Duration,
@@ -33,15 +34,22 @@ impl Health {
     pub fn new(stale_after: Duration) -> Self {
         Self {
             ready: AtomicBool::new(false),
+            shutting_down: AtomicBool::new(false),
             last_tick: AtomicU64::new(0),
             started: unix_now() as u64,
             stale_after,
         }
     }
 
-    /// True once every `seriesQuery` has been answered at least once.
+    /// True once every `seriesQuery` has been answered at least once, until shutdown begins.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
+        self.ready.load(Ordering::Acquire) && !self.shutting_down.load(Ordering::Acquire)
+    }
+
+    /// Marks the process as shutting down: readiness fails from now on, so that load balancers
+    /// stop sending requests before the server stops taking them.
+    pub fn begin_shutdown(&self) {
+        self.shutting_down.store(true, Ordering::Release);
     }
 
     /// False when no relist has completed for longer than `stale_after` (the loop is stuck).

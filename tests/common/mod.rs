@@ -310,6 +310,18 @@ impl Adapter {
         self.child.id()
     }
 
+    /// Waits up to `within` for the process to exit on its own.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
     /// GET with curl: (status, body).
     pub fn curl(&self, path: &str) -> (u16, String) {
         self.curl_method("GET", path)
