@@ -109,6 +109,9 @@ pub struct ServeArgs {
     /// Extra subject alternative name for the self-signed certificate (repeatable).
     #[arg(long)]
     pub tls_san: Vec<String>,
+    /// How often the certificate files are checked for changes [default: 10s].
+    #[arg(long)]
+    pub tls_reload_interval: Option<String>,
     /// Lowest TLS version served: VersionTLS12 (default) or VersionTLS13.
     #[arg(long)]
     pub tls_min_version: Option<String>,
@@ -173,6 +176,7 @@ impl ServeArgs {
         one("v", self.v.map(|v| v.to_string()));
         one("log_format", self.log_format.clone());
         one("tls_min_version", self.tls_min_version.clone());
+        one("tls_reload_interval", self.tls_reload_interval.clone());
         one("shutdown_delay", self.shutdown_delay.clone());
         one("shutdown_timeout", self.shutdown_timeout.clone());
         if !self.prometheus_header.is_empty() {

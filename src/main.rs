@@ -132,6 +132,7 @@ struct ServeConfig {
     addr: SocketAddr,
     tls: server::TlsSource,
     shutdown: server::Shutdown,
+    tls_reload_interval: std::time::Duration,
 }
 
 fn serve(args: ServeArgs, warnings: Vec<String>) -> anyhow::Result<ExitCode> {
@@ -150,7 +151,7 @@ fn serve(args: ServeArgs, warnings: Vec<String>) -> anyhow::Result<ExitCode> {
     }
     let serve_config = validate(&settings)?;
     let rules = config::load_rules(&serve_config.rules_path)?;
-    let tls = server::tls_config(&serve_config.tls)?;
+    let (tls, certificate) = server::tls_config(&serve_config.tls)?;
     let metrics = Arc::new(Metrics::new());
     let client = prometheus::Client::new(serve_config.prometheus.clone())?;
     let backend: Arc<dyn MetricsBackend> =
@@ -200,6 +201,8 @@ fn serve(args: ServeArgs, warnings: Vec<String>) -> anyhow::Result<ExitCode> {
             health.clone(),
         );
         let loop_handle = actix_web::rt::spawn(discovery.run());
+        let reload_handle =
+            actix_web::rt::spawn(certificate.watch(serve_config.tls_reload_interval));
         let result = server::serve(
             worker_state,
             serve_config.addr,
@@ -209,6 +212,7 @@ fn serve(args: ServeArgs, warnings: Vec<String>) -> anyhow::Result<ExitCode> {
         )
         .await;
         loop_handle.abort();
+        reload_handle.abort();
         result
     })?;
     Ok(ExitCode::SUCCESS)
@@ -310,6 +314,12 @@ fn validate(settings: &settings::Settings) -> anyhow::Result<ServeConfig> {
         },
         addr: SocketAddr::new(ip, settings.secure_port),
         shutdown,
+        tls_reload_interval: match parse_duration(&settings.tls_reload_interval)
+            .context("--tls-reload-interval")?
+        {
+            d if d.is_zero() => bail!("--tls-reload-interval must be greater than zero"),
+            d => d,
+        },
         tls: server::TlsSource {
             policy,
             cert_file: settings.tls_cert_file.clone(),

@@ -243,42 +243,128 @@ impl TlsPolicy {
     }
 }
 
+/// The serving certificate, swapped in place when its files change (cert-manager rotation):
+/// every new handshake gets the current one, and a pair that fails to load keeps the last good one.
+#[derive(Debug)]
+pub struct ServingCertificate {
+    cert_path: PathBuf,
+    key_path: PathBuf,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    current: arc_swap::ArcSwap<rustls::sign::CertifiedKey>,
+    loaded: std::sync::Mutex<Vec<u8>>,
+}
+
+impl rustls::server::ResolvesServerCert for ServingCertificate {
+    fn resolve(
+        &self,
+        _: rustls::server::ClientHello<'_>,
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.current.load_full())
+    }
+}
+
+impl ServingCertificate {
+    fn load(&self) -> Result<(Vec<u8>, rustls::sign::CertifiedKey), Error> {
+        load_pair(&self.cert_path, &self.key_path, &self.provider)
+    }
+
+    /// Re-reads the files; swaps the certificate in when they changed and load. Returns whether
+    /// a new certificate is now served.
+    pub fn reload(&self) -> Result<bool, Error> {
+        let (contents, certified) = self.load()?;
+        let mut loaded = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
+        if *loaded == contents {
+            return Ok(false);
+        }
+        self.current.store(Arc::new(certified));
+        *loaded = contents;
+        Ok(true)
+    }
+
+    /// Checks the files every `interval`, forever.
+    pub async fn watch(self: Arc<Self>, interval: Duration) {
+        loop {
+            actix_web::rt::time::sleep(interval).await;
+            match self.reload() {
+                Ok(true) => {
+                    tracing::info!(cert = %self.cert_path.display(), "serving certificate reloaded")
+                }
+                Ok(false) => {}
+                Err(error) => {
+                    tracing::warn!(%error, "serving certificate not reloaded; the previous one stays in use")
+                }
+            }
+        }
+    }
+}
+
+/// Reads and parses a PEM certificate chain and key; also returns the raw bytes, to notice changes.
+fn load_pair(
+    cert_path: &Path,
+    key_path: &Path,
+    provider: &rustls::crypto::CryptoProvider,
+) -> Result<(Vec<u8>, rustls::sign::CertifiedKey), Error> {
+    let pem_error = |what: &'static str, path: &Path| {
+        let path = path.display().to_string();
+        move |e: rustls::pki_types::pem::Error| Error::Pem {
+            what,
+            path: path.clone(),
+            reason: e.to_string(),
+        }
+    };
+    let cert_pem = std::fs::read(cert_path).map_err(|e| Error::Pem {
+        what: "certificate",
+        path: cert_path.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    let key_pem = std::fs::read(key_path).map_err(|e| Error::Pem {
+        what: "private key",
+        path: key_path.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    let chain = CertificateDer::pem_slice_iter(&cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(pem_error("certificate", cert_path))?;
+    if chain.is_empty() {
+        return Err(Error::Pem {
+            what: "certificate",
+            path: cert_path.display().to_string(),
+            reason: "no certificate found".into(),
+        });
+    }
+    let key =
+        PrivateKeyDer::from_pem_slice(&key_pem).map_err(pem_error("private key", key_path))?;
+    let certified = rustls::sign::CertifiedKey::from_der(chain, key, provider)?;
+    let mut both = cert_pem;
+    both.extend(key_pem);
+    Ok((both, certified))
+}
+
 /// Loads the certificate pair, or generates a self-signed one (SANs localhost, 127.0.0.1 and the
-/// extra names) into `cert_dir`, reusing it on later starts.
-pub fn tls_config(source: &TlsSource) -> Result<rustls::ServerConfig, Error> {
-    let (cert, key) = match (&source.cert_file, &source.key_file) {
+/// extra names) into `cert_dir`, reusing it on later starts. The returned certificate handle
+/// reloads the files on request.
+pub fn tls_config(
+    source: &TlsSource,
+) -> Result<(rustls::ServerConfig, Arc<ServingCertificate>), Error> {
+    let (cert_path, key_path) = match (&source.cert_file, &source.key_file) {
         (Some(cert), Some(key)) => (cert.clone(), key.clone()),
         (None, None) => self_signed(&source.cert_dir, &source.extra_sans)?,
         _ => return Err(Error::HalfPair),
     };
-    fn pem_error<'p>(
-        what: &'static str,
-        path: &'p Path,
-    ) -> impl Fn(rustls::pki_types::pem::Error) -> Error + 'p {
-        move |e| Error::Pem {
-            what,
-            path: path.display().to_string(),
-            reason: e.to_string(),
-        }
-    }
-    let chain = CertificateDer::pem_file_iter(&cert)
-        .map_err(pem_error("certificate", &cert))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(pem_error("certificate", &cert))?;
-    if chain.is_empty() {
-        return Err(Error::Pem {
-            what: "certificate",
-            path: cert.display().to_string(),
-            reason: "no certificate found".into(),
-        });
-    }
-    let key = PrivateKeyDer::from_pem_file(&key).map_err(pem_error("private key", &key))?;
-    Ok(
-        rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(source.policy.provider()))
-            .with_protocol_versions(&source.policy.versions())?
-            .with_no_client_auth()
-            .with_single_cert(chain, key)?,
-    )
+    let provider = Arc::new(source.policy.provider());
+    let (contents, certified) = load_pair(&cert_path, &key_path, &provider)?;
+    let certificate = Arc::new(ServingCertificate {
+        cert_path,
+        key_path,
+        provider: provider.clone(),
+        current: arc_swap::ArcSwap::from_pointee(certified),
+        loaded: std::sync::Mutex::new(contents),
+    });
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&source.policy.versions())?
+        .with_no_client_auth()
+        .with_cert_resolver(certificate.clone());
+    Ok((config, certificate))
 }
 
 fn self_signed(dir: &Path, extra_sans: &[String]) -> Result<(PathBuf, PathBuf), Error> {

@@ -310,3 +310,59 @@ fn sigterm_fails_readiness_first_then_drains_and_exits() {
         .expect("exits after the delay");
     assert!(status.success(), "{status}");
 }
+
+#[test]
+fn the_serving_certificate_is_reloaded_when_its_files_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, second) = (dir.path().join("first"), dir.path().join("second"));
+    for pki in [&first, &second] {
+        std::fs::create_dir_all(pki).unwrap();
+        common::write_pki(pki);
+    }
+    let serving = dir.path().join("serving");
+    std::fs::create_dir_all(&serving).unwrap();
+    let install = |from: &std::path::Path| {
+        std::fs::copy(from.join("server.crt"), serving.join("tls.crt")).unwrap();
+        std::fs::copy(from.join("server.key"), serving.join("tls.key")).unwrap();
+    };
+    install(&first);
+    let prometheus = Prometheus::start(dir.path());
+    let cert_flag = format!("--tls-cert-file={}", serving.join("tls.crt").display());
+    let key_flag = format!(
+        "--tls-private-key-file={}",
+        serving.join("tls.key").display()
+    );
+    let adapter = Adapter::start(
+        dir.path(),
+        &demo_rules(),
+        &prometheus.url(),
+        &[&cert_flag, &key_flag, "--tls-reload-interval=200ms"],
+    );
+    let trusted_by = |ca: &std::path::Path| {
+        std::process::Command::new("curl")
+            .args(["-sf", "-o", "/dev/null", "--cacert"])
+            .arg(ca.join("ca.crt"))
+            .arg(format!("https://127.0.0.1:{}/livez", adapter.port))
+            .status()
+            .unwrap()
+            .success()
+    };
+    assert!(trusted_by(&first) && !trusted_by(&second));
+
+    install(&second);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !trusted_by(&second) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(
+        trusted_by(&second) && !trusted_by(&first),
+        "the new certificate is served without a restart"
+    );
+
+    // A broken pair is not loaded: the last good certificate stays.
+    std::fs::write(serving.join("tls.key"), "not a key").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    assert!(trusted_by(&second));
+    let log = std::fs::read_to_string(&adapter.log).unwrap();
+    assert!(log.contains("serving certificate not reloaded"), "{log}");
+}

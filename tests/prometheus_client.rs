@@ -4,16 +4,12 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::Prometheus;
 use prom_adapter::model::QueryResult;
 use prom_adapter::prometheus::{Client, ClientConfig, Verb};
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-};
 
 fn config(url: String) -> ClientConfig {
     ClientConfig {
@@ -31,52 +27,12 @@ fn now() -> f64 {
     prom_adapter::provider::unix_now()
 }
 
-/// Writes a CA, a server certificate for 127.0.0.1 and a client certificate, all as PEM files.
-fn write_pki(dir: &Path) {
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    // Distinct subjects: with rcgen's shared default name OpenSSL would take leaves for self-signed.
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "prom-adapter test CA");
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    std::fs::write(dir.join("ca.crt"), ca_cert.pem()).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-    for (name, sans, usage) in [
-        (
-            "server",
-            vec!["127.0.0.1".to_owned(), "localhost".to_owned()],
-            ExtendedKeyUsagePurpose::ServerAuth,
-        ),
-        (
-            "client",
-            vec!["prom-adapter".to_owned()],
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ),
-    ] {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(sans).unwrap();
-        params.extended_key_usages = vec![usage];
-        params.distinguished_name.push(DnType::CommonName, name);
-        let cert = params.signed_by(&key, &issuer).unwrap();
-        std::fs::write(dir.join(format!("{name}.crt")), cert.pem()).unwrap();
-        std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).unwrap();
-    }
-    let other_key = KeyPair::generate().unwrap();
-    let other = CertificateParams::new(Vec::<String>::new())
-        .unwrap()
-        .self_signed(&other_key)
-        .unwrap();
-    std::fs::write(dir.join("other-ca.crt"), other.pem()).unwrap();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutual_tls_with_a_ca_file_and_a_client_certificate() {
     prom_adapter::server::install_crypto_provider();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    write_pki(d);
+    common::write_pki(d);
     let web = d.join("web.yml");
     std::fs::write(
         &web,

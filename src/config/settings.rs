@@ -43,6 +43,8 @@ pub struct Settings {
     pub cert_dir: PathBuf,
     /// Extra SANs for the self-signed certificate.
     pub tls_san: Vec<String>,
+    /// How often the serving certificate files are checked for changes.
+    pub tls_reload_interval: String,
     /// Lowest TLS version (`VersionTLS12`, `VersionTLS13`).
     pub tls_min_version: Option<String>,
     /// TLS 1.2 cipher suites (Go names).
@@ -100,6 +102,7 @@ pub fn load(
         .and_then(|b| b.set_default("v", 0))
         .and_then(|b| b.set_default("log_format", "text"))
         .and_then(|b| b.set_default("shutdown_delay", "2s"))
+        .and_then(|b| b.set_default("tls_reload_interval", "10s"))
         .and_then(|b| b.set_default("shutdown_timeout", "10s"))
         .map_err(err)?;
     if let Some(file) = settings_file {

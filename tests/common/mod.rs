@@ -426,3 +426,45 @@ pub fn assert_close(actual: f64, expected: f64, what: &str) {
         "{what}: {actual} is not ≈ {expected}"
     );
 }
+
+/// Writes a CA, a server certificate for 127.0.0.1 and a client certificate, all as PEM files.
+pub fn write_pki(dir: &Path) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    // Distinct subjects: with rcgen's shared default name OpenSSL would take leaves for self-signed.
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "prom-adapter test CA");
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    std::fs::write(dir.join("ca.crt"), ca_cert.pem()).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    for (name, sans, usage) in [
+        (
+            "server",
+            vec!["127.0.0.1".to_owned(), "localhost".to_owned()],
+            rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+        ),
+        (
+            "client",
+            vec!["prom-adapter".to_owned()],
+            rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+        ),
+    ] {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(sans).unwrap();
+        params.extended_key_usages = vec![usage];
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        std::fs::write(dir.join(format!("{name}.crt")), cert.pem()).unwrap();
+        std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).unwrap();
+    }
+    let other_key = rcgen::KeyPair::generate().unwrap();
+    let other = rcgen::CertificateParams::new(Vec::<String>::new())
+        .unwrap()
+        .self_signed(&other_key)
+        .unwrap();
+    std::fs::write(dir.join("other-ca.crt"), other.pem()).unwrap();
+}
