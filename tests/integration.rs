@@ -366,3 +366,82 @@ fn the_serving_certificate_is_reloaded_when_its_files_change() {
     let log = std::fs::read_to_string(&adapter.log).unwrap();
     assert!(log.contains("serving certificate not reloaded"), "{log}");
 }
+
+#[test]
+fn aggregated_discovery_is_negotiated_and_cached_by_etag() {
+    let dir = tempfile::tempdir().unwrap();
+    let prometheus = Prometheus::start(dir.path());
+    let adapter = Adapter::start(dir.path(), &demo_rules(), &prometheus.url(), &[]);
+    let accept = "Accept: application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json";
+    let (code, output) = adapter.curl_with(&["-H", accept, "-D", "-"], "/apis");
+    assert_eq!(code, 200);
+    let (head, body) = output.split_once("\r\n\r\n").unwrap();
+    assert!(
+        head.contains(
+            "content-type: application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
+        ),
+        "{head}"
+    );
+    let etag = head
+        .lines()
+        .find_map(|l| l.strip_prefix("etag: "))
+        .expect("an ETag")
+        .trim()
+        .to_owned();
+    let list: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(list["kind"], "APIGroupDiscoveryList");
+    let group = &list["items"][0];
+    assert_eq!(group["metadata"]["name"], "custom.metrics.k8s.io");
+    let versions: Vec<&str> = group["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["version"].as_str().unwrap())
+        .collect();
+    assert_eq!(versions, ["v1beta1", "v1beta2"]);
+    for version in group["versions"].as_array().unwrap() {
+        let services = version["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["resource"] == "services")
+            .expect("services");
+        assert_eq!(services["scope"], "Namespaced");
+        assert!(
+            services["subresources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s["subresource"] == "nginx_ingress_requests_per_second")
+        );
+        assert!(!services["responseKind"].is_null());
+    }
+    // kube-aggregator revalidates with If-None-Match.
+    let (code, _) = adapter.curl_with(
+        &["-H", accept, "-H", &format!("If-None-Match: {etag}")],
+        "/apis",
+    );
+    assert_eq!(code, 304);
+    // Without the Accept header: the legacy document.
+    let legacy = adapter.get_json("/apis");
+    assert_eq!(legacy["kind"], "APIGroupList");
+    // A real kubectl reads the aggregated document.
+    let out = std::process::Command::new(common::kubectl())
+        .env("HOME", dir.path())
+        .args([
+            "--server",
+            &format!("https://127.0.0.1:{}", adapter.port),
+            "--insecure-skip-tls-verify",
+            "--token",
+            "t",
+            "api-versions",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("custom.metrics.k8s.io/v1beta1")
+            && stdout.contains("custom.metrics.k8s.io/v1beta2"),
+        "{stdout}"
+    );
+}

@@ -1,5 +1,6 @@
 //! The HTTP API: one route table, thin handlers, discovery documents, and request observation.
 
+pub mod discovery;
 pub mod error;
 pub mod wire;
 
@@ -9,10 +10,12 @@ use std::time::Instant;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header;
 use actix_web::middleware::Next;
 use actix_web::{HttpRequest, HttpResponse, web};
 use percent_encoding::percent_decode_str;
 
+use discovery::{DiscoveryFormat, ServedGroup, aggregated_document, etag};
 pub use error::Error;
 use wire::{
     ApiGroup, ApiGroupList, ApiResource, ApiResourceList, Empty, GroupVersion, MetricIdentifier,
@@ -163,17 +166,58 @@ fn custom_enabled(state: &AppState) -> Result<(), Error> {
     }
 }
 
-async fn group_list(state: web::Data<AppState>) -> HttpResponse {
-    let groups = if custom_enabled(&state).is_ok() {
-        vec![custom_api_group()]
+async fn group_list(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+) -> Result<HttpResponse, Error> {
+    let enabled = custom_enabled(&state).is_ok();
+    let accept = request
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok());
+    let DiscoveryFormat::Aggregated(version) = DiscoveryFormat::negotiate(accept) else {
+        let groups = if enabled {
+            vec![custom_api_group()]
+        } else {
+            Vec::new()
+        };
+        return Ok(HttpResponse::Ok().json(ApiGroupList {
+            kind: "APIGroupList",
+            api_version: "v1",
+            groups,
+        }));
+    };
+    let resources = custom_api_resources(&state);
+    let groups = if enabled {
+        vec![ServedGroup {
+            name: CUSTOM_GROUP,
+            versions: CUSTOM_VERSIONS
+                .iter()
+                .map(|v| (*v, resources.as_slice()))
+                .collect(),
+        }]
     } else {
         Vec::new()
     };
-    HttpResponse::Ok().json(ApiGroupList {
-        kind: "APIGroupList",
-        api_version: "v1",
-        groups,
-    })
+    let body = aggregated_document(version, &groups).map_err(|e| Error::Internal(e.to_string()))?;
+    let tag = etag(&body);
+    let format = DiscoveryFormat::Aggregated(version);
+    // kube-aggregator polls every minute with If-None-Match.
+    if request
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        == Some(tag.as_str())
+    {
+        return Ok(HttpResponse::NotModified()
+            .insert_header((header::ETAG, tag))
+            .finish());
+    }
+    Ok(HttpResponse::Ok()
+        .content_type(format.content_type())
+        .insert_header((header::ETAG, tag))
+        .insert_header((header::VARY, "Accept"))
+        .body(body))
 }
 
 async fn custom_group(state: web::Data<AppState>) -> Result<HttpResponse, Error> {
@@ -195,6 +239,16 @@ async fn custom_resources(
 ) -> Result<HttpResponse, Error> {
     custom_enabled(&state)?;
     let version = checked_version(&version)?;
+    Ok(HttpResponse::Ok().json(ApiResourceList {
+        kind: "APIResourceList",
+        api_version: "v1",
+        group_version: format!("{CUSTOM_GROUP}/{version}"),
+        resources: custom_api_resources(&state),
+    }))
+}
+
+/// Every discovered custom metric as an API resource, or a placeholder when there is none.
+fn custom_api_resources(state: &AppState) -> Vec<ApiResource> {
     let snapshot = state.custom.snapshot().load();
     let mut resources: Vec<ApiResource> = snapshot
         .registry
@@ -218,12 +272,7 @@ async fn custom_resources(
             verbs: ["get"],
         });
     }
-    Ok(HttpResponse::Ok().json(ApiResourceList {
-        kind: "APIResourceList",
-        api_version: "v1",
-        group_version: format!("{CUSTOM_GROUP}/{version}"),
-        resources,
-    }))
+    resources
 }
 
 async fn custom_metric(

@@ -329,16 +329,14 @@ impl Adapter {
 
     /// Any method with curl: (status, body).
     pub fn curl_method(&self, method: &str, path: &str) -> (u16, String) {
+        self.curl_with(&["-X", method], path)
+    }
+
+    /// GET with extra curl arguments (e.g. `-H`, `-D -`): (status, output).
+    pub fn curl_with(&self, extra: &[&str], path: &str) -> (u16, String) {
         let out = Command::new("curl")
-            .args([
-                "-ks",
-                "--max-time",
-                "10",
-                "-X",
-                method,
-                "-w",
-                "\n%{http_code}",
-            ])
+            .args(["-ks", "--max-time", "10", "-w", "\n%{http_code}"])
+            .args(extra)
             .arg(format!("https://127.0.0.1:{}{}", self.port, path))
             .output()
             .unwrap();
