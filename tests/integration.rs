@@ -445,3 +445,67 @@ fn aggregated_discovery_is_negotiated_and_cached_by_etag() {
         "{stdout}"
     );
 }
+
+#[test]
+fn openapi_documents_are_valid_and_cacheable() {
+    let validator = std::path::Path::new(
+        &std::env::var("PROM_ADAPTER_TOOLS")
+            .unwrap_or_else(|_| "/var/tmp/prom-adapter-tools".into()),
+    )
+    .join("venv/bin/openapi-spec-validator");
+    assert!(
+        validator.exists(),
+        "{} is missing: run `make deps`",
+        validator.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let prometheus = Prometheus::start(dir.path());
+    let adapter = Adapter::start(dir.path(), &demo_rules(), &prometheus.url(), &[]);
+    let root = adapter.get_json("/openapi/v3");
+    let mut documents = vec![("v2.json".to_owned(), "/openapi/v2".to_owned())];
+    for (name, entry) in root["paths"].as_object().unwrap() {
+        documents.push((
+            format!("{}.json", name.replace('/', "_")),
+            entry["serverRelativeURL"].as_str().unwrap().to_owned(),
+        ));
+    }
+    assert_eq!(
+        documents.len(),
+        3,
+        "v2 and one v3 document per served version"
+    );
+    for (file, path) in documents {
+        let (code, output) = adapter.curl_with(&["-D", "-"], &path);
+        assert_eq!(code, 200, "{path}");
+        let (head, body) = output.split_once("\r\n\r\n").unwrap();
+        assert!(body.len() < 64 * 1024, "{path} is {} bytes", body.len());
+        let file = dir.path().join(file);
+        std::fs::write(&file, body).unwrap();
+        let checked = std::process::Command::new(&validator)
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(
+            checked.status.success(),
+            "{path}: {}",
+            String::from_utf8_lossy(&checked.stdout)
+        );
+        let etag = head
+            .lines()
+            .find_map(|l| l.strip_prefix("etag: "))
+            .expect("an ETag")
+            .trim()
+            .to_owned();
+        assert_eq!(
+            adapter
+                .curl_with(&["-H", &format!("If-None-Match: {etag}")], &path)
+                .0,
+            304,
+            "{path}"
+        );
+    }
+    assert_eq!(
+        adapter.curl("/openapi/v3/apis/custom.metrics.k8s.io/v9").0,
+        404
+    );
+}

@@ -2,6 +2,7 @@
 
 pub mod discovery;
 pub mod error;
+pub mod openapi;
 pub mod wire;
 
 use std::collections::HashMap;
@@ -52,6 +53,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/readyz", web::get().to(ready))
         .route("/metrics", web::get().to(self_metrics))
         .route("/version", web::get().to(version))
+        .route("/openapi/v2", web::get().to(openapi_v2))
+        .route("/openapi/v3", web::get().to(openapi_v3_root))
+        .route(
+            "/openapi/v3/apis/{group}/{version}",
+            web::get().to(openapi_v3),
+        )
         .route("/apis", web::get().to(group_list))
         .route("/apis/", web::get().to(group_list))
         .route("/apis/custom.metrics.k8s.io", web::get().to(custom_group))
@@ -155,6 +162,44 @@ fn custom_api_group() -> ApiGroup {
         versions: CUSTOM_VERSIONS.iter().map(|v| version(v)).collect(),
         preferred_version: version(CUSTOM_VERSIONS[0]),
     }
+}
+
+/// A JSON body with an ETag, answering 304 to a matching `If-None-Match` (kube-aggregator
+/// re-downloads specs every minute).
+fn cacheable_json(request: &HttpRequest, document: &serde_json::Value) -> HttpResponse {
+    let body = document.to_string();
+    let tag = etag(body.as_bytes());
+    if request
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        == Some(tag.as_str())
+    {
+        return HttpResponse::NotModified()
+            .insert_header((header::ETAG, tag))
+            .finish();
+    }
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .insert_header((header::ETAG, tag))
+        .body(body)
+}
+
+async fn openapi_v2(request: HttpRequest) -> HttpResponse {
+    cacheable_json(&request, &openapi::v2())
+}
+
+async fn openapi_v3_root(request: HttpRequest) -> HttpResponse {
+    cacheable_json(&request, &openapi::v3_root())
+}
+
+async fn openapi_v3(
+    request: HttpRequest,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, Error> {
+    let (group, version) = path.into_inner();
+    let document = openapi::v3(&group, &version).ok_or_else(Error::no_such_path)?;
+    Ok(cacheable_json(&request, &document))
 }
 
 /// Like prometheus-adapter, the custom metrics API exists only when the rules file has `rules`.

@@ -1,0 +1,306 @@
+//! OpenAPI documents for the served groups: v2 for kube-aggregator's merged spec, v3 per group-version.
+
+use serde_json::{Value, json};
+
+const CUSTOM_GROUP: &str = "custom.metrics.k8s.io";
+const META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1";
+
+/// The group-versions with OpenAPI documents.
+pub const SERVED: [(&str, &str); 2] = [(CUSTOM_GROUP, "v1beta1"), (CUSTOM_GROUP, "v1beta2")];
+
+fn definition_prefix(version: &str) -> String {
+    format!("io.k8s.metrics.pkg.apis.custom_metrics.{version}")
+}
+
+/// Schemas shared by every document, keyed by definition name.
+fn shared_schemas() -> Vec<(String, Value)> {
+    vec![
+        (
+            format!("{META}.ListMeta"),
+            json!({"type": "object", "description": "Standard list metadata.", "properties": {
+                "resourceVersion": {"type": "string"}, "continue": {"type": "string"},
+                "remainingItemCount": {"type": "integer", "format": "int64"}, "selfLink": {"type": "string"}}}),
+        ),
+        (
+            format!("{META}.LabelSelector"),
+            json!({"type": "object", "description": "A label query over a set of resources.", "properties": {
+                "matchLabels": {"type": "object", "additionalProperties": {"type": "string"}},
+                "matchExpressions": {"type": "array", "items": {"type": "object", "required": ["key", "operator"], "properties": {
+                    "key": {"type": "string"}, "operator": {"type": "string"},
+                    "values": {"type": "array", "items": {"type": "string"}}}}}}}),
+        ),
+        (
+            "io.k8s.api.core.v1.ObjectReference".to_owned(),
+            json!({"type": "object", "description": "A reference to the object a metric describes.", "properties": {
+                "apiVersion": {"type": "string"}, "kind": {"type": "string"}, "name": {"type": "string"},
+                "namespace": {"type": "string"}, "uid": {"type": "string"}, "resourceVersion": {"type": "string"},
+                "fieldPath": {"type": "string"}}}),
+        ),
+        (
+            format!("{META}.APIResourceList"),
+            json!({"type": "object", "required": ["groupVersion", "resources"], "properties": {
+                "kind": {"type": "string"}, "apiVersion": {"type": "string"}, "groupVersion": {"type": "string"},
+                "resources": {"type": "array", "items": {"type": "object", "required": ["name", "singularName", "namespaced", "kind", "verbs"], "properties": {
+                    "name": {"type": "string"}, "singularName": {"type": "string"}, "namespaced": {"type": "boolean"},
+                    "kind": {"type": "string"}, "verbs": {"type": "array", "items": {"type": "string"}}}}}}}),
+        ),
+    ]
+}
+
+/// The MetricValue and MetricValueList schemas of one version. `reference` turns a definition name
+/// into the document's `$ref` form.
+fn metric_schemas(version: &str, reference: &dyn Fn(&str) -> String) -> Vec<(String, Value)> {
+    let prefix = definition_prefix(version);
+    let selector = json!({"$ref": reference(&format!("{META}.LabelSelector"))});
+    let mut value_properties = json!({
+        "describedObject": {"$ref": reference("io.k8s.api.core.v1.ObjectReference")},
+        "timestamp": {"type": "string", "format": "date-time", "description": "When the value was read."},
+        "value": {"type": "string", "description": "The value, as a Kubernetes quantity."},
+    });
+    let fields = value_properties
+        .as_object_mut()
+        .expect("a JSON object literal");
+    if version == "v1beta1" {
+        fields.insert("metricName".into(), json!({"type": "string"}));
+        fields.insert(
+            "window".into(),
+            json!({"type": "integer", "format": "int64"}),
+        );
+        fields.insert("selector".into(), selector);
+    } else {
+        fields.insert(
+            "metric".into(),
+            json!({"type": "object", "required": ["name"], "properties": {
+            "name": {"type": "string"}, "selector": selector}}),
+        );
+        fields.insert(
+            "windowSeconds".into(),
+            json!({"type": "integer", "format": "int64"}),
+        );
+    }
+    let gvk = json!([{"group": CUSTOM_GROUP, "version": version, "kind": "MetricValueList"}]);
+    vec![
+        (
+            format!("{prefix}.MetricValue"),
+            json!({"type": "object", "required": ["describedObject", "timestamp", "value"], "properties": value_properties}),
+        ),
+        (
+            format!("{prefix}.MetricValueList"),
+            json!({"type": "object", "required": ["metadata", "items"], "x-kubernetes-group-version-kind": gvk, "properties": {
+                "kind": {"type": "string"}, "apiVersion": {"type": "string"},
+                "metadata": {"$ref": reference(&format!("{META}.ListMeta"))},
+                "items": {"type": "array", "items": {"$ref": reference(&format!("{prefix}.MetricValue"))}}}}),
+        ),
+    ]
+}
+
+/// The paths of one group-version: its resource list and the three metric routes.
+fn paths(version: &str, list_schema: Value, resources_schema: Value, v3: bool) -> Value {
+    let base = format!("/apis/{CUSTOM_GROUP}/{version}");
+    let param = |name: &str, location: &str, description: &str| {
+        if v3 {
+            json!({"name": name, "in": location, "required": location == "path", "description": description, "schema": {"type": "string"}})
+        } else {
+            json!({"name": name, "in": location, "required": location == "path", "description": description, "type": "string"})
+        }
+    };
+    let response = |schema: &Value| {
+        if v3 {
+            json!({"200": {"description": "OK", "content": {"application/json": {"schema": schema}}}})
+        } else {
+            json!({"200": {"description": "OK", "schema": schema}})
+        }
+    };
+    let selectors = [
+        param(
+            "labelSelector",
+            "query",
+            "Selects the described objects when the name is `*`.",
+        ),
+        param(
+            "metricLabelSelector",
+            "query",
+            "Selects the metric's series.",
+        ),
+    ];
+    let operation = |id: &str, mut params: Vec<Value>| {
+        params.extend(selectors.iter().cloned());
+        json!({"get": {
+            "operationId": id,
+            "description": "Reads one metric for one object, or for every object a label selector chooses.",
+            "parameters": params,
+            "responses": response(&list_schema),
+            "x-kubernetes-action": "get",
+            "x-kubernetes-group-version-kind": {"group": CUSTOM_GROUP, "version": version, "kind": "MetricValueList"},
+        }})
+    };
+    let object = [
+        param(
+            "resource",
+            "path",
+            "Resource, e.g. pods or deployments.apps.",
+        ),
+        param("name", "path", "Object name, or * for a selector."),
+        param("metric", "path", "Metric name."),
+    ];
+    let namespace = param("namespace", "path", "Namespace.");
+    json!({
+        format!("{base}/"): {"get": {
+            "operationId": format!("getCustomMetricsResources{}", version.replace('v', "V")),
+            "description": "Lists the discovered metrics.",
+            "responses": response(&resources_schema),
+        }},
+        format!("{base}/namespaces/{{namespace}}/{{resource}}/{{name}}/{{metric}}"):
+            operation(&format!("readNamespacedCustomMetric{}", version.replace('v', "V")), [vec![namespace.clone()], object.to_vec()].concat()),
+        format!("{base}/{{resource}}/{{name}}/{{metric}}"):
+            operation(&format!("readClusterCustomMetric{}", version.replace('v', "V")), object.to_vec()),
+        format!("{base}/namespaces/{{namespace}}/metrics/{{metric}}"):
+            operation(&format!("readNamespaceCustomMetric{}", version.replace('v', "V")), vec![namespace, object[2].clone()]),
+    })
+}
+
+/// The OpenAPI v2 (Swagger 2.0) document for every served group-version.
+pub fn v2() -> Value {
+    let reference = |name: &str| format!("#/definitions/{name}");
+    let mut definitions = serde_json::Map::new();
+    let mut all_paths = serde_json::Map::new();
+    for (name, schema) in shared_schemas() {
+        definitions.insert(name, schema);
+    }
+    for (_, version) in SERVED {
+        for (name, schema) in metric_schemas(version, &reference) {
+            definitions.insert(name, schema);
+        }
+        let list =
+            json!({"$ref": reference(&format!("{}.MetricValueList", definition_prefix(version)))});
+        let resources = json!({"$ref": reference(&format!("{META}.APIResourceList"))});
+        if let Value::Object(p) = paths(version, list, resources, false) {
+            all_paths.extend(p);
+        }
+    }
+    json!({
+        "swagger": "2.0",
+        "info": {"title": "prom-adapter", "version": env!("CARGO_PKG_VERSION")},
+        "paths": all_paths,
+        "definitions": definitions,
+    })
+}
+
+/// The OpenAPI v3 document of one group-version, or `None` when it is not served.
+pub fn v3(group: &str, version: &str) -> Option<Value> {
+    SERVED.iter().find(|(g, v)| *g == group && *v == version)?;
+    let reference = |name: &str| format!("#/components/schemas/{name}");
+    let mut schemas = serde_json::Map::new();
+    for (name, schema) in shared_schemas()
+        .into_iter()
+        .chain(metric_schemas(version, &reference))
+    {
+        schemas.insert(name, schema);
+    }
+    let list =
+        json!({"$ref": reference(&format!("{}.MetricValueList", definition_prefix(version)))});
+    let resources = json!({"$ref": reference(&format!("{META}.APIResourceList"))});
+    Some(json!({
+        "openapi": "3.0.0",
+        "info": {"title": "prom-adapter", "version": env!("CARGO_PKG_VERSION")},
+        "paths": paths(version, list, resources, true),
+        "components": {"schemas": schemas},
+    }))
+}
+
+/// The OpenAPI v3 root: where each group-version's document is, with a hash that changes with it.
+pub fn v3_root() -> Value {
+    let mut paths = serde_json::Map::new();
+    for (group, version) in SERVED {
+        let body = v3(group, version)
+            .map(|d| d.to_string())
+            .unwrap_or_default();
+        let hash = super::discovery::etag(body.as_bytes())
+            .trim_matches('"')
+            .to_owned();
+        paths.insert(
+            format!("apis/{group}/{version}"),
+            json!({"serverRelativeURL": format!("/openapi/v3/apis/{group}/{version}?hash={hash}")}),
+        );
+    }
+    json!({"paths": paths})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every `$ref` must name a schema the document defines.
+    fn refs_resolve(document: &Value, prefix: &str, definitions: &serde_json::Map<String, Value>) {
+        match document {
+            Value::Object(map) => {
+                if let Some(Value::String(target)) = map.get("$ref") {
+                    let name = target
+                        .strip_prefix(prefix)
+                        .unwrap_or_else(|| panic!("{target} is not under {prefix}"));
+                    assert!(definitions.contains_key(name), "{target} is not defined");
+                }
+                map.values()
+                    .for_each(|v| refs_resolve(v, prefix, definitions));
+            }
+            Value::Array(items) => items
+                .iter()
+                .for_each(|v| refs_resolve(v, prefix, definitions)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn v2_document_is_self_contained() {
+        let doc = v2();
+        assert_eq!(doc["swagger"], "2.0");
+        let definitions = doc["definitions"].as_object().unwrap();
+        refs_resolve(&doc, "#/definitions/", definitions);
+        let paths = doc["paths"].as_object().unwrap();
+        assert_eq!(paths.len(), 8, "four paths for each of two versions");
+        for (path, item) in paths {
+            assert!(
+                path.starts_with("/apis/custom.metrics.k8s.io/v1beta"),
+                "{path}"
+            );
+            let params = item["get"]["parameters"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            for segment in path.split('/').filter(|s| s.starts_with('{')) {
+                let name = segment.trim_matches(|c| c == '{' || c == '}');
+                assert!(
+                    params
+                        .iter()
+                        .any(|p| p["name"] == name && p["in"] == "path" && p["required"] == true),
+                    "{path}: {name}"
+                );
+            }
+        }
+        let list = &definitions["io.k8s.metrics.pkg.apis.custom_metrics.v1beta2.MetricValueList"];
+        assert_eq!(
+            list["x-kubernetes-group-version-kind"][0]["kind"],
+            "MetricValueList"
+        );
+    }
+
+    #[test]
+    fn v3_documents_exist_per_served_group_version() {
+        for (group, version) in SERVED {
+            let doc = v3(group, version).unwrap();
+            assert_eq!(doc["openapi"], "3.0.0");
+            let schemas = doc["components"]["schemas"].as_object().unwrap();
+            refs_resolve(&doc, "#/components/schemas/", schemas);
+            assert_eq!(doc["paths"].as_object().unwrap().len(), 4);
+        }
+        assert!(v3("custom.metrics.k8s.io", "v1").is_none());
+        let root = v3_root();
+        let url = root["paths"]["apis/custom.metrics.k8s.io/v1beta1"]["serverRelativeURL"]
+            .as_str()
+            .unwrap();
+        assert!(
+            url.starts_with("/openapi/v3/apis/custom.metrics.k8s.io/v1beta1?hash="),
+            "{url}"
+        );
+    }
+}
