@@ -250,6 +250,56 @@ impl LabelSelector {
     }
 }
 
+impl LabelSelector {
+    /// Whether an object with these labels is selected, as Kubernetes matches selectors.
+    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.requirements.iter().all(|req| {
+            let value = labels.get(&req.key);
+            let number = |v: Option<&String>| v.and_then(|v| v.parse::<i64>().ok());
+            let bound = || req.values.first().and_then(|v| v.parse::<i64>().ok());
+            match req.operator {
+                Operator::Equals | Operator::In => value.is_some_and(|v| req.values.contains(v)),
+                Operator::NotEquals | Operator::NotIn => {
+                    value.is_none_or(|v| !req.values.contains(v))
+                }
+                Operator::Exists => value.is_some(),
+                Operator::DoesNotExist => value.is_none(),
+                Operator::GreaterThan => {
+                    matches!((number(value), bound()), (Some(v), Some(b)) if v > b)
+                }
+                Operator::LessThan => {
+                    matches!((number(value), bound()), (Some(v), Some(b)) if v < b)
+                }
+            }
+        })
+    }
+}
+
+/// The canonical text form Kubernetes prints (and accepts): `a=b,c in (d,e),!f`.
+impl std::fmt::Display for LabelSelector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut first = true;
+        for req in &self.requirements {
+            if !first {
+                f.write_str(",")?;
+            }
+            first = false;
+            let values = req.values.join(",");
+            match req.operator {
+                Operator::Equals => write!(f, "{}={values}", req.key)?,
+                Operator::NotEquals => write!(f, "{}!={values}", req.key)?,
+                Operator::In => write!(f, "{} in ({values})", req.key)?,
+                Operator::NotIn => write!(f, "{} notin ({values})", req.key)?,
+                Operator::Exists => write!(f, "{}", req.key)?,
+                Operator::DoesNotExist => write!(f, "!{}", req.key)?,
+                Operator::GreaterThan => write!(f, "{}>{values}", req.key)?,
+                Operator::LessThan => write!(f, "{}<{values}", req.key)?,
+            }
+        }
+        Ok(())
+    }
+}
+
 fn tokenize(text: &str) -> Vec<String> {
     let mut tokens = Vec::new();
     let mut chars = text.chars().peekable();
@@ -400,6 +450,28 @@ mod tests {
         ] {
             assert!(LabelSelector::parse(bad).is_err(), "{bad:?} should fail");
         }
+    }
+
+    #[test]
+    fn matches_and_prints_like_kubernetes() {
+        let labels: BTreeMap<String, String> = [("app", "web"), ("tier", "front"), ("n", "5")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let selects = |s: &str| LabelSelector::parse(s).unwrap().matches(&labels);
+        assert!(selects(""));
+        assert!(selects("app=web,tier in (front,back)"));
+        assert!(!selects("app=api"));
+        assert!(selects("app!=api,missing!=x,canary notin (x)"));
+        assert!(selects("app") && !selects("!app") && selects("!canary"));
+        assert!(selects("n>4") && !selects("n>5") && selects("n<6") && !selects("app>1"));
+        let text = "tier in (back,front),app=web,!canary,n>4";
+        let printed = LabelSelector::parse(text).unwrap().to_string();
+        assert_eq!(printed, "app=web,!canary,n>4,tier in (back,front)");
+        assert_eq!(
+            LabelSelector::parse(&printed).unwrap(),
+            LabelSelector::parse(text).unwrap()
+        );
     }
 
     #[test]
