@@ -118,9 +118,12 @@ pub struct ServeArgs {
     /// TLS 1.2 cipher suites, Go names, comma-separated (TLS 1.3 suites are always on).
     #[arg(long, value_delimiter = ',')]
     pub tls_cipher_suites: Vec<String>,
-    /// Kubeconfig for the adapter's Kubernetes client.
+    /// Kubeconfig for the adapter's Kubernetes client [default: KUBECONFIG, ~/.kube/config, or the pod's service account].
     #[arg(long)]
     pub lister_kubeconfig: Option<PathBuf>,
+    /// How often the cluster's resources are re-discovered [default: 10m].
+    #[arg(long)]
+    pub discovery_interval: Option<String>,
     /// Run without a cluster: built-in resource table, loopback only.
     #[arg(long)]
     pub standalone: bool,
@@ -173,6 +176,7 @@ impl ServeArgs {
         one("tls_private_key_file", path(&self.tls_private_key_file));
         one("cert_dir", path(&self.cert_dir));
         one("lister_kubeconfig", path(&self.lister_kubeconfig));
+        one("discovery_interval", self.discovery_interval.clone());
         one("v", self.v.map(|v| v.to_string()));
         one("log_format", self.log_format.clone());
         one("tls_min_version", self.tls_min_version.clone());
@@ -253,7 +257,6 @@ const UNSUPPORTED_FLAGS: &[&str] = &[
     "requestheader-group-headers",
     "requestheader-extra-headers-prefix",
     "tls-sni-cert-key",
-    "discovery-interval",
     "client-qps",
     "client-burst",
     "debug-socket-path",

@@ -3,6 +3,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Parser;
@@ -10,13 +11,16 @@ use clap::Parser;
 use futures_util::future::BoxFuture;
 use prom_adapter::api::AppState;
 use prom_adapter::cli::{Cli, Command, ExplainArgs, ServeArgs, screen_legacy_flags};
+use prom_adapter::cluster::Cluster;
 use prom_adapter::config::{self, settings};
 use prom_adapter::model::parse_duration;
 use prom_adapter::model::{QueryResult, SeriesShape};
 use prom_adapter::prometheus;
 use prom_adapter::provider::custom::CustomMetrics;
 use prom_adapter::provider::discovery::{Discovery, DiscoveryConfig, Health};
-use prom_adapter::provider::{BackendError, MetricsBackend, Snapshot};
+use prom_adapter::provider::{
+    BackendError, MetricsBackend, ObjectLister, SharedSnapshot, Snapshot,
+};
 use prom_adapter::resources::ResourceTable;
 use prom_adapter::telemetry::{self, LogFormat, Metrics};
 use prom_adapter::{explain, server};
@@ -133,6 +137,14 @@ struct ServeConfig {
     tls: server::TlsSource,
     shutdown: server::Shutdown,
     tls_reload_interval: std::time::Duration,
+    /// `None` with `--standalone`.
+    cluster: Option<ClusterSettings>,
+}
+
+/// How to reach the cluster.
+struct ClusterSettings {
+    kubeconfig: Option<std::path::PathBuf>,
+    discovery_interval: Duration,
 }
 
 fn serve(args: ServeArgs, warnings: Vec<String>) -> anyhow::Result<ExitCode> {
@@ -166,33 +178,49 @@ fn serve(args: ServeArgs, warnings: Vec<String>) -> anyhow::Result<ExitCode> {
     let health = Arc::new(Health::new(
         serve_config.discovery.relist_interval * 3 + serve_config.prometheus.timeout * 2,
     ));
-    let worker_state = {
-        let (snapshot, metrics, health) = (snapshot.clone(), metrics.clone(), health.clone());
-        let max_age = serve_config.discovery.max_age;
-        let client = client.clone();
-        move || {
-            // Each actix worker runs its own single-threaded runtime; a shared connection pool
-            // would drive every Prometheus call from another thread.
-            let client = client.with_fresh_connections().unwrap_or_else(|error| {
-                tracing::warn!(%error, "sharing the discovery connection pool with a worker");
-                client.clone()
-            });
-            let backend: Arc<dyn MetricsBackend> =
-                Arc::new(InstrumentedClient::new(client, metrics.clone()));
-            AppState {
-                custom: CustomMetrics::new(snapshot.clone(), backend, max_age),
-                metrics: metrics.clone(),
-                health: health.clone(),
-            }
-        }
-    };
     tracing::info!(
         rules = %serve_config.rules_path.display(),
         prometheus = %serve_config.prometheus.url,
         relist_interval = ?serve_config.discovery.relist_interval,
-        "starting prom-adapter in standalone mode (built-in resource table, no authentication, loopback only)"
+        mode = if serve_config.cluster.is_some() { "cluster" } else { "standalone" },
+        "starting prom-adapter (requests are not authenticated yet: loopback only)"
     );
     actix_web::rt::System::new().block_on(async move {
+        // The kube client must be made inside this runtime, which drives its connections.
+        let cluster = match &serve_config.cluster {
+            Some(cluster) => Some(connect_cluster(cluster, &snapshot).await?),
+            None => None,
+        };
+        let objects: Option<Arc<dyn ObjectLister>> = cluster
+            .clone()
+            .map(|c| Arc::new(c) as Arc<dyn ObjectLister>);
+        let worker_state = {
+            let (snapshot, metrics, health) = (snapshot.clone(), metrics.clone(), health.clone());
+            let max_age = serve_config.discovery.max_age;
+            let client = client.clone();
+            move || {
+                // Each actix worker runs its own single-threaded runtime; a shared connection pool
+                // would drive every Prometheus call from another thread.
+                let client = client.with_fresh_connections().unwrap_or_else(|error| {
+                    tracing::warn!(%error, "sharing the discovery connection pool with a worker");
+                    client.clone()
+                });
+                let backend: Arc<dyn MetricsBackend> =
+                    Arc::new(InstrumentedClient::new(client, metrics.clone()));
+                AppState {
+                    custom: CustomMetrics::new(snapshot.clone(), backend, max_age, objects.clone()),
+                    metrics: metrics.clone(),
+                    health: health.clone(),
+                }
+            }
+        };
+        let refresh_handle = cluster.map(|cluster| {
+            let interval = serve_config
+                .cluster
+                .as_ref()
+                .map_or(Duration::from_secs(600), |c| c.discovery_interval);
+            actix_web::rt::spawn(refresh_resource_table(cluster, snapshot.clone(), interval))
+        });
         let discovery = Discovery::new(
             backend,
             snapshot,
@@ -213,26 +241,84 @@ fn serve(args: ServeArgs, warnings: Vec<String>) -> anyhow::Result<ExitCode> {
         .await;
         loop_handle.abort();
         reload_handle.abort();
-        result
+        if let Some(handle) = refresh_handle {
+            handle.abort();
+        }
+        result.map_err(anyhow::Error::from)
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Connects to the cluster and installs its resource table (the built-in one stays, with a
+/// warning, if discovery fails now; the refresh retries).
+async fn connect_cluster(
+    settings: &ClusterSettings,
+    snapshot: &SharedSnapshot,
+) -> anyhow::Result<Cluster> {
+    let cluster = Cluster::connect(settings.kubeconfig.as_deref())
+        .await
+        .context(
+            "no cluster to serve (give --lister-kubeconfig, or --standalone to run without one)",
+        )?;
+    match cluster.resource_table().await {
+        Ok(table) => {
+            let current = snapshot.load_full();
+            snapshot.store(Arc::new(Snapshot {
+                table: Arc::new(table),
+                ..(*current).clone()
+            }));
+        }
+        Err(error) => {
+            tracing::warn!(%error, "API discovery failed; using the built-in resource table until it succeeds")
+        }
+    }
+    Ok(cluster)
+}
+
+/// Re-reads the cluster's resources every `interval`, so that CRDs installed later are served
+/// (from the next relist on).
+async fn refresh_resource_table(cluster: Cluster, snapshot: SharedSnapshot, interval: Duration) {
+    loop {
+        actix_web::rt::time::sleep(interval).await;
+        match cluster.resource_table().await {
+            Ok(table) if *snapshot.load().table != table => {
+                let current = snapshot.load_full();
+                snapshot.store(Arc::new(Snapshot {
+                    table: Arc::new(table),
+                    ..(*current).clone()
+                }));
+                tracing::info!("resource table changed");
+            }
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!(%error, "API discovery failed; keeping the previous resource table")
+            }
+        }
+    }
 }
 
 fn validate(settings: &settings::Settings) -> anyhow::Result<ServeConfig> {
     let Some(rules_path) = settings.config.clone() else {
         bail!("no rules file specified (use --config FILE)");
     };
-    if !settings.standalone {
+    if settings.standalone && settings.lister_kubeconfig.is_some() {
         bail!(
-            "prom-adapter does not yet authenticate requests from kube-apiserver, so it only runs with --standalone \
-             (built-in resource table, loopback only)"
+            "--standalone runs without a cluster; drop --lister-kubeconfig, or drop --standalone to use the cluster"
         );
     }
-    if settings.lister_kubeconfig.is_some() {
-        bail!(
-            "--lister-kubeconfig is not supported yet: the cluster connection is not implemented; use --standalone without it"
-        );
-    }
+    let cluster = if settings.standalone {
+        None
+    } else {
+        Some(ClusterSettings {
+            kubeconfig: settings.lister_kubeconfig.clone(),
+            discovery_interval: match parse_duration(&settings.discovery_interval)
+                .context("--discovery-interval")?
+            {
+                d if d.is_zero() => bail!("--discovery-interval must be greater than zero"),
+                d => d,
+            },
+        })
+    };
     let bind = settings
         .bind_address
         .clone()
@@ -242,7 +328,8 @@ fn validate(settings: &settings::Settings) -> anyhow::Result<ServeConfig> {
         .with_context(|| format!("--bind-address {bind:?} is not an IP address"))?;
     if !ip.is_loopback() {
         bail!(
-            "--standalone serves without authentication and only binds to loopback addresses; {ip} is not one"
+            "prom-adapter does not authenticate requests from kube-apiserver yet, so it only binds to loopback \
+             addresses; {ip} is not one"
         );
     }
     let relist_interval =
@@ -314,6 +401,7 @@ fn validate(settings: &settings::Settings) -> anyhow::Result<ServeConfig> {
         },
         addr: SocketAddr::new(ip, settings.secure_port),
         shutdown,
+        cluster,
         tls_reload_interval: match parse_duration(&settings.tls_reload_interval)
             .context("--tls-reload-interval")?
         {

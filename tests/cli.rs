@@ -161,13 +161,19 @@ fn explain_lists_metrics_and_renders_queries_as_json() {
 #[test]
 fn serve_refuses_what_it_cannot_do_safely() {
     let config = repo("config/demo.yaml");
+    let dir = tempfile::tempdir().unwrap();
+    let cert_dir = format!("--cert-dir={}", dir.path().display());
+    // Without --standalone it needs a cluster, and says how to give one.
     let (code, _, stderr) = run(&[
         "--config",
         config.to_str().unwrap(),
         "--prometheus-url",
         "http://127.0.0.1:1",
+        &cert_dir,
+        "--lister-kubeconfig=/nonexistent/kubeconfig",
     ]);
     assert_eq!(code, 1);
+    assert!(stderr.contains("/nonexistent/kubeconfig"), "{stderr}");
     assert!(stderr.contains("--standalone"), "{stderr}");
     let (code, _, stderr) = run(&[
         "--standalone",

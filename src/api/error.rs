@@ -24,6 +24,9 @@ pub enum Error {
     /// 500: the cause is logged, not sent.
     #[error("{0}")]
     Internal(String),
+    /// 500 for a failed object listing, with prometheus-adapter's message.
+    #[error("{0}")]
+    ListFailed(String),
 }
 
 impl Error {
@@ -53,6 +56,11 @@ impl Error {
                 "InternalError",
                 "Internal error occurred: unable to fetch metrics".into(),
             ),
+            Error::ListFailed(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalError",
+                "Internal error occurred: unable to list matching resources".into(),
+            ),
         }
     }
 }
@@ -66,6 +74,7 @@ impl From<custom::Error> for Error {
             custom::Error::BadRequest(m) => Error::BadRequest(m),
             custom::Error::Unavailable(m) => Error::Unavailable(m),
             custom::Error::Internal(m) => Error::Internal(m),
+            custom::Error::ListFailed(m) => Error::ListFailed(m),
         }
     }
 }

@@ -51,6 +51,8 @@ pub struct Settings {
     pub tls_cipher_suites: Vec<String>,
     /// Kubeconfig for the adapter's own Kubernetes client.
     pub lister_kubeconfig: Option<PathBuf>,
+    /// How often the cluster's resources are re-discovered.
+    pub discovery_interval: String,
     /// Run without a cluster: built-in resource table, loopback only.
     pub standalone: bool,
     /// klog-style verbosity.
@@ -99,6 +101,7 @@ pub fn load(
         .and_then(|b| b.set_default("tls_san", Vec::<String>::new()))
         .and_then(|b| b.set_default("tls_cipher_suites", Vec::<String>::new()))
         .and_then(|b| b.set_default("standalone", false))
+        .and_then(|b| b.set_default("discovery_interval", "10m"))
         .and_then(|b| b.set_default("v", 0))
         .and_then(|b| b.set_default("log_format", "text"))
         .and_then(|b| b.set_default("shutdown_delay", "2s"))

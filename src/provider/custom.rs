@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{BackendError, MetricsBackend, SharedSnapshot};
+use super::{BackendError, MetricsBackend, ObjectLister, SharedSnapshot};
 use crate::model::{GroupResource, QuantityFormat, QueryResult, quantity_from_f64};
 use crate::promql::{LabelMatcher, LabelSelector, LabelSelectorJson, MatchOp};
 use crate::registry::Registry;
@@ -87,6 +87,9 @@ pub enum Error {
     /// The request cannot be answered as asked (bad selector, unsupported in this mode).
     #[error("{0}")]
     BadRequest(String),
+    /// The objects of a selector could not be listed.
+    #[error("unable to list matching resources: {0}")]
+    ListFailed(String),
     /// Prometheus is unavailable.
     #[error("unable to fetch metrics: {0}")]
     Unavailable(String),
@@ -101,20 +104,23 @@ pub struct CustomMetrics {
     snapshot: SharedSnapshot,
     backend: Arc<dyn MetricsBackend>,
     max_age: Duration,
+    objects: Option<Arc<dyn ObjectLister>>,
 }
 
 impl CustomMetrics {
-    /// A service reading the shared snapshot. Without a cluster, `*` selects the objects
-    /// Prometheus has series for within `max_age`.
+    /// A service reading the shared snapshot. `*` selects objects through `objects` (the
+    /// cluster); without one, it selects the objects Prometheus has series for within `max_age`.
     pub fn new(
         snapshot: SharedSnapshot,
         backend: Arc<dyn MetricsBackend>,
         max_age: Duration,
+        objects: Option<Arc<dyn ObjectLister>>,
     ) -> Self {
         Self {
             snapshot,
             backend,
             max_age,
+            objects,
         }
     }
 
@@ -134,6 +140,22 @@ impl CustomMetrics {
         )?;
         let names = match &request.name {
             ObjectName::Named(name) => vec![name.clone()],
+            ObjectName::All if self.objects.is_some() => {
+                let lister = self.objects.as_ref().expect("checked by the guard");
+                let names = lister
+                    .names(
+                        plan.info,
+                        request.namespace.as_deref(),
+                        &request.label_selector,
+                    )
+                    .await
+                    .map_err(|e| Error::ListFailed(e.to_string()))?;
+                if names.is_empty() {
+                    // As prometheus-adapter: a selector that matches nothing is "not found".
+                    return Err(plan.not_found(request));
+                }
+                names
+            }
             ObjectName::All => {
                 if !request.label_selector.is_empty() {
                     return Err(Error::BadRequest(
@@ -369,7 +391,7 @@ rules:
         let backend = Arc::new(FakeBackend::default());
         (
             backend.clone(),
-            CustomMetrics::new(snapshot, backend, Duration::from_secs(600)),
+            CustomMetrics::new(snapshot, backend, Duration::from_secs(600), None),
         )
     }
 

@@ -8,8 +8,9 @@ use std::sync::Arc;
 use futures_util::future::BoxFuture;
 
 use crate::model::QueryResult;
+use crate::promql::LabelSelector;
 use crate::registry::{Registry, SeriesShape};
-use crate::resources::ResourceTable;
+use crate::resources::{ResourceInfo, ResourceTable};
 use crate::rules::RuleSet;
 
 /// Why the metrics backend failed.
@@ -46,6 +47,17 @@ pub trait MetricsBackend: Send + Sync + 'static {
         promql: &'a str,
         time: f64,
     ) -> BoxFuture<'a, Result<QueryResult, BackendError>>;
+}
+
+/// Lists the names of objects a label selector chooses (implemented by `cluster::Cluster`).
+pub trait ObjectLister: Send + Sync + 'static {
+    /// Names of the `resource` objects in `namespace` (all namespaces when `None`) matching `selector`.
+    fn names<'a>(
+        &'a self,
+        resource: &'a ResourceInfo,
+        namespace: Option<&'a str>,
+        selector: &'a LabelSelector,
+    ) -> BoxFuture<'a, Result<Vec<String>, BackendError>>;
 }
 
 /// Everything a request needs from discovery, swapped as one unit.

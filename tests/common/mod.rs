@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod apiserver;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -259,6 +261,32 @@ pub struct Adapter {
 impl Adapter {
     /// Starts the adapter against `prometheus_url` with a rules file, and waits for `/readyz`.
     pub fn start(dir: &Path, rules: &Path, prometheus_url: &str, extra: &[&str]) -> Self {
+        Self::start_with(
+            dir,
+            rules,
+            prometheus_url,
+            &[&["--standalone"], extra].concat(),
+        )
+    }
+
+    /// Starts the adapter against a cluster given by a kubeconfig (no `--standalone`).
+    pub fn start_in_cluster(
+        dir: &Path,
+        rules: &Path,
+        prometheus_url: &str,
+        kubeconfig: &Path,
+        extra: &[&str],
+    ) -> Self {
+        let flag = format!("--lister-kubeconfig={}", kubeconfig.display());
+        Self::start_with(
+            dir,
+            rules,
+            prometheus_url,
+            &[&[flag.as_str()], extra].concat(),
+        )
+    }
+
+    fn start_with(dir: &Path, rules: &Path, prometheus_url: &str, extra: &[&str]) -> Self {
         let port = free_port();
         let log_path = dir.join(format!("adapter-{port}.log"));
         let log = std::fs::File::create(&log_path).unwrap();
@@ -267,7 +295,6 @@ impl Adapter {
             .arg(format!("--prometheus-url={prometheus_url}"))
             .arg(format!("--secure-port={port}"))
             .arg(format!("--cert-dir={}", dir.join("certs").display()))
-            .arg("--standalone")
             .args(
                 [
                     ("--metrics-relist-interval", "2s"),

@@ -1,0 +1,141 @@
+//! Outbound Kubernetes client: the resource table from API discovery, and object names by label selector.
+//!
+//! (Named `cluster`, not `kube`, so that it does not shadow the `kube` crate.)
+
+use std::path::Path;
+
+use futures_util::future::BoxFuture;
+use kube::api::{Api, DynamicObject, ListParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::core::{ApiResource, GroupVersionKind};
+
+use crate::promql::LabelSelector;
+use crate::provider::{BackendError, ObjectLister};
+use crate::resources::{ResourceInfo, ResourceTable};
+
+/// Why a Kubernetes call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No usable configuration: no kubeconfig file and not running in a pod.
+    #[error("cannot configure the Kubernetes client: {0}")]
+    Config(String),
+    /// A request to kube-apiserver failed.
+    #[error("Kubernetes API request failed: {0}")]
+    Api(#[from] kube::Error),
+}
+
+/// A connection to the cluster's API server.
+#[derive(Clone)]
+pub struct Cluster {
+    client: kube::Client,
+}
+
+impl Cluster {
+    /// Connects with a kubeconfig file, or else as `kubectl` would (`KUBECONFIG`, `~/.kube/config`,
+    /// then the pod's service account).
+    pub async fn connect(kubeconfig: Option<&Path>) -> Result<Self, Error> {
+        let mut config = match kubeconfig {
+            Some(path) => {
+                let file = Kubeconfig::read_from(path)
+                    .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+                kube::Config::from_custom_kubeconfig(file, &KubeConfigOptions::default())
+                    .await
+                    .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?
+            }
+            None => kube::Config::infer()
+                .await
+                .map_err(|e| Error::Config(e.to_string()))?,
+        };
+        let agent = concat!("prom-adapter/", env!("CARGO_PKG_VERSION"));
+        if let Ok(value) = agent.parse() {
+            config.headers.push((http::header::USER_AGENT, value));
+        }
+        let client = kube::Client::try_from(config).map_err(|e| Error::Config(e.to_string()))?;
+        Ok(Self { client })
+    }
+
+    /// Every resource the server offers (preferred version of each group), for resolving names
+    /// and scopes. Subresources are left out.
+    pub async fn resource_table(&self) -> Result<ResourceTable, Error> {
+        let mut entries = Vec::new();
+        let core = self.client.list_core_api_versions().await?;
+        if core.versions.iter().any(|v| v == "v1") {
+            let list = self.client.list_core_api_resources("v1").await?;
+            entries.extend(resources_of("", "v1", &list));
+        }
+        for group in self.client.list_api_groups().await?.groups {
+            let Some(preferred) = group
+                .preferred_version
+                .or_else(|| group.versions.first().cloned())
+            else {
+                continue;
+            };
+            match self
+                .client
+                .list_api_group_resources(&preferred.group_version)
+                .await
+            {
+                Ok(list) => entries.extend(resources_of(&group.name, &preferred.version, &list)),
+                // One broken aggregated API must not hide every other group.
+                Err(error) => {
+                    tracing::warn!(group_version = %preferred.group_version, %error, "skipping a group in discovery")
+                }
+            }
+        }
+        Ok(ResourceTable::new(entries))
+    }
+}
+
+fn resources_of(
+    group: &str,
+    version: &str,
+    list: &k8s_openapi::apimachinery::pkg::apis::meta::v1::APIResourceList,
+) -> Vec<ResourceInfo> {
+    list.resources
+        .iter()
+        .filter(|r| !r.name.contains('/'))
+        .map(|r| ResourceInfo {
+            group: group.to_owned(),
+            version: version.to_owned(),
+            kind: r.kind.clone(),
+            plural: r.name.clone(),
+            singular: if r.singular_name.is_empty() {
+                r.kind.to_ascii_lowercase()
+            } else {
+                r.singular_name.clone()
+            },
+            namespaced: r.namespaced,
+        })
+        .collect()
+}
+
+impl ObjectLister for Cluster {
+    fn names<'a>(
+        &'a self,
+        resource: &'a ResourceInfo,
+        namespace: Option<&'a str>,
+        selector: &'a LabelSelector,
+    ) -> BoxFuture<'a, Result<Vec<String>, BackendError>> {
+        Box::pin(async move {
+            let gvk = GroupVersionKind::gvk(&resource.group, &resource.version, &resource.kind);
+            let api_resource = ApiResource::from_gvk_with_plural(&gvk, &resource.plural);
+            let api: Api<DynamicObject> = match namespace {
+                Some(ns) => Api::namespaced_with(self.client.clone(), ns, &api_resource),
+                None => Api::all_with(self.client.clone(), &api_resource),
+            };
+            let params = ListParams::default().labels(&selector.to_string());
+            // Names only: metadata lists keep the answer small for large namespaces.
+            let list = api.list_metadata(&params).await.map_err(|e| match &e {
+                kube::Error::Api(status) if status.code == 403 => {
+                    BackendError::Failed(format!("listing {}: {e}", resource.plural))
+                }
+                _ => BackendError::Unavailable(format!("listing {}: {e}", resource.plural)),
+            })?;
+            Ok(list
+                .items
+                .into_iter()
+                .filter_map(|o| o.metadata.name)
+                .collect())
+        })
+    }
+}

@@ -1,0 +1,145 @@
+//! The adapter with a cluster (a stand-in kube-apiserver) and a real Prometheus: objects chosen by
+//! label selectors, and resources discovered after start.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use common::apiserver::{ApiServer, Resource};
+use common::{Adapter, Prometheus, assert_close, quantity};
+
+fn demo_rules() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/demo.yaml")
+}
+
+fn pod_names(list: &serde_json::Value) -> Vec<String> {
+    let mut names: Vec<String> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["describedObject"]["name"].as_str().unwrap().to_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn label_selectors_choose_the_objects_from_the_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let prometheus = Prometheus::start(dir.path());
+    let apiserver = ApiServer::start(dir.path());
+    apiserver.add_object(
+        "",
+        "pods",
+        Some("default"),
+        "web-6d4cf56db6-abcde",
+        &[("app", "web")],
+    );
+    apiserver.add_object(
+        "",
+        "pods",
+        Some("default"),
+        "web-6d4cf56db6-fghij",
+        &[("app", "web"), ("track", "canary")],
+    );
+    apiserver.add_object(
+        "",
+        "pods",
+        Some("other"),
+        "api-5c9b8d7f6-klmno",
+        &[("app", "api")],
+    );
+    let adapter = Adapter::start_in_cluster(
+        dir.path(),
+        &demo_rules(),
+        &prometheus.url(),
+        &apiserver.kubeconfig,
+        &[],
+    );
+
+    let all = adapter.get_json("/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/*/cpu_usage?labelSelector=app%3Dweb");
+    assert_eq!(
+        pod_names(&all),
+        ["web-6d4cf56db6-abcde", "web-6d4cf56db6-fghij"]
+    );
+    // Prometheus has both pods; only the one the selector chooses is queried and returned.
+    let stable = adapter.get_json("/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/*/cpu_usage?labelSelector=app%3Dweb,track!%3Dcanary");
+    assert_eq!(pod_names(&stable), ["web-6d4cf56db6-abcde"]);
+    assert_close(
+        quantity(stable["items"][0]["value"].as_str().unwrap()),
+        0.51,
+        "pod cpu",
+    );
+    let listed = apiserver.requests();
+    assert!(
+        listed
+            .iter()
+            .any(|r| r.starts_with("GET /api/v1/namespaces/default/pods?")
+                && r.contains("labelSelector=app%3Dweb%2Ctrack%21%3Dcanary")),
+        "{listed:?}"
+    );
+    // A selector that matches nothing: 404, as prometheus-adapter.
+    let (code, body) = adapter.curl("/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/*/cpu_usage?labelSelector=app%3Dnone");
+    assert_eq!(code, 404, "{body}");
+    // The scope of every resource comes from the cluster.
+    let nodes = adapter.get_json("/apis/custom.metrics.k8s.io/v1beta2/nodes/node-a/node_load");
+    assert_close(
+        quantity(nodes["items"][0]["value"].as_str().unwrap()),
+        1.5,
+        "node load",
+    );
+}
+
+#[test]
+fn a_resource_installed_after_start_is_served_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let prometheus = Prometheus::start(dir.path());
+    let apiserver = ApiServer::start(dir.path());
+    let rules = dir.path().join("queues.yaml");
+    std::fs::write(
+        &rules,
+        "rules:\n- seriesQuery: 'queue_messages_ready{queue!=\"\"}'\n  resources: {overrides: {queue: {group: example.com, resource: queue}}}\n  metricsQuery: 'max(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)'\n",
+    )
+    .unwrap();
+    let adapter = Adapter::start_in_cluster(
+        dir.path(),
+        &rules,
+        &prometheus.url(),
+        &apiserver.kubeconfig,
+        &[
+            "--discovery-interval=300ms",
+            "--metrics-relist-interval=300ms",
+        ],
+    );
+    let path = "/apis/custom.metrics.k8s.io/v1beta2/queues.example.com/orders/queue_messages_ready";
+    assert_eq!(
+        adapter.curl(path).0,
+        404,
+        "not served before the CRD exists"
+    );
+
+    apiserver.add_resource(Resource::new("example.com", "v1", "Queue", "queues", false));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut last = (0, String::new());
+    while Instant::now() < deadline {
+        last = adapter.curl(path);
+        if last.0 == 200 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(last.0, 200, "{}", last.1);
+    let value: serde_json::Value = serde_json::from_str(&last.1).unwrap();
+    assert_eq!(value["items"][0]["describedObject"]["kind"], "Queue");
+    assert_eq!(
+        value["items"][0]["describedObject"]["apiVersion"],
+        "example.com/v1"
+    );
+    assert!(
+        value["items"][0]["describedObject"]
+            .get("namespace")
+            .is_none(),
+        "cluster-scoped, from discovery"
+    );
+}

@@ -1,0 +1,368 @@
+//! A small, faithful stand-in for kube-apiserver: legacy discovery as a 1.30+ cluster serves it,
+//! list endpoints with label selectors (full or metadata-only, by `Accept`), bearer-token
+//! authentication, and `Status` errors with kube-apiserver's codes. Resources (CRDs) and objects
+//! can be added while it runs.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use prom_adapter::promql::LabelSelector;
+use serde_json::{Value, json};
+
+/// The token clients must present.
+pub const TOKEN: &str = "stand-in-token";
+
+/// A resource the stand-in serves.
+#[derive(Clone, Debug)]
+pub struct Resource {
+    pub group: String,
+    pub version: String,
+    pub kind: String,
+    pub plural: String,
+    pub singular: String,
+    pub namespaced: bool,
+    pub short_names: Vec<String>,
+}
+
+impl Resource {
+    pub fn new(group: &str, version: &str, kind: &str, plural: &str, namespaced: bool) -> Self {
+        Resource {
+            group: group.into(),
+            version: version.into(),
+            kind: kind.into(),
+            plural: plural.into(),
+            singular: kind.to_ascii_lowercase(),
+            namespaced,
+            short_names: Vec::new(),
+        }
+    }
+}
+
+/// An object: which resource, where, its name and labels.
+#[derive(Clone, Debug)]
+pub struct Object {
+    pub group: String,
+    pub plural: String,
+    pub namespace: Option<String>,
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Default)]
+struct State {
+    resources: Vec<Resource>,
+    objects: Vec<Object>,
+    /// Requests seen, as "METHOD path?query", for assertions.
+    requests: Vec<String>,
+}
+
+/// A running stand-in; stops when dropped.
+pub struct ApiServer {
+    pub port: u16,
+    pub kubeconfig: PathBuf,
+    state: Arc<Mutex<State>>,
+    handle: actix_web::dev::ServerHandle,
+}
+
+impl ApiServer {
+    /// Starts with the built-in resources of a cluster (core, apps, networking.k8s.io) and no
+    /// objects; writes a kubeconfig that trusts its certificate and carries the token.
+    pub fn start(dir: &Path) -> Self {
+        prom_adapter::server::install_crypto_provider();
+        let pki = dir.join("apiserver-pki");
+        std::fs::create_dir_all(&pki).unwrap();
+        super::write_pki(&pki);
+        let state = Arc::new(Mutex::new(State {
+            resources: builtin_resources(),
+            ..State::default()
+        }));
+        let port = super::free_port();
+        let tls = server_tls(&pki);
+        let shared = state.clone();
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            actix_web::rt::System::new().block_on(async move {
+                let server = HttpServer::new(move || {
+                    App::new()
+                        .app_data(web::Data::new(shared.clone()))
+                        .default_service(web::to(handle))
+                })
+                .workers(1)
+                .bind_rustls_0_23(("127.0.0.1", port), tls)
+                .unwrap()
+                .run();
+                sender.send(server.handle()).unwrap();
+                let _ = server.await;
+            })
+        });
+        let handle = receiver.recv().unwrap();
+        let kubeconfig = dir.join("kubeconfig");
+        std::fs::write(
+            &kubeconfig,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: stand-in\n  cluster:\n    server: https://127.0.0.1:{port}\n    certificate-authority: {}\nusers:\n- name: adapter\n  user:\n    token: {TOKEN}\ncontexts:\n- name: stand-in\n  context: {{cluster: stand-in, user: adapter}}\ncurrent-context: stand-in\n",
+                pki.join("ca.crt").display()
+            ),
+        )
+        .unwrap();
+        let server = ApiServer {
+            port,
+            kubeconfig,
+            state,
+            handle,
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "stand-in did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        server
+    }
+
+    /// Serves one more resource, as installing a CRD does.
+    pub fn add_resource(&self, resource: Resource) {
+        self.state.lock().unwrap().resources.push(resource);
+    }
+
+    /// Creates an object.
+    pub fn add_object(
+        &self,
+        group: &str,
+        plural: &str,
+        namespace: Option<&str>,
+        name: &str,
+        labels: &[(&str, &str)],
+    ) {
+        self.state.lock().unwrap().objects.push(Object {
+            group: group.into(),
+            plural: plural.into(),
+            namespace: namespace.map(Into::into),
+            name: name.into(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        });
+    }
+
+    /// Requests seen so far ("GET /path?query").
+    pub fn requests(&self) -> Vec<String> {
+        self.state.lock().unwrap().requests.clone()
+    }
+}
+
+impl Drop for ApiServer {
+    fn drop(&mut self) {
+        let handle = self.handle.clone();
+        std::thread::spawn(move || actix_web::rt::System::new().block_on(handle.stop(false)));
+    }
+}
+
+fn server_tls(pki: &Path) -> rustls::ServerConfig {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain = CertificateDer::pem_file_iter(pki.join("server.crt"))
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(pki.join("server.key")).unwrap();
+    rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap()
+}
+
+fn builtin_resources() -> Vec<Resource> {
+    let mut pods = Resource::new("", "v1", "Pod", "pods", true);
+    pods.short_names = vec!["po".into()];
+    let mut services = Resource::new("", "v1", "Service", "services", true);
+    services.short_names = vec!["svc".into()];
+    vec![
+        pods,
+        services,
+        Resource::new("", "v1", "Namespace", "namespaces", false),
+        Resource::new("", "v1", "Node", "nodes", false),
+        Resource::new("apps", "v1", "Deployment", "deployments", true),
+        Resource::new("networking.k8s.io", "v1", "Ingress", "ingresses", true),
+    ]
+}
+
+fn status(code: u16, reason: &str, message: &str) -> HttpResponse {
+    HttpResponse::build(actix_web::http::StatusCode::from_u16(code).unwrap()).json(json!({
+        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": message, "reason": reason, "code": code,
+    }))
+}
+
+fn resource_list(group_version: &str, resources: &[&Resource]) -> Value {
+    json!({
+        "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version,
+        "resources": resources.iter().flat_map(|r| {
+            let main = json!({"name": r.plural, "singularName": r.singular, "namespaced": r.namespaced, "kind": r.kind,
+                "verbs": ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"],
+                "shortNames": r.short_names, "storageVersionHash": "x"});
+            let status = json!({"name": format!("{}/status", r.plural), "singularName": "", "namespaced": r.namespaced,
+                "kind": r.kind, "verbs": ["get", "patch", "update"]});
+            [main, status]
+        }).collect::<Vec<_>>(),
+    })
+}
+
+async fn handle(request: HttpRequest, state: web::Data<Arc<Mutex<State>>>) -> HttpResponse {
+    let mut state = state.lock().unwrap();
+    state.requests.push(format!(
+        "{} {}?{}",
+        request.method(),
+        request.path(),
+        request.query_string()
+    ));
+    let authorized = request
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        == Some(&format!("Bearer {TOKEN}"));
+    if !authorized {
+        return status(401, "Unauthorized", "Unauthorized");
+    }
+    if request.method() != actix_web::http::Method::GET {
+        return status(
+            405,
+            "MethodNotAllowed",
+            "the server does not allow this method on the requested resource",
+        );
+    }
+    let segments: Vec<&str> = request.path().trim_matches('/').split('/').collect();
+    // (group, version, rest of the path)
+    let (group, version, rest): (&str, &str, &[&str]) = match segments.as_slice() {
+        ["api"] => {
+            return HttpResponse::Ok().json(json!({"kind": "APIVersions", "versions": ["v1"],
+                "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1:6443"}]}));
+        }
+        ["apis"] => {
+            let mut groups: BTreeMap<&str, &str> = BTreeMap::new();
+            for r in state.resources.iter().filter(|r| !r.group.is_empty()) {
+                groups.insert(&r.group, &r.version);
+            }
+            let groups: Vec<Value> = groups
+                .iter()
+                .map(|(g, v)| {
+                    let gv = json!({"groupVersion": format!("{g}/{v}"), "version": v});
+                    json!({"name": g, "versions": [gv.clone()], "preferredVersion": gv})
+                })
+                .collect();
+            return HttpResponse::Ok()
+                .json(json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}));
+        }
+        ["api", version, rest @ ..] => ("", *version, rest),
+        ["apis", group, version, rest @ ..] => (*group, *version, rest),
+        _ => {
+            return status(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            );
+        }
+    };
+    let served: Vec<&Resource> = state
+        .resources
+        .iter()
+        .filter(|r| r.group == group && r.version == version)
+        .collect();
+    if served.is_empty() {
+        return status(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        );
+    }
+    let (namespace, plural) = match rest {
+        [] => {
+            let gv = if group.is_empty() {
+                version.to_owned()
+            } else {
+                format!("{group}/{version}")
+            };
+            return HttpResponse::Ok().json(resource_list(&gv, &served));
+        }
+        ["namespaces", ns, plural] => (Some(*ns), *plural),
+        [plural] => (None, *plural),
+        _ => {
+            return status(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            );
+        }
+    };
+    let Some(resource) = served.iter().find(|r| r.plural == plural) else {
+        return status(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        );
+    };
+    if namespace.is_some() && !resource.namespaced {
+        return status(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        );
+    }
+    let query = web::Query::<BTreeMap<String, String>>::from_query(request.query_string())
+        .map(|q| q.into_inner())
+        .unwrap_or_default();
+    let selector = match LabelSelector::parse(
+        query
+            .get("labelSelector")
+            .map(String::as_str)
+            .unwrap_or_default(),
+    ) {
+        Ok(selector) => selector,
+        Err(e) => {
+            return status(
+                400,
+                "BadRequest",
+                &format!("unable to parse requirement: {e}"),
+            );
+        }
+    };
+    let metadata_only = request
+        .headers()
+        .get("accept")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("as=PartialObjectMetadataList"));
+    let items: Vec<Value> = state
+        .objects
+        .iter()
+        .filter(|o| o.group == group && o.plural == plural)
+        .filter(|o| namespace.is_none() || o.namespace.as_deref() == namespace)
+        .filter(|o| selector.matches(&o.labels))
+        .map(|o| {
+            let metadata = json!({"name": o.name, "namespace": o.namespace, "labels": o.labels, "resourceVersion": "1"});
+            if metadata_only {
+                json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": metadata})
+            } else {
+                json!({"metadata": metadata})
+            }
+        })
+        .collect();
+    let api_version = if group.is_empty() {
+        version.to_owned()
+    } else {
+        format!("{group}/{version}")
+    };
+    let (kind, api_version) = if metadata_only {
+        (
+            "PartialObjectMetadataList".to_owned(),
+            "meta.k8s.io/v1".to_owned(),
+        )
+    } else {
+        (format!("{}List", resource.kind), api_version)
+    };
+    HttpResponse::Ok().json(json!({"kind": kind, "apiVersion": api_version, "metadata": {"resourceVersion": "1"}, "items": items}))
+}
