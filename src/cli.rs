@@ -124,6 +124,25 @@ pub struct ServeArgs {
     /// How often the cluster's resources are re-discovered [default: 10m].
     #[arg(long)]
     pub discovery_interval: Option<String>,
+    /// Kubeconfig for TokenReview [default: the lister's].
+    #[arg(long)]
+    pub authentication_kubeconfig: Option<PathBuf>,
+    /// Kubeconfig for SubjectAccessReview [default: the lister's].
+    #[arg(long)]
+    pub authorization_kubeconfig: Option<PathBuf>,
+    /// Paths served without authentication or authorization; `*` at the end matches a prefix
+    /// [default: /healthz,/readyz,/livez].
+    #[arg(long, value_delimiter = ',')]
+    pub authorization_always_allow_paths: Vec<String>,
+    /// How long TokenReview answers are kept [default: 10s].
+    #[arg(long)]
+    pub authentication_token_webhook_cache_ttl: Option<String>,
+    /// How long allowed SubjectAccessReview answers are kept [default: 10s].
+    #[arg(long)]
+    pub authorization_webhook_cache_authorized_ttl: Option<String>,
+    /// How long denied SubjectAccessReview answers are kept [default: 10s].
+    #[arg(long)]
+    pub authorization_webhook_cache_unauthorized_ttl: Option<String>,
     /// Run without a cluster: built-in resource table, loopback only.
     #[arg(long)]
     pub standalone: bool,
@@ -177,6 +196,26 @@ impl ServeArgs {
         one("cert_dir", path(&self.cert_dir));
         one("lister_kubeconfig", path(&self.lister_kubeconfig));
         one("discovery_interval", self.discovery_interval.clone());
+        one(
+            "authentication_kubeconfig",
+            path(&self.authentication_kubeconfig),
+        );
+        one(
+            "authorization_kubeconfig",
+            path(&self.authorization_kubeconfig),
+        );
+        one(
+            "authentication_token_webhook_cache_ttl",
+            self.authentication_token_webhook_cache_ttl.clone(),
+        );
+        one(
+            "authorization_webhook_cache_authorized_ttl",
+            self.authorization_webhook_cache_authorized_ttl.clone(),
+        );
+        one(
+            "authorization_webhook_cache_unauthorized_ttl",
+            self.authorization_webhook_cache_unauthorized_ttl.clone(),
+        );
         one("v", self.v.map(|v| v.to_string()));
         one("log_format", self.log_format.clone());
         one("tls_min_version", self.tls_min_version.clone());
@@ -191,6 +230,12 @@ impl ServeArgs {
         }
         if !self.tls_san.is_empty() {
             out.push(("tls_san", FlagValue::Many(self.tls_san.clone())));
+        }
+        if !self.authorization_always_allow_paths.is_empty() {
+            out.push((
+                "authorization_always_allow_paths",
+                FlagValue::Many(self.authorization_always_allow_paths.clone()),
+            ));
         }
         if !self.tls_cipher_suites.is_empty() {
             out.push((
@@ -242,14 +287,8 @@ const IGNORED_FLAGS: &[(&str, bool, &str)] = &[
 const UNSUPPORTED_FLAGS: &[&str] = &[
     "prometheus-auth-incluster",
     "prometheus-auth-config",
-    "authentication-kubeconfig",
     "authentication-skip-lookup",
-    "authentication-token-webhook-cache-ttl",
     "authentication-tolerate-lookup-failure",
-    "authorization-kubeconfig",
-    "authorization-webhook-cache-authorized-ttl",
-    "authorization-webhook-cache-unauthorized-ttl",
-    "authorization-always-allow-paths",
     "client-ca-file",
     "requestheader-client-ca-file",
     "requestheader-allowed-names",

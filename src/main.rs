@@ -141,10 +141,13 @@ struct ServeConfig {
     cluster: Option<ClusterSettings>,
 }
 
-/// How to reach the cluster.
+/// How to reach the cluster, and how to ask it about requests.
 struct ClusterSettings {
     kubeconfig: Option<std::path::PathBuf>,
     discovery_interval: Duration,
+    authentication_kubeconfig: Option<std::path::PathBuf>,
+    authorization_kubeconfig: Option<std::path::PathBuf>,
+    auth: prom_adapter::auth::AuthConfig,
 }
 
 fn serve(args: ServeArgs, warnings: Vec<String>) -> anyhow::Result<ExitCode> {
@@ -194,6 +197,10 @@ fn serve(args: ServeArgs, warnings: Vec<String>) -> anyhow::Result<ExitCode> {
         let objects: Option<Arc<dyn ObjectLister>> = cluster
             .clone()
             .map(|c| Arc::new(c) as Arc<dyn ObjectLister>);
+        let gate = match (&serve_config.cluster, &cluster) {
+            (Some(settings), Some(lister)) => Some(Arc::new(auth_gate(settings, lister).await?)),
+            _ => None,
+        };
         let worker_state = {
             let (snapshot, metrics, health) = (snapshot.clone(), metrics.clone(), health.clone());
             let max_age = serve_config.discovery.max_age;
@@ -211,6 +218,7 @@ fn serve(args: ServeArgs, warnings: Vec<String>) -> anyhow::Result<ExitCode> {
                     custom: CustomMetrics::new(snapshot.clone(), backend, max_age, objects.clone()),
                     metrics: metrics.clone(),
                     health: health.clone(),
+                    gate: gate.clone(),
                 }
             }
         };
@@ -275,6 +283,39 @@ async fn connect_cluster(
     Ok(cluster)
 }
 
+/// The authenticator and authorizer, each asking the cluster given by its own kubeconfig or else
+/// the lister's.
+async fn auth_gate(
+    settings: &ClusterSettings,
+    lister: &Cluster,
+) -> anyhow::Result<prom_adapter::auth::Gate> {
+    let connect = |path: &Option<std::path::PathBuf>, flag: &'static str| {
+        let path = path.clone();
+        let lister = lister.clone();
+        async move {
+            match path {
+                Some(path) => Cluster::connect(Some(&path)).await.context(flag),
+                None => Ok(lister),
+            }
+        }
+    };
+    let authentication = connect(
+        &settings.authentication_kubeconfig,
+        "--authentication-kubeconfig",
+    )
+    .await?;
+    let authorization = connect(
+        &settings.authorization_kubeconfig,
+        "--authorization-kubeconfig",
+    )
+    .await?;
+    Ok(prom_adapter::auth::Gate::with_reviewers(
+        Box::new(authentication),
+        Box::new(authorization),
+        settings.auth.clone(),
+    ))
+}
+
 /// Re-reads the cluster's resources every `interval`, so that CRDs installed later are served
 /// (from the next relist on).
 async fn refresh_resource_table(cluster: Cluster, snapshot: SharedSnapshot, interval: Duration) {
@@ -309,7 +350,25 @@ fn validate(settings: &settings::Settings) -> anyhow::Result<ServeConfig> {
     let cluster = if settings.standalone {
         None
     } else {
+        let ttl = |value: &str, flag: &'static str| parse_duration(value).context(flag);
         Some(ClusterSettings {
+            authentication_kubeconfig: settings.authentication_kubeconfig.clone(),
+            authorization_kubeconfig: settings.authorization_kubeconfig.clone(),
+            auth: prom_adapter::auth::AuthConfig {
+                always_allow_paths: settings.authorization_always_allow_paths.clone(),
+                token_ttl: ttl(
+                    &settings.authentication_token_webhook_cache_ttl,
+                    "--authentication-token-webhook-cache-ttl",
+                )?,
+                allowed_ttl: ttl(
+                    &settings.authorization_webhook_cache_authorized_ttl,
+                    "--authorization-webhook-cache-authorized-ttl",
+                )?,
+                denied_ttl: ttl(
+                    &settings.authorization_webhook_cache_unauthorized_ttl,
+                    "--authorization-webhook-cache-unauthorized-ttl",
+                )?,
+            },
             kubeconfig: settings.lister_kubeconfig.clone(),
             discovery_interval: match parse_duration(&settings.discovery_interval)
                 .context("--discovery-interval")?

@@ -428,6 +428,7 @@ pub async fn serve(
     let server = HttpServer::new(move || {
         App::new()
             .app_data(web::Data::new(worker_state()))
+            .wrap(middleware::from_fn(api::guard))
             .wrap(middleware::from_fn(api::observe))
             .configure(api::configure)
     })

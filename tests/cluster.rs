@@ -29,6 +29,7 @@ fn label_selectors_choose_the_objects_from_the_cluster() {
     let dir = tempfile::tempdir().unwrap();
     let prometheus = Prometheus::start(dir.path());
     let apiserver = ApiServer::start(dir.path());
+    apiserver.add_user("test", "tester", &[]);
     apiserver.add_object(
         "",
         "pods",
@@ -96,6 +97,7 @@ fn a_resource_installed_after_start_is_served_without_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let prometheus = Prometheus::start(dir.path());
     let apiserver = ApiServer::start(dir.path());
+    apiserver.add_user("test", "tester", &[]);
     let rules = dir.path().join("queues.yaml");
     std::fs::write(
         &rules,
@@ -142,4 +144,83 @@ fn a_resource_installed_after_start_is_served_without_a_restart() {
             .is_none(),
         "cluster-scoped, from discovery"
     );
+}
+
+#[test]
+fn requests_are_authenticated_by_token_review_and_authorized_by_access_review() {
+    let dir = tempfile::tempdir().unwrap();
+    let prometheus = Prometheus::start(dir.path());
+    let apiserver = ApiServer::start(dir.path());
+    apiserver.add_user("alice-token", "alice", &["dev"]);
+    apiserver.add_user("bob-token", "bob", &["dev"]);
+    apiserver.add_user("root-token", "root", &["system:masters"]);
+    apiserver.deny("bob");
+    apiserver.deny("root");
+    let adapter = Adapter::start_in_cluster(
+        dir.path(),
+        &demo_rules(),
+        &prometheus.url(),
+        &apiserver.kubeconfig,
+        &[],
+    );
+    let path = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/services/web/nginx_ingress_requests_per_second";
+    let as_user = |token: Option<&str>| {
+        let header = token.map(|t| format!("Authorization: Bearer {t}"));
+        let args: Vec<&str> = header.as_deref().map(|h| vec!["-H", h]).unwrap_or_default();
+        adapter.curl_raw(&args, path)
+    };
+    let status = |body: &str| serde_json::from_str::<serde_json::Value>(body).unwrap();
+
+    let (code, body) = as_user(Some("alice-token"));
+    assert_eq!(code, 200, "{body}");
+    assert_close(
+        quantity(status(&body)["items"][0]["value"].as_str().unwrap()),
+        11.0,
+        "requests/s",
+    );
+
+    let (code, body) = as_user(None);
+    assert_eq!(code, 401, "no credentials: {body}");
+    assert_eq!(status(&body)["reason"], "Unauthorized");
+    let (code, _) = as_user(Some("forged-token"));
+    assert_eq!(code, 401, "a token TokenReview rejects");
+
+    let (code, body) = as_user(Some("bob-token"));
+    assert_eq!(code, 403, "{body}");
+    let denial = status(&body);
+    assert_eq!(
+        (denial["kind"].as_str(), denial["reason"].as_str()),
+        (Some("Status"), Some("Forbidden"))
+    );
+    assert!(
+        denial["message"].as_str().unwrap().contains(
+            r#"User "bob" cannot get resource "services/nginx_ingress_requests_per_second""#
+        ),
+        "{denial}"
+    );
+
+    // system:masters is allowed without asking.
+    assert_eq!(as_user(Some("root-token")).0, 200);
+
+    // The caches spare the second lookups.
+    let (tokens, reviews) = (
+        apiserver.count("POST /apis/authentication.k8s.io/v1/tokenreviews"),
+        apiserver.count("POST /apis/authorization.k8s.io/v1/subjectaccessreviews"),
+    );
+    assert_eq!(as_user(Some("alice-token")).0, 200);
+    assert_eq!(as_user(Some("bob-token")).0, 403);
+    assert_eq!(
+        apiserver.count("POST /apis/authentication.k8s.io/v1/tokenreviews"),
+        tokens
+    );
+    assert_eq!(
+        apiserver.count("POST /apis/authorization.k8s.io/v1/subjectaccessreviews"),
+        reviews
+    );
+
+    // Health endpoints need no credentials.
+    for health in ["/healthz", "/readyz", "/livez"] {
+        assert_eq!(adapter.curl_raw(&[], health).0, 200, "{health}");
+    }
+    assert_eq!(adapter.curl_raw(&[], "/metrics").0, 401);
 }

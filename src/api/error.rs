@@ -15,6 +15,12 @@ pub enum Error {
     /// 400.
     #[error("{0}")]
     BadRequest(String),
+    /// 401: no credentials, or credentials the cluster does not accept.
+    #[error("Unauthorized")]
+    Unauthorized,
+    /// 403, with Kubernetes' wording of what was denied.
+    #[error("{0}")]
+    Forbidden(String),
     /// 405: the metrics APIs are read-only.
     #[error("method {0} is not allowed")]
     MethodNotAllowed(String),
@@ -39,6 +45,12 @@ impl Error {
         match self {
             Error::NotFound(m) => (StatusCode::NOT_FOUND, "NotFound", m.clone()),
             Error::BadRequest(m) => (StatusCode::BAD_REQUEST, "BadRequest", m.clone()),
+            Error::Unauthorized => (
+                StatusCode::UNAUTHORIZED,
+                "Unauthorized",
+                "Unauthorized".into(),
+            ),
+            Error::Forbidden(m) => (StatusCode::FORBIDDEN, "Forbidden", m.clone()),
             Error::MethodNotAllowed(method) => (
                 StatusCode::METHOD_NOT_ALLOWED,
                 "MethodNotAllowed",

@@ -23,6 +23,7 @@ use wire::{
     MetricValueList, MetricValueV1Beta1, MetricValueV1Beta2, ObjectReference,
 };
 
+use crate::auth::Verdict;
 use crate::model::format_timestamp;
 use crate::promql::LabelSelector;
 use crate::provider::custom::{CustomMetrics, CustomRequest, MetricValue, ObjectName};
@@ -44,6 +45,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Discovery health.
     pub health: Arc<Health>,
+    /// Authentication and authorization; `None` with `--standalone`.
+    pub gate: Option<Arc<crate::auth::Gate>>,
 }
 
 /// The whole route table (used by the server and by tests).
@@ -76,6 +79,35 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::get().to(custom_metric),
         )
         .default_service(web::to(not_found));
+}
+
+/// Middleware: authenticates and authorizes every request through the gate (when there is one),
+/// answering 401 or 403 `Status` objects itself.
+pub async fn guard(
+    request: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let gate = request
+        .app_data::<web::Data<AppState>>()
+        .and_then(|s| s.gate.clone());
+    if let Some(gate) = gate {
+        let bearer = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        match gate
+            .check(request.method().as_str(), request.path(), bearer)
+            .await
+        {
+            Verdict::Allow(_) => {}
+            Verdict::Unauthenticated => return Err(Error::Unauthorized.into()),
+            Verdict::Forbidden(message) => return Err(Error::Forbidden(message).into()),
+            Verdict::Unavailable(reason) => return Err(Error::Internal(reason).into()),
+        }
+    }
+    next.call(request).await
 }
 
 /// Middleware: counts and times every request by route pattern, and logs server-side failures

@@ -55,11 +55,20 @@ impl Attributes {
     pub fn from_request(method: &str, path: &str) -> Self {
         let verb = method.to_ascii_lowercase();
         let trimmed = path.trim_matches('/');
-        let parts: Vec<&str> = if trimmed.is_empty() { Vec::new() } else { trimmed.split('/').collect() };
+        let parts: Vec<&str> = if trimmed.is_empty() {
+            Vec::new()
+        } else {
+            trimmed.split('/').collect()
+        };
         let (group, version, mut rest) = match parts.as_slice() {
             ["apis", group, version, rest @ ..] if !rest.is_empty() => (*group, *version, rest),
             ["api", version, rest @ ..] if !rest.is_empty() => ("", *version, rest),
-            _ => return Attributes::NonResource { verb, path: path.to_owned() },
+            _ => {
+                return Attributes::NonResource {
+                    verb,
+                    path: path.to_owned(),
+                };
+            }
         };
         let mut namespace = "";
         if rest.first() == Some(&"namespaces") && rest.len() > 1 {
@@ -77,7 +86,11 @@ impl Attributes {
             ("get" | "head", false) => "get".to_owned(),
             _ => verb,
         };
-        let decode = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned();
+        let decode = |s: &str| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        };
         Attributes::Resource {
             verb,
             group: group.to_owned(),
@@ -93,13 +106,37 @@ impl Attributes {
     /// group "custom.metrics.k8s.io" in the namespace "ns"`.
     pub fn forbidden_message(&self, user: &str) -> String {
         match self {
-            Attributes::Resource { verb, group, resource, subresource, namespace, name, .. } => {
-                let full = if subresource.is_empty() { resource.clone() } else { format!("{resource}/{subresource}") };
-                let subject = if name.is_empty() { full.clone() } else { format!("{full} {name:?}") };
-                let scope = if namespace.is_empty() { "at the cluster scope".to_owned() } else { format!("in the namespace {namespace:?}") };
-                format!("{subject} is forbidden: User {user:?} cannot {verb} resource {full:?} in API group {group:?} {scope}")
+            Attributes::Resource {
+                verb,
+                group,
+                resource,
+                subresource,
+                namespace,
+                name,
+                ..
+            } => {
+                let full = if subresource.is_empty() {
+                    resource.clone()
+                } else {
+                    format!("{resource}/{subresource}")
+                };
+                let subject = if name.is_empty() {
+                    full.clone()
+                } else {
+                    format!("{full} {name:?}")
+                };
+                let scope = if namespace.is_empty() {
+                    "at the cluster scope".to_owned()
+                } else {
+                    format!("in the namespace {namespace:?}")
+                };
+                format!(
+                    "{subject} is forbidden: User {user:?} cannot {verb} resource {full:?} in API group {group:?} {scope}"
+                )
             }
-            Attributes::NonResource { verb, path } => format!("forbidden: User {user:?} cannot {verb} path {path:?}"),
+            Attributes::NonResource { verb, path } => {
+                format!("forbidden: User {user:?} cannot {verb} path {path:?}")
+            }
         }
     }
 }
@@ -121,9 +158,16 @@ pub struct Decision {
 /// What authentication and authorization need from the cluster (implemented by `cluster::Cluster`).
 pub trait Reviewer: Send + Sync + 'static {
     /// TokenReview: the user a bearer token belongs to, or `None` when it is not valid.
-    fn review_token<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<Option<User>, ReviewError>>;
+    fn review_token<'a>(
+        &'a self,
+        token: &'a str,
+    ) -> BoxFuture<'a, Result<Option<User>, ReviewError>>;
     /// SubjectAccessReview.
-    fn review_access<'a>(&'a self, user: &'a User, attributes: &'a Attributes) -> BoxFuture<'a, Result<Decision, ReviewError>>;
+    fn review_access<'a>(
+        &'a self,
+        user: &'a User,
+        attributes: &'a Attributes,
+    ) -> BoxFuture<'a, Result<Decision, ReviewError>>;
 }
 
 /// Settings of the delegating authenticator and authorizer.
@@ -158,12 +202,17 @@ struct Cache<K, V> {
 
 impl<K: std::hash::Hash + Eq, V: Clone> Cache<K, V> {
     fn new() -> Self {
-        Self { entries: Mutex::new(HashMap::new()) }
+        Self {
+            entries: Mutex::new(HashMap::new()),
+        }
     }
 
     fn get(&self, key: &K) -> Option<V> {
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries.get(key).filter(|(until, _)| Instant::now() < *until).map(|(_, v)| v.clone())
+        entries
+            .get(key)
+            .filter(|(until, _)| Instant::now() < *until)
+            .map(|(_, v)| v.clone())
     }
 
     fn put(&self, key: K, value: V, ttl: Duration) {
@@ -179,24 +228,39 @@ impl<K: std::hash::Hash + Eq, V: Clone> Cache<K, V> {
 
 /// Authenticates and authorizes requests through a `Reviewer`, with caches.
 pub struct Gate {
-    reviewer: Box<dyn Reviewer>,
+    authenticator: Box<dyn Reviewer>,
+    authorizer: Box<dyn Reviewer>,
     config: AuthConfig,
     tokens: Cache<String, Option<User>>,
     decisions: Cache<(String, Vec<String>, Attributes), Decision>,
 }
 
 impl Gate {
-    /// A gate asking `reviewer`.
-    pub fn new(reviewer: Box<dyn Reviewer>, config: AuthConfig) -> Self {
-        Self { reviewer, config, tokens: Cache::new(), decisions: Cache::new() }
+    /// A gate asking `authenticator` for TokenReviews and `authorizer` for SubjectAccessReviews
+    /// (`--authentication-kubeconfig` and `--authorization-kubeconfig` may name different clusters).
+    pub fn with_reviewers(
+        authenticator: Box<dyn Reviewer>,
+        authorizer: Box<dyn Reviewer>,
+        config: AuthConfig,
+    ) -> Self {
+        Self {
+            authenticator,
+            authorizer,
+            config,
+            tokens: Cache::new(),
+            decisions: Cache::new(),
+        }
     }
 
     /// Whether a path skips authentication and authorization.
     pub fn always_allowed(&self, path: &str) -> bool {
-        self.config.always_allow_paths.iter().any(|allowed| match allowed.strip_suffix('*') {
-            Some(prefix) => path.starts_with(prefix),
-            None => path == allowed,
-        })
+        self.config
+            .always_allow_paths
+            .iter()
+            .any(|allowed| match allowed.strip_suffix('*') {
+                Some(prefix) => path.starts_with(prefix),
+                None => path == allowed,
+            })
     }
 
     /// Decides one request. `bearer` is the token of an `Authorization: Bearer` header.
@@ -209,9 +273,10 @@ impl Gate {
         };
         let user = match self.tokens.get(&token.to_owned()) {
             Some(cached) => cached,
-            None => match self.reviewer.review_token(token).await {
+            None => match self.authenticator.review_token(token).await {
                 Ok(user) => {
-                    self.tokens.put(token.to_owned(), user.clone(), self.config.token_ttl);
+                    self.tokens
+                        .put(token.to_owned(), user.clone(), self.config.token_ttl);
                     user
                 }
                 Err(e) => return Verdict::Unavailable(format!("TokenReview failed: {e}")),
@@ -220,7 +285,8 @@ impl Gate {
         let Some(user) = user else {
             return Verdict::Unauthenticated;
         };
-        self.authorize(user, Attributes::from_request(method, path)).await
+        self.authorize(user, Attributes::from_request(method, path))
+            .await
     }
 
     /// Authorizes an authenticated user.
@@ -231,9 +297,13 @@ impl Gate {
         let key = (user.name.clone(), user.groups.clone(), attributes.clone());
         let decision = match self.decisions.get(&key) {
             Some(cached) => cached,
-            None => match self.reviewer.review_access(&user, &attributes).await {
+            None => match self.authorizer.review_access(&user, &attributes).await {
                 Ok(decision) => {
-                    let ttl = if decision.allowed { self.config.allowed_ttl } else { self.config.denied_ttl };
+                    let ttl = if decision.allowed {
+                        self.config.allowed_ttl
+                    } else {
+                        self.config.denied_ttl
+                    };
                     self.decisions.put(key, decision.clone(), ttl);
                     decision
                 }
@@ -259,7 +329,15 @@ mod tests {
 
     use super::*;
 
-    fn resource(verb: &str, group: &str, version: &str, resource: &str, sub: &str, ns: &str, name: &str) -> Attributes {
+    fn resource(
+        verb: &str,
+        group: &str,
+        version: &str,
+        resource: &str,
+        sub: &str,
+        ns: &str,
+        name: &str,
+    ) -> Attributes {
         Attributes::Resource {
             verb: verb.into(),
             group: group.into(),
@@ -275,7 +353,10 @@ mod tests {
     fn attributes_are_parsed_as_kube_apiserver_parses_them() {
         let cm = "custom.metrics.k8s.io";
         assert_eq!(
-            Attributes::from_request("GET", "/apis/custom.metrics.k8s.io/v1beta2/namespaces/ns/pods/%2A/http_requests"),
+            Attributes::from_request(
+                "GET",
+                "/apis/custom.metrics.k8s.io/v1beta2/namespaces/ns/pods/%2A/http_requests"
+            ),
             resource("get", cm, "v1beta2", "pods", "http_requests", "ns", "*")
         );
         assert_eq!(
@@ -283,7 +364,10 @@ mod tests {
             resource("get", cm, "v1beta1", "nodes", "load", "", "n1")
         );
         assert_eq!(
-            Attributes::from_request("GET", "/apis/custom.metrics.k8s.io/v1beta1/namespaces/ns/metrics/queue"),
+            Attributes::from_request(
+                "GET",
+                "/apis/custom.metrics.k8s.io/v1beta1/namespaces/ns/metrics/queue"
+            ),
             resource("get", cm, "v1beta1", "metrics", "", "ns", "queue")
         );
         assert_eq!(
@@ -294,14 +378,31 @@ mod tests {
             Attributes::from_request("GET", "/api/v1/namespaces/ns/pods"),
             resource("list", "", "v1", "pods", "", "ns", "")
         );
-        for path in ["/apis", "/apis/custom.metrics.k8s.io", "/apis/custom.metrics.k8s.io/v1beta1", "/metrics", "/openapi/v2", "/"] {
-            assert_eq!(Attributes::from_request("GET", path), Attributes::NonResource { verb: "get".into(), path: path.into() }, "{path}");
+        for path in [
+            "/apis",
+            "/apis/custom.metrics.k8s.io",
+            "/apis/custom.metrics.k8s.io/v1beta1",
+            "/metrics",
+            "/openapi/v2",
+            "/",
+        ] {
+            assert_eq!(
+                Attributes::from_request("GET", path),
+                Attributes::NonResource {
+                    verb: "get".into(),
+                    path: path.into()
+                },
+                "{path}"
+            );
         }
     }
 
     #[test]
     fn denials_use_kubernetes_wording() {
-        let attributes = Attributes::from_request("GET", "/apis/custom.metrics.k8s.io/v1beta2/namespaces/ns/pods/*/m");
+        let attributes = Attributes::from_request(
+            "GET",
+            "/apis/custom.metrics.k8s.io/v1beta2/namespaces/ns/pods/*/m",
+        );
         assert_eq!(
             attributes.forbidden_message("bob"),
             r#"pods/m "*" is forbidden: User "bob" cannot get resource "pods/m" in API group "custom.metrics.k8s.io" in the namespace "ns""#
@@ -314,42 +415,101 @@ mod tests {
     }
 
     impl Reviewer for Arc<Scripted> {
-        fn review_token<'a>(&'a self, token: &'a str) -> BoxFuture<'a, Result<Option<User>, ReviewError>> {
+        fn review_token<'a>(
+            &'a self,
+            token: &'a str,
+        ) -> BoxFuture<'a, Result<Option<User>, ReviewError>> {
             self.token_reviews.fetch_add(1, Ordering::SeqCst);
             let user = match token {
-                "alice" => Some(User { name: "alice".into(), ..User::default() }),
-                "root" => Some(User { name: "root".into(), groups: vec!["system:masters".into()], ..User::default() }),
-                "bob" => Some(User { name: "bob".into(), ..User::default() }),
+                "alice" => Some(User {
+                    name: "alice".into(),
+                    ..User::default()
+                }),
+                "root" => Some(User {
+                    name: "root".into(),
+                    groups: vec!["system:masters".into()],
+                    ..User::default()
+                }),
+                "bob" => Some(User {
+                    name: "bob".into(),
+                    ..User::default()
+                }),
                 _ => None,
             };
             Box::pin(async move { Ok(user) })
         }
-        fn review_access<'a>(&'a self, user: &'a User, _: &'a Attributes) -> BoxFuture<'a, Result<Decision, ReviewError>> {
+        fn review_access<'a>(
+            &'a self,
+            user: &'a User,
+            _: &'a Attributes,
+        ) -> BoxFuture<'a, Result<Decision, ReviewError>> {
             self.access_reviews.fetch_add(1, Ordering::SeqCst);
             let allowed = user.name == "alice";
-            Box::pin(async move { Ok(Decision { allowed, reason: String::new() }) })
+            Box::pin(async move {
+                Ok(Decision {
+                    allowed,
+                    reason: String::new(),
+                })
+            })
         }
     }
 
     #[tokio::test]
     async fn tokens_and_decisions_are_cached() {
-        let scripted = Arc::new(Scripted { token_reviews: AtomicUsize::new(0), access_reviews: AtomicUsize::new(0) });
+        let scripted = Arc::new(Scripted {
+            token_reviews: AtomicUsize::new(0),
+            access_reviews: AtomicUsize::new(0),
+        });
         let config = AuthConfig {
-            always_allow_paths: vec!["/healthz".into(), "/readyz".into(), "/livez".into(), "/debug/*".into()],
+            always_allow_paths: vec![
+                "/healthz".into(),
+                "/readyz".into(),
+                "/livez".into(),
+                "/debug/*".into(),
+            ],
             token_ttl: Duration::from_secs(10),
             allowed_ttl: Duration::from_secs(10),
             denied_ttl: Duration::from_secs(10),
         };
-        let gate = Gate::new(Box::new(scripted.clone()), config);
+        let gate = Gate::with_reviewers(
+            Box::new(scripted.clone()),
+            Box::new(scripted.clone()),
+            config,
+        );
         let path = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/ns/pods/*/m";
-        assert_eq!(gate.check("GET", "/healthz", None).await, Verdict::Allow(None));
-        assert_eq!(gate.check("GET", "/debug/x", None).await, Verdict::Allow(None));
-        assert_eq!(gate.check("GET", path, None).await, Verdict::Unauthenticated);
-        assert_eq!(gate.check("GET", path, Some("nobody")).await, Verdict::Unauthenticated);
-        assert!(matches!(gate.check("GET", path, Some("alice")).await, Verdict::Allow(Some(u)) if u.name == "alice"));
-        assert!(matches!(gate.check("GET", path, Some("bob")).await, Verdict::Forbidden(m) if m.contains("User \"bob\"")));
-        assert!(matches!(gate.check("GET", path, Some("root")).await, Verdict::Allow(Some(_))), "system:masters");
-        let (tokens, access) = (scripted.token_reviews.load(Ordering::SeqCst), scripted.access_reviews.load(Ordering::SeqCst));
+        assert_eq!(
+            gate.check("GET", "/healthz", None).await,
+            Verdict::Allow(None)
+        );
+        assert_eq!(
+            gate.check("GET", "/debug/x", None).await,
+            Verdict::Allow(None)
+        );
+        assert_eq!(
+            gate.check("GET", path, None).await,
+            Verdict::Unauthenticated
+        );
+        assert_eq!(
+            gate.check("GET", path, Some("nobody")).await,
+            Verdict::Unauthenticated
+        );
+        assert!(
+            matches!(gate.check("GET", path, Some("alice")).await, Verdict::Allow(Some(u)) if u.name == "alice")
+        );
+        assert!(
+            matches!(gate.check("GET", path, Some("bob")).await, Verdict::Forbidden(m) if m.contains("User \"bob\""))
+        );
+        assert!(
+            matches!(
+                gate.check("GET", path, Some("root")).await,
+                Verdict::Allow(Some(_))
+            ),
+            "system:masters"
+        );
+        let (tokens, access) = (
+            scripted.token_reviews.load(Ordering::SeqCst),
+            scripted.access_reviews.load(Ordering::SeqCst),
+        );
         assert_eq!((tokens, access), (4, 2));
         // The same requests again are answered from the caches.
         gate.check("GET", path, Some("alice")).await;

@@ -53,6 +53,18 @@ pub struct Settings {
     pub lister_kubeconfig: Option<PathBuf>,
     /// How often the cluster's resources are re-discovered.
     pub discovery_interval: String,
+    /// Kubeconfig for TokenReview.
+    pub authentication_kubeconfig: Option<PathBuf>,
+    /// Kubeconfig for SubjectAccessReview.
+    pub authorization_kubeconfig: Option<PathBuf>,
+    /// Paths that skip authentication and authorization.
+    pub authorization_always_allow_paths: Vec<String>,
+    /// TTL of TokenReview answers.
+    pub authentication_token_webhook_cache_ttl: String,
+    /// TTL of allowed SubjectAccessReview answers.
+    pub authorization_webhook_cache_authorized_ttl: String,
+    /// TTL of denied SubjectAccessReview answers.
+    pub authorization_webhook_cache_unauthorized_ttl: String,
     /// Run without a cluster: built-in resource table, loopback only.
     pub standalone: bool,
     /// klog-style verbosity.
@@ -102,6 +114,15 @@ pub fn load(
         .and_then(|b| b.set_default("tls_cipher_suites", Vec::<String>::new()))
         .and_then(|b| b.set_default("standalone", false))
         .and_then(|b| b.set_default("discovery_interval", "10m"))
+        .and_then(|b| {
+            b.set_default(
+                "authorization_always_allow_paths",
+                vec!["/healthz", "/readyz", "/livez"],
+            )
+        })
+        .and_then(|b| b.set_default("authentication_token_webhook_cache_ttl", "10s"))
+        .and_then(|b| b.set_default("authorization_webhook_cache_authorized_ttl", "10s"))
+        .and_then(|b| b.set_default("authorization_webhook_cache_unauthorized_ttl", "10s"))
         .and_then(|b| b.set_default("v", 0))
         .and_then(|b| b.set_default("log_format", "text"))
         .and_then(|b| b.set_default("shutdown_delay", "2s"))
@@ -120,6 +141,7 @@ pub fn load(
             .with_list_parse_key("prometheus_header")
             .with_list_parse_key("tls_san")
             .with_list_parse_key("tls_cipher_suites")
+            .with_list_parse_key("authorization_always_allow_paths")
             .source(Some(env_map)),
     );
     for (key, value) in flags {

@@ -54,6 +54,10 @@ pub struct Object {
 struct State {
     resources: Vec<Resource>,
     objects: Vec<Object>,
+    /// Bearer tokens TokenReview accepts: token → (user, groups).
+    users: BTreeMap<String, (String, Vec<String>)>,
+    /// Users SubjectAccessReview denies (everyone else is allowed).
+    denied: Vec<String>,
     /// Requests seen, as "METHOD path?query", for assertions.
     requests: Vec<String>,
 }
@@ -150,6 +154,32 @@ impl ApiServer {
         });
     }
 
+    /// Makes TokenReview accept `token` as `user` in `groups`.
+    pub fn add_user(&self, token: &str, user: &str, groups: &[&str]) {
+        let groups = groups.iter().map(|g| g.to_string()).collect();
+        self.state
+            .lock()
+            .unwrap()
+            .users
+            .insert(token.into(), (user.into(), groups));
+    }
+
+    /// Makes SubjectAccessReview deny everything to `user`.
+    pub fn deny(&self, user: &str) {
+        self.state.lock().unwrap().denied.push(user.into());
+    }
+
+    /// How many requests went to a path.
+    pub fn count(&self, method_and_path: &str) -> usize {
+        self.state
+            .lock()
+            .unwrap()
+            .requests
+            .iter()
+            .filter(|r| r.starts_with(method_and_path))
+            .count()
+    }
+
     /// Requests seen so far ("GET /path?query").
     pub fn requests(&self) -> Vec<String> {
         self.state.lock().unwrap().requests.clone()
@@ -189,6 +219,20 @@ fn builtin_resources() -> Vec<Resource> {
         Resource::new("", "v1", "Node", "nodes", false),
         Resource::new("apps", "v1", "Deployment", "deployments", true),
         Resource::new("networking.k8s.io", "v1", "Ingress", "ingresses", true),
+        Resource::new(
+            "authentication.k8s.io",
+            "v1",
+            "TokenReview",
+            "tokenreviews",
+            false,
+        ),
+        Resource::new(
+            "authorization.k8s.io",
+            "v1",
+            "SubjectAccessReview",
+            "subjectaccessreviews",
+            false,
+        ),
     ]
 }
 
@@ -213,7 +257,45 @@ fn resource_list(group_version: &str, resources: &[&Resource]) -> Value {
     })
 }
 
-async fn handle(request: HttpRequest, state: web::Data<Arc<Mutex<State>>>) -> HttpResponse {
+/// TokenReview and SubjectAccessReview, as kube-apiserver answers them.
+fn review(state: &State, path: &str, body: &[u8]) -> Option<HttpResponse> {
+    let request: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    match path {
+        "/apis/authentication.k8s.io/v1/tokenreviews" => {
+            let token = request["spec"]["token"].as_str().unwrap_or_default();
+            let status = match state.users.get(token) {
+                Some((user, groups)) => {
+                    let mut groups = groups.clone();
+                    groups.push("system:authenticated".into());
+                    json!({"authenticated": true, "user": {"username": user, "uid": format!("uid-{user}"), "groups": groups}})
+                }
+                None => {
+                    json!({"authenticated": false, "user": {}, "error": "invalid bearer token"})
+                }
+            };
+            Some(HttpResponse::Created().json(json!({"kind": "TokenReview", "apiVersion": "authentication.k8s.io/v1",
+                "metadata": {"creationTimestamp": null}, "spec": request["spec"], "status": status})))
+        }
+        "/apis/authorization.k8s.io/v1/subjectaccessreviews" => {
+            let user = request["spec"]["user"].as_str().unwrap_or_default();
+            let allowed = !state.denied.iter().any(|d| d == user);
+            let status = if allowed {
+                json!({"allowed": true, "reason": "allowed by the stand-in"})
+            } else {
+                json!({"allowed": false, "reason": "no RBAC policy matched"})
+            };
+            Some(HttpResponse::Created().json(json!({"kind": "SubjectAccessReview", "apiVersion": "authorization.k8s.io/v1",
+                "metadata": {"creationTimestamp": null}, "spec": request["spec"], "status": status})))
+        }
+        _ => None,
+    }
+}
+
+async fn handle(
+    request: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<Arc<Mutex<State>>>,
+) -> HttpResponse {
     let mut state = state.lock().unwrap();
     state.requests.push(format!(
         "{} {}?{}",
@@ -228,6 +310,11 @@ async fn handle(request: HttpRequest, state: web::Data<Arc<Mutex<State>>>) -> Ht
         == Some(&format!("Bearer {TOKEN}"));
     if !authorized {
         return status(401, "Unauthorized", "Unauthorized");
+    }
+    if request.method() == actix_web::http::Method::POST
+        && let Some(answer) = review(&state, request.path(), &body)
+    {
+        return answer;
     }
     if request.method() != actix_web::http::Method::GET {
         return status(

@@ -359,8 +359,17 @@ impl Adapter {
         self.curl_with(&["-X", method], path)
     }
 
-    /// GET with extra curl arguments (e.g. `-H`, `-D -`): (status, output).
+    /// GET with extra curl arguments (e.g. `-H`, `-D -`), as the user of token `test` (which the
+    /// stand-in apiserver knows; `--standalone` ignores it): (status, output).
     pub fn curl_with(&self, extra: &[&str], path: &str) -> (u16, String) {
+        self.curl_raw(
+            &[&["-H", "Authorization: Bearer test"], extra].concat(),
+            path,
+        )
+    }
+
+    /// GET with exactly these curl arguments (no credentials unless given): (status, output).
+    pub fn curl_raw(&self, extra: &[&str], path: &str) -> (u16, String) {
         let out = Command::new("curl")
             .args(["-ks", "--max-time", "10", "-w", "\n%{http_code}"])
             .args(extra)
