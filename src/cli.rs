@@ -134,6 +134,24 @@ pub struct ServeArgs {
     /// [default: /healthz,/readyz,/livez].
     #[arg(long, value_delimiter = ',')]
     pub authorization_always_allow_paths: Vec<String>,
+    /// CA of user client certificates (user = CN, groups = O).
+    #[arg(long)]
+    pub client_ca_file: Option<PathBuf>,
+    /// CA of the front-proxy client certificate kube-apiserver presents.
+    #[arg(long)]
+    pub requestheader_client_ca_file: Option<PathBuf>,
+    /// Common names the front-proxy certificate may have [default: any the CA signed].
+    #[arg(long, value_delimiter = ',')]
+    pub requestheader_allowed_names: Vec<String>,
+    /// Headers holding the user name [default: X-Remote-User].
+    #[arg(long, value_delimiter = ',')]
+    pub requestheader_username_headers: Vec<String>,
+    /// Headers holding groups [default: X-Remote-Group].
+    #[arg(long, value_delimiter = ',')]
+    pub requestheader_group_headers: Vec<String>,
+    /// Prefixes of headers holding extra attributes [default: X-Remote-Extra-].
+    #[arg(long, value_delimiter = ',')]
+    pub requestheader_extra_headers_prefix: Vec<String>,
     /// How long TokenReview answers are kept [default: 10s].
     #[arg(long)]
     pub authentication_token_webhook_cache_ttl: Option<String>,
@@ -196,6 +214,11 @@ impl ServeArgs {
         one("cert_dir", path(&self.cert_dir));
         one("lister_kubeconfig", path(&self.lister_kubeconfig));
         one("discovery_interval", self.discovery_interval.clone());
+        one("client_ca_file", path(&self.client_ca_file));
+        one(
+            "requestheader_client_ca_file",
+            path(&self.requestheader_client_ca_file),
+        );
         one(
             "authentication_kubeconfig",
             path(&self.authentication_kubeconfig),
@@ -230,6 +253,28 @@ impl ServeArgs {
         }
         if !self.tls_san.is_empty() {
             out.push(("tls_san", FlagValue::Many(self.tls_san.clone())));
+        }
+        for (key, values) in [
+            (
+                "requestheader_allowed_names",
+                &self.requestheader_allowed_names,
+            ),
+            (
+                "requestheader_username_headers",
+                &self.requestheader_username_headers,
+            ),
+            (
+                "requestheader_group_headers",
+                &self.requestheader_group_headers,
+            ),
+            (
+                "requestheader_extra_headers_prefix",
+                &self.requestheader_extra_headers_prefix,
+            ),
+        ] {
+            if !values.is_empty() {
+                out.push((key, FlagValue::Many(values.clone())));
+            }
         }
         if !self.authorization_always_allow_paths.is_empty() {
             out.push((
@@ -289,12 +334,6 @@ const UNSUPPORTED_FLAGS: &[&str] = &[
     "prometheus-auth-config",
     "authentication-skip-lookup",
     "authentication-tolerate-lookup-failure",
-    "client-ca-file",
-    "requestheader-client-ca-file",
-    "requestheader-allowed-names",
-    "requestheader-username-headers",
-    "requestheader-group-headers",
-    "requestheader-extra-headers-prefix",
     "tls-sni-cert-key",
     "client-qps",
     "client-burst",
@@ -381,10 +420,9 @@ mod tests {
         assert_eq!(kept, args(&["prom-adapter", "--config=x"]));
         assert_eq!(warnings.len(), 3);
         assert!(warnings[0].contains("vmodule"));
-        let error =
-            screen_legacy_flags(args(&["prom-adapter", "--requestheader-client-ca-file=/x"]))
-                .unwrap_err();
-        assert!(error.contains("--requestheader-client-ca-file"));
+        let error = screen_legacy_flags(args(&["prom-adapter", "--authentication-skip-lookup"]))
+            .unwrap_err();
+        assert!(error.contains("--authentication-skip-lookup"));
         assert!(screen_legacy_flags(args(&["prom-adapter", "--audit-log-path=/x"])).is_err());
         // TLS policy flags are real flags now.
         let cli = Cli::try_parse_from(args(&[

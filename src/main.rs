@@ -166,7 +166,11 @@ fn serve(args: ServeArgs, warnings: Vec<String>) -> anyhow::Result<ExitCode> {
     }
     let serve_config = validate(&settings)?;
     let rules = config::load_rules(&serve_config.rules_path)?;
-    let (tls, certificate) = server::tls_config(&serve_config.tls)?;
+    let server::ServingTls {
+        config: tls,
+        certificate,
+        peers,
+    } = server::tls_config(&serve_config.tls)?;
     let metrics = Arc::new(Metrics::new());
     let client = prometheus::Client::new(serve_config.prometheus.clone())?;
     let backend: Arc<dyn MetricsBackend> =
@@ -243,6 +247,7 @@ fn serve(args: ServeArgs, warnings: Vec<String>) -> anyhow::Result<ExitCode> {
             worker_state,
             serve_config.addr,
             tls,
+            peers,
             health,
             serve_config.shutdown,
         )
@@ -355,6 +360,12 @@ fn validate(settings: &settings::Settings) -> anyhow::Result<ServeConfig> {
             authentication_kubeconfig: settings.authentication_kubeconfig.clone(),
             authorization_kubeconfig: settings.authorization_kubeconfig.clone(),
             auth: prom_adapter::auth::AuthConfig {
+                request_header: prom_adapter::auth::RequestHeaderConfig {
+                    allowed_names: settings.requestheader_allowed_names.clone(),
+                    username_headers: settings.requestheader_username_headers.clone(),
+                    group_headers: settings.requestheader_group_headers.clone(),
+                    extra_headers_prefixes: settings.requestheader_extra_headers_prefix.clone(),
+                },
                 always_allow_paths: settings.authorization_always_allow_paths.clone(),
                 token_ttl: ttl(
                     &settings.authentication_token_webhook_cache_ttl,
@@ -468,6 +479,10 @@ fn validate(settings: &settings::Settings) -> anyhow::Result<ServeConfig> {
             d => d,
         },
         tls: server::TlsSource {
+            client_cas: server::ClientCas {
+                requestheader: settings.requestheader_client_ca_file.clone(),
+                client: settings.client_ca_file.clone(),
+            },
             policy,
             cert_file: settings.tls_cert_file.clone(),
             key_file: settings.tls_private_key_file.clone(),

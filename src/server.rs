@@ -66,6 +66,8 @@ pub struct TlsSource {
     pub extra_sans: Vec<String>,
     /// Protocol versions and cipher suites offered.
     pub policy: TlsPolicy,
+    /// CAs for client certificates.
+    pub client_cas: ClientCas,
 }
 
 /// What TLS versions and cipher suites the server offers (`--tls-min-version`,
@@ -343,9 +345,7 @@ fn load_pair(
 /// Loads the certificate pair, or generates a self-signed one (SANs localhost, 127.0.0.1 and the
 /// extra names) into `cert_dir`, reusing it on later starts. The returned certificate handle
 /// reloads the files on request.
-pub fn tls_config(
-    source: &TlsSource,
-) -> Result<(rustls::ServerConfig, Arc<ServingCertificate>), Error> {
+pub fn tls_config(source: &TlsSource) -> Result<ServingTls, Error> {
     let (cert_path, key_path) = match (&source.cert_file, &source.key_file) {
         (Some(cert), Some(key)) => (cert.clone(), key.clone()),
         (None, None) => self_signed(&source.cert_dir, &source.extra_sans)?,
@@ -360,11 +360,149 @@ pub fn tls_config(
         current: arc_swap::ArcSwap::from_pointee(certified),
         loaded: std::sync::Mutex::new(contents),
     });
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&source.policy.versions())?
-        .with_no_client_auth()
-        .with_cert_resolver(certificate.clone());
-    Ok((config, certificate))
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&source.policy.versions())?;
+    let (config, peers) = match PeerClassifier::new(&source.client_cas, &provider)? {
+        Some((verifier, peers)) => (
+            builder
+                .with_client_cert_verifier(verifier)
+                .with_cert_resolver(certificate.clone()),
+            Some(Arc::new(peers)),
+        ),
+        None => (
+            builder
+                .with_no_client_auth()
+                .with_cert_resolver(certificate.clone()),
+            None,
+        ),
+    };
+    Ok(ServingTls {
+        config,
+        certificate,
+        peers,
+    })
+}
+
+/// The server's TLS: rustls config, the reloadable certificate, and (when client CAs are given)
+/// what tells front-proxy certificates from client certificates.
+pub struct ServingTls {
+    /// The rustls config.
+    pub config: rustls::ServerConfig,
+    /// The serving certificate, for reloads.
+    pub certificate: Arc<ServingCertificate>,
+    /// Client-certificate classification.
+    pub peers: Option<Arc<PeerClassifier>>,
+}
+
+/// A rustls client-certificate verifier.
+type ClientVerifier = Arc<dyn rustls::server::danger::ClientCertVerifier>;
+
+/// CAs that client certificates may chain to.
+#[derive(Debug, Clone, Default)]
+pub struct ClientCas {
+    /// `--requestheader-client-ca-file`: the front-proxy (aggregator) CA.
+    pub requestheader: Option<PathBuf>,
+    /// `--client-ca-file`: CA of user client certificates.
+    pub client: Option<PathBuf>,
+}
+
+/// Tells which CA vouched for a connection's client certificate, and reads its names.
+pub struct PeerClassifier {
+    front_proxy: Option<ClientVerifier>,
+    client: Option<ClientVerifier>,
+}
+
+impl PeerClassifier {
+    /// The TLS verifier (any of the CAs; certificates optional, so that bearer tokens still work)
+    /// and the classifier, or `None` when no client CA is configured.
+    fn new(
+        cas: &ClientCas,
+        provider: &Arc<rustls::crypto::CryptoProvider>,
+    ) -> Result<Option<(ClientVerifier, PeerClassifier)>, Error> {
+        let load = |path: &Option<PathBuf>,
+                    what: &'static str|
+         -> Result<Option<rustls::RootCertStore>, Error> {
+            let Some(path) = path else { return Ok(None) };
+            let mut roots = rustls::RootCertStore::empty();
+            let certs = CertificateDer::pem_file_iter(path)
+                .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| Error::Pem {
+                    what,
+                    path: path.display().to_string(),
+                    reason: e.to_string(),
+                })?;
+            let (added, _) = roots.add_parsable_certificates(certs);
+            if added == 0 {
+                return Err(Error::Pem {
+                    what,
+                    path: path.display().to_string(),
+                    reason: "no CA certificate found".into(),
+                });
+            }
+            Ok(Some(roots))
+        };
+        let front_proxy_roots = load(&cas.requestheader, "request-header CA")?;
+        let client_roots = load(&cas.client, "client CA")?;
+        if front_proxy_roots.is_none() && client_roots.is_none() {
+            return Ok(None);
+        }
+        let verifier = |roots: rustls::RootCertStore| {
+            rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider.clone(),
+            )
+            .allow_unauthenticated()
+            .build()
+            .map_err(|e| Error::Pem {
+                what: "client CA",
+                path: String::new(),
+                reason: e.to_string(),
+            })
+        };
+        let mut all = rustls::RootCertStore::empty();
+        for roots in [&front_proxy_roots, &client_roots].into_iter().flatten() {
+            all.roots.extend(roots.roots.iter().cloned());
+        }
+        let classifier = PeerClassifier {
+            front_proxy: front_proxy_roots.map(verifier).transpose()?,
+            client: client_roots.map(verifier).transpose()?,
+        };
+        Ok(Some((verifier(all)?, classifier)))
+    }
+
+    /// The identity a verified chain stands for.
+    pub fn identify(&self, chain: &[CertificateDer<'_>]) -> Option<crate::auth::PeerIdentity> {
+        let (leaf, intermediates) = chain.split_first()?;
+        let now = rustls::pki_types::UnixTime::now();
+        let vouches = |verifier: &Option<ClientVerifier>| {
+            verifier
+                .as_ref()
+                .is_some_and(|v| v.verify_client_cert(leaf, intermediates, now).is_ok())
+        };
+        let (_, certificate) = x509_parser::parse_x509_certificate(leaf.as_ref()).ok()?;
+        let subject = certificate.subject();
+        let common_name = subject
+            .iter_common_name()
+            .next()
+            .and_then(|a| a.as_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        if vouches(&self.front_proxy) {
+            return Some(crate::auth::PeerIdentity::FrontProxy { common_name });
+        }
+        if vouches(&self.client) {
+            let organizations = subject
+                .iter_organization()
+                .filter_map(|a| a.as_str().ok())
+                .map(str::to_owned)
+                .collect();
+            return Some(crate::auth::PeerIdentity::Client {
+                common_name,
+                organizations,
+            });
+        }
+        None
+    }
 }
 
 fn self_signed(dir: &Path, extra_sans: &[String]) -> Result<(PathBuf, PathBuf), Error> {
@@ -422,6 +560,7 @@ pub async fn serve(
     worker_state: impl Fn() -> AppState + Send + Clone + 'static,
     addr: SocketAddr,
     tls: rustls::ServerConfig,
+    peers: Option<Arc<PeerClassifier>>,
     health: Arc<Health>,
     shutdown: Shutdown,
 ) -> Result<(), Error> {
@@ -431,6 +570,22 @@ pub async fn serve(
             .wrap(middleware::from_fn(api::guard))
             .wrap(middleware::from_fn(api::observe))
             .configure(api::configure)
+    })
+    .on_connect(move |connection, extensions| {
+        // The verified client certificate's identity, for the auth middleware.
+        type Tls = actix_tls::accept::rustls_0_23::TlsStream<actix_web::rt::net::TcpStream>;
+        let identity = peers
+            .as_ref()
+            .zip(connection.downcast_ref::<Tls>())
+            .and_then(|(peers, tls)| {
+                tls.get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|chain| peers.identify(chain))
+            });
+        if let Some(identity) = identity {
+            extensions.insert(identity);
+        }
     })
     .disable_signals()
     .shutdown_timeout(shutdown.drain.as_secs())
@@ -484,6 +639,7 @@ mod tests {
             cert_dir: dir.path().to_owned(),
             extra_sans: sans.iter().map(|s| s.to_string()).collect(),
             policy: TlsPolicy::default(),
+            client_cas: ClientCas::default(),
         };
         tls_config(&source(&["adapter.monitoring.svc"])).unwrap();
         let first = std::fs::read(dir.path().join("apiserver.crt")).unwrap();
@@ -515,6 +671,7 @@ mod tests {
             cert_dir: "/tmp".into(),
             extra_sans: vec![],
             policy: TlsPolicy::default(),
+            client_cas: ClientCas::default(),
         };
         assert!(matches!(tls_config(&source), Err(Error::HalfPair)));
     }

@@ -23,7 +23,7 @@ use wire::{
     MetricValueList, MetricValueV1Beta1, MetricValueV1Beta2, ObjectReference,
 };
 
-use crate::auth::Verdict;
+use crate::auth::{Credentials, PeerIdentity, Verdict};
 use crate::model::format_timestamp;
 use crate::promql::LabelSelector;
 use crate::provider::custom::{CustomMetrics, CustomRequest, MetricValue, ObjectName};
@@ -91,14 +91,9 @@ pub async fn guard(
         .app_data::<web::Data<AppState>>()
         .and_then(|s| s.gate.clone());
     if let Some(gate) = gate {
-        let bearer = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim);
+        let credentials = credentials(&request, gate.request_header());
         match gate
-            .check(request.method().as_str(), request.path(), bearer)
+            .check(request.method().as_str(), request.path(), &credentials)
             .await
         {
             Verdict::Allow(_) => {}
@@ -108,6 +103,49 @@ pub async fn guard(
         }
     }
     next.call(request).await
+}
+
+/// Gathers a request's credentials: bearer token, verified client certificate, and the
+/// front-proxy headers (which the gate trusts only on a front-proxy connection).
+fn credentials(request: &ServiceRequest, names: &crate::auth::RequestHeaderConfig) -> Credentials {
+    let headers = request.headers();
+    let values = |name: &str| {
+        headers
+            .get_all(name)
+            .filter_map(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let mut remote_extra: std::collections::BTreeMap<String, Vec<String>> =
+        std::collections::BTreeMap::new();
+    for (name, value) in headers.iter() {
+        let name = name.as_str();
+        for prefix in &names.extra_headers_prefixes {
+            if name.len() > prefix.len() && name[..prefix.len()].eq_ignore_ascii_case(prefix) {
+                let key = percent_decode_str(&name[prefix.len()..])
+                    .decode_utf8_lossy()
+                    .to_lowercase();
+                if let Ok(value) = value.to_str() {
+                    remote_extra.entry(key).or_default().push(value.to_owned());
+                }
+            }
+        }
+    }
+    Credentials {
+        bearer: headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(|t| t.trim().to_owned()),
+        peer: request.conn_data::<PeerIdentity>().cloned(),
+        remote_user: names
+            .username_headers
+            .iter()
+            .flat_map(|h| values(h))
+            .find(|v| !v.is_empty()),
+        remote_groups: names.group_headers.iter().flat_map(|h| values(h)).collect(),
+        remote_extra,
+    }
 }
 
 /// Middleware: counts and times every request by route pattern, and logs server-side failures

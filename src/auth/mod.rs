@@ -170,9 +170,67 @@ pub trait Reviewer: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<Decision, ReviewError>>;
 }
 
+/// Who the TLS client certificate of a connection says the peer is, and which CA vouched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerIdentity {
+    /// Signed by the request-header (front-proxy) CA: kube-apiserver's aggregator.
+    FrontProxy {
+        /// The certificate's common name.
+        common_name: String,
+    },
+    /// Signed by the client CA: a user.
+    Client {
+        /// The certificate's common name (the user).
+        common_name: String,
+        /// The certificate's organizations (the groups).
+        organizations: Vec<String>,
+    },
+}
+
+/// The credentials of one request, gathered by the HTTP layer.
+#[derive(Debug, Clone, Default)]
+pub struct Credentials {
+    /// `Authorization: Bearer` token.
+    pub bearer: Option<String>,
+    /// The connection's verified client certificate.
+    pub peer: Option<PeerIdentity>,
+    /// Values of the username headers (`X-Remote-User`), in configured order.
+    pub remote_user: Option<String>,
+    /// Values of the group headers (`X-Remote-Group`), every occurrence.
+    pub remote_groups: Vec<String>,
+    /// Extra headers (`X-Remote-Extra-Key`), key lowercased and unescaped.
+    pub remote_extra: BTreeMap<String, Vec<String>>,
+}
+
+/// Request-header (front-proxy) authentication settings.
+#[derive(Debug, Clone)]
+pub struct RequestHeaderConfig {
+    /// Common names the front-proxy certificate may have; empty allows any the CA signed.
+    pub allowed_names: Vec<String>,
+    /// Headers holding the user name, first non-empty wins (`X-Remote-User`).
+    pub username_headers: Vec<String>,
+    /// Headers holding groups (`X-Remote-Group`).
+    pub group_headers: Vec<String>,
+    /// Prefixes of headers holding extra attributes (`X-Remote-Extra-`).
+    pub extra_headers_prefixes: Vec<String>,
+}
+
+impl Default for RequestHeaderConfig {
+    fn default() -> Self {
+        Self {
+            allowed_names: Vec::new(),
+            username_headers: vec!["X-Remote-User".into()],
+            group_headers: vec!["X-Remote-Group".into()],
+            extra_headers_prefixes: vec!["X-Remote-Extra-".into()],
+        }
+    }
+}
+
 /// Settings of the delegating authenticator and authorizer.
 #[derive(Debug, Clone)]
 pub struct AuthConfig {
+    /// Front-proxy authentication.
+    pub request_header: RequestHeaderConfig,
     /// Paths served without authentication or authorization; a trailing `*` matches a prefix.
     pub always_allow_paths: Vec<String>,
     /// How long a TokenReview answer is kept.
@@ -252,6 +310,16 @@ impl Gate {
         }
     }
 
+    /// The request-header settings (the HTTP layer reads these headers).
+    pub fn request_header(&self) -> &RequestHeaderConfig {
+        &self.config.request_header
+    }
+
+    fn front_proxy_allowed(&self, common_name: &str) -> bool {
+        let allowed = &self.config.request_header.allowed_names;
+        allowed.is_empty() || allowed.iter().any(|n| n == common_name)
+    }
+
     /// Whether a path skips authentication and authorization.
     pub fn always_allowed(&self, path: &str) -> bool {
         self.config
@@ -264,11 +332,48 @@ impl Gate {
     }
 
     /// Decides one request. `bearer` is the token of an `Authorization: Bearer` header.
-    pub async fn check(&self, method: &str, path: &str, bearer: Option<&str>) -> Verdict {
+    pub async fn check(&self, method: &str, path: &str, credentials: &Credentials) -> Verdict {
         if self.always_allowed(path) {
             return Verdict::Allow(None);
         }
-        let Some(token) = bearer.filter(|t| !t.is_empty()) else {
+        // The authenticators in kube-apiserver's order: front-proxy headers, client certificate,
+        // bearer token. X-Remote-* headers count only on a front-proxy connection.
+        match &credentials.peer {
+            Some(PeerIdentity::FrontProxy { common_name })
+                if self.front_proxy_allowed(common_name) =>
+            {
+                if let Some(name) = credentials.remote_user.as_ref().filter(|n| !n.is_empty()) {
+                    let mut groups = credentials.remote_groups.clone();
+                    groups.push("system:authenticated".into());
+                    let user = User {
+                        name: name.clone(),
+                        uid: String::new(),
+                        groups,
+                        extra: credentials.remote_extra.clone(),
+                    };
+                    return self
+                        .authorize(user, Attributes::from_request(method, path))
+                        .await;
+                }
+            }
+            Some(PeerIdentity::Client {
+                common_name,
+                organizations,
+            }) => {
+                let mut groups = organizations.clone();
+                groups.push("system:authenticated".into());
+                let user = User {
+                    name: common_name.clone(),
+                    groups,
+                    ..User::default()
+                };
+                return self
+                    .authorize(user, Attributes::from_request(method, path))
+                    .await;
+            }
+            _ => {}
+        }
+        let Some(token) = credentials.bearer.as_deref().filter(|t| !t.is_empty()) else {
             return Verdict::Unauthenticated;
         };
         let user = match self.tokens.get(&token.to_owned()) {
@@ -461,6 +566,10 @@ mod tests {
             access_reviews: AtomicUsize::new(0),
         });
         let config = AuthConfig {
+            request_header: RequestHeaderConfig {
+                allowed_names: vec!["front-proxy-client".into()],
+                ..RequestHeaderConfig::default()
+            },
             always_allow_paths: vec![
                 "/healthz".into(),
                 "/readyz".into(),
@@ -477,31 +586,36 @@ mod tests {
             config,
         );
         let path = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/ns/pods/*/m";
+        let none = Credentials::default();
+        let token = |t: &str| Credentials {
+            bearer: Some(t.into()),
+            ..Credentials::default()
+        };
         assert_eq!(
-            gate.check("GET", "/healthz", None).await,
+            gate.check("GET", "/healthz", &none).await,
             Verdict::Allow(None)
         );
         assert_eq!(
-            gate.check("GET", "/debug/x", None).await,
+            gate.check("GET", "/debug/x", &none).await,
             Verdict::Allow(None)
         );
         assert_eq!(
-            gate.check("GET", path, None).await,
+            gate.check("GET", path, &none).await,
             Verdict::Unauthenticated
         );
         assert_eq!(
-            gate.check("GET", path, Some("nobody")).await,
+            gate.check("GET", path, &token("nobody")).await,
             Verdict::Unauthenticated
         );
         assert!(
-            matches!(gate.check("GET", path, Some("alice")).await, Verdict::Allow(Some(u)) if u.name == "alice")
+            matches!(gate.check("GET", path, &token("alice")).await, Verdict::Allow(Some(u)) if u.name == "alice")
         );
         assert!(
-            matches!(gate.check("GET", path, Some("bob")).await, Verdict::Forbidden(m) if m.contains("User \"bob\""))
+            matches!(gate.check("GET", path, &token("bob")).await, Verdict::Forbidden(m) if m.contains("User \"bob\""))
         );
         assert!(
             matches!(
-                gate.check("GET", path, Some("root")).await,
+                gate.check("GET", path, &token("root")).await,
                 Verdict::Allow(Some(_))
             ),
             "system:masters"
@@ -512,10 +626,48 @@ mod tests {
         );
         assert_eq!((tokens, access), (4, 2));
         // The same requests again are answered from the caches.
-        gate.check("GET", path, Some("alice")).await;
-        gate.check("GET", path, Some("bob")).await;
-        gate.check("GET", path, Some("nobody")).await;
+        gate.check("GET", path, &token("alice")).await;
+        gate.check("GET", path, &token("bob")).await;
+        gate.check("GET", path, &token("nobody")).await;
         assert_eq!(scripted.token_reviews.load(Ordering::SeqCst), tokens);
         assert_eq!(scripted.access_reviews.load(Ordering::SeqCst), access);
+
+        // Front-proxy headers count only with the front-proxy certificate of an allowed name.
+        let proxied = |peer: Option<PeerIdentity>| Credentials {
+            peer,
+            remote_user: Some("alice".into()),
+            remote_groups: vec!["dev".into()],
+            ..Credentials::default()
+        };
+        let front = |cn: &str| {
+            Some(PeerIdentity::FrontProxy {
+                common_name: cn.into(),
+            })
+        };
+        assert!(
+            matches!(gate.check("GET", path, &proxied(front("front-proxy-client"))).await,
+            Verdict::Allow(Some(u)) if u.name == "alice" && u.groups == ["dev", "system:authenticated"])
+        );
+        assert_eq!(
+            gate.check("GET", path, &proxied(None)).await,
+            Verdict::Unauthenticated
+        );
+        assert_eq!(
+            gate.check("GET", path, &proxied(front("someone-else")))
+                .await,
+            Verdict::Unauthenticated
+        );
+        let client = Credentials {
+            peer: Some(PeerIdentity::Client {
+                common_name: "alice".into(),
+                organizations: vec!["dev".into()],
+            }),
+            ..Credentials::default()
+        };
+        assert!(
+            matches!(gate.check("GET", path, &client).await, Verdict::Allow(Some(u)) if u.name == "alice")
+        );
+        // Certificates need no token review.
+        assert_eq!(scripted.token_reviews.load(Ordering::SeqCst), tokens);
     }
 }

@@ -53,6 +53,18 @@ pub struct Settings {
     pub lister_kubeconfig: Option<PathBuf>,
     /// How often the cluster's resources are re-discovered.
     pub discovery_interval: String,
+    /// CA of user client certificates.
+    pub client_ca_file: Option<PathBuf>,
+    /// CA of the front-proxy client certificate.
+    pub requestheader_client_ca_file: Option<PathBuf>,
+    /// Allowed front-proxy common names.
+    pub requestheader_allowed_names: Vec<String>,
+    /// User name headers.
+    pub requestheader_username_headers: Vec<String>,
+    /// Group headers.
+    pub requestheader_group_headers: Vec<String>,
+    /// Extra header prefixes.
+    pub requestheader_extra_headers_prefix: Vec<String>,
     /// Kubeconfig for TokenReview.
     pub authentication_kubeconfig: Option<PathBuf>,
     /// Kubeconfig for SubjectAccessReview.
@@ -114,6 +126,15 @@ pub fn load(
         .and_then(|b| b.set_default("tls_cipher_suites", Vec::<String>::new()))
         .and_then(|b| b.set_default("standalone", false))
         .and_then(|b| b.set_default("discovery_interval", "10m"))
+        .and_then(|b| b.set_default("requestheader_allowed_names", Vec::<String>::new()))
+        .and_then(|b| b.set_default("requestheader_username_headers", vec!["X-Remote-User"]))
+        .and_then(|b| b.set_default("requestheader_group_headers", vec!["X-Remote-Group"]))
+        .and_then(|b| {
+            b.set_default(
+                "requestheader_extra_headers_prefix",
+                vec!["X-Remote-Extra-"],
+            )
+        })
         .and_then(|b| {
             b.set_default(
                 "authorization_always_allow_paths",
@@ -142,6 +163,10 @@ pub fn load(
             .with_list_parse_key("tls_san")
             .with_list_parse_key("tls_cipher_suites")
             .with_list_parse_key("authorization_always_allow_paths")
+            .with_list_parse_key("requestheader_allowed_names")
+            .with_list_parse_key("requestheader_username_headers")
+            .with_list_parse_key("requestheader_group_headers")
+            .with_list_parse_key("requestheader_extra_headers_prefix")
             .source(Some(env_map)),
     );
     for (key, value) in flags {
