@@ -224,3 +224,89 @@ fn requests_are_authenticated_by_token_review_and_authorized_by_access_review() 
     }
     assert_eq!(adapter.curl_raw(&[], "/metrics").0, 401);
 }
+
+#[test]
+fn front_proxy_certificates_carry_the_user_in_request_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let prometheus = Prometheus::start(dir.path());
+    let apiserver = ApiServer::start(dir.path());
+    apiserver.deny("bob");
+    let (front_proxy, users) = (dir.path().join("front-proxy"), dir.path().join("users"));
+    for pki in [&front_proxy, &users] {
+        std::fs::create_dir_all(pki).unwrap();
+        common::write_pki(pki);
+    }
+    let flag = |name: &str, value: &std::path::Path| format!("--{name}={}", value.display());
+    let requestheader_ca = flag("requestheader-client-ca-file", &front_proxy.join("ca.crt"));
+    let client_ca = flag("client-ca-file", &users.join("ca.crt"));
+    // write_pki's client certificates have the common name "client".
+    let adapter = Adapter::start_in_cluster(
+        dir.path(),
+        &demo_rules(),
+        &prometheus.url(),
+        &apiserver.kubeconfig,
+        &[
+            &requestheader_ca,
+            &client_ca,
+            "--requestheader-allowed-names=client",
+        ],
+    );
+    let path = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/services/web/nginx_ingress_requests_per_second";
+    let with_cert = |pki: &std::path::Path, headers: &[&str]| {
+        let cert = pki.join("client.crt").display().to_string();
+        let key = pki.join("client.key").display().to_string();
+        let mut args: Vec<String> = vec!["--cert".into(), cert, "--key".into(), key];
+        for h in headers {
+            args.extend(["-H".to_owned(), h.to_string()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        adapter.curl_raw(&args, path).0
+    };
+    assert_eq!(
+        with_cert(
+            &front_proxy,
+            &["X-Remote-User: alice", "X-Remote-Group: dev"]
+        ),
+        200
+    );
+    assert_eq!(
+        with_cert(&front_proxy, &["X-Remote-User: bob"]),
+        403,
+        "the proxied user is authorized"
+    );
+    assert_eq!(
+        adapter.curl_raw(&["-H", "X-Remote-User: alice"], path).0,
+        401,
+        "headers without the certificate"
+    );
+    // A user certificate from the client CA authenticates as its common name; X-Remote-* headers
+    // on that connection are ignored (bob would be denied).
+    assert_eq!(with_cert(&users, &["X-Remote-User: bob"]), 200);
+    assert!(
+        apiserver.count("POST /apis/authentication.k8s.io/v1/tokenreviews") == 0,
+        "certificates need no TokenReview"
+    );
+
+    // A front-proxy certificate whose common name is not allowed.
+    let strict = Adapter::start_in_cluster(
+        dir.path(),
+        &demo_rules(),
+        &prometheus.url(),
+        &apiserver.kubeconfig,
+        &[
+            &requestheader_ca,
+            "--requestheader-allowed-names=front-proxy-client",
+        ],
+    );
+    let cert = front_proxy.join("client.crt").display().to_string();
+    let key = front_proxy.join("client.key").display().to_string();
+    assert_eq!(
+        strict
+            .curl_raw(
+                &["--cert", &cert, "--key", &key, "-H", "X-Remote-User: alice"],
+                path
+            )
+            .0,
+        401
+    );
+}
