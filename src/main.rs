@@ -190,7 +190,7 @@ fn serve(args: ServeArgs, warnings: Vec<String>) -> anyhow::Result<ExitCode> {
         prometheus = %serve_config.prometheus.url,
         relist_interval = ?serve_config.discovery.relist_interval,
         mode = if serve_config.cluster.is_some() { "cluster" } else { "standalone" },
-        "starting prom-adapter (requests are not authenticated yet: loopback only)"
+        "starting prom-adapter"
     );
     actix_web::rt::System::new().block_on(async move {
         // The kube client must be made inside this runtime, which drives its connections.
@@ -389,17 +389,23 @@ fn validate(settings: &settings::Settings) -> anyhow::Result<ServeConfig> {
             },
         })
     };
+    // With a cluster every request is authenticated and authorized; --standalone authenticates
+    // nothing, so it stays on loopback.
+    let default_bind = if settings.standalone {
+        "127.0.0.1"
+    } else {
+        "0.0.0.0"
+    };
     let bind = settings
         .bind_address
         .clone()
-        .unwrap_or_else(|| "127.0.0.1".to_owned());
+        .unwrap_or_else(|| default_bind.to_owned());
     let ip: IpAddr = bind
         .parse()
         .with_context(|| format!("--bind-address {bind:?} is not an IP address"))?;
-    if !ip.is_loopback() {
+    if settings.standalone && !ip.is_loopback() {
         bail!(
-            "prom-adapter does not authenticate requests from kube-apiserver yet, so it only binds to loopback \
-             addresses; {ip} is not one"
+            "--standalone serves without authentication and only binds to loopback addresses; {ip} is not one"
         );
     }
     let relist_interval =

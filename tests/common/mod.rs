@@ -282,7 +282,8 @@ impl Adapter {
             dir,
             rules,
             prometheus_url,
-            &[&[flag.as_str()], extra].concat(),
+            // Tests listen on loopback only (cluster mode would bind every address).
+            &[&[flag.as_str(), "--bind-address=127.0.0.1"], extra].concat(),
         )
     }
 
