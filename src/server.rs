@@ -360,26 +360,17 @@ pub fn tls_config(source: &TlsSource) -> Result<ServingTls, Error> {
         current: arc_swap::ArcSwap::from_pointee(certified),
         loaded: std::sync::Mutex::new(contents),
     });
-    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(&source.policy.versions())?;
-    let (config, peers) = match PeerClassifier::new(&source.client_cas, &provider)? {
-        Some((verifier, peers)) => (
-            builder
-                .with_client_cert_verifier(verifier)
-                .with_cert_resolver(certificate.clone()),
-            Some(Arc::new(peers)),
-        ),
-        None => (
-            builder
-                .with_no_client_auth()
-                .with_cert_resolver(certificate.clone()),
-            None,
-        ),
-    };
+    let authority = Arc::new(ClientAuthority::new(provider.clone()));
+    let (requestheader, client) = source.client_cas.read()?;
+    authority.update(requestheader.as_deref(), client.as_deref())?;
+    let config = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&source.policy.versions())?
+        .with_client_cert_verifier(authority.clone())
+        .with_cert_resolver(certificate.clone());
     Ok(ServingTls {
         config,
         certificate,
-        peers,
+        peers: authority,
     })
 }
 
@@ -391,11 +382,14 @@ pub struct ServingTls {
     /// The serving certificate, for reloads.
     pub certificate: Arc<ServingCertificate>,
     /// Client-certificate classification.
-    pub peers: Option<Arc<PeerClassifier>>,
+    pub peers: Arc<ClientAuthority>,
 }
 
 /// A rustls client-certificate verifier.
 type ClientVerifier = Arc<dyn rustls::server::danger::ClientCertVerifier>;
+
+/// PEM bundles of the request-header CA and the client CA.
+pub type CaBundles = (Option<Vec<u8>>, Option<Vec<u8>>);
 
 /// CAs that client certificates may chain to.
 #[derive(Debug, Clone, Default)]
@@ -406,50 +400,101 @@ pub struct ClientCas {
     pub client: Option<PathBuf>,
 }
 
-/// Tells which CA vouched for a connection's client certificate, and reads its names.
-pub struct PeerClassifier {
+impl ClientCas {
+    /// Reads both files (PEM).
+    pub fn read(&self) -> Result<CaBundles, Error> {
+        let read = |path: &Option<PathBuf>, what: &'static str| {
+            path.as_ref()
+                .map(|p| {
+                    std::fs::read(p).map_err(|e| Error::Pem {
+                        what,
+                        path: p.display().to_string(),
+                        reason: e.to_string(),
+                    })
+                })
+                .transpose()
+        };
+        Ok((
+            read(&self.requestheader, "request-header CA")?,
+            read(&self.client, "client CA")?,
+        ))
+    }
+}
+
+/// The CAs trusted for client certificates, swappable while serving (the authentication
+/// ConfigMap rotates them): the TLS verifier (certificates optional, so bearer tokens still work)
+/// and what tells a front-proxy certificate from a user's.
+pub struct ClientAuthority {
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    current: arc_swap::ArcSwapOption<Trust>,
+}
+
+struct Trust {
+    pems: CaBundles,
+    any: ClientVerifier,
     front_proxy: Option<ClientVerifier>,
     client: Option<ClientVerifier>,
 }
 
-impl PeerClassifier {
-    /// The TLS verifier (any of the CAs; certificates optional, so that bearer tokens still work)
-    /// and the classifier, or `None` when no client CA is configured.
-    fn new(
-        cas: &ClientCas,
-        provider: &Arc<rustls::crypto::CryptoProvider>,
-    ) -> Result<Option<(ClientVerifier, PeerClassifier)>, Error> {
-        let load = |path: &Option<PathBuf>,
-                    what: &'static str|
+impl std::fmt::Debug for ClientAuthority {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientAuthority")
+            .field("configured", &self.current.load().is_some())
+            .finish()
+    }
+}
+
+impl ClientAuthority {
+    fn new(provider: Arc<rustls::crypto::CryptoProvider>) -> Self {
+        Self {
+            provider,
+            current: arc_swap::ArcSwapOption::empty(),
+        }
+    }
+
+    /// Trusts these CAs (PEM) from now on. Returns whether anything changed; an unusable bundle is
+    /// an error and the previous CAs stay.
+    pub fn update(
+        &self,
+        requestheader: Option<&[u8]>,
+        client: Option<&[u8]>,
+    ) -> Result<bool, Error> {
+        let pems = (
+            requestheader.map(<[u8]>::to_vec),
+            client.map(<[u8]>::to_vec),
+        );
+        if self.current.load().as_ref().map(|t| &t.pems) == Some(&pems)
+            || (pems == (None, None) && self.current.load().is_none())
+        {
+            return Ok(false);
+        }
+        let roots = |pem: Option<&[u8]>,
+                     what: &'static str|
          -> Result<Option<rustls::RootCertStore>, Error> {
-            let Some(path) = path else { return Ok(None) };
-            let mut roots = rustls::RootCertStore::empty();
-            let certs = CertificateDer::pem_file_iter(path)
-                .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            let Some(pem) = pem else { return Ok(None) };
+            let certs = CertificateDer::pem_slice_iter(pem)
+                .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| Error::Pem {
                     what,
-                    path: path.display().to_string(),
+                    path: String::new(),
                     reason: e.to_string(),
                 })?;
-            let (added, _) = roots.add_parsable_certificates(certs);
-            if added == 0 {
+            let mut roots = rustls::RootCertStore::empty();
+            if roots.add_parsable_certificates(certs).0 == 0 {
                 return Err(Error::Pem {
                     what,
-                    path: path.display().to_string(),
+                    path: String::new(),
                     reason: "no CA certificate found".into(),
                 });
             }
             Ok(Some(roots))
         };
-        let front_proxy_roots = load(&cas.requestheader, "request-header CA")?;
-        let client_roots = load(&cas.client, "client CA")?;
-        if front_proxy_roots.is_none() && client_roots.is_none() {
-            return Ok(None);
-        }
-        let verifier = |roots: rustls::RootCertStore| {
+        let front_proxy_roots = roots(requestheader, "request-header CA")?;
+        let client_roots = roots(client, "client CA")?;
+        let verifier = |roots: rustls::RootCertStore| -> Result<ClientVerifier, Error> {
             rustls::server::WebPkiClientVerifier::builder_with_provider(
                 Arc::new(roots),
-                provider.clone(),
+                self.provider.clone(),
             )
             .allow_unauthenticated()
             .build()
@@ -463,15 +508,23 @@ impl PeerClassifier {
         for roots in [&front_proxy_roots, &client_roots].into_iter().flatten() {
             all.roots.extend(roots.roots.iter().cloned());
         }
-        let classifier = PeerClassifier {
+        if all.is_empty() {
+            self.current.store(None);
+            return Ok(true);
+        }
+        let trust = Trust {
+            any: verifier(all)?,
             front_proxy: front_proxy_roots.map(verifier).transpose()?,
             client: client_roots.map(verifier).transpose()?,
+            pems,
         };
-        Ok(Some((verifier(all)?, classifier)))
+        self.current.store(Some(Arc::new(trust)));
+        Ok(true)
     }
 
     /// The identity a verified chain stands for.
     pub fn identify(&self, chain: &[CertificateDer<'_>]) -> Option<crate::auth::PeerIdentity> {
+        let trust = self.current.load_full()?;
         let (leaf, intermediates) = chain.split_first()?;
         let now = rustls::pki_types::UnixTime::now();
         let vouches = |verifier: &Option<ClientVerifier>| {
@@ -487,10 +540,10 @@ impl PeerClassifier {
             .and_then(|a| a.as_str().ok())
             .unwrap_or_default()
             .to_owned();
-        if vouches(&self.front_proxy) {
+        if vouches(&trust.front_proxy) {
             return Some(crate::auth::PeerIdentity::FrontProxy { common_name });
         }
-        if vouches(&self.client) {
+        if vouches(&trust.client) {
             let organizations = subject
                 .iter_organization()
                 .filter_map(|a| a.as_str().ok())
@@ -502,6 +555,67 @@ impl PeerClassifier {
             });
         }
         None
+    }
+}
+
+impl rustls::server::danger::ClientCertVerifier for ClientAuthority {
+    fn offer_client_auth(&self) -> bool {
+        self.current.load().is_some()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        // No hints: clients with one certificate (kube-aggregator, curl) send it regardless.
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        match self.current.load().as_ref() {
+            Some(trust) => trust.any.verify_client_cert(end_entity, intermediates, now),
+            None => Err(rustls::Error::General("no client CA is configured".into())),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
@@ -560,7 +674,7 @@ pub async fn serve(
     worker_state: impl Fn() -> AppState + Send + Clone + 'static,
     addr: SocketAddr,
     tls: rustls::ServerConfig,
-    peers: Option<Arc<PeerClassifier>>,
+    peers: Arc<ClientAuthority>,
     health: Arc<Health>,
     shutdown: Shutdown,
 ) -> Result<(), Error> {
@@ -574,15 +688,10 @@ pub async fn serve(
     .on_connect(move |connection, extensions| {
         // The verified client certificate's identity, for the auth middleware.
         type Tls = actix_tls::accept::rustls_0_23::TlsStream<actix_web::rt::net::TcpStream>;
-        let identity = peers
-            .as_ref()
-            .zip(connection.downcast_ref::<Tls>())
-            .and_then(|(peers, tls)| {
-                tls.get_ref()
-                    .1
-                    .peer_certificates()
-                    .and_then(|chain| peers.identify(chain))
-            });
+        let identity = connection
+            .downcast_ref::<Tls>()
+            .and_then(|tls| tls.get_ref().1.peer_certificates())
+            .and_then(|chain| peers.identify(chain));
         if let Some(identity) = identity {
             extensions.insert(identity);
         }
