@@ -134,6 +134,15 @@ pub struct ServeArgs {
     /// [default: /healthz,/readyz,/livez].
     #[arg(long, value_delimiter = ',')]
     pub authorization_always_allow_paths: Vec<String>,
+    /// Do not read client CAs and request-header settings from the authentication ConfigMap.
+    #[arg(long)]
+    pub authentication_skip_lookup: bool,
+    /// Start even if the authentication ConfigMap cannot be read (it is retried).
+    #[arg(long)]
+    pub authentication_tolerate_lookup_failure: bool,
+    /// How often client CAs are re-read from their files or the ConfigMap [default: 1m].
+    #[arg(long)]
+    pub authentication_config_refresh_interval: Option<String>,
     /// CA of user client certificates (user = CN, groups = O).
     #[arg(long)]
     pub client_ca_file: Option<PathBuf>,
@@ -216,6 +225,10 @@ impl ServeArgs {
         one("discovery_interval", self.discovery_interval.clone());
         one("client_ca_file", path(&self.client_ca_file));
         one(
+            "authentication_config_refresh_interval",
+            self.authentication_config_refresh_interval.clone(),
+        );
+        one(
             "requestheader_client_ca_file",
             path(&self.requestheader_client_ca_file),
         );
@@ -288,8 +301,20 @@ impl ServeArgs {
                 FlagValue::Many(self.tls_cipher_suites.clone()),
             ));
         }
-        if self.standalone {
-            out.push(("standalone", FlagValue::Bool(true)));
+        for (key, set) in [
+            ("standalone", self.standalone),
+            (
+                "authentication_skip_lookup",
+                self.authentication_skip_lookup,
+            ),
+            (
+                "authentication_tolerate_lookup_failure",
+                self.authentication_tolerate_lookup_failure,
+            ),
+        ] {
+            if set {
+                out.push((key, FlagValue::Bool(true)));
+            }
         }
         out
     }
@@ -332,8 +357,6 @@ const IGNORED_FLAGS: &[(&str, bool, &str)] = &[
 const UNSUPPORTED_FLAGS: &[&str] = &[
     "prometheus-auth-incluster",
     "prometheus-auth-config",
-    "authentication-skip-lookup",
-    "authentication-tolerate-lookup-failure",
     "tls-sni-cert-key",
     "client-qps",
     "client-burst",
@@ -420,9 +443,9 @@ mod tests {
         assert_eq!(kept, args(&["prom-adapter", "--config=x"]));
         assert_eq!(warnings.len(), 3);
         assert!(warnings[0].contains("vmodule"));
-        let error = screen_legacy_flags(args(&["prom-adapter", "--authentication-skip-lookup"]))
-            .unwrap_err();
-        assert!(error.contains("--authentication-skip-lookup"));
+        let error =
+            screen_legacy_flags(args(&["prom-adapter", "--tls-sni-cert-key=/x"])).unwrap_err();
+        assert!(error.contains("--tls-sni-cert-key"));
         assert!(screen_legacy_flags(args(&["prom-adapter", "--audit-log-path=/x"])).is_err());
         // TLS policy flags are real flags now.
         let cli = Cli::try_parse_from(args(&[

@@ -148,6 +148,11 @@ struct ClusterSettings {
     authentication_kubeconfig: Option<std::path::PathBuf>,
     authorization_kubeconfig: Option<std::path::PathBuf>,
     auth: prom_adapter::auth::AuthConfig,
+    /// Where client CAs come from when not from files.
+    skip_lookup: bool,
+    tolerate_lookup_failure: bool,
+    auth_refresh_interval: Duration,
+    client_cas: server::ClientCas,
 }
 
 fn serve(args: ServeArgs, warnings: Vec<String>) -> anyhow::Result<ExitCode> {
@@ -205,6 +210,35 @@ fn serve(args: ServeArgs, warnings: Vec<String>) -> anyhow::Result<ExitCode> {
             (Some(settings), Some(lister)) => Some(Arc::new(auth_gate(settings, lister).await?)),
             _ => None,
         };
+        let auth_refresh = match (&serve_config.cluster, &cluster, &gate) {
+            (Some(settings), Some(lister), Some(gate)) => {
+                let sources = ClientAuthSources {
+                    cas: settings.client_cas.clone(),
+                    request_header: settings.auth.request_header.clone(),
+                    skip: settings.skip_lookup,
+                };
+                match sources.apply(lister, &peers, gate).await {
+                    Ok(()) => {}
+                    Err(error) if settings.tolerate_lookup_failure => {
+                        tracing::warn!(error = format!("{error:#}"), "client CAs not loaded yet; retrying")
+                    }
+                    Err(error) => {
+                        return Err(error.context("loading client CAs (--authentication-tolerate-lookup-failure starts anyway)"));
+                    }
+                }
+                let (lister, gate, authority) = (lister.clone(), gate.clone(), peers.clone());
+                let interval = settings.auth_refresh_interval;
+                Some(actix_web::rt::spawn(async move {
+                    loop {
+                        actix_web::rt::time::sleep(interval).await;
+                        if let Err(error) = sources.apply(&lister, &authority, &gate).await {
+                            tracing::warn!(error = format!("{error:#}"), "client CAs not refreshed; the previous ones stay");
+                        }
+                    }
+                }))
+            }
+            _ => None,
+        };
         let worker_state = {
             let (snapshot, metrics, health) = (snapshot.clone(), metrics.clone(), health.clone());
             let max_age = serve_config.discovery.max_age;
@@ -254,7 +288,7 @@ fn serve(args: ServeArgs, warnings: Vec<String>) -> anyhow::Result<ExitCode> {
         .await;
         loop_handle.abort();
         reload_handle.abort();
-        if let Some(handle) = refresh_handle {
+        for handle in [refresh_handle, auth_refresh].into_iter().flatten() {
             handle.abort();
         }
         result.map_err(anyhow::Error::from)
@@ -286,6 +320,70 @@ async fn connect_cluster(
         }
     }
     Ok(cluster)
+}
+
+/// Where client CAs and request-header settings come from: the flags, and the authentication
+/// ConfigMap for whatever they leave out.
+#[derive(Clone)]
+struct ClientAuthSources {
+    cas: server::ClientCas,
+    request_header: prom_adapter::auth::RequestHeaderConfig,
+    skip: bool,
+}
+
+impl ClientAuthSources {
+    /// Reads the CA files, and the authentication ConfigMap for whatever they do not give (as
+    /// kube-apiserver's extension servers do), then installs the result.
+    async fn apply(
+        &self,
+        cluster: &Cluster,
+        authority: &server::ClientAuthority,
+        gate: &prom_adapter::auth::Gate,
+    ) -> anyhow::Result<()> {
+        let (mut requestheader, mut client) = self.cas.read()?;
+        let mut request_header = self.request_header.clone();
+        if !self.skip && (requestheader.is_none() || client.is_none()) {
+            let published = cluster
+                .authentication_config()
+                .await
+                .context("reading kube-system/extension-apiserver-authentication")?
+                .unwrap_or_default();
+            if requestheader.is_none() && published.requestheader_ca.is_some() {
+                requestheader = published.requestheader_ca;
+                let or = |values: Vec<String>, default: &Vec<String>| {
+                    if values.is_empty() {
+                        default.clone()
+                    } else {
+                        values
+                    }
+                };
+                request_header = prom_adapter::auth::RequestHeaderConfig {
+                    allowed_names: published.allowed_names,
+                    username_headers: or(
+                        published.username_headers,
+                        &request_header.username_headers,
+                    ),
+                    group_headers: or(published.group_headers, &request_header.group_headers),
+                    extra_headers_prefixes: or(
+                        published.extra_headers_prefixes,
+                        &request_header.extra_headers_prefixes,
+                    ),
+                };
+            }
+            if client.is_none() {
+                client = published.client_ca;
+            }
+        }
+        if authority.update(requestheader.as_deref(), client.as_deref())? {
+            tracing::info!(
+                front_proxy = requestheader.is_some(),
+                client = client.is_some(),
+                "client CAs loaded"
+            );
+        }
+        gate.set_request_header(request_header);
+        Ok(())
+    }
 }
 
 /// The authenticator and authorizer, each asking the cluster given by its own kubeconfig or else
@@ -381,6 +479,22 @@ fn validate(settings: &settings::Settings) -> anyhow::Result<ServeConfig> {
                 )?,
             },
             kubeconfig: settings.lister_kubeconfig.clone(),
+            skip_lookup: settings.authentication_skip_lookup,
+            tolerate_lookup_failure: settings.authentication_tolerate_lookup_failure,
+            auth_refresh_interval: match parse_duration(
+                &settings.authentication_config_refresh_interval,
+            )
+            .context("--authentication-config-refresh-interval")?
+            {
+                d if d.is_zero() => {
+                    bail!("--authentication-config-refresh-interval must be greater than zero")
+                }
+                d => d,
+            },
+            client_cas: server::ClientCas {
+                requestheader: settings.requestheader_client_ca_file.clone(),
+                client: settings.client_ca_file.clone(),
+            },
             discovery_interval: match parse_duration(&settings.discovery_interval)
                 .context("--discovery-interval")?
             {

@@ -184,7 +184,7 @@ fn serve_refuses_what_it_cannot_do_safely() {
     ]);
     assert_eq!(code, 1);
     assert!(stderr.contains("loopback"), "{stderr}");
-    let (code, _, stderr) = run(&["--authentication-skip-lookup", "--standalone"]);
+    let (code, _, stderr) = run(&["--tls-sni-cert-key=/x", "--standalone"]);
     assert_eq!(code, 2);
-    assert!(stderr.contains("--authentication-skip-lookup"), "{stderr}");
+    assert!(stderr.contains("--tls-sni-cert-key"), "{stderr}");
 }

@@ -91,7 +91,7 @@ pub async fn guard(
         .app_data::<web::Data<AppState>>()
         .and_then(|s| s.gate.clone());
     if let Some(gate) = gate {
-        let credentials = credentials(&request, gate.request_header());
+        let credentials = credentials(&request, &gate.request_header());
         match gate
             .check(request.method().as_str(), request.path(), &credentials)
             .await

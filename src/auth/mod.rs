@@ -203,7 +203,7 @@ pub struct Credentials {
 }
 
 /// Request-header (front-proxy) authentication settings.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestHeaderConfig {
     /// Common names the front-proxy certificate may have; empty allows any the CA signed.
     pub allowed_names: Vec<String>,
@@ -289,6 +289,8 @@ pub struct Gate {
     authenticator: Box<dyn Reviewer>,
     authorizer: Box<dyn Reviewer>,
     config: AuthConfig,
+    /// Swappable: the authentication ConfigMap may change it while serving.
+    request_header: arc_swap::ArcSwap<RequestHeaderConfig>,
     tokens: Cache<String, Option<User>>,
     decisions: Cache<(String, Vec<String>, Attributes), Decision>,
 }
@@ -304,6 +306,7 @@ impl Gate {
         Self {
             authenticator,
             authorizer,
+            request_header: arc_swap::ArcSwap::from_pointee(config.request_header.clone()),
             config,
             tokens: Cache::new(),
             decisions: Cache::new(),
@@ -311,13 +314,18 @@ impl Gate {
     }
 
     /// The request-header settings (the HTTP layer reads these headers).
-    pub fn request_header(&self) -> &RequestHeaderConfig {
-        &self.config.request_header
+    pub fn request_header(&self) -> std::sync::Arc<RequestHeaderConfig> {
+        self.request_header.load_full()
+    }
+
+    /// Replaces the request-header settings (allowed names, header names).
+    pub fn set_request_header(&self, config: RequestHeaderConfig) {
+        self.request_header.store(std::sync::Arc::new(config));
     }
 
     fn front_proxy_allowed(&self, common_name: &str) -> bool {
-        let allowed = &self.config.request_header.allowed_names;
-        allowed.is_empty() || allowed.iter().any(|n| n == common_name)
+        let config = self.request_header.load();
+        config.allowed_names.is_empty() || config.allowed_names.iter().any(|n| n == common_name)
     }
 
     /// Whether a path skips authentication and authorization.

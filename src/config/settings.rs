@@ -53,6 +53,12 @@ pub struct Settings {
     pub lister_kubeconfig: Option<PathBuf>,
     /// How often the cluster's resources are re-discovered.
     pub discovery_interval: String,
+    /// Skip the authentication ConfigMap.
+    pub authentication_skip_lookup: bool,
+    /// Start even if the authentication ConfigMap cannot be read.
+    pub authentication_tolerate_lookup_failure: bool,
+    /// How often client CAs are re-read.
+    pub authentication_config_refresh_interval: String,
     /// CA of user client certificates.
     pub client_ca_file: Option<PathBuf>,
     /// CA of the front-proxy client certificate.
@@ -126,6 +132,9 @@ pub fn load(
         .and_then(|b| b.set_default("tls_cipher_suites", Vec::<String>::new()))
         .and_then(|b| b.set_default("standalone", false))
         .and_then(|b| b.set_default("discovery_interval", "10m"))
+        .and_then(|b| b.set_default("authentication_skip_lookup", false))
+        .and_then(|b| b.set_default("authentication_tolerate_lookup_failure", false))
+        .and_then(|b| b.set_default("authentication_config_refresh_interval", "1m"))
         .and_then(|b| b.set_default("requestheader_allowed_names", Vec::<String>::new()))
         .and_then(|b| b.set_default("requestheader_username_headers", vec!["X-Remote-User"]))
         .and_then(|b| b.set_default("requestheader_group_headers", vec!["X-Remote-Group"]))
