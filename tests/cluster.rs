@@ -310,3 +310,62 @@ fn front_proxy_certificates_carry_the_user_in_request_headers() {
         401
     );
 }
+
+#[test]
+fn client_cas_come_from_the_authentication_configmap_and_rotate_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let prometheus = Prometheus::start(dir.path());
+    let apiserver = ApiServer::start(dir.path());
+    let (first, second) = (dir.path().join("proxy-1"), dir.path().join("proxy-2"));
+    for pki in [&first, &second] {
+        std::fs::create_dir_all(pki).unwrap();
+        common::write_pki(pki);
+    }
+    let publish = |pki: &std::path::Path| {
+        let ca = std::fs::read_to_string(pki.join("ca.crt")).unwrap();
+        apiserver.set_authentication_configmap(&[
+            ("requestheader-client-ca-file", ca.as_str()),
+            ("requestheader-allowed-names", r#"["client"]"#),
+            ("requestheader-username-headers", r#"["X-Remote-User"]"#),
+            ("requestheader-group-headers", r#"["X-Remote-Group"]"#),
+            (
+                "requestheader-extra-headers-prefix",
+                r#"["X-Remote-Extra-"]"#,
+            ),
+        ]);
+    };
+    publish(&first);
+    let adapter = Adapter::start_in_cluster(
+        dir.path(),
+        &demo_rules(),
+        &prometheus.url(),
+        &apiserver.kubeconfig,
+        &["--authentication-config-refresh-interval=200ms"],
+    );
+    let path = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/services/web/nginx_ingress_requests_per_second";
+    let proxied_by = |pki: &std::path::Path| {
+        let cert = pki.join("client.crt").display().to_string();
+        let key = pki.join("client.key").display().to_string();
+        adapter
+            .curl_raw(
+                &["--cert", &cert, "--key", &key, "-H", "X-Remote-User: alice"],
+                path,
+            )
+            .0
+    };
+    assert_eq!(proxied_by(&first), 200);
+    assert_ne!(
+        proxied_by(&second),
+        200,
+        "a front-proxy CA the ConfigMap does not name"
+    );
+
+    // kube-apiserver rotates its front-proxy CA: the new one is trusted without a restart.
+    publish(&second);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while proxied_by(&second) != 200 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(proxied_by(&second), 200);
+    assert_ne!(proxied_by(&first), 200);
+}

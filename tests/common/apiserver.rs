@@ -58,6 +58,8 @@ struct State {
     users: BTreeMap<String, (String, Vec<String>)>,
     /// Users SubjectAccessReview denies (everyone else is allowed).
     denied: Vec<String>,
+    /// Data of kube-system/extension-apiserver-authentication, when it exists.
+    authentication: Option<BTreeMap<String, String>>,
     /// Requests seen, as "METHOD path?query", for assertions.
     requests: Vec<String>,
 }
@@ -162,6 +164,16 @@ impl ApiServer {
             .unwrap()
             .users
             .insert(token.into(), (user.into(), groups));
+    }
+
+    /// Publishes (or replaces) kube-system/extension-apiserver-authentication, as kube-apiserver
+    /// does: CA bundles as PEM text and lists as JSON arrays.
+    pub fn set_authentication_configmap(&self, data: &[(&str, &str)]) {
+        self.state.lock().unwrap().authentication = Some(
+            data.iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
     }
 
     /// Makes SubjectAccessReview deny everything to `user`.
@@ -315,6 +327,16 @@ async fn handle(
         && let Some(answer) = review(&state, request.path(), &body)
     {
         return answer;
+    }
+    if request.path()
+        == "/api/v1/namespaces/kube-system/configmaps/extension-apiserver-authentication"
+    {
+        return match &state.authentication {
+            Some(data) => HttpResponse::Ok().json(json!({"kind": "ConfigMap", "apiVersion": "v1",
+                "metadata": {"name": "extension-apiserver-authentication", "namespace": "kube-system", "resourceVersion": "1"},
+                "data": data})),
+            None => status(404, "NotFound", r#"configmaps "extension-apiserver-authentication" not found"#),
+        };
     }
     if request.method() != actix_web::http::Method::GET {
         return status(
