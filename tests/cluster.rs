@@ -369,3 +369,131 @@ fn client_cas_come_from_the_authentication_configmap_and_rotate_without_a_restar
     assert_eq!(proxied_by(&second), 200);
     assert_ne!(proxied_by(&first), 200);
 }
+
+#[test]
+fn malformed_requests_get_the_right_4xx_status_and_nothing_breaks() {
+    let dir = tempfile::tempdir().unwrap();
+    let prometheus = Prometheus::start(dir.path());
+    let apiserver = ApiServer::start(dir.path());
+    apiserver.add_user("test", "tester", &[]);
+    apiserver.add_object(
+        "",
+        "pods",
+        Some("default"),
+        "web-6d4cf56db6-abcde",
+        &[("app", "web")],
+    );
+    let stranger = dir.path().join("stranger");
+    std::fs::create_dir_all(&stranger).unwrap();
+    common::write_pki(&stranger);
+    let proxy = dir.path().join("proxy");
+    std::fs::create_dir_all(&proxy).unwrap();
+    common::write_pki(&proxy);
+    let requestheader_ca = format!(
+        "--requestheader-client-ca-file={}",
+        proxy.join("ca.crt").display()
+    );
+    let adapter = Adapter::start_in_cluster(
+        dir.path(),
+        &demo_rules(),
+        &prometheus.url(),
+        &apiserver.kubeconfig,
+        &[&requestheader_ca],
+    );
+    let base = "/apis/custom.metrics.k8s.io/v1beta2";
+    let long = format!(
+        "{base}/namespaces/default/pods/{}/cpu_usage",
+        "x".repeat(10_000)
+    );
+    let cases: Vec<(String, Vec<&str>, u16)> = vec![
+        (
+            format!("{base}/namespaces/default/pods/*/cpu_usage?labelSelector=app%20in%20("),
+            vec![],
+            400,
+        ),
+        (
+            format!("{base}/namespaces/default/pods/*/cpu_usage?labelSelector=%"),
+            vec![],
+            400,
+        ),
+        (
+            format!("{base}/namespaces/default/pods/*/cpu_usage?metricLabelSelector=a%3D%3D%3Db"),
+            vec![],
+            400,
+        ),
+        (
+            format!("{base}/namespaces/default/pods/*/cpu_usage?metricLabelSelector=n%3E1"),
+            vec![],
+            400,
+        ),
+        (
+            format!("{base}/namespaces/default/pods/x/cpu_usage?fieldSelector=metadata.name%3Dy"),
+            vec![],
+            400,
+        ),
+        (format!("{base}/pods/x"), vec![], 400),
+        (format!("{base}/a/b/c/d"), vec![], 404),
+        (
+            "/apis/custom.metrics.k8s.io/v9/pods/x/m".to_owned(),
+            vec![],
+            404,
+        ),
+        (
+            format!("{base}/namespaces/%ZZ/pods/x/cpu_usage"),
+            vec![],
+            404,
+        ),
+        (long, vec![], 404),
+        (
+            format!("{base}/namespaces/default/pods/*/cpu_usage"),
+            vec!["-X", "DELETE"],
+            405,
+        ),
+        ("/nope".to_owned(), vec![], 404),
+    ];
+    for (path, extra, expected) in &cases {
+        let (code, body) = adapter.curl_with(extra, path);
+        assert_eq!(code, *expected, "{path}: {body}");
+        let status: serde_json::Value =
+            serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"));
+        assert_eq!(
+            (status["kind"].as_str(), status["code"].as_u64()),
+            (Some("Status"), Some(*expected as u64)),
+            "{path}"
+        );
+    }
+    // Credentials: empty or foreign schemes, and front-proxy headers on a bearer connection.
+    let metric = format!("{base}/namespaces/default/pods/*/cpu_usage");
+    for header in [
+        "Authorization: Bearer",
+        "Authorization: Basic dGVzdDp0ZXN0",
+        "Authorization: bearer test",
+        "X-Remote-User: system:admin",
+    ] {
+        let (code, body) = adapter.curl_raw(&["-H", header], &metric);
+        assert_eq!(code, 401, "{header}: {body}");
+    }
+    // A client certificate no trusted CA signed: the TLS handshake fails, and nothing else does.
+    let cert = stranger.join("client.crt").display().to_string();
+    let key = stranger.join("client.key").display().to_string();
+    assert_ne!(
+        adapter
+            .curl_raw(
+                &["--cert", &cert, "--key", &key, "-H", "X-Remote-User: alice"],
+                &metric
+            )
+            .0,
+        200
+    );
+    assert_eq!(
+        adapter.curl_raw(&[], "/healthz"),
+        (200, "ok".to_owned()),
+        "still serving"
+    );
+    assert_eq!(
+        adapter
+            .curl_with(&[], &format!("{metric}?labelSelector=app%3Dweb"))
+            .0,
+        200
+    );
+}
