@@ -444,6 +444,33 @@ fn aggregated_discovery_is_negotiated_and_cached_by_etag() {
             && stdout.contains("custom.metrics.k8s.io/v1beta2"),
         "{stdout}"
     );
+    // kubectl api-resources shows which resources have metrics.
+    let out = std::process::Command::new(common::kubectl())
+        .env("HOME", dir.path())
+        .args([
+            "--server",
+            &format!("https://127.0.0.1:{}", adapter.port),
+            "--insecure-skip-tls-verify",
+            "--token",
+            "t",
+        ])
+        .args([
+            "api-resources",
+            "--api-group=custom.metrics.k8s.io",
+            "--no-headers",
+        ])
+        .output()
+        .unwrap();
+    let listed: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+        .collect();
+    for resource in ["services", "pods", "nodes", "namespaces", "ingresses.networking.k8s.io"] {
+        assert!(
+            listed.iter().any(|r| r == resource),
+            "{resource} not in {listed:?}"
+        );
+    }
 }
 
 #[test]

@@ -150,12 +150,18 @@ fn convert(resources: &[ApiResource]) -> Vec<ResourceDiscovery<'_>> {
         let index = match out.iter().position(|p| p.resource == parent) {
             Some(index) => index,
             None => {
+                // kube-apiserver would give the made-up parent no kind and no verbs, which makes
+                // `kubectl api-resources` hide the group; naming the list kind and `get` lets it
+                // show which resources have metrics.
                 out.push(ResourceDiscovery {
                     resource: parent,
-                    response_kind: Gvk::default(),
+                    response_kind: Gvk {
+                        kind: r.kind,
+                        ..Gvk::default()
+                    },
                     scope: scope(r.namespaced),
                     singular_resource: "",
-                    verbs: Vec::new(),
+                    verbs: vec!["get"],
                     subresources: Vec::new(),
                 });
                 out.len() - 1
@@ -242,7 +248,7 @@ mod tests {
     }
 
     #[test]
-    fn metrics_become_subresources_of_parents_with_non_null_kinds() {
+    fn metrics_become_subresources_of_listable_parents() {
         let resource = |name: &str, namespaced: bool| ApiResource {
             name: name.to_owned(),
             singular_name: "",
@@ -273,8 +279,9 @@ mod tests {
         assert_eq!(pods["scope"], "Namespaced");
         assert_eq!(
             pods["responseKind"],
-            serde_json::json!({"group": "", "version": "", "kind": ""})
+            serde_json::json!({"group": "", "version": "", "kind": "MetricValueList"})
         );
+        assert_eq!(pods["verbs"], serde_json::json!(["get"]));
         let subresources: Vec<&str> = pods["subresources"]
             .as_array()
             .unwrap()
