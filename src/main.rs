@@ -239,7 +239,9 @@ fn serve(args: ServeArgs, warnings: Vec<String>) -> anyhow::Result<ExitCode> {
             }
             _ => None,
         };
+        let unknown_resource = Arc::new(tokio::sync::Notify::new());
         let worker_state = {
+            let unknown_resource = unknown_resource.clone();
             let (snapshot, metrics, health) = (snapshot.clone(), metrics.clone(), health.clone());
             let max_age = serve_config.discovery.max_age;
             let client = client.clone();
@@ -253,7 +255,8 @@ fn serve(args: ServeArgs, warnings: Vec<String>) -> anyhow::Result<ExitCode> {
                 let backend: Arc<dyn MetricsBackend> =
                     Arc::new(InstrumentedClient::new(client, metrics.clone()));
                 AppState {
-                    custom: CustomMetrics::new(snapshot.clone(), backend, max_age, objects.clone()),
+                    custom: CustomMetrics::new(snapshot.clone(), backend, max_age, objects.clone())
+                        .with_rediscovery(unknown_resource.clone()),
                     metrics: metrics.clone(),
                     health: health.clone(),
                     gate: gate.clone(),
@@ -265,7 +268,7 @@ fn serve(args: ServeArgs, warnings: Vec<String>) -> anyhow::Result<ExitCode> {
                 .cluster
                 .as_ref()
                 .map_or(Duration::from_secs(600), |c| c.discovery_interval);
-            actix_web::rt::spawn(refresh_resource_table(cluster, snapshot.clone(), interval))
+            actix_web::rt::spawn(refresh_resource_table(cluster, snapshot.clone(), interval, unknown_resource.clone()))
         });
         let discovery = Discovery::new(
             backend,
@@ -421,12 +424,30 @@ async fn auth_gate(
 
 /// Re-reads the cluster's resources every `interval`, so that CRDs installed later are served
 /// (from the next relist on).
-async fn refresh_resource_table(cluster: Cluster, snapshot: SharedSnapshot, interval: Duration) {
+async fn refresh_resource_table(
+    cluster: Cluster,
+    snapshot: SharedSnapshot,
+    interval: Duration,
+    unknown_resource: Arc<tokio::sync::Notify>,
+) {
+    // On-demand refreshes (a request named an unknown resource) are spaced out so that a client
+    // asking for nonsense cannot keep the API server busy.
+    const MIN_GAP: Duration = Duration::from_secs(2);
+    let mut last = std::time::Instant::now();
     loop {
-        actix_web::rt::time::sleep(interval).await;
+        tokio::select! {
+            _ = actix_web::rt::time::sleep(interval) => {}
+            _ = unknown_resource.notified() => {
+                if let Some(wait) = MIN_GAP.checked_sub(last.elapsed()) {
+                    actix_web::rt::time::sleep(wait).await;
+                }
+            }
+        }
+        last = std::time::Instant::now();
         match cluster.resource_table().await {
             Ok(table) if *snapshot.load().table != table => {
                 let current = snapshot.load_full();
+                warn_about_unknown_overrides(&current.rules, &table);
                 snapshot.store(Arc::new(Snapshot {
                     table: Arc::new(table),
                     ..(*current).clone()
@@ -436,6 +457,20 @@ async fn refresh_resource_table(cluster: Cluster, snapshot: SharedSnapshot, inte
             Ok(_) => {}
             Err(error) => {
                 tracing::warn!(%error, "API discovery failed; keeping the previous resource table")
+            }
+        }
+    }
+}
+
+/// Overrides naming resources the cluster does not serve are not fatal (the CRD may come later);
+/// say which, each time the table changes.
+fn warn_about_unknown_overrides(rules: &prom_adapter::rules::RuleSet, table: &ResourceTable) {
+    for (key, list) in [("rules", &rules.custom), ("externalRules", &rules.external)] {
+        for (index, rule) in list.iter().enumerate() {
+            for (label, resource) in rule.resources.overrides() {
+                if table.resolve(resource).is_none() {
+                    tracing::warn!(rule = format!("{key}[{index}]"), %label, %resource, "override names a resource the cluster does not serve (yet)");
+                }
             }
         }
     }

@@ -465,7 +465,13 @@ fn aggregated_discovery_is_negotiated_and_cached_by_etag() {
         .lines()
         .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
         .collect();
-    for resource in ["services", "pods", "nodes", "namespaces", "ingresses.networking.k8s.io"] {
+    for resource in [
+        "services",
+        "pods",
+        "nodes",
+        "namespaces",
+        "ingresses.networking.k8s.io",
+    ] {
         assert!(
             listed.iter().any(|r| r == resource),
             "{resource} not in {listed:?}"

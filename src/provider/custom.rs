@@ -105,6 +105,7 @@ pub struct CustomMetrics {
     backend: Arc<dyn MetricsBackend>,
     max_age: Duration,
     objects: Option<Arc<dyn ObjectLister>>,
+    unknown_resource: Option<Arc<tokio::sync::Notify>>,
 }
 
 impl CustomMetrics {
@@ -121,7 +122,16 @@ impl CustomMetrics {
             backend,
             max_age,
             objects,
+            unknown_resource: None,
         }
+    }
+
+    /// Signals `notify` whenever a request names a resource the table does not know, so that API
+    /// discovery runs again (a CRD may have been installed since).
+    #[must_use]
+    pub fn with_rediscovery(mut self, notify: Arc<tokio::sync::Notify>) -> Self {
+        self.unknown_resource = Some(notify);
+        self
     }
 
     /// The shared snapshot (for discovery documents).
@@ -132,6 +142,14 @@ impl CustomMetrics {
     /// Answers one request at time `now` (Unix seconds).
     pub async fn get(&self, request: &CustomRequest, now: f64) -> Result<Vec<MetricValue>, Error> {
         let snapshot = self.snapshot.load_full();
+        if let Some(notify) = &self.unknown_resource
+            && snapshot
+                .table
+                .resolve(&GroupResource::parse(&request.resource))
+                .is_none()
+        {
+            notify.notify_one();
+        }
         let plan = QueryPlan::new(
             &snapshot.rules,
             &snapshot.registry,
