@@ -121,6 +121,12 @@ pub struct ServeArgs {
     /// Kubeconfig for the adapter's Kubernetes client [default: KUBECONFIG, ~/.kube/config, or the pod's service account].
     #[arg(long)]
     pub lister_kubeconfig: Option<PathBuf>,
+    /// Requests per second to the Kubernetes API, sustained [default: 20].
+    #[arg(long)]
+    pub client_qps: Option<f32>,
+    /// Requests to the Kubernetes API allowed in a burst [default: 40].
+    #[arg(long)]
+    pub client_burst: Option<u32>,
     /// How often the cluster's resources are re-discovered [default: 10m].
     #[arg(long)]
     pub discovery_interval: Option<String>,
@@ -223,6 +229,8 @@ impl ServeArgs {
         one("cert_dir", path(&self.cert_dir));
         one("lister_kubeconfig", path(&self.lister_kubeconfig));
         one("discovery_interval", self.discovery_interval.clone());
+        one("client_qps", self.client_qps.map(|q| q.to_string()));
+        one("client_burst", self.client_burst.map(|b| b.to_string()));
         one("client_ca_file", path(&self.client_ca_file));
         one(
             "authentication_config_refresh_interval",
@@ -358,8 +366,6 @@ const UNSUPPORTED_FLAGS: &[&str] = &[
     "prometheus-auth-incluster",
     "prometheus-auth-config",
     "tls-sni-cert-key",
-    "client-qps",
-    "client-burst",
     "debug-socket-path",
 ];
 

@@ -3,6 +3,7 @@
 //! (Named `cluster`, not `kube`, so that it does not shadow the `kube` crate.)
 
 use std::path::Path;
+use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 use kube::api::{Api, DynamicObject, ListParams};
@@ -28,12 +29,49 @@ pub enum Error {
 #[derive(Clone)]
 pub struct Cluster {
     client: kube::Client,
+    throttle: Arc<Throttle>,
+}
+
+/// Client-side rate limit (`--client-qps`, `--client-burst`), like client-go's token bucket: every
+/// call to the API server takes a token; tokens refill at `qps` up to `burst`.
+struct Throttle {
+    qps: f64,
+    burst: f64,
+    state: tokio::sync::Mutex<(f64, tokio::time::Instant)>,
+}
+
+impl Throttle {
+    fn new(qps: f32, burst: u32) -> Self {
+        let burst = f64::from(burst.max(1));
+        Self {
+            qps: f64::from(qps).max(0.001),
+            burst,
+            state: tokio::sync::Mutex::new((burst, tokio::time::Instant::now())),
+        }
+    }
+
+    async fn acquire(&self) {
+        loop {
+            let wait = {
+                let mut state = self.state.lock().await;
+                let (tokens, last) = &mut *state;
+                *tokens = (*tokens + last.elapsed().as_secs_f64() * self.qps).min(self.burst);
+                *last = tokio::time::Instant::now();
+                if *tokens >= 1.0 {
+                    *tokens -= 1.0;
+                    return;
+                }
+                std::time::Duration::from_secs_f64((1.0 - *tokens) / self.qps)
+            };
+            tokio::time::sleep(wait).await;
+        }
+    }
 }
 
 impl Cluster {
     /// Connects with a kubeconfig file, or else as `kubectl` would (`KUBECONFIG`, `~/.kube/config`,
     /// then the pod's service account).
-    pub async fn connect(kubeconfig: Option<&Path>) -> Result<Self, Error> {
+    pub async fn connect(kubeconfig: Option<&Path>, qps: f32, burst: u32) -> Result<Self, Error> {
         let mut config = match kubeconfig {
             Some(path) => {
                 let file = Kubeconfig::read_from(path)
@@ -51,18 +89,24 @@ impl Cluster {
             config.headers.push((http::header::USER_AGENT, value));
         }
         let client = kube::Client::try_from(config).map_err(|e| Error::Config(e.to_string()))?;
-        Ok(Self { client })
+        Ok(Self {
+            client,
+            throttle: Arc::new(Throttle::new(qps, burst)),
+        })
     }
 
     /// Every resource the server offers (preferred version of each group), for resolving names
     /// and scopes. Subresources are left out.
     pub async fn resource_table(&self) -> Result<ResourceTable, Error> {
         let mut entries = Vec::new();
+        self.throttle.acquire().await;
         let core = self.client.list_core_api_versions().await?;
         if core.versions.iter().any(|v| v == "v1") {
+            self.throttle.acquire().await;
             let list = self.client.list_core_api_resources("v1").await?;
             entries.extend(resources_of("", "v1", &list));
         }
+        self.throttle.acquire().await;
         for group in self.client.list_api_groups().await?.groups {
             let Some(preferred) = group
                 .preferred_version
@@ -70,6 +114,7 @@ impl Cluster {
             else {
                 continue;
             };
+            self.throttle.acquire().await;
             match self
                 .client
                 .list_api_group_resources(&preferred.group_version)
@@ -125,6 +170,7 @@ impl ObjectLister for Cluster {
             };
             let params = ListParams::default().labels(&selector.to_string());
             // Names only: metadata lists keep the answer small for large namespaces.
+            self.throttle.acquire().await;
             let list = api.list_metadata(&params).await.map_err(|e| match &e {
                 kube::Error::Api(status) if status.code == 403 => {
                     BackendError::Failed(format!("listing {}: {e}", resource.plural))
@@ -154,6 +200,7 @@ impl crate::auth::Reviewer for Cluster {
                 },
                 ..TokenReview::default()
             };
+            self.throttle.acquire().await;
             let answer = Api::<TokenReview>::all(self.client.clone())
                 .create(&kube::api::PostParams::default(), &review)
                 .await
@@ -222,6 +269,7 @@ impl crate::auth::Reviewer for Cluster {
                 spec,
                 ..SubjectAccessReview::default()
             };
+            self.throttle.acquire().await;
             let answer = Api::<SubjectAccessReview>::all(self.client.clone())
                 .create(&kube::api::PostParams::default(), &review)
                 .await
@@ -258,6 +306,7 @@ impl Cluster {
     pub async fn authentication_config(&self) -> Result<Option<AuthenticationConfig>, Error> {
         use k8s_openapi::api::core::v1::ConfigMap;
         let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), "kube-system");
+        self.throttle.acquire().await;
         let Some(map) = api.get_opt("extension-apiserver-authentication").await? else {
             return Ok(None);
         };
@@ -278,5 +327,31 @@ impl Cluster {
             group_headers: list("requestheader-group-headers"),
             extra_headers_prefixes: list("requestheader-extra-headers-prefix"),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn throttle_allows_a_burst_then_the_rate() {
+        let throttle = Throttle::new(10.0, 3);
+        let started = tokio::time::Instant::now();
+        for _ in 0..3 {
+            throttle.acquire().await;
+        }
+        assert_eq!(
+            started.elapsed(),
+            std::time::Duration::ZERO,
+            "the burst is free"
+        );
+        throttle.acquire().await;
+        throttle.acquire().await;
+        let waited = started.elapsed().as_secs_f64();
+        assert!(
+            (0.15..0.3).contains(&waited),
+            "two more tokens at 10/s take about 0.2 s, took {waited}"
+        );
     }
 }

@@ -145,6 +145,8 @@ struct ServeConfig {
 struct ClusterSettings {
     kubeconfig: Option<std::path::PathBuf>,
     discovery_interval: Duration,
+    qps: f32,
+    burst: u32,
     authentication_kubeconfig: Option<std::path::PathBuf>,
     authorization_kubeconfig: Option<std::path::PathBuf>,
     auth: prom_adapter::auth::AuthConfig,
@@ -305,7 +307,7 @@ async fn connect_cluster(
     settings: &ClusterSettings,
     snapshot: &SharedSnapshot,
 ) -> anyhow::Result<Cluster> {
-    let cluster = Cluster::connect(settings.kubeconfig.as_deref())
+    let cluster = Cluster::connect(settings.kubeconfig.as_deref(), settings.qps, settings.burst)
         .await
         .context(
             "no cluster to serve (give --lister-kubeconfig, or --standalone to run without one)",
@@ -400,7 +402,9 @@ async fn auth_gate(
         let lister = lister.clone();
         async move {
             match path {
-                Some(path) => Cluster::connect(Some(&path)).await.context(flag),
+                Some(path) => Cluster::connect(Some(&path), settings.qps, settings.burst)
+                    .await
+                    .context(flag),
                 None => Ok(lister),
             }
         }
@@ -514,6 +518,8 @@ fn validate(settings: &settings::Settings) -> anyhow::Result<ServeConfig> {
                 )?,
             },
             kubeconfig: settings.lister_kubeconfig.clone(),
+            qps: settings.client_qps,
+            burst: settings.client_burst,
             skip_lookup: settings.authentication_skip_lookup,
             tolerate_lookup_failure: settings.authentication_tolerate_lookup_failure,
             auth_refresh_interval: match parse_duration(

@@ -53,6 +53,10 @@ pub struct Settings {
     pub lister_kubeconfig: Option<PathBuf>,
     /// How often the cluster's resources are re-discovered.
     pub discovery_interval: String,
+    /// Sustained requests per second to the Kubernetes API.
+    pub client_qps: f32,
+    /// Burst of requests to the Kubernetes API.
+    pub client_burst: u32,
     /// Skip the authentication ConfigMap.
     pub authentication_skip_lookup: bool,
     /// Start even if the authentication ConfigMap cannot be read.
@@ -132,6 +136,8 @@ pub fn load(
         .and_then(|b| b.set_default("tls_cipher_suites", Vec::<String>::new()))
         .and_then(|b| b.set_default("standalone", false))
         .and_then(|b| b.set_default("discovery_interval", "10m"))
+        .and_then(|b| b.set_default("client_qps", 20.0))
+        .and_then(|b| b.set_default("client_burst", 40))
         .and_then(|b| b.set_default("authentication_skip_lookup", false))
         .and_then(|b| b.set_default("authentication_tolerate_lookup_failure", false))
         .and_then(|b| b.set_default("authentication_config_refresh_interval", "1m"))
