@@ -24,12 +24,19 @@ fn pod_names(list: &serde_json::Value) -> Vec<String> {
     names
 }
 
+/// A Prometheus with the fixture data and a stand-in apiserver that knows the `test` token
+/// (which the harness's curl and kubectl present).
+fn prometheus_and_cluster(dir: &std::path::Path) -> (Prometheus, ApiServer) {
+    let prometheus = Prometheus::start(dir);
+    let apiserver = ApiServer::start(dir);
+    apiserver.add_user("test", "tester", &[]);
+    (prometheus, apiserver)
+}
+
 #[test]
 fn label_selectors_choose_the_objects_from_the_cluster() {
     let dir = tempfile::tempdir().unwrap();
-    let prometheus = Prometheus::start(dir.path());
-    let apiserver = ApiServer::start(dir.path());
-    apiserver.add_user("test", "tester", &[]);
+    let (prometheus, apiserver) = prometheus_and_cluster(dir.path());
     apiserver.add_object(
         "",
         "pods",
@@ -95,9 +102,7 @@ fn label_selectors_choose_the_objects_from_the_cluster() {
 #[test]
 fn a_resource_installed_after_start_is_served_without_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let prometheus = Prometheus::start(dir.path());
-    let apiserver = ApiServer::start(dir.path());
-    apiserver.add_user("test", "tester", &[]);
+    let (prometheus, apiserver) = prometheus_and_cluster(dir.path());
     let rules = dir.path().join("queues.yaml");
     std::fs::write(
         &rules,
@@ -375,9 +380,7 @@ fn client_cas_come_from_the_authentication_configmap_and_rotate_without_a_restar
 #[test]
 fn malformed_requests_get_the_right_4xx_status_and_nothing_breaks() {
     let dir = tempfile::tempdir().unwrap();
-    let prometheus = Prometheus::start(dir.path());
-    let apiserver = ApiServer::start(dir.path());
-    apiserver.add_user("test", "tester", &[]);
+    let (prometheus, apiserver) = prometheus_and_cluster(dir.path());
     apiserver.add_object(
         "",
         "pods",

@@ -426,44 +426,21 @@ fn aggregated_discovery_is_negotiated_and_cached_by_etag() {
     let legacy = adapter.get_json("/apis");
     assert_eq!(legacy["kind"], "APIGroupList");
     // A real kubectl reads the aggregated document.
-    let out = std::process::Command::new(common::kubectl())
-        .env("HOME", dir.path())
-        .args([
-            "--server",
-            &format!("https://127.0.0.1:{}", adapter.port),
-            "--insecure-skip-tls-verify",
-            "--token",
-            "t",
-            "api-versions",
-        ])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let (_, stdout, _) = adapter.kubectl(&["api-versions"]);
     assert!(
         stdout.contains("custom.metrics.k8s.io/v1beta1")
             && stdout.contains("custom.metrics.k8s.io/v1beta2"),
         "{stdout}"
     );
     // kubectl api-resources shows which resources have metrics.
-    let out = std::process::Command::new(common::kubectl())
-        .env("HOME", dir.path())
-        .args([
-            "--server",
-            &format!("https://127.0.0.1:{}", adapter.port),
-            "--insecure-skip-tls-verify",
-            "--token",
-            "t",
-        ])
-        .args([
-            "api-resources",
-            "--api-group=custom.metrics.k8s.io",
-            "--no-headers",
-        ])
-        .output()
-        .unwrap();
-    let listed: Vec<String> = String::from_utf8_lossy(&out.stdout)
+    let (_, stdout, _) = adapter.kubectl(&[
+        "api-resources",
+        "--api-group=custom.metrics.k8s.io",
+        "--no-headers",
+    ]);
+    let listed: Vec<&str> = stdout
         .lines()
-        .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+        .filter_map(|l| l.split_whitespace().next())
         .collect();
     for resource in [
         "services",
@@ -472,10 +449,7 @@ fn aggregated_discovery_is_negotiated_and_cached_by_etag() {
         "namespaces",
         "ingresses.networking.k8s.io",
     ] {
-        assert!(
-            listed.iter().any(|r| r == resource),
-            "{resource} not in {listed:?}"
-        );
+        assert!(listed.contains(&resource), "{resource} not in {listed:?}");
     }
 }
 

@@ -384,6 +384,11 @@ impl Adapter {
 
     /// `kubectl get --raw PATH` with a real kubectl: (success, stdout, stderr).
     pub fn kubectl_raw(&self, path: &str) -> (bool, String, String) {
+        self.kubectl(&["get", "--raw", path])
+    }
+
+    /// Any kubectl command against the adapter, with token `test`: (success, stdout, stderr).
+    pub fn kubectl(&self, args: &[&str]) -> (bool, String, String) {
         let out = Command::new(kubectl())
             .env("HOME", &self.home)
             .args([
@@ -393,7 +398,7 @@ impl Adapter {
                 "--token",
                 "test",
             ])
-            .args(["get", "--raw", path])
+            .args(args)
             .output()
             .expect("kubectl runs");
         (
