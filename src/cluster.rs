@@ -8,6 +8,7 @@ use std::sync::Arc;
 use futures_util::future::BoxFuture;
 use kube::api::{Api, DynamicObject, ListParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::core::discovery::v2::APIGroupDiscoveryList;
 use kube::core::{ApiResource, GroupVersionKind};
 
 use crate::promql::LabelSelector;
@@ -96,8 +97,35 @@ impl Cluster {
     }
 
     /// Every resource the server offers (preferred version of each group), for resolving names
-    /// and scopes. Subresources are left out.
+    /// and scopes. Subresources are left out. Aggregated discovery (two requests, Kubernetes
+    /// 1.26+) is used where the server offers it; otherwise one request per group, as before.
     pub async fn resource_table(&self) -> Result<ResourceTable, Error> {
+        match self.aggregated_resource_table().await {
+            Ok(Some(table)) => return Ok(table),
+            Ok(None) => {}
+            Err(error) => {
+                tracing::debug!(%error, "aggregated discovery failed; using the per-group documents")
+            }
+        }
+        self.legacy_resource_table().await
+    }
+
+    /// `None` when the server answered with the legacy documents (it does not serve aggregated
+    /// discovery, and the Accept header lets it fall back to plain JSON).
+    async fn aggregated_resource_table(&self) -> Result<Option<ResourceTable>, Error> {
+        self.throttle.acquire().await;
+        let core = self.client.list_core_api_versions_aggregated().await?;
+        self.throttle.acquire().await;
+        let groups = self.client.list_api_groups_aggregated().await?;
+        if core.items.is_empty() || groups.items.is_empty() {
+            return Ok(None);
+        }
+        let mut entries = resources_of_aggregated(&core);
+        entries.extend(resources_of_aggregated(&groups));
+        Ok(Some(ResourceTable::new(entries)))
+    }
+
+    async fn legacy_resource_table(&self) -> Result<ResourceTable, Error> {
         let mut entries = Vec::new();
         self.throttle.acquire().await;
         let core = self.client.list_core_api_versions().await?;
@@ -129,6 +157,54 @@ impl Cluster {
         }
         Ok(ResourceTable::new(entries))
     }
+}
+
+/// The preferred version of each group in an aggregated discovery document. Versions come in
+/// preference order; a version marked `Stale` (its aggregated API server did not answer) is
+/// skipped, as client-go does, so the next one is used if there is one.
+fn resources_of_aggregated(list: &APIGroupDiscoveryList) -> Vec<ResourceInfo> {
+    let mut entries = Vec::new();
+    for group in &list.items {
+        let group_name = group
+            .metadata
+            .as_ref()
+            .and_then(|m| m.name.as_deref())
+            .unwrap_or_default();
+        let mut versions = group.versions.iter().filter(|v| {
+            let stale = v.freshness.as_deref() == Some("Stale");
+            if stale {
+                tracing::warn!(group = group_name, version = ?v.version, "discovery marks this group version stale; skipping it");
+            }
+            !stale
+        });
+        let Some(preferred) = versions.next() else {
+            continue;
+        };
+        let version = preferred.version.clone().unwrap_or_default();
+        for resource in &preferred.resources {
+            let Some(plural) = resource.resource.as_deref().filter(|p| !p.contains('/')) else {
+                continue;
+            };
+            let kind = resource
+                .response_kind
+                .as_ref()
+                .and_then(|k| k.kind.clone())
+                .unwrap_or_default();
+            let singular = match resource.singular_resource.as_deref() {
+                Some(singular) if !singular.is_empty() => singular.to_owned(),
+                _ => kind.to_ascii_lowercase(),
+            };
+            entries.push(ResourceInfo {
+                group: group_name.to_owned(),
+                version: version.clone(),
+                kind,
+                plural: plural.to_owned(),
+                singular,
+                namespaced: resource.scope.as_deref() == Some("Namespaced"),
+            });
+        }
+    }
+    entries
 }
 
 fn resources_of(
@@ -333,6 +409,50 @@ impl Cluster {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn aggregated_discovery_gives_the_first_fresh_version_of_each_group() {
+        // Trimmed from what kube-apiserver 1.31 serves at /apis, plus a stale aggregated API.
+        let document = serde_json::json!({
+            "kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {},
+            "items": [
+                {"metadata": {"name": "autoscaling", "creationTimestamp": null}, "versions": [
+                    {"version": "v2", "freshness": "Current", "resources": [
+                        {"resource": "horizontalpodautoscalers", "singularResource": "horizontalpodautoscaler",
+                         "responseKind": {"group": "", "version": "", "kind": "HorizontalPodAutoscaler"},
+                         "scope": "Namespaced", "shortNames": ["hpa"], "verbs": ["get", "list"],
+                         "subresources": [{"subresource": "status", "verbs": ["get"]}]}]},
+                    {"version": "v1", "freshness": "Current", "resources": []}]},
+                {"metadata": {"name": "metrics.example.com", "creationTimestamp": null}, "versions": [
+                    {"version": "v2", "freshness": "Stale", "resources": [
+                        {"resource": "gauges", "responseKind": {"kind": "Gauge"}, "scope": "Cluster"}]},
+                    {"version": "v1", "resources": [
+                        {"resource": "gauges", "responseKind": {"kind": "Gauge"}, "scope": "Cluster"}]}]},
+                {"metadata": {"name": "broken.example.com"}, "versions": [
+                    {"version": "v1", "freshness": "Stale", "resources": []}]}
+            ]
+        });
+        let list: APIGroupDiscoveryList = serde_json::from_value(document).unwrap();
+        let entries = resources_of_aggregated(&list);
+        let hpa = ResourceInfo {
+            group: "autoscaling".into(),
+            version: "v2".into(),
+            kind: "HorizontalPodAutoscaler".into(),
+            plural: "horizontalpodautoscalers".into(),
+            singular: "horizontalpodautoscaler".into(),
+            namespaced: true,
+        };
+        let gauge = ResourceInfo {
+            group: "metrics.example.com".into(),
+            version: "v1".into(),
+            kind: "Gauge".into(),
+            plural: "gauges".into(),
+            // No singularResource (aggregated APIs may omit it): the lowercase kind.
+            singular: "gauge".into(),
+            namespaced: false,
+        };
+        assert_eq!(entries, vec![hpa, gauge]);
+    }
 
     #[tokio::test(start_paused = true)]
     async fn throttle_allows_a_burst_then_the_rate() {

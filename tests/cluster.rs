@@ -101,8 +101,38 @@ fn label_selectors_choose_the_objects_from_the_cluster() {
 
 #[test]
 fn a_resource_installed_after_start_is_served_without_a_restart() {
+    let requests = serve_a_resource_installed_after_start(false);
+    assert!(
+        requests.iter().any(|r| r.starts_with("GET /apis?")),
+        "{requests:?}"
+    );
+    assert!(
+        !requests.iter().any(|r| r.starts_with("GET /apis/apps/v1?")),
+        "aggregated discovery makes per-group documents unnecessary: {requests:?}"
+    );
+}
+
+#[test]
+fn a_cluster_without_aggregated_discovery_is_read_group_by_group() {
+    let requests = serve_a_resource_installed_after_start(true);
+    assert!(
+        requests.iter().any(|r| r.starts_with("GET /apis/apps/v1?")),
+        "{requests:?}"
+    );
+    assert!(
+        requests.iter().any(|r| r.starts_with("GET /api/v1?")),
+        "{requests:?}"
+    );
+}
+
+/// A CRD appears in discovery after the adapter started, and a request naming it becomes
+/// servable without a restart. Returns the requests the stand-in saw.
+fn serve_a_resource_installed_after_start(legacy_discovery_only: bool) -> Vec<String> {
     let dir = tempfile::tempdir().unwrap();
     let (prometheus, apiserver) = prometheus_and_cluster(dir.path());
+    if legacy_discovery_only {
+        apiserver.serve_legacy_discovery_only();
+    }
     let rules = dir.path().join("queues.yaml");
     std::fs::write(
         &rules,
@@ -151,6 +181,8 @@ fn a_resource_installed_after_start_is_served_without_a_restart() {
             .is_none(),
         "cluster-scoped, from discovery"
     );
+    drop(adapter);
+    apiserver.requests()
 }
 
 #[test]

@@ -62,6 +62,8 @@ struct State {
     authentication: Option<BTreeMap<String, String>>,
     /// Requests seen, as "METHOD path?query", for assertions.
     requests: Vec<String>,
+    /// Serve only the legacy discovery documents, like a cluster older than 1.26.
+    legacy_discovery_only: bool,
 }
 
 /// A running stand-in; stops when dropped.
@@ -128,6 +130,12 @@ impl ApiServer {
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
         server
+    }
+
+    /// Stops answering aggregated discovery (`/api` and `/apis` then always give the legacy
+    /// documents), as a cluster before 1.26 does.
+    pub fn serve_legacy_discovery_only(&self) {
+        self.state.lock().unwrap().legacy_discovery_only = true;
     }
 
     /// Serves one more resource, as installing a CRD does.
@@ -269,6 +277,63 @@ fn resource_list(group_version: &str, resources: &[&Resource]) -> Value {
     })
 }
 
+/// Whether an Accept header asks for aggregated discovery v2, the way kube-apiserver
+/// negotiates it: a media type with `g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList`.
+fn accepts_aggregated_discovery(accept: &str) -> bool {
+    accept.split(',').any(|media_type| {
+        let params: Vec<&str> = media_type.split(';').map(str::trim).collect();
+        params.first() == Some(&"application/json")
+            && params.contains(&"g=apidiscovery.k8s.io")
+            && params.contains(&"v=v2")
+            && params.contains(&"as=APIGroupDiscoveryList")
+    })
+}
+
+/// `/api` (core only) or `/apis` (every other group) as an APIGroupDiscoveryList, the shape a
+/// 1.30+ kube-apiserver serves: one item per group, versions newest first, each resource with
+/// its scope, kind and subresources.
+fn aggregated_discovery(resources: &[Resource], core: bool) -> HttpResponse {
+    let mut groups: BTreeMap<&str, BTreeMap<&str, Vec<&Resource>>> = BTreeMap::new();
+    for r in resources.iter().filter(|r| r.group.is_empty() == core) {
+        groups
+            .entry(&r.group)
+            .or_default()
+            .entry(&r.version)
+            .or_default()
+            .push(r);
+    }
+    let items: Vec<Value> = groups
+        .iter()
+        .map(|(group, versions)| {
+            let versions: Vec<Value> = versions
+                .iter()
+                .rev()
+                .map(|(version, resources)| {
+                    let resources: Vec<Value> = resources
+                        .iter()
+                        .map(|r| {
+                            let kind = json!({"group": r.group, "version": r.version, "kind": r.kind});
+                            json!({"resource": r.plural, "responseKind": kind, "singularResource": r.singular,
+                                "scope": if r.namespaced { "Namespaced" } else { "Cluster" },
+                                "verbs": ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"],
+                                "shortNames": r.short_names,
+                                "subresources": [{"subresource": "status", "responseKind": kind, "verbs": ["get", "patch", "update"]}]})
+                        })
+                        .collect();
+                    json!({"version": version, "resources": resources, "freshness": "Current"})
+                })
+                .collect();
+            json!({"metadata": {"name": group, "creationTimestamp": null}, "versions": versions})
+        })
+        .collect();
+    HttpResponse::Ok()
+        .content_type("application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList")
+        .json(
+            json!({"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2",
+            "metadata": {}, "items": items}),
+        )
+}
+
 /// TokenReview and SubjectAccessReview, as kube-apiserver answers them.
 fn review(state: &State, path: &str, body: &[u8]) -> Option<HttpResponse> {
     let request: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
@@ -347,6 +412,18 @@ async fn handle(
     }
     let segments: Vec<&str> = request.path().trim_matches('/').split('/').collect();
     // (group, version, rest of the path)
+    let wants_aggregated = request
+        .headers()
+        .get("accept")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(accepts_aggregated_discovery);
+    if wants_aggregated && !state.legacy_discovery_only {
+        match segments.as_slice() {
+            ["api"] => return aggregated_discovery(&state.resources, true),
+            ["apis"] => return aggregated_discovery(&state.resources, false),
+            _ => {}
+        }
+    }
     let (group, version, rest): (&str, &str, &[&str]) = match segments.as_slice() {
         ["api"] => {
             return HttpResponse::Ok().json(json!({"kind": "APIVersions", "versions": ["v1"],
