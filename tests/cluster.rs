@@ -257,6 +257,30 @@ fn requests_are_authenticated_by_token_review_and_authorized_by_access_review() 
         reviews
     );
 
+    // A real kubectl with a token TokenReview accepts: a metric, and the resources that have
+    // metrics in discovery.
+    apiserver.add_user("test", "tester", &[]);
+    let metric = adapter.get_json(path);
+    assert_eq!(metric["items"][0]["describedObject"]["name"], "web");
+    let (ok, stdout, stderr) = adapter.kubectl(&[
+        "api-resources",
+        "--api-group=custom.metrics.k8s.io",
+        "--no-headers",
+    ]);
+    assert!(ok, "{stderr}");
+    let listed: Vec<&str> = stdout
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert!(
+        listed.contains(&"services") && listed.contains(&"ingresses.networking.k8s.io"),
+        "{listed:?}"
+    );
+    assert!(
+        apiserver.count("POST /apis/authentication.k8s.io/v1/tokenreviews") > tokens,
+        "kubectl's token went through TokenReview"
+    );
+
     // Health endpoints need no credentials.
     for health in ["/healthz", "/readyz", "/livez"] {
         assert_eq!(adapter.curl_raw(&[], health).0, 200, "{health}");
