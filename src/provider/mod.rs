@@ -1,7 +1,8 @@
-//! The services behind the APIs: discovery, and custom metrics lookups; IO only through the `MetricsBackend` trait.
+//! The services behind the APIs: discovery, and custom and external metrics lookups; IO only through the `MetricsBackend` trait.
 
 pub mod custom;
 pub mod discovery;
+pub mod external;
 
 use std::sync::Arc;
 

@@ -1,0 +1,303 @@
+//! External metrics: a discovered `externalRules` metric, narrowed by a label selector, one value per Prometheus sample.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::{BackendError, MetricsBackend, SharedSnapshot};
+use crate::model::{QuantityFormat, QueryResult, Sample, quantity_from_f64};
+use crate::promql::LabelSelector;
+use crate::rules::{self, QueryRequest, build_external_query};
+
+/// An external metrics request, parsed from the URL.
+#[derive(Debug, Clone)]
+pub struct ExternalRequest {
+    /// The namespace in the path (the API always has one).
+    pub namespace: String,
+    /// The metric.
+    pub metric: String,
+    /// `labelSelector`: matchers on the metric's series.
+    pub selector: LabelSelector,
+}
+
+/// One value of an external metric.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExternalValue {
+    /// The sample's labels; `None` for a scalar result.
+    pub labels: Option<BTreeMap<String, String>>,
+    /// The sample's timestamp (Unix seconds).
+    pub timestamp: f64,
+    /// The value as a Kubernetes quantity.
+    pub value: String,
+}
+
+/// Why an external metrics request failed; the API turns each into a `Status`.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Error {
+    /// No rule discovered this metric. (prometheus-adapter's message named `namespaces` only
+    /// when the request's namespace was `default`; this one does not depend on it.)
+    #[error("the server could not find the metric {metric} for namespaces")]
+    MetricNotFound {
+        /// The metric.
+        metric: String,
+    },
+    /// The selector cannot be expressed as PromQL matchers.
+    #[error("{0}")]
+    BadRequest(String),
+    /// Prometheus is unavailable.
+    #[error("unable to fetch metrics: {0}")]
+    Unavailable(String),
+    /// Prometheus failed the query, the query could not be built, or the result is unusable.
+    #[error("unable to fetch metrics: {0}")]
+    Internal(String),
+}
+
+/// The external metrics service.
+#[derive(Clone)]
+pub struct ExternalMetrics {
+    snapshot: SharedSnapshot,
+    backend: Arc<dyn MetricsBackend>,
+}
+
+impl ExternalMetrics {
+    /// A service reading the shared snapshot and querying `backend`.
+    pub fn new(snapshot: SharedSnapshot, backend: Arc<dyn MetricsBackend>) -> Self {
+        Self { snapshot, backend }
+    }
+
+    /// The PromQL a request runs (shared with `explain`).
+    pub fn query_for(&self, request: &ExternalRequest) -> Result<String, Error> {
+        let snapshot = self.snapshot.load();
+        let source = snapshot
+            .registry
+            .external(&request.metric)
+            .ok_or_else(|| Error::MetricNotFound {
+                metric: request.metric.clone(),
+            })?;
+        let query_request = QueryRequest {
+            namespace: Some(&request.namespace),
+            metric_selector: &request.selector,
+            names: &[],
+        };
+        build_external_query(
+            &snapshot.rules.external[source.rule],
+            &snapshot.table,
+            &source.series,
+            &query_request,
+        )
+        .map_err(|e| match e {
+            rules::Error::Matcher(e) => Error::BadRequest(e.to_string()),
+            other => Error::Internal(other.to_string()),
+        })
+    }
+
+    /// Answers one request with a query at `now` (Unix seconds).
+    pub async fn get(
+        &self,
+        request: &ExternalRequest,
+        now: f64,
+    ) -> Result<Vec<ExternalValue>, Error> {
+        let query = self.query_for(request)?;
+        tracing::debug!(%query, "external metric query");
+        let result = self.backend.query(&query, now).await.map_err(|e| match e {
+            BackendError::Unavailable(e) => Error::Unavailable(e),
+            BackendError::Failed(e) => Error::Internal(e),
+        })?;
+        match result {
+            QueryResult::Scalar(sample) => Ok(value_of(&request.metric, sample, false)
+                .into_iter()
+                .collect()),
+            QueryResult::Vector(samples) => Ok(samples
+                .into_iter()
+                .filter_map(|s| value_of(&request.metric, s, true))
+                .collect()),
+            QueryResult::Matrix => Err(Error::Internal(format!(
+                "query {query:?} returned a range vector; external metrics need an instant vector or a scalar"
+            ))),
+        }
+    }
+}
+
+/// A sample as an external value. A value no quantity can hold (±Inf, or too large) is left
+/// out with a warning instead of becoming a garbage quantity, as prometheus-adapter's did.
+fn value_of(metric: &str, sample: Sample, with_labels: bool) -> Option<ExternalValue> {
+    match quantity_from_f64(sample.value, QuantityFormat::DecimalSi) {
+        Ok(value) => Some(ExternalValue {
+            labels: with_labels.then(|| sample.labels.into_iter().collect()),
+            timestamp: sample.timestamp,
+            value,
+        }),
+        Err(error) => {
+            tracing::warn!(%metric, labels = ?sample.labels, %error, "skipping an external metric sample");
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::provider::Snapshot;
+    use crate::provider::fake::FakeBackend;
+    use crate::registry::{Registry, SeriesShape};
+    use crate::resources::ResourceTable;
+
+    const RULES: &str = r#"
+externalRules:
+- seriesQuery: 'queue_consumer_lag{namespace!=""}'
+  resources: {overrides: {namespace: {resource: namespace}}}
+  metricsQuery: sum(<<.Series>>{<<.LabelMatchers>>}) by (name)
+- seriesQuery: 'queue_depth'
+  resources: {namespaced: false}
+  metricsQuery: sum(<<.Series>>{<<.LabelMatchers>>}) by (name)
+- seriesQuery: 'jobs_waiting'
+  metricsQuery: sum(<<.Series>>{<<.LabelMatchers>>})
+"#;
+
+    fn service() -> (ExternalMetrics, Arc<FakeBackend>) {
+        let rules = crate::config::parse_rules(RULES, "test").unwrap();
+        let table = ResourceTable::builtin();
+        // seriesQuery → what Prometheus answers it with.
+        let shape = |query: &str, name: &str, labels: &[&str]| {
+            (
+                query.to_owned(),
+                Arc::new(vec![SeriesShape::new(name, labels.iter().copied())]),
+            )
+        };
+        let shapes = HashMap::from([
+            shape(
+                "queue_consumer_lag{namespace!=\"\"}",
+                "queue_consumer_lag",
+                &["name", "namespace"],
+            ),
+            shape("queue_depth", "queue_depth", &["name"]),
+            shape("jobs_waiting", "jobs_waiting", &["queue"]),
+        ]);
+        let registry = Registry::build(&rules, &shapes, &table);
+        let snapshot = Snapshot {
+            rules: Arc::new(rules),
+            table: Arc::new(table),
+            registry: Arc::new(registry),
+        };
+        let backend = Arc::new(FakeBackend::default());
+        let shared = Arc::new(arc_swap::ArcSwap::from_pointee(snapshot));
+        (ExternalMetrics::new(shared, backend.clone()), backend)
+    }
+
+    fn request(namespace: &str, metric: &str, selector: &str) -> ExternalRequest {
+        ExternalRequest {
+            namespace: namespace.into(),
+            metric: metric.into(),
+            selector: LabelSelector::parse(selector).unwrap(),
+        }
+    }
+
+    fn sample(labels: &[(&str, &str)], value: f64) -> Sample {
+        Sample {
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<HashMap<_, _>>(),
+            value,
+            timestamp: 1_700_000_000.5,
+        }
+    }
+
+    #[test]
+    fn queries_follow_the_rule_scope() {
+        let (service, _) = service();
+        // Reference §4.10.
+        assert_eq!(
+            service
+                .query_for(&request("default", "queue_consumer_lag", "name=q1"))
+                .unwrap(),
+            r#"sum(queue_consumer_lag{name="q1",namespace="default"}) by (name)"#
+        );
+        assert_eq!(
+            service
+                .query_for(&request("default", "queue_depth", "name in (q2,q1)"))
+                .unwrap(),
+            r#"sum(queue_depth{name=~"q1|q2"}) by (name)"#
+        );
+        // No namespace mapping: the `namespace` label, where prometheus-adapter failed (#282).
+        assert_eq!(
+            service
+                .query_for(&request("ci", "jobs_waiting", ""))
+                .unwrap(),
+            r#"sum(jobs_waiting{namespace="ci"})"#
+        );
+    }
+
+    #[test]
+    fn unknown_metrics_and_unsupported_operators_are_told_apart() {
+        let (service, _) = service();
+        let missing = service
+            .query_for(&request("team-a", "nope", ""))
+            .unwrap_err();
+        assert_eq!(
+            missing.to_string(),
+            "the server could not find the metric nope for namespaces"
+        );
+        assert!(matches!(
+            service.query_for(&request("default", "queue_depth", "size>3")),
+            Err(Error::BadRequest(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn every_sample_becomes_an_item_and_unrepresentable_ones_are_dropped() {
+        let (service, backend) = service();
+        let query = r#"sum(queue_depth{name=~"q1|q2|q3"}) by (name)"#;
+        backend.queries.lock().unwrap().insert(
+            query.into(),
+            Ok(QueryResult::Vector(vec![
+                sample(&[("name", "q1")], 12.0),
+                sample(&[("name", "q2")], f64::NAN),
+                sample(&[("name", "q3")], f64::INFINITY),
+            ])),
+        );
+        let values = service
+            .get(&request("x", "queue_depth", "name in (q1,q2,q3)"), 0.0)
+            .await
+            .unwrap();
+        let got: Vec<(String, String)> = values
+            .iter()
+            .map(|v| (v.labels.as_ref().unwrap()["name"].clone(), v.value.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![("q1".into(), "12".into()), ("q2".into(), "0".into())]
+        );
+        assert_eq!(values[0].timestamp, 1_700_000_000.5);
+    }
+
+    #[tokio::test]
+    async fn scalars_empty_answers_matrices_and_outages() {
+        let (service, backend) = service();
+        let query = r#"sum(jobs_waiting{namespace="ci"})"#;
+        let answer = |result: Result<QueryResult, BackendError>| {
+            backend
+                .queries
+                .lock()
+                .unwrap()
+                .insert(query.into(), result);
+        };
+        let jobs = request("ci", "jobs_waiting", "");
+        let get = || service.get(&jobs, 0.0);
+
+        answer(Ok(QueryResult::Scalar(sample(&[], 2.5))));
+        let values = get().await.unwrap();
+        assert_eq!(values.len(), 1);
+        assert_eq!((values[0].labels.as_ref(), values[0].value.as_str()), (None, "2500m"));
+
+        answer(Ok(QueryResult::Vector(Vec::new())));
+        assert!(get().await.unwrap().is_empty());
+
+        answer(Ok(QueryResult::Matrix));
+        assert!(matches!(get().await, Err(Error::Internal(_))));
+
+        answer(Err(BackendError::Unavailable("connection refused".into())));
+        assert!(matches!(get().await, Err(Error::Unavailable(_))));
+    }
+}
