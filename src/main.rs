@@ -18,6 +18,7 @@ use prom_adapter::model::{QueryResult, SeriesShape};
 use prom_adapter::prometheus;
 use prom_adapter::provider::custom::CustomMetrics;
 use prom_adapter::provider::discovery::{Discovery, DiscoveryConfig, Health};
+use prom_adapter::provider::external::ExternalMetrics;
 use prom_adapter::provider::{
     BackendError, MetricsBackend, ObjectLister, SharedSnapshot, Snapshot,
 };
@@ -257,6 +258,7 @@ fn serve(args: ServeArgs, warnings: Vec<String>) -> anyhow::Result<ExitCode> {
                 let backend: Arc<dyn MetricsBackend> =
                     Arc::new(InstrumentedClient::new(client, metrics.clone()));
                 AppState {
+                    external: ExternalMetrics::new(snapshot.clone(), backend.clone()),
                     custom: CustomMetrics::new(snapshot.clone(), backend, max_age, objects.clone())
                         .with_rediscovery(unknown_resource.clone()),
                     metrics: metrics.clone(),

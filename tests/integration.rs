@@ -429,7 +429,8 @@ fn aggregated_discovery_is_negotiated_and_cached_by_etag() {
     let (_, stdout, _) = adapter.kubectl(&["api-versions"]);
     assert!(
         stdout.contains("custom.metrics.k8s.io/v1beta1")
-            && stdout.contains("custom.metrics.k8s.io/v1beta2"),
+            && stdout.contains("custom.metrics.k8s.io/v1beta2")
+            && stdout.contains("external.metrics.k8s.io/v1beta1"),
         "{stdout}"
     );
     // kubectl api-resources shows which resources have metrics.
@@ -478,8 +479,8 @@ fn openapi_documents_are_valid_and_cacheable() {
     }
     assert_eq!(
         documents.len(),
-        3,
-        "v2 and one v3 document per served version"
+        4,
+        "v2 and one v3 document per served version (two custom, one external)"
     );
     for (file, path) in documents {
         let (code, output) = adapter.curl_with(&["-D", "-"], &path);
@@ -515,4 +516,159 @@ fn openapi_documents_are_valid_and_cacheable() {
         adapter.curl("/openapi/v3/apis/custom.metrics.k8s.io/v9").0,
         404
     );
+}
+
+const EXTERNAL_RULES: &str = r#"externalRules:
+- seriesQuery: 'queue_consumer_lag{namespace!=""}'
+  resources: {overrides: {namespace: {resource: namespace}}}
+  metricsQuery: sum(<<.Series>>{<<.LabelMatchers>>}) by (name)
+- seriesQuery: 'queue_consumer_lag{namespace!=""}'
+  name: {matches: ^queue_consumer_lag$, as: queue_consumer_lag_cluster_wide}
+  resources: {namespaced: false}
+  metricsQuery: sum(<<.Series>>{<<.LabelMatchers>>}) by (name)
+# No namespace mapping: prometheus-adapter failed every request of such a rule (its #282).
+- seriesQuery: 'queue_messages_ready'
+  metricsQuery: sum(<<.Series>>{<<.LabelMatchers>>}) by (queue)
+"#;
+
+/// `name → value` of an ExternalMetricValueList.
+fn external_values(list: &serde_json::Value) -> Vec<(String, f64)> {
+    assert_eq!(list["kind"], "ExternalMetricValueList", "{list}");
+    let mut values: Vec<(String, f64)> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| {
+            assert!(!item["metricName"].as_str().unwrap().is_empty());
+            let timestamp = item["timestamp"].as_str().unwrap();
+            assert!(
+                timestamp.len() == 20 && timestamp.ends_with('Z'),
+                "{timestamp}"
+            );
+            (
+                item["metricLabels"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                quantity(item["value"].as_str().unwrap()),
+            )
+        })
+        .collect();
+    values.sort_by(|a, b| a.0.cmp(&b.0));
+    values
+}
+
+#[test]
+fn serves_external_metrics_by_namespace_and_selector() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut prometheus = Prometheus::start(dir.path());
+    let rules = dir.path().join("external.yaml");
+    std::fs::write(&rules, EXTERNAL_RULES).unwrap();
+    let adapter = Adapter::start(dir.path(), &rules, &prometheus.url(), &[]);
+    let base = "/apis/external.metrics.k8s.io/v1beta1";
+
+    // Discovery tells each metric's real scope.
+    let discovery = adapter.get_json(base);
+    let mut scopes: Vec<(String, bool)> = discovery["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            assert_eq!(r["kind"], "ExternalMetricValueList");
+            (
+                r["name"].as_str().unwrap().to_owned(),
+                r["namespaced"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    scopes.sort();
+    assert_eq!(
+        scopes,
+        vec![
+            ("queue_consumer_lag".to_owned(), true),
+            ("queue_consumer_lag_cluster_wide".to_owned(), false),
+            ("queue_messages_ready".to_owned(), true),
+        ]
+    );
+
+    // Through a real kubectl: one item per series, with the series' labels.
+    let q1 = adapter.get_json(&format!(
+        "{base}/namespaces/default/queue_consumer_lag?labelSelector=name%3Dq1"
+    ));
+    assert_eq!(
+        q1["items"][0]["metricLabels"],
+        serde_json::json!({"name": "q1"})
+    );
+    assert_eq!(external_values(&q1), vec![("q1".to_owned(), 12.0)]);
+    // Every queue of the namespace; NaN is 0, not a garbage quantity.
+    let all = adapter.get_json(&format!("{base}/namespaces/default/queue_consumer_lag"));
+    assert_eq!(
+        external_values(&all),
+        vec![
+            ("q1".to_owned(), 12.0),
+            ("q2".to_owned(), 3.0),
+            ("stuck".to_owned(), 0.0)
+        ]
+    );
+    let other = adapter.get_json(&format!("{base}/namespaces/other/queue_consumer_lag"));
+    assert_eq!(external_values(&other), vec![("q1".to_owned(), 7.0)]);
+    // Set-based selectors.
+    let set = adapter.get_json(&format!(
+        "{base}/namespaces/default/queue_consumer_lag?labelSelector=name%20in%20(q1,q2)"
+    ));
+    assert_eq!(
+        external_values(&set),
+        vec![("q1".to_owned(), 12.0), ("q2".to_owned(), 3.0)]
+    );
+    let notin = adapter.get_json(&format!(
+        "{base}/namespaces/default/queue_consumer_lag?labelSelector=name%20notin%20(q1,stuck)"
+    ));
+    assert_eq!(external_values(&notin), vec![("q2".to_owned(), 3.0)]);
+    // `namespaced: false`: every namespace, whichever the request names.
+    let wide = adapter.get_json(&format!(
+        "{base}/namespaces/team-a/queue_consumer_lag_cluster_wide?labelSelector=name%3Dq1"
+    ));
+    assert_eq!(external_values(&wide), vec![("q1".to_owned(), 19.0)]);
+    // A rule without a namespace mapping answers (with the `namespace` label), not 500.
+    let unmapped = adapter.get_json(&format!("{base}/namespaces/default/queue_messages_ready"));
+    assert_eq!(unmapped["items"], serde_json::json!([]));
+
+    // Bad input.
+    let status = |path: &str| {
+        let (code, body) = adapter.curl(path);
+        let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(status["kind"], "Status", "{body}");
+        (
+            code,
+            status["message"].as_str().unwrap_or_default().to_owned(),
+        )
+    };
+    assert_eq!(
+        status(&format!("{base}/namespaces/team-a/nope")),
+        (
+            404,
+            "the server could not find the metric nope for namespaces".to_owned()
+        )
+    );
+    assert_eq!(
+        status(&format!(
+            "{base}/namespaces/default/queue_consumer_lag?labelSelector=lag%3E3"
+        ))
+        .0,
+        400,
+        "PromQL has no label comparison"
+    );
+    assert_eq!(
+        status(&format!(
+            "{base}/namespaces/default/queue_consumer_lag?labelSelector=name%20in%20("
+        ))
+        .0,
+        400
+    );
+    assert_eq!(status(&format!("{base}/queue_consumer_lag")).0, 404);
+
+    // Prometheus down: 503, nothing partial.
+    prometheus.stop();
+    let (code, message) = status(&format!("{base}/namespaces/default/queue_consumer_lag"));
+    assert_eq!(code, 503, "{message}");
 }

@@ -4,7 +4,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 
 use super::wire::{Empty, Status};
-use crate::provider::custom;
+use crate::provider::{custom, external};
 
 /// An API failure, with the status code and client-safe message it is answered with.
 #[derive(Debug, thiserror::Error)]
@@ -87,6 +87,17 @@ impl From<custom::Error> for Error {
             custom::Error::Unavailable(m) => Error::Unavailable(m),
             custom::Error::Internal(m) => Error::Internal(m),
             custom::Error::ListFailed(m) => Error::ListFailed(m),
+        }
+    }
+}
+
+impl From<external::Error> for Error {
+    fn from(error: external::Error) -> Self {
+        match error {
+            e @ external::Error::MetricNotFound { .. } => Error::NotFound(e.to_string()),
+            external::Error::BadRequest(m) => Error::BadRequest(m),
+            external::Error::Unavailable(m) => Error::Unavailable(m),
+            external::Error::Internal(m) => Error::Internal(m),
         }
     }
 }

@@ -19,8 +19,9 @@ use percent_encoding::percent_decode_str;
 use discovery::{DiscoveryFormat, ServedGroup, aggregated_document, etag};
 pub use error::Error;
 use wire::{
-    ApiGroup, ApiGroupList, ApiResource, ApiResourceList, Empty, GroupVersion, MetricIdentifier,
-    MetricValueList, MetricValueV1Beta1, MetricValueV1Beta2, ObjectReference,
+    ApiGroup, ApiGroupList, ApiResource, ApiResourceList, Empty, ExternalMetricValue,
+    ExternalMetricValueList, GroupVersion, MetricIdentifier, MetricValueList, MetricValueV1Beta1,
+    MetricValueV1Beta2, ObjectReference,
 };
 
 use crate::auth::{Credentials, PeerIdentity, Verdict};
@@ -28,11 +29,14 @@ use crate::model::format_timestamp;
 use crate::promql::LabelSelector;
 use crate::provider::custom::{CustomMetrics, CustomRequest, MetricValue, ObjectName};
 use crate::provider::discovery::Health;
+use crate::provider::external::{ExternalMetrics, ExternalRequest};
 use crate::provider::unix_now;
 use crate::telemetry::Metrics;
 
 const CUSTOM_GROUP: &str = "custom.metrics.k8s.io";
 const CUSTOM_VERSIONS: [&str; 2] = ["v1beta1", "v1beta2"];
+const EXTERNAL_GROUP: &str = "external.metrics.k8s.io";
+const EXTERNAL_VERSIONS: [&str; 1] = ["v1beta1"];
 /// The placeholder metric listed while discovery has found nothing (never served).
 const NO_METRIC_YET: &str = "prom_adapter_no_metric_discovered_yet";
 
@@ -41,6 +45,8 @@ const NO_METRIC_YET: &str = "prom_adapter_no_metric_discovered_yet";
 pub struct AppState {
     /// The custom metrics service.
     pub custom: CustomMetrics,
+    /// The external metrics service.
+    pub external: ExternalMetrics,
     /// Self metrics.
     pub metrics: Arc<Metrics>,
     /// Discovery health.
@@ -77,6 +83,26 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route(
             "/apis/custom.metrics.k8s.io/{version}/{tail:.+}",
             web::get().to(custom_metric),
+        )
+        .route(
+            "/apis/external.metrics.k8s.io",
+            web::get().to(external_group),
+        )
+        .route(
+            "/apis/external.metrics.k8s.io/",
+            web::get().to(external_group),
+        )
+        .route(
+            "/apis/external.metrics.k8s.io/{version}",
+            web::get().to(external_resources),
+        )
+        .route(
+            "/apis/external.metrics.k8s.io/{version}/",
+            web::get().to(external_resources),
+        )
+        .route(
+            "/apis/external.metrics.k8s.io/{version}/namespaces/{namespace}/{metric}",
+            web::get().to(external_metric),
         )
         .default_service(web::to(not_found));
 }
@@ -220,17 +246,18 @@ async fn not_found(request: HttpRequest) -> Result<HttpResponse, Error> {
     Err(Error::no_such_path())
 }
 
-fn custom_api_group() -> ApiGroup {
+/// A group's `APIGroup` document; the first version is the preferred one.
+fn api_group(name: &'static str, versions: &[&'static str]) -> ApiGroup {
     let version = |v: &'static str| GroupVersion {
-        group_version: format!("{CUSTOM_GROUP}/{v}"),
+        group_version: format!("{name}/{v}"),
         version: v,
     };
     ApiGroup {
         kind: "APIGroup",
         api_version: "v1",
-        name: CUSTOM_GROUP,
-        versions: CUSTOM_VERSIONS.iter().map(|v| version(v)).collect(),
-        preferred_version: version(CUSTOM_VERSIONS[0]),
+        name,
+        versions: versions.iter().map(|v| version(v)).collect(),
+        preferred_version: version(versions[0]),
     }
 }
 
@@ -285,35 +312,44 @@ async fn group_list(
     state: web::Data<AppState>,
     request: HttpRequest,
 ) -> Result<HttpResponse, Error> {
-    let enabled = custom_enabled(&state).is_ok();
+    let custom = custom_enabled(&state).is_ok();
+    let external = external_enabled(&state).is_ok();
     let accept = request
         .headers()
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok());
     let DiscoveryFormat::Aggregated(version) = DiscoveryFormat::negotiate(accept) else {
-        let groups = if enabled {
-            vec![custom_api_group()]
-        } else {
-            Vec::new()
-        };
+        let mut groups = Vec::new();
+        if custom {
+            groups.push(api_group(CUSTOM_GROUP, &CUSTOM_VERSIONS));
+        }
+        if external {
+            groups.push(api_group(EXTERNAL_GROUP, &EXTERNAL_VERSIONS));
+        }
         return Ok(HttpResponse::Ok().json(ApiGroupList {
             kind: "APIGroupList",
             api_version: "v1",
             groups,
         }));
     };
-    let resources = custom_api_resources(&state);
-    let groups = if enabled {
-        vec![ServedGroup {
+    let custom_resources = custom_api_resources(&state);
+    let external_resources = external_api_resources(&state);
+    let mut groups = Vec::new();
+    if custom {
+        groups.push(ServedGroup {
             name: CUSTOM_GROUP,
             versions: CUSTOM_VERSIONS
                 .iter()
-                .map(|v| (*v, resources.as_slice()))
+                .map(|v| (*v, custom_resources.as_slice()))
                 .collect(),
-        }]
-    } else {
-        Vec::new()
-    };
+        });
+    }
+    if external {
+        groups.push(ServedGroup {
+            name: EXTERNAL_GROUP,
+            versions: vec![(EXTERNAL_VERSIONS[0], external_resources.as_slice())],
+        });
+    }
     let body = aggregated_document(version, &groups).map_err(|e| Error::Internal(e.to_string()))?;
     let tag = etag(&body);
     let format = DiscoveryFormat::Aggregated(version);
@@ -337,7 +373,7 @@ async fn group_list(
 
 async fn custom_group(state: web::Data<AppState>) -> Result<HttpResponse, Error> {
     custom_enabled(&state)?;
-    Ok(HttpResponse::Ok().json(custom_api_group()))
+    Ok(HttpResponse::Ok().json(api_group(CUSTOM_GROUP, &CUSTOM_VERSIONS)))
 }
 
 fn checked_version(version: &str) -> Result<&'static str, Error> {
@@ -437,6 +473,113 @@ async fn custom_metric(
                 .collect(),
         }),
     })
+}
+
+/// Like prometheus-adapter, the external metrics API exists only when the rules file has
+/// `externalRules`.
+fn external_enabled(state: &AppState) -> Result<(), Error> {
+    if state.external.snapshot().load().rules.external.is_empty() {
+        Err(Error::no_such_path())
+    } else {
+        Ok(())
+    }
+}
+
+async fn external_group(state: web::Data<AppState>) -> Result<HttpResponse, Error> {
+    external_enabled(&state)?;
+    Ok(HttpResponse::Ok().json(api_group(EXTERNAL_GROUP, &EXTERNAL_VERSIONS)))
+}
+
+fn checked_external_version(version: &str) -> Result<&'static str, Error> {
+    EXTERNAL_VERSIONS
+        .iter()
+        .find(|v| **v == version)
+        .copied()
+        .ok_or_else(Error::no_such_path)
+}
+
+async fn external_resources(
+    state: web::Data<AppState>,
+    version: web::Path<String>,
+) -> Result<HttpResponse, Error> {
+    external_enabled(&state)?;
+    let version = checked_external_version(&version)?;
+    Ok(HttpResponse::Ok().json(ApiResourceList {
+        kind: "APIResourceList",
+        api_version: "v1",
+        group_version: format!("{EXTERNAL_GROUP}/{version}"),
+        resources: external_api_resources(&state),
+    }))
+}
+
+/// Every discovered external metric, scoped as its rule says (prometheus-adapter listed every
+/// one as namespaced), or a placeholder when there is none.
+fn external_api_resources(state: &AppState) -> Vec<ApiResource> {
+    let snapshot = state.external.snapshot().load();
+    let mut resources: Vec<ApiResource> = snapshot
+        .registry
+        .external_metrics()
+        .map(|(metric, source)| ApiResource {
+            name: metric.clone(),
+            singular_name: "",
+            namespaced: snapshot
+                .rules
+                .external
+                .get(source.rule)
+                .is_none_or(|rule| rule.resources.namespaced()),
+            kind: "ExternalMetricValueList",
+            verbs: ["get"],
+        })
+        .collect();
+    if resources.is_empty() {
+        resources.push(ApiResource {
+            name: NO_METRIC_YET.to_owned(),
+            singular_name: "",
+            namespaced: true,
+            kind: "ExternalMetricValueList",
+            verbs: ["get"],
+        });
+    }
+    resources
+}
+
+async fn external_metric(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    path: web::Path<(String, String, String)>,
+) -> Result<HttpResponse, Error> {
+    external_enabled(&state)?;
+    let (version, namespace, metric) = path.into_inner();
+    checked_external_version(&version)?;
+    let query = web::Query::<HashMap<String, String>>::from_query(request.query_string())
+        .map_err(|e| Error::BadRequest(format!("invalid query string: {e}")))?;
+    let selector = LabelSelector::parse(
+        query
+            .get("labelSelector")
+            .map(String::as_str)
+            .unwrap_or_default(),
+    )
+    .map_err(|e| Error::BadRequest(format!("labelSelector: {e}")))?;
+    let external_request = ExternalRequest {
+        namespace,
+        metric: metric.clone(),
+        selector,
+    };
+    let values = state.external.get(&external_request, unix_now()).await?;
+    Ok(HttpResponse::Ok().json(ExternalMetricValueList {
+        kind: "ExternalMetricValueList",
+        api_version: "external.metrics.k8s.io/v1beta1",
+        metadata: Empty {},
+        items: values
+            .into_iter()
+            .map(|v| ExternalMetricValue {
+                metric_name: metric.clone(),
+                metric_labels: v.labels,
+                timestamp: format_timestamp(v.timestamp as i64),
+                value: v.value,
+            })
+            .collect(),
+    }))
 }
 
 fn object_reference(value: &MetricValue) -> ObjectReference {

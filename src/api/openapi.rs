@@ -3,10 +3,16 @@
 use serde_json::{Value, json};
 
 const CUSTOM_GROUP: &str = "custom.metrics.k8s.io";
+const EXTERNAL_GROUP: &str = "external.metrics.k8s.io";
+const EXTERNAL_PREFIX: &str = "io.k8s.metrics.pkg.apis.external_metrics.v1beta1";
 const META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1";
 
 /// The group-versions with OpenAPI documents.
-pub const SERVED: [(&str, &str); 2] = [(CUSTOM_GROUP, "v1beta1"), (CUSTOM_GROUP, "v1beta2")];
+pub const SERVED: [(&str, &str); 3] = [
+    (CUSTOM_GROUP, "v1beta1"),
+    (CUSTOM_GROUP, "v1beta2"),
+    (EXTERNAL_GROUP, "v1beta1"),
+];
 
 fn definition_prefix(version: &str) -> String {
     format!("io.k8s.metrics.pkg.apis.custom_metrics.{version}")
@@ -94,23 +100,78 @@ fn metric_schemas(version: &str, reference: &dyn Fn(&str) -> String) -> Vec<(Str
     ]
 }
 
-/// The paths of one group-version: its resource list and the three metric routes.
+/// The ExternalMetricValue and ExternalMetricValueList schemas.
+fn external_schemas(reference: &dyn Fn(&str) -> String) -> Vec<(String, Value)> {
+    let gvk =
+        json!([{"group": EXTERNAL_GROUP, "version": "v1beta1", "kind": "ExternalMetricValueList"}]);
+    vec![
+        (
+            format!("{EXTERNAL_PREFIX}.ExternalMetricValue"),
+            json!({"type": "object", "required": ["metricName", "metricLabels", "timestamp", "value"], "properties": {
+                "metricName": {"type": "string"},
+                "metricLabels": {"type": "object", "additionalProperties": {"type": "string"}, "description": "The sample's labels."},
+                "timestamp": {"type": "string", "format": "date-time", "description": "The sample's time."},
+                "window": {"type": "integer", "format": "int64"},
+                "value": {"type": "string", "description": "The value, as a Kubernetes quantity."}}}),
+        ),
+        (
+            format!("{EXTERNAL_PREFIX}.ExternalMetricValueList"),
+            json!({"type": "object", "required": ["metadata", "items"], "x-kubernetes-group-version-kind": gvk, "properties": {
+                "kind": {"type": "string"}, "apiVersion": {"type": "string"},
+                "metadata": {"$ref": reference(&format!("{META}.ListMeta"))},
+                "items": {"type": "array", "items": {"$ref": reference(&format!("{EXTERNAL_PREFIX}.ExternalMetricValue"))}}}}),
+        ),
+    ]
+}
+
+/// A string parameter, in the form of OpenAPI v3 or v2.
+fn param(name: &str, location: &str, description: &str, v3: bool) -> Value {
+    if v3 {
+        json!({"name": name, "in": location, "required": location == "path", "description": description, "schema": {"type": "string"}})
+    } else {
+        json!({"name": name, "in": location, "required": location == "path", "description": description, "type": "string"})
+    }
+}
+
+/// A 200 response with a JSON body, in the form of OpenAPI v3 or v2.
+fn response(schema: &Value, v3: bool) -> Value {
+    if v3 {
+        json!({"200": {"description": "OK", "content": {"application/json": {"schema": schema}}}})
+    } else {
+        json!({"200": {"description": "OK", "schema": schema}})
+    }
+}
+
+/// The paths of the external metrics API: its resource list and the one metric route.
+fn external_paths(list_schema: Value, resources_schema: Value, v3: bool) -> Value {
+    let base = format!("/apis/{EXTERNAL_GROUP}/v1beta1");
+    json!({
+        format!("{base}/"): {"get": {
+            "operationId": "getExternalMetricsResourcesV1beta1",
+            "description": "Lists the discovered external metrics.",
+            "responses": response(&resources_schema, v3),
+        }},
+        format!("{base}/namespaces/{{namespace}}/{{metric}}"): {"get": {
+            "operationId": "readNamespacedExternalMetricV1beta1",
+            "description": "Reads an external metric, one value per series the label selector chooses.",
+            "parameters": [
+                param("namespace", "path", "Namespace.", v3),
+                param("metric", "path", "Metric name.", v3),
+                param("labelSelector", "query", "Selects the metric's series.", v3),
+            ],
+            "responses": response(&list_schema, v3),
+            "x-kubernetes-action": "get",
+            "x-kubernetes-group-version-kind": {"group": EXTERNAL_GROUP, "version": "v1beta1", "kind": "ExternalMetricValueList"},
+        }},
+    })
+}
+
+/// The paths of one custom metrics version: its resource list and the three metric routes.
 fn paths(version: &str, list_schema: Value, resources_schema: Value, v3: bool) -> Value {
     let base = format!("/apis/{CUSTOM_GROUP}/{version}");
-    let param = |name: &str, location: &str, description: &str| {
-        if v3 {
-            json!({"name": name, "in": location, "required": location == "path", "description": description, "schema": {"type": "string"}})
-        } else {
-            json!({"name": name, "in": location, "required": location == "path", "description": description, "type": "string"})
-        }
-    };
-    let response = |schema: &Value| {
-        if v3 {
-            json!({"200": {"description": "OK", "content": {"application/json": {"schema": schema}}}})
-        } else {
-            json!({"200": {"description": "OK", "schema": schema}})
-        }
-    };
+    let param =
+        |name: &str, location: &str, description: &str| param(name, location, description, v3);
+    let response = |schema: &Value| response(schema, v3);
     let selectors = [
         param(
             "labelSelector",
@@ -167,7 +228,15 @@ pub fn v2() -> Value {
     for (name, schema) in shared_schemas() {
         definitions.insert(name, schema);
     }
-    for (_, version) in SERVED {
+    for (name, schema) in external_schemas(&reference) {
+        definitions.insert(name, schema);
+    }
+    let list = json!({"$ref": reference(&format!("{EXTERNAL_PREFIX}.ExternalMetricValueList"))});
+    let resources = json!({"$ref": reference(&format!("{META}.APIResourceList"))});
+    if let Value::Object(p) = external_paths(list, resources, false) {
+        all_paths.extend(p);
+    }
+    for (_, version) in SERVED.iter().filter(|(g, _)| *g == CUSTOM_GROUP) {
         for (name, schema) in metric_schemas(version, &reference) {
             definitions.insert(name, schema);
         }
@@ -190,20 +259,30 @@ pub fn v2() -> Value {
 pub fn v3(group: &str, version: &str) -> Option<Value> {
     SERVED.iter().find(|(g, v)| *g == group && *v == version)?;
     let reference = |name: &str| format!("#/components/schemas/{name}");
+    let external = group == EXTERNAL_GROUP;
+    let own_schemas = if external {
+        external_schemas(&reference)
+    } else {
+        metric_schemas(version, &reference)
+    };
     let mut schemas = serde_json::Map::new();
-    for (name, schema) in shared_schemas()
-        .into_iter()
-        .chain(metric_schemas(version, &reference))
-    {
+    for (name, schema) in shared_schemas().into_iter().chain(own_schemas) {
         schemas.insert(name, schema);
     }
-    let list =
-        json!({"$ref": reference(&format!("{}.MetricValueList", definition_prefix(version)))});
     let resources = json!({"$ref": reference(&format!("{META}.APIResourceList"))});
+    let paths = if external {
+        let list =
+            json!({"$ref": reference(&format!("{EXTERNAL_PREFIX}.ExternalMetricValueList"))});
+        external_paths(list, resources, true)
+    } else {
+        let list =
+            json!({"$ref": reference(&format!("{}.MetricValueList", definition_prefix(version)))});
+        paths(version, list, resources, true)
+    };
     Some(json!({
         "openapi": "3.0.0",
         "info": {"title": "prom-adapter", "version": env!("CARGO_PKG_VERSION")},
-        "paths": paths(version, list, resources, true),
+        "paths": paths,
         "components": {"schemas": schemas},
     }))
 }
@@ -257,10 +336,15 @@ mod tests {
         let definitions = doc["definitions"].as_object().unwrap();
         refs_resolve(&doc, "#/definitions/", definitions);
         let paths = doc["paths"].as_object().unwrap();
-        assert_eq!(paths.len(), 8, "four paths for each of two versions");
+        assert_eq!(
+            paths.len(),
+            10,
+            "four paths for each custom metrics version, two for external metrics"
+        );
         for (path, item) in paths {
             assert!(
-                path.starts_with("/apis/custom.metrics.k8s.io/v1beta"),
+                path.starts_with("/apis/custom.metrics.k8s.io/v1beta")
+                    || path.starts_with("/apis/external.metrics.k8s.io/v1beta1/"),
                 "{path}"
             );
             let params = item["get"]["parameters"]
@@ -291,7 +375,8 @@ mod tests {
             assert_eq!(doc["openapi"], "3.0.0");
             let schemas = doc["components"]["schemas"].as_object().unwrap();
             refs_resolve(&doc, "#/components/schemas/", schemas);
-            assert_eq!(doc["paths"].as_object().unwrap().len(), 4);
+            let expected = if group == EXTERNAL_GROUP { 2 } else { 4 };
+            assert_eq!(doc["paths"].as_object().unwrap().len(), expected);
         }
         assert!(v3("custom.metrics.k8s.io", "v1").is_none());
         let root = v3_root();

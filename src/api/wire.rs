@@ -166,3 +166,32 @@ pub struct MetricIdentifier {
     /// `metricLabelSelector` echo, `null` when empty.
     pub selector: Option<LabelSelectorJson>,
 }
+
+/// `external_metrics/v1beta1.ExternalMetricValueList`.
+#[derive(Debug, Serialize)]
+pub struct ExternalMetricValueList {
+    /// `ExternalMetricValueList`.
+    pub kind: &'static str,
+    /// `external.metrics.k8s.io/v1beta1`.
+    #[serde(rename = "apiVersion")]
+    pub api_version: &'static str,
+    /// Always empty.
+    pub metadata: Empty,
+    /// One per sample.
+    pub items: Vec<ExternalMetricValue>,
+}
+
+/// `external_metrics/v1beta1.ExternalMetricValue`.
+#[derive(Debug, Serialize)]
+pub struct ExternalMetricValue {
+    /// Metric name, as requested.
+    #[serde(rename = "metricName")]
+    pub metric_name: String,
+    /// The sample's labels; `null` for a scalar.
+    #[serde(rename = "metricLabels")]
+    pub metric_labels: Option<std::collections::BTreeMap<String, String>>,
+    /// The sample's timestamp.
+    pub timestamp: String,
+    /// Quantity.
+    pub value: String,
+}

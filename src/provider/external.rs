@@ -64,15 +64,21 @@ impl ExternalMetrics {
         Self { snapshot, backend }
     }
 
-    /// The PromQL a request runs (shared with `explain`).
+    /// The shared snapshot (for discovery documents).
+    pub fn snapshot(&self) -> &SharedSnapshot {
+        &self.snapshot
+    }
+
+    /// The PromQL a request runs.
     pub fn query_for(&self, request: &ExternalRequest) -> Result<String, Error> {
         let snapshot = self.snapshot.load();
-        let source = snapshot
-            .registry
-            .external(&request.metric)
-            .ok_or_else(|| Error::MetricNotFound {
-                metric: request.metric.clone(),
-            })?;
+        let source =
+            snapshot
+                .registry
+                .external(&request.metric)
+                .ok_or_else(|| Error::MetricNotFound {
+                    metric: request.metric.clone(),
+                })?;
         let query_request = QueryRequest {
             namespace: Some(&request.namespace),
             metric_selector: &request.selector,
@@ -277,11 +283,7 @@ externalRules:
         let (service, backend) = service();
         let query = r#"sum(jobs_waiting{namespace="ci"})"#;
         let answer = |result: Result<QueryResult, BackendError>| {
-            backend
-                .queries
-                .lock()
-                .unwrap()
-                .insert(query.into(), result);
+            backend.queries.lock().unwrap().insert(query.into(), result);
         };
         let jobs = request("ci", "jobs_waiting", "");
         let get = || service.get(&jobs, 0.0);
@@ -289,7 +291,10 @@ externalRules:
         answer(Ok(QueryResult::Scalar(sample(&[], 2.5))));
         let values = get().await.unwrap();
         assert_eq!(values.len(), 1);
-        assert_eq!((values[0].labels.as_ref(), values[0].value.as_str()), (None, "2500m"));
+        assert_eq!(
+            (values[0].labels.as_ref(), values[0].value.as_str()),
+            (None, "2500m")
+        );
 
         answer(Ok(QueryResult::Vector(Vec::new())));
         assert!(get().await.unwrap().is_empty());
