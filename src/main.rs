@@ -19,6 +19,7 @@ use prom_adapter::prometheus;
 use prom_adapter::provider::custom::CustomMetrics;
 use prom_adapter::provider::discovery::{Discovery, DiscoveryConfig, Health};
 use prom_adapter::provider::external::ExternalMetrics;
+use prom_adapter::provider::resource::{PrometheusObjects, ResourceMetrics};
 use prom_adapter::provider::{
     BackendError, MetricsBackend, ObjectLister, SharedSnapshot, Snapshot,
 };
@@ -257,7 +258,14 @@ fn serve(args: ServeArgs, warnings: Vec<String>) -> anyhow::Result<ExitCode> {
                 });
                 let backend: Arc<dyn MetricsBackend> =
                     Arc::new(InstrumentedClient::new(client, metrics.clone()));
+                // Without a cluster, pods and nodes are the ones Prometheus has series for. In a
+                // cluster, metrics.k8s.io waits for the watch-backed pod and node cache.
+                let resource = objects.is_none().then(|| {
+                    let source = PrometheusObjects::new(snapshot.clone(), backend.clone());
+                    ResourceMetrics::new(snapshot.clone(), backend.clone(), Arc::new(source))
+                });
                 AppState {
+                    resource,
                     external: ExternalMetrics::new(snapshot.clone(), backend.clone()),
                     custom: CustomMetrics::new(snapshot.clone(), backend, max_age, objects.clone())
                         .with_rediscovery(unknown_resource.clone()),

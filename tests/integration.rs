@@ -672,3 +672,148 @@ fn serves_external_metrics_by_namespace_and_selector() {
     let (code, message) = status(&format!("{base}/namespaces/default/queue_consumer_lag"));
     assert_eq!(code, 503, "{message}");
 }
+
+#[test]
+fn serves_resource_metrics_to_kubectl_top() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut prometheus = Prometheus::start(dir.path());
+    let adapter = Adapter::start(dir.path(), &demo_rules(), &prometheus.url(), &[]);
+    const MIB: f64 = 1024.0 * 1024.0;
+
+    // A real `kubectl top pod`: the app containers (0.25 cores, 100 MiB each); the pod cgroup
+    // and pause container are filtered out by the demo's containerQuery.
+    let (ok, stdout, stderr) = adapter.kubectl(&["top", "pod", "-n", "default", "--no-headers"]);
+    assert!(ok, "{stderr}");
+    let rows: Vec<Vec<&str>> = stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows.len(), 2, "{stdout}");
+    assert_eq!(rows[0][0], "web-6d4cf56db6-abcde");
+    assert_eq!(rows[1][0], "web-6d4cf56db6-fghij");
+    for row in &rows {
+        assert_close(quantity(row[1]), 0.25, "pod CPU cores");
+        assert_close(quantity(row[2]), 100.0 * MIB, "pod memory bytes");
+    }
+    // (`kubectl top node` also lists nodes from the core API, which only a cluster has.)
+    let nodes = adapter.get_json("/apis/metrics.k8s.io/v1beta1/nodes");
+    assert_eq!(nodes["kind"], "NodeMetricsList");
+    assert_eq!(
+        nodes["items"][0]["metadata"]["name"], "node-a",
+        "sorted by name"
+    );
+    assert_close(
+        quantity(nodes["items"][0]["usage"]["cpu"].as_str().unwrap()),
+        1.5,
+        "node-a CPU cores",
+    );
+
+    // NodeMetrics and PodMetrics as `kubectl get --raw` shows them.
+    let node = adapter.get_json("/apis/metrics.k8s.io/v1beta1/nodes/node-b");
+    assert_eq!(
+        (
+            node["kind"].as_str(),
+            node["metadata"]["name"].as_str(),
+            node["window"].as_str()
+        ),
+        (Some("NodeMetrics"), Some("node-b"), Some("5m0s"))
+    );
+    assert_close(
+        quantity(node["usage"]["cpu"].as_str().unwrap()),
+        0.75,
+        "node-b CPU",
+    );
+    assert_eq!(node["usage"]["memory"], "1Gi");
+    let pods = adapter.get_json("/apis/metrics.k8s.io/v1beta1/pods");
+    assert_eq!(pods["kind"], "PodMetricsList");
+    let names: Vec<(&str, &str)> = pods["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            assert!(p.get("kind").is_none(), "list items carry no kind");
+            (
+                p["metadata"]["namespace"].as_str().unwrap(),
+                p["metadata"]["name"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            ("default", "web-6d4cf56db6-abcde"),
+            ("default", "web-6d4cf56db6-fghij"),
+            ("other", "api-5c9b8d7f6-klmno")
+        ],
+        "sorted by namespace, then name"
+    );
+    let api =
+        adapter.get_json("/apis/metrics.k8s.io/v1beta1/namespaces/other/pods/api-5c9b8d7f6-klmno");
+    assert_eq!(api["kind"], "PodMetrics");
+    assert_eq!(api["containers"][0]["name"], "app");
+    assert_eq!(api["containers"][0]["usage"]["memory"], "100Mi");
+    let one = adapter.get_json(
+        "/apis/metrics.k8s.io/v1beta1/namespaces/default/pods?fieldSelector=metadata.name%3Dweb-6d4cf56db6-fghij",
+    );
+    assert_eq!(one["items"].as_array().unwrap().len(), 1);
+
+    // The Table form, and JSON for a client that offers protobuf first.
+    let (code, table) = adapter.curl_with(
+        &[
+            "-H",
+            "Accept: application/json;as=Table;v=v1;g=meta.k8s.io,application/json",
+        ],
+        "/apis/metrics.k8s.io/v1beta1/nodes",
+    );
+    assert_eq!(code, 200);
+    let table: serde_json::Value = serde_json::from_str(&table).unwrap();
+    assert_eq!(table["kind"], "Table");
+    assert_eq!(table["rows"][0]["cells"][0], "node-a");
+    assert_eq!(table["rows"][0]["cells"][3], "5m0s");
+    let (code, output) = adapter.curl_with(
+        &[
+            "-H",
+            "Accept: application/vnd.kubernetes.protobuf, application/json",
+            "-D",
+            "-",
+        ],
+        "/apis/metrics.k8s.io/v1beta1/nodes",
+    );
+    assert_eq!(code, 200);
+    assert!(
+        output.contains("content-type: application/json"),
+        "{output}"
+    );
+
+    // Bad input.
+    let status = |path: &str| {
+        let (code, body) = adapter.curl(path);
+        let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(status["kind"], "Status", "{body}");
+        (
+            code,
+            status["message"].as_str().unwrap_or_default().to_owned(),
+        )
+    };
+    assert_eq!(
+        status("/apis/metrics.k8s.io/v1beta1/namespaces/default/pods/nope"),
+        (404, r#"pods "nope" not found"#.to_owned())
+    );
+    assert_eq!(
+        status("/apis/metrics.k8s.io/v1beta1/nodes/node-z"),
+        (404, r#"nodes "node-z" not found"#.to_owned())
+    );
+    assert_eq!(
+        status("/apis/metrics.k8s.io/v1beta1/pods?fieldSelector=status.phase%3DRunning").0,
+        400
+    );
+    assert_eq!(
+        status("/apis/metrics.k8s.io/v1beta1/pods?labelSelector=app%20in%20(").0,
+        400
+    );
+
+    // Prometheus down: 503, nothing partial.
+    prometheus.stop();
+    assert_eq!(status("/apis/metrics.k8s.io/v1beta1/pods").0, 503);
+    assert_eq!(status("/apis/metrics.k8s.io/v1beta1/nodes").0, 503);
+}

@@ -254,7 +254,7 @@ mod tests {
             singular_name: "",
             namespaced,
             kind: "MetricValueList",
-            verbs: ["get"],
+            verbs: &["get"],
         };
         let list = [
             resource("pods/http_requests", true),

@@ -4,7 +4,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 
 use super::wire::{Empty, Status};
-use crate::provider::{custom, external};
+use crate::provider::{custom, external, resource};
 
 /// An API failure, with the status code and client-safe message it is answered with.
 #[derive(Debug, thiserror::Error)]
@@ -98,6 +98,17 @@ impl From<external::Error> for Error {
             external::Error::BadRequest(m) => Error::BadRequest(m),
             external::Error::Unavailable(m) => Error::Unavailable(m),
             external::Error::Internal(m) => Error::Internal(m),
+        }
+    }
+}
+
+impl From<resource::Error> for Error {
+    fn from(error: resource::Error) -> Self {
+        match error {
+            e @ resource::Error::NotFound { .. } => Error::NotFound(e.to_string()),
+            resource::Error::BadRequest(m) => Error::BadRequest(m),
+            resource::Error::Unavailable(m) => Error::Unavailable(m),
+            resource::Error::Internal(m) => Error::Internal(m),
         }
     }
 }

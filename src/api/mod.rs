@@ -19,17 +19,19 @@ use percent_encoding::percent_decode_str;
 use discovery::{DiscoveryFormat, ServedGroup, aggregated_document, etag};
 pub use error::Error;
 use wire::{
-    ApiGroup, ApiGroupList, ApiResource, ApiResourceList, Empty, ExternalMetricValue,
-    ExternalMetricValueList, GroupVersion, MetricIdentifier, MetricValueList, MetricValueV1Beta1,
-    MetricValueV1Beta2, ObjectReference,
+    ApiGroup, ApiGroupList, ApiResource, ApiResourceList, ContainerMetrics, Empty,
+    ExternalMetricValue, ExternalMetricValueList, GroupVersion, MetricIdentifier, MetricValueList,
+    MetricValueV1Beta1, MetricValueV1Beta2, MetricsList, MetricsObjectMeta, ObjectReference,
+    ResourceUsage,
 };
 
 use crate::auth::{Credentials, PeerIdentity, Verdict};
-use crate::model::format_timestamp;
+use crate::model::{format_go_duration, format_timestamp};
 use crate::promql::LabelSelector;
 use crate::provider::custom::{CustomMetrics, CustomRequest, MetricValue, ObjectName};
 use crate::provider::discovery::Health;
 use crate::provider::external::{ExternalMetrics, ExternalRequest};
+use crate::provider::resource::{self, FieldSelector, ResourceMetrics};
 use crate::provider::unix_now;
 use crate::telemetry::Metrics;
 
@@ -37,6 +39,8 @@ const CUSTOM_GROUP: &str = "custom.metrics.k8s.io";
 const CUSTOM_VERSIONS: [&str; 2] = ["v1beta1", "v1beta2"];
 const EXTERNAL_GROUP: &str = "external.metrics.k8s.io";
 const EXTERNAL_VERSIONS: [&str; 1] = ["v1beta1"];
+const RESOURCE_GROUP: &str = "metrics.k8s.io";
+const RESOURCE_VERSIONS: [&str; 1] = ["v1beta1"];
 /// The placeholder metric listed while discovery has found nothing (never served).
 const NO_METRIC_YET: &str = "prom_adapter_no_metric_discovered_yet";
 
@@ -47,6 +51,8 @@ pub struct AppState {
     pub custom: CustomMetrics,
     /// The external metrics service.
     pub external: ExternalMetrics,
+    /// The resource metrics service, when there is a source of pods and nodes.
+    pub resource: Option<ResourceMetrics>,
     /// Self metrics.
     pub metrics: Arc<Metrics>,
     /// Discovery health.
@@ -103,6 +109,33 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route(
             "/apis/external.metrics.k8s.io/{version}/namespaces/{namespace}/{metric}",
             web::get().to(external_metric),
+        )
+        .route("/apis/metrics.k8s.io", web::get().to(resource_group))
+        .route("/apis/metrics.k8s.io/", web::get().to(resource_group))
+        .route(
+            "/apis/metrics.k8s.io/v1beta1",
+            web::get().to(resource_resources),
+        )
+        .route(
+            "/apis/metrics.k8s.io/v1beta1/",
+            web::get().to(resource_resources),
+        )
+        .route(
+            "/apis/metrics.k8s.io/v1beta1/nodes",
+            web::get().to(node_list),
+        )
+        .route(
+            "/apis/metrics.k8s.io/v1beta1/nodes/{name}",
+            web::get().to(node_one),
+        )
+        .route("/apis/metrics.k8s.io/v1beta1/pods", web::get().to(pod_list))
+        .route(
+            "/apis/metrics.k8s.io/v1beta1/namespaces/{namespace}/pods",
+            web::get().to(pod_list),
+        )
+        .route(
+            "/apis/metrics.k8s.io/v1beta1/namespaces/{namespace}/pods/{name}",
+            web::get().to(pod_one),
         )
         .default_service(web::to(not_found));
 }
@@ -326,6 +359,9 @@ async fn group_list(
         if external {
             groups.push(api_group(EXTERNAL_GROUP, &EXTERNAL_VERSIONS));
         }
+        if resource_service(&state).is_ok() {
+            groups.push(api_group(RESOURCE_GROUP, &RESOURCE_VERSIONS));
+        }
         return Ok(HttpResponse::Ok().json(ApiGroupList {
             kind: "APIGroupList",
             api_version: "v1",
@@ -348,6 +384,13 @@ async fn group_list(
         groups.push(ServedGroup {
             name: EXTERNAL_GROUP,
             versions: vec![(EXTERNAL_VERSIONS[0], external_resources.as_slice())],
+        });
+    }
+    let resource_resources = resource_api_resources();
+    if resource_service(&state).is_ok() {
+        groups.push(ServedGroup {
+            name: RESOURCE_GROUP,
+            versions: vec![(RESOURCE_VERSIONS[0], resource_resources.as_slice())],
         });
     }
     let body = aggregated_document(version, &groups).map_err(|e| Error::Internal(e.to_string()))?;
@@ -409,7 +452,7 @@ fn custom_api_resources(state: &AppState) -> Vec<ApiResource> {
             singular_name: "",
             namespaced: info.namespaced,
             kind: "MetricValueList",
-            verbs: ["get"],
+            verbs: &["get"],
         })
         .collect();
     if resources.is_empty() {
@@ -420,7 +463,7 @@ fn custom_api_resources(state: &AppState) -> Vec<ApiResource> {
             singular_name: "",
             namespaced: false,
             kind: "MetricValueList",
-            verbs: ["get"],
+            verbs: &["get"],
         });
     }
     resources
@@ -528,7 +571,7 @@ fn external_api_resources(state: &AppState) -> Vec<ApiResource> {
                 .get(source.rule)
                 .is_none_or(|rule| rule.resources.namespaced()),
             kind: "ExternalMetricValueList",
-            verbs: ["get"],
+            verbs: &["get"],
         })
         .collect();
     if resources.is_empty() {
@@ -537,7 +580,7 @@ fn external_api_resources(state: &AppState) -> Vec<ApiResource> {
             singular_name: "",
             namespaced: true,
             kind: "ExternalMetricValueList",
-            verbs: ["get"],
+            verbs: &["get"],
         });
     }
     resources
@@ -580,6 +623,232 @@ async fn external_metric(
             })
             .collect(),
     }))
+}
+
+/// The resource metrics service, when the rules file has `resourceRules` and pods and nodes
+/// have a source.
+fn resource_service(state: &AppState) -> Result<&ResourceMetrics, Error> {
+    state
+        .resource
+        .as_ref()
+        .filter(|r| r.enabled())
+        .ok_or_else(Error::no_such_path)
+}
+
+fn resource_api_resources() -> Vec<ApiResource> {
+    let resource = |name: &str, namespaced: bool, kind: &'static str| ApiResource {
+        name: name.to_owned(),
+        singular_name: "",
+        namespaced,
+        kind,
+        verbs: &["get", "list"],
+    };
+    vec![
+        resource("nodes", false, "NodeMetrics"),
+        resource("pods", true, "PodMetrics"),
+    ]
+}
+
+async fn resource_group(state: web::Data<AppState>) -> Result<HttpResponse, Error> {
+    resource_service(&state)?;
+    Ok(HttpResponse::Ok().json(api_group(RESOURCE_GROUP, &RESOURCE_VERSIONS)))
+}
+
+async fn resource_resources(state: web::Data<AppState>) -> Result<HttpResponse, Error> {
+    resource_service(&state)?;
+    Ok(HttpResponse::Ok().json(ApiResourceList {
+        kind: "APIResourceList",
+        api_version: "v1",
+        group_version: format!("{RESOURCE_GROUP}/v1beta1"),
+        resources: resource_api_resources(),
+    }))
+}
+
+/// `labelSelector` and `fieldSelector` of a resource metrics list.
+fn object_selectors(request: &HttpRequest) -> Result<(LabelSelector, FieldSelector), Error> {
+    let query = web::Query::<HashMap<String, String>>::from_query(request.query_string())
+        .map_err(|e| Error::BadRequest(format!("invalid query string: {e}")))?;
+    let text = |key: &str| query.get(key).map(String::as_str).unwrap_or_default();
+    let labels = LabelSelector::parse(text("labelSelector"))
+        .map_err(|e| Error::BadRequest(format!("labelSelector: {e}")))?;
+    Ok((labels, FieldSelector::parse(text("fieldSelector"))?))
+}
+
+/// Whether the client asked for a `meta.k8s.io/v1` Table (as `kubectl get` does).
+fn wants_table(request: &HttpRequest) -> bool {
+    request
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| {
+            accept.split(',').any(|media| {
+                let params: Vec<&str> = media.split(';').map(str::trim).collect();
+                params.contains(&"as=Table") && params.contains(&"g=meta.k8s.io")
+            })
+        })
+}
+
+fn node_json(m: resource::NodeMetrics, whole: bool, now: &str) -> wire::NodeMetrics {
+    wire::NodeMetrics {
+        kind: whole.then_some("NodeMetrics"),
+        api_version: whole.then_some("metrics.k8s.io/v1beta1"),
+        metadata: MetricsObjectMeta {
+            name: m.node.name,
+            namespace: None,
+            creation_timestamp: now.to_owned(),
+            labels: m.node.labels,
+        },
+        timestamp: format_timestamp(m.timestamp as i64),
+        window: format_go_duration(m.window),
+        usage: ResourceUsage {
+            cpu: m.cpu,
+            memory: m.memory,
+        },
+    }
+}
+
+fn pod_json(m: resource::PodMetrics, whole: bool, now: &str) -> wire::PodMetrics {
+    wire::PodMetrics {
+        kind: whole.then_some("PodMetrics"),
+        api_version: whole.then_some("metrics.k8s.io/v1beta1"),
+        metadata: MetricsObjectMeta {
+            name: m.pod.name,
+            namespace: Some(m.pod.namespace),
+            creation_timestamp: now.to_owned(),
+            labels: m.pod.labels,
+        },
+        timestamp: format_timestamp(m.timestamp as i64),
+        window: format_go_duration(m.window),
+        containers: m
+            .containers
+            .into_iter()
+            .map(|c| ContainerMetrics {
+                name: c.name,
+                usage: ResourceUsage {
+                    cpu: c.cpu,
+                    memory: c.memory,
+                },
+            })
+            .collect(),
+    }
+}
+
+/// A Table of `(name, namespace, cpu, memory, window)` rows, the columns metrics-server gives.
+fn metrics_table(rows: Vec<(String, Option<String>, String, String, String)>) -> HttpResponse {
+    let column = |name: &str, format: &str, description: &str| serde_json::json!({"name": name, "type": "string", "format": format, "description": description, "priority": 0});
+    let rows: Vec<serde_json::Value> = rows
+        .into_iter()
+        .map(|(name, namespace, cpu, memory, window)| {
+            let mut metadata = serde_json::json!({"name": name});
+            if let Some(namespace) = namespace {
+                metadata["namespace"] = namespace.into();
+            }
+            serde_json::json!({"cells": [name, cpu, memory, window],
+                "object": {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": metadata}})
+        })
+        .collect();
+    HttpResponse::Ok()
+        .content_type("application/json;as=Table;v=v1;g=meta.k8s.io")
+        .json(serde_json::json!({
+            "kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": {},
+            "columnDefinitions": [
+                column("Name", "name", "Name of the resource"),
+                column("cpu", "", "CPU usage"),
+                column("memory", "", "Memory usage"),
+                column("Window", "", "Window over which the usage was computed"),
+            ],
+            "rows": rows,
+        }))
+}
+
+async fn node_list(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+) -> Result<HttpResponse, Error> {
+    let service = resource_service(&state)?;
+    let (labels, fields) = object_selectors(&request)?;
+    let now = unix_now();
+    let nodes = service.nodes(&labels, &fields, now).await?;
+    if wants_table(&request) {
+        return Ok(metrics_table(
+            nodes
+                .into_iter()
+                .map(|n| {
+                    (
+                        n.node.name,
+                        None,
+                        n.cpu,
+                        n.memory,
+                        format_go_duration(n.window),
+                    )
+                })
+                .collect(),
+        ));
+    }
+    let now = format_timestamp(now as i64);
+    Ok(HttpResponse::Ok().json(MetricsList {
+        kind: "NodeMetricsList",
+        api_version: "metrics.k8s.io/v1beta1",
+        metadata: Empty {},
+        items: nodes
+            .into_iter()
+            .map(|n| node_json(n, false, &now))
+            .collect(),
+    }))
+}
+
+async fn node_one(
+    state: web::Data<AppState>,
+    name: web::Path<String>,
+) -> Result<HttpResponse, Error> {
+    let service = resource_service(&state)?;
+    let now = unix_now();
+    let node = service.node(&name, now).await?;
+    Ok(HttpResponse::Ok().json(node_json(node, true, &format_timestamp(now as i64))))
+}
+
+async fn pod_list(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, Error> {
+    let service = resource_service(&state)?;
+    let namespace = request.match_info().get("namespace").map(str::to_owned);
+    let (labels, fields) = object_selectors(&request)?;
+    let now = unix_now();
+    let pods = service
+        .pods(namespace.as_deref(), &labels, &fields, now)
+        .await?;
+    if wants_table(&request) {
+        return Ok(metrics_table(
+            pods.into_iter()
+                .map(|p| {
+                    let (cpu, memory) = p.total_usage();
+                    (
+                        p.pod.name,
+                        Some(p.pod.namespace),
+                        cpu,
+                        memory,
+                        format_go_duration(p.window),
+                    )
+                })
+                .collect(),
+        ));
+    }
+    let now = format_timestamp(now as i64);
+    Ok(HttpResponse::Ok().json(MetricsList {
+        kind: "PodMetricsList",
+        api_version: "metrics.k8s.io/v1beta1",
+        metadata: Empty {},
+        items: pods.into_iter().map(|p| pod_json(p, false, &now)).collect(),
+    }))
+}
+
+async fn pod_one(
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, Error> {
+    let service = resource_service(&state)?;
+    let (namespace, name) = path.into_inner();
+    let now = unix_now();
+    let pod = service.pod(&namespace, &name, now).await?;
+    Ok(HttpResponse::Ok().json(pod_json(pod, true, &format_timestamp(now as i64))))
 }
 
 fn object_reference(value: &MetricValue) -> ObjectReference {

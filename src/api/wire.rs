@@ -95,7 +95,7 @@ pub struct ApiResource {
     /// `MetricValueList`.
     pub kind: &'static str,
     /// `["get"]`.
-    pub verbs: [&'static str; 1],
+    pub verbs: &'static [&'static str],
 }
 
 /// `custom_metrics.ObjectReference`.
@@ -194,4 +194,90 @@ pub struct ExternalMetricValue {
     pub timestamp: String,
     /// Quantity.
     pub value: String,
+}
+
+/// `metrics/v1beta1` object metadata: name, namespace, labels and the response time.
+#[derive(Debug, Serialize)]
+pub struct MetricsObjectMeta {
+    /// Name.
+    pub name: String,
+    /// Namespace (pods only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// When the answer was made, as metrics-server sets it.
+    #[serde(rename = "creationTimestamp")]
+    pub creation_timestamp: String,
+    /// The object's labels.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+/// CPU and memory quantities.
+#[derive(Debug, Serialize)]
+pub struct ResourceUsage {
+    /// CPU, in cores.
+    pub cpu: String,
+    /// Memory, in bytes.
+    pub memory: String,
+}
+
+/// `metrics/v1beta1.NodeMetrics`; `kind` and `apiVersion` only when it is the whole answer.
+#[derive(Debug, Serialize)]
+pub struct NodeMetrics {
+    /// `NodeMetrics`, for a single object.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<&'static str>,
+    /// `metrics.k8s.io/v1beta1`, for a single object.
+    #[serde(rename = "apiVersion", skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<&'static str>,
+    /// The node.
+    pub metadata: MetricsObjectMeta,
+    /// The earlier sample time.
+    pub timestamp: String,
+    /// The rate window, as a Go duration.
+    pub window: String,
+    /// Usage.
+    pub usage: ResourceUsage,
+}
+
+/// `metrics/v1beta1.ContainerMetrics`.
+#[derive(Debug, Serialize)]
+pub struct ContainerMetrics {
+    /// Container name.
+    pub name: String,
+    /// Usage.
+    pub usage: ResourceUsage,
+}
+
+/// `metrics/v1beta1.PodMetrics`; `kind` and `apiVersion` only when it is the whole answer.
+#[derive(Debug, Serialize)]
+pub struct PodMetrics {
+    /// `PodMetrics`, for a single object.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kind: Option<&'static str>,
+    /// `metrics.k8s.io/v1beta1`, for a single object.
+    #[serde(rename = "apiVersion", skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<&'static str>,
+    /// The pod.
+    pub metadata: MetricsObjectMeta,
+    /// The earliest sample time.
+    pub timestamp: String,
+    /// The rate window, as a Go duration.
+    pub window: String,
+    /// Containers.
+    pub containers: Vec<ContainerMetrics>,
+}
+
+/// `NodeMetricsList` or `PodMetricsList`.
+#[derive(Debug, Serialize)]
+pub struct MetricsList<T> {
+    /// `NodeMetricsList` or `PodMetricsList`.
+    pub kind: &'static str,
+    /// `metrics.k8s.io/v1beta1`.
+    #[serde(rename = "apiVersion")]
+    pub api_version: &'static str,
+    /// Always empty.
+    pub metadata: Empty,
+    /// The objects.
+    pub items: Vec<T>,
 }

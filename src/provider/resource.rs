@@ -49,7 +49,7 @@ pub trait ResourceObjects: Send + Sync + 'static {
 }
 
 /// One container's usage.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ContainerUsage {
     /// Container name (`""` when the series has no container label).
     pub name: String,
@@ -57,6 +57,8 @@ pub struct ContainerUsage {
     pub cpu: String,
     /// Memory, in bytes, as a quantity.
     pub memory: String,
+    /// CPU cores and memory bytes as numbers (after NaN and negatives became 0), for sums.
+    pub raw: (f64, f64),
 }
 
 /// A pod's usage, per container.
@@ -70,6 +72,20 @@ pub struct PodMetrics {
     pub window: Duration,
     /// Containers, by name.
     pub containers: Vec<ContainerUsage>,
+}
+
+impl PodMetrics {
+    /// CPU and memory summed over the containers, as quantities (the Table form's cells).
+    pub fn total_usage(&self) -> (String, String) {
+        let (cpu, memory) = self
+            .containers
+            .iter()
+            .fold((0.0, 0.0), |(c, m), u| (c + u.raw.0, m + u.raw.1));
+        (
+            usage_quantity(cpu, QuantityFormat::DecimalSi).unwrap_or_default(),
+            usage_quantity(memory, QuantityFormat::BinarySi).unwrap_or_default(),
+        )
+    }
 }
 
 /// A node's usage.
@@ -364,14 +380,18 @@ impl ResourceMetrics {
     }
 }
 
-/// A usage value as metrics-server reports it: NaN and negative values are 0.
-fn usage_quantity(value: f64, format: QuantityFormat) -> Option<String> {
-    let value = if value.is_nan() || value < 0.0 {
+/// NaN and negative usage is 0, as metrics-server reports it.
+fn sanitize(value: f64) -> f64 {
+    if value.is_nan() || value < 0.0 {
         0.0
     } else {
         value
-    };
-    quantity_from_f64(value, format).ok()
+    }
+}
+
+/// A usage value as a quantity; `None` for values no quantity holds (+Inf, too large).
+fn usage_quantity(value: f64, format: QuantityFormat) -> Option<String> {
+    quantity_from_f64(sanitize(value), format).ok()
 }
 
 /// Pairs each pod with its CPU and memory samples (each given as pod label, container label,
@@ -431,6 +451,7 @@ pub fn assemble_pods(
                     name,
                     cpu: usage_quantity(cpu, QuantityFormat::DecimalSi)?,
                     memory: usage_quantity(memory, QuantityFormat::BinarySi)?,
+                    raw: (sanitize(cpu), sanitize(memory)),
                 })
             })
             .collect();
