@@ -57,7 +57,7 @@ wait_ready "https://127.0.0.1:$ADAPTER_PORT/readyz" "${pids[-1]}" prom-adapter "
 K="kubectl --server https://127.0.0.1:$ADAPTER_PORT --insecure-skip-tls-verify --token demo"
 cat <<TXT
 
-prom-adapter serves custom.metrics.k8s.io and external.metrics.k8s.io on https://127.0.0.1:$ADAPTER_PORT (rules: config/demo.yaml).
+prom-adapter serves custom.metrics.k8s.io, external.metrics.k8s.io and metrics.k8s.io on https://127.0.0.1:$ADAPTER_PORT (rules: config/demo.yaml).
 Try:
   $K get --raw /apis/custom.metrics.k8s.io/v1beta2 | jq -r '.resources[].name'
   $K get --raw /apis/custom.metrics.k8s.io/v1beta2/namespaces/default/services/web/nginx_ingress_requests_per_second | jq
@@ -66,6 +66,8 @@ Try:
   $K get --raw /apis/custom.metrics.k8s.io/v1beta2/nodes/node-a/node_load | jq
   $K get --raw '/apis/external.metrics.k8s.io/v1beta1/namespaces/default/queue_consumer_lag?labelSelector=name%3Dq1' | jq
   $K get --raw /apis/external.metrics.k8s.io/v1beta1/namespaces/default/queue_messages_ready | jq
+  $K top pod -n default
+  $K get --raw /apis/metrics.k8s.io/v1beta1/nodes | jq
   curl -k https://127.0.0.1:$ADAPTER_PORT/metrics
 
 Press Ctrl-C to stop.
