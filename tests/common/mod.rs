@@ -20,12 +20,17 @@ pub fn free_port() -> u16 {
 
 /// Writes the fixture data (now − 1 h … now + 6 h, 15 s steps) as OpenMetrics and returns its path.
 pub fn generate_data(dir: &Path) -> PathBuf {
-    generate_scaled_data(dir, 7 * 3600, 1)
+    generate_scaled_data(dir, 7 * 3600, 1, (0, 0))
 }
 
 /// Writes fixture data from an hour ago for `duration` seconds, with the `web` ingress spread over
 /// `scale` controller pods × 10 paths.
-pub fn generate_scaled_data(dir: &Path, duration: u64, scale: u32) -> PathBuf {
+pub fn generate_scaled_data(
+    dir: &Path,
+    duration: u64,
+    scale: u32,
+    (namespaces, pods): (u32, u32),
+) -> PathBuf {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -38,6 +43,7 @@ pub fn generate_scaled_data(dir: &Path, duration: u64, scale: u32) -> PathBuf {
             duration.to_string(),
             "15".to_owned(),
             scale.to_string(),
+            format!("{namespaces}x{pods}"),
         ])
         .output()
         .expect("python3 runs the data generator");
@@ -97,7 +103,17 @@ impl Prometheus {
 
     /// Starts Prometheus with the `web` ingress spread over `scale` × 10 series per status.
     pub fn start_scaled(dir: &Path, duration: u64, scale: u32) -> Self {
-        Self::start_with(dir, generate_scaled_data(dir, duration, scale), None)
+        Self::start_with(
+            dir,
+            generate_scaled_data(dir, duration, scale, (0, 0)),
+            None,
+        )
+    }
+
+    /// Starts Prometheus with `namespaces` × `pods` more pods' cAdvisor series.
+    pub fn start_with_pods(dir: &Path, duration: u64, namespaces: u32, pods: u32) -> Self {
+        let data = generate_scaled_data(dir, duration, 1, (namespaces, pods));
+        Self::start_with(dir, data, None)
     }
 
     fn start_with(dir: &Path, om: PathBuf, web: Option<(PathBuf, Vec<String>)>) -> Self {
