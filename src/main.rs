@@ -11,7 +11,7 @@ use clap::Parser;
 use futures_util::future::BoxFuture;
 use prom_adapter::api::AppState;
 use prom_adapter::cli::{Cli, Command, ExplainArgs, ServeArgs, screen_legacy_flags};
-use prom_adapter::cluster::Cluster;
+use prom_adapter::cluster::{Cluster, PodsAndNodes};
 use prom_adapter::config::{self, settings};
 use prom_adapter::model::parse_duration;
 use prom_adapter::model::{QueryResult, SeriesShape};
@@ -19,7 +19,7 @@ use prom_adapter::prometheus;
 use prom_adapter::provider::custom::CustomMetrics;
 use prom_adapter::provider::discovery::{Discovery, DiscoveryConfig, Health};
 use prom_adapter::provider::external::ExternalMetrics;
-use prom_adapter::provider::resource::{PrometheusObjects, ResourceMetrics};
+use prom_adapter::provider::resource::{PrometheusObjects, ResourceMetrics, ResourceObjects};
 use prom_adapter::provider::{
     BackendError, MetricsBackend, ObjectLister, SharedSnapshot, Snapshot,
 };
@@ -210,6 +210,14 @@ fn serve(args: ServeArgs, warnings: Vec<String>) -> anyhow::Result<ExitCode> {
         let objects: Option<Arc<dyn ObjectLister>> = cluster
             .clone()
             .map(|c| Arc::new(c) as Arc<dyn ObjectLister>);
+        // Running pods and nodes for metrics.k8s.io: watched in a cluster, read from Prometheus
+        // without one.
+        let pods_and_nodes: Option<Arc<dyn ResourceObjects>> = match &cluster {
+            Some(cluster) if snapshot.load().rules.resource.is_some() => {
+                Some(Arc::new(PodsAndNodes::watch(cluster)))
+            }
+            _ => None,
+        };
         let gate = match (&serve_config.cluster, &cluster) {
             (Some(settings), Some(lister)) => Some(Arc::new(auth_gate(settings, lister).await?)),
             _ => None,
@@ -258,12 +266,11 @@ fn serve(args: ServeArgs, warnings: Vec<String>) -> anyhow::Result<ExitCode> {
                 });
                 let backend: Arc<dyn MetricsBackend> =
                     Arc::new(InstrumentedClient::new(client, metrics.clone()));
-                // Without a cluster, pods and nodes are the ones Prometheus has series for. In a
-                // cluster, metrics.k8s.io waits for the watch-backed pod and node cache.
-                let resource = objects.is_none().then(|| {
-                    let source = PrometheusObjects::new(snapshot.clone(), backend.clone());
-                    ResourceMetrics::new(snapshot.clone(), backend.clone(), Arc::new(source))
-                });
+                let source: Arc<dyn ResourceObjects> = match &pods_and_nodes {
+                    Some(watched) => watched.clone(),
+                    None => Arc::new(PrometheusObjects::new(snapshot.clone(), backend.clone())),
+                };
+                let resource = Some(ResourceMetrics::new(snapshot.clone(), backend.clone(), source));
                 AppState {
                     resource,
                     external: ExternalMetrics::new(snapshot.clone(), backend.clone()),

@@ -558,3 +558,76 @@ fn malformed_requests_get_the_right_4xx_status_and_nothing_breaks() {
         200
     );
 }
+
+#[test]
+fn resource_metrics_come_from_watched_running_pods_and_nodes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (prometheus, apiserver) = prometheus_and_cluster(dir.path());
+    for (namespace, name, app) in [
+        ("default", "web-6d4cf56db6-abcde", "web"),
+        ("default", "web-6d4cf56db6-fghij", "web"),
+        ("other", "api-5c9b8d7f6-klmno", "api"),
+    ] {
+        apiserver.add_object("", "pods", Some(namespace), name, &[("app", app)]);
+    }
+    // Prometheus still has its series, but the pod is no longer running.
+    apiserver.set_pod_phase("default", "web-6d4cf56db6-fghij", "Succeeded");
+    apiserver.add_object("", "nodes", None, "node-a", &[("zone", "a")]);
+    apiserver.add_object("", "nodes", None, "node-b", &[("zone", "b")]);
+    let adapter = Adapter::start_in_cluster(
+        dir.path(),
+        &demo_rules(),
+        &prometheus.url(),
+        &apiserver.kubeconfig,
+        &[],
+    );
+
+    let (ok, stdout, stderr) = adapter.kubectl(&["top", "pod", "-n", "default", "--no-headers"]);
+    assert!(ok, "{stderr}");
+    let names: Vec<&str> = stdout
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(names, vec!["web-6d4cf56db6-abcde"], "running pods only");
+
+    let web = adapter.get_json("/apis/metrics.k8s.io/v1beta1/pods?labelSelector=app%3Dweb");
+    assert_eq!(web["items"].as_array().unwrap().len(), 1, "{web}");
+    assert_eq!(
+        web["items"][0]["metadata"]["labels"]["app"], "web",
+        "labels from the cluster"
+    );
+    let api =
+        adapter.get_json("/apis/metrics.k8s.io/v1beta1/namespaces/other/pods/api-5c9b8d7f6-klmno");
+    assert_eq!(api["containers"][0]["usage"]["memory"], "100Mi");
+    let zone_b = adapter.get_json("/apis/metrics.k8s.io/v1beta1/nodes?labelSelector=zone%3Db");
+    let nodes: Vec<&str> = zone_b["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(nodes, vec!["node-b"]);
+    let (code, _) =
+        adapter.curl("/apis/metrics.k8s.io/v1beta1/namespaces/default/pods/web-6d4cf56db6-fghij");
+    assert_eq!(code, 404, "not running");
+
+    // Every answer came from the watch caches: one list of each, then watches.
+    let lists = |path: &str| {
+        apiserver
+            .requests()
+            .iter()
+            .filter(|r| r.starts_with(&format!("GET {path}?")) && !r.contains("watch=true"))
+            .count()
+    };
+    assert_eq!(lists("/api/v1/pods"), 1, "{:?}", apiserver.requests());
+    assert_eq!(lists("/api/v1/nodes"), 1);
+    assert!(
+        apiserver
+            .requests()
+            .iter()
+            .any(|r| r.starts_with("GET /api/v1/pods?")
+                && r.contains("fieldSelector=status.phase%3DRunning")),
+        "{:?}",
+        apiserver.requests()
+    );
+}

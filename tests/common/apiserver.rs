@@ -48,6 +48,8 @@ pub struct Object {
     pub namespace: Option<String>,
     pub name: String,
     pub labels: BTreeMap<String, String>,
+    /// Fields a fieldSelector can choose by, e.g. `status.phase` of a pod.
+    pub fields: BTreeMap<String, String>,
 }
 
 #[derive(Default)]
@@ -161,7 +163,26 @@ impl ApiServer {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            // Pods are created running, as a scheduled pod soon is.
+            fields: if plural == "pods" && group.is_empty() {
+                BTreeMap::from([("status.phase".to_owned(), "Running".to_owned())])
+            } else {
+                BTreeMap::new()
+            },
         });
+    }
+
+    /// Sets a pod's `status.phase` (e.g. `Pending`, `Succeeded`).
+    pub fn set_pod_phase(&self, namespace: &str, name: &str, phase: &str) {
+        let mut state = self.state.lock().unwrap();
+        let pod = state
+            .objects
+            .iter_mut()
+            .find(|o| {
+                o.plural == "pods" && o.namespace.as_deref() == Some(namespace) && o.name == name
+            })
+            .expect("the pod exists");
+        pod.fields.insert("status.phase".into(), phase.into());
     }
 
     /// Makes TokenReview accept `token` as `user` in `groups`.
@@ -275,6 +296,28 @@ fn resource_list(group_version: &str, resources: &[&Resource]) -> Value {
             [main, status]
         }).collect::<Vec<_>>(),
     })
+}
+
+/// A fieldSelector as kube-apiserver reads it: `field=value`, `field==value`, `field!=value`.
+/// (kube-apiserver also rejects fields a resource does not index; the stand-in does not.)
+fn parse_field_selector(text: &str) -> Result<Vec<(String, bool, String)>, String> {
+    text.split(',')
+        .filter(|t| !t.is_empty())
+        .map(|term| {
+            let (field, equal, value) = if let Some((f, v)) = term.split_once("!=") {
+                (f, false, v)
+            } else if let Some((f, v)) = term.split_once("==") {
+                (f, true, v)
+            } else if let Some((f, v)) = term.split_once('=') {
+                (f, true, v)
+            } else {
+                return Err(format!(
+                    "invalid selector: '{text}'; can't understand '{term}'"
+                ));
+            };
+            Ok((field.to_owned(), equal, value.to_owned()))
+        })
+        .collect()
 }
 
 /// Whether an Accept header asks for aggregated discovery v2, the way kube-apiserver
@@ -517,6 +560,31 @@ async fn handle(
             );
         }
     };
+    let fields = match parse_field_selector(
+        query
+            .get("fieldSelector")
+            .map(String::as_str)
+            .unwrap_or_default(),
+    ) {
+        Ok(fields) => fields,
+        Err(message) => return status(400, "BadRequest", &message),
+    };
+    if matches!(query.get("watch").map(String::as_str), Some("true" | "1")) {
+        // No changes happen while a test runs: hold the watch open, as kube-apiserver does,
+        // until its timeout, sending nothing.
+        let seconds: u64 = query
+            .get("timeoutSeconds")
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(60);
+        let timeout = tokio::time::sleep(std::time::Duration::from_secs(seconds));
+        let events = futures_util::StreamExt::take_until(
+            futures_util::stream::pending::<Result<web::Bytes, actix_web::Error>>(),
+            timeout,
+        );
+        return HttpResponse::Ok()
+            .content_type("application/json")
+            .streaming(events);
+    }
     let metadata_only = request
         .headers()
         .get("accept")
@@ -528,6 +596,16 @@ async fn handle(
         .filter(|o| o.group == group && o.plural == plural)
         .filter(|o| namespace.is_none() || o.namespace.as_deref() == namespace)
         .filter(|o| selector.matches(&o.labels))
+        .filter(|o| {
+            fields.iter().all(|(field, equal, value)| {
+                let actual = match field.as_str() {
+                    "metadata.name" => Some(o.name.as_str()),
+                    "metadata.namespace" => o.namespace.as_deref(),
+                    other => o.fields.get(other).map(String::as_str),
+                };
+                (actual == Some(value.as_str())) == *equal
+            })
+        })
         .map(|o| {
             let metadata = json!({"name": o.name, "namespace": o.namespace, "labels": o.labels, "resourceVersion": "1"});
             if metadata_only {
