@@ -743,10 +743,29 @@ fn serves_resource_metrics_to_kubectl_top() {
         vec![
             ("default", "web-6d4cf56db6-abcde"),
             ("default", "web-6d4cf56db6-fghij"),
+            ("odd", "odd-0"),
             ("other", "api-5c9b8d7f6-klmno")
         ],
         "sorted by namespace, then name"
     );
+    // Negative and NaN usage is 0, containers in name order.
+    let odd = adapter.get_json("/apis/metrics.k8s.io/v1beta1/namespaces/odd/pods/odd-0");
+    let containers: Vec<(&str, &str, f64)> = odd["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap(),
+                c["usage"]["memory"].as_str().unwrap(),
+                quantity(c["usage"]["cpu"].as_str().unwrap()),
+            )
+        })
+        .collect();
+    assert_eq!(containers.len(), 2, "{odd}");
+    assert_eq!((containers[0].0, containers[0].1), ("app", "0"));
+    assert_eq!((containers[1].0, containers[1].1), ("sidecar", "0"));
+    assert_close(containers[1].2, 0.1, "sidecar CPU");
     let api =
         adapter.get_json("/apis/metrics.k8s.io/v1beta1/namespaces/other/pods/api-5c9b8d7f6-klmno");
     assert_eq!(api["kind"], "PodMetrics");
