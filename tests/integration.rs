@@ -479,8 +479,8 @@ fn openapi_documents_are_valid_and_cacheable() {
     }
     assert_eq!(
         documents.len(),
-        4,
-        "v2 and one v3 document per served version (two custom, one external)"
+        5,
+        "v2 and one v3 document per served version (two custom, one external, one resource)"
     );
     for (file, path) in documents {
         let (code, output) = adapter.curl_with(&["-D", "-"], &path);

@@ -5,13 +5,16 @@ use serde_json::{Value, json};
 const CUSTOM_GROUP: &str = "custom.metrics.k8s.io";
 const EXTERNAL_GROUP: &str = "external.metrics.k8s.io";
 const EXTERNAL_PREFIX: &str = "io.k8s.metrics.pkg.apis.external_metrics.v1beta1";
+const RESOURCE_GROUP: &str = "metrics.k8s.io";
+const RESOURCE_PREFIX: &str = "io.k8s.metrics.pkg.apis.metrics.v1beta1";
 const META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1";
 
 /// The group-versions with OpenAPI documents.
-pub const SERVED: [(&str, &str); 3] = [
+pub const SERVED: [(&str, &str); 4] = [
     (CUSTOM_GROUP, "v1beta1"),
     (CUSTOM_GROUP, "v1beta2"),
     (EXTERNAL_GROUP, "v1beta1"),
+    (RESOURCE_GROUP, "v1beta1"),
 ];
 
 fn definition_prefix(version: &str) -> String {
@@ -122,6 +125,86 @@ fn external_schemas(reference: &dyn Fn(&str) -> String) -> Vec<(String, Value)> 
                 "items": {"type": "array", "items": {"$ref": reference(&format!("{EXTERNAL_PREFIX}.ExternalMetricValue"))}}}}),
         ),
     ]
+}
+
+/// The NodeMetrics and PodMetrics schemas and their lists.
+fn resource_schemas(reference: &dyn Fn(&str) -> String) -> Vec<(String, Value)> {
+    let usage = json!({"type": "object", "additionalProperties": {"type": "string"}, "description": "cpu (cores) and memory (bytes), as quantities."});
+    let object_meta = json!({"$ref": reference(&format!("{META}.ObjectMeta"))});
+    let gvk = |kind: &str| json!([{"group": RESOURCE_GROUP, "version": "v1beta1", "kind": kind}]);
+    let list = |kind: &str, item: &str| {
+        json!({"type": "object", "required": ["items"], "x-kubernetes-group-version-kind": gvk(kind), "properties": {
+            "kind": {"type": "string"}, "apiVersion": {"type": "string"},
+            "metadata": {"$ref": reference(&format!("{META}.ListMeta"))},
+            "items": {"type": "array", "items": {"$ref": reference(&format!("{RESOURCE_PREFIX}.{item}"))}}}})
+    };
+    vec![
+        (
+            format!("{META}.ObjectMeta"),
+            json!({"type": "object", "properties": {
+                "name": {"type": "string"}, "namespace": {"type": "string"},
+                "creationTimestamp": {"type": "string", "format": "date-time"},
+                "labels": {"type": "object", "additionalProperties": {"type": "string"}}}}),
+        ),
+        (
+            format!("{RESOURCE_PREFIX}.ContainerMetrics"),
+            json!({"type": "object", "required": ["name", "usage"], "properties": {"name": {"type": "string"}, "usage": usage}}),
+        ),
+        (
+            format!("{RESOURCE_PREFIX}.NodeMetrics"),
+            json!({"type": "object", "required": ["timestamp", "window", "usage"], "x-kubernetes-group-version-kind": gvk("NodeMetrics"), "properties": {
+                "kind": {"type": "string"}, "apiVersion": {"type": "string"}, "metadata": object_meta,
+                "timestamp": {"type": "string", "format": "date-time"}, "window": {"type": "string"}, "usage": usage}}),
+        ),
+        (
+            format!("{RESOURCE_PREFIX}.PodMetrics"),
+            json!({"type": "object", "required": ["timestamp", "window", "containers"], "x-kubernetes-group-version-kind": gvk("PodMetrics"), "properties": {
+                "kind": {"type": "string"}, "apiVersion": {"type": "string"}, "metadata": object_meta,
+                "timestamp": {"type": "string", "format": "date-time"}, "window": {"type": "string"},
+                "containers": {"type": "array", "items": {"$ref": reference(&format!("{RESOURCE_PREFIX}.ContainerMetrics"))}}}}),
+        ),
+        (
+            format!("{RESOURCE_PREFIX}.NodeMetricsList"),
+            list("NodeMetricsList", "NodeMetrics"),
+        ),
+        (
+            format!("{RESOURCE_PREFIX}.PodMetricsList"),
+            list("PodMetricsList", "PodMetrics"),
+        ),
+    ]
+}
+
+/// The paths of the resource metrics API.
+fn resource_paths(reference: &dyn Fn(&str) -> String, resources_schema: Value, v3: bool) -> Value {
+    let base = format!("/apis/{RESOURCE_GROUP}/v1beta1");
+    let schema = |name: &str| json!({"$ref": reference(&format!("{RESOURCE_PREFIX}.{name}"))});
+    let selectors = vec![
+        param("labelSelector", "query", "Selects objects by label.", v3),
+        param(
+            "fieldSelector",
+            "query",
+            "Selects objects by metadata.name or metadata.namespace.",
+            v3,
+        ),
+    ];
+    let get = |id: &str, kind: &str, action: &str, params: Vec<Value>| {
+        json!({"get": {"operationId": id, "description": format!("Reads {kind}."), "parameters": params,
+            "responses": response(&schema(kind), v3), "x-kubernetes-action": action,
+            "x-kubernetes-group-version-kind": {"group": RESOURCE_GROUP, "version": "v1beta1", "kind": kind}}})
+    };
+    let name = param("name", "path", "Object name.", v3);
+    let namespace = param("namespace", "path", "Namespace.", v3);
+    json!({
+        format!("{base}/"): {"get": {"operationId": "getMetricsV1beta1APIResources", "description": "Lists the resources.",
+            "responses": response(&resources_schema, v3)}},
+        format!("{base}/nodes"): get("listMetricsV1beta1NodeMetrics", "NodeMetricsList", "list", selectors.clone()),
+        format!("{base}/nodes/{{name}}"): get("readMetricsV1beta1NodeMetrics", "NodeMetrics", "get", vec![name.clone()]),
+        format!("{base}/pods"): get("listMetricsV1beta1PodMetricsForAllNamespaces", "PodMetricsList", "list", selectors.clone()),
+        format!("{base}/namespaces/{{namespace}}/pods"):
+            get("listMetricsV1beta1NamespacedPodMetrics", "PodMetricsList", "list", [vec![namespace.clone()], selectors].concat()),
+        format!("{base}/namespaces/{{namespace}}/pods/{{name}}"):
+            get("readMetricsV1beta1NamespacedPodMetrics", "PodMetrics", "get", vec![namespace, name]),
+    })
 }
 
 /// A string parameter, in the form of OpenAPI v3 or v2.
@@ -236,6 +319,13 @@ pub fn v2() -> Value {
     if let Value::Object(p) = external_paths(list, resources, false) {
         all_paths.extend(p);
     }
+    for (name, schema) in resource_schemas(&reference) {
+        definitions.insert(name, schema);
+    }
+    let resources = json!({"$ref": reference(&format!("{META}.APIResourceList"))});
+    if let Value::Object(p) = resource_paths(&reference, resources, false) {
+        all_paths.extend(p);
+    }
     for (_, version) in SERVED.iter().filter(|(g, _)| *g == CUSTOM_GROUP) {
         for (name, schema) in metric_schemas(version, &reference) {
             definitions.insert(name, schema);
@@ -259,25 +349,27 @@ pub fn v2() -> Value {
 pub fn v3(group: &str, version: &str) -> Option<Value> {
     SERVED.iter().find(|(g, v)| *g == group && *v == version)?;
     let reference = |name: &str| format!("#/components/schemas/{name}");
-    let external = group == EXTERNAL_GROUP;
-    let own_schemas = if external {
-        external_schemas(&reference)
-    } else {
-        metric_schemas(version, &reference)
+    let own_schemas = match group {
+        EXTERNAL_GROUP => external_schemas(&reference),
+        RESOURCE_GROUP => resource_schemas(&reference),
+        _ => metric_schemas(version, &reference),
     };
     let mut schemas = serde_json::Map::new();
     for (name, schema) in shared_schemas().into_iter().chain(own_schemas) {
         schemas.insert(name, schema);
     }
     let resources = json!({"$ref": reference(&format!("{META}.APIResourceList"))});
-    let paths = if external {
-        let list =
-            json!({"$ref": reference(&format!("{EXTERNAL_PREFIX}.ExternalMetricValueList"))});
-        external_paths(list, resources, true)
-    } else {
-        let list =
-            json!({"$ref": reference(&format!("{}.MetricValueList", definition_prefix(version)))});
-        paths(version, list, resources, true)
+    let paths = match group {
+        EXTERNAL_GROUP => {
+            let list =
+                json!({"$ref": reference(&format!("{EXTERNAL_PREFIX}.ExternalMetricValueList"))});
+            external_paths(list, resources, true)
+        }
+        RESOURCE_GROUP => resource_paths(&reference, resources, true),
+        _ => {
+            let list = json!({"$ref": reference(&format!("{}.MetricValueList", definition_prefix(version)))});
+            paths(version, list, resources, true)
+        }
     };
     Some(json!({
         "openapi": "3.0.0",
@@ -338,13 +430,14 @@ mod tests {
         let paths = doc["paths"].as_object().unwrap();
         assert_eq!(
             paths.len(),
-            10,
-            "four paths for each custom metrics version, two for external metrics"
+            16,
+            "four paths for each custom metrics version, two for external and six for resource metrics"
         );
         for (path, item) in paths {
             assert!(
                 path.starts_with("/apis/custom.metrics.k8s.io/v1beta")
-                    || path.starts_with("/apis/external.metrics.k8s.io/v1beta1/"),
+                    || path.starts_with("/apis/external.metrics.k8s.io/v1beta1/")
+                    || path.starts_with("/apis/metrics.k8s.io/v1beta1/"),
                 "{path}"
             );
             let params = item["get"]["parameters"]
@@ -375,7 +468,11 @@ mod tests {
             assert_eq!(doc["openapi"], "3.0.0");
             let schemas = doc["components"]["schemas"].as_object().unwrap();
             refs_resolve(&doc, "#/components/schemas/", schemas);
-            let expected = if group == EXTERNAL_GROUP { 2 } else { 4 };
+            let expected = match group {
+                EXTERNAL_GROUP => 2,
+                RESOURCE_GROUP => 6,
+                _ => 4,
+            };
             assert_eq!(doc["paths"].as_object().unwrap().len(), expected);
         }
         assert!(v3("custom.metrics.k8s.io", "v1").is_none());
