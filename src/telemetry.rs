@@ -210,6 +210,9 @@ pub fn init_logging(verbosity: u8, format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // tracing-subscriber reports a failed write with eprintln!, which panics when stderr is a
+        // closed pipe; a panic in the signal task would leave SIGTERM unanswered.
+        .log_internal_errors(false)
         .with_ansi(ansi);
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),

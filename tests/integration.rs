@@ -836,3 +836,52 @@ fn serves_resource_metrics_to_kubectl_top() {
     assert_eq!(status("/apis/metrics.k8s.io/v1beta1/pods").0, 503);
     assert_eq!(status("/apis/metrics.k8s.io/v1beta1/nodes").0, 503);
 }
+
+#[test]
+fn sigterm_stops_the_server_even_when_stderr_is_a_closed_pipe() {
+    // A log shipper or `tee` that dies leaves stderr a pipe without a reader. Logging must not
+    // take the shutdown down with it.
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_prom-adapter"))
+        .args(["--standalone", "--prometheus-url", "http://127.0.0.1:9"])
+        .arg(format!("--config={}", demo_rules().display()))
+        .arg(format!("--secure-port={port}"))
+        .arg(format!("--cert-dir={}", dir.path().display()))
+        .arg("--shutdown-delay=0s")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let livez = format!("https://127.0.0.1:{port}/livez");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !std::process::Command::new("curl")
+        .args(["-kfs", "-o", "/dev/null", &livez])
+        .status()
+        .unwrap()
+        .success()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the adapter did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    drop(child.stderr.take());
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("still running 20s after SIGTERM");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(status.success(), "{status}");
+}
