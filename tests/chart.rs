@@ -1,0 +1,282 @@
+//! The Helm chart, rendered offline with helm 3 for every values file under `charts/prom-adapter/ci/`:
+//! lint, schema validation for Kubernetes 1.27 and 1.33, and what the rendered objects must say.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use clap::Parser;
+use serde_json::Value;
+
+fn tools() -> PathBuf {
+    PathBuf::from(
+        std::env::var("PROM_ADAPTER_TOOLS")
+            .unwrap_or_else(|_| "/var/tmp/prom-adapter-tools".into()),
+    )
+}
+
+fn chart() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("charts/prom-adapter")
+}
+
+/// Runs helm with a scratch HOME (helm writes its config and cache there).
+fn helm(args: &[&str]) -> String {
+    let helm = tools().join("helm/helm");
+    assert!(
+        helm.exists(),
+        "{} is missing: run `make deps`",
+        helm.display()
+    );
+    let home = tempfile::tempdir().unwrap();
+    let out = Command::new(&helm)
+        .env("HOME", home.path())
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "helm {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn values_files() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(chart().join("ci"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 3, "{files:?}");
+    files
+}
+
+/// `helm template` of a values file, as a list of objects.
+fn render(values: &Path) -> (String, Vec<Value>) {
+    let chart = chart();
+    let yaml = helm(&[
+        "template",
+        "demo",
+        chart.to_str().unwrap(),
+        "--namespace",
+        "monitoring",
+        "--values",
+        values.to_str().unwrap(),
+    ]);
+    let python = tools().join("venv/bin/python");
+    let mut child = Command::new(&python)
+        .args([
+            "-c",
+            "import sys, yaml, json; print(json.dumps([d for d in yaml.safe_load_all(sys.stdin) if d]))",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(yaml.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    (yaml, serde_json::from_slice(&out.stdout).unwrap())
+}
+
+fn find<'a>(objects: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    objects.iter().filter(|o| o["kind"] == kind).collect()
+}
+
+#[test]
+fn every_example_lints_and_validates_for_kubernetes_1_27_and_1_33() {
+    let chart = chart();
+    for values in values_files() {
+        helm(&[
+            "lint",
+            "--strict",
+            chart.to_str().unwrap(),
+            "--values",
+            values.to_str().unwrap(),
+        ]);
+        let (yaml, _) = render(&values);
+        let rendered = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(rendered.path(), &yaml).unwrap();
+        for version in ["1.27.0", "1.33.0"] {
+            let out = Command::new(tools().join("venv/bin/kubernetes-validate"))
+                .args(["--strict", "-k", version, "--quiet"])
+                .arg(rendered.path())
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{} for {version}: {}{}",
+                values.display(),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
+
+#[test]
+fn rendered_rules_load_and_rendered_flags_parse() {
+    for values in values_files() {
+        let (_, objects) = render(&values);
+        let config = find(&objects, "ConfigMap")[0]["data"]["config.yaml"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let rules = prom_adapter::config::parse_rules(&config, "ConfigMap")
+            .unwrap_or_else(|e| panic!("{}: {e}\n{config}", values.display()));
+        // The APIServices follow the rules.
+        let apis: Vec<&str> = find(&objects, "APIService")
+            .iter()
+            .map(|a| a["metadata"]["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            apis.contains(&"v1beta2.custom.metrics.k8s.io"),
+            !rules.custom.is_empty(),
+            "{apis:?}"
+        );
+        assert_eq!(
+            apis.contains(&"v1beta1.external.metrics.k8s.io"),
+            !rules.external.is_empty()
+        );
+        assert_eq!(
+            apis.contains(&"v1beta1.metrics.k8s.io"),
+            rules.resource.is_some()
+        );
+
+        // Exactly the flags the binary accepts, with nothing ignored.
+        let container =
+            &find(&objects, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0];
+        let mut args = vec!["prom-adapter".to_owned()];
+        args.extend(
+            container["args"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a.as_str().unwrap().to_owned()),
+        );
+        let (args, warnings) = prom_adapter::cli::screen_legacy_flags(args).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let cli = prom_adapter::cli::Cli::try_parse_from(&args)
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        assert!(matches!(
+            cli.command,
+            Some(prom_adapter::cli::Command::Serve(_))
+        ));
+    }
+}
+
+#[test]
+fn tls_is_verified_with_the_ca_that_signed_the_serving_certificate() {
+    let (_, objects) = render(&chart().join("ci/default-values.yaml"));
+    let secret = find(&objects, "Secret")[0];
+    let decode = |key: &str| {
+        let text = secret["data"][key].as_str().unwrap();
+        let out = Command::new("base64")
+            .arg("-d")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut child| {
+                use std::io::Write;
+                child.stdin.take().unwrap().write_all(text.as_bytes())?;
+                child.wait_with_output()
+            })
+            .unwrap();
+        out.stdout
+    };
+    let ca_pem = decode("ca.crt");
+    let cert_pem = decode("tls.crt");
+    for api in find(&objects, "APIService") {
+        assert_eq!(api["spec"]["caBundle"], secret["data"]["ca.crt"], "{api}");
+        assert!(api["spec"].get("insecureSkipTLSVerify").is_none());
+    }
+    let (_, ca) = x509_parser::pem::parse_x509_pem(&ca_pem).unwrap();
+    let ca = ca.parse_x509().unwrap();
+    let (_, cert) = x509_parser::pem::parse_x509_pem(&cert_pem).unwrap();
+    let cert = cert.parse_x509().unwrap();
+    assert_eq!(
+        cert.issuer(),
+        ca.subject(),
+        "the serving certificate is the CA's"
+    );
+    assert!(ca.is_ca());
+    let names: Vec<String> = cert
+        .subject_alternative_name()
+        .unwrap()
+        .unwrap()
+        .value
+        .general_names
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    assert!(
+        names
+            .iter()
+            .any(|n| n.contains("demo-prom-adapter.monitoring.svc")),
+        "{names:?}"
+    );
+}
+
+#[test]
+fn the_pod_runs_locked_down_and_rbac_grants_reads_only() {
+    for values in values_files() {
+        let (_, objects) = render(&values);
+        let pod = &find(&objects, "Deployment")[0]["spec"]["template"]["spec"];
+        let security = &pod["containers"][0]["securityContext"];
+        assert_eq!(security["runAsNonRoot"], true);
+        assert_eq!(security["readOnlyRootFilesystem"], true);
+        assert_eq!(security["allowPrivilegeEscalation"], false);
+        assert_eq!(security["capabilities"]["drop"], serde_json::json!(["ALL"]));
+        let probes = &pod["containers"][0];
+        assert_eq!(probes["livenessProbe"]["httpGet"]["path"], "/livez");
+        assert_eq!(probes["readinessProbe"]["httpGet"]["path"], "/readyz");
+        for role in find(&objects, "ClusterRole") {
+            for rule in role["rules"].as_array().unwrap() {
+                for verb in rule["verbs"].as_array().unwrap() {
+                    assert!(
+                        ["get", "list", "watch"].contains(&verb.as_str().unwrap()),
+                        "{} grants {verb}",
+                        role["metadata"]["name"]
+                    );
+                }
+                if rule["resources"] == serde_json::json!(["*"]) {
+                    for group in rule["apiGroups"].as_array().unwrap() {
+                        assert!(
+                            group.as_str().unwrap().ends_with("metrics.k8s.io"),
+                            "{} grants every resource of {group}",
+                            role["metadata"]["name"]
+                        );
+                    }
+                }
+            }
+        }
+        // Every binding names a role that exists or a built-in one.
+        let roles: Vec<&str> = find(&objects, "ClusterRole")
+            .iter()
+            .map(|r| r["metadata"]["name"].as_str().unwrap())
+            .collect();
+        for binding in find(&objects, "ClusterRoleBinding")
+            .into_iter()
+            .chain(find(&objects, "RoleBinding"))
+        {
+            let name = binding["roleRef"]["name"].as_str().unwrap();
+            assert!(
+                roles.contains(&name)
+                    || [
+                        "system:auth-delegator",
+                        "extension-apiserver-authentication-reader"
+                    ]
+                    .contains(&name),
+                "{} points at {name}, which nothing defines",
+                binding["metadata"]["name"]
+            );
+        }
+    }
+}
