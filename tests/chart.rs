@@ -280,3 +280,88 @@ fn the_pod_runs_locked_down_and_rbac_grants_reads_only() {
         }
     }
 }
+
+#[test]
+fn cert_manager_issues_the_serving_certificate_and_injects_the_ca() {
+    let chart = chart();
+    let yaml = helm(&[
+        "template",
+        "demo",
+        chart.to_str().unwrap(),
+        "--namespace",
+        "monitoring",
+        "--set",
+        "certManager.enabled=true",
+    ]);
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), "certManager:\n  enabled: true\n").unwrap();
+    let (_, objects) = render(file.path());
+    assert_eq!(yaml.matches("kind: Certificate").count(), 2);
+    assert!(
+        find(&objects, "Secret").is_empty(),
+        "cert-manager makes the secret"
+    );
+    let serving = find(&objects, "Certificate")
+        .into_iter()
+        .find(|c| c["metadata"]["name"] == "demo-prom-adapter-serving")
+        .expect("a serving Certificate");
+    assert!(
+        serving["spec"]["dnsNames"]
+            .as_array()
+            .unwrap()
+            .contains(&Value::from("demo-prom-adapter.monitoring.svc"))
+    );
+    let volumes = &find(&objects, "Deployment")[0]["spec"]["template"]["spec"]["volumes"];
+    let tls = volumes
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "tls")
+        .unwrap();
+    assert_eq!(tls["secret"]["secretName"], serving["spec"]["secretName"]);
+    for api in find(&objects, "APIService") {
+        assert_eq!(
+            api["metadata"]["annotations"]["cert-manager.io/inject-ca-from"],
+            "monitoring/demo-prom-adapter-serving"
+        );
+    }
+}
+
+#[test]
+fn the_ingress_nginx_example_serves_the_metric_its_hpa_scales_on() {
+    let (_, objects) = render(&chart().join("ci/ingress-nginx-values.yaml"));
+    let config = find(&objects, "ConfigMap")[0]["data"]["config.yaml"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let rules = prom_adapter::config::parse_rules(&config, "ConfigMap").unwrap();
+    // A series as ingress-nginx exports it, scraped without honor_labels.
+    let series = prom_adapter::promql::Series::parse(
+        r#"nginx_ingress_controller_requests{exported_namespace="default",ingress="web",service="web",namespace="ingress-nginx",status="200"}"#,
+    )
+    .unwrap();
+    let table = prom_adapter::resources::ResourceTable::builtin();
+    let registry = prom_adapter::registry::Registry::from_series(&rules, &[series], &table);
+    let served: Vec<String> = registry
+        .custom_metrics()
+        .map(|(info, _)| format!("{}/{}", info.resource, info.metric))
+        .collect();
+    let hpa = std::fs::read_to_string(chart().join("examples/ingress-nginx-hpa.yaml")).unwrap();
+    assert!(hpa.contains("name: nginx_ingress_requests_per_second"));
+    assert!(hpa.contains("kind: Ingress"));
+    assert!(
+        served
+            .contains(&"ingresses.networking.k8s.io/nginx_ingress_requests_per_second".to_owned()),
+        "{served:?}"
+    );
+    let out = Command::new(tools().join("venv/bin/kubernetes-validate"))
+        .args(["--strict", "-k", "1.27.0", "--quiet"])
+        .arg(chart().join("examples/ingress-nginx-hpa.yaml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
