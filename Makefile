@@ -2,13 +2,17 @@
 # `make test` runs every check CI runs.
 CARGO ?= cargo
 
-.PHONY: demo test deps build lint fmt bench
+.PHONY: demo test deps build release lint fmt bench
 
 deps:
 	@scripts/install-deps.sh
 
 build:
 	$(CARGO) build --locked
+
+# The build the container image runs (Dockerfile).
+release:
+	$(CARGO) build --release --locked
 
 demo: deps build
 	@scripts/demo.sh
@@ -19,6 +23,7 @@ lint:
 
 test: deps lint
 	$(CARGO) test --locked
+	$(MAKE) release
 
 fmt:
 	$(CARGO) fmt --all
