@@ -365,3 +365,69 @@ fn the_ingress_nginx_example_serves_the_metric_its_hpa_scales_on() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+/// A YAML document as JSON, through the same PyYAML the renderer uses.
+fn yaml_to_json(text: &str) -> Value {
+    let mut child = Command::new(tools().join("venv/bin/python"))
+        .args([
+            "-c",
+            "import sys, yaml, json; print(json.dumps(yaml.safe_load(sys.stdin)))",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn a_prometheus_community_values_file_keeps_its_meaning() {
+    let path = chart().join("ci/prometheus-community-values.yaml");
+    let values = yaml_to_json(&std::fs::read_to_string(&path).unwrap());
+    let (_, objects) = render(&path);
+    // The prometheus-community chart writes `rules.custom` under `rules:` and `rules.external`
+    // under `externalRules:`, each rule as given.
+    let config = yaml_to_json(
+        find(&objects, "ConfigMap")[0]["data"]["config.yaml"]
+            .as_str()
+            .unwrap(),
+    );
+    assert_eq!(config["rules"], values["rules"]["custom"]);
+    assert_eq!(config["externalRules"], values["rules"]["external"]);
+    assert!(config.get("resourceRules").is_none());
+    let deployment = find(&objects, "Deployment")[0];
+    assert_eq!(deployment["spec"]["replicas"], 2);
+    let pod = &deployment["spec"]["template"];
+    assert_eq!(
+        pod["metadata"]["annotations"]["example.com/team"],
+        "metrics"
+    );
+    let container = &pod["spec"]["containers"][0];
+    // Helm merges maps: the user's requests, and our default memory limit unless they set one.
+    assert_eq!(
+        container["resources"]["requests"],
+        values["resources"]["requests"]
+    );
+    let args: Vec<&str> = container["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    for expected in [
+        "--prometheus-url=http://prometheus.monitoring.svc:9090",
+        "--v=6",
+        "--metrics-relist-interval=30s",
+    ] {
+        assert!(args.contains(&expected), "{expected} not in {args:?}");
+    }
+}
