@@ -431,3 +431,36 @@ fn a_prometheus_community_values_file_keeps_its_meaning() {
         assert!(args.contains(&expected), "{expected} not in {args:?}");
     }
 }
+
+#[test]
+fn the_service_monitor_scrapes_the_https_port_with_the_serving_ca() {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), "serviceMonitor:\n  enabled: true\n").unwrap();
+    let (_, objects) = render(file.path());
+    let monitor = find(&objects, "ServiceMonitor")[0];
+    let endpoint = &monitor["spec"]["endpoints"][0];
+    assert_eq!(
+        (
+            endpoint["port"].as_str(),
+            endpoint["path"].as_str(),
+            endpoint["scheme"].as_str()
+        ),
+        (Some("https"), Some("/metrics"), Some("https"))
+    );
+    let secret = find(&objects, "Secret")[0];
+    assert_eq!(
+        endpoint["tlsConfig"]["ca"]["secret"]["name"],
+        secret["metadata"]["name"]
+    );
+    assert_eq!(
+        monitor["spec"]["selector"]["matchLabels"],
+        find(&objects, "Service")[0]["spec"]["selector"]
+    );
+    // The HA example turns the NetworkPolicy on; it admits the https port only.
+    let (_, ha) = render(&chart().join("ci/ha-values.yaml"));
+    let policy = find(&ha, "NetworkPolicy")[0];
+    assert_eq!(
+        policy["spec"]["ingress"],
+        serde_json::json!([{"ports": [{"port": "https", "protocol": "TCP"}]}])
+    );
+}
