@@ -64,26 +64,28 @@ fn render(values: &Path) -> (String, Vec<Value>) {
         "--values",
         values.to_str().unwrap(),
     ]);
-    let python = tools().join("venv/bin/python");
-    let mut child = Command::new(&python)
-        .args([
+    let objects = pipe(
+        Command::new(tools().join("venv/bin/python")).args([
             "-c",
             "import sys, yaml, json; print(json.dumps([d for d in yaml.safe_load_all(sys.stdin) if d]))",
-        ])
+        ]),
+        yaml.as_bytes(),
+    );
+    (yaml, serde_json::from_slice(&objects).unwrap())
+}
+
+/// Runs a filter: `input` on stdin, stdout back; fails the test if it fails.
+fn pipe(command: &mut Command, input: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut child = command
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(yaml.as_bytes())
-        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
-    (yaml, serde_json::from_slice(&out.stdout).unwrap())
+    assert!(out.status.success(), "{command:?} failed");
+    out.stdout
 }
 
 fn find<'a>(objects: &'a [Value], kind: &str) -> Vec<&'a Value> {
@@ -178,18 +180,7 @@ fn tls_is_verified_with_the_ca_that_signed_the_serving_certificate() {
     let secret = find(&objects, "Secret")[0];
     let decode = |key: &str| {
         let text = secret["data"][key].as_str().unwrap();
-        let out = Command::new("base64")
-            .arg("-d")
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .and_then(|mut child| {
-                use std::io::Write;
-                child.stdin.take().unwrap().write_all(text.as_bytes())?;
-                child.wait_with_output()
-            })
-            .unwrap();
-        out.stdout
+        pipe(Command::new("base64").arg("-d"), text.as_bytes())
     };
     let ca_pem = decode("ca.crt");
     let cert_pem = decode("tls.crt");
@@ -283,20 +274,14 @@ fn the_pod_runs_locked_down_and_rbac_grants_reads_only() {
 
 #[test]
 fn cert_manager_issues_the_serving_certificate_and_injects_the_ca() {
-    let chart = chart();
-    let yaml = helm(&[
-        "template",
-        "demo",
-        chart.to_str().unwrap(),
-        "--namespace",
-        "monitoring",
-        "--set",
-        "certManager.enabled=true",
-    ]);
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(file.path(), "certManager:\n  enabled: true\n").unwrap();
     let (_, objects) = render(file.path());
-    assert_eq!(yaml.matches("kind: Certificate").count(), 2);
+    assert_eq!(
+        find(&objects, "Certificate").len(),
+        2,
+        "a CA and a serving certificate"
+    );
     assert!(
         find(&objects, "Secret").is_empty(),
         "cert-manager makes the secret"
@@ -368,25 +353,14 @@ fn the_ingress_nginx_example_serves_the_metric_its_hpa_scales_on() {
 
 /// A YAML document as JSON, through the same PyYAML the renderer uses.
 fn yaml_to_json(text: &str) -> Value {
-    let mut child = Command::new(tools().join("venv/bin/python"))
-        .args([
+    let json = pipe(
+        Command::new(tools().join("venv/bin/python")).args([
             "-c",
             "import sys, yaml, json; print(json.dumps(yaml.safe_load(sys.stdin)))",
-        ])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
-    serde_json::from_slice(&out.stdout).unwrap()
+        ]),
+        text.as_bytes(),
+    );
+    serde_json::from_slice(&json).unwrap()
 }
 
 #[test]

@@ -518,6 +518,17 @@ fn openapi_documents_are_valid_and_cacheable() {
     );
 }
 
+/// A request the adapter must refuse: its code and the `Status` object's message.
+fn status_of(adapter: &Adapter, path: &str) -> (u16, String) {
+    let (code, body) = adapter.curl(path);
+    let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(status["kind"], "Status", "{body}");
+    (
+        code,
+        status["message"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
 const EXTERNAL_RULES: &str = r#"externalRules:
 - seriesQuery: 'queue_consumer_lag{namespace!=""}'
   resources: {overrides: {namespace: {resource: namespace}}}
@@ -634,15 +645,7 @@ fn serves_external_metrics_by_namespace_and_selector() {
     assert_eq!(unmapped["items"], serde_json::json!([]));
 
     // Bad input.
-    let status = |path: &str| {
-        let (code, body) = adapter.curl(path);
-        let status: serde_json::Value = serde_json::from_str(&body).unwrap();
-        assert_eq!(status["kind"], "Status", "{body}");
-        (
-            code,
-            status["message"].as_str().unwrap_or_default().to_owned(),
-        )
-    };
+    let status = |path: &str| status_of(&adapter, path);
     assert_eq!(
         status(&format!("{base}/namespaces/team-a/nope")),
         (
@@ -805,15 +808,7 @@ fn serves_resource_metrics_to_kubectl_top() {
     );
 
     // Bad input.
-    let status = |path: &str| {
-        let (code, body) = adapter.curl(path);
-        let status: serde_json::Value = serde_json::from_str(&body).unwrap();
-        assert_eq!(status["kind"], "Status", "{body}");
-        (
-            code,
-            status["message"].as_str().unwrap_or_default().to_owned(),
-        )
-    };
+    let status = |path: &str| status_of(&adapter, path);
     assert_eq!(
         status("/apis/metrics.k8s.io/v1beta1/namespaces/default/pods/nope"),
         (404, r#"pods "nope" not found"#.to_owned())

@@ -500,6 +500,20 @@ pub fn assemble_nodes(
         .collect()
 }
 
+/// `count by (labels) ({labels!=""})`: the query `--standalone` finds pods (namespace and pod
+/// labels) and nodes with.
+pub fn combinations_query(labels: &[&str]) -> Result<String, crate::promql::Error> {
+    let matchers = labels
+        .iter()
+        .map(|l| LabelMatcher::new(l, MatchOp::NotEqual, ""))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(format!(
+        "count by ({}) ({})",
+        labels.join(","),
+        crate::promql::selector(&matchers)
+    ))
+}
+
 /// Without a cluster: the pods and nodes Prometheus has series for (labels as the rules map
 /// them), so `kubectl top` works against a Prometheus alone. Objects carry no labels.
 pub struct PrometheusObjects {
@@ -526,18 +540,9 @@ impl PrometheusObjects {
             .map_err(|e| BackendError::Failed(e.to_string()))
     }
 
-    /// `count by (labels) ({labels!=""})` at now: every combination of these labels' values.
+    /// Every combination of these labels' values at now.
     async fn combinations(&self, labels: &[&str]) -> Result<Vec<Vec<String>>, BackendError> {
-        let matchers = labels
-            .iter()
-            .map(|l| LabelMatcher::new(l, MatchOp::NotEqual, ""))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| BackendError::Failed(e.to_string()))?;
-        let promql = format!(
-            "count by ({}) ({})",
-            labels.join(","),
-            crate::promql::selector(&matchers)
-        );
+        let promql = combinations_query(labels).map_err(|e| BackendError::Failed(e.to_string()))?;
         let result = self.backend.query(&promql, super::unix_now()).await?;
         let QueryResult::Vector(samples) = result else {
             return Err(BackendError::Failed(format!(
@@ -815,23 +820,9 @@ mod tests {
         }
     }
 
-    const RULES: &str = r#"
-resourceRules:
-  cpu:
-    containerQuery: sum(rate(container_cpu_usage_seconds_total{<<.LabelMatchers>>}[1m])) by (<<.GroupBy>>)
-    nodeQuery: sum(rate(container_cpu_usage_seconds_total{<<.LabelMatchers>>, id='/'}[1m])) by (<<.GroupBy>>)
-    resources: {overrides: {namespace: {resource: namespace}, pod: {resource: pod}, instance: {resource: node}}}
-    containerLabel: container
-  memory:
-    containerQuery: sum(container_memory_working_set_bytes{<<.LabelMatchers>>}) by (<<.GroupBy>>)
-    nodeQuery: sum(container_memory_working_set_bytes{<<.LabelMatchers>>,id='/'}) by (<<.GroupBy>>)
-    resources: {overrides: {namespace: {resource: namespace}, pod: {resource: pod}, instance: {resource: node}}}
-    containerLabel: container
-  window: 1m
-"#;
-
     fn service() -> (ResourceMetrics, Arc<FakeBackend>) {
-        let rules = crate::config::parse_rules(RULES, "test").unwrap();
+        let rules =
+            crate::config::parse_rules(crate::rules::REFERENCE_RESOURCE_RULES, "test").unwrap();
         let snapshot = Arc::new(arc_swap::ArcSwap::from_pointee(Snapshot {
             rules: Arc::new(rules),
             table: Arc::new(ResourceTable::builtin()),

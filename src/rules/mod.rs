@@ -4,6 +4,8 @@ mod mapping;
 mod query;
 
 pub use mapping::{LabelTemplate, ResourceMapping};
+#[cfg(test)]
+pub(crate) use query::REFERENCE_RESOURCE_RULES;
 pub use query::{
     QueryRequest, QueryTemplate, build_custom_query, build_external_query, build_resource_query,
 };

@@ -200,6 +200,24 @@ pub fn build_external_query(
         .render(series, &matchers, &values_by_name, &[])
 }
 
+/// The resource rules of prometheus-adapter's resource provider tests (reference §4.7), shared
+/// by the query and provider tests.
+#[cfg(test)]
+pub(crate) const REFERENCE_RESOURCE_RULES: &str = r#"
+resourceRules:
+  cpu:
+    containerQuery: sum(rate(container_cpu_usage_seconds_total{<<.LabelMatchers>>}[1m])) by (<<.GroupBy>>)
+    nodeQuery: sum(rate(container_cpu_usage_seconds_total{<<.LabelMatchers>>, id='/'}[1m])) by (<<.GroupBy>>)
+    resources: {overrides: {namespace: {resource: namespace}, pod: {resource: pod}, instance: {resource: node}}}
+    containerLabel: container
+  memory:
+    containerQuery: sum(container_memory_working_set_bytes{<<.LabelMatchers>>}) by (<<.GroupBy>>)
+    nodeQuery: sum(container_memory_working_set_bytes{<<.LabelMatchers>>,id='/'}) by (<<.GroupBy>>)
+    resources: {overrides: {namespace: {resource: namespace}, pod: {resource: pod}, instance: {resource: node}}}
+    containerLabel: container
+  window: 1m
+"#;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -421,24 +439,7 @@ mod tests {
 
     #[test]
     fn resource_queries_of_reference_4_7() {
-        let rules = crate::config::parse_rules(
-            r#"
-resourceRules:
-  cpu:
-    containerQuery: sum(rate(container_cpu_usage_seconds_total{<<.LabelMatchers>>}[1m])) by (<<.GroupBy>>)
-    nodeQuery: sum(rate(container_cpu_usage_seconds_total{<<.LabelMatchers>>, id='/'}[1m])) by (<<.GroupBy>>)
-    resources: {overrides: {namespace: {resource: namespace}, pod: {resource: pod}, instance: {resource: node}}}
-    containerLabel: container
-  memory:
-    containerQuery: sum(container_memory_working_set_bytes{<<.LabelMatchers>>}) by (<<.GroupBy>>)
-    nodeQuery: sum(container_memory_working_set_bytes{<<.LabelMatchers>>,id='/'}) by (<<.GroupBy>>)
-    resources: {overrides: {namespace: {resource: namespace}, pod: {resource: pod}, instance: {resource: node}}}
-    containerLabel: container
-  window: 1m
-"#,
-            "test",
-        )
-        .unwrap();
+        let rules = crate::config::parse_rules(REFERENCE_RESOURCE_RULES, "test").unwrap();
         let resource_rules = rules.resource.unwrap();
         let table = ResourceTable::builtin();
         let everything = LabelSelector::default();
