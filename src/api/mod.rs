@@ -419,8 +419,9 @@ async fn custom_group(state: web::Data<AppState>) -> Result<HttpResponse, Error>
     Ok(HttpResponse::Ok().json(api_group(CUSTOM_GROUP, &CUSTOM_VERSIONS)))
 }
 
-fn checked_version(version: &str) -> Result<&'static str, Error> {
-    CUSTOM_VERSIONS
+/// The served version a path names, of a group serving `versions`; other versions are 404.
+fn checked_version(version: &str, versions: &[&'static str]) -> Result<&'static str, Error> {
+    versions
         .iter()
         .find(|v| **v == version)
         .copied()
@@ -432,7 +433,7 @@ async fn custom_resources(
     version: web::Path<String>,
 ) -> Result<HttpResponse, Error> {
     custom_enabled(&state)?;
-    let version = checked_version(&version)?;
+    let version = checked_version(&version, &CUSTOM_VERSIONS)?;
     Ok(HttpResponse::Ok().json(ApiResourceList {
         kind: "APIResourceList",
         api_version: "v1",
@@ -474,7 +475,10 @@ async fn custom_metric(
     request: HttpRequest,
 ) -> Result<HttpResponse, Error> {
     custom_enabled(&state)?;
-    let version = checked_version(request.match_info().get("version").unwrap_or_default())?;
+    let version = checked_version(
+        request.match_info().get("version").unwrap_or_default(),
+        &CUSTOM_VERSIONS,
+    )?;
     let tail = request.match_info().get("tail").unwrap_or_default();
     let query = web::Query::<HashMap<String, String>>::from_query(request.query_string())
         .map_err(|e| Error::BadRequest(format!("invalid query string: {e}")))?;
@@ -533,20 +537,12 @@ async fn external_group(state: web::Data<AppState>) -> Result<HttpResponse, Erro
     Ok(HttpResponse::Ok().json(api_group(EXTERNAL_GROUP, &EXTERNAL_VERSIONS)))
 }
 
-fn checked_external_version(version: &str) -> Result<&'static str, Error> {
-    EXTERNAL_VERSIONS
-        .iter()
-        .find(|v| **v == version)
-        .copied()
-        .ok_or_else(Error::no_such_path)
-}
-
 async fn external_resources(
     state: web::Data<AppState>,
     version: web::Path<String>,
 ) -> Result<HttpResponse, Error> {
     external_enabled(&state)?;
-    let version = checked_external_version(&version)?;
+    let version = checked_version(&version, &EXTERNAL_VERSIONS)?;
     Ok(HttpResponse::Ok().json(ApiResourceList {
         kind: "APIResourceList",
         api_version: "v1",
@@ -593,7 +589,7 @@ async fn external_metric(
 ) -> Result<HttpResponse, Error> {
     external_enabled(&state)?;
     let (version, namespace, metric) = path.into_inner();
-    checked_external_version(&version)?;
+    checked_version(&version, &EXTERNAL_VERSIONS)?;
     let query = web::Query::<HashMap<String, String>>::from_query(request.query_string())
         .map_err(|e| Error::BadRequest(format!("invalid query string: {e}")))?;
     let selector = LabelSelector::parse(
