@@ -280,23 +280,44 @@ pub struct PodsAndNodes {
 }
 
 impl PodsAndNodes {
-    /// Starts the two watches on the current runtime; they retry with backoff for as long as
-    /// the runtime lives.
-    pub fn watch(cluster: &Cluster) -> Self {
+    /// The two caches, and the watches that fill them. Until the watches start, a request waits
+    /// briefly for the first list and then answers 503.
+    pub fn new(cluster: &Cluster) -> (Self, PodAndNodeWatches) {
         let (pods, pod_writer) = reflector::store();
         let (nodes, node_writer) = reflector::store();
+        let watches = PodAndNodeWatches {
+            client: cluster.client.clone(),
+            pod_writer,
+            node_writer,
+        };
+        (Self { pods, nodes }, watches)
+    }
+}
+
+/// The watches behind `PodsAndNodes`, not started yet: only rules with `resourceRules` need
+/// them, and a reload may add those later.
+pub struct PodAndNodeWatches {
+    client: kube::Client,
+    pod_writer: reflector::store::Writer<PartialObjectMeta<Pod>>,
+    node_writer: reflector::store::Writer<PartialObjectMeta<Node>>,
+}
+
+impl PodAndNodeWatches {
+    /// Starts both watches on the current runtime; they retry with backoff for as long as the
+    /// runtime lives.
+    pub fn start(self) {
         let running = watcher::Config::default().fields("status.phase=Running");
-        let pods_api = Api::<PartialObjectMeta<Pod>>::all(cluster.client.clone());
-        let nodes_api = Api::<PartialObjectMeta<Node>>::all(cluster.client.clone());
+        let pods_api = Api::<PartialObjectMeta<Pod>>::all(self.client.clone());
+        let nodes_api = Api::<PartialObjectMeta<Node>>::all(self.client);
         let pod_events = watcher(pods_api, running)
             .default_backoff()
-            .reflect(pod_writer);
+            .reflect(self.pod_writer);
         let node_events = watcher(nodes_api, watcher::Config::default())
             .default_backoff()
-            .reflect(node_writer);
+            .reflect(self.node_writer);
         tokio::spawn(drain("pods", pod_events));
         tokio::spawn(drain("nodes", node_events));
-        Self { pods, nodes }
+        tracing::info!("watching running pods and nodes for metrics.k8s.io");
     }
 }
 

@@ -11,6 +11,7 @@ pub mod prometheus;
 pub mod promql;
 pub mod provider;
 pub mod registry;
+pub mod reload;
 pub mod resources;
 pub mod rules;
 pub mod server;

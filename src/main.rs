@@ -23,6 +23,7 @@ use prom_adapter::provider::resource::{PrometheusObjects, ResourceMetrics, Resou
 use prom_adapter::provider::{
     BackendError, MetricsBackend, ObjectLister, SharedSnapshot, Snapshot,
 };
+use prom_adapter::reload::RulesReloader;
 use prom_adapter::resources::ResourceTable;
 use prom_adapter::telemetry::{self, LogFormat, Metrics};
 use prom_adapter::{explain, server};
@@ -174,7 +175,7 @@ fn serve(args: ServeArgs, warnings: Vec<String>) -> anyhow::Result<ExitCode> {
         tracing::warn!("{warning}");
     }
     let serve_config = validate(&settings)?;
-    let rules = config::load_rules(&serve_config.rules_path)?;
+    let rules = Arc::new(config::load_rules(&serve_config.rules_path)?);
     let server::ServingTls {
         config: tls,
         certificate,
@@ -185,7 +186,7 @@ fn serve(args: ServeArgs, warnings: Vec<String>) -> anyhow::Result<ExitCode> {
     let backend: Arc<dyn MetricsBackend> =
         Arc::new(InstrumentedClient::new(client.clone(), metrics.clone()));
     let snapshot = Arc::new(arc_swap::ArcSwap::from_pointee(Snapshot {
-        rules: Arc::new(rules),
+        rules: rules.clone(),
         table: Arc::new(ResourceTable::builtin()),
         registry: Arc::default(),
     }));
@@ -202,6 +203,16 @@ fn serve(args: ServeArgs, warnings: Vec<String>) -> anyhow::Result<ExitCode> {
         "starting prom-adapter"
     );
     actix_web::rt::System::new().block_on(async move {
+        // First, so that SIGHUP reloads from here on instead of ending the process.
+        let (updates, rule_updates) = tokio::sync::mpsc::channel(1);
+        let reloader = RulesReloader::new(
+            serve_config.rules_path.clone(),
+            rules,
+            updates,
+            metrics.clone(),
+        );
+        let mut serving_rules = reloader.subscribe();
+        let reload_rules = actix_web::rt::spawn(reloader.run());
         // The kube client must be made inside this runtime, which drives its connections.
         let cluster = match &serve_config.cluster {
             Some(cluster) => Some(connect_cluster(cluster, &snapshot).await?),
@@ -212,12 +223,23 @@ fn serve(args: ServeArgs, warnings: Vec<String>) -> anyhow::Result<ExitCode> {
             .map(|c| Arc::new(c) as Arc<dyn ObjectLister>);
         // Running pods and nodes for metrics.k8s.io: watched in a cluster, read from Prometheus
         // without one.
-        let pods_and_nodes: Option<Arc<dyn ResourceObjects>> = match &cluster {
-            Some(cluster) if snapshot.load().rules.resource.is_some() => {
-                Some(Arc::new(PodsAndNodes::watch(cluster)))
-            }
-            _ => None,
-        };
+        // The watches start with the first rules that have resourceRules.
+        let pods_and_nodes: Option<Arc<dyn ResourceObjects>> = cluster.as_ref().map(|cluster| {
+            let (caches, watches) = PodsAndNodes::new(cluster);
+            actix_web::rt::spawn(async move {
+                loop {
+                    let wanted = serving_rules.borrow_and_update().resource.is_some();
+                    if wanted {
+                        break;
+                    }
+                    if serving_rules.changed().await.is_err() {
+                        return;
+                    }
+                }
+                watches.start();
+            });
+            Arc::new(caches) as Arc<dyn ResourceObjects>
+        });
         let gate = match (&serve_config.cluster, &cluster) {
             (Some(settings), Some(lister)) => Some(Arc::new(auth_gate(settings, lister).await?)),
             _ => None,
@@ -296,7 +318,7 @@ fn serve(args: ServeArgs, warnings: Vec<String>) -> anyhow::Result<ExitCode> {
             metrics,
             health.clone(),
         );
-        let loop_handle = actix_web::rt::spawn(discovery.run());
+        let loop_handle = actix_web::rt::spawn(discovery.run(rule_updates));
         let reload_handle =
             actix_web::rt::spawn(certificate.watch(serve_config.tls_reload_interval));
         let result = server::serve(
@@ -310,6 +332,7 @@ fn serve(args: ServeArgs, warnings: Vec<String>) -> anyhow::Result<ExitCode> {
         .await;
         loop_handle.abort();
         reload_handle.abort();
+        reload_rules.abort();
         for handle in [refresh_handle, auth_refresh].into_iter().flatten() {
             handle.abort();
         }

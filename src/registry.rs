@@ -131,6 +131,17 @@ impl Registry {
         self.external.get(metric)
     }
 
+    /// Every served metric as `resource/metric` (custom) or `external/metric`, for logs and
+    /// diffs.
+    pub fn served_names(&self) -> std::collections::BTreeSet<String> {
+        let custom = self
+            .custom
+            .keys()
+            .map(|info| format!("{}/{}", info.resource, info.metric));
+        let external = self.external.keys().map(|name| format!("external/{name}"));
+        custom.chain(external).collect()
+    }
+
     /// Number of custom metric entries (resource × scope × name).
     pub fn custom_len(&self) -> usize {
         self.custom.len()

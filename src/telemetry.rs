@@ -23,6 +23,9 @@ pub struct Metrics {
     custom_metrics: IntGauge,
     external_metrics: IntGauge,
     last_relist: Gauge,
+    reload_successful: IntGauge,
+    reload_success_time: Gauge,
+    reloads: IntCounterVec,
 }
 
 impl Metrics {
@@ -97,6 +100,26 @@ impl Metrics {
             "Unix time of the last relist in which every series query succeeded.",
         )
         .expect("valid metric");
+        let reload_successful = IntGauge::new(
+            "prom_adapter_config_last_reload_successful",
+            "1 when the last rules-file reload succeeded (or none was tried), 0 when the last good rules are still served after a failed one.",
+        )
+        .expect("valid metric");
+        reload_successful.set(1);
+        let reload_success_time = Gauge::new(
+            "prom_adapter_config_last_reload_success_timestamp_seconds",
+            "Unix time the serving rules were loaded (at start, or by the last successful reload).",
+        )
+        .expect("valid metric");
+        reload_success_time.set(crate::provider::unix_now());
+        let reloads = IntCounterVec::new(
+            Opts::new(
+                "prom_adapter_config_reloads_total",
+                "Rules-file reloads tried, by trigger (file, signal) and result (success, failure).",
+            ),
+            &["trigger", "result"],
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_duration.clone()),
@@ -109,6 +132,9 @@ impl Metrics {
             Box::new(custom_metrics.clone()),
             Box::new(external_metrics.clone()),
             Box::new(last_relist.clone()),
+            Box::new(reload_successful.clone()),
+            Box::new(reload_success_time.clone()),
+            Box::new(reloads.clone()),
         ] {
             registry
                 .register(collector)
@@ -127,6 +153,19 @@ impl Metrics {
             custom_metrics,
             external_metrics,
             last_relist,
+            reload_successful,
+            reload_success_time,
+            reloads,
+        }
+    }
+
+    /// Records one rules-file reload: `trigger` is `file` or `signal`.
+    pub fn record_reload(&self, trigger: &str, success: bool, now: f64) {
+        let result = if success { "success" } else { "failure" };
+        self.reloads.with_label_values(&[trigger, result]).inc();
+        self.reload_successful.set(i64::from(success));
+        if success {
+            self.reload_success_time.set(now);
         }
     }
 

@@ -631,3 +631,53 @@ fn resource_metrics_come_from_watched_running_pods_and_nodes() {
         apiserver.requests()
     );
 }
+
+#[test]
+fn resource_rules_added_by_a_reload_start_the_pod_and_node_watches() {
+    let dir = tempfile::tempdir().unwrap();
+    let (prometheus, apiserver) = prometheus_and_cluster(dir.path());
+    apiserver.add_object("", "nodes", None, "node-a", &[("zone", "a")]);
+    apiserver.add_object("", "nodes", None, "node-b", &[("zone", "b")]);
+    let rules = dir.path().join("rules").join("config.yaml");
+    std::fs::create_dir(rules.parent().unwrap()).unwrap();
+    let ingress = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/ingress-nginx.yaml");
+    std::fs::copy(ingress, &rules).unwrap();
+    let adapter = Adapter::start_in_cluster(
+        dir.path(),
+        &rules,
+        &prometheus.url(),
+        &apiserver.kubeconfig,
+        &[],
+    );
+    let nodes = "/apis/metrics.k8s.io/v1beta1/nodes";
+    assert_eq!(
+        adapter.curl(nodes).0,
+        404,
+        "no resourceRules, no metrics.k8s.io"
+    );
+    let watched = |apiserver: &ApiServer| {
+        apiserver
+            .requests()
+            .iter()
+            .any(|r| r.starts_with("GET /api/v1/nodes?"))
+    };
+    assert!(
+        !watched(&apiserver),
+        "nodes are not watched without resourceRules"
+    );
+
+    std::fs::copy(demo_rules(), &rules).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while adapter.curl(nodes).0 != 200 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let list = adapter.get_json(nodes);
+    let names: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["node-a", "node-b"], "{list}");
+    assert!(watched(&apiserver));
+}

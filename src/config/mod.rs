@@ -45,6 +45,30 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// One line per problem (`file:line:col: field: message`), for logs that must not span lines.
+    pub fn problems(&self) -> Vec<String> {
+        match self {
+            Error::Invalid { path, diagnostics } => {
+                diagnostics.iter().map(|d| format!("{path}:{d}")).collect()
+            }
+            other => vec![chain(other)],
+        }
+    }
+}
+
+/// An error and its causes on one line ("cannot read rules file x: No such file or directory").
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 fn render_diagnostics(path: &str, diagnostics: &[Diagnostic]) -> String {
     diagnostics
         .iter()

@@ -5,8 +5,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use tokio::sync::{mpsc, oneshot};
+
 use super::{MetricsBackend, SharedSnapshot, Snapshot, unix_now};
 use crate::registry::{Registry, SeriesShape};
+use crate::rules::RuleSet;
 use crate::telemetry::Metrics;
 
 /// Discovery settings.
@@ -66,7 +69,37 @@ impl Health {
     }
 }
 
-/// Runs discovery for one rule set.
+/// A validated rules file to serve instead of the current one.
+#[derive(Debug)]
+pub struct RulesUpdate {
+    /// The new rules.
+    pub rules: Arc<RuleSet>,
+    /// Told what changed once the new rules serve.
+    pub done: oneshot::Sender<RulesChange>,
+}
+
+/// The metrics a rules change added and removed (`resource/metric` for custom metrics,
+/// `external/metric` for external ones), sorted.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RulesChange {
+    /// Served now, not before.
+    pub appeared: Vec<String>,
+    /// Served before, not now.
+    pub disappeared: Vec<String>,
+}
+
+impl RulesChange {
+    /// The difference between two registries.
+    pub fn between(before: &Registry, after: &Registry) -> Self {
+        let (before, after) = (before.served_names(), after.served_names());
+        Self {
+            appeared: after.difference(&before).cloned().collect(),
+            disappeared: before.difference(&after).cloned().collect(),
+        }
+    }
+}
+
+/// Runs discovery, with the rule set in the snapshot or the one a reload brings.
 pub struct Discovery {
     backend: Arc<dyn MetricsBackend>,
     snapshot: SharedSnapshot,
@@ -95,23 +128,58 @@ impl Discovery {
         }
     }
 
-    /// Relists forever: once now, then `relist_interval` after each run ends.
-    pub async fn run(mut self) {
+    /// Relists forever: once now, then `relist_interval` after each run ends, or at once with
+    /// new rules when `updates` delivers them.
+    pub async fn run(mut self, mut updates: mpsc::Receiver<RulesUpdate>) {
+        let mut pending: Option<RulesUpdate> = None;
+        let mut open = true;
         loop {
-            self.relist_once().await;
-            tokio::time::sleep(self.config.relist_interval).await;
+            match pending.take() {
+                Some(update) => {
+                    let change = self.apply(update.rules).await;
+                    // The reloader may have stopped waiting; the change is logged either way.
+                    let _ = update.done.send(change);
+                }
+                None => self.relist_once().await,
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(self.config.relist_interval) => {}
+                update = updates.recv(), if open => match update {
+                    Some(update) => pending = Some(update),
+                    None => open = false,
+                },
+            }
         }
     }
 
-    /// One relist: every distinct `seriesQuery` concurrently; a failing query keeps its last good
-    /// answer, and the new registry replaces the old one in a single swap.
+    /// One relist with the current rules: every distinct `seriesQuery` concurrently; a failing
+    /// query keeps its last good answer, and the new registry replaces the old one in a single
+    /// swap.
     pub async fn relist_once(&mut self) {
+        let rules = self.snapshot.load().rules.clone();
+        self.relist(rules).await;
+    }
+
+    /// Relists with `rules` and publishes them together with the registry they produce, so that
+    /// no request sees new rules with an old registry; says which metrics appeared and
+    /// disappeared. Series queries the old rules shared keep their last good answers.
+    pub async fn apply(&mut self, rules: Arc<RuleSet>) -> RulesChange {
+        let before = self.snapshot.load().registry.clone();
+        self.relist(rules).await;
+        let change = RulesChange::between(&before, &self.snapshot.load().registry);
+        tracing::info!(
+            appeared = ?change.appeared,
+            disappeared = ?change.disappeared,
+            "rules reloaded"
+        );
+        change
+    }
+
+    async fn relist(&mut self, rules: Arc<RuleSet>) {
         let started = Instant::now();
-        let current = self.snapshot.load_full();
         let now = unix_now();
         let start = now - self.config.max_age.as_secs_f64();
-        let queries: Vec<String> = current
-            .rules
+        let queries: Vec<String> = rules
             .distinct_series_queries()
             .into_iter()
             .map(str::to_owned)
@@ -140,7 +208,9 @@ impl Discovery {
             }
         }
         self.last_good.retain(|query, _| queries.contains(query));
-        let registry = Registry::build(&current.rules, &self.last_good, &current.table);
+        // The table as it is now: the cluster's may have changed while the listing ran.
+        let table = self.snapshot.load().table.clone();
+        let registry = Registry::build(&rules, &self.last_good, &table);
         let shapes: usize = self.last_good.values().map(|s| s.len()).sum();
         self.metrics.record_discovery(
             started.elapsed(),
@@ -158,8 +228,8 @@ impl Discovery {
             "discovery finished"
         );
         self.snapshot.store(Arc::new(Snapshot {
-            rules: current.rules.clone(),
-            table: current.table.clone(),
+            rules,
+            table,
             registry: Arc::new(registry),
         }));
         let complete = queries.iter().all(|q| self.last_good.contains_key(q));
@@ -290,5 +360,50 @@ rules:
             .insert("b_total".into(), Ok(vec![]));
         discovery.relist_once().await;
         assert!(readiness.is_ready());
+    }
+
+    #[tokio::test]
+    async fn new_rules_swap_in_with_their_registry_and_keep_shared_answers() {
+        let (backend, snapshot, _, mut discovery) = setup();
+        answer_both(&backend);
+        discovery.relist_once().await;
+        // Prometheus now fails every listing: a_total, which the new rules still use, keeps its
+        // last good answer; c_total, new, has none yet.
+        backend.answer_series("a_total", Err(BackendError::Unavailable("down".into())));
+        backend.answer_series("c_total", Err(BackendError::Unavailable("down".into())));
+        let rules = crate::config::parse_rules(
+            r#"
+rules:
+- seriesQuery: 'a_total'
+  resources: {overrides: {pod: {resource: pod}, namespace: {resource: namespace}}}
+  name: {as: again}
+  metricsQuery: x
+- seriesQuery: 'c_total'
+  resources: {overrides: {node: {resource: node}}}
+  metricsQuery: x
+"#,
+            "test",
+        )
+        .unwrap();
+        let change = discovery.apply(Arc::new(rules)).await;
+        assert_eq!(
+            change,
+            RulesChange {
+                appeared: vec!["namespaces/again".into(), "pods/again".into()],
+                disappeared: vec![
+                    "namespaces/a_total".into(),
+                    "namespaces/renamed".into(),
+                    "nodes/b_total".into(),
+                    "pods/a_total".into(),
+                    "pods/renamed".into(),
+                ],
+            }
+        );
+        let current = snapshot.load();
+        assert_eq!(
+            current.rules.distinct_series_queries(),
+            vec!["a_total", "c_total"]
+        );
+        assert_eq!(metrics(&snapshot), vec!["namespaces/again", "pods/again"]);
     }
 }

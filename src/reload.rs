@@ -1,0 +1,348 @@
+//! Rules-file hot reload: notices a changed file (directory watch, SIGHUP), validates it fully, and hands it to discovery; a bad file keeps the last good rules.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use notify::Watcher;
+use tokio::sync::{Notify, mpsc, oneshot, watch};
+
+use crate::config;
+use crate::provider::discovery::RulesUpdate;
+use crate::provider::unix_now;
+use crate::rules::RuleSet;
+use crate::telemetry::Metrics;
+
+/// Editors and kubelet change a file in several steps (truncate and write, or write a new
+/// directory and swap a symlink); reading once they have settled avoids a spurious failure.
+const SETTLE: Duration = Duration::from_millis(300);
+
+/// How often the fallback watcher looks at the directory when inotify is unavailable.
+const POLL_INTERVAL: Duration = Duration::from_secs(5);
+
+/// What asked for a reload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// Something changed in the rules file's directory.
+    File,
+    /// SIGHUP: reload even when the file is unchanged (it also rediscovers).
+    Signal,
+}
+
+impl Trigger {
+    fn label(self) -> &'static str {
+        match self {
+            Trigger::File => "file",
+            Trigger::Signal => "signal",
+        }
+    }
+}
+
+/// What one reload attempt did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The file has the content last read; nothing was done.
+    Unchanged,
+    /// The new rules serve now.
+    Applied,
+    /// The file could not be read or is invalid; the last good rules keep serving.
+    Rejected(String),
+}
+
+/// Reloads one rules file into a running discovery loop.
+pub struct RulesReloader {
+    path: PathBuf,
+    updates: mpsc::Sender<RulesUpdate>,
+    metrics: Arc<Metrics>,
+    published: watch::Sender<Arc<RuleSet>>,
+    /// The bytes last read, good or bad: a file event that leaves them as they were is not a
+    /// change (kubelet touches sibling files, editors write swap files).
+    last_read: Option<Vec<u8>>,
+}
+
+impl RulesReloader {
+    /// A reloader for `path`, whose current content compiled to `rules`; new rules go to
+    /// `updates` (the discovery loop).
+    pub fn new(
+        path: PathBuf,
+        rules: Arc<RuleSet>,
+        updates: mpsc::Sender<RulesUpdate>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let last_read = std::fs::read(&path).ok();
+        Self {
+            path,
+            updates,
+            metrics,
+            published: watch::Sender::new(rules),
+            last_read,
+        }
+    }
+
+    /// The rules serving now, updated after each successful reload.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<RuleSet>> {
+        self.published.subscribe()
+    }
+
+    /// Reloads on every change in the file's directory and on every SIGHUP, until the runtime
+    /// stops. The SIGHUP handler is installed before this returns its future, so an early
+    /// SIGHUP does not terminate the process.
+    pub fn run(mut self) -> impl std::future::Future<Output = ()> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let hangups = match signal(SignalKind::hangup()) {
+            Ok(hangups) => Some(hangups),
+            Err(error) => {
+                tracing::warn!(%error, "no SIGHUP handler; rules reload on file changes only");
+                None
+            }
+        };
+        let changed = Arc::new(Notify::new());
+        let watcher = watch_directory(&self.path, changed.clone());
+        async move {
+            let _watcher = watcher;
+            let mut hangups = hangups;
+            loop {
+                let hangup = async {
+                    match &mut hangups {
+                        Some(hangups) => hangups.recv().await,
+                        None => std::future::pending().await,
+                    }
+                };
+                let trigger = tokio::select! {
+                    _ = changed.notified() => {
+                        tokio::time::sleep(SETTLE).await;
+                        Trigger::File
+                    }
+                    Some(()) = hangup => Trigger::Signal,
+                };
+                self.reload(trigger).await;
+            }
+        }
+    }
+
+    /// Reads the file and, when it changed (or on `Signal`), validates it and hands it to
+    /// discovery; waits until the new rules serve.
+    pub async fn reload(&mut self, trigger: Trigger) -> Outcome {
+        let file = self.path.display().to_string();
+        let read = std::fs::read(&self.path);
+        if trigger == Trigger::File && read.as_ref().ok() == self.last_read.as_ref() {
+            return Outcome::Unchanged;
+        }
+        self.last_read = read.as_ref().ok().cloned();
+        let compiled = read
+            .map_err(|source| config::Error::Read {
+                path: file.clone(),
+                source,
+            })
+            .and_then(|bytes| {
+                String::from_utf8(bytes).map_err(|error| config::Error::Read {
+                    path: file.clone(),
+                    source: std::io::Error::new(std::io::ErrorKind::InvalidData, error),
+                })
+            })
+            .and_then(|text| config::parse_rules(&text, &file));
+        let rules = match compiled {
+            Ok(rules) => Arc::new(rules),
+            Err(error) => {
+                let problems = error.problems();
+                for problem in &problems {
+                    tracing::error!(%problem, "invalid rules file");
+                }
+                tracing::error!(
+                    file,
+                    trigger = trigger.label(),
+                    problems = problems.len(),
+                    "rules reload failed; the last good rules keep serving"
+                );
+                self.metrics
+                    .record_reload(trigger.label(), false, unix_now());
+                return Outcome::Rejected(problems.join("\n"));
+            }
+        };
+        let (done, applied) = oneshot::channel();
+        let update = RulesUpdate {
+            rules: rules.clone(),
+            done,
+        };
+        if self.updates.send(update).await.is_err() || applied.await.is_err() {
+            return Outcome::Rejected("the discovery loop has stopped".into());
+        }
+        tracing::info!(file, trigger = trigger.label(), "rules reload succeeded");
+        self.metrics
+            .record_reload(trigger.label(), true, unix_now());
+        self.published.send_replace(rules);
+        Outcome::Applied
+    }
+}
+
+/// Watches the directory holding `path` (not the file: kubelet updates a ConfigMap volume by
+/// swapping its `..data` symlink, and editors replace files), notifying `changed` on any event.
+/// Falls back to polling when inotify is unavailable (its limits are per user).
+fn watch_directory(path: &Path, changed: Arc<Notify>) -> Option<Box<dyn Watcher + Send>> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let handler = |changed: Arc<Notify>| {
+        move |event: notify::Result<notify::Event>| {
+            if event.is_ok() {
+                changed.notify_one();
+            }
+        }
+    };
+    let native = notify::recommended_watcher(handler(changed.clone())).and_then(|mut watcher| {
+        watcher.watch(&dir, notify::RecursiveMode::NonRecursive)?;
+        Ok(Box::new(watcher) as Box<dyn Watcher + Send>)
+    });
+    let error = match native {
+        Ok(watcher) => return Some(watcher),
+        Err(error) => error,
+    };
+    let config = notify::Config::default()
+        .with_poll_interval(POLL_INTERVAL)
+        .with_compare_contents(true);
+    let polled = notify::PollWatcher::new(handler(changed), config).and_then(|mut watcher| {
+        watcher.watch(&dir, notify::RecursiveMode::NonRecursive)?;
+        Ok(Box::new(watcher) as Box<dyn Watcher + Send>)
+    });
+    match polled {
+        Ok(watcher) => {
+            tracing::warn!(dir = %dir.display(), %error, "cannot watch the rules directory; polling it every {POLL_INTERVAL:?}");
+            Some(watcher)
+        }
+        Err(poll_error) => {
+            tracing::warn!(dir = %dir.display(), %error, %poll_error, "cannot watch the rules directory; rules reload on SIGHUP only");
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "rules:\n- seriesQuery: 'a_total'\n  resources: {overrides: {pod: {resource: pod}}}\n  metricsQuery: x\n";
+    const BETTER: &str = "rules:\n- seriesQuery: 'b_total'\n  resources: {overrides: {pod: {resource: pod}}}\n  metricsQuery: x\n";
+
+    /// The series queries of each rule set the stand-in discovery loop received.
+    type Applied = Arc<std::sync::Mutex<Vec<Vec<String>>>>;
+
+    /// A reloader over a file holding `GOOD`, and a stand-in discovery loop that records the
+    /// series queries of the rules it receives.
+    fn setup(dir: &Path) -> (RulesReloader, Applied, Arc<Metrics>) {
+        let path = dir.join("config.yaml");
+        std::fs::write(&path, GOOD).unwrap();
+        let rules = Arc::new(config::parse_rules(GOOD, "test").unwrap());
+        let (updates, mut received) = mpsc::channel::<RulesUpdate>(1);
+        let applied = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = applied.clone();
+        tokio::spawn(async move {
+            while let Some(update) = received.recv().await {
+                let queries = update
+                    .rules
+                    .distinct_series_queries()
+                    .into_iter()
+                    .map(str::to_owned)
+                    .collect();
+                seen.lock().unwrap().push(queries);
+                let _ = update.done.send(Default::default());
+            }
+        });
+        let metrics = Arc::new(Metrics::new());
+        let reloader = RulesReloader::new(path, rules, updates, metrics.clone());
+        (reloader, applied, metrics)
+    }
+
+    fn metric_line(metrics: &Metrics, name: &str) -> String {
+        metrics
+            .render()
+            .lines()
+            .find(|line| line.starts_with(name))
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    #[tokio::test]
+    async fn a_changed_file_is_applied_and_published() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut reloader, applied, metrics) = setup(dir.path());
+        let published = reloader.subscribe();
+        std::fs::write(dir.path().join("config.yaml"), BETTER).unwrap();
+        assert_eq!(reloader.reload(Trigger::File).await, Outcome::Applied);
+        assert_eq!(*applied.lock().unwrap(), vec![vec!["b_total".to_owned()]]);
+        assert_eq!(
+            published.borrow().distinct_series_queries(),
+            vec!["b_total"]
+        );
+        assert_eq!(
+            metric_line(&metrics, "prom_adapter_config_last_reload_successful"),
+            "prom_adapter_config_last_reload_successful 1"
+        );
+    }
+
+    #[tokio::test]
+    async fn file_events_without_a_content_change_do_nothing_but_sighup_reloads() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut reloader, applied, _) = setup(dir.path());
+        assert_eq!(reloader.reload(Trigger::File).await, Outcome::Unchanged);
+        assert!(applied.lock().unwrap().is_empty());
+        assert_eq!(reloader.reload(Trigger::Signal).await, Outcome::Applied);
+        assert_eq!(applied.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn an_invalid_file_is_rejected_with_every_error_and_the_metric_drops() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut reloader, applied, metrics) = setup(dir.path());
+        let published = reloader.subscribe();
+        std::fs::write(
+            dir.path().join("config.yaml"),
+            "rules:\n- seriesQuery: 'a_total'\n  metricsQuery: '<<.Nope'\n  name: {matches: '('}\n",
+        )
+        .unwrap();
+        let Outcome::Rejected(error) = reloader.reload(Trigger::File).await else {
+            panic!("an invalid file must be rejected");
+        };
+        assert!(error.contains("config.yaml"), "{error}");
+        assert!(
+            error.contains("config.yaml:4:19: rules[0].name.matches"),
+            "{error}"
+        );
+        assert!(
+            error.contains("config.yaml:3:17: rules[0].metricsQuery"),
+            "{error}"
+        );
+        assert!(
+            applied.lock().unwrap().is_empty(),
+            "nothing reaches discovery"
+        );
+        assert_eq!(
+            published.borrow().distinct_series_queries(),
+            vec!["a_total"]
+        );
+        assert_eq!(
+            metric_line(&metrics, "prom_adapter_config_last_reload_successful"),
+            "prom_adapter_config_last_reload_successful 0"
+        );
+        // The same bad content again is not a new failure; fixing it is a success.
+        assert_eq!(reloader.reload(Trigger::File).await, Outcome::Unchanged);
+        std::fs::write(dir.path().join("config.yaml"), BETTER).unwrap();
+        assert_eq!(reloader.reload(Trigger::File).await, Outcome::Applied);
+        assert_eq!(
+            metric_line(&metrics, "prom_adapter_config_last_reload_successful"),
+            "prom_adapter_config_last_reload_successful 1"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_missing_file_is_rejected_and_keeps_the_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut reloader, applied, _) = setup(dir.path());
+        std::fs::remove_file(dir.path().join("config.yaml")).unwrap();
+        let Outcome::Rejected(error) = reloader.reload(Trigger::File).await else {
+            panic!("a missing file must be rejected");
+        };
+        assert!(error.contains("cannot read rules file"), "{error}");
+        assert!(applied.lock().unwrap().is_empty());
+    }
+}
