@@ -438,3 +438,60 @@ fn the_service_monitor_scrapes_the_https_port_with_the_serving_ca() {
         serde_json::json!([{"ports": [{"port": "https", "protocol": "TCP"}]}])
     );
 }
+
+#[test]
+fn the_rules_configmap_is_mounted_for_reload_and_a_restart_on_change_is_opt_in() {
+    let deployment = |values: &str| {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), values).unwrap();
+        let (_, objects) = render(file.path());
+        find(&objects, "Deployment")[0].clone()
+    };
+    let default = deployment("{}\n");
+    let pod = &default["spec"]["template"];
+    let container = &pod["spec"]["containers"][0];
+    let mount = container["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "rules")
+        .unwrap();
+    // kubelet never updates a subPath mount; the adapter watches the mounted directory.
+    assert!(mount.get("subPath").is_none(), "{mount}");
+    let config_flag = format!(
+        "--config={}/config.yaml",
+        mount["mountPath"].as_str().unwrap()
+    );
+    assert!(
+        container["args"]
+            .as_array()
+            .unwrap()
+            .contains(&Value::from(config_flag.as_str())),
+        "{}",
+        container["args"]
+    );
+    assert!(
+        pod["metadata"]["annotations"].get("checksum/rules").is_none(),
+        "no restart on a rules change unless asked for: {}",
+        pod["metadata"]
+    );
+
+    let checksum = |values: &str| {
+        deployment(values)["spec"]["template"]["metadata"]["annotations"]["checksum/rules"]
+            .as_str()
+            .expect("a checksum/rules annotation")
+            .to_owned()
+    };
+    let before = checksum("rules:\n  restartOnChange: true\npodAnnotations: {team: metrics}\n");
+    assert_eq!(before.len(), 64, "{before}");
+    let after = checksum(
+        "rules:\n  restartOnChange: true\n  custom:\n  - seriesQuery: 'x_total{namespace!=\"\"}'\n    resources: {template: <<.Resource>>}\n    metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)'\n",
+    );
+    assert_ne!(before, after, "a rules change changes the checksum");
+    let with_annotations = deployment("rules:\n  restartOnChange: true\npodAnnotations: {team: metrics}\n");
+    assert_eq!(
+        with_annotations["spec"]["template"]["metadata"]["annotations"]["team"],
+        "metrics",
+        "pod annotations are kept"
+    );
+}
