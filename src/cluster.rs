@@ -257,9 +257,10 @@ impl ObjectLister for Cluster {
             // Names only: metadata lists keep the answer small for large namespaces.
             self.throttle.acquire().await;
             let list = api.list_metadata(&params).await.map_err(|e| match &e {
-                kube::Error::Api(status) if status.code == 403 => {
-                    BackendError::Failed(format!("listing {}: {e}", resource.plural))
-                }
+                kube::Error::Api(status) if status.code == 403 => BackendError::Failed(format!(
+                    "listing {}: {e}; the adapter's service account needs `list` on it (Helm chart: rbac.listResources)",
+                    resource.group_resource()
+                )),
                 _ => BackendError::Unavailable(format!("listing {}: {e}", resource.plural)),
             })?;
             Ok(list

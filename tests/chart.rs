@@ -471,7 +471,9 @@ fn the_rules_configmap_is_mounted_for_reload_and_a_restart_on_change_is_opt_in()
         container["args"]
     );
     assert!(
-        pod["metadata"]["annotations"].get("checksum/rules").is_none(),
+        pod["metadata"]["annotations"]
+            .get("checksum/rules")
+            .is_none(),
         "no restart on a rules change unless asked for: {}",
         pod["metadata"]
     );
@@ -488,10 +490,121 @@ fn the_rules_configmap_is_mounted_for_reload_and_a_restart_on_change_is_opt_in()
         "rules:\n  restartOnChange: true\n  custom:\n  - seriesQuery: 'x_total{namespace!=\"\"}'\n    resources: {template: <<.Resource>>}\n    metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)'\n",
     );
     assert_ne!(before, after, "a rules change changes the checksum");
-    let with_annotations = deployment("rules:\n  restartOnChange: true\npodAnnotations: {team: metrics}\n");
+    let with_annotations =
+        deployment("rules:\n  restartOnChange: true\npodAnnotations: {team: metrics}\n");
     assert_eq!(
-        with_annotations["spec"]["template"]["metadata"]["annotations"]["team"],
-        "metrics",
+        with_annotations["spec"]["template"]["metadata"]["annotations"]["team"], "metrics",
         "pod annotations are kept"
     );
+}
+
+/// (group, resource, verb) triples a ClusterRole grants.
+fn grants(role: &Value) -> std::collections::BTreeSet<(String, String, String)> {
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap().to_owned())
+            .collect()
+    };
+    let mut grants = std::collections::BTreeSet::new();
+    for rule in role["rules"].as_array().unwrap() {
+        for group in strings(&rule["apiGroups"]) {
+            for resource in strings(&rule["resources"]) {
+                for verb in strings(&rule["verbs"]) {
+                    grants.insert((group.clone(), resource.clone(), verb));
+                }
+            }
+        }
+    }
+    grants
+}
+
+/// What the adapter lists for the overrides of rendered rules: (group, plural), resolved by the
+/// adapter's own resource table.
+fn listed_by_overrides(objects: &[Value]) -> Vec<(String, String)> {
+    let Some(config) = find(objects, "ConfigMap")
+        .first()
+        .and_then(|c| c["data"]["config.yaml"].as_str())
+    else {
+        return vec![];
+    };
+    let rules = prom_adapter::config::parse_rules(config, "ConfigMap").unwrap();
+    let table = prom_adapter::resources::ResourceTable::builtin();
+    let mut listed = vec![];
+    for rule in rules.custom.iter().chain(&rules.external) {
+        for (label, resource) in rule.resources.overrides() {
+            let info = table
+                .resolve(resource)
+                .unwrap_or_else(|| panic!("override {label}: {resource} is not a known resource"));
+            listed.push((info.group.clone(), info.plural.clone()));
+        }
+    }
+    listed
+}
+
+#[test]
+fn rbac_lets_the_adapter_list_every_resource_the_rules_name_and_nothing_more() {
+    let reader = |objects: &[Value]| {
+        find(objects, "ClusterRole")
+            .into_iter()
+            .find(|r| r["metadata"]["name"] == "demo-prom-adapter-resource-reader")
+            .expect("a resource-reader ClusterRole")
+            .clone()
+    };
+    for values in values_files() {
+        let (_, objects) = render(&values);
+        let granted = grants(&reader(&objects));
+        for (group, plural) in listed_by_overrides(&objects) {
+            assert!(
+                granted.contains(&(group.clone(), plural.clone(), "list".into())),
+                "{}: the rules map {plural}.{group} but the adapter may not list it: {granted:?}",
+                values.display()
+            );
+        }
+    }
+
+    // Every spelling a rule may use, with and without a group, plus rbac.listResources.
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        file.path(),
+        r#"
+rules:
+  default: false
+  custom:
+  - seriesQuery: 'x_total{namespace!="",ingress!=""}'
+    resources:
+      overrides:
+        namespace: {resource: namespace}
+        ingress: {resource: ingress}
+        netpol: {resource: NetworkPolicy}
+        deploy: {group: apps, resource: deployments}
+        claim: {resource: persistentvolumeclaim}
+    metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)'
+  external:
+  - seriesQuery: 'queue_depth{job!=""}'
+    resources: {overrides: {job: {group: batch, resource: job}}}
+    metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)'
+rbac:
+  listResources: [{group: apps, resource: statefulset}]
+"#,
+    )
+    .unwrap();
+    let (_, objects) = render(file.path());
+    let granted = grants(&reader(&objects));
+    let triple = |g: &str, r: &str, v: &str| (g.to_owned(), r.to_owned(), v.to_owned());
+    let mut expected: std::collections::BTreeSet<_> = ["namespaces", "nodes", "pods", "services"]
+        .into_iter()
+        .flat_map(|r| ["get", "list", "watch"].map(|v| triple("", r, v)))
+        .collect();
+    for (group, plural) in listed_by_overrides(&objects) {
+        if !(group.is_empty() && ["namespaces", "pods"].contains(&plural.as_str())) {
+            expected.insert(triple(&group, &plural, "list"));
+        }
+    }
+    expected.insert(triple("apps", "statefulsets", "list"));
+    assert_eq!(granted, expected);
+    assert!(granted.contains(&triple("networking.k8s.io", "ingresses", "list")));
+    assert!(granted.contains(&triple("networking.k8s.io", "networkpolicies", "list")));
+    assert!(granted.contains(&triple("", "persistentvolumeclaims", "list")));
 }

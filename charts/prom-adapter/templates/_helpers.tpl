@@ -72,3 +72,43 @@ ones a previous release generated (kept across upgrades), or new ones.
 {{- end -}}
 {{- end -}}
 {{- end -}}
+
+{{/*
+The plural of a lowercase resource name as a rule may write it ("ingress", "pods", "policy"),
+the way kube's RESTMapper guesses it.
+*/}}
+{{- define "prom-adapter.plural" -}}
+{{- if hasSuffix "ss" . }}{{ . }}es
+{{- else if hasSuffix "s" . }}{{ . }}
+{{- else if or (hasSuffix "ch" .) (hasSuffix "sh" .) (hasSuffix "x" .) }}{{ . }}es
+{{- else if regexMatch "[^aeiou]y$" . }}{{ trimSuffix "y" . }}ies
+{{- else }}{{ . }}s
+{{- end -}}
+{{- end -}}
+
+{{/*
+The resources the adapter lists by label selector beyond the core ones it always reads, as JSON
+{group: [plural, ...]}: every `resources.overrides` target of rules.custom and rules.external,
+plus rbac.listResources. An override without a group resolves as the adapter does for the
+well-known workload resources, and to the core group otherwise.
+*/}}
+{{- define "prom-adapter.listedResources" -}}
+{{- $wellKnown := dict "ingress" "networking.k8s.io" "ingresses" "networking.k8s.io" "networkpolicy" "networking.k8s.io" "networkpolicies" "networking.k8s.io" "deployment" "apps" "deployments" "apps" "replicaset" "apps" "replicasets" "apps" "statefulset" "apps" "statefulsets" "apps" "daemonset" "apps" "daemonsets" "apps" "job" "batch" "jobs" "batch" "cronjob" "batch" "cronjobs" "batch" "horizontalpodautoscaler" "autoscaling" "horizontalpodautoscalers" "autoscaling" -}}
+{{- $targets := list -}}
+{{- range $rule := concat (.Values.rules.custom | default list) (.Values.rules.external | default list) -}}
+{{- range $label, $target := (($rule.resources | default dict).overrides | default dict) -}}
+{{- $targets = append $targets $target -}}
+{{- end -}}
+{{- end -}}
+{{- $targets = concat $targets (.Values.rbac.listResources | default list) -}}
+{{- $groups := dict -}}
+{{- range $targets -}}
+{{- $name := lower (toString (.resource | default "")) -}}
+{{- if $name -}}
+{{- $group := .group | default (get $wellKnown $name) | default "" -}}
+{{- $plural := include "prom-adapter.plural" $name -}}
+{{- $_ := set $groups $group (append (get $groups $group | default list) $plural | uniq | sortAlpha) -}}
+{{- end -}}
+{{- end -}}
+{{- toJson $groups -}}
+{{- end -}}
