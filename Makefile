@@ -2,7 +2,7 @@
 # `make test` runs every check CI runs.
 CARGO ?= cargo
 
-.PHONY: demo test deps build release lint fmt bench
+.PHONY: demo test deps build release lint fmt bench manifests
 
 deps:
 	@scripts/install-deps.sh
@@ -31,3 +31,7 @@ fmt:
 # Benchmarks (release build): adapter vs direct Prometheus latency, and 1M-series discovery vs curl.
 bench: deps
 	$(CARGO) bench --locked --bench adapter
+
+# The plain manifests (manifests/base) rendered from the Helm chart; a test fails when they are stale.
+manifests: deps
+	@scripts/render-manifests.sh

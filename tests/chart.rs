@@ -64,6 +64,12 @@ fn render(values: &Path) -> (String, Vec<Value>) {
         "--values",
         values.to_str().unwrap(),
     ]);
+    let objects = objects_of(&yaml);
+    (yaml, objects)
+}
+
+/// The objects of a multi-document YAML stream.
+fn objects_of(yaml: &str) -> Vec<Value> {
     let objects = pipe(
         Command::new(tools().join("venv/bin/python")).args([
             "-c",
@@ -71,7 +77,7 @@ fn render(values: &Path) -> (String, Vec<Value>) {
         ]),
         yaml.as_bytes(),
     );
-    (yaml, serde_json::from_slice(&objects).unwrap())
+    serde_json::from_slice(&objects).unwrap()
 }
 
 /// Runs a filter: `input` on stdin, stdout back; fails the test if it fails.
@@ -104,22 +110,26 @@ fn every_example_lints_and_validates_for_kubernetes_1_27_and_1_33() {
             values.to_str().unwrap(),
         ]);
         let (yaml, _) = render(&values);
-        let rendered = tempfile::NamedTempFile::new().unwrap();
-        std::fs::write(rendered.path(), &yaml).unwrap();
-        for version in ["1.27.0", "1.33.0"] {
-            let out = Command::new(tools().join("venv/bin/kubernetes-validate"))
-                .args(["--strict", "-k", version, "--quiet"])
-                .arg(rendered.path())
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{} for {version}: {}{}",
-                values.display(),
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
+        validate_for_kubernetes(&yaml, &values.display().to_string());
+    }
+}
+
+/// Every object in `yaml` passes `kubernetes-validate --strict` for Kubernetes 1.27 and 1.33.
+fn validate_for_kubernetes(yaml: &str, what: &str) {
+    let rendered = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(rendered.path(), yaml).unwrap();
+    for version in ["1.27.0", "1.33.0"] {
+        let out = Command::new(tools().join("venv/bin/kubernetes-validate"))
+            .args(["--strict", "-k", version, "--quiet"])
+            .arg(rendered.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{what} for {version}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
@@ -152,26 +162,29 @@ fn rendered_rules_load_and_rendered_flags_parse() {
             rules.resource.is_some()
         );
 
-        // Exactly the flags the binary accepts, with nothing ignored.
-        let container =
-            &find(&objects, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0];
-        let mut args = vec!["prom-adapter".to_owned()];
-        args.extend(
-            container["args"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|a| a.as_str().unwrap().to_owned()),
-        );
-        let (args, warnings) = prom_adapter::cli::screen_legacy_flags(args).unwrap();
-        assert!(warnings.is_empty(), "{warnings:?}");
-        let cli = prom_adapter::cli::Cli::try_parse_from(&args)
-            .unwrap_or_else(|e| panic!("{args:?}: {e}"));
-        assert!(matches!(
-            cli.command,
-            Some(prom_adapter::cli::Command::Serve(_))
-        ));
+        assert_args_parse(&objects);
     }
+}
+
+/// The Deployment's arguments are exactly flags the binary accepts, with nothing ignored.
+fn assert_args_parse(objects: &[Value]) {
+    let container = &find(objects, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0];
+    let mut args = vec!["prom-adapter".to_owned()];
+    args.extend(
+        container["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap().to_owned()),
+    );
+    let (args, warnings) = prom_adapter::cli::screen_legacy_flags(args).unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let cli =
+        prom_adapter::cli::Cli::try_parse_from(&args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    assert!(matches!(
+        cli.command,
+        Some(prom_adapter::cli::Command::Serve(_))
+    ));
 }
 
 #[test]
@@ -607,4 +620,97 @@ rbac:
     assert!(granted.contains(&triple("networking.k8s.io", "ingresses", "list")));
     assert!(granted.contains(&triple("networking.k8s.io", "networkpolicies", "list")));
     assert!(granted.contains(&triple("", "persistentvolumeclaims", "list")));
+}
+
+/// `kubectl kustomize` of a directory under manifests/.
+fn kustomize(dir: &str) -> String {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("manifests")
+        .join(dir);
+    let out = Command::new("kubectl")
+        .arg("kustomize")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "kubectl kustomize {}: {}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn the_plain_manifests_are_the_rendered_chart_and_build_with_kustomize() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let fresh = tempfile::NamedTempFile::new().unwrap();
+    let out = Command::new(root.join("scripts/render-manifests.sh"))
+        .arg(fresh.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let committed = std::fs::read_to_string(root.join("manifests/base/prom-adapter.yaml")).unwrap();
+    assert!(
+        std::fs::read_to_string(fresh.path()).unwrap() == committed,
+        "manifests/base/prom-adapter.yaml is out of date with the chart: run `make manifests` and commit the result"
+    );
+
+    let base = kustomize("base");
+    validate_for_kubernetes(&base, "manifests/base");
+    let objects = objects_of(&base);
+    for object in &objects {
+        assert_eq!(
+            object["metadata"]["labels"]["app.kubernetes.io/managed-by"], "kustomize",
+            "{}",
+            object["metadata"]["name"]
+        );
+    }
+    // No private key in the repository: cert-manager issues the serving certificate and injects
+    // its CA.
+    assert!(find(&objects, "Secret").is_empty());
+    assert_eq!(find(&objects, "Certificate").len(), 2);
+    for api in find(&objects, "APIService") {
+        assert_eq!(
+            api["metadata"]["annotations"]["cert-manager.io/inject-ca-from"],
+            "monitoring/prom-adapter-serving"
+        );
+        assert!(api["spec"].get("insecureSkipTLSVerify").is_none());
+    }
+    assert_args_parse(&objects);
+
+    // The documented overlay: its rules replace the ConfigMap's, under the same name (the
+    // adapter reloads it), and its Prometheus URL replaces the base's.
+    let overlay = kustomize("overlays/example");
+    validate_for_kubernetes(&overlay, "manifests/overlays/example");
+    let objects = objects_of(&overlay);
+    let config = find(&objects, "ConfigMap")[0];
+    assert_eq!(config["metadata"]["name"], "prom-adapter");
+    let rules = prom_adapter::config::parse_rules(
+        config["data"]["config.yaml"].as_str().unwrap(),
+        "overlay ConfigMap",
+    )
+    .unwrap();
+    assert_eq!(
+        rules.distinct_series_queries(),
+        vec!["http_requests_total{namespace!=\"\",pod!=\"\"}"]
+    );
+    let deployment = find(&objects, "Deployment")[0];
+    assert!(
+        deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+            .as_array()
+            .unwrap()
+            .contains(&Value::from(
+                "--prometheus-url=http://prometheus.observability.svc:9090"
+            ))
+    );
+    assert_eq!(
+        deployment["spec"]["template"]["spec"]["volumes"][0]["configMap"]["name"],
+        "prom-adapter"
+    );
+    assert_args_parse(&objects);
 }
