@@ -150,6 +150,7 @@ fn compile_discovery_rule(
             filters.push(f);
         }
     }
+    let series_filters = filters.len();
     let name = compile_name(c, raw.name.as_ref(), rule, &format!("{path}.name"));
     let explicit_matches = raw
         .name
@@ -172,6 +173,7 @@ fn compile_discovery_rule(
         series_query,
         series_selector,
         filters,
+        series_filters,
         resources: resources?,
         name: name?,
         metrics_query: metrics_query?,

@@ -273,6 +273,72 @@ impl Client {
         }
     }
 
+    /// Every series matching `selector` between `start` and `end`, with its labels (`__name__`
+    /// included): for `explain`, which reports per series. Discovery uses `series_shapes`.
+    pub async fn series(
+        &self,
+        selector: &str,
+        start: f64,
+        end: f64,
+    ) -> Result<Vec<std::collections::BTreeMap<String, String>>, Error> {
+        let params = [
+            ("match[]", selector.to_owned()),
+            ("start", format_time(start)),
+            ("end", format_time(end)),
+        ];
+        Ok(self
+            .get_json("api/v1/series", &params)
+            .await?
+            .unwrap_or_default())
+    }
+
+    /// Prometheus's loaded configuration file (`/api/v1/status/config`), as YAML text.
+    pub async fn config_yaml(&self) -> Result<String, Error> {
+        #[derive(serde::Deserialize)]
+        struct Config {
+            yaml: String,
+        }
+        let config: Option<Config> = self.get_json("api/v1/status/config", &[]).await?;
+        config
+            .map(|c| c.yaml)
+            .ok_or_else(|| Error::Decode("/api/v1/status/config: no data".into()))
+    }
+
+    /// Calls an API path and decodes the `data` of a success answer (`None` when it has none).
+    async fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        params: &[(&str, String)],
+    ) -> Result<Option<T>, Error> {
+        #[derive(serde::Deserialize)]
+        struct Answer<T> {
+            status: String,
+            data: Option<T>,
+            #[serde(default, rename = "errorType")]
+            error_type: String,
+            #[serde(default)]
+            error: String,
+        }
+        let response = self.send(path, params).await?;
+        let status = response.status();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| self.unavailable(describe(&e)))?;
+        let answer: Answer<T> = serde_json::from_slice(&body).map_err(|e| {
+            if status.is_success() {
+                Error::Decode(format!("{path}: {e}"))
+            } else {
+                self.unavailable(format!("HTTP {status}"))
+            }
+        })?;
+        if answer.status == "success" {
+            Ok(answer.data)
+        } else {
+            Err(self.api_error(answer.error_type, answer.error))
+        }
+    }
+
     /// Values of `label` on series matching `selector` between `start` and `end`.
     pub async fn label_values(
         &self,
@@ -281,40 +347,13 @@ impl Client {
         start: f64,
         end: f64,
     ) -> Result<Vec<String>, Error> {
-        #[derive(serde::Deserialize)]
-        struct Answer {
-            status: String,
-            #[serde(default)]
-            data: Option<Vec<String>>,
-            #[serde(default, rename = "errorType")]
-            error_type: String,
-            #[serde(default)]
-            error: String,
-        }
         let params = [
             ("match[]", selector.to_owned()),
             ("start", format_time(start)),
             ("end", format_time(end)),
         ];
         let path = format!("api/v1/label/{label}/values");
-        let response = self.send(&path, &params).await?;
-        let status = response.status();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| self.unavailable(describe(&e)))?;
-        let answer: Answer = serde_json::from_slice(&body).map_err(|e| {
-            if status.is_success() {
-                Error::Decode(format!("label values: {e}"))
-            } else {
-                self.unavailable(format!("HTTP {status}"))
-            }
-        })?;
-        if answer.status == "success" {
-            Ok(answer.data.unwrap_or_default())
-        } else {
-            Err(self.api_error(answer.error_type, answer.error))
-        }
+        Ok(self.get_json(&path, &params).await?.unwrap_or_default())
     }
 
     /// Runs an instant query at `time` (Unix seconds).

@@ -103,6 +103,13 @@ pub enum SeriesFilter {
 }
 
 impl SeriesFilter {
+    /// The filter's regular expression.
+    pub fn regex(&self) -> &Regex {
+        match self {
+            SeriesFilter::Is(re) | SeriesFilter::IsNot(re) => re,
+        }
+    }
+
     /// Whether a series with this name passes (unanchored search, as Go's `MatchString`).
     pub fn keeps(&self, series_name: &str) -> bool {
         match self {
@@ -157,6 +164,8 @@ pub struct DiscoveryRule {
     pub series_selector: SeriesSelector,
     /// `seriesFilters`, then the implicit filter from `name.matches`.
     pub filters: Vec<SeriesFilter>,
+    /// How many of `filters` are `seriesFilters` entries (the rest is `name.matches`).
+    pub series_filters: usize,
     /// `resources`.
     pub resources: ResourceMapping,
     /// `name`.
@@ -166,6 +175,17 @@ pub struct DiscoveryRule {
 }
 
 impl DiscoveryRule {
+    /// Where filter `index` comes from, as the rules file says it: `seriesFilters[0].isNot` or
+    /// `name.matches`.
+    pub fn filter_origin(&self, index: usize) -> String {
+        match self.filters.get(index) {
+            Some(_) if index >= self.series_filters => "name.matches".to_owned(),
+            Some(SeriesFilter::Is(_)) => format!("seriesFilters[{index}].is"),
+            Some(SeriesFilter::IsNot(_)) => format!("seriesFilters[{index}].isNot"),
+            None => format!("filter {index}"),
+        }
+    }
+
     /// The API metric name for a series, or `None` when the series is filtered out.
     pub fn metric_name_for(&self, series_name: &str) -> Option<String> {
         if self.filters.iter().all(|f| f.keeps(series_name)) {

@@ -241,6 +241,7 @@ mod tests {
             series_query: "x".into(),
             series_selector: crate::promql::SeriesSelector::parse("x").unwrap(),
             filters: Vec::<SeriesFilter>::new(),
+            series_filters: 0,
             resources: mock_mapping(),
             name: NameMatcher::new(regex::Regex::new(".*").unwrap(), "$0".into()),
             metrics_query: QueryTemplate::compile(template).unwrap(),

@@ -1,4 +1,7 @@
-//! Offline rules authoring: summarise a rules file, list what it discovers from given series, and show a request's PromQL.
+//! Rules authoring: summarise a rules file, list what it discovers from series (a file, or a live Prometheus), show a request's PromQL, and say why a metric is missing.
+
+pub mod report;
+pub mod why;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -6,7 +9,7 @@ use serde::Serialize;
 
 use crate::api::parse_custom_request;
 use crate::promql::{LabelSelector, Series};
-use crate::provider::custom::{ObjectName, QueryPlan};
+use crate::provider::custom::{CustomRequest, ObjectName, QueryPlan};
 use crate::registry::Registry;
 use crate::resources::ResourceTable;
 use crate::rules::{QueryRequest, RuleSet, build_external_query};
@@ -162,6 +165,56 @@ pub fn listing(registry: &Registry) -> Listing {
     }
 }
 
+/// A metrics request, parsed from its API path.
+#[derive(Debug, Clone)]
+pub enum RequestPath {
+    /// A `custom.metrics.k8s.io` request.
+    Custom(CustomRequest),
+    /// An `external.metrics.k8s.io` request.
+    External {
+        /// The namespace in the path.
+        namespace: String,
+        /// The metric.
+        metric: String,
+        /// `labelSelector`.
+        selector: LabelSelector,
+    },
+}
+
+/// Parses a custom or external metrics API path, with its query string.
+pub fn parse_request_path(path: &str) -> Result<RequestPath, Error> {
+    let (path, query_string) = path.split_once('?').unwrap_or((path, ""));
+    let query = actix_web::web::Query::<HashMap<String, String>>::from_query(query_string)
+        .map_err(|e| Error::Request(format!("invalid query string {query_string:?}: {e}")))?
+        .into_inner();
+    if let Some(rest) = strip_version(path, "/apis/custom.metrics.k8s.io/") {
+        return parse_custom_request(rest, &query)
+            .map(RequestPath::Custom)
+            .map_err(|e| Error::Request(e.to_string()));
+    }
+    if let Some(rest) = strip_version(path, "/apis/external.metrics.k8s.io/") {
+        let segments: Vec<&str> = rest.trim_end_matches('/').split('/').collect();
+        let ["namespaces", namespace, metric] = segments.as_slice() else {
+            return Err(Error::Request("external metrics paths look like /apis/external.metrics.k8s.io/v1beta1/namespaces/NS/METRIC".into()));
+        };
+        let selector = LabelSelector::parse(
+            query
+                .get("labelSelector")
+                .map(String::as_str)
+                .unwrap_or_default(),
+        )
+        .map_err(|e| Error::Request(e.to_string()))?;
+        return Ok(RequestPath::External {
+            namespace: (*namespace).to_owned(),
+            metric: (*metric).to_owned(),
+            selector,
+        });
+    }
+    Err(Error::Request(format!(
+        "{path:?} is not a custom or external metrics path"
+    )))
+}
+
 /// The PromQL a request path runs, given the object names a selector would resolve to.
 pub fn query_for_path(
     rules: &RuleSet,
@@ -170,68 +223,53 @@ pub fn query_for_path(
     path: &str,
     objects: &[String],
 ) -> Result<String, Error> {
-    let (path, query_string) = path.split_once('?').unwrap_or((path, ""));
-    let query = actix_web::web::Query::<HashMap<String, String>>::from_query(query_string)
-        .map_err(|e| Error::Request(format!("invalid query string {query_string:?}: {e}")))?
-        .into_inner();
-    let request_error = |e: crate::api::Error| Error::Request(e.to_string());
-    if let Some(rest) = strip_version(path, "/apis/custom.metrics.k8s.io/") {
-        let request = parse_custom_request(rest, &query).map_err(request_error)?;
-        let plan = QueryPlan::new(rules, registry, table, &request).map_err(|e| {
-            let scope = if request.namespace.is_some() {
-                "namespaced"
-            } else {
-                "cluster-scoped"
+    match parse_request_path(path)? {
+        RequestPath::Custom(request) => {
+            let plan = QueryPlan::new(rules, registry, table, &request).map_err(|e| {
+                let scope = if request.namespace.is_some() {
+                    "namespaced"
+                } else {
+                    "cluster-scoped"
+                };
+                Error::Request(format!("{e} ({scope}) in these series"))
+            })?;
+            let names: Vec<String> = match &request.name {
+                ObjectName::Named(name) => vec![name.clone()],
+                ObjectName::All if objects.is_empty() => {
+                    return Err(Error::Request(
+                        "`*` selects objects through the cluster: give their names with --objects a,b"
+                            .into(),
+                    ));
+                }
+                ObjectName::All => objects.to_vec(),
             };
-            Error::Request(format!("{e} ({scope}) in these series"))
-        })?;
-        let names: Vec<String> = match &request.name {
-            ObjectName::Named(name) => vec![name.clone()],
-            ObjectName::All if objects.is_empty() => {
-                return Err(Error::Request(
-                    "`*` selects objects through the cluster: give their names with --objects a,b"
-                        .into(),
-                ));
-            }
-            ObjectName::All => objects.to_vec(),
-        };
-        return plan
-            .query(table, &request, &names)
-            .map_err(|e| Error::Request(e.to_string()));
+            plan.query(table, &request, &names)
+                .map_err(|e| Error::Request(e.to_string()))
+        }
+        RequestPath::External {
+            namespace,
+            metric,
+            selector,
+        } => {
+            let source = registry.external(&metric).ok_or_else(|| {
+                Error::Request(format!(
+                    "the rules discover no external metric {metric} in these series"
+                ))
+            })?;
+            let query_request = QueryRequest {
+                namespace: Some(&namespace),
+                metric_selector: &selector,
+                names: &[],
+            };
+            build_external_query(
+                &rules.external[source.rule],
+                table,
+                &source.series,
+                &query_request,
+            )
+            .map_err(|e| Error::Request(e.to_string()))
+        }
     }
-    if let Some(rest) = strip_version(path, "/apis/external.metrics.k8s.io/") {
-        let segments: Vec<&str> = rest.trim_end_matches('/').split('/').collect();
-        let ["namespaces", namespace, metric] = segments.as_slice() else {
-            return Err(Error::Request("external metrics paths look like /apis/external.metrics.k8s.io/v1beta1/namespaces/NS/METRIC".into()));
-        };
-        let source = registry.external(metric).ok_or_else(|| {
-            Error::Request(format!(
-                "the rules discover no external metric {metric} in these series"
-            ))
-        })?;
-        let selector = LabelSelector::parse(
-            query
-                .get("labelSelector")
-                .map(String::as_str)
-                .unwrap_or_default(),
-        )
-        .map_err(|e| Error::Request(e.to_string()))?;
-        let query_request = QueryRequest {
-            namespace: Some(namespace),
-            metric_selector: &selector,
-            names: &[],
-        };
-        return build_external_query(
-            &rules.external[source.rule],
-            table,
-            &source.series,
-            &query_request,
-        )
-        .map_err(|e| Error::Request(e.to_string()));
-    }
-    Err(Error::Request(format!(
-        "{path:?} is not a custom or external metrics path"
-    )))
 }
 
 fn strip_version<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {

@@ -1,0 +1,617 @@
+//! `explain --why`: walks one metric request through the pipeline (series, filters, naming, resource labels, scope, query, value) and names the first step that loses it, with the fix.
+
+use serde::Serialize;
+
+use super::RequestPath;
+use super::report::{dropping_filter, matched};
+use crate::model::{GroupResource, QuantityFormat, QueryResult, quantity_from_f64};
+use crate::promql::Series;
+use crate::provider::custom::{ObjectName, QueryPlan};
+use crate::registry::Registry;
+use crate::resources::{ResourceInfo, ResourceTable};
+use crate::rules::{DiscoveryRule, QueryRequest, RuleSet, build_external_query};
+
+/// The step that loses a metric, or `served` when none does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// The request names a resource the adapter does not know.
+    UnknownResource,
+    /// The rule's `seriesQuery` matches no series in the max-age window.
+    NoSeries,
+    /// A `seriesFilters` entry removes the series.
+    DroppedByFilter,
+    /// `name.matches` does not match the series name.
+    NameDoesNotMatch,
+    /// `name.as` turns the series into another metric name.
+    NameBecomesOther,
+    /// No rule produces the metric from any series the rules match.
+    NotProduced,
+    /// No label of the series maps to the requested resource.
+    NoLabelForResource,
+    /// The metric exists for the resource, but in the other scope.
+    ScopeMismatch,
+    /// The query returns no sample for the object.
+    NoSample,
+    /// The query returns NaN for the object.
+    NaN,
+    /// Nothing loses it: the API serves a value.
+    Served,
+}
+
+/// What `--why` concludes.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Finding {
+    /// The verdict.
+    pub verdict: Verdict,
+    /// The rule concerned (`rules[0]`), when one is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// What happened, in words.
+    pub explanation: String,
+    /// What to change (empty when served).
+    pub fix: String,
+    /// The PromQL run, when the walk got that far.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+    /// The value the API serves, when it serves one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+}
+
+impl Finding {
+    fn new(verdict: Verdict, rule: Option<String>, explanation: String, fix: String) -> Self {
+        Self {
+            verdict,
+            rule,
+            explanation,
+            fix,
+            query: None,
+            value: None,
+        }
+    }
+}
+
+/// A query to run to finish the walk: discovery keeps the metric.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Probe {
+    /// The rule that serves the metric.
+    pub rule: String,
+    /// The PromQL the API runs.
+    pub query: String,
+    /// The label holding object names (custom metrics).
+    pub label: Option<String>,
+    /// The object asked for by name (custom), or `None` for `*` and external metrics.
+    pub object: Option<String>,
+    /// Object names the series carry, to suggest when the object has no sample.
+    pub known_objects: Vec<String>,
+    /// What the request is about, for messages (`pods web-1`, `namespace default`).
+    pub subject: String,
+}
+
+/// The first half of the walk: a verdict from the series alone, or the query that decides.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Walk {
+    /// A step before the query loses the metric.
+    Lost(Finding),
+    /// Run this query and `judge` its result.
+    Query(Probe),
+}
+
+/// Walks a request through discovery over `series` (as listed within `max_age`, described
+/// in `window` for messages).
+pub fn walk(
+    rules: &RuleSet,
+    series: &[Series],
+    table: &ResourceTable,
+    request: &RequestPath,
+    window: &str,
+) -> Walk {
+    let registry = Registry::from_series(rules, series, table);
+    match request {
+        RequestPath::Custom(request) => {
+            let Some(info) = table.resolve(&GroupResource::parse(&request.resource)) else {
+                return Walk::Lost(Finding::new(
+                    Verdict::UnknownResource,
+                    None,
+                    format!("{:?} is not a resource the adapter knows.", request.resource),
+                    "Name the resource by its plural, with its group when it has one: pods, services, deployments.apps, ingresses.networking.k8s.io.".into(),
+                ));
+            };
+            let resource = info.group_resource();
+            let namespaced = request.namespace.is_some();
+            let metric = &request.metric;
+            if registry.custom(&resource, namespaced, metric).is_some() {
+                return custom_probe(rules, &registry, table, request, series);
+            }
+            if registry.custom(&resource, !namespaced, metric).is_some() {
+                return Walk::Lost(scope_mismatch(info, request));
+            }
+            let served_for: Vec<_> = registry
+                .custom_metrics()
+                .filter(|(i, _)| i.metric == *metric)
+                .collect();
+            if let Some((_, source)) = served_for.first() {
+                let resources: Vec<String> =
+                    served_for.iter().map(|(i, _)| i.resource.to_string()).collect();
+                return Walk::Lost(no_label(
+                    rules,
+                    source.rule,
+                    &source.series,
+                    series,
+                    info,
+                    metric,
+                    &resources,
+                ));
+            }
+            Walk::Lost(unproduced(
+                rules,
+                "rules",
+                &rules.custom,
+                metric,
+                series,
+                window,
+                Some(info),
+            ))
+        }
+        RequestPath::External {
+            namespace,
+            metric,
+            selector,
+        } => {
+            let Some(source) = registry.external(metric) else {
+                return Walk::Lost(unproduced(
+                    rules,
+                    "externalRules",
+                    &rules.external,
+                    metric,
+                    series,
+                    window,
+                    None,
+                ));
+            };
+            let request = QueryRequest {
+                namespace: Some(namespace),
+                metric_selector: selector,
+                names: &[],
+            };
+            let rule = format!("externalRules[{}]", source.rule);
+            match build_external_query(
+                &rules.external[source.rule],
+                table,
+                &source.series,
+                &request,
+            ) {
+                Ok(query) => Walk::Query(Probe {
+                    rule,
+                    query,
+                    label: None,
+                    object: None,
+                    known_objects: vec![],
+                    subject: format!("namespace {namespace}"),
+                }),
+                Err(error) => Walk::Lost(Finding::new(
+                    Verdict::NoLabelForResource,
+                    Some(rule),
+                    format!("The query cannot be built: {error}."),
+                    "Map the label that holds namespaces: resources: {overrides: {namespace: {resource: namespace}}}, or set resources.namespaced: false for a cluster-wide metric.".into(),
+                )),
+            }
+        }
+    }
+}
+
+/// The second half: what the query's result means for the request.
+pub fn judge(probe: &Probe, result: &QueryResult) -> Finding {
+    let samples = match result {
+        QueryResult::Vector(samples) => samples.clone(),
+        QueryResult::Scalar(sample) => vec![sample.clone()],
+        QueryResult::Matrix => {
+            return Finding {
+                query: Some(probe.query.clone()),
+                ..Finding::new(
+                    Verdict::NoSample,
+                    Some(probe.rule.clone()),
+                    "The query returns a range vector, which the metrics APIs cannot serve.".into(),
+                    "End metricsQuery in an instant vector: wrap range selectors in a function such as rate() or max_over_time().".into(),
+                )
+            };
+        }
+    };
+    let relevant: Vec<f64> = match (&probe.label, &probe.object) {
+        (Some(label), Some(object)) => samples
+            .iter()
+            .filter(|s| s.labels.get(label) == Some(object))
+            .map(|s| s.value)
+            .collect(),
+        (Some(label), None) => samples
+            .iter()
+            .filter(|s| s.labels.contains_key(label))
+            .map(|s| s.value)
+            .collect(),
+        (None, _) => samples.iter().map(|s| s.value).collect(),
+    };
+    let with_query = |finding: Finding| Finding {
+        query: Some(probe.query.clone()),
+        ..finding
+    };
+    if relevant.is_empty() {
+        let known = if probe.known_objects.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " The series name these objects: {}.",
+                abbreviate(&probe.known_objects)
+            )
+        };
+        let explanation = match (&probe.label, samples.len()) {
+            (Some(label), n) if n > 0 => format!(
+                "The query returns {n} sample(s), none with {label}=\"{}\" for {}.{known}",
+                probe.object.as_deref().unwrap_or("*"),
+                probe.subject
+            ),
+            _ => format!("The query returns no sample for {}.{known}", probe.subject),
+        };
+        return with_query(Finding::new(
+            Verdict::NoSample,
+            Some(probe.rule.clone()),
+            explanation,
+            "Run the query in Prometheus. If the object's name differs from the label value Prometheus has, ask for that name; if the series are there but the result is empty, a matcher in metricsQuery or a range window shorter than the scrape interval (use at least four intervals, e.g. [2m] for 30s) empties it.".into(),
+        ));
+    }
+    if relevant.iter().any(|v| v.is_nan()) {
+        return with_query(Finding::new(
+            Verdict::NaN,
+            Some(probe.rule.clone()),
+            format!(
+                "The query returns NaN for {} (the API serves it as 0).",
+                probe.subject
+            ),
+            "metricsQuery divides by zero or rates over too few samples: guard the divisor (`/ (… > 0)`), or widen the range window.".into(),
+        ));
+    }
+    let total: f64 = relevant.iter().sum();
+    let value = quantity_from_f64(total, QuantityFormat::DecimalSi)
+        .unwrap_or_else(|e| format!("unrepresentable ({e})"));
+    Finding {
+        value: Some(value.clone()),
+        ..with_query(Finding::new(
+            Verdict::Served,
+            Some(probe.rule.clone()),
+            format!("Nothing loses it: the API serves {value} for {}.", probe.subject),
+            String::new(),
+        ))
+    }
+}
+
+fn custom_probe(
+    rules: &RuleSet,
+    registry: &Registry,
+    table: &ResourceTable,
+    request: &crate::provider::custom::CustomRequest,
+    series: &[Series],
+) -> Walk {
+    let plan = match QueryPlan::new(rules, registry, table, request) {
+        Ok(plan) => plan,
+        Err(error) => {
+            return Walk::Lost(Finding::new(
+                Verdict::NoLabelForResource,
+                None,
+                error.to_string(),
+                "Map a label of the series to the resource in resources.overrides.".into(),
+            ));
+        }
+    };
+    let source = registry
+        .custom(&plan.resource, request.namespace.is_some(), &request.metric)
+        .expect("the plan found it");
+    let rule_name = format!("rules[{}]", source.rule);
+    let namespace_label = plan
+        .rule
+        .resources
+        .label_for_resource(&GroupResource::new("", "namespaces"), table)
+        .ok();
+    let mut known: Vec<String> = matched(plan.rule, series)
+        .into_iter()
+        .filter(|s| *s.name == *plan.series)
+        .filter(|s| match (&request.namespace, &namespace_label) {
+            (Some(ns), Some(label)) => s.labels.get(label) == Some(ns),
+            _ => true,
+        })
+        .filter_map(|s| s.labels.get(&plan.label).cloned())
+        .collect();
+    known.sort();
+    known.dedup();
+    let (object, names) = match &request.name {
+        ObjectName::Named(name) => (Some(name.clone()), vec![name.clone()]),
+        ObjectName::All => (None, known.clone()),
+    };
+    let subject = format!(
+        "{} {}",
+        plan.resource,
+        object.as_deref().unwrap_or("*")
+    );
+    match plan.query(table, request, &names) {
+        Ok(query) => Walk::Query(Probe {
+            rule: rule_name,
+            query,
+            label: Some(plan.label.clone()),
+            object,
+            known_objects: known,
+            subject,
+        }),
+        Err(error) => Walk::Lost(Finding::new(
+            Verdict::NoLabelForResource,
+            Some(rule_name),
+            error.to_string(),
+            "Map a label of the series to the resource in resources.overrides.".into(),
+        )),
+    }
+}
+
+fn scope_mismatch(
+    info: &ResourceInfo,
+    request: &crate::provider::custom::CustomRequest,
+) -> Finding {
+    let name = match &request.name {
+        ObjectName::Named(name) => name.clone(),
+        ObjectName::All => "*".to_owned(),
+    };
+    let resource = info.group_resource();
+    let (scope, path) = if info.namespaced {
+        (
+            "namespaced, and the request names no namespace",
+            format!(
+                "/apis/custom.metrics.k8s.io/v1beta2/namespaces/NAMESPACE/{resource}/{name}/{}",
+                request.metric
+            ),
+        )
+    } else if resource.resource == "namespaces" && resource.group.is_empty() {
+        (
+            "cluster-scoped, and the request puts it in a namespace",
+            format!(
+                "/apis/custom.metrics.k8s.io/v1beta2/namespaces/{name}/metrics/{}",
+                request.metric
+            ),
+        )
+    } else {
+        (
+            "cluster-scoped, and the request puts it in a namespace",
+            format!(
+                "/apis/custom.metrics.k8s.io/v1beta2/{resource}/{name}/{}",
+                request.metric
+            ),
+        )
+    };
+    Finding::new(
+        Verdict::ScopeMismatch,
+        None,
+        format!(
+            "{} is served for {resource}, which is {scope}.",
+            request.metric
+        ),
+        format!("Ask {path}"),
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn no_label(
+    rules: &RuleSet,
+    rule_index: usize,
+    series_name: &str,
+    series: &[Series],
+    wanted: &ResourceInfo,
+    metric: &str,
+    served_for: &[String],
+) -> Finding {
+    let rule = &rules.custom[rule_index];
+    let mut labels: Vec<String> = matched(rule, series)
+        .into_iter()
+        .filter(|s| s.name == series_name)
+        .flat_map(|s| s.labels.keys().cloned())
+        .collect();
+    labels.sort();
+    labels.dedup();
+    let resource = wanted.group_resource();
+    let candidate = labels
+        .iter()
+        .find(|l| {
+            let l = l.to_ascii_lowercase();
+            l == wanted.singular
+                || l == wanted.plural
+                || l.ends_with(&format!("_{}", wanted.singular))
+        })
+        .cloned()
+        .unwrap_or_else(|| "LABEL".to_owned());
+    let group = if wanted.group.is_empty() {
+        String::new()
+    } else {
+        format!("group: {}, ", wanted.group)
+    };
+    let served = if served_for.is_empty() {
+        "no resource".to_owned()
+    } else {
+        served_for.join(", ")
+    };
+    Finding::new(
+        Verdict::NoLabelForResource,
+        Some(format!("rules[{rule_index}]")),
+        format!(
+            "{metric} comes from series {series_name} (labels: {}), and no label maps to {resource}; it is served for {served}.",
+            labels.join(", ")
+        ),
+        format!(
+            "Map the label that holds {} names in rules[{rule_index}]: resources: {{overrides: {{{candidate}: {{{group}resource: {}}}}}}}",
+            wanted.kind, wanted.plural
+        ),
+    )
+}
+
+/// The metric is produced by no rule: find the rule and series the user most likely meant and
+/// say which step drops it.
+fn unproduced(
+    rules: &RuleSet,
+    key: &str,
+    list: &[DiscoveryRule],
+    metric: &str,
+    series: &[Series],
+    window: &str,
+    resource: Option<&ResourceInfo>,
+) -> Finding {
+    const EXACT: usize = usize::MAX;
+    // (score, rule index, series name)
+    let mut best: Option<(usize, usize, String)> = None;
+    let mut best_empty: Option<(usize, usize)> = None;
+    for (index, rule) in list.iter().enumerate() {
+        let matched = matched(rule, series);
+        if matched.is_empty() {
+            let score = affinity(metric, &rule.series_query);
+            if best_empty.is_none_or(|(s, _)| score > s) {
+                best_empty = Some((score, index));
+            }
+            continue;
+        }
+        let mut names: Vec<&str> = matched.iter().map(|s| s.name.as_str()).collect();
+        names.sort();
+        names.dedup();
+        for name in names {
+            let produced = rule.name.metric_name(name);
+            let score = if produced.as_deref() == Some(metric) {
+                EXACT
+            } else {
+                common_prefix(metric, name).max(
+                    produced
+                        .as_deref()
+                        .map_or(0, |p| common_prefix(metric, p)),
+                )
+            };
+            if best.as_ref().is_none_or(|(s, _, _)| score > *s) {
+                best = Some((score, index, name.to_owned()));
+            }
+        }
+    }
+    const RELATED: usize = 4;
+    let candidate_score = best.as_ref().map_or(0, |(s, _, _)| *s);
+    if let Some((score, index)) = best_empty
+        && candidate_score != EXACT
+        && score >= RELATED.max(candidate_score)
+    {
+        let query = &list[index].series_query;
+        return Finding::new(
+            Verdict::NoSeries,
+            Some(format!("{key}[{index}]")),
+            format!(
+                "{key}[{index}].seriesQuery {query} matches no series in Prometheus {window}."
+            ),
+            format!(
+                "Run `count by (__name__) ({query})` in Prometheus over a longer range. If it finds nothing, correct the metric name or the label matchers of seriesQuery; if it finds series, they are older than the window: make sure they are still scraped, or raise --metrics-max-age."
+            ),
+        );
+    }
+    let Some((score, index, name)) = best.filter(|(s, _, _)| *s >= RELATED) else {
+        let mut produced: Vec<String> = list
+            .iter()
+            .flat_map(|rule| {
+                matched(rule, series)
+                    .into_iter()
+                    .filter_map(|s| rule.metric_name_for(&s.name))
+            })
+            .collect();
+        produced.sort();
+        produced.dedup();
+        return Finding::new(
+            Verdict::NotProduced,
+            None,
+            format!(
+                "No {key} entry produces {metric} from the series Prometheus has {window}; they produce: {}.",
+                if produced.is_empty() {
+                    "nothing".to_owned()
+                } else {
+                    abbreviate(&produced)
+                }
+            ),
+            format!(
+                "Check the metric name in the request, or add a rule whose seriesQuery selects the series {metric} should come from."
+            ),
+        );
+    };
+    let rule = &list[index];
+    let rule_name = format!("{key}[{index}]");
+    if let Some(filter) = dropping_filter(rule, &name) {
+        let regex = rule.filters[filter].regex().as_str();
+        if filter < rule.series_filters {
+            let origin = rule.filter_origin(filter);
+            return Finding::new(
+                Verdict::DroppedByFilter,
+                Some(rule_name.clone()),
+                format!(
+                    "Series {name} matches {rule_name}.seriesQuery, but {rule_name}.{origin} ({regex}) removes it."
+                ),
+                format!(
+                    "Change {rule_name}.{origin} so that it keeps {name}, or remove that filter."
+                ),
+            );
+        }
+        let escaped = regex::escape(&name);
+        return Finding::new(
+            Verdict::NameDoesNotMatch,
+            Some(rule_name.clone()),
+            format!(
+                "Series {name} matches {rule_name}.seriesQuery, but {rule_name}.name.matches ({regex}) does not match it, so the rule drops it."
+            ),
+            format!(
+                "Make {rule_name}.name.matches match {name}, e.g. name: {{matches: \"^{escaped}$\", as: \"{metric}\"}}."
+            ),
+        );
+    }
+    let produced = rule.name.metric_name(&name).unwrap_or_default();
+    if score != EXACT {
+        return Finding::new(
+            Verdict::NameBecomesOther,
+            Some(rule_name.clone()),
+            format!(
+                "{rule_name} names series {name} \"{produced}\" (name.as {:?}), not {metric}.",
+                rule.name.as_template()
+            ),
+            format!(
+                "Ask for {produced}, or change {rule_name}.name.as so that it produces {metric}."
+            ),
+        );
+    }
+    // Named right and kept, yet not served: none of its labels maps to a resource.
+    match resource {
+        Some(wanted) => no_label(rules, index, &name, series, wanted, metric, &[]),
+        None => Finding::new(
+            Verdict::NotProduced,
+            Some(rule_name),
+            format!("{metric} is produced but not served."),
+            String::new(),
+        ),
+    }
+}
+
+fn common_prefix(a: &str, b: &str) -> usize {
+    a.bytes().zip(b.bytes()).take_while(|(x, y)| x == y).count()
+}
+
+/// How closely a text (a selector) relates to a metric name: the longest common prefix with any
+/// identifier in it.
+fn affinity(metric: &str, text: &str) -> usize {
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+        .map(|word| common_prefix(metric, word))
+        .max()
+        .unwrap_or(0)
+}
+
+fn abbreviate(names: &[String]) -> String {
+    const SHOWN: usize = 10;
+    if names.len() <= SHOWN {
+        names.join(", ")
+    } else {
+        format!(
+            "{} and {} more",
+            names[..SHOWN].join(", "),
+            names.len() - SHOWN
+        )
+    }
+}
