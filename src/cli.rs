@@ -29,8 +29,9 @@ pub enum Command {
         #[arg(long)]
         config: PathBuf,
     },
-    /// Show what a rules file discovers from given series, and the PromQL a request runs.
-    Explain(ExplainArgs),
+    /// Show what a rules file discovers from series (a file, or a live Prometheus), the PromQL a
+    /// request runs and what it returns, and with --why the step that loses a metric.
+    Explain(Box<ExplainArgs>),
 }
 
 /// `explain` arguments.
@@ -39,15 +40,53 @@ pub struct ExplainArgs {
     /// The rules file.
     #[arg(long)]
     pub config: PathBuf,
-    /// A Prometheus `/api/v1/series` JSON answer, or one series per line (`name{label="v"}`).
+    /// Series from a file: a Prometheus `/api/v1/series` JSON answer, or one series per line
+    /// (`name{label="v"}`).
+    #[arg(
+        long,
+        required_unless_present = "prometheus_url",
+        conflicts_with = "prometheus_url"
+    )]
+    pub series: Option<PathBuf>,
+    /// List the series from this Prometheus instead, and run the queries.
     #[arg(long)]
-    pub series: PathBuf,
+    pub prometheus_url: Option<String>,
+    /// Extra `key=value` header for Prometheus (repeatable), as for serve.
+    #[arg(long)]
+    pub prometheus_header: Vec<String>,
+    /// File with a bearer token for Prometheus.
+    #[arg(long)]
+    pub prometheus_token_file: Option<PathBuf>,
+    /// CA bundle to verify Prometheus.
+    #[arg(long)]
+    pub prometheus_ca_file: Option<PathBuf>,
+    /// Client certificate for Prometheus.
+    #[arg(long)]
+    pub prometheus_client_tls_cert_file: Option<PathBuf>,
+    /// Client key for Prometheus.
+    #[arg(long)]
+    pub prometheus_client_tls_key_file: Option<PathBuf>,
+    /// HTTP verb for queries: GET or POST.
+    #[arg(long, default_value = "GET")]
+    pub prometheus_verb: String,
+    /// Timeout of each call to Prometheus.
+    #[arg(long, default_value = "30s")]
+    pub prometheus_timeout: String,
+    /// How far back series are listed, as serve's --metrics-max-age (serve's default is its
+    /// relist interval, 10m).
+    #[arg(long, default_value = "10m")]
+    pub metrics_max_age: String,
+    /// Walk the request path through the pipeline and name the step that loses its metric, with
+    /// the fix (needs --prometheus-url).
+    #[arg(long, requires_all = ["prometheus_url", "request_path"])]
+    pub why: bool,
     /// `text` or `json`.
     #[arg(long, default_value = "text", value_parser = ["text", "json"])]
     pub output: String,
     /// A request path, e.g. `/apis/custom.metrics.k8s.io/v1beta2/namespaces/ns/pods/*/metric`.
     pub request_path: Option<String>,
-    /// Object names a `*` request's selector would resolve to.
+    /// Object names a `*` request's selector would resolve to (with --series; a live Prometheus
+    /// gives the names it has).
     #[arg(long, value_delimiter = ',')]
     pub objects: Vec<String>,
 }

@@ -82,15 +82,28 @@ fn check(path: &std::path::Path) -> anyhow::Result<ExitCode> {
 
 fn run_explain(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
     let rules = config::load_rules(&args.config)?;
-    let text = std::fs::read_to_string(&args.series)
-        .with_context(|| format!("cannot read series file {}", args.series.display()))?;
-    let series = explain::parse_series_file(&text)?;
     let table = ResourceTable::builtin();
-    let registry = prom_adapter::registry::Registry::from_series(&rules, &series, &table);
+    match (&args.series, &args.prometheus_url) {
+        (Some(file), _) => explain_offline(args, &rules, &table, file),
+        (None, Some(url)) => explain_live(args, rules, table, url),
+        (None, None) => bail!("give --series FILE or --prometheus-url URL"),
+    }
+}
+
+fn explain_offline(
+    args: &ExplainArgs,
+    rules: &prom_adapter::rules::RuleSet,
+    table: &ResourceTable,
+    file: &std::path::Path,
+) -> anyhow::Result<ExitCode> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read series file {}", file.display()))?;
+    let series = explain::parse_series_file(&text)?;
+    let registry = prom_adapter::registry::Registry::from_series(rules, &series, table);
     let json = args.output == "json";
     match &args.request_path {
         Some(path) => {
-            let query = explain::query_for_path(&rules, &registry, &table, path, &args.objects)?;
+            let query = explain::query_for_path(rules, &registry, table, path, &args.objects)?;
             if json {
                 println!("{}", serde_json::json!({ "query": query }));
             } else {
@@ -102,33 +115,167 @@ fn run_explain(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
             if json {
                 println!("{}", serde_json::to_string(&listing)?);
             } else {
-                for c in &listing.custom {
-                    let scope = if c.namespaced {
-                        "namespaced"
-                    } else {
-                        "cluster"
-                    };
-                    println!(
-                        "custom   {}/{} ({scope}) <- {} [rules[{}]]",
-                        c.resource, c.metric, c.series, c.rule
-                    );
-                }
-                for e in &listing.external {
-                    println!(
-                        "external {} <- {} [externalRules[{}]]",
-                        e.metric, e.series, e.rule
-                    );
-                }
-                println!(
-                    "{} custom, {} external metrics from {} series",
-                    listing.custom.len(),
-                    listing.external.len(),
-                    series.len()
-                );
+                print!("{}", explain::render_listing(&listing, series.len()));
             }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `explain --prometheus-url`: lists the series of every `seriesQuery` from Prometheus, then
+/// reports, answers or diagnoses with the providers `serve` uses.
+fn explain_live(
+    args: &ExplainArgs,
+    rules: prom_adapter::rules::RuleSet,
+    table: ResourceTable,
+    url: &str,
+) -> anyhow::Result<ExitCode> {
+    use prom_adapter::explain::{live, report, why};
+    let max_age = parse_duration(&args.metrics_max_age).context("--metrics-max-age")?;
+    let config = client_config(
+        url,
+        &args.prometheus_timeout,
+        &args.prometheus_verb,
+        &args.prometheus_header,
+        args.prometheus_token_file.clone(),
+        args.prometheus_ca_file.clone(),
+        (
+            args.prometheus_client_tls_cert_file.clone(),
+            args.prometheus_client_tls_key_file.clone(),
+        ),
+    )?;
+    let json = args.output == "json";
+    let style = live::Style::new(std::io::IsTerminal::is_terminal(&std::io::stdout()));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let client = prometheus::Client::new(config)?;
+        let now = prom_adapter::provider::unix_now();
+        let start = now - max_age.as_secs_f64();
+        let mut series = Vec::new();
+        for query in rules.distinct_series_queries() {
+            let listed = client
+                .series(query, start, now)
+                .await
+                .with_context(|| format!("listing the series of {query}"))?;
+            series.extend(listed.into_iter().filter_map(explain::series_from_labels));
+        }
+        series.sort();
+        series.dedup();
+        let window = format!(
+            "in the last {} (--metrics-max-age)",
+            prom_adapter::model::format_go_duration(max_age)
+        );
+        let Some(path) = &args.request_path else {
+            let registry = prom_adapter::registry::Registry::from_series(&rules, &series, &table);
+            let listing = explain::listing(&registry);
+            let reports = report::rule_reports(&rules, &series, &table);
+            if json {
+                let mut value = serde_json::to_value(&listing)?;
+                value["rules"] = serde_json::to_value(&reports)?;
+                println!("{value}");
+            } else {
+                print!("{}", live::render_reports(&reports, style));
+                println!();
+                print!("{}", explain::render_listing(&listing, series.len()));
+            }
+            return Ok(ExitCode::SUCCESS);
+        };
+        let request = explain::parse_request_path(path)?;
+        let backend: Arc<dyn MetricsBackend> =
+            Arc::new(InstrumentedClient::new(client, Arc::new(Metrics::new())));
+        let finding = match why::walk(&rules, &series, &table, &request, &window) {
+            why::Walk::Lost(finding) => finding,
+            why::Walk::Query(probe) if args.why => {
+                let result = backend
+                    .query(&probe.query, now)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("running {}: {e}", probe.query))?;
+                why::judge(&probe, &result)
+            }
+            why::Walk::Query(probe) => {
+                let snapshot = Arc::new(arc_swap::ArcSwap::from_pointee(Snapshot {
+                    registry: Arc::new(prom_adapter::registry::Registry::from_series(
+                        &rules, &series, &table,
+                    )),
+                    rules: Arc::new(rules),
+                    table: Arc::new(table),
+                }));
+                let values = live::values(snapshot, backend, &request, max_age, now)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::json!({ "query": probe.query, "values": values })
+                    );
+                } else {
+                    println!("{}", probe.query);
+                    print!("{}", live::render_values(&values, style));
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+        };
+        if json {
+            println!("{}", serde_json::to_string(&finding)?);
+        } else {
+            print!("{}", live::render_finding(&finding, style));
+        }
+        // --why reports any verdict as its answer; a plain request path that loses its metric
+        // has no query to show.
+        Ok(if args.why || finding.verdict == why::Verdict::Served {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        })
+    })
+}
+
+/// A Prometheus client configuration from the flags `serve` and `explain` share.
+fn client_config(
+    url: &str,
+    timeout: &str,
+    verb: &str,
+    headers: &[String],
+    token_file: Option<std::path::PathBuf>,
+    ca_file: Option<std::path::PathBuf>,
+    client_cert: (Option<std::path::PathBuf>, Option<std::path::PathBuf>),
+) -> anyhow::Result<prometheus::ClientConfig> {
+    let timeout = parse_duration(timeout).context("--prometheus-timeout")?;
+    if timeout.is_zero() {
+        bail!("--prometheus-timeout must be greater than zero");
+    }
+    let verb = match verb.to_ascii_uppercase().as_str() {
+        "GET" => prometheus::Verb::Get,
+        "POST" => prometheus::Verb::Post,
+        other => bail!(
+            "unsupported Prometheus HTTP verb {other:?}; supported verbs: \"GET\" and \"POST\""
+        ),
+    };
+    let headers = headers
+        .iter()
+        .map(|h| match h.split_once('=') {
+            Some((k, v)) => (k.to_owned(), v.to_owned()),
+            None => (h.clone(), String::new()),
+        })
+        .collect();
+    let client_cert = match client_cert {
+        (Some(c), Some(k)) => Some((c, k)),
+        (None, None) => None,
+        _ => bail!(
+            "--prometheus-client-tls-cert-file and --prometheus-client-tls-key-file must be given together"
+        ),
+    };
+    Ok(prometheus::ClientConfig {
+        url: url.to_owned(),
+        timeout,
+        headers,
+        token_file,
+        ca_file,
+        client_cert,
+        verb,
+    })
 }
 
 /// Everything `serve` needs, validated.
@@ -615,35 +762,18 @@ fn validate(settings: &settings::Settings) -> anyhow::Result<ServeConfig> {
         ),
         d => d,
     };
-    let timeout = parse_duration(&settings.prometheus_timeout).context("--prometheus-timeout")?;
-    if timeout.is_zero() {
-        bail!("--prometheus-timeout must be greater than zero");
-    }
-    let verb = match settings.prometheus_verb.to_ascii_uppercase().as_str() {
-        "GET" => prometheus::Verb::Get,
-        "POST" => prometheus::Verb::Post,
-        other => bail!(
-            "unsupported Prometheus HTTP verb {other:?}; supported verbs: \"GET\" and \"POST\""
+    let prometheus = client_config(
+        &settings.prometheus_url,
+        &settings.prometheus_timeout,
+        &settings.prometheus_verb,
+        &settings.prometheus_header,
+        settings.prometheus_token_file.clone(),
+        settings.prometheus_ca_file.clone(),
+        (
+            settings.prometheus_client_tls_cert_file.clone(),
+            settings.prometheus_client_tls_key_file.clone(),
         ),
-    };
-    let headers = settings
-        .prometheus_header
-        .iter()
-        .map(|h| match h.split_once('=') {
-            Some((k, v)) => (k.to_owned(), v.to_owned()),
-            None => (h.clone(), String::new()),
-        })
-        .collect();
-    let client_cert = match (
-        &settings.prometheus_client_tls_cert_file,
-        &settings.prometheus_client_tls_key_file,
-    ) {
-        (Some(c), Some(k)) => Some((c.clone(), k.clone())),
-        (None, None) => None,
-        _ => bail!(
-            "--prometheus-client-tls-cert-file and --prometheus-client-tls-key-file must be given together"
-        ),
-    };
+    )?;
     let shutdown = server::Shutdown {
         delay: parse_duration(&settings.shutdown_delay).context("--shutdown-delay")?,
         drain: parse_duration(&settings.shutdown_timeout).context("--shutdown-timeout")?,
@@ -657,15 +787,7 @@ fn validate(settings: &settings::Settings) -> anyhow::Result<ServeConfig> {
     }
     Ok(ServeConfig {
         rules_path,
-        prometheus: prometheus::ClientConfig {
-            url: settings.prometheus_url.clone(),
-            timeout,
-            headers,
-            token_file: settings.prometheus_token_file.clone(),
-            ca_file: settings.prometheus_ca_file.clone(),
-            client_cert,
-            verb,
-        },
+        prometheus,
         discovery: DiscoveryConfig {
             relist_interval,
             max_age,

@@ -1,5 +1,6 @@
 //! Rules authoring: summarise a rules file, list what it discovers from series (a file, or a live Prometheus), show a request's PromQL, and say why a metric is missing.
 
+pub mod live;
 pub mod report;
 pub mod why;
 
@@ -88,12 +89,9 @@ pub fn parse_series_file(text: &str) -> Result<Vec<Series>, Error> {
         return answer
             .data
             .into_iter()
-            .map(|mut labels| {
-                let name = labels
-                    .remove("__name__")
-                    .ok_or_else(|| Error::Series("a series has no __name__".into()))?;
-                labels.retain(|_, v| !v.is_empty());
-                Ok(Series { name, labels })
+            .map(|labels| {
+                series_from_labels(labels)
+                    .ok_or_else(|| Error::Series("a series has no __name__".into()))
             })
             .collect();
     }
@@ -104,6 +102,55 @@ pub fn parse_series_file(text: &str) -> Result<Vec<Series>, Error> {
             Series::parse(line.trim()).map_err(|e| Error::Series(format!("line {}: {e}", n + 1)))
         })
         .collect()
+}
+
+/// A series from its labels as `/api/v1/series` gives them (`__name__` included; empty values
+/// are absent labels); `None` without a name.
+pub fn series_from_labels(mut labels: BTreeMap<String, String>) -> Option<Series> {
+    let name = labels.remove("__name__")?;
+    labels.retain(|_, v| !v.is_empty());
+    Some(Series { name, labels })
+}
+
+/// The listing as text, one metric per line, and a count.
+pub fn render_listing(listing: &Listing, series: usize) -> String {
+    let mut out = String::new();
+    for c in &listing.custom {
+        let scope = if c.namespaced {
+            "namespaced"
+        } else {
+            "cluster"
+        };
+        out.push_str(&format!(
+            "custom   {}/{} ({scope}) <- {} [rules[{}]]\n",
+            c.resource, c.metric, c.series, c.rule
+        ));
+    }
+    for e in &listing.external {
+        out.push_str(&format!(
+            "external {} <- {} [externalRules[{}]]\n",
+            e.metric, e.series, e.rule
+        ));
+    }
+    out.push_str(&format!(
+        "{} custom, {} external metrics from {series} series\n",
+        listing.custom.len(),
+        listing.external.len(),
+    ));
+    out
+}
+
+/// A list for one line: the first `shown` items and how many more.
+pub(crate) fn abbreviate(items: &[String], shown: usize) -> String {
+    if items.len() <= shown {
+        items.join(", ")
+    } else {
+        format!(
+            "{} and {} more",
+            items[..shown].join(", "),
+            items.len() - shown
+        )
+    }
 }
 
 /// A discovered custom metric, as `explain --output json` lists it.

@@ -187,7 +187,10 @@ externalRules:
         let reports = rule_reports(&rules, &series, &ResourceTable::builtin());
         let custom = &reports[0];
         assert_eq!(custom.rule, "rules[0]");
-        assert_eq!(custom.series, 4, "the series without namespace does not match");
+        assert_eq!(
+            custom.series, 4,
+            "the series without namespace does not match"
+        );
         assert_eq!(
             custom.filters,
             vec![

@@ -2,8 +2,8 @@
 
 use serde::Serialize;
 
-use super::RequestPath;
 use super::report::{dropping_filter, matched};
+use super::{RequestPath, abbreviate};
 use crate::model::{GroupResource, QuantityFormat, QueryResult, quantity_from_f64};
 use crate::promql::Series;
 use crate::provider::custom::{ObjectName, QueryPlan};
@@ -34,6 +34,7 @@ pub enum Verdict {
     /// The query returns no sample for the object.
     NoSample,
     /// The query returns NaN for the object.
+    #[serde(rename = "nan")]
     NaN,
     /// Nothing loses it: the API serves a value.
     Served,
@@ -132,8 +133,10 @@ pub fn walk(
                 .filter(|(i, _)| i.metric == *metric)
                 .collect();
             if let Some((_, source)) = served_for.first() {
-                let resources: Vec<String> =
-                    served_for.iter().map(|(i, _)| i.resource.to_string()).collect();
+                let resources: Vec<String> = served_for
+                    .iter()
+                    .map(|(i, _)| i.resource.to_string())
+                    .collect();
                 return Walk::Lost(no_label(
                     rules,
                     source.rule,
@@ -241,7 +244,7 @@ pub fn judge(probe: &Probe, result: &QueryResult) -> Finding {
         } else {
             format!(
                 " The series name these objects: {}.",
-                abbreviate(&probe.known_objects)
+                abbreviate(&probe.known_objects, 10)
             )
         };
         let explanation = match (&probe.label, samples.len()) {
@@ -278,7 +281,10 @@ pub fn judge(probe: &Probe, result: &QueryResult) -> Finding {
         ..with_query(Finding::new(
             Verdict::Served,
             Some(probe.rule.clone()),
-            format!("Nothing loses it: the API serves {value} for {}.", probe.subject),
+            format!(
+                "Nothing loses it: the API serves {value} for {}.",
+                probe.subject
+            ),
             String::new(),
         ))
     }
@@ -326,11 +332,7 @@ fn custom_probe(
         ObjectName::Named(name) => (Some(name.clone()), vec![name.clone()]),
         ObjectName::All => (None, known.clone()),
     };
-    let subject = format!(
-        "{} {}",
-        plan.resource,
-        object.as_deref().unwrap_or("*")
-    );
+    let subject = format!("{} {}", plan.resource, object.as_deref().unwrap_or("*"));
     match plan.query(table, request, &names) {
         Ok(query) => Walk::Query(Probe {
             rule: rule_name,
@@ -394,7 +396,6 @@ fn scope_mismatch(
     )
 }
 
-#[allow(clippy::too_many_arguments)]
 fn no_label(
     rules: &RuleSet,
     rule_index: usize,
@@ -479,11 +480,8 @@ fn unproduced(
             let score = if produced.as_deref() == Some(metric) {
                 EXACT
             } else {
-                common_prefix(metric, name).max(
-                    produced
-                        .as_deref()
-                        .map_or(0, |p| common_prefix(metric, p)),
-                )
+                common_prefix(metric, name)
+                    .max(produced.as_deref().map_or(0, |p| common_prefix(metric, p)))
             };
             if best.as_ref().is_none_or(|(s, _, _)| score > *s) {
                 best = Some((score, index, name.to_owned()));
@@ -500,9 +498,7 @@ fn unproduced(
         return Finding::new(
             Verdict::NoSeries,
             Some(format!("{key}[{index}]")),
-            format!(
-                "{key}[{index}].seriesQuery {query} matches no series in Prometheus {window}."
-            ),
+            format!("{key}[{index}].seriesQuery {query} matches no series in Prometheus {window}."),
             format!(
                 "Run `count by (__name__) ({query})` in Prometheus over a longer range. If it finds nothing, correct the metric name or the label matchers of seriesQuery; if it finds series, they are older than the window: make sure they are still scraped, or raise --metrics-max-age."
             ),
@@ -527,7 +523,7 @@ fn unproduced(
                 if produced.is_empty() {
                     "nothing".to_owned()
                 } else {
-                    abbreviate(&produced)
+                    abbreviate(&produced, 10)
                 }
             ),
             format!(
@@ -601,17 +597,4 @@ fn affinity(metric: &str, text: &str) -> usize {
         .map(|word| common_prefix(metric, word))
         .max()
         .unwrap_or(0)
-}
-
-fn abbreviate(names: &[String]) -> String {
-    const SHOWN: usize = 10;
-    if names.len() <= SHOWN {
-        names.join(", ")
-    } else {
-        format!(
-            "{} and {} more",
-            names[..SHOWN].join(", "),
-            names.len() - SHOWN
-        )
-    }
 }

@@ -1,0 +1,338 @@
+//! `prom-adapter explain` against a real Prometheus: per-rule reports, answers as the API gives them, and one test per `--why` verdict, each with the fix it suggests.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::Prometheus;
+use serde_json::Value;
+
+/// The ingress-nginx rule of `config/ingress-nginx.yaml`, with `edit` applied to its text.
+fn ingress_rule(edit: impl Fn(String) -> String) -> String {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("config/ingress-nginx.yaml"),
+    )
+    .unwrap();
+    edit(text)
+}
+
+const NODE_RULE: &str = "- seriesQuery: 'node_load{node!=\"\"}'\n  resources: {overrides: {node: {resource: node}}}\n  metricsQuery: 'max(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)'\n";
+
+/// Runs `explain` with `rules` against `prometheus`; returns (exit success, stdout, stderr).
+fn explain(
+    dir: &Path,
+    prometheus: &Prometheus,
+    rules: &str,
+    args: &[&str],
+) -> (bool, String, String) {
+    let file = dir.join("rules.yaml");
+    std::fs::write(&file, rules).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_prom-adapter"))
+        .arg("explain")
+        .arg(format!("--config={}", file.display()))
+        .arg(format!("--prometheus-url={}", prometheus.url()))
+        .arg("--metrics-max-age=1h")
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+/// `explain --why PATH --output json` against a fresh Prometheus with the fixture data.
+fn why(rules: &str, path: &str) -> Value {
+    let dir = tempfile::tempdir().unwrap();
+    let prometheus = Prometheus::start(dir.path());
+    let (ok, stdout, stderr) = explain(
+        dir.path(),
+        &prometheus,
+        rules,
+        &["--why", "--output=json", path],
+    );
+    assert!(ok, "{stderr}");
+    serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+}
+
+fn assert_verdict(finding: &Value, verdict: &str, rule: Option<&str>) {
+    assert_eq!(finding["verdict"], verdict, "{finding:#}");
+    if let Some(rule) = rule {
+        assert_eq!(finding["rule"], rule, "{finding:#}");
+    }
+}
+
+fn text(finding: &Value, field: &str) -> String {
+    finding[field].as_str().unwrap_or_default().to_owned()
+}
+
+const WEB_SERVICE: &str = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/services/web/nginx_ingress_requests_per_second";
+
+#[test]
+fn why_no_series_names_the_rule_and_the_query_to_check() {
+    let rules = ingress_rule(|t| {
+        format!(
+            "{t}- seriesQuery: 'http_requests_total{{namespace!=\"\",pod!=\"\"}}'\n  resources: {{overrides: {{namespace: {{resource: namespace}}, pod: {{resource: pod}}}}}}\n  name: {{matches: \"^(.*)_total$\", as: \"${{1}}_per_second\"}}\n  metricsQuery: 'sum(rate(<<.Series>>{{<<.LabelMatchers>>}}[2m])) by (<<.GroupBy>>)'\n"
+        )
+    });
+    let finding = why(
+        &rules,
+        "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/web-6d4cf56db6-abcde/http_requests_per_second",
+    );
+    assert_verdict(&finding, "no_series", Some("rules[1]"));
+    assert!(
+        text(&finding, "explanation").contains("in the last 1h"),
+        "{finding:#}"
+    );
+    assert!(
+        text(&finding, "fix")
+            .contains("count by (__name__) (http_requests_total{namespace!=\"\",pod!=\"\"})"),
+        "{finding:#}"
+    );
+}
+
+#[test]
+fn why_dropped_by_filter_names_the_filter() {
+    let rules = ingress_rule(|t| {
+        t.replace(
+            "  resources:\n",
+            "  seriesFilters: [{isNot: \"_requests$\"}]\n  resources:\n",
+        )
+    });
+    let finding = why(&rules, WEB_SERVICE);
+    assert_verdict(&finding, "dropped_by_filter", Some("rules[0]"));
+    assert_eq!(
+        text(&finding, "fix"),
+        "Change rules[0].seriesFilters[0].isNot so that it keeps nginx_ingress_controller_requests, or remove that filter."
+    );
+}
+
+#[test]
+fn why_name_does_not_match_suggests_a_matching_name_rule() {
+    let rules = ingress_rule(|t| {
+        t.replace(
+            "^nginx_ingress_controller_requests$",
+            "^nginx_ingress_requests$",
+        )
+    });
+    let finding = why(&rules, WEB_SERVICE);
+    assert_verdict(&finding, "name_does_not_match", Some("rules[0]"));
+    assert!(
+        text(&finding, "fix").contains(
+            "name: {matches: \"^nginx_ingress_controller_requests$\", as: \"nginx_ingress_requests_per_second\"}"
+        ),
+        "{finding:#}"
+    );
+}
+
+#[test]
+fn why_name_becomes_other_says_which_name_the_rule_produces() {
+    let finding = why(
+        &ingress_rule(|t| t),
+        "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/services/web/nginx_ingress_controller_requests_per_second",
+    );
+    assert_verdict(&finding, "name_becomes_other", Some("rules[0]"));
+    assert!(
+        text(&finding, "fix").starts_with("Ask for nginx_ingress_requests_per_second"),
+        "{finding:#}"
+    );
+}
+
+#[test]
+fn why_no_label_for_resource_suggests_the_override() {
+    let rules = ingress_rule(|t| {
+        t.replace(
+            "      ingress: {group: networking.k8s.io, resource: ingress}\n",
+            "",
+        )
+    });
+    let finding = why(
+        &rules,
+        "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/ingresses.networking.k8s.io/web/nginx_ingress_requests_per_second",
+    );
+    assert_verdict(&finding, "no_label_for_resource", Some("rules[0]"));
+    assert!(
+        text(&finding, "explanation").contains("it is served for namespaces, services"),
+        "{finding:#}"
+    );
+    assert!(
+        text(&finding, "fix").contains(
+            "resources: {overrides: {ingress: {group: networking.k8s.io, resource: ingresses}}}"
+        ),
+        "{finding:#}"
+    );
+}
+
+#[test]
+fn why_scope_mismatch_gives_the_path_to_ask() {
+    let finding = why(
+        &format!("rules:\n{NODE_RULE}"),
+        "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/nodes/node-a/node_load",
+    );
+    assert_verdict(&finding, "scope_mismatch", None);
+    assert_eq!(
+        text(&finding, "fix"),
+        "Ask /apis/custom.metrics.k8s.io/v1beta2/nodes/node-a/node_load"
+    );
+}
+
+#[test]
+fn why_no_sample_lists_the_objects_prometheus_has() {
+    let finding = why(
+        &ingress_rule(|t| t),
+        "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/services/ghost/nginx_ingress_requests_per_second",
+    );
+    assert_verdict(&finding, "no_sample", Some("rules[0]"));
+    assert!(
+        text(&finding, "explanation").contains("The series name these objects: web."),
+        "{finding:#}"
+    );
+    assert!(
+        text(&finding, "fix").contains("ask for that name"),
+        "{finding:#}"
+    );
+    assert!(
+        text(&finding, "query").contains("service=\"ghost\""),
+        "{finding:#}"
+    );
+}
+
+#[test]
+fn why_nan_points_at_the_division() {
+    let rules = "externalRules:\n- seriesQuery: 'queue_consumer_lag{namespace!=\"\"}'\n  metricsQuery: sum(<<.Series>>{<<.LabelMatchers>>}) by (name)\n  resources: {overrides: {namespace: {resource: namespace}}}\n";
+    let finding = why(
+        rules,
+        "/apis/external.metrics.k8s.io/v1beta1/namespaces/default/queue_consumer_lag?labelSelector=name%3Dstuck",
+    );
+    assert_verdict(&finding, "nan", Some("externalRules[0]"));
+    assert!(
+        text(&finding, "fix").contains("guard the divisor"),
+        "{finding:#}"
+    );
+}
+
+#[test]
+fn why_served_gives_the_value_and_text_output_is_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    let prometheus = Prometheus::start(dir.path());
+    let rules = ingress_rule(|t| t);
+    let (ok, stdout, stderr) = explain(
+        dir.path(),
+        &prometheus,
+        &rules,
+        &["--output=json", "--why", WEB_SERVICE],
+    );
+    assert!(ok, "{stderr}");
+    let finding: Value = serde_json::from_str(&stdout).unwrap();
+    assert_verdict(&finding, "served", Some("rules[0]"));
+    let value = common::quantity(finding["value"].as_str().unwrap());
+    common::assert_close(value, 11.0, "web requests/s");
+
+    let (ok, stdout, _) = explain(dir.path(), &prometheus, &rules, &["--why", WEB_SERVICE]);
+    assert!(ok);
+    assert!(
+        stdout.starts_with("verdict  served (rules[0])\n"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains('\x1b'),
+        "no colour when stdout is not a terminal"
+    );
+}
+
+#[test]
+fn live_explain_reports_every_rule_and_answers_requests_as_the_api_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let prometheus = Prometheus::start(dir.path());
+    let rules = ingress_rule(|t| {
+        t.replace(
+            "  resources:\n",
+            "  seriesFilters: [{isNot: \"^nginx_ingress_controller_bytes\"}]\n  resources:\n",
+        ) + NODE_RULE
+    });
+    let (ok, stdout, stderr) = explain(dir.path(), &prometheus, &rules, &["--output=json"]);
+    assert!(ok, "{stderr}");
+    let listing: Value = serde_json::from_str(&stdout).unwrap();
+    // The offline shape stays, with the per-rule reports added.
+    assert!(
+        listing["custom"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["metric"] == "nginx_ingress_requests_per_second"
+                && c["resource"] == "ingresses.networking.k8s.io")
+    );
+    let ingress = &listing["rules"][0];
+    // 2 ingresses × 2 statuses × the paths the fixture writes.
+    let series = ingress["series"].as_u64().unwrap();
+    assert!(series >= 4, "{ingress:#}");
+    assert_eq!(ingress["filters"][0]["filter"], "seriesFilters[0].isNot");
+    assert_eq!(ingress["filters"][0]["dropped"], 0);
+    assert_eq!(ingress["filters"][1]["filter"], "name.matches");
+    assert_eq!(
+        ingress["metrics"],
+        serde_json::json!(["nginx_ingress_requests_per_second"])
+    );
+    assert_eq!(ingress["resources"]["service"], "services");
+    assert_eq!(
+        ingress["resources"]["ingress"],
+        "ingresses.networking.k8s.io"
+    );
+    assert!(
+        ingress["unmapped_labels"]
+            .as_array()
+            .unwrap()
+            .contains(&Value::from("status")),
+        "{ingress:#}"
+    );
+    assert_eq!(listing["rules"][1]["scope"], "cluster");
+
+    let (ok, stdout, _) = explain(dir.path(), &prometheus, &rules, &[]);
+    assert!(ok);
+    assert!(
+        stdout.contains("rules[0]  nginx_ingress_controller_requests"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("  metrics   nginx_ingress_requests_per_second"),
+        "{stdout}"
+    );
+
+    // A `*` request: the objects Prometheus has, with the values the API serves.
+    let (ok, stdout, stderr) = explain(
+        dir.path(),
+        &prometheus,
+        &rules,
+        &[
+            "--output=json",
+            "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/services/*/nginx_ingress_requests_per_second",
+        ],
+    );
+    assert!(ok, "{stderr}");
+    let answer: Value = serde_json::from_str(&stdout).unwrap();
+    assert!(
+        answer["query"]
+            .as_str()
+            .unwrap()
+            .contains("service=\"web\""),
+        "{answer:#}"
+    );
+    assert_eq!(answer["values"][0]["object"], "web");
+    common::assert_close(
+        common::quantity(answer["values"][0]["value"].as_str().unwrap()),
+        11.0,
+        "web requests/s",
+    );
+
+    // A path that loses its metric says why, and exits 1.
+    let (ok, stdout, _) = explain(
+        dir.path(),
+        &prometheus,
+        &rules,
+        &["/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/nodes/node-a/node_load"],
+    );
+    assert!(!ok);
+    assert!(stdout.starts_with("verdict  scope_mismatch"), "{stdout}");
+}
