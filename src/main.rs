@@ -59,6 +59,9 @@ fn check(path: &std::path::Path) -> anyhow::Result<ExitCode> {
             for line in explain::summarize(&rules) {
                 println!("{line}");
             }
+            for warning in explain::lint::static_warnings(&rules) {
+                println!("{warning}");
+            }
             println!(
                 "{}: OK ({} rules, {} externalRules, resourceRules {})",
                 path.display(),
@@ -112,10 +115,17 @@ fn explain_offline(
         }
         None => {
             let listing = explain::listing(&registry);
+            let mut warnings = explain::lint::static_warnings(rules);
+            warnings.extend(explain::lint::series_warnings(rules, &series, table));
             if json {
-                println!("{}", serde_json::to_string(&listing)?);
+                let mut value = serde_json::to_value(&listing)?;
+                value["warnings"] = serde_json::to_value(&warnings)?;
+                println!("{value}");
             } else {
                 print!("{}", explain::render_listing(&listing, series.len()));
+                for warning in &warnings {
+                    println!("{warning}");
+                }
             }
         }
     }
@@ -171,14 +181,34 @@ fn explain_live(
             let registry = prom_adapter::registry::Registry::from_series(&rules, &series, &table);
             let listing = explain::listing(&registry);
             let reports = report::rule_reports(&rules, &series, &table);
+            let mut warnings = explain::lint::static_warnings(&rules);
+            warnings.extend(explain::lint::series_warnings(&rules, &series, &table));
+            // Prometheus-compatible backends may not serve their configuration.
+            match client
+                .config_yaml()
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|yaml| explain::lint::ScrapeIntervals::from_prometheus_config(&yaml))
+            {
+                Ok(intervals) => {
+                    warnings.extend(explain::lint::window_warnings(&rules, &series, &intervals))
+                }
+                Err(error) => {
+                    eprintln!("note: range windows not checked against scrape intervals: {error}")
+                }
+            }
             if json {
                 let mut value = serde_json::to_value(&listing)?;
                 value["rules"] = serde_json::to_value(&reports)?;
+                value["warnings"] = serde_json::to_value(&warnings)?;
                 println!("{value}");
             } else {
                 print!("{}", live::render_reports(&reports, style));
                 println!();
                 print!("{}", explain::render_listing(&listing, series.len()));
+                for warning in &warnings {
+                    println!("{warning}");
+                }
             }
             return Ok(ExitCode::SUCCESS);
         };

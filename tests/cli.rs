@@ -188,3 +188,30 @@ fn serve_refuses_what_it_cannot_do_safely() {
     assert_eq!(code, 2);
     assert!(stderr.contains("--tls-sni-cert-key"), "{stderr}");
 }
+
+#[test]
+fn check_warns_about_rules_that_load_but_will_fail_and_still_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("rules.yaml");
+    std::fs::write(
+        &file,
+        "rules:\n- seriesQuery: 'a_total{namespace!=\"\",pod!=\"\"}'\n  resources: {template: <<.Resource>>}\n  metricsQuery: 'sum(<<.Series>>{<<.LabelMatcher>>}) by (<<.GroupBy>>)'\nexternalRules:\n- seriesQuery: 'queue_depth'\n  metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>})'\n",
+    )
+    .unwrap();
+    let (code, stdout, stderr) = run(&["check", "--config", file.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    let warnings: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("warning: "))
+        .collect();
+    assert_eq!(warnings.len(), 2, "{stdout}");
+    assert!(
+        warnings[0]
+            .starts_with("warning: rules[0].metricsQuery: .LabelMatcher is not a template field"),
+        "{stdout}"
+    );
+    assert!(
+        warnings[1].starts_with("warning: externalRules[0].resources: no label maps to namespaces"),
+        "{stdout}"
+    );
+}

@@ -250,7 +250,9 @@ fn live_explain_reports_every_rule_and_answers_requests_as_the_api_does() {
         t.replace(
             "  resources:\n",
             "  seriesFilters: [{isNot: \"^nginx_ingress_controller_bytes\"}]\n  resources:\n",
-        ) + NODE_RULE
+        )
+        .replace("[2m]", "[30s]")
+            + NODE_RULE
     });
     let (ok, stdout, stderr) = explain(dir.path(), &prometheus, &rules, &["--output=json"]);
     assert!(ok, "{stderr}");
@@ -288,6 +290,14 @@ fn live_explain_reports_every_rule_and_answers_requests_as_the_api_does() {
         "{ingress:#}"
     );
     assert_eq!(listing["rules"][1]["scope"], "cluster");
+    // The fixture Prometheus scrapes every 15s (its /api/v1/status/config says so).
+    assert_eq!(
+        listing["warnings"],
+        serde_json::json!([{
+            "at": "rules[0].metricsQuery",
+            "message": "the range window [30s] is shorter than four scrape intervals (15s × 4 = 1m0s): rate() over it sees too few samples and the metric goes missing or jumps. Use [1m0s] or more"
+        }])
+    );
 
     let (ok, stdout, _) = explain(dir.path(), &prometheus, &rules, &[]);
     assert!(ok);
@@ -301,6 +311,7 @@ fn live_explain_reports_every_rule_and_answers_requests_as_the_api_does() {
     );
 
     // A `*` request: the objects Prometheus has, with the values the API serves.
+    let rules = rules.replace("[30s]", "[2m]");
     let (ok, stdout, stderr) = explain(
         dir.path(),
         &prometheus,

@@ -1,5 +1,6 @@
 //! Rules authoring: summarise a rules file, list what it discovers from series (a file, or a live Prometheus), show a request's PromQL, and say why a metric is missing.
 
+pub mod lint;
 pub mod live;
 pub mod report;
 pub mod why;

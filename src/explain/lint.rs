@@ -1,0 +1,427 @@
+//! Warnings about rules that load but will surprise: template fields that do not exist, external rules without a namespace mapping, rules that collide or produce thousands of metrics, and range windows too short for the scrape interval.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use regex::Regex;
+use serde::Serialize;
+
+use super::report::{dropping_filter, matched};
+use crate::model::{GroupResource, format_go_duration, parse_duration};
+use crate::promql::Series;
+use crate::resources::ResourceTable;
+use crate::rules::{DiscoveryRule, QueryTemplate, RuleSet};
+
+/// One warning, located by field path.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Warning {
+    /// The field: `rules[0].metricsQuery`, `externalRules[1].resources`.
+    pub at: String,
+    /// What will happen, and what to do.
+    pub message: String,
+}
+
+impl std::fmt::Display for Warning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "warning: {}: {}", self.at, self.message)
+    }
+}
+
+/// The fields a metricsQuery template may use (prometheus-adapter's `queryTemplateArgs`).
+const TEMPLATE_FIELDS: [&str; 5] = [
+    "Series",
+    "LabelMatchers",
+    "GroupBy",
+    "GroupBySlice",
+    "LabelValuesByName",
+];
+
+/// A rule set producing more metrics than this from one rule is probably broader than meant.
+pub const BROAD_RULE_METRICS: usize = 1000;
+
+/// Warnings the rules file alone gives.
+pub fn static_warnings(rules: &RuleSet) -> Vec<Warning> {
+    let mut warnings = Vec::new();
+    for (key, list) in [("rules", &rules.custom), ("externalRules", &rules.external)] {
+        for (index, rule) in list.iter().enumerate() {
+            let at = format!("{key}[{index}].metricsQuery");
+            warnings.extend(unknown_fields(&at, &rule.metrics_query));
+        }
+    }
+    let table = ResourceTable::builtin();
+    let namespaces = GroupResource::new("", "namespaces");
+    for (index, rule) in rules.external.iter().enumerate() {
+        if rule.resources.namespaced()
+            && rule
+                .resources
+                .label_for_resource(&namespaces, &table)
+                .is_err()
+        {
+            warnings.push(Warning {
+                at: format!("externalRules[{index}].resources"),
+                message: "no label maps to namespaces, so requests are filtered on the `namespace` label (prometheus-adapter failed every such request); say which label holds the namespace with overrides: {LABEL: {resource: namespace}}, or set namespaced: false for a cluster-wide metric".into(),
+            });
+        }
+    }
+    if let Some(resource) = &rules.resource {
+        for (name, rule) in [("cpu", &resource.cpu), ("memory", &resource.memory)] {
+            for (field, template) in [
+                ("containerQuery", &rule.container_query),
+                ("nodeQuery", &rule.node_query),
+            ] {
+                let at = format!("resourceRules.{name}.{field}");
+                warnings.extend(unknown_fields(&at, template));
+            }
+        }
+    }
+    warnings
+}
+
+/// `.Field` references inside `<< >>` actions that name no template field: Go renders them as
+/// `<no value>` and prom-adapter fails the request.
+fn unknown_fields(at: &str, template: &QueryTemplate) -> Vec<Warning> {
+    static ACTION: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"<<-?(.*?)-?>>").expect("valid regex"));
+    static FIELD: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r#"(?:^|[\s(|])\.([A-Za-z_][A-Za-z0-9_]*)"#).expect("valid regex")
+    });
+    let mut unknown = BTreeSet::new();
+    for action in ACTION.captures_iter(template.source()) {
+        for field in FIELD.captures_iter(&action[1]) {
+            if !TEMPLATE_FIELDS.contains(&&field[1]) {
+                unknown.insert(field[1].to_owned());
+            }
+        }
+    }
+    unknown
+        .into_iter()
+        .map(|field| Warning {
+            at: at.to_owned(),
+            message: format!(
+                ".{field} is not a template field, so every request with this rule fails; the fields are .{}",
+                TEMPLATE_FIELDS.join(", .")
+            ),
+        })
+        .collect()
+}
+
+/// Warnings that need the series: rules producing the same metric for the same resource, and
+/// rules producing thousands of metrics.
+pub fn series_warnings(rules: &RuleSet, series: &[Series], table: &ResourceTable) -> Vec<Warning> {
+    let mut warnings = Vec::new();
+    // (resource, metric) → every (rule, series name) producing it, in the registry's order.
+    let mut producers: BTreeMap<(String, String), Vec<(usize, String)>> = BTreeMap::new();
+    for (index, rule) in rules.custom.iter().enumerate() {
+        let mut names: Vec<&str> = kept(rule, series).map(|s| s.name.as_str()).collect();
+        names.sort();
+        names.dedup();
+        let mut produced = 0usize;
+        for name in names {
+            let Some(metric) = rule.name.metric_name(name) else {
+                continue;
+            };
+            let mut resources = BTreeSet::new();
+            for s in kept(rule, series).filter(|s| s.name == name) {
+                for label in s.labels.keys() {
+                    if let Some(info) = rule.resources.resource_for_label(label, table) {
+                        resources.insert(info.group_resource().to_string());
+                    }
+                }
+            }
+            produced += resources.len();
+            for resource in resources {
+                producers
+                    .entry((resource, metric.clone()))
+                    .or_default()
+                    .push((index, name.to_owned()));
+            }
+        }
+        if produced > BROAD_RULE_METRICS {
+            warnings.push(broad(&format!("rules[{index}]"), rule, produced));
+        }
+    }
+    for ((resource, metric), sources) in producers {
+        if sources.len() < 2 {
+            continue;
+        }
+        let described: Vec<String> = sources
+            .iter()
+            .map(|(rule, series)| format!("rules[{rule}] from {series}"))
+            .collect();
+        let (winner, winner_series) = sources.last().expect("at least two");
+        warnings.push(Warning {
+            at: format!("rules[{winner}]"),
+            message: format!(
+                "{resource}/{metric} is produced {} times ({}); only rules[{winner}] from {winner_series} is served. Rename one with name.as, or narrow a seriesQuery",
+                sources.len(),
+                described.join(", ")
+            ),
+        });
+    }
+    for (index, rule) in rules.external.iter().enumerate() {
+        let metrics: BTreeSet<String> = kept(rule, series)
+            .filter_map(|s| rule.name.metric_name(&s.name))
+            .collect();
+        if metrics.len() > BROAD_RULE_METRICS {
+            warnings.push(broad(
+                &format!("externalRules[{index}]"),
+                rule,
+                metrics.len(),
+            ));
+        }
+    }
+    warnings
+}
+
+fn kept<'s>(rule: &DiscoveryRule, series: &'s [Series]) -> impl Iterator<Item = &'s Series> {
+    matched(rule, series)
+        .into_iter()
+        .filter(|s| dropping_filter(rule, &s.name).is_none())
+}
+
+fn broad(at: &str, rule: &DiscoveryRule, count: usize) -> Warning {
+    Warning {
+        at: format!("{at}.seriesQuery"),
+        message: format!(
+            "{} produces {count} metrics; every relist and discovery document carries them all. Select the series HPAs use (a metric name, or seriesFilters)",
+            rule.series_query
+        ),
+    }
+}
+
+/// Scrape intervals from Prometheus's configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScrapeIntervals {
+    /// `global.scrape_interval` (Prometheus's default: 1m).
+    pub global: Duration,
+    /// Each scrape job's own interval.
+    pub jobs: HashMap<String, Duration>,
+}
+
+impl ScrapeIntervals {
+    /// Reads them from the YAML `/api/v1/status/config` returns.
+    pub fn from_prometheus_config(yaml: &str) -> Result<Self, String> {
+        #[derive(serde::Deserialize, Default)]
+        struct Global {
+            scrape_interval: Option<String>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Job {
+            job_name: String,
+            scrape_interval: Option<String>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Config {
+            #[serde(default)]
+            global: Global,
+            #[serde(default)]
+            scrape_configs: Vec<Job>,
+        }
+        let config: Config =
+            serde_saphyr::from_str(yaml).map_err(|e| format!("Prometheus configuration: {e}"))?;
+        let parse = |text: &str| parse_duration(text).map_err(|e| e.to_string());
+        let global = match config.global.scrape_interval.as_deref() {
+            Some(text) => parse(text)?,
+            None => Duration::from_secs(60),
+        };
+        let mut jobs = HashMap::new();
+        for job in config.scrape_configs {
+            let interval = match job.scrape_interval.as_deref() {
+                Some(text) => parse(text)?,
+                None => global,
+            };
+            jobs.insert(job.job_name, interval);
+        }
+        Ok(Self { global, jobs })
+    }
+}
+
+/// Range windows (`[2m]`) shorter than four scrape intervals of the series a rule reads: a rate
+/// over them has too few samples and goes empty or jumps.
+pub fn window_warnings(
+    rules: &RuleSet,
+    series: &[Series],
+    intervals: &ScrapeIntervals,
+) -> Vec<Warning> {
+    let mut warnings = Vec::new();
+    for (key, list) in [("rules", &rules.custom), ("externalRules", &rules.external)] {
+        for (index, rule) in list.iter().enumerate() {
+            let jobs: BTreeSet<&str> = matched(rule, series)
+                .into_iter()
+                .filter_map(|s| s.labels.get("job").map(String::as_str))
+                .collect();
+            let interval = jobs
+                .iter()
+                .filter_map(|job| intervals.jobs.get(*job))
+                .max()
+                .copied()
+                .unwrap_or(intervals.global);
+            let at = format!("{key}[{index}].metricsQuery");
+            warnings.extend(short_windows(&at, rule.metrics_query.source(), interval));
+        }
+    }
+    if let Some(resource) = &rules.resource {
+        for (name, rule) in [("cpu", &resource.cpu), ("memory", &resource.memory)] {
+            for (field, template) in [
+                ("containerQuery", &rule.container_query),
+                ("nodeQuery", &rule.node_query),
+            ] {
+                let at = format!("resourceRules.{name}.{field}");
+                warnings.extend(short_windows(&at, template.source(), intervals.global));
+            }
+        }
+    }
+    warnings
+}
+
+fn short_windows(at: &str, query: &str, interval: Duration) -> Vec<Warning> {
+    static WINDOW: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r"\[\s*([0-9][0-9a-z.]*)\s*(?::[^\]]*)?\]").expect("valid regex")
+    });
+    let minimum = interval * 4;
+    WINDOW
+        .captures_iter(query)
+        .filter_map(|c| {
+            let text = c[1].to_owned();
+            let window = parse_duration(&text).ok()?;
+            (window < minimum).then(|| Warning {
+                at: at.to_owned(),
+                message: format!(
+                    "the range window [{text}] is shorter than four scrape intervals ({} × 4 = {}): rate() over it sees too few samples and the metric goes missing or jumps. Use [{}] or more",
+                    format_go_duration(interval),
+                    format_go_duration(minimum),
+                    format_go_duration(minimum)
+                ),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules(text: &str) -> RuleSet {
+        crate::config::parse_rules(text, "test").unwrap()
+    }
+
+    fn series(lines: &[&str]) -> Vec<Series> {
+        lines.iter().map(|l| Series::parse(l).unwrap()).collect()
+    }
+
+    #[test]
+    fn unknown_template_fields_and_external_rules_without_namespace_are_flagged() {
+        let warnings = static_warnings(&rules(
+            r#"
+rules:
+- seriesQuery: 'a_total{pod!=""}'
+  resources: {template: <<.Resource>>}
+  metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>) + <<.Fooo>>'
+externalRules:
+- seriesQuery: 'queue_depth'
+  metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>})'
+- seriesQuery: 'queue_lag'
+  resources: {namespaced: false}
+  metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>}) by (<<range $i, $l := .GroupBySlice>><<$l>><<end>>)'
+"#,
+        ));
+        let at: Vec<&str> = warnings.iter().map(|w| w.at.as_str()).collect();
+        assert_eq!(
+            at,
+            vec!["rules[0].metricsQuery", "externalRules[0].resources"],
+            "{warnings:#?}"
+        );
+        assert!(
+            warnings[0]
+                .message
+                .starts_with(".Fooo is not a template field")
+        );
+        assert!(warnings[1].message.contains("namespaced: false"));
+    }
+
+    #[test]
+    fn colliding_rules_name_the_one_that_wins() {
+        let set = rules(
+            r#"
+rules:
+- seriesQuery: 'http_requests_total{namespace!="",pod!=""}'
+  resources: {overrides: {namespace: {resource: namespace}, pod: {resource: pod}}}
+  name: {as: "requests"}
+  metricsQuery: x
+- seriesQuery: 'grpc_requests_total{namespace!="",pod!=""}'
+  resources: {overrides: {namespace: {resource: namespace}, pod: {resource: pod}}}
+  name: {as: "requests"}
+  metricsQuery: x
+"#,
+        );
+        let listed = series(&[
+            r#"http_requests_total{namespace="a",pod="p"}"#,
+            r#"grpc_requests_total{namespace="a",pod="p"}"#,
+        ]);
+        let warnings = series_warnings(&set, &listed, &ResourceTable::builtin());
+        assert_eq!(warnings.len(), 2, "namespaces and pods: {warnings:#?}");
+        assert_eq!(warnings[1].at, "rules[1]");
+        assert!(
+            warnings[1].message.starts_with("pods/requests is produced 2 times (rules[0] from http_requests_total, rules[1] from grpc_requests_total); only rules[1]"),
+            "{}",
+            warnings[1].message
+        );
+        // The registry agrees on the winner.
+        let registry =
+            crate::registry::Registry::from_series(&set, &listed, &ResourceTable::builtin());
+        let winner = registry
+            .custom(&GroupResource::new("", "pods"), true, "requests")
+            .unwrap();
+        assert_eq!(winner.rule, 1);
+    }
+
+    #[test]
+    fn a_rule_producing_thousands_of_metrics_is_flagged_with_its_count() {
+        let set = rules(
+            "rules:\n- seriesQuery: '{namespace!=\"\"}'\n  resources: {overrides: {namespace: {resource: namespace}}}\n  metricsQuery: x\n",
+        );
+        let lines: Vec<String> = (0..1001)
+            .map(|i| format!("m{i}{{namespace=\"a\"}}"))
+            .collect();
+        let listed: Vec<Series> = lines.iter().map(|l| Series::parse(l).unwrap()).collect();
+        let warnings = series_warnings(&set, &listed, &ResourceTable::builtin());
+        assert_eq!(warnings.len(), 1);
+        assert_eq!(warnings[0].at, "rules[0].seriesQuery");
+        assert!(warnings[0].message.contains("produces 1001 metrics"));
+    }
+
+    #[test]
+    fn windows_shorter_than_four_scrape_intervals_of_the_rules_jobs_are_flagged() {
+        let intervals = ScrapeIntervals::from_prometheus_config(
+            "global:\n  scrape_interval: 15s\nscrape_configs:\n- job_name: slow\n  scrape_interval: 1m\n- job_name: fast\n",
+        )
+        .unwrap();
+        assert_eq!(intervals.jobs["fast"], Duration::from_secs(15));
+        let set = rules(
+            r#"
+rules:
+- seriesQuery: 'a_total{pod!=""}'
+  resources: {overrides: {pod: {resource: pod}}}
+  metricsQuery: 'sum(rate(<<.Series>>{<<.LabelMatchers>>}[2m])) by (<<.GroupBy>>)'
+- seriesQuery: 'b_total{pod!=""}'
+  resources: {overrides: {pod: {resource: pod}}}
+  metricsQuery: 'sum(rate(<<.Series>>{<<.LabelMatchers>>}[1m])) by (<<.GroupBy>>) + max_over_time(x[5m:30s])'
+"#,
+        );
+        let listed = series(&[
+            r#"a_total{pod="p",job="slow"}"#,
+            r#"b_total{pod="p",job="fast"}"#,
+        ]);
+        let warnings = window_warnings(&set, &listed, &intervals);
+        assert_eq!(warnings.len(), 1, "{warnings:#?}");
+        assert_eq!(warnings[0].at, "rules[0].metricsQuery");
+        assert!(
+            warnings[0].message.starts_with(
+                "the range window [2m] is shorter than four scrape intervals (1m0s × 4 = 4m0s)"
+            ),
+            "{}",
+            warnings[0].message
+        );
+    }
+}
