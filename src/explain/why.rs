@@ -598,3 +598,103 @@ fn affinity(metric: &str, text: &str) -> usize {
         .max()
         .unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Sample;
+
+    const RULES: &str = r#"
+rules:
+- seriesQuery: 'http_requests_total{namespace!="",pod!=""}'
+  resources: {overrides: {namespace: {resource: namespace}, pod: {resource: pod}}}
+  name: {matches: "^(.*)_total$", as: "${1}_per_second"}
+  metricsQuery: 'sum(rate(<<.Series>>{<<.LabelMatchers>>}[2m])) by (<<.GroupBy>>)'
+"#;
+
+    fn walk_path(path: &str) -> Walk {
+        let rules = crate::config::parse_rules(RULES, "test").unwrap();
+        let series = vec![
+            Series::parse(r#"http_requests_total{namespace="a",pod="p1"}"#).unwrap(),
+            Series::parse(r#"http_requests_total{namespace="a",pod="p2"}"#).unwrap(),
+        ];
+        let request = super::super::parse_request_path(path).unwrap();
+        walk(
+            &rules,
+            &series,
+            &ResourceTable::builtin(),
+            &request,
+            "in the last 10m",
+        )
+    }
+
+    fn lost(walk: Walk) -> Finding {
+        match walk {
+            Walk::Lost(finding) => finding,
+            Walk::Query(probe) => panic!("expected a verdict, got a query: {probe:?}"),
+        }
+    }
+
+    #[test]
+    fn an_unrelated_metric_lists_what_the_rules_produce() {
+        let finding = lost(walk_path(
+            "/apis/custom.metrics.k8s.io/v1beta2/namespaces/a/pods/p1/queue_depth",
+        ));
+        assert_eq!(finding.verdict, Verdict::NotProduced);
+        assert!(
+            finding
+                .explanation
+                .ends_with("they produce: http_requests_per_second."),
+            "{}",
+            finding.explanation
+        );
+    }
+
+    #[test]
+    fn an_unknown_resource_says_how_to_name_one() {
+        let finding = lost(walk_path(
+            "/apis/custom.metrics.k8s.io/v1beta2/namespaces/a/widgets/w/http_requests_per_second",
+        ));
+        assert_eq!(finding.verdict, Verdict::UnknownResource);
+        assert!(finding.fix.contains("deployments.apps"));
+    }
+
+    #[test]
+    fn a_discovered_metric_is_judged_by_its_samples() {
+        let Walk::Query(probe) = walk_path(
+            "/apis/custom.metrics.k8s.io/v1beta2/namespaces/a/pods/p2/http_requests_per_second",
+        ) else {
+            panic!("the metric is discovered");
+        };
+        assert_eq!(probe.known_objects, vec!["p1", "p2"]);
+        assert_eq!(
+            probe.query,
+            r#"sum(rate(http_requests_total{namespace="a",pod="p2"}[2m])) by (pod)"#
+        );
+        let sample = |pod: &str, value: f64| Sample {
+            labels: [("pod".to_owned(), pod.to_owned())].into(),
+            value,
+            timestamp: 0.0,
+        };
+        let served = judge(&probe, &QueryResult::Vector(vec![sample("p2", 2.5)]));
+        assert_eq!(
+            (served.verdict, served.value.as_deref()),
+            (Verdict::Served, Some("2500m"))
+        );
+        let missing = judge(&probe, &QueryResult::Vector(vec![sample("p1", 1.0)]));
+        assert_eq!(missing.verdict, Verdict::NoSample);
+        assert!(
+            missing.explanation.contains(
+                "none with pod=\"p2\" for pods p2. The series name these objects: p1, p2."
+            ),
+            "{}",
+            missing.explanation
+        );
+        let nan = judge(&probe, &QueryResult::Vector(vec![sample("p2", f64::NAN)]));
+        assert_eq!(nan.verdict, Verdict::NaN);
+        assert_eq!(
+            judge(&probe, &QueryResult::Matrix).verdict,
+            Verdict::NoSample
+        );
+    }
+}
