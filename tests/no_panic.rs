@@ -139,6 +139,33 @@ fn parsers_reject_bad_input_without_panicking() {
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
         let _ = prom_adapter::api::parse_custom_request(&path, &query);
+        // explain's inputs: Prometheus's configuration, request paths, and the lint and --why
+        // walks over whatever rules and series parsed.
+        let config = mutate(
+            &mut rng,
+            "global:\n  scrape_interval: 15s\nscrape_configs:\n- job_name: a\n  scrape_interval: 1m\n",
+        );
+        let _ = prom_adapter::explain::lint::ScrapeIntervals::from_prometheus_config(&config);
+        let request = mutate(
+            &mut rng,
+            "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/web/cpu_usage?metricLabelSelector=a%3Db",
+        );
+        if let (Ok(rules), Ok(request)) = (
+            prom_adapter::config::parse_rules(&text, "fuzz.yaml"),
+            prom_adapter::explain::parse_request_path(&request),
+        ) {
+            let series: Vec<Series> = [
+                r#"container_cpu_usage_seconds_total{namespace="default",pod="web",container="c"}"#,
+                r#"node_load{node="a"}"#,
+            ]
+            .iter()
+            .filter_map(|s| Series::parse(s).ok())
+            .collect();
+            let table = prom_adapter::resources::ResourceTable::builtin();
+            let _ = prom_adapter::explain::why::walk(&rules, &series, &table, &request, "now");
+            let _ = prom_adapter::explain::lint::static_warnings(&rules);
+            let _ = prom_adapter::explain::lint::series_warnings(&rules, &series, &table);
+        }
     }
     // The inputs were mostly invalid: make sure they were really exercised.
     assert!(rejected > 300, "only {rejected} rules inputs were rejected");
