@@ -15,4 +15,5 @@ pub mod reload;
 pub mod resources;
 pub mod rules;
 pub mod server;
+pub mod simulate;
 pub mod telemetry;
