@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the demo and the tests need and a fresh Debian machine lacks: Prometheus and
-# VictoriaMetrics (Debian packages, without starting their services), python3, curl, and kubectl
+# VictoriaMetrics (Debian packages, without starting their services), python3, curl, chromium, and kubectl
 # (from the npm registry's AWS CDK kubectl layer when no kubectl is installed), and PyPI's
 # openapi-spec-validator and kubernetes-validate in a virtualenv under $TOOLS (the tests validate
 # our OpenAPI documents and the chart's rendered objects), and helm 3 under $TOOLS/helm (from the
@@ -45,6 +45,8 @@ command -v prometheus >/dev/null && command -v promtool >/dev/null || need+=(pro
 command -v victoria-metrics >/dev/null || need+=(victoria-metrics)
 command -v python3 >/dev/null || need+=(python3)
 command -v curl >/dev/null || need+=(curl)
+# Headless Chromium opens the SVG `simulate` draws, in the tests.
+command -v chromium >/dev/null || need+=(chromium)
 have_kubectl=1
 command -v kubectl >/dev/null || [ -x /usr/local/bin/kubectl ] || have_kubectl=0
 have_validator=1

@@ -32,25 +32,13 @@ pub enum Command {
     /// Show what a rules file discovers from series (a file, or a live Prometheus), the PromQL a
     /// request runs and what it returns, and with --why the step that loses a metric.
     Explain(Box<ExplainArgs>),
+    /// Replay an autoscaling/v2 HPA over Prometheus history with the HPA controller's algorithm.
+    Simulate(Box<SimulateArgs>),
 }
 
-/// `explain` arguments.
+/// The Prometheus client flags of `explain` and `simulate` (`serve` has the same names).
 #[derive(Debug, Args)]
-pub struct ExplainArgs {
-    /// The rules file.
-    #[arg(long)]
-    pub config: PathBuf,
-    /// Series from a file: a Prometheus `/api/v1/series` JSON answer, or one series per line
-    /// (`name{label="v"}`).
-    #[arg(
-        long,
-        required_unless_present = "prometheus_url",
-        conflicts_with = "prometheus_url"
-    )]
-    pub series: Option<PathBuf>,
-    /// List the series from this Prometheus instead, and run the queries.
-    #[arg(long)]
-    pub prometheus_url: Option<String>,
+pub struct PrometheusClientArgs {
     /// Extra `key=value` header for Prometheus (repeatable), as for serve.
     #[arg(long)]
     pub prometheus_header: Vec<String>,
@@ -72,6 +60,76 @@ pub struct ExplainArgs {
     /// Timeout of each call to Prometheus.
     #[arg(long, default_value = "30s")]
     pub prometheus_timeout: String,
+}
+
+/// `simulate` arguments.
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// The rules file (how each HPA metric becomes PromQL, as `serve` does it).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Prometheus base URL.
+    #[arg(long)]
+    pub prometheus_url: String,
+    /// How to reach Prometheus.
+    #[command(flatten)]
+    pub client: PrometheusClientArgs,
+    /// The HorizontalPodAutoscaler manifest (autoscaling/v2, YAML).
+    #[arg(long)]
+    pub hpa: PathBuf,
+    /// First sync: RFC 3339, Unix seconds, or now-1h.
+    #[arg(long)]
+    pub start: String,
+    /// Last sync: RFC 3339, Unix seconds, or now.
+    #[arg(long, default_value = "now")]
+    pub end: String,
+    /// Time between syncs (kube-controller-manager's --horizontal-pod-autoscaler-sync-period).
+    #[arg(long, default_value = "15s")]
+    pub step: String,
+    /// Replicas before the first sync [default: minReplicas].
+    #[arg(long)]
+    pub initial_replicas: Option<i32>,
+    /// How Pods and Resource metrics follow the simulated replicas: `observed` (each pod's own
+    /// series) or `conserving` (the observed total spread over the simulated pods).
+    #[arg(long, default_value = "observed", value_parser = ["observed", "conserving"])]
+    pub pod_model: String,
+    /// Regular expression for the target's pod names [default: the target's name, a dash, anything].
+    #[arg(long)]
+    pub pods: Option<String>,
+    /// A pod's request for Resource Utilization metrics (repeatable): cpu=250m, memory=256Mi.
+    #[arg(long)]
+    pub pod_request: Vec<String>,
+    /// Direction changes closer together than this count as oscillations.
+    #[arg(long, default_value = "10m")]
+    pub oscillation_window: String,
+    /// `table`, `json` or `svg`.
+    #[arg(long, default_value = "table", value_parser = ["table", "json", "svg"])]
+    pub output: String,
+    /// Explain in words why the replica count is what it is at this time.
+    #[arg(long)]
+    pub explain_at: Option<String>,
+}
+
+/// `explain` arguments.
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// The rules file.
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Series from a file: a Prometheus `/api/v1/series` JSON answer, or one series per line
+    /// (`name{label="v"}`).
+    #[arg(
+        long,
+        required_unless_present = "prometheus_url",
+        conflicts_with = "prometheus_url"
+    )]
+    pub series: Option<PathBuf>,
+    /// List the series from this Prometheus instead, and run the queries.
+    #[arg(long)]
+    pub prometheus_url: Option<String>,
+    /// How to reach Prometheus.
+    #[command(flatten)]
+    pub client: PrometheusClientArgs,
     /// How far back series are listed, as serve's --metrics-max-age (serve's default is its
     /// relist interval, 10m).
     #[arg(long, default_value = "10m")]

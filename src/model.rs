@@ -140,6 +140,46 @@ pub fn quantity_from_f64(value: f64, format: QuantityFormat) -> Result<String, Q
     Ok(format_milli_quantity(milli.trunc() as i64, format))
 }
 
+/// Reads a Kubernetes quantity (`50`, `500m`, `1.5k`, `2Gi`, `1e3`) as `Quantity.MilliValue()`
+/// does: in thousandths, rounded up.
+pub fn parse_quantity_milli(text: &str) -> Result<i64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
+        .unwrap_or(text.len());
+    let (number, suffix) = text.split_at(split);
+    let invalid = || format!("{text:?} is not a Kubernetes quantity (e.g. 50, 500m, 1.5k, 2Gi)");
+    let number: f64 = number.parse().map_err(|_| invalid())?;
+    let factor = match suffix {
+        "" => 1.0,
+        "n" => 1e-9,
+        "u" => 1e-6,
+        "m" => 1e-3,
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "P" => 1e15,
+        "E" => 1e18,
+        "Ki" => 1024.0,
+        "Mi" => 1024.0 * 1024.0,
+        "Gi" => 1024f64.powi(3),
+        "Ti" => 1024f64.powi(4),
+        "Pi" => 1024f64.powi(5),
+        "Ei" => 1024f64.powi(6),
+        exponent if exponent.starts_with(['e', 'E']) => {
+            let power: i32 = exponent[1..].parse().map_err(|_| invalid())?;
+            10f64.powi(power)
+        }
+        _ => return Err(invalid()),
+    };
+    let milli = (number * factor * 1000.0).ceil();
+    if !milli.is_finite() || milli.abs() > i64::MAX as f64 {
+        return Err(invalid());
+    }
+    Ok(milli as i64)
+}
+
 /// Prints `milli / 1000` in Kubernetes' canonical quantity form (Go's `Quantity.String()`).
 pub fn format_milli_quantity(milli: i64, format: QuantityFormat) -> String {
     if milli == 0 {

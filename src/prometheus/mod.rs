@@ -81,6 +81,24 @@ pub struct ClientConfig {
     pub verb: Verb,
 }
 
+/// One series of a range query.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RangeSeries {
+    /// Its labels.
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// `(Unix seconds, value)` points.
+    pub points: Vec<(f64, f64)>,
+}
+
+/// A sample value as the API writes it (`"1.5"`, `"NaN"`, `"+Inf"`).
+fn parse_sample_value(text: &str) -> f64 {
+    match text {
+        "+Inf" | "Inf" => f64::INFINITY,
+        "-Inf" => f64::NEG_INFINITY,
+        other => other.parse().unwrap_or(f64::NAN),
+    }
+}
+
 /// The Prometheus client. Cheap to clone.
 #[derive(Clone)]
 pub struct Client {
@@ -290,6 +308,51 @@ impl Client {
             .get_json("api/v1/series", &params)
             .await?
             .unwrap_or_default())
+    }
+
+    /// A range query: every series of the result with its `(time, value)` points.
+    pub async fn query_range(
+        &self,
+        promql: &str,
+        start: f64,
+        end: f64,
+        step: Duration,
+    ) -> Result<Vec<RangeSeries>, Error> {
+        #[derive(serde::Deserialize)]
+        struct Matrix {
+            #[serde(rename = "resultType")]
+            result_type: String,
+            result: Vec<RawRange>,
+        }
+        #[derive(serde::Deserialize)]
+        struct RawRange {
+            metric: std::collections::BTreeMap<String, String>,
+            values: Vec<(f64, String)>,
+        }
+        let params = [
+            ("query", promql.to_owned()),
+            ("start", format_time(start)),
+            ("end", format_time(end)),
+            ("step", format!("{}", step.as_secs_f64())),
+        ];
+        let matrix: Option<Matrix> = self.get_json("api/v1/query_range", &params).await?;
+        let Some(matrix) = matrix.filter(|m| m.result_type == "matrix") else {
+            return Err(Error::Decode(format!(
+                "query_range of {promql} did not return a matrix"
+            )));
+        };
+        Ok(matrix
+            .result
+            .into_iter()
+            .map(|raw| RangeSeries {
+                labels: raw.metric,
+                points: raw
+                    .values
+                    .into_iter()
+                    .map(|(t, v)| (t, parse_sample_value(&v)))
+                    .collect(),
+            })
+            .collect())
     }
 
     /// Prometheus's loaded configuration file (`/api/v1/status/config`), as YAML text.

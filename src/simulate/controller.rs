@@ -334,11 +334,25 @@ impl Controller {
         Self::default()
     }
 
-    /// The raw recommendations still inside `window_seconds` at `now`, newest last.
-    pub fn recommendations_within(&self, now: i64, window_seconds: i64) -> Vec<(i64, i32)> {
+    /// The raw recommendations still inside a window at `now`, newest last. The legacy path
+    /// keeps one made exactly `window_seconds` ago (it drops those *before* the cutoff); the
+    /// behavior path drops it (it keeps those *after*).
+    pub fn recommendations_within(
+        &self,
+        now: i64,
+        window_seconds: i64,
+        legacy: bool,
+    ) -> Vec<(i64, i32)> {
+        let cutoff = now - window_seconds;
         self.recommendations
             .iter()
-            .filter(|r| r.time > now - window_seconds)
+            .filter(|r| {
+                if legacy {
+                    r.time >= cutoff
+                } else {
+                    r.time > cutoff
+                }
+            })
             .map(|r| (r.time, r.value))
             .collect()
     }

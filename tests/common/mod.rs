@@ -116,6 +116,11 @@ impl Prometheus {
         Self::start_with(dir, data, None)
     }
 
+    /// Backfills the OpenMetrics file `om` and starts Prometheus.
+    pub fn start_with_openmetrics(dir: &Path, om: PathBuf) -> Self {
+        Self::start_with(dir, om, None)
+    }
+
     fn start_with(dir: &Path, om: PathBuf, web: Option<(PathBuf, Vec<String>)>) -> Self {
         let data = dir.join("prometheus");
         std::fs::create_dir_all(&data).unwrap();

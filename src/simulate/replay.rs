@@ -1,0 +1,522 @@
+//! Replays the controller over metric histories: one sync every period, each metric's value and proposal, the replicas, the HPA's condition, a summary, and plain-words explanations of a moment.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Serialize;
+
+use super::controller::{
+    Conditions, Controller, Proposal, Target, average_value_replicas, pods_average_replicas,
+    single_value_replicas, utilization_replicas,
+};
+use super::hpa::{Hpa, HpaMetric, Source};
+use crate::prometheus::RangeSeries;
+
+/// How a per-pod metric follows the simulated replica count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PodModel {
+    /// The pods as they were: their own series. Simulated pods beyond the observed ones have no
+    /// value (missing); with fewer simulated pods, the first ones by name count.
+    Observed,
+    /// The observed total spread over the simulated pods: the load stays, the replicas share it.
+    Conserving,
+}
+
+/// A metric's history and how to read it.
+#[derive(Debug, Clone)]
+pub struct MetricHistory {
+    /// The HPA metric.
+    pub metric: HpaMetric,
+    /// The PromQL its history came from.
+    pub query: String,
+    /// For per-pod metrics, the label that names the pod; `None` sums every series.
+    pub pod_label: Option<String>,
+    /// The range query's result.
+    pub series: Vec<RangeSeries>,
+}
+
+/// Simulation settings.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// First sync (Unix seconds).
+    pub start: i64,
+    /// Last sync at or before this.
+    pub end: i64,
+    /// Seconds between syncs (15).
+    pub sync_seconds: i64,
+    /// Replicas before the first sync.
+    pub initial_replicas: i32,
+    /// For Pods and Resource metrics.
+    pub pod_model: PodModel,
+    /// Each pod's request for a Resource `Utilization` metric, in milli-units, by resource name.
+    pub pod_requests: HashMap<String, i64>,
+    /// Direction changes closer than this count as oscillations.
+    pub oscillation_window_seconds: i64,
+}
+
+/// One metric at one sync.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MetricStep {
+    /// The value compared with the target (the sum for Object and External metrics, the
+    /// per-pod average for Pods and Resource metrics), in the metric's units.
+    pub value: Option<f64>,
+    /// The replicas this metric proposed.
+    pub proposal: Option<i32>,
+    /// Why it proposed nothing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A recommendation that stabilization holds on to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Hold {
+    /// The recommendation held.
+    pub recommendation: i32,
+    /// When it was made.
+    pub since: i64,
+    /// The stabilization window, seconds.
+    pub window: i64,
+    /// The first second at which it no longer counts.
+    pub until: i64,
+}
+
+/// One sync.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Step {
+    /// Unix seconds.
+    pub time: i64,
+    /// Replicas when the sync began.
+    pub current: i32,
+    /// Each metric, in the HPA's order.
+    pub metrics: Vec<MetricStep>,
+    /// The maximum proposal.
+    pub desired: Option<i32>,
+    /// After stabilization.
+    pub stabilized: Option<i32>,
+    /// Replicas after the sync.
+    pub replicas: i32,
+    /// The condition that explains the result (`ScaleDownStabilized`, `ScaleUpLimit`, …).
+    pub reason: String,
+    /// Every condition.
+    pub conditions: Conditions,
+    /// The metrics' failure, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The recommendation stabilization held on to, if it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held: Option<Hold>,
+}
+
+/// The run as a whole.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Summary {
+    /// Syncs that raised the replicas.
+    pub scale_ups: usize,
+    /// Syncs that lowered them.
+    pub scale_downs: usize,
+    /// Direction changes within the oscillation window.
+    pub oscillations: usize,
+    /// Seconds spent at minReplicas.
+    pub seconds_at_min: i64,
+    /// Seconds spent at maxReplicas.
+    pub seconds_at_max: i64,
+    /// Fewest and most replicas.
+    pub replicas_range: (i32, i32),
+}
+
+/// A replay.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Simulation {
+    /// Which pod model per-pod metrics used.
+    pub pod_model: PodModel,
+    /// Every sync.
+    pub steps: Vec<Step>,
+    /// Totals.
+    pub summary: Summary,
+}
+
+/// Runs the controller from `options.start` to `options.end`.
+pub fn replay(hpa: &Hpa, histories: &[MetricHistory], options: &Options) -> Simulation {
+    let indexed: Vec<Vec<(String, BTreeMap<i64, f64>)>> = histories
+        .iter()
+        .map(|h| {
+            h.series
+                .iter()
+                .map(|s| {
+                    let key = h
+                        .pod_label
+                        .as_ref()
+                        .and_then(|l| s.labels.get(l).cloned())
+                        .unwrap_or_default();
+                    let points = s
+                        .points
+                        .iter()
+                        .map(|(t, v)| (t.round() as i64, *v))
+                        .collect();
+                    (key, points)
+                })
+                .collect()
+        })
+        .collect();
+    let tolerances = hpa.rules.tolerances();
+    let mut controller = Controller::new();
+    let mut replicas = options.initial_replicas;
+    let mut steps = Vec::new();
+    let mut time = options.start;
+    while time <= options.end {
+        let current = replicas;
+        let mut metric_steps = Vec::with_capacity(histories.len());
+        let mut proposals = Vec::with_capacity(histories.len());
+        for (history, series) in histories.iter().zip(&indexed) {
+            let (step, proposal) = observe(
+                &history.metric,
+                history.pod_label.is_some(),
+                series,
+                time,
+                current,
+                options,
+                tolerances,
+            );
+            metric_steps.push(step);
+            proposals.push(proposal);
+        }
+        let result = controller.sync(&hpa.rules, time, current, &proposals);
+        let held = hold(
+            hpa,
+            &controller,
+            &result.conditions,
+            result.stabilized,
+            time,
+        );
+        replicas = result.replicas;
+        let reason = if result.conditions.scaling_active != "ValidMetricFound" {
+            result.conditions.scaling_active.clone()
+        } else if result.conditions.able_to_scale != "ReadyForNewScale" {
+            result.conditions.able_to_scale.clone()
+        } else if result.conditions.scaling_limited != "DesiredWithinRange" {
+            result.conditions.scaling_limited.clone()
+        } else if replicas != current {
+            "SucceededRescale".to_owned()
+        } else {
+            "DesiredWithinRange".to_owned()
+        };
+        steps.push(Step {
+            time,
+            current,
+            metrics: metric_steps,
+            desired: result.desired,
+            stabilized: result.stabilized,
+            replicas,
+            reason,
+            conditions: result.conditions,
+            error: result.error,
+            held,
+        });
+        time += options.sync_seconds;
+    }
+    let summary = summarize(hpa, &steps, options);
+    Simulation {
+        pod_model: options.pod_model,
+        steps,
+        summary,
+    }
+}
+
+/// Milli-units as the API serves them: NaN is 0, and values are truncated to thousandths.
+fn milli(value: f64) -> i64 {
+    if value.is_nan() {
+        0
+    } else {
+        (value * 1000.0)
+            .trunc()
+            .clamp(i64::MIN as f64, i64::MAX as f64) as i64
+    }
+}
+
+fn observe(
+    metric: &HpaMetric,
+    per_pod: bool,
+    series: &[(String, BTreeMap<i64, f64>)],
+    time: i64,
+    current: i32,
+    options: &Options,
+    tolerances: super::controller::Tolerances,
+) -> (MetricStep, Proposal) {
+    let failed = |reason: String| {
+        (
+            MetricStep {
+                value: None,
+                proposal: None,
+                error: Some(reason.clone()),
+            },
+            Proposal::Failed(reason),
+        )
+    };
+    let at: Vec<(&str, f64)> = series
+        .iter()
+        .filter_map(|(key, points)| points.get(&time).map(|v| (key.as_str(), *v)))
+        .collect();
+    if at.is_empty() {
+        return failed("no data from Prometheus at this time".into());
+    }
+    let (value, proposal) = if !per_pod {
+        let usage: i64 = at.iter().map(|(_, v)| milli(*v)).sum();
+        let proposal = match metric.target {
+            Target::Value(target) => {
+                single_value_replicas(current, current, usage, target, tolerances)
+            }
+            Target::AverageValue(target) => {
+                average_value_replicas(current, usage, target, tolerances)
+            }
+            Target::Utilization(_) => {
+                return failed("Utilization applies to Resource metrics only".into());
+            }
+        };
+        (usage as f64 / 1000.0, Ok(proposal))
+    } else {
+        let mut by_pod: Vec<(&str, i64)> = at.iter().map(|(pod, v)| (*pod, milli(*v))).collect();
+        by_pod.sort();
+        let pods = usize::try_from(current).unwrap_or(0);
+        let (values, missing): (Vec<i64>, usize) = match options.pod_model {
+            PodModel::Observed => (
+                by_pod.iter().take(pods).map(|(_, v)| *v).collect(),
+                pods.saturating_sub(by_pod.len()),
+            ),
+            PodModel::Conserving => {
+                let total: i64 = by_pod.iter().map(|(_, v)| v).sum();
+                (vec![total / i64::from(current.max(1)); pods], 0)
+            }
+        };
+        if values.is_empty() {
+            return failed("no pods to measure".into());
+        }
+        let average = values.iter().sum::<i64>() as f64 / values.len() as f64 / 1000.0;
+        let proposal = match metric.target {
+            Target::AverageValue(target) => {
+                pods_average_replicas(current, &values, missing, target, tolerances)
+            }
+            Target::Utilization(percent) => {
+                let resource = match &metric.source {
+                    Source::Resource { name } => name.as_str(),
+                    _ => "",
+                };
+                match options.pod_requests.get(resource) {
+                    Some(&request) => {
+                        let pairs: Vec<(i64, i64)> = values.iter().map(|v| (*v, request)).collect();
+                        utilization_replicas(
+                            current,
+                            &pairs,
+                            &vec![request; missing],
+                            percent,
+                            tolerances,
+                        )
+                    }
+                    None => Err(format!(
+                        "Utilization needs each pod's {resource} request, which Prometheus does not have: give --pod-request {resource}=QUANTITY"
+                    )),
+                }
+            }
+            Target::Value(_) => Err("a per-pod metric has no Value target".into()),
+        };
+        (average, proposal)
+    };
+    match proposal {
+        Ok(replicas) => (
+            MetricStep {
+                value: Some(value),
+                proposal: Some(replicas),
+                error: None,
+            },
+            Proposal::Replicas(replicas),
+        ),
+        Err(reason) => failed(reason),
+    }
+}
+
+/// When stabilization changed the recommendation: which recommendation it held, and until when.
+fn hold(
+    hpa: &Hpa,
+    controller: &Controller,
+    conditions: &Conditions,
+    stabilized: Option<i32>,
+    now: i64,
+) -> Option<Hold> {
+    let stabilized = stabilized?;
+    let (window, down) = match (conditions.able_to_scale.as_str(), &hpa.rules.behavior) {
+        ("ScaleDownStabilized", Some(b)) => (b.scale_down.stabilization_window_seconds, true),
+        ("ScaleDownStabilized", None) => (hpa.rules.legacy_downscale_window_seconds, true),
+        ("ScaleUpStabilized", Some(b)) => (b.scale_up.stabilization_window_seconds, false),
+        _ => return None,
+    };
+    // The value stays until every recommendation at least as far from the new one leaves.
+    let legacy = hpa.rules.behavior.is_none();
+    let since = controller
+        .recommendations_within(now, window, legacy)
+        .into_iter()
+        .filter(|(_, r)| {
+            if down {
+                *r >= stabilized
+            } else {
+                *r <= stabilized
+            }
+        })
+        .map(|(t, _)| t)
+        .max()?;
+    Some(Hold {
+        recommendation: stabilized,
+        since,
+        window,
+        until: since + window + i64::from(legacy),
+    })
+}
+
+fn summarize(hpa: &Hpa, steps: &[Step], options: &Options) -> Summary {
+    let mut scale_ups = 0;
+    let mut scale_downs = 0;
+    let mut oscillations = 0;
+    let mut last_event: Option<(i64, bool)> = None;
+    let (mut at_min, mut at_max) = (0, 0);
+    let (mut fewest, mut most) = (i32::MAX, i32::MIN);
+    for step in steps {
+        fewest = fewest.min(step.replicas);
+        most = most.max(step.replicas);
+        if step.replicas == hpa.rules.min_replicas {
+            at_min += options.sync_seconds;
+        }
+        if step.replicas == hpa.rules.max_replicas {
+            at_max += options.sync_seconds;
+        }
+        if step.replicas == step.current {
+            continue;
+        }
+        let up = step.replicas > step.current;
+        if up {
+            scale_ups += 1;
+        } else {
+            scale_downs += 1;
+        }
+        if let Some((time, was_up)) = last_event
+            && was_up != up
+            && step.time - time <= options.oscillation_window_seconds
+        {
+            oscillations += 1;
+        }
+        last_event = Some((step.time, up));
+    }
+    Summary {
+        scale_ups,
+        scale_downs,
+        oscillations,
+        seconds_at_min: at_min,
+        seconds_at_max: at_max,
+        replicas_range: if steps.is_empty() {
+            (0, 0)
+        } else {
+            (fewest, most)
+        },
+    }
+}
+
+/// Why the replica count is what it is at `time`, in plain words.
+pub fn explain_at(
+    hpa: &Hpa,
+    simulation: &Simulation,
+    time: i64,
+    clock: impl Fn(i64) -> String,
+) -> Option<String> {
+    let step = simulation.steps.iter().rev().find(|s| s.time <= time)?;
+    let mut text = format!(
+        "At {} (sync of {}) the HPA had {} replicas and kept {}.\n",
+        clock(time),
+        clock(step.time),
+        step.current,
+        step.replicas
+    );
+    if step.replicas > step.current {
+        text = text.replace(
+            &format!("and kept {}", step.replicas),
+            &format!("and scaled up to {}", step.replicas),
+        );
+    } else if step.replicas < step.current {
+        text = text.replace(
+            &format!("and kept {}", step.replicas),
+            &format!("and scaled down to {}", step.replicas),
+        );
+    }
+    for (metric, observed) in hpa.metrics.iter().zip(&step.metrics) {
+        let target = match metric.target {
+            Target::Value(m) => format!("value {}", m as f64 / 1000.0),
+            Target::AverageValue(m) => format!("average value {}", m as f64 / 1000.0),
+            Target::Utilization(p) => format!("{p}% utilization"),
+        };
+        match (observed.value, observed.proposal) {
+            (Some(value), Some(proposal)) => text.push_str(&format!(
+                "- {} was {value:.3} against a target {target}: it proposes {proposal} replicas.\n",
+                metric.label()
+            )),
+            _ => text.push_str(&format!(
+                "- {} has no value ({}): it proposes nothing.\n",
+                metric.label(),
+                observed.error.as_deref().unwrap_or("unknown")
+            )),
+        }
+    }
+    match step.reason.as_str() {
+        "ScaleDownStabilized" | "ScaleUpStabilized" => {
+            if let (Some(desired), Some(held)) = (step.desired, step.held) {
+                let direction = if step.reason == "ScaleDownStabilized" {
+                    "scale-down"
+                } else {
+                    "scale-up"
+                };
+                // The first sync at or after the moment the recommendation leaves the window
+                // (it counts while `since > now - window`).
+                let first = simulation.steps.first().map_or(held.until, |s| s.time);
+                let period = simulation_sync(simulation).max(1);
+                let sync = first + (held.until - first + period - 1).div_euclid(period) * period;
+                text.push_str(&format!(
+                    "The metrics ask for {desired}, but the recommendation of {} from {} is still inside the {} s {direction} stabilization window; replicas can {} at {}.\n",
+                    held.recommendation,
+                    clock(held.since),
+                    held.window,
+                    if direction == "scale-down" { "fall" } else { "rise" },
+                    clock(sync),
+                ));
+            }
+        }
+        "ScaleUpLimit" | "ScaleDownLimit" => text.push_str(&format!(
+            "The metrics ask for {}, but the {} policies allow only {} now (the window of the policies' periods counts the changes already made).\n",
+            step.stabilized.unwrap_or_default(),
+            if step.reason == "ScaleUpLimit" { "scale-up" } else { "scale-down" },
+            step.replicas
+        )),
+        "TooManyReplicas" => text.push_str(&format!(
+            "The metrics ask for {}, capped at maxReplicas {}.\n",
+            step.stabilized.unwrap_or_default(),
+            hpa.rules.max_replicas
+        )),
+        "TooFewReplicas" => text.push_str(&format!(
+            "The metrics ask for {}, raised to minReplicas {}.\n",
+            step.stabilized.unwrap_or_default(),
+            hpa.rules.min_replicas
+        )),
+        "FailedGetMetric" => text.push_str(&format!(
+            "The HPA does not scale: {}. A missing metric blocks scale-downs (and everything when all are missing).\n",
+            step.error.as_deref().unwrap_or("a metric failed")
+        )),
+        "ScalingDisabled" => text.push_str("Scaling is disabled: the target has 0 replicas.\n"),
+        _ if step.desired == Some(step.current) => text.push_str(&format!(
+            "The metrics are within the tolerance band around their targets (±{}%), so the replicas stay.\n",
+            (hpa.rules.tolerances().scale_up * 100.0).round()
+        )),
+        _ => {}
+    }
+    Some(text)
+}
+
+fn simulation_sync(simulation: &Simulation) -> i64 {
+    match simulation.steps.as_slice() {
+        [first, second, ..] => second.time - first.time,
+        _ => 15,
+    }
+}

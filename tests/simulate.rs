@@ -1,0 +1,254 @@
+//! `prom-adapter simulate` against a real Prometheus holding a step change in ingress request rate: the replay scales up within a few syncs, scales down only after the stabilization window, explains why, and draws an SVG that headless Chromium renders.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::Prometheus;
+use serde_json::Value;
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+/// A Prometheus with 20 req/s through Ingress `web`, and 600 req/s from 20 to 40 minutes into
+/// the last hour. Returns it with (surge start, surge end).
+fn step_change(dir: &Path) -> (Prometheus, i64, i64) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let start = now / 15 * 15 - 3600;
+    let (surge_from, surge_to) = (start + 1200, start + 2400);
+    let out = Command::new("python3")
+        .arg(repo("tests/fixtures/gen_step.py"))
+        .args([start, 3600, 15, surge_from, surge_to].map(|n| n.to_string()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let om = dir.join("step.om");
+    std::fs::write(&om, out.stdout).unwrap();
+    (
+        Prometheus::start_with_openmetrics(dir, om),
+        surge_from,
+        surge_to,
+    )
+}
+
+fn simulate(prometheus: &Prometheus, args: &[String]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_prom-adapter"))
+        .arg("simulate")
+        .arg(format!(
+            "--config={}",
+            repo("config/ingress-nginx.yaml").display()
+        ))
+        .arg(format!(
+            "--hpa={}",
+            repo("charts/prom-adapter/examples/ingress-nginx-hpa.yaml").display()
+        ))
+        .arg(format!("--prometheus-url={}", prometheus.url()))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn a_surge_scales_up_within_syncs_and_down_only_after_the_stabilization_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let (prometheus, surge_from, surge_to) = step_change(dir.path());
+    let range = [
+        format!("--start={}", surge_from - 300),
+        format!("--end={}", surge_to + 900),
+    ];
+    let json: Value = serde_json::from_str(&simulate(
+        &prometheus,
+        &[range[0].clone(), range[1].clone(), "--output=json".into()],
+    ))
+    .unwrap();
+    assert_eq!(
+        json["queries"][0],
+        "sum(rate(nginx_ingress_controller_requests{namespace=\"default\",ingress=\"web\"}[2m])) by (ingress)",
+        "the PromQL serve runs for this HPA metric"
+    );
+    let steps = json["steps"].as_array().unwrap();
+    let replicas = |step: &Value| step["replicas"].as_i64().unwrap();
+    let time = |step: &Value| step["time"].as_i64().unwrap();
+    // 20 req/s against averageValue 50 asks for 1 replica: minReplicas 2 holds.
+    let before: Vec<&Value> = steps.iter().filter(|s| time(s) < surge_from).collect();
+    assert!(before.iter().all(|s| replicas(s) == 2), "{before:#?}");
+    assert!(before.iter().all(|s| s["reason"] == "TooFewReplicas"));
+
+    // The rate over [2m] needs two syncs to leave the ±10% band: a scale-up by surge + 45 s,
+    // each step at most max(2 × current, 4) (no behavior: the legacy path).
+    let first_up = steps.iter().find(|s| replicas(s) > 2).expect("a scale-up");
+    assert!(
+        time(first_up) > surge_from && time(first_up) <= surge_from + 45,
+        "first scale-up at +{} s",
+        time(first_up) - surge_from
+    );
+    for step in steps {
+        let current = step["current"].as_i64().unwrap();
+        assert!(replicas(step) <= (2 * current).max(4), "{step}");
+    }
+    // 600 req/s / 50 = 12.
+    let peak = steps.iter().map(replicas).max().unwrap();
+    assert_eq!(peak, 12);
+
+    // After the surge the recommendations fall at once, but the 300 s window keeps the 12 of the
+    // surge's last sync: no scale-down before surge end + 300 s.
+    let first_down = steps
+        .iter()
+        .find(|s| time(s) > surge_to && replicas(s) < s["current"].as_i64().unwrap())
+        .expect("a scale-down");
+    let delay = time(first_down) - surge_to;
+    assert!(
+        (300..=330).contains(&delay),
+        "first scale-down {delay} s after the surge"
+    );
+    let held = steps.iter().find(|s| time(s) == surge_to + 150).unwrap();
+    assert_eq!(held["reason"], "ScaleDownStabilized", "{held}");
+    assert_eq!(replicas(held), 12);
+    assert_eq!(replicas(steps.last().unwrap()), 2, "back to minReplicas");
+    let summary = &json["summary"];
+    assert!(summary["scale_ups"].as_u64().unwrap() >= 3, "{summary}");
+    assert!(summary["scale_downs"].as_u64().unwrap() >= 1);
+    assert_eq!(summary["oscillations"], 0);
+
+    // --explain-at names the window and when replicas can fall.
+    let explanation = simulate(
+        &prometheus,
+        &[
+            range[0].clone(),
+            range[1].clone(),
+            format!("--explain-at={}", surge_to + 150),
+        ],
+    );
+    let fall = prom_adapter::simulate::render::clock(time(first_down));
+    assert!(
+        explanation.contains("inside the 300 s scale-down stabilization window"),
+        "{explanation}"
+    );
+    assert!(
+        explanation.contains("the recommendation of 12 from"),
+        "{explanation}"
+    );
+    assert!(
+        explanation.contains(&format!("replicas can fall at {fall}")),
+        "expected {fall}: {explanation}\n{:#?}",
+        steps
+            .iter()
+            .filter(|s| (surge_to - 30..=surge_to + 360).contains(&time(s)))
+            .map(|s| (
+                prom_adapter::simulate::render::clock(time(s)),
+                s["desired"].clone(),
+                replicas(s),
+                s["reason"].clone()
+            ))
+            .collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn the_svg_is_xml_that_chromium_renders_with_every_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let (prometheus, surge_from, surge_to) = step_change(dir.path());
+    let svg = simulate(
+        &prometheus,
+        &[
+            format!("--start={}", surge_from - 300),
+            format!("--end={}", surge_to + 900),
+            "--output=svg".into(),
+        ],
+    );
+    let file = dir.path().join("simulation.svg");
+    std::fs::write(&file, &svg).unwrap();
+    // Well-formed XML with the SVG namespace.
+    let parsed = Command::new("python3")
+        .args([
+            "-c",
+            "import sys, xml.etree.ElementTree as E; r = E.parse(sys.argv[1]).getroot(); print(r.tag, r.get('width'), r.get('height'), len(r.findall('{http://www.w3.org/2000/svg}path')))",
+        ])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        parsed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&parsed.stderr)
+    );
+    assert_eq!(
+        String::from_utf8(parsed.stdout).unwrap().trim(),
+        "{http://www.w3.org/2000/svg}svg 960 440 3"
+    );
+
+    // Headless Chromium, with the flags this machine's closed network needs.
+    let png = dir.path().join("simulation.png");
+    let profile = dir.path().join("chromium-profile");
+    let out = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+            "--window-size=960,440",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!("--screenshot={}", png.display()))
+        .arg(format!("file://{}", file.display()))
+        .output()
+        .expect("chromium is installed (make deps)");
+    assert!(
+        png.exists(),
+        "no screenshot: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let colours = Command::new("python3")
+        .arg(repo("tests/fixtures/png_colors.py"))
+        .arg(&png)
+        .output()
+        .unwrap();
+    assert!(
+        colours.status.success(),
+        "{}",
+        String::from_utf8_lossy(&colours.stderr)
+    );
+    let image: Value = serde_json::from_slice(&colours.stdout).unwrap();
+    assert_eq!(
+        (image["width"].as_u64(), image["height"].as_u64()),
+        (Some(960), Some(440))
+    );
+    let counts = image["colours"].as_object().unwrap();
+    let pixels = |colour: &str| counts.get(colour).and_then(Value::as_u64).unwrap_or(0);
+    let total: u64 = counts.values().filter_map(Value::as_u64).sum();
+    assert!(
+        pixels("#ffffff") < total * 98 / 100,
+        "the screenshot is blank: {counts:?}"
+    );
+    // The metric (blue), target (orange) and replicas (green) lines are all drawn.
+    for (name, colour) in [
+        ("metric", "#1f77b4"),
+        ("target", "#ff7f0e"),
+        ("replicas", "#2ca02c"),
+    ] {
+        assert!(
+            pixels(colour) > 200,
+            "no {name} line ({colour}): {counts:?}"
+        );
+    }
+}
