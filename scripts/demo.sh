@@ -28,6 +28,10 @@ now=$(date +%s); start=$(( now / 15 * 15 - 3600 ))
 echo "generating sample data (now-1h .. now+24h, so rates keep moving with the clock)..."
 python3 tests/fixtures/gen_openmetrics.py "$start" $(( 25 * 3600 )) 15 > "$WORK/data.om"
 promtool tsdb create-blocks-from openmetrics -q "$WORK/data.om" "$WORK/prometheus" >/dev/null
+# A traffic surge through Ingress `shop` from 40 to 20 minutes ago, for `prom-adapter simulate`.
+surge_from=$(( start + 1200 )); surge_to=$(( start + 2400 ))
+python3 tests/fixtures/gen_step.py "$start" 3600 15 "$surge_from" "$surge_to" 20 600 shop > "$WORK/surge.om"
+promtool tsdb create-blocks-from openmetrics -q "$WORK/surge.om" "$WORK/prometheus" >/dev/null
 printf 'global:\n  scrape_interval: 15s\nscrape_configs: []\n' > "$WORK/prometheus.yml"
 prometheus --config.file="$WORK/prometheus.yml" --storage.tsdb.path="$WORK/prometheus" \
   --storage.tsdb.retention.time=100y --web.listen-address="127.0.0.1:$PROM_PORT" \
@@ -54,6 +58,15 @@ echo "Prometheus: http://127.0.0.1:$PROM_PORT"
 pids+=($!)
 wait_ready "https://127.0.0.1:$ADAPTER_PORT/readyz" "${pids[-1]}" prom-adapter "$WORK/adapter.log"
 
+# Replay the shop HPA over the surge: what would the autoscaler have done?
+SVG="${DEMO_OUT:-$PWD}/prom-adapter-simulation.svg"
+SIMULATE=("$BIN" simulate --config config/demo.yaml --prometheus-url "http://127.0.0.1:$PROM_PORT"
+  --hpa config/hpa/shop.yaml --start "$(( surge_from - 300 ))" --end "$(( surge_to + 900 ))")
+"${SIMULATE[@]}" --output svg > "$SVG"
+"${SIMULATE[@]}" | tail -n 1
+"${SIMULATE[@]}" --explain-at "$(( surge_to + 120 ))"
+echo "simulation chart: $SVG (open it in a browser)"
+
 K="kubectl --server https://127.0.0.1:$ADAPTER_PORT --insecure-skip-tls-verify --token demo"
 cat <<TXT
 
@@ -69,6 +82,7 @@ Try:
   $K top pod -n default
   $K get --raw /apis/metrics.k8s.io/v1beta1/nodes | jq
   curl -k https://127.0.0.1:$ADAPTER_PORT/metrics
+  ${SIMULATE[*]}
 
 Press Ctrl-C to stop.
 TXT

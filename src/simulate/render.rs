@@ -248,6 +248,9 @@ pub fn svg(hpa: &Hpa, simulation: &Simulation) -> String {
     );
     let label = hpa.metrics.first().map(|m| m.label()).unwrap_or_default();
     let legend_y = H - 18.0;
+    // About 7 px per character at 12 px: the next entries start after the metric's label.
+    let target_x = LEFT + 20.0 + label.chars().count() as f64 * 7.0 + 24.0;
+    let replicas_x = target_x + 90.0;
     let _ = writeln!(
         out,
         r##"<g font-size="12"><rect x="{LEFT}" y="{}" width="14" height="4" fill="#1f77b4"/><text x="{}" y="{legend_y}">{}</text><rect x="{}" y="{}" width="14" height="4" fill="#ff7f0e"/><text x="{}" y="{legend_y}">target</text><rect x="{}" y="{}" width="14" height="4" fill="#2ca02c"/><text x="{}" y="{legend_y}">replicas (right axis)</text></g>
@@ -256,12 +259,12 @@ pub fn svg(hpa: &Hpa, simulation: &Simulation) -> String {
         legend_y - 4.0,
         LEFT + 20.0,
         escape(&label),
-        LEFT + 420.0,
+        target_x,
         legend_y - 4.0,
-        LEFT + 440.0,
-        LEFT + 520.0,
+        target_x + 20.0,
+        replicas_x,
         legend_y - 4.0,
-        LEFT + 540.0,
+        replicas_x + 20.0,
         W - RIGHT,
         TOP - 8.0,
         simulation.summary.scale_ups,
