@@ -146,6 +146,11 @@ fn parsers_reject_bad_input_without_panicking() {
             "global:\n  scrape_interval: 15s\nscrape_configs:\n- job_name: a\n  scrape_interval: 1m\n",
         );
         let _ = prom_adapter::explain::lint::ScrapeIntervals::from_prometheus_config(&config);
+        // simulate's inputs: HPA manifests, times and quantities.
+        let manifest = mutate(&mut rng, include_str!("../config/hpa/shop.yaml"));
+        let _ = prom_adapter::simulate::hpa::parse(&manifest);
+        let _ = prom_adapter::simulate::parse_time(&text, 0);
+        let _ = prom_adapter::model::parse_quantity_milli(&mutate(&mut rng, "1.5e3Mi"));
         let request = mutate(
             &mut rng,
             "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/web/cpu_usage?metricLabelSelector=a%3Db",

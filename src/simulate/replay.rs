@@ -520,3 +520,122 @@ fn simulation_sync(simulation: &Simulation) -> i64 {
         _ => 15,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::simulate::controller::HpaRules;
+
+    fn hpa(source: Source, target: Target) -> Hpa {
+        Hpa {
+            name: "web".into(),
+            namespace: "default".into(),
+            target_name: "web".into(),
+            rules: HpaRules {
+                min_replicas: 1,
+                max_replicas: 10,
+                behavior: None,
+                legacy_downscale_window_seconds: 300,
+            },
+            metrics: vec![HpaMetric { source, target }],
+        }
+    }
+
+    fn series(pod: Option<&str>, points: &[(i64, f64)]) -> RangeSeries {
+        RangeSeries {
+            labels: pod
+                .map(|p| [("pod".to_owned(), p.to_owned())].into())
+                .unwrap_or_default(),
+            points: points.iter().map(|(t, v)| (*t as f64, *v)).collect(),
+        }
+    }
+
+    fn options(model: PodModel, initial: i32, end: i64) -> Options {
+        Options {
+            start: 0,
+            end,
+            sync_seconds: 15,
+            initial_replicas: initial,
+            pod_model: model,
+            pod_requests: HashMap::new(),
+            oscillation_window_seconds: 600,
+        }
+    }
+
+    #[test]
+    fn the_pod_models_differ_when_the_simulation_has_more_pods_than_prometheus() {
+        // Two observed pods at 150 each (target 100); the simulation starts at 4 replicas.
+        let hpa = hpa(
+            Source::Pods {
+                metric: "rps".into(),
+                selector: Default::default(),
+            },
+            Target::AverageValue(100_000),
+        );
+        let history = MetricHistory {
+            metric: hpa.metrics[0].clone(),
+            query: "q".into(),
+            pod_label: Some("pod".into()),
+            series: vec![
+                series(Some("web-a"), &[(0, 150.0)]),
+                series(Some("web-b"), &[(0, 150.0)]),
+            ],
+        };
+        // Observed: 2 values of 150 and 2 missing pods; ratio 1.5 > 1, so the missing count as
+        // 0: avg(150, 150, 0, 0) = 75 → ratio 0.75, the direction flips → keep 4.
+        let observed = replay(
+            &hpa,
+            std::slice::from_ref(&history),
+            &options(PodModel::Observed, 4, 0),
+        );
+        assert_eq!(observed.steps[0].metrics[0].proposal, Some(4));
+        // Conserving: the total 300 over 4 pods = 75 each → ratio 0.75 → ceil(0.75 × 4) = 3.
+        let conserving = replay(&hpa, &[history], &options(PodModel::Conserving, 4, 0));
+        assert_eq!(conserving.steps[0].metrics[0].proposal, Some(3));
+        assert_eq!(conserving.pod_model, PodModel::Conserving);
+    }
+
+    #[test]
+    fn missing_data_blocks_scale_down_and_is_explained() {
+        // An Object Value metric (target 10) at 5 until t=15, then no data: the HPA scales
+        // 4 → 2 (ratio 0.5 × 4) at t=0 and stays at 2 while the metric is missing.
+        let hpa = hpa(
+            Source::Object {
+                resource: "services".into(),
+                name: "web".into(),
+                metric: "rps".into(),
+                selector: Default::default(),
+            },
+            Target::Value(10_000),
+        );
+        let history = MetricHistory {
+            metric: hpa.metrics[0].clone(),
+            query: "q".into(),
+            pod_label: None,
+            series: vec![series(None, &[(0, 5.0), (15, 1.0)])],
+        };
+        let simulation = replay(&hpa, &[history], &options(PodModel::Observed, 4, 45));
+        let replicas: Vec<i32> = simulation.steps.iter().map(|s| s.replicas).collect();
+        // t=15: 1/10 → ratio 0.1 → ceil(0.1 × 2) = 1, but the legacy 300 s window keeps the 2
+        // recommended at t=0.
+        assert_eq!(replicas, vec![2, 2, 2, 2]);
+        assert_eq!(simulation.steps[1].reason, "ScaleDownStabilized");
+        assert_eq!(simulation.steps[2].reason, "FailedGetMetric");
+        let text = explain_at(&hpa, &simulation, 30, |t| t.to_string()).unwrap();
+        assert!(
+            text.contains("has no value (no data from Prometheus"),
+            "{text}"
+        );
+        assert!(
+            text.contains("A missing metric blocks scale-downs"),
+            "{text}"
+        );
+        let text = explain_at(&hpa, &simulation, 15, |t| t.to_string()).unwrap();
+        assert!(
+            text.contains("the recommendation of 2 from 0 is still inside the 300 s scale-down stabilization window; replicas can fall at 315"),
+            "{text}"
+        );
+        assert_eq!(simulation.summary.scale_downs, 1);
+        assert_eq!(simulation.summary.replicas_range, (2, 2));
+    }
+}
