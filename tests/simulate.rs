@@ -252,3 +252,69 @@ fn the_svg_is_xml_that_chromium_renders_with_every_line() {
         );
     }
 }
+
+#[test]
+fn pods_and_resource_metrics_use_the_targets_pods_and_the_chosen_pod_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let prometheus = Prometheus::start(dir.path());
+    let hpa = dir.path().join("hpa.yaml");
+    std::fs::write(
+        &hpa,
+        "apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata: {name: web, namespace: default}\nspec:\n  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}\n  maxReplicas: 10\n  metrics:\n  - type: Pods\n    pods:\n      metric: {name: cpu_usage}\n      target: {type: AverageValue, averageValue: 100m}\n  - type: Resource\n    resource:\n      name: cpu\n      target: {type: Utilization, averageUtilization: 50}\n",
+    )
+    .unwrap();
+    let run = |extra: &[&str]| -> Value {
+        let out = Command::new(env!("CARGO_BIN_EXE_prom-adapter"))
+            .arg("simulate")
+            .arg(format!("--config={}", repo("config/demo.yaml").display()))
+            .arg(format!("--hpa={}", hpa.display()))
+            .arg(format!("--prometheus-url={}", prometheus.url()))
+            .args(["--start=now-10m", "--end=now-9m", "--output=json"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let observed = run(&["--pod-request=cpu=250m", "--initial-replicas=2"]);
+    // The web Deployment's two pods, not the `api` pod or other namespaces.
+    for query in observed["queries"].as_array().unwrap() {
+        let query = query.as_str().unwrap();
+        assert!(
+            query.contains(
+                r#"namespace="default",pod=~"web\\-6d4cf56db6\\-abcde|web\\-6d4cf56db6\\-fghij""#
+            ),
+            "{query}"
+        );
+    }
+    let step = &observed["steps"][0];
+    // cpu_usage (demo rules: every cgroup of the pod but the pause container) is 0.51 cores per
+    // pod: ratio 5.1 → ceil(5.1 × 2) = 11. CPU utilization of the containers: 0.25 of 250m
+    // = 100% against 50% → ceil(2 × 2) = 4. The maximum, 11, is limited to max(2 × 2, 4) = 4.
+    assert_eq!(step["metrics"][0]["proposal"], 11, "{step:#}");
+    assert_eq!(step["metrics"][1]["proposal"], 4, "{step:#}");
+    assert_eq!(
+        (step["desired"].as_i64(), step["replicas"].as_i64()),
+        (Some(11), Some(4))
+    );
+    assert_eq!(step["reason"], "ScaleUpLimit");
+    assert_eq!(observed["pod_model"], "observed");
+
+    // Without the pods' requests, Utilization has no value: the Pods metric still scales up.
+    let conserving = run(&["--pod-model=conserving", "--initial-replicas=4"]);
+    let step = &conserving["steps"][0];
+    assert!(
+        step["metrics"][1]["error"]
+            .as_str()
+            .unwrap()
+            .contains("--pod-request cpu="),
+        "{step:#}"
+    );
+    // Conserving: 2 × 0.51 = 1.02 cores over 4 pods = 0.255 each → ratio 2.55 → ceil(10.2) = 11.
+    assert_eq!(step["metrics"][0]["proposal"], 11, "{step:#}");
+    assert_eq!(conserving["pod_model"], "conserving");
+}

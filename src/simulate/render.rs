@@ -61,7 +61,7 @@ pub fn table(hpa: &Hpa, simulation: &Simulation) -> String {
         for metric in &step.metrics {
             let cell = match (metric.value, metric.proposal) {
                 (Some(value), Some(proposal)) => format!("{} → {proposal}", number(value)),
-                _ => "no data".to_owned(),
+                _ => "no value".to_owned(),
             };
             let _ = write!(line, "  {cell:>18}");
         }
