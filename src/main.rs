@@ -153,16 +153,7 @@ fn explain_live(
         let client = prometheus::Client::new(config)?;
         let now = prom_adapter::provider::unix_now();
         let start = now - max_age.as_secs_f64();
-        let mut series = Vec::new();
-        for query in rules.distinct_series_queries() {
-            let listed = client
-                .series(query, start, now)
-                .await
-                .with_context(|| format!("listing the series of {query}"))?;
-            series.extend(listed.into_iter().filter_map(explain::series_from_labels));
-        }
-        series.sort();
-        series.dedup();
+        let series = explain::list_series(&client, &rules, start, now).await?;
         let window = format!(
             "in the last {} (--metrics-max-age)",
             prom_adapter::model::format_go_duration(max_age)

@@ -25,6 +25,14 @@ pub enum Error {
     /// The request path is not one the adapter serves, or names no discovered metric.
     #[error("{0}")]
     Request(String),
+    /// Prometheus did not list a `seriesQuery`'s series.
+    #[error("listing the series of {query}: {error}")]
+    Listing {
+        /// The `seriesQuery`.
+        query: String,
+        /// Why.
+        error: crate::prometheus::Error,
+    },
 }
 
 /// One line per rule, for `check`.
@@ -111,6 +119,30 @@ pub fn series_from_labels(mut labels: BTreeMap<String, String>) -> Option<Series
     let name = labels.remove("__name__")?;
     labels.retain(|_, v| !v.is_empty());
     Some(Series { name, labels })
+}
+
+/// Every series of every distinct `seriesQuery` between `start` and `end`, sorted and without
+/// repeats, as `explain` and `simulate` analyse them.
+pub async fn list_series(
+    client: &crate::prometheus::Client,
+    rules: &RuleSet,
+    start: f64,
+    end: f64,
+) -> Result<Vec<Series>, Error> {
+    let mut series = Vec::new();
+    for query in rules.distinct_series_queries() {
+        let listed = client
+            .series(query, start, end)
+            .await
+            .map_err(|error| Error::Listing {
+                query: query.to_owned(),
+                error,
+            })?;
+        series.extend(listed.into_iter().filter_map(series_from_labels));
+    }
+    series.sort();
+    series.dedup();
+    Ok(series)
 }
 
 /// The listing as text, one metric per line, and a count.

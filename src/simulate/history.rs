@@ -7,7 +7,7 @@ use super::hpa::Hpa;
 use super::plan::{self, MetricQuery};
 use super::replay::MetricHistory;
 use crate::prometheus::Client;
-use crate::promql::{LabelMatcher, MatchOp, Series};
+use crate::promql::{LabelMatcher, MatchOp};
 use crate::registry::Registry;
 use crate::resources::ResourceTable;
 use crate::rules::RuleSet;
@@ -36,21 +36,9 @@ pub async fn fetch(
     let prometheus = |e: crate::prometheus::Error| Error::Prometheus(e.to_string());
     // Discovery over the whole range (plus the usual 10 min before it), so that metrics that
     // existed at any moment are planned.
-    let mut series = Vec::new();
-    for query in rules.distinct_series_queries() {
-        let listed = client
-            .series(query, start - 600.0, end)
-            .await
-            .map_err(prometheus)?;
-        series.extend(
-            listed
-                .into_iter()
-                .filter_map(crate::explain::series_from_labels),
-        );
-    }
-    series.sort();
-    series.dedup();
-    let series: Vec<Series> = series;
+    let series = crate::explain::list_series(client, rules, start - 600.0, end)
+        .await
+        .map_err(|e| Error::Prometheus(e.to_string()))?;
     let registry = Registry::from_series(rules, &series, table);
     let pod_names = match plan::pod_labels(rules, &registry, table, hpa) {
         Some((pod_label, namespace_label)) => {
