@@ -6,7 +6,7 @@ use super::Error;
 use super::hpa::Hpa;
 use super::plan::{self, MetricQuery};
 use super::replay::MetricHistory;
-use crate::prometheus::Client;
+use crate::prometheus::{Client, RangeSeries};
 use crate::promql::{LabelMatcher, MatchOp};
 use crate::registry::Registry;
 use crate::resources::ResourceTable;
@@ -66,10 +66,19 @@ pub async fn fetch(
         pod_label,
     } in queries
     {
-        let series = client
-            .query_range(&query, start, end, sync)
-            .await
-            .map_err(prometheus)?;
+        let mut series: Vec<RangeSeries> = Vec::new();
+        for (from, to) in chunks(start, end, sync) {
+            for part in client
+                .query_range(&query, from, to, sync)
+                .await
+                .map_err(prometheus)?
+            {
+                match series.iter_mut().find(|s| s.labels == part.labels) {
+                    Some(existing) => existing.points.extend(part.points),
+                    None => series.push(part),
+                }
+            }
+        }
         metrics.push(MetricHistory {
             metric,
             query,
@@ -81,4 +90,39 @@ pub async fn fetch(
         metrics,
         pods: pod_names,
     })
+}
+
+/// Prometheus refuses range queries of more than 11,000 points per series; longer replays are
+/// fetched in consecutive pieces that share the sync grid.
+const POINTS_PER_QUERY: f64 = 10_000.0;
+
+fn chunks(start: f64, end: f64, step: Duration) -> Vec<(f64, f64)> {
+    let step = step.as_secs_f64().max(1.0);
+    let span = step * (POINTS_PER_QUERY - 1.0);
+    let mut pieces = Vec::new();
+    let mut from = start;
+    while from <= end {
+        let to = (from + span).min(end);
+        pieces.push((from, to));
+        from = to + step;
+    }
+    pieces
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_ranges_are_split_on_the_sync_grid_without_gaps_or_overlap() {
+        let step = Duration::from_secs(15);
+        assert_eq!(chunks(0.0, 600.0, step), vec![(0.0, 600.0)]);
+        let pieces = chunks(0.0, 15.0 * 25_000.0, step);
+        assert_eq!(pieces.len(), 3);
+        assert_eq!(pieces[0], (0.0, 15.0 * 9_999.0));
+        assert_eq!(pieces[1].0, 15.0 * 10_000.0);
+        assert_eq!(pieces[2].1, 15.0 * 25_000.0);
+        let points: f64 = pieces.iter().map(|(a, b)| (b - a) / 15.0 + 1.0).sum();
+        assert_eq!(points, 25_001.0, "every sync exactly once");
+    }
 }
