@@ -205,9 +205,14 @@ pub fn pods_average_replicas(
         }
         return Ok(ceil_i32(ratio * values.len() as f64));
     }
-    let fill = if ratio < 1.0 { target } else { 0 };
+    // calcPlainMetricReplicas fills missing pods only when the ratio is strictly below or above
+    // 1; at exactly 1 they stay out and the ratio stays 1.
     let mut all = values.to_vec();
-    all.extend(std::iter::repeat_n(fill, missing));
+    if ratio < 1.0 {
+        all.extend(std::iter::repeat_n(target, missing));
+    } else if ratio > 1.0 {
+        all.extend(std::iter::repeat_n(0, missing));
+    }
     let new_ratio = average(&all) as f64 / target as f64;
     Ok(settle(cur, ratio, new_ratio, all.len(), tolerances))
 }
@@ -241,12 +246,11 @@ pub fn utilization_replicas(
     }
     let mut all = usages_and_requests.to_vec();
     for &request in missing_requests {
-        let usage = if ratio < 1.0 {
-            request * i64::from(target_percent.max(100)) / 100
-        } else {
-            0
-        };
-        all.push((usage, request));
+        if ratio < 1.0 {
+            all.push((request * i64::from(target_percent.max(100)) / 100, request));
+        } else if ratio > 1.0 {
+            all.push((0, request));
+        }
     }
     let new_ratio = utilization(&all)?;
     Ok(settle(cur, ratio, new_ratio, all.len(), tolerances))
@@ -282,19 +286,27 @@ fn ceil_i32(value: f64) -> i32 {
 pub enum Proposal {
     /// The replicas this metric asks for.
     Replicas(i32),
-    /// The metric could not be computed (no data, no pods); the reason.
-    Failed(String),
+    /// The metric could not be computed (no data, no pods).
+    Failed {
+        /// The `ScalingActive` reason the HPA reports: `FailedGetObjectMetric`,
+        /// `FailedGetPodsMetric`, `FailedGetResourceMetric` or `FailedGetExternalMetric`.
+        condition: String,
+        /// What went wrong.
+        message: String,
+    },
 }
 
 /// Why the replica count is what it is after a sync, in the HPA's condition reasons.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Conditions {
-    /// `AbleToScale`: `ReadyForNewScale`, `ScaleUpStabilized`, `ScaleDownStabilized`.
+    /// `AbleToScale`: `ReadyForNewScale`, `ScaleUpStabilized`, `ScaleDownStabilized`,
+    /// `SucceededRescale` (after a change), `SucceededGetScale`.
     pub able_to_scale: String,
-    /// `ScalingActive`: `ValidMetricFound`, `FailedGetMetric`, `ScalingDisabled`.
+    /// `ScalingActive`: `ValidMetricFound`, `FailedGet…Metric`, `ScalingDisabled`; empty when
+    /// the sync left it as it was.
     pub scaling_active: String,
     /// `ScalingLimited`: `DesiredWithinRange`, `TooFewReplicas`, `TooManyReplicas`,
-    /// `ScaleUpLimit`, `ScaleDownLimit`.
+    /// `ScaleUpLimit`, `ScaleDownLimit`; empty when the sync left it as it was.
     pub scaling_limited: String,
 }
 
@@ -311,6 +323,9 @@ pub struct SyncResult {
     pub conditions: Conditions,
     /// Why the metrics did not count, when they did not.
     pub error: Option<String>,
+    /// `ScaleUpStabilized` or `ScaleDownStabilized` when stabilization changed the
+    /// recommendation (AbleToScale shows it unless the sync rescaled).
+    pub stabilization: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -366,36 +381,44 @@ impl Controller {
         proposals: &[Proposal],
     ) -> SyncResult {
         let min = rules.min_replicas;
-        let within = |reason: &str| Conditions {
-            able_to_scale: "ReadyForNewScale".into(),
-            scaling_active: "ValidMetricFound".into(),
-            scaling_limited: reason.into(),
-        };
+        // recordInitialRecommendation: a fresh controller remembers the current size, so the
+        // first scale-down waits out the window like any other.
+        if self.recommendations.is_empty() {
+            self.recommendations.push(Timestamped {
+                value: cur,
+                time: now,
+            });
+        }
         if cur == 0 && min != 0 {
             return SyncResult {
                 desired: None,
                 stabilized: None,
                 replicas: 0,
                 conditions: Conditions {
+                    able_to_scale: "SucceededGetScale".into(),
                     scaling_active: "ScalingDisabled".into(),
-                    ..within("DesiredWithinRange")
+                    scaling_limited: String::new(),
                 },
                 error: None,
+                stabilization: None,
             };
         }
         if cur > rules.max_replicas || cur < min {
+            // Outside the bounds the controller goes straight to them, without metrics, and sets
+            // neither ScalingActive nor ScalingLimited.
             let replicas = cur.clamp(min, rules.max_replicas);
             self.store_event(rules, now, cur, replicas);
             return SyncResult {
                 desired: Some(replicas),
                 stabilized: Some(replicas),
                 replicas,
-                conditions: within(if cur > rules.max_replicas {
-                    "TooManyReplicas"
-                } else {
-                    "TooFewReplicas"
-                }),
+                conditions: Conditions {
+                    able_to_scale: "SucceededRescale".into(),
+                    scaling_active: String::new(),
+                    scaling_limited: String::new(),
+                },
                 error: None,
+                stabilization: None,
             };
         }
         // computeReplicasForMetrics: the maximum wins; failures block scale-downs and total failure.
@@ -405,34 +428,33 @@ impl Controller {
             match proposal {
                 Proposal::Replicas(r) if desired == 0 || *r > desired => desired = *r,
                 Proposal::Replicas(_) => {}
-                Proposal::Failed(e) => failures.push(e.clone()),
+                Proposal::Failed { condition, message } => failures.push((condition, message)),
             }
         }
-        if !failures.is_empty() && (failures.len() >= proposals.len() || desired < cur) {
+        let error = failures.first().map(|(_, message)| {
+            format!(
+                "invalid metrics ({} invalid out of {}), first error is: {message}",
+                failures.len(),
+                proposals.len(),
+            )
+        });
+        if let Some((condition, _)) = failures.first()
+            && (failures.len() >= proposals.len() || desired < cur)
+        {
+            // ScalingActive takes the first failure's reason; the others are left as they were.
             return SyncResult {
                 desired: None,
                 stabilized: None,
                 replicas: cur,
                 conditions: Conditions {
-                    scaling_active: "FailedGetMetric".into(),
-                    ..within("DesiredWithinRange")
+                    able_to_scale: "SucceededGetScale".into(),
+                    scaling_active: (*condition).clone(),
+                    scaling_limited: String::new(),
                 },
-                error: Some(format!(
-                    "invalid metrics ({} invalid out of {}), first error is: {}",
-                    failures.len(),
-                    proposals.len(),
-                    failures[0]
-                )),
+                error,
+                stabilization: None,
             };
         }
-        let error = (!failures.is_empty()).then(|| {
-            format!(
-                "invalid metrics ({} invalid out of {}), first error is: {}",
-                failures.len(),
-                proposals.len(),
-                failures[0]
-            )
-        });
         let (stabilized, able, replicas, limited) = match &rules.behavior {
             None => self.legacy(rules, now, cur, desired),
             Some(behavior) => self.with_behavior(rules, behavior, now, cur, desired),
@@ -440,12 +462,19 @@ impl Controller {
         if replicas != cur {
             self.store_event(rules, now, cur, replicas);
         }
+        let stabilization = (able != "ReadyForNewScale").then(|| able.clone());
         SyncResult {
             desired: Some(desired),
             stabilized: Some(stabilized),
             replicas,
+            stabilization,
             conditions: Conditions {
-                able_to_scale: able,
+                // A successful update overwrites AbleToScale.
+                able_to_scale: if replicas != cur {
+                    "SucceededRescale".into()
+                } else {
+                    able
+                },
                 scaling_active: "ValidMetricFound".into(),
                 scaling_limited: limited,
             },
@@ -882,8 +911,16 @@ mod tests {
             assert_eq!(result.replicas, expected, "{select:?}");
             assert_eq!(result.conditions.scaling_limited, "ScaleDownLimit");
         }
-        // Percent truncates: int(5 × 0.5) = int(2.5) = 2.
-        let behavior = no_windows(ScalingRules::default_scale_up(), down(SelectPolicy::Max));
+        // Percent alone truncates: int(5 × 0.5) = int(2.5) = 2 (rounding up would give 3).
+        let percent_only = ScalingRules {
+            policies: vec![Policy {
+                kind: PolicyKind::Percent,
+                value: 50,
+                period_seconds: 60,
+            }],
+            ..down(SelectPolicy::Max)
+        };
+        let behavior = no_windows(ScalingRules::default_scale_up(), percent_only);
         let result = Controller::new().sync(&rules(Some(behavior)), 0, 5, &[Proposal::Replicas(1)]);
         assert_eq!(result.replicas, 2);
     }
@@ -939,7 +976,10 @@ mod tests {
     #[test]
     fn a_failing_metric_blocks_scale_down_but_not_scale_up() {
         let hpa = rules(None);
-        let failed = Proposal::Failed("no data".into());
+        let failed = Proposal::Failed {
+            condition: "FailedGetPodsMetric".into(),
+            message: "no data".into(),
+        };
         // Scale-up from the valid metric still happens.
         let up = Controller::new().sync(&hpa, 0, 4, &[Proposal::Replicas(6), failed.clone()]);
         assert_eq!(up.replicas, 6);
@@ -947,7 +987,11 @@ mod tests {
         // A scale-down with one failing metric does not.
         let down = Controller::new().sync(&hpa, 0, 4, &[Proposal::Replicas(2), failed.clone()]);
         assert_eq!((down.replicas, down.desired), (4, None));
-        assert_eq!(down.conditions.scaling_active, "FailedGetMetric");
+        assert_eq!(down.conditions.scaling_active, "FailedGetPodsMetric");
+        assert_eq!(
+            down.error.as_deref(),
+            Some("invalid metrics (1 invalid out of 2), first error is: no data")
+        );
         // Neither does total failure.
         let none = Controller::new().sync(&hpa, 0, 4, &[failed]);
         assert_eq!(none.replicas, 4);
@@ -957,9 +1001,52 @@ mod tests {
             ..rules(None)
         };
         let result = Controller::new().sync(&below, 0, 1, &[Proposal::Replicas(1)]);
+        assert_eq!(result.replicas, 3);
+        // That branch sets neither ScalingActive nor ScalingLimited; the rescale sets AbleToScale.
         assert_eq!(
-            (result.replicas, result.conditions.scaling_limited.as_str()),
-            (3, "TooFewReplicas")
+            result.conditions,
+            Conditions {
+                able_to_scale: "SucceededRescale".into(),
+                scaling_active: String::new(),
+                scaling_limited: String::new(),
+            }
+        );
+    }
+
+    #[test]
+    fn a_fresh_controller_remembers_the_current_size() {
+        // recordInitialRecommendation: the first sync stores (cur, now), so a first scale-down
+        // from 4 to 2 waits out the 300 s window (legacy), and happens once it has passed.
+        let hpa = rules(None);
+        let mut controller = Controller::new();
+        let first = controller.sync(&hpa, 0, 4, &[Proposal::Replicas(2)]);
+        assert_eq!(first.replicas, 4);
+        assert_eq!(first.stabilization.as_deref(), Some("ScaleDownStabilized"));
+        assert_eq!(first.conditions.able_to_scale, "ScaleDownStabilized");
+        // The legacy window keeps a recommendation made exactly 300 s ago.
+        assert_eq!(
+            controller
+                .sync(&hpa, 300, 4, &[Proposal::Replicas(2)])
+                .replicas,
+            4
+        );
+        let later = controller.sync(&hpa, 315, 4, &[Proposal::Replicas(2)]);
+        assert_eq!(later.replicas, 2);
+        assert_eq!(later.conditions.able_to_scale, "SucceededRescale");
+    }
+
+    #[test]
+    fn missing_pods_are_not_filled_at_a_ratio_of_exactly_one() {
+        // avg(100, 100) = 100 = target: ratio 1.0, neither branch fills the 2 missing pods, the
+        // ratio stays 1.0 (inside the band) → keep 4.
+        assert_eq!(
+            pods_average_replicas(4, &[100_000, 100_000], 2, 100_000, TOL),
+            Ok(4)
+        );
+        // 50m of 100m = 50% against 50%: ratio 1.0 → keep 4.
+        assert_eq!(
+            utilization_replicas(4, &[(50, 100), (50, 100)], &[100, 100], 50, TOL),
+            Ok(4)
         );
     }
 }

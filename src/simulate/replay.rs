@@ -184,17 +184,23 @@ pub fn replay(hpa: &Hpa, histories: &[MetricHistory], options: &Options) -> Simu
         let held = hold(
             hpa,
             &controller,
-            &result.conditions,
+            result.stabilization.as_deref(),
             result.stabilized,
             time,
         );
         replicas = result.replicas;
-        let reason = if result.conditions.scaling_active != "ValidMetricFound" {
-            result.conditions.scaling_active.clone()
-        } else if result.conditions.able_to_scale != "ReadyForNewScale" {
-            result.conditions.able_to_scale.clone()
-        } else if result.conditions.scaling_limited != "DesiredWithinRange" {
-            result.conditions.scaling_limited.clone()
+        // The one condition that says most about this sync: a metric failure or disabled
+        // scaling, then a limit, then stabilization, then a plain rescale.
+        let conditions = &result.conditions;
+        let reason = if !matches!(conditions.scaling_active.as_str(), "ValidMetricFound" | "") {
+            conditions.scaling_active.clone()
+        } else if !matches!(
+            conditions.scaling_limited.as_str(),
+            "DesiredWithinRange" | ""
+        ) {
+            conditions.scaling_limited.clone()
+        } else if let Some(stabilization) = &result.stabilization {
+            stabilization.clone()
         } else if replicas != current {
             "SucceededRescale".to_owned()
         } else {
@@ -242,6 +248,12 @@ fn observe(
     options: &Options,
     tolerances: super::controller::Tolerances,
 ) -> (MetricStep, Proposal) {
+    let condition = match metric.source {
+        Source::Object { .. } => "FailedGetObjectMetric",
+        Source::Pods { .. } => "FailedGetPodsMetric",
+        Source::External { .. } => "FailedGetExternalMetric",
+        Source::Resource { .. } => "FailedGetResourceMetric",
+    };
     let failed = |reason: String| {
         (
             MetricStep {
@@ -249,7 +261,10 @@ fn observe(
                 proposal: None,
                 error: Some(reason.clone()),
             },
-            Proposal::Failed(reason),
+            Proposal::Failed {
+                condition: condition.to_owned(),
+                message: reason,
+            },
         )
     };
     let at: Vec<(&str, f64)> = series
@@ -337,12 +352,12 @@ fn observe(
 fn hold(
     hpa: &Hpa,
     controller: &Controller,
-    conditions: &Conditions,
+    stabilization: Option<&str>,
     stabilized: Option<i32>,
     now: i64,
 ) -> Option<Hold> {
     let stabilized = stabilized?;
-    let (window, down) = match (conditions.able_to_scale.as_str(), &hpa.rules.behavior) {
+    let (window, down) = match (stabilization?, &hpa.rules.behavior) {
         ("ScaleDownStabilized", Some(b)) => (b.scale_down.stabilization_window_seconds, true),
         ("ScaleDownStabilized", None) => (hpa.rules.legacy_downscale_window_seconds, true),
         ("ScaleUpStabilized", Some(b)) => (b.scale_up.stabilization_window_seconds, false),
@@ -350,7 +365,7 @@ fn hold(
     };
     // The value stays until every recommendation at least as far from the new one leaves.
     let legacy = hpa.rules.behavior.is_none();
-    let since = controller
+    let (since, recommendation) = controller
         .recommendations_within(now, window, legacy)
         .into_iter()
         .filter(|(_, r)| {
@@ -360,10 +375,9 @@ fn hold(
                 *r <= stabilized
             }
         })
-        .map(|(t, _)| t)
-        .max()?;
+        .max_by_key(|(t, _)| *t)?;
     Some(Hold {
-        recommendation: stabilized,
+        recommendation,
         since,
         window,
         until: since + window + i64::from(legacy),
@@ -500,15 +514,19 @@ pub fn explain_at(
             step.stabilized.unwrap_or_default(),
             hpa.rules.min_replicas
         )),
-        "FailedGetMetric" => text.push_str(&format!(
+        failed if failed.starts_with("FailedGet") => text.push_str(&format!(
             "The HPA does not scale: {}. A missing metric blocks scale-downs (and everything when all are missing).\n",
             step.error.as_deref().unwrap_or("a metric failed")
         )),
         "ScalingDisabled" => text.push_str("Scaling is disabled: the target has 0 replicas.\n"),
-        _ if step.desired == Some(step.current) => text.push_str(&format!(
-            "The metrics are within the tolerance band around their targets (±{}%), so the replicas stay.\n",
-            (hpa.rules.tolerances().scale_up * 100.0).round()
-        )),
+        _ if step.desired == Some(step.current) => {
+            let tolerances = hpa.rules.tolerances();
+            text.push_str(&format!(
+                "The metrics are within the tolerance band around their targets (−{}% to +{}%), so the replicas stay.\n",
+                (tolerances.scale_down * 100.0).round(),
+                (tolerances.scale_up * 100.0).round()
+            ))
+        }
         _ => {}
     }
     Some(text)
@@ -597,8 +615,10 @@ mod tests {
 
     #[test]
     fn missing_data_blocks_scale_down_and_is_explained() {
-        // An Object Value metric (target 10) at 5 until t=15, then no data: the HPA scales
-        // 4 → 2 (ratio 0.5 × 4) at t=0 and stays at 2 while the metric is missing.
+        // An Object Value metric (target 10) at 5, then 1 at t=15, then no data. A fresh
+        // controller remembers the 4 current replicas (recordInitialRecommendation), so the
+        // proposals of 2 (ratio 0.5 × 4) and 1 (ceil(0.1 × 4)) wait in the legacy 300 s window,
+        // and the missing metric blocks scale-down from t=30.
         let hpa = hpa(
             Source::Object {
                 resource: "services".into(),
@@ -616,11 +636,10 @@ mod tests {
         };
         let simulation = replay(&hpa, &[history], &options(PodModel::Observed, 4, 45));
         let replicas: Vec<i32> = simulation.steps.iter().map(|s| s.replicas).collect();
-        // t=15: 1/10 → ratio 0.1 → ceil(0.1 × 2) = 1, but the legacy 300 s window keeps the 2
-        // recommended at t=0.
-        assert_eq!(replicas, vec![2, 2, 2, 2]);
+        assert_eq!(replicas, vec![4, 4, 4, 4]);
+        assert_eq!(simulation.steps[1].metrics[0].proposal, Some(1));
         assert_eq!(simulation.steps[1].reason, "ScaleDownStabilized");
-        assert_eq!(simulation.steps[2].reason, "FailedGetMetric");
+        assert_eq!(simulation.steps[2].reason, "FailedGetObjectMetric");
         let text = explain_at(&hpa, &simulation, 30, |t| t.to_string()).unwrap();
         assert!(
             text.contains("has no value (no data from Prometheus"),
@@ -632,10 +651,10 @@ mod tests {
         );
         let text = explain_at(&hpa, &simulation, 15, |t| t.to_string()).unwrap();
         assert!(
-            text.contains("the recommendation of 2 from 0 is still inside the 300 s scale-down stabilization window; replicas can fall at 315"),
+            text.contains("the recommendation of 4 from 0 is still inside the 300 s scale-down stabilization window; replicas can fall at 315"),
             "{text}"
         );
-        assert_eq!(simulation.summary.scale_downs, 1);
-        assert_eq!(simulation.summary.replicas_range, (2, 2));
+        assert_eq!(simulation.summary.scale_downs, 0);
+        assert_eq!(simulation.summary.replicas_range, (4, 4));
     }
 }
