@@ -450,7 +450,8 @@ fn serve(args: ServeArgs, warnings: Vec<String>) -> anyhow::Result<ExitCode> {
         tracing::warn!("{warning}");
     }
     let serve_config = validate(&settings)?;
-    let rules = Arc::new(config::load_rules(&serve_config.rules_path)?);
+    let (rules, rules_text) = config::load_rules_and_text(&serve_config.rules_path)?;
+    let rules = Arc::new(rules);
     let server::ServingTls {
         config: tls,
         certificate,
@@ -482,6 +483,7 @@ fn serve(args: ServeArgs, warnings: Vec<String>) -> anyhow::Result<ExitCode> {
         let (updates, rule_updates) = tokio::sync::mpsc::channel(1);
         let reloader = RulesReloader::new(
             serve_config.rules_path.clone(),
+            rules_text.into_bytes(),
             rules,
             updates,
             metrics.clone(),
@@ -629,11 +631,11 @@ async fn connect_cluster(
         )?;
     match cluster.resource_table().await {
         Ok(table) => {
-            let current = snapshot.load_full();
-            snapshot.store(Arc::new(Snapshot {
-                table: Arc::new(table),
-                ..(*current).clone()
-            }));
+            let table = Arc::new(table);
+            snapshot.rcu(|current| Snapshot {
+                table: table.clone(),
+                ..(**current).clone()
+            });
         }
         Err(error) => {
             tracing::warn!(%error, "API discovery failed; using the built-in resource table until it succeeds")
@@ -765,12 +767,13 @@ async fn refresh_resource_table(
         last = std::time::Instant::now();
         match cluster.resource_table().await {
             Ok(table) if *snapshot.load().table != table => {
-                let current = snapshot.load_full();
-                warn_about_unknown_overrides(&current.rules, &table);
-                snapshot.store(Arc::new(Snapshot {
-                    table: Arc::new(table),
-                    ..(*current).clone()
-                }));
+                warn_about_unknown_overrides(&snapshot.load().rules, &table);
+                // Whatever else changed meanwhile (a relist) is kept: only the table is replaced.
+                let table = Arc::new(table);
+                snapshot.rcu(|current| Snapshot {
+                    table: table.clone(),
+                    ..(**current).clone()
+                });
                 tracing::info!("resource table changed");
             }
             Ok(_) => {}

@@ -61,21 +61,21 @@ pub struct RulesReloader {
 }
 
 impl RulesReloader {
-    /// A reloader for `path`, whose current content compiled to `rules`; new rules go to
-    /// `updates` (the discovery loop).
+    /// A reloader for `path`, whose content `loaded` compiled to `rules` at start; new rules go
+    /// to `updates` (the discovery loop).
     pub fn new(
         path: PathBuf,
+        loaded: Vec<u8>,
         rules: Arc<RuleSet>,
         updates: mpsc::Sender<RulesUpdate>,
         metrics: Arc<Metrics>,
     ) -> Self {
-        let last_read = std::fs::read(&path).ok();
         Self {
             path,
             updates,
             metrics,
             published: watch::Sender::new(rules),
-            last_read,
+            last_read: Some(loaded),
         }
     }
 
@@ -101,6 +101,8 @@ impl RulesReloader {
         async move {
             let _watcher = watcher;
             let mut hangups = hangups;
+            // A change between the start-up read and the watch would otherwise go unseen.
+            self.reload(Trigger::File).await;
             loop {
                 let hangup = async {
                     match &mut hangups {
@@ -124,7 +126,7 @@ impl RulesReloader {
     /// discovery; waits until the new rules serve.
     pub async fn reload(&mut self, trigger: Trigger) -> Outcome {
         let file = self.path.display().to_string();
-        let read = std::fs::read(&self.path);
+        let read = tokio::fs::read(&self.path).await;
         if trigger == Trigger::File && read.as_ref().ok() == self.last_read.as_ref() {
             return Outcome::Unchanged;
         }
@@ -175,6 +177,19 @@ impl RulesReloader {
     }
 }
 
+/// Whether a directory event may have changed the rules file: a change (not an access: reading
+/// the file ourselves must not trigger the next reload) to the file itself or to the `..data`
+/// symlink of a ConfigMap volume.
+fn concerns_rules(event: &notify::Event, file_name: Option<&std::ffi::OsStr>) -> bool {
+    if matches!(event.kind, notify::EventKind::Access(_)) {
+        return false;
+    }
+    event.paths.iter().any(|path| {
+        let name = path.file_name();
+        name.is_some_and(|n| n == "..data") || (name.is_some() && name == file_name)
+    })
+}
+
 /// Watches the directory holding `path` (not the file: kubelet updates a ConfigMap volume by
 /// swapping its `..data` symlink, and editors replace files), notifying `changed` on any event.
 /// Falls back to polling when inotify is unavailable (its limits are per user).
@@ -183,9 +198,13 @@ fn watch_directory(path: &Path, changed: Arc<Notify>) -> Option<Box<dyn Watcher 
         Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
         _ => PathBuf::from("."),
     };
+    let name = path.file_name().map(std::ffi::OsStr::to_os_string);
     let handler = |changed: Arc<Notify>| {
+        let name = name.clone();
         move |event: notify::Result<notify::Event>| {
-            if event.is_ok() {
+            if let Ok(event) = event
+                && concerns_rules(&event, name.as_deref())
+            {
                 changed.notify_one();
             }
         }
@@ -249,7 +268,7 @@ mod tests {
             }
         });
         let metrics = Arc::new(Metrics::new());
-        let reloader = RulesReloader::new(path, rules, updates, metrics.clone());
+        let reloader = RulesReloader::new(path, GOOD.into(), rules, updates, metrics.clone());
         (reloader, applied, metrics)
     }
 
@@ -344,5 +363,30 @@ mod tests {
         };
         assert!(error.contains("cannot read rules file"), "{error}");
         assert!(applied.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn only_changes_to_the_rules_file_or_the_configmap_symlink_count() {
+        use notify::event::{AccessKind, CreateKind, EventKind, ModifyKind};
+        let event = |kind, path: &str| notify::Event::new(kind).add_path(PathBuf::from(path));
+        let name = Some(std::ffi::OsStr::new("config.yaml"));
+        let modify = EventKind::Modify(ModifyKind::Any);
+        assert!(concerns_rules(
+            &event(modify, "/etc/rules/config.yaml"),
+            name
+        ));
+        assert!(concerns_rules(
+            &event(EventKind::Create(CreateKind::Any), "/etc/rules/..data"),
+            name
+        ));
+        // Our own read of the file is an access, and must not start another reload.
+        assert!(!concerns_rules(
+            &event(EventKind::Access(AccessKind::Any), "/etc/rules/config.yaml"),
+            name
+        ));
+        assert!(!concerns_rules(
+            &event(modify, "/etc/rules/notes.txt"),
+            name
+        ));
     }
 }

@@ -79,11 +79,16 @@ fn render_diagnostics(path: &str, diagnostics: &[Diagnostic]) -> String {
 
 /// Reads and compiles a rules file.
 pub fn load_rules(path: &Path) -> Result<RuleSet, Error> {
+    load_rules_and_text(path).map(|(rules, _)| rules)
+}
+
+/// Reads and compiles a rules file, and returns the text it compiled (for later comparisons).
+pub fn load_rules_and_text(path: &Path) -> Result<(RuleSet, String), Error> {
     let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
         path: path.display().to_string(),
         source,
     })?;
-    parse_rules(&text, &path.display().to_string())
+    parse_rules(&text, &path.display().to_string()).map(|rules| (rules, text))
 }
 
 /// Parses and compiles rules-file text; `origin` names the file in errors.

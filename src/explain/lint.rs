@@ -78,21 +78,40 @@ pub fn static_warnings(rules: &RuleSet) -> Vec<Warning> {
     warnings
 }
 
-/// `.Field` references inside `<< >>` actions that name no template field: Go renders them as
-/// `<no value>` and prom-adapter fails the request.
+/// `.Field` references that name no template field: Go renders them as `<no value>` and
+/// prom-adapter fails the request. Inside `with` and `range` the dot is something else, so only
+/// `$.Field` is checked there.
 fn unknown_fields(at: &str, template: &QueryTemplate) -> Vec<Warning> {
     static ACTION: LazyLock<Regex> =
-        LazyLock::new(|| Regex::new(r"<<-?(.*?)-?>>").expect("valid regex"));
-    static FIELD: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(r#"(?:^|[\s(|])\.([A-Za-z_][A-Za-z0-9_]*)"#).expect("valid regex")
+        LazyLock::new(|| Regex::new(r"(?s)<<-?(.*?)-?>>").expect("valid regex"));
+    static DOT_FIELD: LazyLock<Regex> = LazyLock::new(|| {
+        Regex::new(r#"(?:^|[\s(|=,])\.([A-Za-z_][A-Za-z0-9_]*)"#).expect("valid regex")
     });
+    static ROOT_FIELD: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"\$\.([A-Za-z_][A-Za-z0-9_]*)").expect("valid regex"));
     let mut unknown = BTreeSet::new();
+    let mut depth = 0usize;
     for action in ACTION.captures_iter(template.source()) {
-        for field in FIELD.captures_iter(&action[1]) {
-            if !TEMPLATE_FIELDS.contains(&&field[1]) {
-                unknown.insert(field[1].to_owned());
-            }
+        let text = action[1].trim();
+        let keyword = text.split_whitespace().next().unwrap_or_default();
+        let mut fields: Vec<String> = ROOT_FIELD
+            .captures_iter(text)
+            .map(|c| c[1].to_owned())
+            .collect();
+        // A `with`/`range` pipeline is still evaluated with the outer dot.
+        if depth == 0 {
+            fields.extend(DOT_FIELD.captures_iter(text).map(|c| c[1].to_owned()));
         }
+        match keyword {
+            "with" | "range" => depth += 1,
+            "end" => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        unknown.extend(
+            fields
+                .into_iter()
+                .filter(|field| !TEMPLATE_FIELDS.contains(&field.as_str())),
+        );
     }
     unknown
         .into_iter()
@@ -159,6 +178,7 @@ pub fn series_warnings(rules: &RuleSet, series: &[Series], table: &ResourceTable
             ),
         });
     }
+    let mut external_producers: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for (index, rule) in rules.external.iter().enumerate() {
         let metrics: BTreeSet<String> = kept(rule, series)
             .filter_map(|s| rule.name.metric_name(&s.name))
@@ -169,6 +189,26 @@ pub fn series_warnings(rules: &RuleSet, series: &[Series], table: &ResourceTable
                 rule,
                 metrics.len(),
             ));
+        }
+        for metric in metrics {
+            external_producers.entry(metric).or_default().push(index);
+        }
+    }
+    for (metric, rules) in external_producers {
+        if let [.., winner] = rules.as_slice()
+            && rules.len() > 1
+        {
+            let all: Vec<String> = rules
+                .iter()
+                .map(|r| format!("externalRules[{r}]"))
+                .collect();
+            warnings.push(Warning {
+                at: format!("externalRules[{winner}]"),
+                message: format!(
+                    "external metric {metric} is produced by {}; only externalRules[{winner}] is served. Rename one with name.as",
+                    all.join(" and ")
+                ),
+            });
         }
     }
     warnings
@@ -276,19 +316,25 @@ pub fn window_warnings(
 }
 
 fn short_windows(at: &str, query: &str, interval: Duration) -> Vec<Warning> {
+    // Functions that need several samples in their range; a subquery (`[5m:30s]`) sets its own
+    // resolution and is not checked.
     static WINDOW: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(r"\[\s*([0-9][0-9a-z.]*)\s*(?::[^\]]*)?\]").expect("valid regex")
+        Regex::new(
+            r"\b(rate|irate|increase|delta|idelta|deriv|predict_linear)\s*\([^\[\]()]*\[\s*([0-9][0-9a-z.]*)\s*\]",
+        )
+        .expect("valid regex")
     });
     let minimum = interval * 4;
     WINDOW
         .captures_iter(query)
         .filter_map(|c| {
-            let text = c[1].to_owned();
+            let function = c[1].to_owned();
+            let text = c[2].to_owned();
             let window = parse_duration(&text).ok()?;
             (window < minimum).then(|| Warning {
                 at: at.to_owned(),
                 message: format!(
-                    "the range window [{text}] is shorter than four scrape intervals ({} × 4 = {}): rate() over it sees too few samples and the metric goes missing or jumps. Use [{}] or more",
+                    "the range window [{text}] is shorter than four scrape intervals ({} × 4 = {}): {function}() over it sees too few samples and the metric goes missing or jumps. Use [{}] or more",
                     format_go_duration(interval),
                     format_go_duration(minimum),
                     format_go_duration(minimum)
@@ -324,20 +370,33 @@ externalRules:
 - seriesQuery: 'queue_lag'
   resources: {namespaced: false}
   metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>}) by (<<range $i, $l := .GroupBySlice>><<$l>><<end>>)'
+- seriesQuery: 'queue_size'
+  resources: {namespaced: false}
+  metricsQuery: 'sum(<<.Series>>{<<with .LabelValuesByName>>queue="<<.queue>>"<<end>>}) + <<$.Bogus>>'
 "#,
         ));
         let at: Vec<&str> = warnings.iter().map(|w| w.at.as_str()).collect();
+        // `.queue` inside `with` is the map's key, not a field; `$.Bogus` is a field.
         assert_eq!(
             at,
-            vec!["rules[0].metricsQuery", "externalRules[0].resources"],
+            vec![
+                "rules[0].metricsQuery",
+                "externalRules[2].metricsQuery",
+                "externalRules[0].resources"
+            ],
             "{warnings:#?}"
+        );
+        assert!(
+            warnings[1]
+                .message
+                .starts_with(".Bogus is not a template field")
         );
         assert!(
             warnings[0]
                 .message
                 .starts_with(".Fooo is not a template field")
         );
-        assert!(warnings[1].message.contains("namespaced: false"));
+        assert!(warnings[2].message.contains("namespaced: false"));
     }
 
     #[test]
@@ -406,7 +465,7 @@ rules:
   metricsQuery: 'sum(rate(<<.Series>>{<<.LabelMatchers>>}[2m])) by (<<.GroupBy>>)'
 - seriesQuery: 'b_total{pod!=""}'
   resources: {overrides: {pod: {resource: pod}}}
-  metricsQuery: 'sum(rate(<<.Series>>{<<.LabelMatchers>>}[1m])) by (<<.GroupBy>>) + max_over_time(x[5m:30s])'
+  metricsQuery: 'sum(rate(<<.Series>>{<<.LabelMatchers>>}[1m])) by (<<.GroupBy>>) + max_over_time(x[30s]) + rate(y[30s:5s])'
 "#,
         );
         let listed = series(&[

@@ -273,8 +273,20 @@ pub fn parse_request_path(path: &str) -> Result<RequestPath, Error> {
             .map_err(|e| Error::Request(e.to_string()));
     }
     if let Some(rest) = strip_version(path, "/apis/external.metrics.k8s.io/") {
-        let segments: Vec<&str> = rest.trim_end_matches('/').split('/').collect();
-        let ["namespaces", namespace, metric] = segments.as_slice() else {
+        // Decoded as the API decodes custom metrics paths (`queue%3Adepth`).
+        let segments: Vec<String> = rest
+            .trim_end_matches('/')
+            .split('/')
+            .map(|s| {
+                percent_encoding::percent_decode_str(s)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            })
+            .collect();
+        let [keyword, namespace, metric] = segments.as_slice() else {
+            return Err(Error::Request("external metrics paths look like /apis/external.metrics.k8s.io/v1beta1/namespaces/NS/METRIC".into()));
+        };
+        if keyword != "namespaces" {
             return Err(Error::Request("external metrics paths look like /apis/external.metrics.k8s.io/v1beta1/namespaces/NS/METRIC".into()));
         };
         let selector = LabelSelector::parse(
@@ -285,8 +297,8 @@ pub fn parse_request_path(path: &str) -> Result<RequestPath, Error> {
         )
         .map_err(|e| Error::Request(e.to_string()))?;
         return Ok(RequestPath::External {
-            namespace: (*namespace).to_owned(),
-            metric: (*metric).to_owned(),
+            namespace: namespace.clone(),
+            metric: metric.clone(),
             selector,
         });
     }

@@ -9,7 +9,9 @@ use crate::promql::Series;
 use crate::provider::custom::{ObjectName, QueryPlan};
 use crate::registry::Registry;
 use crate::resources::{ResourceInfo, ResourceTable};
-use crate::rules::{DiscoveryRule, QueryRequest, RuleSet, build_external_query};
+use crate::rules::{
+    DiscoveryRule, QueryRequest, RuleSet, build_custom_query, build_external_query,
+};
 
 /// The step that loses a metric, or `served` when none does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -36,6 +38,12 @@ pub enum Verdict {
     /// The query returns NaN for the object.
     #[serde(rename = "nan")]
     NaN,
+    /// The query returns ±Inf or a value beyond a quantity's range.
+    Infinite,
+    /// The request's selector cannot be expressed in PromQL, or needs a cluster.
+    BadRequest,
+    /// The rule's `metricsQuery` template does not render.
+    TemplateError,
     /// Nothing loses it: the API serves a value.
     Served,
 }
@@ -115,8 +123,11 @@ pub fn walk(
                 return Walk::Lost(Finding::new(
                     Verdict::UnknownResource,
                     None,
-                    format!("{:?} is not a resource the adapter knows.", request.resource),
-                    "Name the resource by its plural, with its group when it has one: pods, services, deployments.apps, ingresses.networking.k8s.io.".into(),
+                    format!(
+                        "{:?} is not in explain's built-in table of Kubernetes resources (explain does not read a cluster, so custom resources are unknown to it).",
+                        request.resource
+                    ),
+                    "For a built-in resource, write its plural with its group: pods, services, deployments.apps, ingresses.networking.k8s.io. For a custom resource, check the rule against a cluster with `serve`.".into(),
                 ));
             };
             let resource = info.group_resource();
@@ -193,12 +204,7 @@ pub fn walk(
                     known_objects: vec![],
                     subject: format!("namespace {namespace}"),
                 }),
-                Err(error) => Walk::Lost(Finding::new(
-                    Verdict::NoLabelForResource,
-                    Some(rule),
-                    format!("The query cannot be built: {error}."),
-                    "Map the label that holds namespaces: resources: {overrides: {namespace: {resource: namespace}}}, or set resources.namespaced: false for a cluster-wide metric.".into(),
-                )),
+                Err(error) => Walk::Lost(query_error(rule, error)),
             }
         }
     }
@@ -221,24 +227,39 @@ pub fn judge(probe: &Probe, result: &QueryResult) -> Finding {
             };
         }
     };
-    let relevant: Vec<f64> = match (&probe.label, &probe.object) {
-        (Some(label), Some(object)) => samples
+    // What the API serves: for custom metrics one value per object (the last sample naming it,
+    // as the provider reads the result), for external metrics one item per sample.
+    let values: Vec<(String, f64)> = match &probe.label {
+        Some(label) => {
+            let mut by_object: Vec<(String, f64)> = Vec::new();
+            for sample in &samples {
+                let Some(name) = sample.labels.get(label) else {
+                    continue;
+                };
+                if probe.object.as_ref().is_some_and(|o| o != name) {
+                    continue;
+                }
+                match by_object.iter_mut().find(|(n, _)| n == name) {
+                    Some(entry) => entry.1 = sample.value,
+                    None => by_object.push((name.clone(), sample.value)),
+                }
+            }
+            by_object
+        }
+        None => samples
             .iter()
-            .filter(|s| s.labels.get(label) == Some(object))
-            .map(|s| s.value)
+            .map(|s| {
+                let labels: Vec<String> =
+                    s.labels.iter().map(|(k, v)| format!("{k}={v:?}")).collect();
+                (format!("{{{}}}", labels.join(",")), s.value)
+            })
             .collect(),
-        (Some(label), None) => samples
-            .iter()
-            .filter(|s| s.labels.contains_key(label))
-            .map(|s| s.value)
-            .collect(),
-        (None, _) => samples.iter().map(|s| s.value).collect(),
     };
     let with_query = |finding: Finding| Finding {
         query: Some(probe.query.clone()),
         ..finding
     };
-    if relevant.is_empty() {
+    if values.is_empty() {
         let known = if probe.known_objects.is_empty() {
             String::new()
         } else {
@@ -247,35 +268,73 @@ pub fn judge(probe: &Probe, result: &QueryResult) -> Finding {
                 abbreviate(&probe.known_objects, 10)
             )
         };
-        let explanation = match (&probe.label, samples.len()) {
-            (Some(label), n) if n > 0 => format!(
-                "The query returns {n} sample(s), none with {label}=\"{}\" for {}.{known}",
-                probe.object.as_deref().unwrap_or("*"),
-                probe.subject
+        let (explanation, fix) = match &probe.label {
+            Some(label) if !samples.is_empty() && samples.iter().all(|s| !s.labels.contains_key(label)) => (
+                format!(
+                    "The query returns {} sample(s), none with a {label} label, so no object can be told apart.",
+                    samples.len()
+                ),
+                format!("Keep the object label in the result: end metricsQuery with `by (<<.GroupBy>>)` (here `by ({label})`)."),
             ),
-            _ => format!("The query returns no sample for {}.{known}", probe.subject),
+            Some(label) if !samples.is_empty() => (
+                format!(
+                    "The query returns {} sample(s), none with {label}=\"{}\" for {}.{known}",
+                    samples.len(),
+                    probe.object.as_deref().unwrap_or("*"),
+                    probe.subject
+                ),
+                "Ask for the name Prometheus has for the object (the label value above); if it is right, the object has no recent samples.".into(),
+            ),
+            _ => (
+                format!("The query returns no sample for {}.{known}", probe.subject),
+                "Run the query in Prometheus. If the object's name differs from the label value Prometheus has, ask for that name; if the series are there but the result is empty, a matcher in metricsQuery or a range window shorter than the scrape interval (use at least four intervals, e.g. [2m] for 30s) empties it.".into(),
+            ),
         };
         return with_query(Finding::new(
             Verdict::NoSample,
             Some(probe.rule.clone()),
             explanation,
-            "Run the query in Prometheus. If the object's name differs from the label value Prometheus has, ask for that name; if the series are there but the result is empty, a matcher in metricsQuery or a range window shorter than the scrape interval (use at least four intervals, e.g. [2m] for 30s) empties it.".into(),
+            fix,
         ));
     }
-    if relevant.iter().any(|v| v.is_nan()) {
+    if let Some((object, _)) = values.iter().find(|(_, v)| v.is_nan()) {
         return with_query(Finding::new(
             Verdict::NaN,
             Some(probe.rule.clone()),
             format!(
-                "The query returns NaN for {} (the API serves it as 0).",
+                "The query returns NaN for {object} in {} (the API serves it as 0).",
                 probe.subject
             ),
             "metricsQuery divides by zero or rates over too few samples: guard the divisor (`/ (… > 0)`), or widen the range window.".into(),
         ));
     }
-    let total: f64 = relevant.iter().sum();
-    let value = quantity_from_f64(total, QuantityFormat::DecimalSi)
-        .unwrap_or_else(|e| format!("unrepresentable ({e})"));
+    let rendered: Vec<(String, Result<String, String>)> = values
+        .iter()
+        .map(|(object, v)| {
+            (
+                object.clone(),
+                quantity_from_f64(*v, QuantityFormat::DecimalSi).map_err(|e| e.to_string()),
+            )
+        })
+        .collect();
+    if let Some((object, Err(error))) = rendered.iter().find(|(_, r)| r.is_err()) {
+        return with_query(Finding::new(
+            Verdict::Infinite,
+            Some(probe.rule.clone()),
+            format!(
+                "The query returns a value for {object} that no Kubernetes quantity holds ({error}): the API answers 500 for that object alone and leaves it out of lists."
+            ),
+            "metricsQuery divides by zero (+Inf) or overflows: guard the divisor (`/ (… > 0)`) or scale the value.".into(),
+        ));
+    }
+    let value = match rendered.as_slice() {
+        [(_, Ok(single))] => single.clone(),
+        several => several
+            .iter()
+            .map(|(object, r)| format!("{object}={}", r.as_deref().unwrap_or_default()))
+            .collect::<Vec<_>>()
+            .join(", "),
+    };
     Finding {
         value: Some(value.clone()),
         ..with_query(Finding::new(
@@ -330,10 +389,30 @@ fn custom_probe(
     known.dedup();
     let (object, names) = match &request.name {
         ObjectName::Named(name) => (Some(name.clone()), vec![name.clone()]),
+        ObjectName::All if !request.label_selector.is_empty() => {
+            return Walk::Lost(Finding::new(
+                Verdict::BadRequest,
+                Some(rule_name),
+                "explain has no cluster to list the objects a labelSelector chooses.".into(),
+                "Drop labelSelector (explain then takes the objects Prometheus has), or ask for one object by name.".into(),
+            ));
+        }
         ObjectName::All => (None, known.clone()),
     };
     let subject = format!("{} {}", plan.resource, object.as_deref().unwrap_or("*"));
-    match plan.query(table, request, &names) {
+    // The rules code itself, for its error kinds (the provider folds them into "not found").
+    let query_request = QueryRequest {
+        namespace: request.namespace.as_deref(),
+        metric_selector: &request.metric_selector,
+        names: &names,
+    };
+    match build_custom_query(
+        plan.rule,
+        table,
+        &plan.series,
+        &plan.resource,
+        &query_request,
+    ) {
         Ok(query) => Walk::Query(Probe {
             rule: rule_name,
             query,
@@ -342,13 +421,35 @@ fn custom_probe(
             known_objects: known,
             subject,
         }),
-        Err(error) => Walk::Lost(Finding::new(
-            Verdict::NoLabelForResource,
-            Some(rule_name),
-            error.to_string(),
-            "Map a label of the series to the resource in resources.overrides.".into(),
-        )),
+        Err(error) => Walk::Lost(query_error(rule_name, error)),
     }
+}
+
+/// A query the rules code could not build, as a verdict.
+fn query_error(rule: String, error: crate::rules::Error) -> Finding {
+    use crate::rules::Error;
+    let (verdict, fix) = match &error {
+        Error::Matcher(_) => (
+            Verdict::BadRequest,
+            "Write the selector with =, !=, in, notin, exists or !exists on label names PromQL accepts (the API answers 400 to it).".to_owned(),
+        ),
+        Error::NoLabelForResource(resource) => (
+            Verdict::NoLabelForResource,
+            format!(
+                "Map the label that holds {resource} in {rule}.resources.overrides (for namespaces: namespace: {{resource: namespace}})."
+            ),
+        ),
+        Error::Render(_) | Error::EmptyQuery => (
+            Verdict::TemplateError,
+            format!("Fix {rule}.metricsQuery: `prom-adapter check` shows the fields it may use."),
+        ),
+    };
+    Finding::new(
+        verdict,
+        Some(rule),
+        format!("The query cannot be built: {error}."),
+        fix,
+    )
 }
 
 fn scope_mismatch(
@@ -459,9 +560,11 @@ fn unproduced(
     window: &str,
     resource: Option<&ResourceInfo>,
 ) -> Finding {
-    const EXACT: usize = usize::MAX;
-    // (score, rule index, series name)
-    let mut best: Option<(usize, usize, String)> = None;
+    // How likely a (rule, series) is the one meant, compared as (class, shared prefix):
+    // class 4: kept and named `metric` (served unless no label maps); 3: kept, and the series is
+    // itself called `metric` (the rule renames it); 2: named `metric` once a filter is passed;
+    // 1: only a shared name prefix.
+    let mut best: Option<((u8, usize), usize, String)> = None;
     let mut best_empty: Option<(usize, usize)> = None;
     for (index, rule) in list.iter().enumerate() {
         let matched = matched(rule, series);
@@ -477,22 +580,28 @@ fn unproduced(
         names.dedup();
         for name in names {
             let produced = rule.name.metric_name(name);
-            let score = if produced.as_deref() == Some(metric) {
-                EXACT
-            } else {
-                common_prefix(metric, name)
-                    .max(produced.as_deref().map_or(0, |p| common_prefix(metric, p)))
+            let kept = dropping_filter(rule, name).is_none();
+            let exact = produced.as_deref() == Some(metric);
+            let class = match (exact, kept, name == metric) {
+                (true, true, _) => 4,
+                (false, true, true) => 3,
+                (true, false, _) => 2,
+                _ => 1,
             };
+            let prefix = common_prefix(metric, name)
+                .max(produced.as_deref().map_or(0, |p| common_prefix(metric, p)));
+            let score = (class, prefix);
             if best.as_ref().is_none_or(|(s, _, _)| score > *s) {
                 best = Some((score, index, name.to_owned()));
             }
         }
     }
     const RELATED: usize = 4;
-    let candidate_score = best.as_ref().map_or(0, |(s, _, _)| *s);
+    let (candidate_class, candidate_prefix) = best.as_ref().map_or((0, 0), |(s, _, _)| *s);
     if let Some((score, index)) = best_empty
-        && candidate_score != EXACT
-        && score >= RELATED.max(candidate_score)
+        && candidate_class < 2
+        && score >= RELATED
+        && score > candidate_prefix
     {
         let query = &list[index].series_query;
         return Finding::new(
@@ -504,7 +613,9 @@ fn unproduced(
             ),
         );
     }
-    let Some((score, index, name)) = best.filter(|(s, _, _)| *s >= RELATED) else {
+    let Some(((class, _), index, name)) =
+        best.filter(|((class, prefix), _, _)| *class >= 2 || *prefix >= RELATED)
+    else {
         let mut produced: Vec<String> = list
             .iter()
             .flat_map(|rule| {
@@ -561,7 +672,7 @@ fn unproduced(
         );
     }
     let produced = rule.name.metric_name(&name).unwrap_or_default();
-    if score != EXACT {
+    if class != 4 {
         return Finding::new(
             Verdict::NameBecomesOther,
             Some(rule_name.clone()),
@@ -695,6 +806,130 @@ rules:
         assert_eq!(
             judge(&probe, &QueryResult::Matrix).verdict,
             Verdict::NoSample
+        );
+    }
+
+    #[test]
+    fn query_errors_get_their_own_verdicts() {
+        // `>` cannot be written in PromQL: the API answers 400.
+        let finding = lost(walk_path(
+            "/apis/custom.metrics.k8s.io/v1beta2/namespaces/a/pods/p1/http_requests_per_second?metricLabelSelector=code%3E500",
+        ));
+        assert_eq!(finding.verdict, Verdict::BadRequest, "{finding:?}");
+        // A template field that does not exist fails when the query renders.
+        let rules = crate::config::parse_rules(
+            &RULES.replace("by (<<.GroupBy>>)", "by (<<.Bogus>>)"),
+            "test",
+        )
+        .unwrap();
+        let series = vec![Series::parse(r#"http_requests_total{namespace="a",pod="p1"}"#).unwrap()];
+        let request = super::super::parse_request_path(
+            "/apis/custom.metrics.k8s.io/v1beta2/namespaces/a/pods/p1/http_requests_per_second",
+        )
+        .unwrap();
+        let finding = lost(walk(
+            &rules,
+            &series,
+            &ResourceTable::builtin(),
+            &request,
+            "now",
+        ));
+        assert_eq!(finding.verdict, Verdict::TemplateError, "{finding:?}");
+        assert!(
+            finding.fix.contains("rules[0].metricsQuery"),
+            "{}",
+            finding.fix
+        );
+        // `*` with a labelSelector needs a cluster.
+        let finding = lost(walk_path(
+            "/apis/custom.metrics.k8s.io/v1beta2/namespaces/a/pods/*/http_requests_per_second?labelSelector=app%3Dweb",
+        ));
+        assert_eq!(finding.verdict, Verdict::BadRequest);
+    }
+
+    #[test]
+    fn values_are_judged_per_object_as_the_api_serves_them() {
+        let Walk::Query(probe) = walk_path(
+            "/apis/custom.metrics.k8s.io/v1beta2/namespaces/a/pods/*/http_requests_per_second",
+        ) else {
+            panic!("the metric is discovered");
+        };
+        let sample = |pod: &str, value: f64| Sample {
+            labels: [("pod".to_owned(), pod.to_owned())].into(),
+            value,
+            timestamp: 0.0,
+        };
+        // Two samples for p1 (a query that keeps a container label): the API keeps the last.
+        let served = judge(
+            &probe,
+            &QueryResult::Vector(vec![
+                sample("p1", 1.0),
+                sample("p1", 2.0),
+                sample("p2", 3.0),
+            ]),
+        );
+        assert_eq!(served.value.as_deref(), Some("p1=2, p2=3"));
+        let infinite = judge(
+            &probe,
+            &QueryResult::Vector(vec![sample("p1", f64::INFINITY)]),
+        );
+        assert_eq!(infinite.verdict, Verdict::Infinite);
+        // A result without the pod label cannot be told apart per object.
+        let grouped_away = judge(
+            &probe,
+            &QueryResult::Vector(vec![Sample {
+                labels: Default::default(),
+                value: 1.0,
+                timestamp: 0.0,
+            }]),
+        );
+        assert_eq!(grouped_away.verdict, Verdict::NoSample);
+        assert!(
+            grouped_away.fix.contains("by (pod)"),
+            "{}",
+            grouped_away.fix
+        );
+    }
+
+    #[test]
+    fn a_rule_that_keeps_and_renames_the_series_is_preferred_to_one_that_filters_it() {
+        // prometheus-adapter's default config: rules[0] serves *_total series as rates without
+        // the suffix; rules[1] serves everything else as is and filters *_total out. Asking for
+        // the series' own name is answered by the rule that keeps it.
+        let rules = crate::config::parse_rules(
+            r#"
+rules:
+- seriesQuery: '{namespace!="",pod!=""}'
+  seriesFilters: [{is: "^.*_total$"}]
+  resources: {template: <<.Resource>>}
+  name: {matches: "^(.*)_total$"}
+  metricsQuery: 'sum(rate(<<.Series>>{<<.LabelMatchers>>}[2m])) by (<<.GroupBy>>)'
+- seriesQuery: '{namespace!="",pod!=""}'
+  seriesFilters: [{isNot: "^.*_total$"}]
+  resources: {template: <<.Resource>>}
+  metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)'
+"#,
+            "test",
+        )
+        .unwrap();
+        let series = vec![Series::parse(r#"some_count_total{namespace="a",pod="p1"}"#).unwrap()];
+        let request = super::super::parse_request_path(
+            "/apis/custom.metrics.k8s.io/v1beta2/namespaces/a/pods/p1/some_count_total",
+        )
+        .unwrap();
+        let finding = lost(walk(
+            &rules,
+            &series,
+            &ResourceTable::builtin(),
+            &request,
+            "now",
+        ));
+        assert_eq!(finding.verdict, Verdict::NameBecomesOther, "{finding:?}");
+        assert_eq!(finding.rule.as_deref(), Some("rules[0]"));
+        assert!(
+            finding.fix.starts_with("Ask for some_count"),
+            "{}",
+            finding.fix
         );
     }
 }

@@ -208,9 +208,18 @@ impl Discovery {
             }
         }
         self.last_good.retain(|query, _| queries.contains(query));
-        // The table as it is now: the cluster's may have changed while the listing ran.
-        let table = self.snapshot.load().table.clone();
-        let registry = Registry::build(&rules, &self.last_good, &table);
+        // Swapped in with the table as it is at the swap: the cluster's may change meanwhile.
+        let last_good = &self.last_good;
+        let mut built = Arc::default();
+        self.snapshot.rcu(|current| {
+            built = Arc::new(Registry::build(&rules, last_good, &current.table));
+            Snapshot {
+                rules: rules.clone(),
+                table: current.table.clone(),
+                registry: built.clone(),
+            }
+        });
+        let registry: Arc<Registry> = built;
         let shapes: usize = self.last_good.values().map(|s| s.len()).sum();
         self.metrics.record_discovery(
             started.elapsed(),
@@ -227,11 +236,6 @@ impl Discovery {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "discovery finished"
         );
-        self.snapshot.store(Arc::new(Snapshot {
-            rules,
-            table,
-            registry: Arc::new(registry),
-        }));
         let complete = queries.iter().all(|q| self.last_good.contains_key(q));
         self.health.record_tick(unix_now(), complete);
     }
