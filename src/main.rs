@@ -551,6 +551,7 @@ fn serve(args: ServeArgs, warnings: Vec<String>) -> anyhow::Result<ExitCode> {
             _ => None,
         };
         let unknown_resource = Arc::new(tokio::sync::Notify::new());
+        let table_changed = Arc::new(tokio::sync::Notify::new());
         let worker_state = {
             let unknown_resource = unknown_resource.clone();
             let (snapshot, metrics, health) = (snapshot.clone(), metrics.clone(), health.clone());
@@ -586,7 +587,7 @@ fn serve(args: ServeArgs, warnings: Vec<String>) -> anyhow::Result<ExitCode> {
                 .cluster
                 .as_ref()
                 .map_or(Duration::from_secs(600), |c| c.discovery_interval);
-            actix_web::rt::spawn(refresh_resource_table(cluster, snapshot.clone(), interval, unknown_resource.clone()))
+            actix_web::rt::spawn(refresh_resource_table(cluster, snapshot.clone(), interval, unknown_resource.clone(), table_changed.clone()))
         });
         let discovery = Discovery::new(
             backend,
@@ -595,7 +596,7 @@ fn serve(args: ServeArgs, warnings: Vec<String>) -> anyhow::Result<ExitCode> {
             metrics,
             health.clone(),
         );
-        let loop_handle = actix_web::rt::spawn(discovery.run(rule_updates));
+        let loop_handle = actix_web::rt::spawn(discovery.run(rule_updates, table_changed));
         let reload_handle =
             actix_web::rt::spawn(certificate.watch(serve_config.tls_reload_interval));
         let result = server::serve(
@@ -750,6 +751,7 @@ async fn refresh_resource_table(
     snapshot: SharedSnapshot,
     interval: Duration,
     unknown_resource: Arc<tokio::sync::Notify>,
+    table_changed: Arc<tokio::sync::Notify>,
 ) {
     // On-demand refreshes (a request named an unknown resource) are spaced out so that a client
     // asking for nonsense cannot keep the API server busy.
@@ -775,6 +777,7 @@ async fn refresh_resource_table(
                     ..(**current).clone()
                 });
                 tracing::info!("resource table changed");
+                table_changed.notify_one();
             }
             Ok(_) => {}
             Err(error) => {

@@ -144,10 +144,9 @@ fn serve_a_resource_installed_after_start(legacy_discovery_only: bool) -> Vec<St
         &rules,
         &prometheus.url(),
         &apiserver.kubeconfig,
-        &[
-            "--discovery-interval=10m",
-            "--metrics-relist-interval=300ms",
-        ],
+        // Both intervals far away: the request naming an unknown resource makes the adapter
+        // look again, and the new table is applied to the last listing at once.
+        &["--discovery-interval=10m", "--metrics-relist-interval=10m"],
     );
     let path = "/apis/custom.metrics.k8s.io/v1beta2/queues.example.com/orders/queue_messages_ready";
     assert_eq!(

@@ -130,7 +130,14 @@ impl Discovery {
 
     /// Relists forever: once now, then `relist_interval` after each run ends, or at once with
     /// new rules when `updates` delivers them.
-    pub async fn run(mut self, mut updates: mpsc::Receiver<RulesUpdate>) {
+    /// `table_changed` is notified when the resource table changes: the registry is then rebuilt
+    /// from the last listings at once, so a resource installed later is served without waiting
+    /// for the next relist.
+    pub async fn run(
+        mut self,
+        mut updates: mpsc::Receiver<RulesUpdate>,
+        table_changed: Arc<tokio::sync::Notify>,
+    ) {
         let mut pending: Option<RulesUpdate> = None;
         let mut open = true;
         loop {
@@ -142,14 +149,41 @@ impl Discovery {
                 }
                 None => self.relist_once().await,
             }
-            tokio::select! {
-                _ = tokio::time::sleep(self.config.relist_interval) => {}
-                update = updates.recv(), if open => match update {
-                    Some(update) => pending = Some(update),
-                    None => open = false,
-                },
+            let next = tokio::time::Instant::now() + self.config.relist_interval;
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(next) => break,
+                    update = updates.recv(), if open => match update {
+                        Some(update) => {
+                            pending = Some(update);
+                            break;
+                        }
+                        None => open = false,
+                    },
+                    _ = table_changed.notified() => self.rebuild(),
+                }
             }
         }
+    }
+
+    /// Runs the last good listings through the current rules and resource table again (after
+    /// the table changed), without asking Prometheus.
+    pub fn rebuild(&self) {
+        let last_good = &self.last_good;
+        let mut counts = (0, 0);
+        self.snapshot.rcu(|current| {
+            let registry = Registry::build(&current.rules, last_good, &current.table);
+            counts = (registry.custom_len(), registry.external_len());
+            Snapshot {
+                registry: Arc::new(registry),
+                ..(**current).clone()
+            }
+        });
+        tracing::info!(
+            custom_metrics = counts.0,
+            external_metrics = counts.1,
+            "registry rebuilt for the new resource table"
+        );
     }
 
     /// One relist with the current rules: every distinct `seriesQuery` concurrently; a failing
@@ -409,5 +443,50 @@ rules:
             vec!["a_total", "c_total"]
         );
         assert_eq!(metrics(&snapshot), vec!["namespaces/again", "pods/again"]);
+    }
+
+    #[tokio::test]
+    async fn a_new_resource_table_is_applied_without_asking_prometheus() {
+        let (backend, snapshot, _, mut discovery) = setup();
+        backend.answer_series(
+            "a_total",
+            Ok(vec![SeriesShape::new(
+                "a_total",
+                ["pod", "namespace", "queue"],
+            )]),
+        );
+        backend.answer_series("b_total", Ok(vec![]));
+        discovery.relist_once().await;
+        assert!(!metrics(&snapshot).iter().any(|m| m.starts_with("queues")));
+        let calls = backend.seen_series.lock().unwrap().len();
+        // The rules map `queue` to a resource the built-in table lacks; the cluster installs it.
+        let rules = crate::config::parse_rules(
+            "rules:\n- seriesQuery: 'a_total'\n  resources: {overrides: {queue: {group: example.com, resource: queue}}}\n  metricsQuery: x\n",
+            "test",
+        )
+        .unwrap();
+        discovery.apply(Arc::new(rules)).await;
+        assert!(metrics(&snapshot).is_empty());
+        let calls_after_apply = backend.seen_series.lock().unwrap().len();
+        assert!(calls_after_apply > calls);
+        let table = ResourceTable::new(vec![crate::resources::ResourceInfo {
+            group: "example.com".into(),
+            version: "v1".into(),
+            kind: "Queue".into(),
+            plural: "queues".into(),
+            singular: "queue".into(),
+            namespaced: false,
+        }]);
+        snapshot.rcu(|current| Snapshot {
+            table: Arc::new(table.clone()),
+            ..(**current).clone()
+        });
+        discovery.rebuild();
+        assert_eq!(metrics(&snapshot), vec!["queues.example.com/a_total"]);
+        assert_eq!(
+            backend.seen_series.lock().unwrap().len(),
+            calls_after_apply,
+            "no new listing"
+        );
     }
 }
