@@ -158,8 +158,8 @@ fn explain_live(
             "in the last {} (--metrics-max-age)",
             prom_adapter::model::format_go_duration(max_age)
         );
+        let registry = prom_adapter::registry::Registry::from_series(&rules, &series, &table);
         let Some(path) = &args.request_path else {
-            let registry = prom_adapter::registry::Registry::from_series(&rules, &series, &table);
             let listing = explain::listing(&registry);
             let reports = report::rule_reports(&rules, &series, &table);
             let mut warnings = explain::lint::static_warnings(&rules);
@@ -196,7 +196,7 @@ fn explain_live(
         let request = explain::parse_request_path(path)?;
         let backend: Arc<dyn MetricsBackend> =
             Arc::new(InstrumentedClient::new(client, Arc::new(Metrics::new())));
-        let finding = match why::walk(&rules, &series, &table, &request, &window) {
+        let finding = match why::walk(&rules, &registry, &series, &table, &request, &window) {
             why::Walk::Lost(finding) => finding,
             why::Walk::Query(probe) if args.why => {
                 let result = backend
@@ -207,9 +207,7 @@ fn explain_live(
             }
             why::Walk::Query(probe) => {
                 let snapshot = Arc::new(arc_swap::ArcSwap::from_pointee(Snapshot {
-                    registry: Arc::new(prom_adapter::registry::Registry::from_series(
-                        &rules, &series, &table,
-                    )),
+                    registry: Arc::new(registry),
                     rules: Arc::new(rules),
                     table: Arc::new(table),
                 }));

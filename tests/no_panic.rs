@@ -167,7 +167,10 @@ fn parsers_reject_bad_input_without_panicking() {
             .filter_map(|s| Series::parse(s).ok())
             .collect();
             let table = prom_adapter::resources::ResourceTable::builtin();
-            let _ = prom_adapter::explain::why::walk(&rules, &series, &table, &request, "now");
+            let registry = prom_adapter::registry::Registry::from_series(&rules, &series, &table);
+            let _ = prom_adapter::explain::why::walk(
+                &rules, &registry, &series, &table, &request, "now",
+            );
             let _ = prom_adapter::explain::lint::static_warnings(&rules);
             let _ = prom_adapter::explain::lint::series_warnings(&rules, &series, &table);
         }

@@ -40,17 +40,21 @@ fn step_change(dir: &Path) -> (Prometheus, i64, i64) {
     )
 }
 
+/// Runs `simulate` with the ingress-nginx rules and the chart's example HPA.
 fn simulate(prometheus: &Prometheus, args: &[String]) -> String {
+    simulate_with(
+        &repo("config/ingress-nginx.yaml"),
+        &repo("charts/prom-adapter/examples/ingress-nginx-hpa.yaml"),
+        prometheus,
+        args,
+    )
+}
+
+fn simulate_with(rules: &Path, hpa: &Path, prometheus: &Prometheus, args: &[String]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_prom-adapter"))
         .arg("simulate")
-        .arg(format!(
-            "--config={}",
-            repo("config/ingress-nginx.yaml").display()
-        ))
-        .arg(format!(
-            "--hpa={}",
-            repo("charts/prom-adapter/examples/ingress-nginx-hpa.yaml").display()
-        ))
+        .arg(format!("--config={}", rules.display()))
+        .arg(format!("--hpa={}", hpa.display()))
         .arg(format!("--prometheus-url={}", prometheus.url()))
         .args(args)
         .output()
@@ -273,21 +277,13 @@ fn pods_and_resource_metrics_use_the_targets_pods_and_the_chosen_pod_model() {
     )
     .unwrap();
     let run = |extra: &[&str]| -> Value {
-        let out = Command::new(env!("CARGO_BIN_EXE_prom-adapter"))
-            .arg("simulate")
-            .arg(format!("--config={}", repo("config/demo.yaml").display()))
-            .arg(format!("--hpa={}", hpa.display()))
-            .arg(format!("--prometheus-url={}", prometheus.url()))
-            .args(["--start=now-10m", "--end=now-9m", "--output=json"])
-            .args(extra)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
+        let args: Vec<String> = ["--start=now-10m", "--end=now-9m", "--output=json"]
+            .iter()
+            .chain(extra)
+            .map(|a| a.to_string())
+            .collect();
+        let out = simulate_with(&repo("config/demo.yaml"), &hpa, &prometheus, &args);
+        serde_json::from_str(&out).unwrap()
     };
     let observed = run(&["--pod-request=cpu=250m", "--initial-replicas=2"]);
     // The web Deployment's two pods, not the `api` pod or other namespaces.

@@ -64,18 +64,27 @@ pub fn static_warnings(rules: &RuleSet) -> Vec<Warning> {
             });
         }
     }
-    if let Some(resource) = &rules.resource {
-        for (name, rule) in [("cpu", &resource.cpu), ("memory", &resource.memory)] {
-            for (field, template) in [
-                ("containerQuery", &rule.container_query),
-                ("nodeQuery", &rule.node_query),
-            ] {
-                let at = format!("resourceRules.{name}.{field}");
-                warnings.extend(unknown_fields(&at, template));
-            }
-        }
+    for (at, template) in resource_queries(rules) {
+        warnings.extend(unknown_fields(&at, template));
     }
     warnings
+}
+
+/// The four query templates of `resourceRules`, with their field paths.
+fn resource_queries(rules: &RuleSet) -> Vec<(String, &QueryTemplate)> {
+    let Some(resource) = &rules.resource else {
+        return Vec::new();
+    };
+    [("cpu", &resource.cpu), ("memory", &resource.memory)]
+        .into_iter()
+        .flat_map(|(name, rule)| {
+            [
+                ("containerQuery", &rule.container_query),
+                ("nodeQuery", &rule.node_query),
+            ]
+            .map(|(field, template)| (format!("resourceRules.{name}.{field}"), template))
+        })
+        .collect()
 }
 
 /// `.Field` references that name no template field: Go renders them as `<no value>` and
@@ -132,22 +141,21 @@ pub fn series_warnings(rules: &RuleSet, series: &[Series], table: &ResourceTable
     // (resource, metric) → every (rule, series name) producing it, in the registry's order.
     let mut producers: BTreeMap<(String, String), Vec<(usize, String)>> = BTreeMap::new();
     for (index, rule) in rules.custom.iter().enumerate() {
-        let mut names: Vec<&str> = kept(rule, series).map(|s| s.name.as_str()).collect();
-        names.sort();
-        names.dedup();
+        // One pass over the rule's series: the resources each series name maps to.
+        let mut by_name: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+        for s in kept(rule, series) {
+            let resources = by_name.entry(s.name.as_str()).or_default();
+            for label in s.labels.keys() {
+                if let Some(info) = rule.resources.resource_for_label(label, table) {
+                    resources.insert(info.group_resource().to_string());
+                }
+            }
+        }
         let mut produced = 0usize;
-        for name in names {
+        for (name, resources) in by_name {
             let Some(metric) = rule.name.metric_name(name) else {
                 continue;
             };
-            let mut resources = BTreeSet::new();
-            for s in kept(rule, series).filter(|s| s.name == name) {
-                for label in s.labels.keys() {
-                    if let Some(info) = rule.resources.resource_for_label(label, table) {
-                        resources.insert(info.group_resource().to_string());
-                    }
-                }
-            }
             produced += resources.len();
             for resource in resources {
                 producers
@@ -301,16 +309,8 @@ pub fn window_warnings(
             warnings.extend(short_windows(&at, rule.metrics_query.source(), interval));
         }
     }
-    if let Some(resource) = &rules.resource {
-        for (name, rule) in [("cpu", &resource.cpu), ("memory", &resource.memory)] {
-            for (field, template) in [
-                ("containerQuery", &rule.container_query),
-                ("nodeQuery", &rule.node_query),
-            ] {
-                let at = format!("resourceRules.{name}.{field}");
-                warnings.extend(short_windows(&at, template.source(), intervals.global));
-            }
-        }
+    for (at, template) in resource_queries(rules) {
+        warnings.extend(short_windows(&at, template.source(), intervals.global));
     }
     warnings
 }

@@ -108,15 +108,15 @@ pub enum Walk {
 }
 
 /// Walks a request through discovery over `series` (as listed within `max_age`, described
-/// in `window` for messages).
+/// in `window` for messages); `registry` is what those series discover.
 pub fn walk(
     rules: &RuleSet,
+    registry: &Registry,
     series: &[Series],
     table: &ResourceTable,
     request: &RequestPath,
     window: &str,
 ) -> Walk {
-    let registry = Registry::from_series(rules, series, table);
     match request {
         RequestPath::Custom(request) => {
             let Some(info) = table.resolve(&GroupResource::parse(&request.resource)) else {
@@ -134,7 +134,7 @@ pub fn walk(
             let namespaced = request.namespace.is_some();
             let metric = &request.metric;
             if registry.custom(&resource, namespaced, metric).is_some() {
-                return custom_probe(rules, &registry, table, request, series);
+                return custom_probe(rules, registry, table, request, series);
             }
             if registry.custom(&resource, !namespaced, metric).is_some() {
                 return Walk::Lost(scope_mismatch(info, request));
@@ -724,16 +724,28 @@ rules:
 "#;
 
     fn walk_path(path: &str) -> Walk {
-        let rules = crate::config::parse_rules(RULES, "test").unwrap();
-        let series = vec![
-            Series::parse(r#"http_requests_total{namespace="a",pod="p1"}"#).unwrap(),
-            Series::parse(r#"http_requests_total{namespace="a",pod="p2"}"#).unwrap(),
-        ];
+        walk_with(
+            RULES,
+            &[
+                r#"http_requests_total{namespace="a",pod="p1"}"#,
+                r#"http_requests_total{namespace="a",pod="p2"}"#,
+            ],
+            path,
+        )
+    }
+
+    /// The walk of `path` over `rules` and series written in selector notation.
+    fn walk_with(rules: &str, series: &[&str], path: &str) -> Walk {
+        let rules = crate::config::parse_rules(rules, "test").unwrap();
+        let series: Vec<Series> = series.iter().map(|s| Series::parse(s).unwrap()).collect();
         let request = super::super::parse_request_path(path).unwrap();
+        let table = ResourceTable::builtin();
+        let registry = Registry::from_series(&rules, &series, &table);
         walk(
             &rules,
+            &registry,
             &series,
-            &ResourceTable::builtin(),
+            &table,
             &request,
             "in the last 10m",
         )
@@ -817,22 +829,10 @@ rules:
         ));
         assert_eq!(finding.verdict, Verdict::BadRequest, "{finding:?}");
         // A template field that does not exist fails when the query renders.
-        let rules = crate::config::parse_rules(
+        let finding = lost(walk_with(
             &RULES.replace("by (<<.GroupBy>>)", "by (<<.Bogus>>)"),
-            "test",
-        )
-        .unwrap();
-        let series = vec![Series::parse(r#"http_requests_total{namespace="a",pod="p1"}"#).unwrap()];
-        let request = super::super::parse_request_path(
+            &[r#"http_requests_total{namespace="a",pod="p1"}"#],
             "/apis/custom.metrics.k8s.io/v1beta2/namespaces/a/pods/p1/http_requests_per_second",
-        )
-        .unwrap();
-        let finding = lost(walk(
-            &rules,
-            &series,
-            &ResourceTable::builtin(),
-            &request,
-            "now",
         ));
         assert_eq!(finding.verdict, Verdict::TemplateError, "{finding:?}");
         assert!(
@@ -896,7 +896,7 @@ rules:
         // prometheus-adapter's default config: rules[0] serves *_total series as rates without
         // the suffix; rules[1] serves everything else as is and filters *_total out. Asking for
         // the series' own name is answered by the rule that keeps it.
-        let rules = crate::config::parse_rules(
+        let finding = lost(walk_with(
             r#"
 rules:
 - seriesQuery: '{namespace!="",pod!=""}'
@@ -909,20 +909,8 @@ rules:
   resources: {template: <<.Resource>>}
   metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)'
 "#,
-            "test",
-        )
-        .unwrap();
-        let series = vec![Series::parse(r#"some_count_total{namespace="a",pod="p1"}"#).unwrap()];
-        let request = super::super::parse_request_path(
+            &[r#"some_count_total{namespace="a",pod="p1"}"#],
             "/apis/custom.metrics.k8s.io/v1beta2/namespaces/a/pods/p1/some_count_total",
-        )
-        .unwrap();
-        let finding = lost(walk(
-            &rules,
-            &series,
-            &ResourceTable::builtin(),
-            &request,
-            "now",
         ));
         assert_eq!(finding.verdict, Verdict::NameBecomesOther, "{finding:?}");
         assert_eq!(finding.rule.as_deref(), Some("rules[0]"));
