@@ -5,7 +5,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::Prometheus;
+use common::{Prometheus, stdout_of};
 use serde_json::Value;
 
 fn repo(path: &str) -> PathBuf {
@@ -21,18 +21,13 @@ fn step_change(dir: &Path) -> (Prometheus, i64, i64) {
         .as_secs() as i64;
     let start = now / 15 * 15 - 3600;
     let (surge_from, surge_to) = (start + 1200, start + 2400);
-    let out = Command::new("python3")
-        .arg(repo("tests/fixtures/gen_step.py"))
-        .args([start, 3600, 15, surge_from, surge_to].map(|n| n.to_string()))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let data = stdout_of(
+        Command::new("python3")
+            .arg(repo("tests/fixtures/gen_step.py"))
+            .args([start, 3600, 15, surge_from, surge_to].map(|n| n.to_string())),
     );
     let om = dir.join("step.om");
-    std::fs::write(&om, out.stdout).unwrap();
+    std::fs::write(&om, data).unwrap();
     (
         Prometheus::start_with_openmetrics(dir, om),
         surge_from,
@@ -51,20 +46,15 @@ fn simulate(prometheus: &Prometheus, args: &[String]) -> String {
 }
 
 fn simulate_with(rules: &Path, hpa: &Path, prometheus: &Prometheus, args: &[String]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_prom-adapter"))
-        .arg("simulate")
-        .arg(format!("--config={}", rules.display()))
-        .arg(format!("--hpa={}", hpa.display()))
-        .arg(format!("--prometheus-url={}", prometheus.url()))
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    String::from_utf8(stdout_of(
+        Command::new(env!("CARGO_BIN_EXE_prom-adapter"))
+            .arg("simulate")
+            .arg(format!("--config={}", rules.display()))
+            .arg(format!("--hpa={}", hpa.display()))
+            .arg(format!("--prometheus-url={}", prometheus.url()))
+            .args(args),
+    ))
+    .unwrap()
 }
 
 #[test]
@@ -187,21 +177,16 @@ fn the_svg_is_xml_that_chromium_renders_with_every_line() {
     let file = dir.path().join("simulation.svg");
     std::fs::write(&file, &svg).unwrap();
     // Well-formed XML with the SVG namespace.
-    let parsed = Command::new("python3")
-        .args([
-            "-c",
-            "import sys, xml.etree.ElementTree as E; r = E.parse(sys.argv[1]).getroot(); print(r.tag, r.get('width'), r.get('height'), len(r.findall('{http://www.w3.org/2000/svg}path')))",
-        ])
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(
-        parsed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&parsed.stderr)
+    let parsed = stdout_of(
+        Command::new("python3")
+            .args([
+                "-c",
+                "import sys, xml.etree.ElementTree as E; r = E.parse(sys.argv[1]).getroot(); print(r.tag, r.get('width'), r.get('height'), len(r.findall('{http://www.w3.org/2000/svg}path')))",
+            ])
+            .arg(&file),
     );
     assert_eq!(
-        String::from_utf8(parsed.stdout).unwrap().trim(),
+        String::from_utf8(parsed).unwrap().trim(),
         "{http://www.w3.org/2000/svg}svg 960 440 3"
     );
 
@@ -231,17 +216,12 @@ fn the_svg_is_xml_that_chromium_renders_with_every_line() {
         "no screenshot: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let colours = Command::new("python3")
-        .arg(repo("tests/fixtures/png_colors.py"))
-        .arg(&png)
-        .output()
-        .unwrap();
-    assert!(
-        colours.status.success(),
-        "{}",
-        String::from_utf8_lossy(&colours.stderr)
+    let colours = stdout_of(
+        Command::new("python3")
+            .arg(repo("tests/fixtures/png_colors.py"))
+            .arg(&png),
     );
-    let image: Value = serde_json::from_slice(&colours.stdout).unwrap();
+    let image: Value = serde_json::from_slice(&colours).unwrap();
     assert_eq!(
         (image["width"].as_u64(), image["height"].as_u64()),
         (Some(960), Some(440))

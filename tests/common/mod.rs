@@ -18,6 +18,19 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Runs a command to completion and returns its stdout; fails the test with its stderr if it fails.
+pub fn stdout_of(command: &mut Command) -> Vec<u8> {
+    let out = command
+        .output()
+        .unwrap_or_else(|e| panic!("{command:?} did not start: {e}"));
+    assert!(
+        out.status.success(),
+        "{command:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
 /// Writes the fixture data (now − 1 h … now + 6 h, 15 s steps) as OpenMetrics and returns its path.
 pub fn generate_data(dir: &Path) -> PathBuf {
     generate_scaled_data(dir, 7 * 3600, 1, (0, 0))
