@@ -1,4 +1,4 @@
-//! Test harness: a real Prometheus (or VictoriaMetrics) with generated data, the adapter binary, and a real kubectl.
+//! Test harness: a real Prometheus (or VictoriaMetrics) scraping the fixture cluster's exporters or holding backfilled data, the adapter binary, and a real kubectl.
 
 #![allow(dead_code)]
 
@@ -100,6 +100,129 @@ pub struct Prometheus {
     child: Option<Child>,
     /// `--web.config.file` (TLS) and the curl arguments that pass it.
     web: Option<(PathBuf, Vec<String>)>,
+    /// The fixture cluster's exporters it scrapes, if it scrapes.
+    exporters: Option<Exporters>,
+}
+
+/// What the fixture cluster (`tests/fixtures/cluster.py`) serves and how it is scraped.
+#[derive(Clone, Debug)]
+pub struct Scrape {
+    /// `honor_labels: true` on the applications' jobs (ingress-nginx, Istio, queue exporters), as
+    /// `honorLabels: true` on their ServiceMonitors; off is the charts' default.
+    pub honor_labels: bool,
+    /// Seconds of history each target's first scrape returns.
+    pub history: u64,
+    /// Ingress `shop`'s request rate: BASE req/s, PEAK between the Unix times FROM and TO.
+    pub surge: Option<(i64, i64, f64, f64)>,
+}
+
+impl Default for Scrape {
+    fn default() -> Self {
+        Scrape {
+            honor_labels: false,
+            history: 600,
+            surge: None,
+        }
+    }
+}
+
+impl Scrape {
+    /// The default fixture with `honor_labels` set as given.
+    pub fn honoring_labels(honor_labels: bool) -> Self {
+        Scrape {
+            honor_labels,
+            ..Scrape::default()
+        }
+    }
+}
+
+/// The running exporters of the fixture cluster, and the scrape config they wrote.
+pub struct Exporters {
+    child: Child,
+    /// The Prometheus config with the scrape jobs.
+    pub config: PathBuf,
+    /// The objects of the cluster (pods, services, ...), as `cluster.py` describes them.
+    pub objects: serde_json::Value,
+    /// How many targets (`up` series) the config has.
+    pub targets: usize,
+}
+
+impl Exporters {
+    /// Starts `tests/fixtures/cluster.py` writing into `dir`, and waits until it listens.
+    pub fn start(dir: &Path, scrape: &Scrape) -> Self {
+        use std::io::BufRead;
+        std::fs::create_dir_all(dir).unwrap();
+        let mut command = Command::new("python3");
+        command
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cluster.py"))
+            .arg("--dir")
+            .arg(dir)
+            .args(["--history", &scrape.history.to_string()]);
+        if scrape.honor_labels {
+            command.arg("--honor-labels");
+        }
+        if let Some((from, to, base, peak)) = scrape.surge {
+            command.arg("--surge").args([
+                from.to_string(),
+                to.to_string(),
+                base.to_string(),
+                peak.to_string(),
+            ]);
+        }
+        let mut child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("python3 runs the fixture cluster");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let targets = line
+            .strip_prefix("ready ")
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("cluster.py did not start: {line:?}"));
+        let objects = std::fs::read_to_string(dir.join("cluster.json")).unwrap();
+        Exporters {
+            child,
+            config: dir.join("prometheus.yml"),
+            objects: serde_json::from_str(&objects).unwrap(),
+            targets,
+        }
+    }
+}
+
+impl Drop for Exporters {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits until `count(up == 1)` at `url` is `targets`: every target scraped once, so every
+/// history is in.
+fn wait_scraped(url: &str, targets: usize, curl_args: &[String]) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        let out = Command::new("curl")
+            .args(["-fsS", "--max-time", "2", "-G"])
+            .args(curl_args)
+            .arg(format!("{url}/api/v1/query"))
+            .args(["--data-urlencode", "query=count(up == 1)"])
+            .output()
+            .unwrap();
+        last = String::from_utf8_lossy(&out.stdout).into_owned();
+        let scraped = serde_json::from_str::<serde_json::Value>(&last)
+            .ok()
+            .and_then(|v| v["data"]["result"][0]["value"][1].as_str()?.parse::<usize>().ok());
+        if scraped == Some(targets) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("{url} did not scrape all {targets} targets within 60s: {last}");
 }
 
 impl Prometheus {
@@ -134,6 +257,37 @@ impl Prometheus {
         Self::start_with(dir, om, None)
     }
 
+    /// Starts the fixture cluster's exporters and a Prometheus scraping them with the jobs
+    /// kube-prometheus-stack and the exporters' charts give them; returns once every target has
+    /// been scraped, so the history of every series is in.
+    pub fn scraping(dir: &Path, scrape: Scrape) -> Self {
+        let exporters = Exporters::start(&dir.join("cluster"), &scrape);
+        let data = dir.join("prometheus");
+        std::fs::create_dir_all(&data).unwrap();
+        let mut prometheus = Prometheus {
+            port: free_port(),
+            data,
+            config: exporters.config.clone(),
+            log: dir.join("prometheus.log"),
+            child: None,
+            web: None,
+            exporters: Some(exporters),
+        };
+        prometheus.restart();
+        let targets = prometheus.exporters.as_ref().unwrap().targets;
+        wait_scraped(&prometheus.url(), targets, &[]);
+        prometheus
+    }
+
+    /// The fixture cluster's objects (when scraping).
+    pub fn objects(&self) -> &serde_json::Value {
+        &self
+            .exporters
+            .as_ref()
+            .expect("a scraping Prometheus")
+            .objects
+    }
+
     fn start_with(dir: &Path, om: PathBuf, web: Option<(PathBuf, Vec<String>)>) -> Self {
         let data = dir.join("prometheus");
         std::fs::create_dir_all(&data).unwrap();
@@ -161,6 +315,7 @@ impl Prometheus {
             log: dir.join("prometheus.log"),
             child: None,
             web,
+            exporters: None,
         };
         prometheus.restart();
         prometheus
@@ -224,9 +379,43 @@ impl Drop for Prometheus {
 pub struct VictoriaMetrics {
     pub port: u16,
     child: Child,
+    _exporters: Option<Exporters>,
 }
 
 impl VictoriaMetrics {
+    /// Starts the fixture cluster's exporters and VictoriaMetrics scraping them with the same
+    /// scrape config Prometheus gets; returns once every target has been scraped.
+    pub fn scraping(dir: &Path, scrape: Scrape) -> Self {
+        let exporters = Exporters::start(&dir.join("cluster"), &scrape);
+        let port = free_port();
+        let log = std::fs::File::create(dir.join("victoria.log")).unwrap();
+        let child = Command::new("victoria-metrics")
+            .arg(format!("-storageDataPath={}", dir.join("vm").display()))
+            .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
+            .arg(format!("-promscrape.config={}", exporters.config.display()))
+            .arg("-retentionPeriod=100y")
+            .arg("-search.disableCache")
+            // Answer with the newest samples (by default the last 30s are left out of queries).
+            .arg("-search.latencyOffset=0s")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("victoria-metrics is installed (make deps)");
+        let targets = exporters.targets;
+        let vm = VictoriaMetrics {
+            port,
+            child,
+            _exporters: Some(exporters),
+        };
+        assert!(
+            wait_http_ok(&format!("{}/health", vm.url()), Duration::from_secs(30)),
+            "VictoriaMetrics did not start"
+        );
+        wait_scraped(&vm.url(), targets, &[]);
+        vm
+    }
+
     /// Starts VictoriaMetrics and imports the fixture data through its Prometheus-text import API.
     pub fn start(dir: &Path) -> Self {
         let port = free_port();
@@ -241,7 +430,11 @@ impl VictoriaMetrics {
             .stderr(log)
             .spawn()
             .expect("victoria-metrics is installed (make deps)");
-        let vm = VictoriaMetrics { port, child };
+        let vm = VictoriaMetrics {
+            port,
+            child,
+            _exporters: None,
+        };
         assert!(
             wait_http_ok(&format!("{}/health", vm.url()), Duration::from_secs(30)),
             "VictoriaMetrics did not start"

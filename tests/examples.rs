@@ -1,0 +1,492 @@
+//! Every shipped example on data Prometheus scraped itself from the fixture cluster's exporters
+//! (`tests/fixtures/cluster.py`, scraped as kube-prometheus-stack would): ingress-nginx in both
+//! honorLabels modes, the Istio Gateway API example, the resource rules and the chart's default
+//! rules, read through a real kubectl; and the copies of each rule checked against their source.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{Adapter, Prometheus, Scrape, assert_close, quantity};
+use serde_json::Value;
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(repo(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+fn yaml(text: &str) -> Value {
+    serde_saphyr::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+/// The commented-out rule of a rules file (the block after `marker`), uncommented.
+fn commented_rule(text: &str, marker: &str) -> String {
+    let start = text
+        .find(marker)
+        .unwrap_or_else(|| panic!("no {marker:?}"));
+    text[start..]
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("# - seriesQuery"))
+        .take_while(|l| l.trim_start().starts_with('#'))
+        .map(|l| {
+            let l = l.trim_start().trim_start_matches('#');
+            l.strip_prefix(' ').unwrap_or(l)
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The honorLabels: true variant of `config/ingress-nginx.yaml`, as a rules file.
+fn ingress_rules_honoring_labels() -> String {
+    format!(
+        "rules:\n{}\n",
+        commented_rule(&read("config/ingress-nginx.yaml"), "honorLabels: true")
+    )
+}
+
+/// The custom-metrics path an HPA's first (Object) metric reads, and its metric selector.
+fn object_metric_path(hpa_path: &str) -> String {
+    let hpa = yaml(&read(hpa_path));
+    let namespace = hpa["metadata"]["namespace"].as_str().unwrap();
+    let object = &hpa["spec"]["metrics"][0]["object"];
+    assert_eq!(hpa["spec"]["metrics"][0]["type"], "Object");
+    let described = &object["describedObject"];
+    let resource = match (
+        described["apiVersion"].as_str().unwrap(),
+        described["kind"].as_str().unwrap(),
+    ) {
+        ("networking.k8s.io/v1", "Ingress") => "ingresses.networking.k8s.io",
+        ("v1", "Service") => "services",
+        other => panic!("no resource for {other:?}"),
+    };
+    format!(
+        "/apis/custom.metrics.k8s.io/v1beta2/namespaces/{namespace}/{resource}/{}/{}",
+        described["name"].as_str().unwrap(),
+        object["metric"]["name"].as_str().unwrap()
+    )
+}
+
+/// The value of a single-object MetricValueList.
+fn value(adapter: &Adapter, path: &str) -> f64 {
+    let list = adapter.get_json(path);
+    let items = list["items"].as_array().expect("items");
+    assert_eq!(items.len(), 1, "{path}: {list}");
+    quantity(items[0]["value"].as_str().unwrap())
+}
+
+/// What an operator following the ingress-nginx example gets, for `rules` on data scraped with
+/// `honor_labels` as given.
+fn ingress_example(honor_labels: bool, rules: &Path, dir: &Path) {
+    let prometheus = Prometheus::scraping(dir, Scrape::honoring_labels(honor_labels));
+    let adapter = Adapter::start(dir, rules, &prometheus.url(), &[]);
+    // The HPA's own path, read with a real kubectl: Ingress `web` serves 9/s + 1/s errors + 1/s
+    // through its canary backend.
+    let hpa = object_metric_path("charts/prom-adapter/examples/ingress-nginx-hpa.yaml");
+    assert_eq!(
+        hpa,
+        "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/ingresses.networking.k8s.io/web/nginx_ingress_requests_per_second"
+    );
+    assert_close(value(&adapter, &hpa), 11.0, "Ingress web");
+    let service = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/services/web/nginx_ingress_requests_per_second";
+    assert_close(value(&adapter, service), 11.0, "Service web");
+    // metric.selector narrows: only errors, or only the main backend (canary="").
+    assert_close(
+        value(&adapter, &format!("{service}?metricLabelSelector=status%3D500")),
+        1.0,
+        "Service web, 5xx",
+    );
+    assert_close(
+        value(&adapter, &format!("{service}?metricLabelSelector=canary%3D")),
+        10.0,
+        "Service web without canary traffic",
+    );
+    assert_close(
+        value(&adapter, "/apis/custom.metrics.k8s.io/v1beta2/namespaces/other/ingresses.networking.k8s.io/api/nginx_ingress_requests_per_second"),
+        5.0,
+        "Ingress api",
+    );
+    // Every Ingress of a namespace, and nothing for the controller's own namespace or Service.
+    let all = adapter.get_json(
+        "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/ingresses.networking.k8s.io/*/nginx_ingress_requests_per_second",
+    );
+    let names: Vec<&str> = all["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["describedObject"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["web"], "{all}");
+    let (code, body) = adapter.curl("/apis/custom.metrics.k8s.io/v1beta2/namespaces/ingress-nginx/services/ingress-nginx-controller-metrics/nginx_ingress_requests_per_second");
+    assert_eq!(code, 404, "{body}");
+}
+
+#[test]
+fn the_ingress_nginx_example_serves_per_ingress_and_per_service_rates_on_a_default_install() {
+    let dir = tempfile::tempdir().unwrap();
+    ingress_example(false, &repo("config/ingress-nginx.yaml"), dir.path());
+}
+
+#[test]
+fn the_ingress_nginx_example_serves_the_same_rates_with_honor_labels() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("ingress-nginx-honor-labels.yaml");
+    std::fs::write(&rules, ingress_rules_honoring_labels()).unwrap();
+    ingress_example(true, &rules, dir.path());
+}
+
+/// The custom metrics an adapter serves, without the placeholder of an empty discovery.
+fn served(adapter: &Adapter) -> Vec<String> {
+    let discovery = adapter.get_json("/apis/custom.metrics.k8s.io/v1beta2");
+    let mut names: Vec<String> = discovery["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap().to_owned())
+        .filter(|n| !n.ends_with("/prom_adapter_no_metric_discovered_yet"))
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn each_ingress_nginx_variant_is_wrong_for_the_other_setting() {
+    // The default-install rule on labels honored: its seriesQuery finds nothing.
+    let dir = tempfile::tempdir().unwrap();
+    let honored = dir.path().join("honored");
+    let prometheus = Prometheus::scraping(&honored, Scrape::honoring_labels(true));
+    let adapter = Adapter::start(
+        &honored,
+        &repo("config/ingress-nginx.yaml"),
+        &prometheus.url(),
+        &[],
+    );
+    assert_eq!(served(&adapter), Vec::<String>::new());
+    // The honorLabels variant on a default install: it serves every request through the
+    // controller as the controller's namespace and metrics Service, the mistake this example
+    // used to make.
+    let default = dir.path().join("default");
+    let prometheus = Prometheus::scraping(&default, Scrape::honoring_labels(false));
+    let rules = default.join("honor-labels.yaml");
+    std::fs::write(&rules, ingress_rules_honoring_labels()).unwrap();
+    let adapter = Adapter::start(&default, &rules, &prometheus.url(), &[]);
+    assert_close(
+        value(&adapter, "/apis/custom.metrics.k8s.io/v1beta2/namespaces/ingress-nginx/services/ingress-nginx-controller-metrics/nginx_ingress_requests_per_second"),
+        16.0,
+        "all traffic, on the controller's Service",
+    );
+    let (code, body) = adapter.curl("/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/services/web/nginx_ingress_requests_per_second");
+    assert_eq!(code, 404, "{body}");
+}
+
+#[test]
+fn the_gateway_api_example_serves_each_services_rate_through_the_gateway_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let prometheus = Prometheus::scraping(dir.path(), Scrape::default());
+    let adapter = Adapter::start(
+        dir.path(),
+        &repo("config/istio-gateway.yaml"),
+        &prometheus.url(),
+        &[],
+    );
+    // The gateway reports 8/s + 0.5/s of 503s to checkout; checkout's sidecar reports them again
+    // (reporter="destination"), which must not double the rate.
+    let hpa = object_metric_path("charts/prom-adapter/examples/istio-gateway-hpa.yaml");
+    assert_eq!(
+        hpa,
+        "/apis/custom.metrics.k8s.io/v1beta2/namespaces/store/services/checkout/istio_requests_per_second"
+    );
+    assert_close(value(&adapter, &hpa), 8.5, "Service checkout");
+    assert_close(
+        value(
+            &adapter,
+            &format!("{hpa}?metricLabelSelector=response_code%3D503"),
+        ),
+        0.5,
+        "Service checkout, 503s",
+    );
+    let all = adapter.get_json(
+        "/apis/custom.metrics.k8s.io/v1beta2/namespaces/store/services/*/istio_requests_per_second",
+    );
+    let mut rates: Vec<(String, f64)> = all["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["describedObject"]["name"].as_str().unwrap().to_owned(),
+                quantity(i["value"].as_str().unwrap()),
+            )
+        })
+        .collect();
+    rates.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(rates.len(), 2, "{all}");
+    assert_eq!(rates[0].0, "catalog");
+    assert_close(rates[0].1, 3.0, "Service catalog");
+    // The scrape's `namespace` is the gateway's: nothing is served there.
+    let (code, body) = adapter.curl("/apis/custom.metrics.k8s.io/v1beta2/namespaces/istio-ingress/services/checkout/istio_requests_per_second");
+    assert_eq!(code, 404, "{body}");
+}
+
+/// `kubectl top pod` rows: name → (cores, bytes).
+fn top_pods(adapter: &Adapter, namespace: &str) -> Vec<(String, f64, f64)> {
+    let (ok, stdout, stderr) = adapter.kubectl(&["top", "pod", "-n", namespace, "--no-headers"]);
+    assert!(ok, "{stderr}");
+    stdout
+        .lines()
+        .map(|line| {
+            let cells: Vec<&str> = line.split_whitespace().collect();
+            (cells[0].to_owned(), quantity(cells[1]), quantity(cells[2]))
+        })
+        .collect()
+}
+
+const MIB: f64 = 1024.0 * 1024.0;
+const GIB: f64 = 1024.0 * MIB;
+
+/// Resource metrics from `rules` match what the fixture's containers and nodes use.
+fn resource_rules_serve_usage(adapter: &Adapter, what: &str) {
+    // Containers only: the pod-level cgroup and the pause container (container="") are left out.
+    let web = top_pods(adapter, "default");
+    let names: Vec<&str> = web.iter().map(|r| r.0.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "queue-exporter-6b7c8d9f4-w1x2y",
+            "web-6d4cf56db6-abcde",
+            "web-6d4cf56db6-fghij"
+        ],
+        "{what}"
+    );
+    assert_close(web[1].1, 0.25, &format!("{what}: web pod CPU"));
+    assert_close(web[1].2, 100.0 * MIB, &format!("{what}: web pod memory"));
+    let checkout =
+        adapter.get_json("/apis/metrics.k8s.io/v1beta1/namespaces/store/pods/checkout-7f8d9c6b5-p4q5r");
+    let containers: Vec<(&str, f64, f64)> = checkout["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap(),
+                quantity(c["usage"]["cpu"].as_str().unwrap()),
+                quantity(c["usage"]["memory"].as_str().unwrap()),
+            )
+        })
+        .collect();
+    assert_eq!(containers.len(), 2, "{what}: {checkout}");
+    assert_eq!((containers[0].0, containers[1].0), ("app", "istio-proxy"));
+    assert_close(containers[0].1, 0.5, &format!("{what}: checkout app CPU"));
+    assert_close(containers[1].2, 50.0 * MIB, &format!("{what}: sidecar memory"));
+    // Nodes: node-exporter's busy CPU and used memory, named through kube_pod_info.
+    let nodes = adapter.get_json("/apis/metrics.k8s.io/v1beta1/nodes");
+    let usage: Vec<(&str, f64, f64)> = nodes["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            (
+                n["metadata"]["name"].as_str().unwrap(),
+                quantity(n["usage"]["cpu"].as_str().unwrap()),
+                quantity(n["usage"]["memory"].as_str().unwrap()),
+            )
+        })
+        .collect();
+    assert_eq!(usage.len(), 2, "{what}: {nodes}");
+    assert_eq!((usage[0].0, usage[1].0), ("node-a", "node-b"));
+    assert_close(usage[0].1, 1.5, &format!("{what}: node-a CPU"));
+    assert_close(usage[0].2, 2.0 * GIB, &format!("{what}: node-a memory"));
+    assert_close(usage[1].1, 0.75, &format!("{what}: node-b CPU"));
+    assert_close(usage[1].2, GIB, &format!("{what}: node-b memory"));
+}
+
+#[test]
+fn every_shipped_resource_rule_serves_container_and_node_usage() {
+    let dir = tempfile::tempdir().unwrap();
+    let prometheus = Prometheus::scraping(dir.path(), Scrape::default());
+    // config/kube-prometheus.yaml reads the kubelet's /metrics/resource, which kube-prometheus
+    // scrapes and kube-prometheus-stack does not: it is not for this setup.
+    for file in [
+        "config/demo.yaml",
+        "config/config-gen-default.yaml",
+        "config/chart-resource-example.yaml",
+    ] {
+        let sub = dir.path().join(file.replace('/', "_"));
+        std::fs::create_dir_all(&sub).unwrap();
+        let adapter = Adapter::start(&sub, &repo(file), &prometheus.url(), &[]);
+        resource_rules_serve_usage(&adapter, file);
+    }
+}
+
+#[test]
+fn the_charts_default_rules_count_each_container_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let prometheus = Prometheus::scraping(dir.path(), Scrape::default());
+    let rules = dir.path().join("default-rules.yaml");
+    std::fs::write(
+        &rules,
+        format!(
+            "rules:\n{}",
+            read("charts/prom-adapter/files/default-rules.yaml")
+        ),
+    )
+    .unwrap();
+    let adapter = Adapter::start(dir.path(), &rules, &prometheus.url(), &[]);
+    let base = "/apis/custom.metrics.k8s.io/v1beta2/namespaces";
+    // Per pod: its containers, without the pod cgroup and pause container that hold them again.
+    assert_close(
+        value(&adapter, &format!("{base}/default/pods/web-6d4cf56db6-abcde/cpu_usage")),
+        0.25,
+        "web pod cpu_usage",
+    );
+    assert_close(
+        value(&adapter, &format!("{base}/store/pods/checkout-7f8d9c6b5-p4q5r/cpu_usage")),
+        0.55,
+        "checkout pod cpu_usage (app and sidecar)",
+    );
+    assert_close(
+        value(
+            &adapter,
+            &format!("{base}/store/pods/checkout-7f8d9c6b5-p4q5r/memory_working_set_bytes"),
+        ),
+        250.0 * MIB,
+        "checkout pod memory",
+    );
+    // Per namespace: the sum of its containers.
+    assert_close(
+        value(&adapter, &format!("{base}/default/metrics/cpu_usage")),
+        0.505,
+        "namespace default cpu_usage",
+    );
+    // The template rules map any label named like a resource: node-exporter's series carry the
+    // node-exporter pod (a target label).
+    assert_close(
+        value(
+            &adapter,
+            &format!("{base}/monitoring/pods/kps-prometheus-node-exporter-4xk2p/node_load1"),
+        ),
+        3.0,
+        "node_load1 on the node-exporter pod",
+    );
+}
+
+/// A rules file's rule list (or one key of it) as JSON, for comparing copies.
+fn rules_of(text: &str, key: &str) -> Value {
+    yaml(text)[key].clone()
+}
+
+/// The rule of `list` whose seriesQuery mentions `series`.
+fn rule_for(list: &Value, series: &str) -> Value {
+    let found: Vec<&Value> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["seriesQuery"].as_str().unwrap_or_default().contains(series))
+        .collect();
+    assert_eq!(found.len(), 1, "one rule for {series} in {list}");
+    found[0].clone()
+}
+
+/// The fenced blocks of `language` in the README section under `heading` (up to the next heading
+/// of the same or a higher level).
+fn readme_blocks(heading: &str, language: &str) -> Vec<String> {
+    let readme = read("README.md");
+    let start = readme
+        .find(&format!("\n{heading}\n"))
+        .unwrap_or_else(|| panic!("README has no {heading:?}"))
+        + 1;
+    let level = heading.split(' ').next().unwrap();
+    let body = &readme[start + heading.len()..];
+    let end = body
+        .match_indices("\n#")
+        .find(|(i, _)| {
+            let hashes = body[i + 1..].split(' ').next().unwrap_or_default();
+            hashes.chars().all(|c| c == '#') && hashes.len() <= level.len()
+        })
+        .map_or(body.len(), |(i, _)| i);
+    let section = &body[..end];
+    let fence = format!("```{language}\n");
+    section
+        .split(&fence)
+        .skip(1)
+        .map(|block| block.split("```").next().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn every_copy_of_the_ingress_nginx_gateway_resource_and_default_rules_is_the_source() {
+    let ingress_file = read("config/ingress-nginx.yaml");
+    let ingress = rules_of(&ingress_file, "rules")[0].clone();
+    let honoring = rules_of(&ingress_rules_honoring_labels(), "rules")[0].clone();
+    let chart_ingress = read("charts/prom-adapter/ci/ingress-nginx-values.yaml");
+    let chart_values = yaml(&chart_ingress);
+    assert_eq!(chart_values["rules"]["custom"][0], ingress, "chart values");
+    let chart_honoring = commented_rule(&chart_ingress, "honorLabels: true");
+    assert_eq!(yaml(&chart_honoring)[0], honoring, "chart values' variant");
+    let demo = read("config/demo.yaml");
+    assert_eq!(
+        rule_for(&rules_of(&demo, "rules"), "nginx_ingress_controller_requests"),
+        ingress,
+        "config/demo.yaml"
+    );
+    // The README's walk-through and install section show the same rules.
+    let walkthrough = yaml(&readme_blocks("## Writing rules", "yaml")[0]);
+    assert_eq!(walkthrough["rules"][0], ingress, "README: Writing rules");
+    let install = readme_blocks("### Scale on ingress request rate", "yaml");
+    assert_eq!(install.len(), 2, "README: Scale on ingress shows both variants");
+    assert_eq!(yaml(&install[0])["rules"][0], ingress, "README: Scale on ingress");
+    assert_eq!(
+        yaml(&install[1])["rules"][0],
+        honoring,
+        "README: honorLabels variant"
+    );
+    // Each variant is what its setting stores: the default one maps the exported_* labels.
+    assert_eq!(
+        ingress["resources"]["overrides"]["exported_namespace"]["resource"],
+        "namespace"
+    );
+    assert_eq!(
+        honoring["resources"]["overrides"]["namespace"]["resource"],
+        "namespace"
+    );
+
+    let gateway = rules_of(&read("config/istio-gateway.yaml"), "rules")[0].clone();
+    let chart_gateway = yaml(&read("charts/prom-adapter/ci/istio-gateway-values.yaml"));
+    assert_eq!(chart_gateway["rules"]["custom"][0], gateway, "chart values");
+    assert_eq!(
+        rule_for(&rules_of(&demo, "rules"), "istio_requests_total"),
+        gateway,
+        "config/demo.yaml"
+    );
+    let readme_gateway = yaml(&readme_blocks("### Scale on Gateway API request rate", "yaml")[0]);
+    assert_eq!(readme_gateway["rules"][0], gateway, "README: Gateway API");
+
+    let resource = rules_of(&demo, "resourceRules");
+    let chart_resource = yaml(&read("charts/prom-adapter/ci/external-resource-values.yaml"));
+    assert_eq!(chart_resource["rules"]["resource"], resource, "chart values");
+    assert_eq!(
+        rules_of(&read("config/config-gen-default.yaml"), "resourceRules"),
+        resource,
+        "config/config-gen-default.yaml"
+    );
+
+    let defaults = yaml(&read("charts/prom-adapter/files/default-rules.yaml"));
+    let defaults = defaults.as_array().unwrap();
+    for file in ["config/chart-default.yaml", "config/config-gen-default.yaml"] {
+        assert_eq!(
+            rules_of(&read(file), "rules").as_array().unwrap(),
+            defaults,
+            "{file}"
+        );
+    }
+    let demo_rules = rules_of(&demo, "rules");
+    let demo_defaults: Vec<&Value> = demo_rules
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| defaults.contains(r))
+        .collect();
+    assert_eq!(demo_defaults.len(), defaults.len(), "config/demo.yaml");
+}
