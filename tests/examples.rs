@@ -24,9 +24,7 @@ fn yaml(text: &str) -> Value {
 
 /// The commented-out rule of a rules file (the block after `marker`), uncommented.
 fn commented_rule(text: &str, marker: &str) -> String {
-    let start = text
-        .find(marker)
-        .unwrap_or_else(|| panic!("no {marker:?}"));
+    let start = text.find(marker).unwrap_or_else(|| panic!("no {marker:?}"));
     text[start..]
         .lines()
         .skip_while(|l| !l.trim_start().starts_with("# - seriesQuery"))
@@ -94,17 +92,26 @@ fn ingress_example(honor_labels: bool, rules: &Path, dir: &Path) {
     assert_close(value(&adapter, service), 11.0, "Service web");
     // metric.selector narrows: only errors, or only the main backend (canary="").
     assert_close(
-        value(&adapter, &format!("{service}?metricLabelSelector=status%3D500")),
+        value(
+            &adapter,
+            &format!("{service}?metricLabelSelector=status%3D500"),
+        ),
         1.0,
         "Service web, 5xx",
     );
     assert_close(
-        value(&adapter, &format!("{service}?metricLabelSelector=canary%3D")),
+        value(
+            &adapter,
+            &format!("{service}?metricLabelSelector=canary%3D"),
+        ),
         10.0,
         "Service web without canary traffic",
     );
     assert_close(
-        value(&adapter, "/apis/custom.metrics.k8s.io/v1beta2/namespaces/other/ingresses.networking.k8s.io/api/nginx_ingress_requests_per_second"),
+        value(
+            &adapter,
+            "/apis/custom.metrics.k8s.io/v1beta2/namespaces/other/ingresses.networking.k8s.io/api/nginx_ingress_requests_per_second",
+        ),
         5.0,
         "Ingress api",
     );
@@ -173,7 +180,10 @@ fn each_ingress_nginx_variant_is_wrong_for_the_other_setting() {
     std::fs::write(&rules, ingress_rules_honoring_labels()).unwrap();
     let adapter = Adapter::start(&default, &rules, &prometheus.url(), &[]);
     assert_close(
-        value(&adapter, "/apis/custom.metrics.k8s.io/v1beta2/namespaces/ingress-nginx/services/ingress-nginx-controller-metrics/nginx_ingress_requests_per_second"),
+        value(
+            &adapter,
+            "/apis/custom.metrics.k8s.io/v1beta2/namespaces/ingress-nginx/services/ingress-nginx-controller-metrics/nginx_ingress_requests_per_second",
+        ),
         16.0,
         "all traffic, on the controller's Service",
     );
@@ -262,8 +272,8 @@ fn resource_rules_serve_usage(adapter: &Adapter, what: &str) {
     );
     assert_close(web[1].1, 0.25, &format!("{what}: web pod CPU"));
     assert_close(web[1].2, 100.0 * MIB, &format!("{what}: web pod memory"));
-    let checkout =
-        adapter.get_json("/apis/metrics.k8s.io/v1beta1/namespaces/store/pods/checkout-7f8d9c6b5-p4q5r");
+    let checkout = adapter
+        .get_json("/apis/metrics.k8s.io/v1beta1/namespaces/store/pods/checkout-7f8d9c6b5-p4q5r");
     let containers: Vec<(&str, f64, f64)> = checkout["containers"]
         .as_array()
         .unwrap()
@@ -279,7 +289,11 @@ fn resource_rules_serve_usage(adapter: &Adapter, what: &str) {
     assert_eq!(containers.len(), 2, "{what}: {checkout}");
     assert_eq!((containers[0].0, containers[1].0), ("app", "istio-proxy"));
     assert_close(containers[0].1, 0.5, &format!("{what}: checkout app CPU"));
-    assert_close(containers[1].2, 50.0 * MIB, &format!("{what}: sidecar memory"));
+    assert_close(
+        containers[1].2,
+        50.0 * MIB,
+        &format!("{what}: sidecar memory"),
+    );
     // Nodes: node-exporter's busy CPU and used memory, named through kube_pod_info.
     let nodes = adapter.get_json("/apis/metrics.k8s.io/v1beta1/nodes");
     let usage: Vec<(&str, f64, f64)> = nodes["items"]
@@ -337,12 +351,18 @@ fn the_charts_default_rules_count_each_container_once() {
     let base = "/apis/custom.metrics.k8s.io/v1beta2/namespaces";
     // Per pod: its containers, without the pod cgroup and pause container that hold them again.
     assert_close(
-        value(&adapter, &format!("{base}/default/pods/web-6d4cf56db6-abcde/cpu_usage")),
+        value(
+            &adapter,
+            &format!("{base}/default/pods/web-6d4cf56db6-abcde/cpu_usage"),
+        ),
         0.25,
         "web pod cpu_usage",
     );
     assert_close(
-        value(&adapter, &format!("{base}/store/pods/checkout-7f8d9c6b5-p4q5r/cpu_usage")),
+        value(
+            &adapter,
+            &format!("{base}/store/pods/checkout-7f8d9c6b5-p4q5r/cpu_usage"),
+        ),
         0.55,
         "checkout pod cpu_usage (app and sidecar)",
     );
@@ -383,7 +403,12 @@ fn rule_for(list: &Value, series: &str) -> Value {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|r| r["seriesQuery"].as_str().unwrap_or_default().contains(series))
+        .filter(|r| {
+            r["seriesQuery"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(series)
+        })
         .collect();
     assert_eq!(found.len(), 1, "one rule for {series} in {list}");
     found[0].clone()
@@ -427,7 +452,10 @@ fn every_copy_of_the_ingress_nginx_gateway_resource_and_default_rules_is_the_sou
     assert_eq!(yaml(&chart_honoring)[0], honoring, "chart values' variant");
     let demo = read("config/demo.yaml");
     assert_eq!(
-        rule_for(&rules_of(&demo, "rules"), "nginx_ingress_controller_requests"),
+        rule_for(
+            &rules_of(&demo, "rules"),
+            "nginx_ingress_controller_requests"
+        ),
         ingress,
         "config/demo.yaml"
     );
@@ -435,8 +463,16 @@ fn every_copy_of_the_ingress_nginx_gateway_resource_and_default_rules_is_the_sou
     let walkthrough = yaml(&readme_blocks("## Writing rules", "yaml")[0]);
     assert_eq!(walkthrough["rules"][0], ingress, "README: Writing rules");
     let install = readme_blocks("### Scale on ingress request rate", "yaml");
-    assert_eq!(install.len(), 2, "README: Scale on ingress shows both variants");
-    assert_eq!(yaml(&install[0])["rules"][0], ingress, "README: Scale on ingress");
+    assert_eq!(
+        install.len(),
+        2,
+        "README: Scale on ingress shows both variants"
+    );
+    assert_eq!(
+        yaml(&install[0])["rules"][0],
+        ingress,
+        "README: Scale on ingress"
+    );
     assert_eq!(
         yaml(&install[1])["rules"][0],
         honoring,
@@ -464,8 +500,13 @@ fn every_copy_of_the_ingress_nginx_gateway_resource_and_default_rules_is_the_sou
     assert_eq!(readme_gateway["rules"][0], gateway, "README: Gateway API");
 
     let resource = rules_of(&demo, "resourceRules");
-    let chart_resource = yaml(&read("charts/prom-adapter/ci/external-resource-values.yaml"));
-    assert_eq!(chart_resource["rules"]["resource"], resource, "chart values");
+    let chart_resource = yaml(&read(
+        "charts/prom-adapter/ci/external-resource-values.yaml",
+    ));
+    assert_eq!(
+        chart_resource["rules"]["resource"], resource,
+        "chart values"
+    );
     assert_eq!(
         rules_of(&read("config/config-gen-default.yaml"), "resourceRules"),
         resource,
@@ -474,7 +515,10 @@ fn every_copy_of_the_ingress_nginx_gateway_resource_and_default_rules_is_the_sou
 
     let defaults = yaml(&read("charts/prom-adapter/files/default-rules.yaml"));
     let defaults = defaults.as_array().unwrap();
-    for file in ["config/chart-default.yaml", "config/config-gen-default.yaml"] {
+    for file in [
+        "config/chart-default.yaml",
+        "config/config-gen-default.yaml",
+    ] {
         assert_eq!(
             rules_of(&read(file), "rules").as_array().unwrap(),
             defaults,

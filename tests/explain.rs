@@ -5,19 +5,36 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::Prometheus;
+use common::{Prometheus, Scrape};
 use serde_json::Value;
 
-/// The ingress-nginx rule of `config/ingress-nginx.yaml`, with `edit` applied to its text.
+/// The ingress-nginx rule of `config/ingress-nginx.yaml` (without its commented variant), with
+/// `edit` applied to its text.
 fn ingress_rule(edit: impl Fn(String) -> String) -> String {
     let text = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("config/ingress-nginx.yaml"),
     )
     .unwrap();
-    edit(text)
+    let end = text.find("# With `honorLabels").unwrap();
+    edit(text[..end].to_owned())
 }
 
-const NODE_RULE: &str = "- seriesQuery: 'node_load{node!=\"\"}'\n  resources: {overrides: {node: {resource: node}}}\n  metricsQuery: 'max(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)'\n";
+/// The rule a user writes from ingress-nginx's label names, right only with honorLabels: true.
+const NAMESPACE_RULE: &str = r#"rules:
+- seriesQuery: 'nginx_ingress_controller_requests{namespace!="",service!=""}'
+  resources:
+    overrides:
+      namespace: {resource: namespace}
+      service: {resource: service}
+      ingress: {group: networking.k8s.io, resource: ingress}
+  name:
+    matches: "^nginx_ingress_controller_requests$"
+    as: "nginx_ingress_requests_per_second"
+  metricsQuery: 'sum(rate(<<.Series>>{<<.LabelMatchers>>}[2m])) by (<<.GroupBy>>)'
+"#;
+
+/// A cluster-scoped metric: the kubelet's running pods, by the `node` label of its target.
+const NODE_RULE: &str = "- seriesQuery: 'kubelet_running_pods{node!=\"\"}'\n  resources: {overrides: {node: {resource: node}}}\n  metricsQuery: 'max(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)'\n";
 
 /// Runs `explain` with `rules` against `prometheus`; returns (exit success, stdout, stderr).
 fn explain(
@@ -43,10 +60,10 @@ fn explain(
     )
 }
 
-/// `explain --why PATH --output json` against a fresh Prometheus with the fixture data.
+/// `explain --why PATH --output json` against a fresh Prometheus scraping the fixture cluster.
 fn why(rules: &str, path: &str) -> Value {
     let dir = tempfile::tempdir().unwrap();
-    let prometheus = Prometheus::start(dir.path());
+    let prometheus = Prometheus::scraping(dir.path(), Scrape::default());
     let (ok, stdout, stderr) = explain(
         dir.path(),
         &prometheus,
@@ -169,12 +186,29 @@ fn why_no_label_for_resource_suggests_the_override() {
 fn why_scope_mismatch_gives_the_path_to_ask() {
     let finding = why(
         &format!("rules:\n{NODE_RULE}"),
-        "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/nodes/node-a/node_load",
+        "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/nodes/node-a/kubelet_running_pods",
     );
     assert_verdict(&finding, "scope_mismatch", None);
     assert_eq!(
         text(&finding, "fix"),
-        "Ask /apis/custom.metrics.k8s.io/v1beta2/nodes/node-a/node_load"
+        "Ask /apis/custom.metrics.k8s.io/v1beta2/nodes/node-a/kubelet_running_pods"
+    );
+}
+
+#[test]
+fn why_renamed_by_scrape_names_the_exported_labels_and_the_overrides_to_use() {
+    let finding = why(NAMESPACE_RULE, WEB_SERVICE);
+    assert_verdict(&finding, "renamed_by_scrape", Some("rules[0]"));
+    let explanation = text(&finding, "explanation");
+    assert!(
+        explanation.contains("No nginx_ingress_controller_requests series has namespace=\"default\" or service=\"web\"")
+            && explanation.contains("`namespace` holds ingress-nginx")
+            && explanation.contains("`exported_namespace` holds 2 values (default, other)"),
+        "{finding:#}"
+    );
+    assert_eq!(
+        text(&finding, "fix"),
+        "In rules[0], map the exporter's labels: resources: {overrides: {exported_namespace: {resource: namespace}, exported_service: {resource: service}, ingress: {group: networking.k8s.io, resource: ingress}}}, and seriesQuery: 'nginx_ingress_controller_requests{exported_namespace!=\"\",exported_service!=\"\"}'. Or set honorLabels: true on the ServiceMonitor or PodMonitor that scrapes these series, so that namespace and service keep the exporter's values."
     );
 }
 
@@ -216,7 +250,7 @@ fn why_nan_points_at_the_division() {
 #[test]
 fn why_served_gives_the_value_and_text_output_is_readable() {
     let dir = tempfile::tempdir().unwrap();
-    let prometheus = Prometheus::start(dir.path());
+    let prometheus = Prometheus::scraping(dir.path(), Scrape::default());
     let rules = ingress_rule(|t| t);
     let (ok, stdout, stderr) = explain(
         dir.path(),
@@ -245,13 +279,13 @@ fn why_served_gives_the_value_and_text_output_is_readable() {
 #[test]
 fn live_explain_reports_every_rule_and_answers_requests_as_the_api_does() {
     let dir = tempfile::tempdir().unwrap();
-    let prometheus = Prometheus::start(dir.path());
+    let prometheus = Prometheus::scraping(dir.path(), Scrape::default());
     let rules = ingress_rule(|t| {
         t.replace(
             "  resources:\n",
             "  seriesFilters: [{isNot: \"^nginx_ingress_controller_bytes\"}]\n  resources:\n",
         )
-        .replace("[2m]", "[30s]")
+        .replace("[2m]", "[5s]")
             + NODE_RULE
     });
     let (ok, stdout, stderr) = explain(dir.path(), &prometheus, &rules, &["--output=json"]);
@@ -267,9 +301,8 @@ fn live_explain_reports_every_rule_and_answers_requests_as_the_api_does() {
                 && c["resource"] == "ingresses.networking.k8s.io")
     );
     let ingress = &listing["rules"][0];
-    // 2 ingresses × 2 statuses × the paths the fixture writes.
-    let series = ingress["series"].as_u64().unwrap();
-    assert!(series >= 4, "{ingress:#}");
+    // web: 2 statuses and its canary backend; api: 2 statuses.
+    assert_eq!(ingress["series"], 5, "{ingress:#}");
     assert_eq!(ingress["filters"][0]["filter"], "seriesFilters[0].isNot");
     assert_eq!(ingress["filters"][0]["dropped"], 0);
     assert_eq!(ingress["filters"][1]["filter"], "name.matches");
@@ -277,7 +310,7 @@ fn live_explain_reports_every_rule_and_answers_requests_as_the_api_does() {
         ingress["metrics"],
         serde_json::json!(["nginx_ingress_requests_per_second"])
     );
-    assert_eq!(ingress["resources"]["service"], "services");
+    assert_eq!(ingress["resources"]["exported_service"], "services");
     assert_eq!(
         ingress["resources"]["ingress"],
         "ingresses.networking.k8s.io"
@@ -290,12 +323,12 @@ fn live_explain_reports_every_rule_and_answers_requests_as_the_api_does() {
         "{ingress:#}"
     );
     assert_eq!(listing["rules"][1]["scope"], "cluster");
-    // The fixture Prometheus scrapes every 15s (its /api/v1/status/config says so).
+    // The fixture Prometheus scrapes every 2s (its /api/v1/status/config says so).
     assert_eq!(
         listing["warnings"],
         serde_json::json!([{
             "at": "rules[0].metricsQuery",
-            "message": "the range window [30s] is shorter than four scrape intervals (15s × 4 = 1m0s): rate() over it sees too few samples and the metric goes missing or jumps. Use [1m0s] or more"
+            "message": "the range window [5s] is shorter than four scrape intervals (2s × 4 = 8s): rate() over it sees too few samples and the metric goes missing or jumps. Use [8s] or more"
         }])
     );
 
@@ -311,7 +344,7 @@ fn live_explain_reports_every_rule_and_answers_requests_as_the_api_does() {
     );
 
     // A `*` request: the objects Prometheus has, with the values the API serves.
-    let rules = rules.replace("[30s]", "[2m]");
+    let rules = rules.replace("[5s]", "[2m]");
     let (ok, stdout, stderr) = explain(
         dir.path(),
         &prometheus,
@@ -327,7 +360,7 @@ fn live_explain_reports_every_rule_and_answers_requests_as_the_api_does() {
         answer["query"]
             .as_str()
             .unwrap()
-            .contains("service=\"web\""),
+            .contains("exported_service=\"web\""),
         "{answer:#}"
     );
     assert_eq!(answer["values"][0]["object"], "web");
@@ -342,8 +375,24 @@ fn live_explain_reports_every_rule_and_answers_requests_as_the_api_does() {
         dir.path(),
         &prometheus,
         &rules,
-        &["/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/nodes/node-a/node_load"],
+        &[
+            "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/nodes/node-a/kubelet_running_pods",
+        ],
     );
     assert!(!ok);
     assert!(stdout.starts_with("verdict  scope_mismatch"), "{stdout}");
+
+    // The rule written from ingress-nginx's own label names: a warning names the rename.
+    let (ok, stdout, stderr) = explain(dir.path(), &prometheus, NAMESPACE_RULE, &["--output=json"]);
+    assert!(ok, "{stderr}");
+    let listing: Value = serde_json::from_str(&stdout).unwrap();
+    let warnings = listing["warnings"].as_array().unwrap();
+    assert_eq!(warnings.len(), 1, "{warnings:#?}");
+    assert_eq!(warnings[0]["at"], "rules[0].resources.overrides.namespace");
+    let message = warnings[0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("`service` holds ingress-nginx-controller-metrics")
+            && message.contains("exported_service: {resource: service}"),
+        "{message}"
+    );
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use regex::Regex;
 use serde::Serialize;
 
+use super::rename::{Rename, describe, fix, renamed_overrides};
 use super::report::{dropping_filter, matched};
 use crate::model::{GroupResource, format_go_duration, parse_duration};
 use crate::promql::Series;
@@ -134,10 +135,15 @@ fn unknown_fields(at: &str, template: &QueryTemplate) -> Vec<Warning> {
         .collect()
 }
 
-/// Warnings that need the series: rules producing the same metric for the same resource, and
-/// rules producing thousands of metrics.
+/// Warnings that need the series: rules producing the same metric for the same resource, rules
+/// producing thousands of metrics, and overrides of labels a scrape target replaced.
 pub fn series_warnings(rules: &RuleSet, series: &[Series], table: &ResourceTable) -> Vec<Warning> {
     let mut warnings = Vec::new();
+    for (key, list) in [("rules", &rules.custom), ("externalRules", &rules.external)] {
+        for (index, rule) in list.iter().enumerate() {
+            warnings.extend(renamed_by_scrape(&format!("{key}[{index}]"), rule, series));
+        }
+    }
     // (resource, metric) → every (rule, series name) producing it, in the registry's order.
     let mut producers: BTreeMap<(String, String), Vec<(usize, String)>> = BTreeMap::new();
     for (index, rule) in rules.custom.iter().enumerate() {
@@ -220,6 +226,27 @@ pub fn series_warnings(rules: &RuleSet, series: &[Series], table: &ResourceTable
         }
     }
     warnings
+}
+
+/// Overrides whose label holds the scrape target's value on every series while the exporter's is
+/// in `exported_<label>`: every request of the rule would look up the wrong object.
+fn renamed_by_scrape(at: &str, rule: &DiscoveryRule, series: &[Series]) -> Vec<Warning> {
+    let kept: Vec<&Series> = kept(rule, series).collect();
+    let renames: Vec<Rename> = renamed_overrides(rule, &kept)
+        .into_iter()
+        .filter(Rename::is_evident)
+        .collect();
+    let Some(first) = renames.first() else {
+        return Vec::new();
+    };
+    vec![Warning {
+        at: format!("{at}.resources.overrides.{}", first.label),
+        message: format!(
+            "{}; requests look up the scraper's objects. {}",
+            describe(at, &renames.iter().collect::<Vec<_>>()),
+            fix(at, rule, &renames)
+        ),
+    }]
 }
 
 fn kept<'s>(rule: &DiscoveryRule, series: &'s [Series]) -> impl Iterator<Item = &'s Series> {

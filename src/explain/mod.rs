@@ -2,6 +2,7 @@
 
 pub mod lint;
 pub mod live;
+pub mod rename;
 pub mod report;
 pub mod why;
 

@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use super::report::{dropping_filter, matched};
-use super::{RequestPath, abbreviate};
+use super::{RequestPath, abbreviate, rename};
 use crate::model::{GroupResource, QuantityFormat, QueryResult, quantity_from_f64};
 use crate::promql::Series;
 use crate::provider::custom::{ObjectName, QueryPlan};
@@ -33,6 +33,9 @@ pub enum Verdict {
     NoLabelForResource,
     /// The metric exists for the resource, but in the other scope.
     ScopeMismatch,
+    /// The rule maps a label whose value the scrape target replaced: the exporter's value is in
+    /// `exported_<label>`.
+    RenamedByScrape,
     /// The query returns no sample for the object.
     NoSample,
     /// The query returns NaN for the object.
@@ -376,6 +379,20 @@ fn custom_probe(
         .resources
         .label_for_resource(&GroupResource::new("", "namespaces"), table)
         .ok();
+    let rule_series: Vec<&Series> = matched(plan.rule, series)
+        .into_iter()
+        .filter(|s| *s.name == *plan.series)
+        .collect();
+    let mut asked: Vec<(&str, &str)> = Vec::new();
+    if let (Some(ns), Some(label)) = (&request.namespace, &namespace_label) {
+        asked.push((label, ns));
+    }
+    if let ObjectName::Named(name) = &request.name {
+        asked.push((&plan.label, name));
+    }
+    if let Some(finding) = renamed_by_scrape(&rule_name, plan.rule, &rule_series, &asked) {
+        return Walk::Lost(finding);
+    }
     let mut known: Vec<String> = matched(plan.rule, series)
         .into_iter()
         .filter(|s| *s.name == *plan.series)
@@ -423,6 +440,44 @@ fn custom_probe(
         }),
         Err(error) => Walk::Lost(query_error(rule_name, error)),
     }
+}
+
+/// The request asks for a value that the rule's label does not hold on any series but its
+/// `exported_` twin does: the scrape target's label took the exporter's place.
+fn renamed_by_scrape(
+    rule_name: &str,
+    rule: &DiscoveryRule,
+    series: &[&Series],
+    asked: &[(&str, &str)],
+) -> Option<Finding> {
+    let renames = rename::renamed_overrides(rule, series);
+    let lost: Vec<(&rename::Rename, &str)> = asked
+        .iter()
+        .filter_map(|(label, value)| {
+            let rename = renames.iter().find(|r| r.label == *label)?;
+            (!rename.target_values.contains(*value) && rename.exporter_values.contains(*value))
+                .then_some((rename, *value))
+        })
+        .collect();
+    if lost.is_empty() {
+        return None;
+    }
+    let asked: Vec<String> = lost
+        .iter()
+        .map(|(r, value)| format!("{}=\"{value}\"", r.label))
+        .collect();
+    let lost: Vec<&rename::Rename> = lost.iter().map(|(r, _)| *r).collect();
+    let series_name = series.first().map_or("", |s| s.name.as_str());
+    Some(Finding::new(
+        Verdict::RenamedByScrape,
+        Some(rule_name.to_owned()),
+        format!(
+            "No {series_name} series has {}, so the query would find nothing: {}.",
+            asked.join(" or "),
+            rename::describe(rule_name, &lost)
+        ),
+        rename::fix(rule_name, rule, &renames),
+    ))
 }
 
 /// A query the rules code could not build, as a verdict.

@@ -216,7 +216,12 @@ fn wait_scraped(url: &str, targets: usize, curl_args: &[String]) {
         last = String::from_utf8_lossy(&out.stdout).into_owned();
         let scraped = serde_json::from_str::<serde_json::Value>(&last)
             .ok()
-            .and_then(|v| v["data"]["result"][0]["value"][1].as_str()?.parse::<usize>().ok());
+            .and_then(|v| {
+                v["data"]["result"][0]["value"][1]
+                    .as_str()?
+                    .parse::<usize>()
+                    .ok()
+            });
         if scraped == Some(targets) {
             return;
         }
