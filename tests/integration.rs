@@ -4,10 +4,16 @@ mod common;
 
 use std::path::PathBuf;
 
-use common::{Adapter, Prometheus, VictoriaMetrics, assert_close, quantity};
+use common::{Adapter, Prometheus, Scrape, VictoriaMetrics, assert_close, quantity};
 
 fn demo_rules() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/demo.yaml")
+}
+
+/// A Prometheus scraping the fixture cluster, as a default kube-prometheus-stack install does:
+/// the data the demo's rules are written for.
+fn scraping(dir: &std::path::Path) -> Prometheus {
+    Prometheus::scraping(dir, Scrape::default())
 }
 
 fn single_value(list: &serde_json::Value) -> f64 {
@@ -17,7 +23,7 @@ fn single_value(list: &serde_json::Value) -> f64 {
 }
 
 fn ingress_requests_per_second(adapter: &Adapter) {
-    // ingress-nginx's labels: 10 req/s with status 200 plus 1 req/s with status 500 for `web`.
+    // Through ingress-nginx to `web`: 9 req/s with status 200, 1 with 500, 1 to its canary.
     let service = adapter.get_json("/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/services/web/nginx_ingress_requests_per_second");
     assert_eq!(service["kind"], "MetricValueList");
     assert_eq!(service["items"][0]["describedObject"]["kind"], "Service");
@@ -52,7 +58,7 @@ fn ingress_requests_per_second(adapter: &Adapter) {
 #[test]
 fn serves_custom_metrics_from_prometheus_to_kubectl() {
     let dir = tempfile::tempdir().unwrap();
-    let mut prometheus = Prometheus::start(dir.path());
+    let mut prometheus = scraping(dir.path());
     let adapter = Adapter::start(dir.path(), &demo_rules(), &prometheus.url(), &[]);
 
     // Discovery document through a real kubectl.
@@ -70,7 +76,8 @@ fn serves_custom_metrics_from_prometheus_to_kubectl() {
         "pods/cpu_usage",
         "pods/memory_working_set_bytes",
         "namespaces/cpu_usage",
-        "nodes/node_load",
+        "nodes/kubelet_running_pods",
+        "services/istio_requests_per_second",
     ] {
         assert!(
             names.contains(&expected),
@@ -81,39 +88,49 @@ fn serves_custom_metrics_from_prometheus_to_kubectl() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|r| r["name"] == "nodes/node_load")
+        .find(|r| r["name"] == "nodes/kubelet_running_pods")
         .unwrap();
     assert_eq!(nodes["namespaced"], false);
 
     ingress_requests_per_second(&adapter);
 
-    // The chart's default rules over cAdvisor series: every pod of the namespace, through `*`.
+    // The chart's default rules over cAdvisor series: every pod of the namespace, through `*`,
+    // each its containers' usage (not the pod cgroup and pause container as well).
     let cpu =
         adapter.get_json("/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/*/cpu_usage");
-    let items = cpu["items"].as_array().unwrap();
-    assert_eq!(items.len(), 2, "{cpu}");
-    for item in items {
-        assert!(
-            item["describedObject"]["name"]
-                .as_str()
-                .unwrap()
-                .starts_with("web-")
-        );
-        // container!="POD" keeps the app container (0.25) and the pod cgroup (0.26).
-        assert_close(quantity(item["value"].as_str().unwrap()), 0.51, "pod cpu");
-    }
+    let items: Vec<(&str, f64)> = cpu["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["describedObject"]["name"].as_str().unwrap(),
+                quantity(i["value"].as_str().unwrap()),
+            )
+        })
+        .collect();
+    assert_eq!(items.len(), 3, "{cpu}");
+    assert_eq!(items[0].0, "queue-exporter-6b7c8d9f4-w1x2y");
+    assert_close(items[0].1, 0.005, "queue exporter cpu");
+    assert_eq!(items[1].0, "web-6d4cf56db6-abcde");
+    assert_close(items[1].1, 0.25, "web pod cpu");
     let memory = adapter.get_json("/apis/custom.metrics.k8s.io/v1beta1/namespaces/other/pods/api-5c9b8d7f6-klmno/memory_working_set_bytes");
-    assert_close(single_value(&memory), 204.0 * 1024.0 * 1024.0, "pod memory");
+    assert_close(single_value(&memory), 100.0 * 1024.0 * 1024.0, "pod memory");
 
-    // A cluster-scoped resource.
-    let node = adapter.get_json("/apis/custom.metrics.k8s.io/v1beta2/nodes/node-a/node_load");
-    assert_close(single_value(&node), 1.5, "node-a load");
+    // A cluster-scoped resource: the kubelet's running pods, by its target's `node` label.
+    let node =
+        adapter.get_json("/apis/custom.metrics.k8s.io/v1beta2/nodes/node-a/kubelet_running_pods");
+    assert_close(single_value(&node), 5.0, "node-a pods");
     assert!(
         node["items"][0]["describedObject"]
             .get("namespace")
             .is_none()
     );
-    let all_nodes = adapter.get_json("/apis/custom.metrics.k8s.io/v1beta1/nodes/%2A/node_load");
+    // Through the Istio gateway, once (the sidecar's reports are left out).
+    let checkout = adapter.get_json("/apis/custom.metrics.k8s.io/v1beta2/namespaces/store/services/checkout/istio_requests_per_second");
+    assert_close(single_value(&checkout), 8.5, "checkout requests/s");
+    let all_nodes =
+        adapter.get_json("/apis/custom.metrics.k8s.io/v1beta1/nodes/%2A/kubelet_running_pods");
     assert_eq!(all_nodes["items"].as_array().unwrap().len(), 2);
 
     // Namespace metrics.
@@ -196,7 +213,7 @@ fn serves_custom_metrics_from_prometheus_to_kubectl() {
 #[test]
 fn serves_the_ingress_scenario_from_victoriametrics() {
     let dir = tempfile::tempdir().unwrap();
-    let vm = VictoriaMetrics::start(dir.path());
+    let vm = VictoriaMetrics::scraping(dir.path(), Scrape::default());
     let adapter = Adapter::start(dir.path(), &demo_rules(), &vm.url(), &[]);
     ingress_requests_per_second(&adapter);
 }
@@ -204,7 +221,7 @@ fn serves_the_ingress_scenario_from_victoriametrics() {
 #[test]
 fn long_metric_selectors_are_served_with_get_and_with_post() {
     let dir = tempfile::tempdir().unwrap();
-    let prometheus = Prometheus::start(dir.path());
+    let prometheus = scraping(dir.path());
     // 800 excluded paths make a query of about 10 KiB: past the GET limit, so it goes by POST.
     let paths: Vec<String> = (0..800).map(|i| format!("p{i:04}")).collect();
     let path = format!(
@@ -284,7 +301,7 @@ fn discovery_never_lists_an_empty_group_version() {
 #[test]
 fn sigterm_fails_readiness_first_then_drains_and_exits() {
     let dir = tempfile::tempdir().unwrap();
-    let prometheus = Prometheus::start(dir.path());
+    let prometheus = scraping(dir.path());
     let mut adapter = Adapter::start(
         dir.path(),
         &demo_rules(),
@@ -370,7 +387,7 @@ fn the_serving_certificate_is_reloaded_when_its_files_change() {
 #[test]
 fn aggregated_discovery_is_negotiated_and_cached_by_etag() {
     let dir = tempfile::tempdir().unwrap();
-    let prometheus = Prometheus::start(dir.path());
+    let prometheus = scraping(dir.path());
     let adapter = Adapter::start(dir.path(), &demo_rules(), &prometheus.url(), &[]);
     let accept = "Accept: application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList,application/json";
     let (code, output) = adapter.curl_with(&["-H", accept, "-D", "-"], "/apis");
@@ -679,22 +696,23 @@ fn serves_external_metrics_by_namespace_and_selector() {
 #[test]
 fn serves_resource_metrics_to_kubectl_top() {
     let dir = tempfile::tempdir().unwrap();
-    let mut prometheus = Prometheus::start(dir.path());
+    let mut prometheus = scraping(dir.path());
     let adapter = Adapter::start(dir.path(), &demo_rules(), &prometheus.url(), &[]);
     const MIB: f64 = 1024.0 * 1024.0;
 
-    // A real `kubectl top pod`: the app containers (0.25 cores, 100 MiB each); the pod cgroup
-    // and pause container are filtered out by the demo's containerQuery.
+    // A real `kubectl top pod`: the containers' usage (0.25 cores and 100 MiB for web's app
+    // container); the pod cgroup and the pause container are left out by the containerQuery.
     let (ok, stdout, stderr) = adapter.kubectl(&["top", "pod", "-n", "default", "--no-headers"]);
     assert!(ok, "{stderr}");
     let rows: Vec<Vec<&str>> = stdout
         .lines()
         .map(|l| l.split_whitespace().collect())
         .collect();
-    assert_eq!(rows.len(), 2, "{stdout}");
-    assert_eq!(rows[0][0], "web-6d4cf56db6-abcde");
-    assert_eq!(rows[1][0], "web-6d4cf56db6-fghij");
-    for row in &rows {
+    assert_eq!(rows.len(), 3, "{stdout}");
+    assert_eq!(rows[0][0], "queue-exporter-6b7c8d9f4-w1x2y");
+    assert_eq!(rows[1][0], "web-6d4cf56db6-abcde");
+    assert_eq!(rows[2][0], "web-6d4cf56db6-fghij");
+    for row in &rows[1..] {
         assert_close(quantity(row[1]), 0.25, "pod CPU cores");
         assert_close(quantity(row[2]), 100.0 * MIB, "pod memory bytes");
     }
@@ -741,39 +759,20 @@ fn serves_resource_metrics_to_kubectl_top() {
             )
         })
         .collect();
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(names, sorted, "sorted by namespace, then name");
     assert_eq!(
-        names,
-        vec![
-            ("default", "web-6d4cf56db6-abcde"),
-            ("default", "web-6d4cf56db6-fghij"),
-            ("odd", "odd-0"),
-            ("other", "api-5c9b8d7f6-klmno")
-        ],
-        "sorted by namespace, then name"
+        names.len(),
+        prometheus.objects()["pods"].as_array().unwrap().len()
     );
-    // Negative and NaN usage is 0, containers in name order.
-    let odd = adapter.get_json("/apis/metrics.k8s.io/v1beta1/namespaces/odd/pods/odd-0");
-    let containers: Vec<(&str, &str, f64)> = odd["containers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| {
-            (
-                c["name"].as_str().unwrap(),
-                c["usage"]["memory"].as_str().unwrap(),
-                quantity(c["usage"]["cpu"].as_str().unwrap()),
-            )
-        })
-        .collect();
-    assert_eq!(containers.len(), 2, "{odd}");
-    assert_eq!((containers[0].0, containers[0].1), ("app", "0"));
-    assert_eq!((containers[1].0, containers[1].1), ("sidecar", "0"));
-    assert_close(containers[1].2, 0.1, "sidecar CPU");
-    let api =
-        adapter.get_json("/apis/metrics.k8s.io/v1beta1/namespaces/other/pods/api-5c9b8d7f6-klmno");
-    assert_eq!(api["kind"], "PodMetrics");
-    assert_eq!(api["containers"][0]["name"], "app");
-    assert_eq!(api["containers"][0]["usage"]["memory"], "100Mi");
+    // Containers in name order.
+    let checkout = adapter
+        .get_json("/apis/metrics.k8s.io/v1beta1/namespaces/store/pods/checkout-7f8d9c6b5-p4q5r");
+    assert_eq!(checkout["kind"], "PodMetrics");
+    assert_eq!(checkout["containers"][0]["name"], "app");
+    assert_eq!(checkout["containers"][0]["usage"]["memory"], "200Mi");
+    assert_eq!(checkout["containers"][1]["name"], "istio-proxy");
     let one = adapter.get_json(
         "/apis/metrics.k8s.io/v1beta1/namespaces/default/pods?fieldSelector=metadata.name%3Dweb-6d4cf56db6-fghij",
     );
@@ -830,6 +829,50 @@ fn serves_resource_metrics_to_kubectl_top() {
     prometheus.stop();
     assert_eq!(status("/apis/metrics.k8s.io/v1beta1/pods").0, 503);
     assert_eq!(status("/apis/metrics.k8s.io/v1beta1/nodes").0, 503);
+}
+
+/// Resource rules for the backfilled data of `tests/fixtures/gen_openmetrics.py` (its series
+/// carry the labels as written there, including a root cgroup with `instance` as the node).
+const BACKFILL_RESOURCE_RULES: &str = r#"resourceRules:
+  cpu:
+    containerQuery: sum(rate(container_cpu_usage_seconds_total{<<.LabelMatchers>>,container!="",container!="POD"}[5m])) by (<<.GroupBy>>)
+    nodeQuery: sum(rate(container_cpu_usage_seconds_total{<<.LabelMatchers>>, id='/'}[5m])) by (<<.GroupBy>>)
+    resources: {overrides: {namespace: {resource: namespace}, pod: {resource: pod}, instance: {resource: node}}}
+    containerLabel: container
+  memory:
+    containerQuery: sum(container_memory_working_set_bytes{<<.LabelMatchers>>,container!="",container!="POD"}) by (<<.GroupBy>>)
+    nodeQuery: sum(container_memory_working_set_bytes{<<.LabelMatchers>>,id='/'}) by (<<.GroupBy>>)
+    resources: {overrides: {namespace: {resource: namespace}, pod: {resource: pod}, instance: {resource: node}}}
+    containerLabel: container
+  window: 5m
+"#;
+
+#[test]
+fn negative_and_nan_usage_is_served_as_zero() {
+    // No exporter prints these; metrics-server clamps them (reference §4.7 case 3), and so must
+    // we: a pod whose "app" working set is negative and whose "sidecar" one is NaN.
+    let dir = tempfile::tempdir().unwrap();
+    let prometheus = Prometheus::start(dir.path());
+    let rules = dir.path().join("resource.yaml");
+    std::fs::write(&rules, BACKFILL_RESOURCE_RULES).unwrap();
+    let adapter = Adapter::start(dir.path(), &rules, &prometheus.url(), &[]);
+    let odd = adapter.get_json("/apis/metrics.k8s.io/v1beta1/namespaces/odd/pods/odd-0");
+    let containers: Vec<(&str, &str, f64)> = odd["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap(),
+                c["usage"]["memory"].as_str().unwrap(),
+                quantity(c["usage"]["cpu"].as_str().unwrap()),
+            )
+        })
+        .collect();
+    assert_eq!(containers.len(), 2, "{odd}");
+    assert_eq!((containers[0].0, containers[0].1), ("app", "0"));
+    assert_eq!((containers[1].0, containers[1].1), ("sidecar", "0"));
+    assert_close(containers[1].2, 0.1, "sidecar CPU");
 }
 
 #[test]

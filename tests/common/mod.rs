@@ -120,7 +120,7 @@ impl Default for Scrape {
     fn default() -> Self {
         Scrape {
             honor_labels: false,
-            history: 600,
+            history: 360,
             surge: None,
         }
     }
@@ -200,17 +200,18 @@ impl Drop for Exporters {
     }
 }
 
-/// Waits until `count(up == 1)` at `url` is `targets`: every target scraped once, so every
-/// history is in.
-fn wait_scraped(url: &str, targets: usize, curl_args: &[String]) {
+/// Waits until every one of `targets` has been scraped successfully after the Unix time `since`
+/// (so, on a first start, until every history is in).
+fn wait_scraped(url: &str, targets: usize, since: f64) {
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut last = String::new();
     while Instant::now() < deadline {
         let out = Command::new("curl")
             .args(["-fsS", "--max-time", "2", "-G"])
-            .args(curl_args)
             .arg(format!("{url}/api/v1/query"))
-            .args(["--data-urlencode", "query=count(up == 1)"])
+            .arg("--data-urlencode")
+            // (VictoriaMetrics takes timestamp() of a selector only.)
+            .arg(format!("query=count(up == 1 and timestamp(up) > {since})"))
             .output()
             .unwrap();
         last = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -279,8 +280,6 @@ impl Prometheus {
             exporters: Some(exporters),
         };
         prometheus.restart();
-        let targets = prometheus.exporters.as_ref().unwrap().targets;
-        wait_scraped(&prometheus.url(), targets, &[]);
         prometheus
     }
 
@@ -340,8 +339,20 @@ impl Prometheus {
         }
     }
 
-    /// Starts (again) on the same port and data.
+    /// Starts (again) on the same port and data; when it scrapes, returns once every target has
+    /// been scraped since.
     pub fn restart(&mut self) {
+        let since = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        self.start_process();
+        if let Some(exporters) = &self.exporters {
+            wait_scraped(&self.url(), exporters.targets, since);
+        }
+    }
+
+    fn start_process(&mut self) {
         let log = std::fs::File::create(&self.log).unwrap();
         let mut command = Command::new("prometheus");
         if let Some((web_config, _)) = &self.web {
@@ -402,6 +413,8 @@ impl VictoriaMetrics {
             .arg("-search.disableCache")
             // Answer with the newest samples (by default the last 30s are left out of queries).
             .arg("-search.latencyOffset=0s")
+            // Istio's series carry 31 labels; past 30 VictoriaMetrics drops labels.
+            .arg("-maxLabelsPerTimeseries=64")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -417,7 +430,7 @@ impl VictoriaMetrics {
             wait_http_ok(&format!("{}/health", vm.url()), Duration::from_secs(30)),
             "VictoriaMetrics did not start"
         );
-        wait_scraped(&vm.url(), targets, &[]);
+        wait_scraped(&vm.url(), targets, 0.0);
         vm
     }
 
@@ -691,10 +704,13 @@ pub fn quantity(text: &str) -> f64 {
     text.parse().unwrap()
 }
 
-/// Asserts `actual` is within 1% of `expected`.
+/// Asserts `actual` is within 3% of `expected`. Rates over scraped data are that close, not
+/// exact: rate() extrapolates to the end of its window only while the newest sample is within 1.1
+/// scrape intervals, so a query just before a late scrape sees up to half an interval plus the
+/// scrape's delay less of the window (2-3 s of [2m] on a loaded machine).
 pub fn assert_close(actual: f64, expected: f64, what: &str) {
     assert!(
-        (actual - expected).abs() <= expected.abs() * 0.01 + 1e-9,
+        (actual - expected).abs() <= expected.abs() * 0.03 + 1e-9,
         "{what}: {actual} is not ≈ {expected}"
     );
 }
