@@ -107,7 +107,7 @@ fn explain_lists_metrics_and_renders_queries_as_json() {
     let series = dir.path().join("series.txt");
     std::fs::write(
         &series,
-        "container_some_usage{pod=\"somepod\",namespace=\"somens\",container=\"c\"}\nnginx_ingress_controller_requests{namespace=\"default\",service=\"web\",ingress=\"web\",status=\"200\"}\n",
+        "container_some_usage{pod=\"somepod\",namespace=\"somens\",container=\"c\"}\nnginx_ingress_controller_requests{namespace=\"ingress-nginx\",exported_namespace=\"default\",exported_service=\"web\",ingress=\"web\",status=\"200\"}\n",
     )
     .unwrap();
     let config = repo("config/demo.yaml");
@@ -154,7 +154,7 @@ fn explain_lists_metrics_and_renders_queries_as_json() {
     let query: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(
         query["query"],
-        r#"sum(container_some_usage{namespace="somens",pod=~"somepod1|somepod2",container!="POD"}) by (pod)"#
+        r#"sum(container_some_usage{namespace="somens",pod=~"somepod1|somepod2",container!="",container!="POD"}) by (pod)"#
     );
 }
 

@@ -5,7 +5,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{Adapter, Prometheus, assert_close, quantity};
+use common::{Adapter, Prometheus, Scrape, assert_close, quantity};
 
 fn ingress_rules() -> String {
     std::fs::read_to_string(
@@ -14,15 +14,21 @@ fn ingress_rules() -> String {
     .unwrap()
 }
 
-/// The ingress rules plus one for `node_load`, a cluster-scoped metric of nodes.
+/// The ingress rules plus one for `kubelet_running_pods`, a cluster-scoped metric of nodes.
 fn ingress_and_node_rules() -> String {
     format!(
-        "{}\n- seriesQuery: 'node_load{{node!=\"\"}}'\n  resources: {{overrides: {{node: {{resource: node}}}}}}\n  metricsQuery: 'max(<<.Series>>{{<<.LabelMatchers>>}}) by (<<.GroupBy>>)'\n",
+        "{}\n- seriesQuery: 'kubelet_running_pods{{node!=\"\"}}'\n  resources: {{overrides: {{node: {{resource: node}}}}}}\n  metricsQuery: 'max(<<.Series>>{{<<.LabelMatchers>>}}) by (<<.GroupBy>>)'\n",
         ingress_rules()
     )
 }
 
-const NODE_LOAD: &str = "/apis/custom.metrics.k8s.io/v1beta2/nodes/node-a/node_load";
+const NODE_METRIC: &str = "nodes/kubelet_running_pods";
+const NODE_PODS: &str = "/apis/custom.metrics.k8s.io/v1beta2/nodes/node-a/kubelet_running_pods";
+
+/// A Prometheus scraping the fixture cluster (ingress-nginx without honorLabels).
+fn scraping(dir: &Path) -> Prometheus {
+    Prometheus::scraping(dir, Scrape::default())
+}
 const INGRESS_RATE: &str = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/services/web/nginx_ingress_requests_per_second";
 
 /// The custom metrics the discovery document lists, as `resource/metric`.
@@ -61,30 +67,31 @@ fn eventually(adapter: &Adapter, what: &str, mut check: impl FnMut() -> bool) {
     );
 }
 
-fn node_load(adapter: &Adapter) -> f64 {
-    let list = adapter.get_json(NODE_LOAD);
+/// node-a's running pods, as the kubelet reports them.
+fn node_pods(adapter: &Adapter) -> f64 {
+    let list = adapter.get_json(NODE_PODS);
     quantity(list["items"][0]["value"].as_str().unwrap())
 }
 
 #[test]
 fn edits_apply_without_a_restart_and_a_broken_edit_keeps_the_last_good_rules() {
     let dir = tempfile::tempdir().unwrap();
-    let prometheus = Prometheus::start(dir.path());
+    let prometheus = scraping(dir.path());
     let rules_dir = dir.path().join("rules");
     std::fs::create_dir(&rules_dir).unwrap();
     let rules = rules_dir.join("config.yaml");
     std::fs::write(&rules, ingress_rules()).unwrap();
     let adapter = Adapter::start(dir.path(), &rules, &prometheus.url(), &[]);
     let pid = adapter.pid();
-    assert!(!served(&adapter).contains(&"nodes/node_load".to_owned()));
-    assert_eq!(adapter.curl(NODE_LOAD).0, 404);
+    assert!(!served(&adapter).contains(&NODE_METRIC.to_owned()));
+    assert_eq!(adapter.curl(NODE_PODS).0, 404);
 
     // A good edit: the new metric is discovered and served by the same process.
     std::fs::write(&rules, ingress_and_node_rules()).unwrap();
-    eventually(&adapter, "serving node_load after the edit", || {
-        served(&adapter).contains(&"nodes/node_load".to_owned())
+    eventually(&adapter, "serving the node metric after the edit", || {
+        served(&adapter).contains(&NODE_METRIC.to_owned())
     });
-    assert_close(node_load(&adapter), 1.5, "node-a load");
+    assert_close(node_pods(&adapter), 5.0, "node-a pods");
     assert_eq!(adapter.pid(), pid);
     assert_eq!(
         own_metric(&adapter, "prom_adapter_config_last_reload_successful"),
@@ -92,7 +99,7 @@ fn edits_apply_without_a_restart_and_a_broken_edit_keeps_the_last_good_rules() {
     );
     let log = std::fs::read_to_string(&adapter.log).unwrap();
     assert!(
-        log.contains("rules reloaded") && log.contains("nodes/node_load"),
+        log.contains("rules reloaded") && log.contains(NODE_METRIC),
         "the log names the metric that appeared:\n{log}"
     );
 
@@ -101,7 +108,7 @@ fn edits_apply_without_a_restart_and_a_broken_edit_keeps_the_last_good_rules() {
     let broken = ingress_and_node_rules()
         .replace("^nginx_ingress_controller_requests$", "(")
         .replace("by (<<.GroupBy>>)'\n", "by (<<.GroupBy)'\n");
-    std::fs::write(&rules, broken).unwrap();
+    std::fs::write(&rules, &broken).unwrap();
     eventually(&adapter, "the failed reload being counted", || {
         own_metric(&adapter, "prom_adapter_config_last_reload_successful") == Some(0.0)
     });
@@ -112,23 +119,30 @@ fn edits_apply_without_a_restart_and_a_broken_edit_keeps_the_last_good_rules() {
         .filter(|line| line.contains("invalid rules file"))
         .collect();
     let file = rules.display().to_string();
+    let line = |needle: &str| {
+        1 + broken
+            .lines()
+            .position(|l| l.contains(needle) && !l.trim_start().starts_with('#'))
+            .unwrap()
+    };
+    let (matches, query) = (line("matches: \"(\""), line("metricsQuery"));
     assert!(
         problems
             .iter()
-            .any(|p| p.contains(&format!("{file}:12:14: rules[0].name.matches"))),
+            .any(|p| p.contains(&format!("{file}:{matches}:14: rules[0].name.matches"))),
         "{problems:#?}"
     );
     assert!(
         problems
             .iter()
-            .any(|p| p.contains(&format!("{file}:14:17: rules[0].metricsQuery"))),
+            .any(|p| p.contains(&format!("{file}:{query}:17: rules[0].metricsQuery"))),
         "{problems:#?}"
     );
     assert!(
         problems.iter().any(|p| p.contains("rules[1].metricsQuery")),
         "{problems:#?}"
     );
-    assert_close(node_load(&adapter), 1.5, "node-a load after a broken edit");
+    assert_close(node_pods(&adapter), 5.0, "node-a pods after a broken edit");
     let ingress = adapter.get_json(INGRESS_RATE);
     assert_close(
         quantity(ingress["items"][0]["value"].as_str().unwrap()),
@@ -137,16 +151,16 @@ fn edits_apply_without_a_restart_and_a_broken_edit_keeps_the_last_good_rules() {
     );
     assert_eq!(adapter.curl("/readyz").0, 200);
 
-    // Fixing the file (back to the ingress rules only) removes node_load.
+    // Fixing the file (back to the ingress rules only) removes the node metric.
     std::fs::write(&rules, ingress_rules()).unwrap();
-    eventually(&adapter, "node_load disappearing", || {
-        !served(&adapter).contains(&"nodes/node_load".to_owned())
+    eventually(&adapter, "the node metric disappearing", || {
+        !served(&adapter).contains(&NODE_METRIC.to_owned())
     });
     assert_eq!(
         own_metric(&adapter, "prom_adapter_config_last_reload_successful"),
         Some(1.0)
     );
-    assert_eq!(adapter.curl(NODE_LOAD).0, 404);
+    assert_eq!(adapter.curl(NODE_PODS).0, 404);
 }
 
 /// Lays out `dir` as kubelet does for a ConfigMap volume: the key is a symlink through `..data`,
@@ -166,7 +180,7 @@ fn configmap_update(dir: &Path, generation: u32, content: &str) {
 #[test]
 fn a_configmap_volume_update_is_picked_up() {
     let dir = tempfile::tempdir().unwrap();
-    let prometheus = Prometheus::start(dir.path());
+    let prometheus = scraping(dir.path());
     let volume = dir.path().join("volume");
     std::fs::create_dir(&volume).unwrap();
     configmap_update(&volume, 1, &ingress_rules());
@@ -176,12 +190,14 @@ fn a_configmap_volume_update_is_picked_up() {
         &prometheus.url(),
         &[],
     );
-    assert!(!served(&adapter).contains(&"nodes/node_load".to_owned()));
+    assert!(!served(&adapter).contains(&NODE_METRIC.to_owned()));
     configmap_update(&volume, 2, &ingress_and_node_rules());
-    eventually(&adapter, "serving node_load after the ..data swap", || {
-        served(&adapter).contains(&"nodes/node_load".to_owned())
-    });
-    assert_close(node_load(&adapter), 1.5, "node-a load");
+    eventually(
+        &adapter,
+        "serving the node metric after the ..data swap",
+        || served(&adapter).contains(&NODE_METRIC.to_owned()),
+    );
+    assert_close(node_pods(&adapter), 5.0, "node-a pods");
 }
 
 #[test]
@@ -189,7 +205,7 @@ fn sighup_reloads_a_file_the_directory_watch_cannot_see() {
     // The rules path is a symlink into another directory: the adapter watches the symlink's
     // directory, so editing the target is not seen until SIGHUP asks for a reload.
     let dir = tempfile::tempdir().unwrap();
-    let prometheus = Prometheus::start(dir.path());
+    let prometheus = scraping(dir.path());
     let (watched, elsewhere) = (dir.path().join("watched"), dir.path().join("elsewhere"));
     std::fs::create_dir(&watched).unwrap();
     std::fs::create_dir(&elsewhere).unwrap();
@@ -207,8 +223,8 @@ fn sighup_reloads_a_file_the_directory_watch_cannot_see() {
         .status()
         .unwrap();
     assert!(status.success());
-    eventually(&adapter, "serving node_load after SIGHUP", || {
-        served(&adapter).contains(&"nodes/node_load".to_owned())
+    eventually(&adapter, "serving the node metric after SIGHUP", || {
+        served(&adapter).contains(&NODE_METRIC.to_owned())
     });
     assert_eq!(
         own_metric(

@@ -5,34 +5,29 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{Prometheus, stdout_of};
+use common::{Prometheus, Scrape, stdout_of};
 use serde_json::Value;
 
 fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
 }
 
-/// A Prometheus with 20 req/s through Ingress `web`, and 600 req/s from 20 to 40 minutes into
-/// the last hour. Returns it with (surge start, surge end).
+/// A Prometheus scraping the fixture cluster, where Ingress `web` serves 20 req/s, and 600 req/s
+/// from 14 to 34 minutes into the last 50. Returns it with (surge start, surge end).
 fn step_change(dir: &Path) -> (Prometheus, i64, i64) {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64;
-    let start = now / 15 * 15 - 3600;
-    let (surge_from, surge_to) = (start + 1200, start + 2400);
-    let data = stdout_of(
-        Command::new("python3")
-            .arg(repo("tests/fixtures/gen_step.py"))
-            .args([start, 3600, 15, surge_from, surge_to].map(|n| n.to_string())),
-    );
-    let om = dir.join("step.om");
-    std::fs::write(&om, data).unwrap();
-    (
-        Prometheus::start_with_openmetrics(dir, om),
-        surge_from,
-        surge_to,
-    )
+    let start = now - 3000;
+    let (surge_from, surge_to) = (start + 840, start + 2040);
+    let scrape = Scrape {
+        history: 3000,
+        interval: 10,
+        surge: Some(("web", surge_from, surge_to, 20.0, 600.0)),
+        ..Scrape::default()
+    };
+    (Prometheus::scraping(dir, scrape), surge_from, surge_to)
 }
 
 /// Runs `simulate` with the ingress-nginx rules and the chart's example HPA.
@@ -72,7 +67,7 @@ fn a_surge_scales_up_within_syncs_and_down_only_after_the_stabilization_window()
     .unwrap();
     assert_eq!(
         json["queries"][0],
-        "sum(rate(nginx_ingress_controller_requests{namespace=\"default\",ingress=\"web\"}[2m])) by (ingress)",
+        "sum(rate(nginx_ingress_controller_requests{exported_namespace=\"default\",ingress=\"web\"}[2m])) by (ingress)",
         "the PromQL serve runs for this HPA metric"
     );
     let steps = json["steps"].as_array().unwrap();
@@ -249,7 +244,11 @@ fn the_svg_is_xml_that_chromium_renders_with_every_line() {
 #[test]
 fn pods_and_resource_metrics_use_the_targets_pods_and_the_chosen_pod_model() {
     let dir = tempfile::tempdir().unwrap();
-    let prometheus = Prometheus::start(dir.path());
+    let scrape = Scrape {
+        history: 600,
+        ..Scrape::default()
+    };
+    let prometheus = Prometheus::scraping(dir.path(), scrape);
     let hpa = dir.path().join("hpa.yaml");
     std::fs::write(
         &hpa,
@@ -257,7 +256,7 @@ fn pods_and_resource_metrics_use_the_targets_pods_and_the_chosen_pod_model() {
     )
     .unwrap();
     let run = |extra: &[&str]| -> Value {
-        let args: Vec<String> = ["--start=now-10m", "--end=now-9m", "--output=json"]
+        let args: Vec<String> = ["--start=now-2m", "--end=now-1m", "--output=json"]
             .iter()
             .chain(extra)
             .map(|a| a.to_string())
@@ -277,14 +276,14 @@ fn pods_and_resource_metrics_use_the_targets_pods_and_the_chosen_pod_model() {
         );
     }
     let step = &observed["steps"][0];
-    // cpu_usage (demo rules: every cgroup of the pod but the pause container) is 0.51 cores per
-    // pod: ratio 5.1 → ceil(5.1 × 2) = 11. CPU utilization of the containers: 0.25 of 250m
-    // = 100% against 50% → ceil(2 × 2) = 4. The maximum, 11, is limited to max(2 × 2, 4) = 4.
-    assert_eq!(step["metrics"][0]["proposal"], 11, "{step:#}");
+    // cpu_usage (the demo's default rules: the pod's containers) is 0.25 cores per pod: ratio
+    // 2.5 → ceil(2.5 × 2) = 5. CPU utilization of the containers: 0.25 of 250m = 100% against
+    // 50% → ceil(2 × 2) = 4. The maximum, 5, is limited to max(2 × 2, 4) = 4.
+    assert_eq!(step["metrics"][0]["proposal"], 5, "{step:#}");
     assert_eq!(step["metrics"][1]["proposal"], 4, "{step:#}");
     assert_eq!(
         (step["desired"].as_i64(), step["replicas"].as_i64()),
-        (Some(11), Some(4))
+        (Some(5), Some(4))
     );
     assert_eq!(step["reason"], "ScaleUpLimit");
     assert_eq!(observed["pod_model"], "observed");
@@ -299,7 +298,7 @@ fn pods_and_resource_metrics_use_the_targets_pods_and_the_chosen_pod_model() {
             .contains("--pod-request cpu="),
         "{step:#}"
     );
-    // Conserving: 2 × 0.51 = 1.02 cores over 4 pods = 0.255 each → ratio 2.55 → ceil(10.2) = 11.
-    assert_eq!(step["metrics"][0]["proposal"], 11, "{step:#}");
+    // Conserving: 2 × 0.25 = 0.5 cores over 4 pods = 0.125 each → ratio 1.25 → ceil(5) = 5.
+    assert_eq!(step["metrics"][0]["proposal"], 5, "{step:#}");
     assert_eq!(conserving["pod_model"], "conserving");
 }

@@ -110,10 +110,13 @@ pub struct Scrape {
     /// `honor_labels: true` on the applications' jobs (ingress-nginx, Istio, queue exporters), as
     /// `honorLabels: true` on their ServiceMonitors; off is the charts' default.
     pub honor_labels: bool,
-    /// Seconds of history each target's first scrape returns.
+    /// Seconds of history each target's first scrape returns (under an hour).
     pub history: u64,
-    /// Ingress `shop`'s request rate: BASE req/s, PEAK between the Unix times FROM and TO.
-    pub surge: Option<(i64, i64, f64, f64)>,
+    /// Seconds between scrapes, and between the samples of the history.
+    pub interval: u64,
+    /// An Ingress of namespace `default` whose request rate is BASE req/s, and PEAK between the
+    /// Unix times FROM and TO: (INGRESS, FROM, TO, BASE, PEAK).
+    pub surge: Option<(&'static str, i64, i64, f64, f64)>,
 }
 
 impl Default for Scrape {
@@ -121,6 +124,7 @@ impl Default for Scrape {
         Scrape {
             honor_labels: false,
             history: 360,
+            interval: 2,
             surge: None,
         }
     }
@@ -157,12 +161,14 @@ impl Exporters {
             .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cluster.py"))
             .arg("--dir")
             .arg(dir)
-            .args(["--history", &scrape.history.to_string()]);
+            .args(["--history", &scrape.history.to_string()])
+            .args(["--interval", &scrape.interval.to_string()]);
         if scrape.honor_labels {
             command.arg("--honor-labels");
         }
-        if let Some((from, to, base, peak)) = scrape.surge {
+        if let Some((ingress, from, to, base, peak)) = scrape.surge {
             command.arg("--surge").args([
+                ingress.to_string(),
                 from.to_string(),
                 to.to_string(),
                 base.to_string(),
