@@ -121,7 +121,9 @@ async fn latency() {
 async fn latency_at(scale: u32, window: u64, budget: usize) {
     let dir = tempfile::tempdir().unwrap();
     let prometheus = Prometheus::start_scaled(dir.path(), window, scale);
-    let rules = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/ingress-nginx.yaml");
+    // The backfilled series carry ingress-nginx's own label names, as with honorLabels: true.
+    let rules = dir.path().join("ingress-nginx.yaml");
+    std::fs::write(&rules, common::ingress_rules_honoring_labels()).unwrap();
     let adapter = Adapter::start(
         dir.path(),
         &rules,

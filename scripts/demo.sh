@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# make demo: a real Prometheus on loopback with moving sample data (ingress-nginx, cAdvisor, a node
-# gauge and a queue), the adapter in --standalone mode with config/demo.yaml, and commands to try.
+# make demo: a real Prometheus on loopback scraping the fixture cluster's exporters (ingress-nginx,
+# cAdvisor, node-exporter, kube-state-metrics, an Istio gateway, queues), the adapter in --standalone
+# mode with config/demo.yaml, an HPA replayed over the history, and commands to try.
 # Ctrl-C stops everything.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,19 +25,6 @@ for port in "$PROM_PORT" "$ADAPTER_PORT"; do
   fi
 done
 
-now=$(date +%s); start=$(( now / 15 * 15 - 3600 ))
-echo "generating sample data (now-1h .. now+24h, so rates keep moving with the clock)..."
-python3 tests/fixtures/gen_openmetrics.py "$start" $(( 25 * 3600 )) 15 > "$WORK/data.om"
-promtool tsdb create-blocks-from openmetrics -q "$WORK/data.om" "$WORK/prometheus" >/dev/null
-# A traffic surge through Ingress `shop` from 40 to 20 minutes ago, for `prom-adapter simulate`.
-surge_from=$(( start + 1200 )); surge_to=$(( start + 2400 ))
-python3 tests/fixtures/gen_step.py "$start" 3600 15 "$surge_from" "$surge_to" 20 600 shop > "$WORK/surge.om"
-promtool tsdb create-blocks-from openmetrics -q "$WORK/surge.om" "$WORK/prometheus" >/dev/null
-printf 'global:\n  scrape_interval: 15s\nscrape_configs: []\n' > "$WORK/prometheus.yml"
-prometheus --config.file="$WORK/prometheus.yml" --storage.tsdb.path="$WORK/prometheus" \
-  --storage.tsdb.retention.time=100y --web.listen-address="127.0.0.1:$PROM_PORT" \
-  </dev/null >"$WORK/prometheus.log" 2>&1 &
-pids+=($!)
 # wait_ready URL PID NAME LOG: poll URL until it answers, failing if the process dies or 30 s pass.
 wait_ready() {
   local deadline=$(( $(date +%s) + 30 ))
@@ -49,8 +37,35 @@ wait_ready() {
     sleep 0.1
   done
 }
+
+# The fixture cluster's exporters (tests/fixtures/cluster.py): ingress-nginx, the kubelets' cAdvisor,
+# node-exporter, kube-state-metrics, an Istio gateway and queue exporters, on loopback, with the
+# scrape jobs kube-prometheus-stack would give them. Their first scrape carries 50 minutes of
+# history, in which Ingress `shop` surges from 20 to 600 requests per second for 20 minutes.
+now=$(date +%s); history=3000
+surge_from=$(( now - history + 840 )); surge_to=$(( surge_from + 1200 ))
+echo "starting the fixture cluster's exporters and a Prometheus that scrapes them..."
+python3 tests/fixtures/cluster.py --dir "$WORK/cluster" --interval 10 --history "$history" \
+  --surge shop "$surge_from" "$surge_to" 20 600 > "$WORK/cluster.out" &
+pids+=($!)
+until grep -q '^ready' "$WORK/cluster.out" 2>/dev/null; do
+  kill -0 "${pids[-1]}" 2>/dev/null || { echo "the fixture cluster did not start" >&2; exit 1; }
+  sleep 0.1
+done
+targets=$(sed -n 's/^ready //p' "$WORK/cluster.out")
+prometheus --config.file="$WORK/cluster/prometheus.yml" --storage.tsdb.path="$WORK/prometheus" \
+  --storage.tsdb.retention.time=100y --web.listen-address="127.0.0.1:$PROM_PORT" \
+  </dev/null >"$WORK/prometheus.log" 2>&1 &
+pids+=($!)
 wait_ready "http://127.0.0.1:$PROM_PORT/-/ready" "${pids[-1]}" Prometheus "$WORK/prometheus.log"
-echo "Prometheus: http://127.0.0.1:$PROM_PORT"
+# Every target's first scrape (with its history) takes up to 15 s.
+deadline=$(( $(date +%s) + 60 ))
+until [ "$(curl -s -G "http://127.0.0.1:$PROM_PORT/api/v1/query" --data-urlencode 'query=count(up == 1)' \
+        | python3 -c 'import json,sys; r=json.load(sys.stdin)["data"]["result"]; print(r[0]["value"][1] if r else 0)')" = "$targets" ]; do
+  [ "$(date +%s)" -lt "$deadline" ] || { echo "Prometheus did not scrape all $targets targets" >&2; exit 1; }
+  sleep 0.5
+done
+echo "Prometheus: http://127.0.0.1:$PROM_PORT (scraping $targets targets; see its /targets page)"
 
 "$BIN" --standalone --config config/demo.yaml \
   --prometheus-url "http://127.0.0.1:$PROM_PORT" --secure-port "$ADAPTER_PORT" \
@@ -73,13 +88,15 @@ cat <<TXT
 prom-adapter serves custom.metrics.k8s.io, external.metrics.k8s.io and metrics.k8s.io on https://127.0.0.1:$ADAPTER_PORT (rules: config/demo.yaml).
 Try:
   $K get --raw /apis/custom.metrics.k8s.io/v1beta2 | jq -r '.resources[].name'
-  $K get --raw /apis/custom.metrics.k8s.io/v1beta2/namespaces/default/services/web/nginx_ingress_requests_per_second | jq
+  $K get --raw /apis/custom.metrics.k8s.io/v1beta2/namespaces/default/ingresses.networking.k8s.io/web/nginx_ingress_requests_per_second | jq
   $K get --raw '/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/services/web/nginx_ingress_requests_per_second?metricLabelSelector=status%3D500' | jq
+  $K get --raw /apis/custom.metrics.k8s.io/v1beta2/namespaces/store/services/checkout/istio_requests_per_second | jq
   $K get --raw '/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/*/cpu_usage' | jq
-  $K get --raw /apis/custom.metrics.k8s.io/v1beta2/nodes/node-a/node_load | jq
+  $K get --raw /apis/custom.metrics.k8s.io/v1beta2/nodes/node-a/kubelet_running_pods | jq
   $K get --raw '/apis/external.metrics.k8s.io/v1beta1/namespaces/default/queue_consumer_lag?labelSelector=name%3Dq1' | jq
   $K get --raw /apis/external.metrics.k8s.io/v1beta1/namespaces/default/queue_messages_ready | jq
   $K top pod -n default
+  $K top pod -A
   $K get --raw /apis/metrics.k8s.io/v1beta1/nodes | jq
   curl -k https://127.0.0.1:$ADAPTER_PORT/metrics
   ${SIMULATE[*]}

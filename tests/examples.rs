@@ -7,7 +7,10 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{Adapter, Prometheus, Scrape, assert_close, quantity};
+use common::{
+    Adapter, Prometheus, Scrape, assert_close, commented_rule, ingress_rules_honoring_labels,
+    quantity,
+};
 use serde_json::Value;
 
 fn repo(path: &str) -> PathBuf {
@@ -20,29 +23,6 @@ fn read(path: &str) -> String {
 
 fn yaml(text: &str) -> Value {
     serde_saphyr::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
-}
-
-/// The commented-out rule of a rules file (the block after `marker`), uncommented.
-fn commented_rule(text: &str, marker: &str) -> String {
-    let start = text.find(marker).unwrap_or_else(|| panic!("no {marker:?}"));
-    text[start..]
-        .lines()
-        .skip_while(|l| !l.trim_start().starts_with("# - seriesQuery"))
-        .take_while(|l| l.trim_start().starts_with('#'))
-        .map(|l| {
-            let l = l.trim_start().trim_start_matches('#');
-            l.strip_prefix(' ').unwrap_or(l)
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// The honorLabels: true variant of `config/ingress-nginx.yaml`, as a rules file.
-fn ingress_rules_honoring_labels() -> String {
-    format!(
-        "rules:\n{}\n",
-        commented_rule(&read("config/ingress-nginx.yaml"), "honorLabels: true")
-    )
 }
 
 /// The custom-metrics path an HPA's first (Object) metric reads, and its metric selector.

@@ -678,6 +678,36 @@ impl Drop for Adapter {
     }
 }
 
+/// The commented-out rule of a rules file (the block after `marker`), uncommented.
+pub fn commented_rule(text: &str, marker: &str) -> String {
+    let start = text.find(marker).unwrap_or_else(|| panic!("no {marker:?}"));
+    text[start..]
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("# - seriesQuery"))
+        .take_while(|l| l.trim_start().starts_with('#'))
+        .map(|l| {
+            let l = l.trim_start().trim_start_matches('#');
+            l.strip_prefix(' ').unwrap_or(l)
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The honorLabels: true variant of `config/ingress-nginx.yaml`, as a rules file: the rule for
+/// series that keep ingress-nginx's own label names (also those `gen_openmetrics.py` writes).
+pub fn ingress_rules_honoring_labels() -> String {
+    format!(
+        "rules:\n{}\n",
+        commented_rule(
+            &std::fs::read_to_string(
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("config/ingress-nginx.yaml")
+            )
+            .unwrap(),
+            "honorLabels: true"
+        )
+    )
+}
+
 /// A pinned kubectl binary (not the version-dispatching wrapper).
 pub fn kubectl() -> PathBuf {
     for candidate in [
