@@ -514,3 +514,155 @@ fn every_copy_of_the_ingress_nginx_gateway_resource_and_default_rules_is_the_sou
         .collect();
     assert_eq!(demo_defaults.len(), defaults.len(), "config/demo.yaml");
 }
+
+/// Splits a command line as a shell would for the README's commands: words, and '…' quoting.
+fn shell_words(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut quoted = false;
+    for c in line.chars() {
+        match c {
+            '\'' => quoted = !quoted,
+            ' ' if !quoted => {
+                if !word.is_empty() {
+                    words.push(std::mem::take(&mut word));
+                }
+            }
+            _ => word.push(c),
+        }
+    }
+    if !word.is_empty() {
+        words.push(word);
+    }
+    words
+}
+
+/// Every `$ command` of the README's `console` blocks, with the lines shown after it.
+fn readme_commands() -> Vec<(String, Vec<String>)> {
+    let readme = read("README.md");
+    let mut commands = Vec::new();
+    for block in readme.split("```console\n").skip(1) {
+        let block = block.split("```").next().unwrap();
+        for chunk in block.split("$ ").filter(|c| !c.is_empty()) {
+            let mut lines = chunk.lines();
+            let command = lines.next().unwrap().to_owned();
+            commands.push((command, lines.map(str::to_owned).collect()));
+        }
+    }
+    commands
+}
+
+/// Whether two quantities as the API or kubectl print them agree, within rate()'s jitter on
+/// live data and kubectl's rounding down to a milli-unit.
+fn quantities_agree(shown: &str, got: &str) -> bool {
+    let (shown, got) = (quantity(shown), quantity(got));
+    (shown - got).abs() <= shown.abs() * 0.03 + 0.0011
+}
+
+/// Compares what the README shows with what the command printed: JSON answers field by field
+/// (any timestamp; values within `quantities_agree`), text line by line with the same allowance
+/// for the quantity columns of tables.
+fn assert_output_matches(command: &str, shown: &[String], got: &str) {
+    if shown.first().is_some_and(|l| l.starts_with('{')) {
+        let mut shown: Value = serde_json::from_str(&shown.join("\n")).unwrap();
+        let mut got: Value = serde_json::from_str(got).unwrap_or_else(|e| panic!("{e}: {got}"));
+        for (list, what) in [(&mut shown, "README"), (&mut got, "output")] {
+            for item in list["items"].as_array_mut().expect(what) {
+                item["timestamp"] = Value::Null;
+            }
+        }
+        let value = |v: &Value, i: usize| v["items"][i]["value"].as_str().unwrap().to_owned();
+        for i in 0..shown["items"].as_array().unwrap().len() {
+            assert!(
+                quantities_agree(&value(&shown, i), &value(&got, i)),
+                "{command}: README shows {}, the command printed {}",
+                value(&shown, i),
+                value(&got, i)
+            );
+            shown["items"][i]["value"] = Value::Null;
+            got["items"][i]["value"] = Value::Null;
+        }
+        assert_eq!(got, shown, "{command}");
+        return;
+    }
+    let got: Vec<&str> = got.lines().map(str::trim_end).collect();
+    assert_eq!(got.len(), shown.len(), "{command}:\n{}", got.join("\n"));
+    let mut table = false;
+    for (shown, got) in shown.iter().zip(&got) {
+        let shown = shown.trim_end();
+        table |= shown.starts_with("OBJECT") || shown.starts_with("NAME ");
+        if table && !shown.starts_with("OBJECT") && !shown.starts_with("NAME ") {
+            let (a, b): (Vec<&str>, Vec<&str>) = (
+                shown.split_whitespace().collect(),
+                got.split_whitespace().collect(),
+            );
+            assert_eq!(a.len(), b.len(), "{command}: {got}");
+            assert_eq!(a[0], b[0], "{command}: {got}");
+            for (x, y) in a[1..].iter().zip(&b[1..]) {
+                assert!(
+                    quantities_agree(x, y),
+                    "{command}: README {shown}, printed {got}"
+                );
+            }
+        } else {
+            assert_eq!(*got, shown, "{command}");
+        }
+    }
+}
+
+#[test]
+fn the_readme_shows_what_its_commands_print_on_the_fixture_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let prometheus = Prometheus::scraping(dir.path(), Scrape::default());
+    let adapter = Adapter::start(
+        dir.path(),
+        &repo("config/demo.yaml"),
+        &prometheus.url(),
+        &[],
+    );
+    // `rules.yaml` of the --why example: the honorLabels variant, on this default install.
+    let rules = dir.path().join("rules.yaml");
+    std::fs::write(&rules, ingress_rules_honoring_labels()).unwrap();
+    let commands = readme_commands();
+    assert!(commands.len() >= 8, "{commands:?}");
+    for (command, shown) in &commands {
+        let words = shell_words(command);
+        let output = match words[0].as_str() {
+            "prom-adapter" => {
+                let args: Vec<String> = words[1..]
+                    .iter()
+                    .map(|w| match w.as_str() {
+                        "http://prometheus:9090" => prometheus.url(),
+                        "rules.yaml" => rules.display().to_string(),
+                        _ => w.clone(),
+                    })
+                    .collect();
+                let out = std::process::Command::new(env!("CARGO_BIN_EXE_prom-adapter"))
+                    .current_dir(repo(""))
+                    .args(&args)
+                    .output()
+                    .unwrap();
+                String::from_utf8(out.stdout).unwrap()
+            }
+            "kubectl" => {
+                // The README's own connection flags are the demo's; the harness adds its own.
+                let mut args: Vec<&str> = Vec::new();
+                let mut rest = words[1..].iter();
+                while let Some(word) = rest.next() {
+                    match word.as_str() {
+                        "--server" | "--token" => {
+                            rest.next();
+                        }
+                        "--insecure-skip-tls-verify" => {}
+                        other => args.push(other),
+                    }
+                }
+                let (ok, stdout, stderr) = adapter.kubectl(&args);
+                assert!(ok, "{command}: {stderr}");
+                stdout
+            }
+            other => panic!("the README runs {other}, which this test does not know"),
+        };
+        assert_output_matches(command, shown, &output);
+    }
+}
