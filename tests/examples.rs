@@ -47,6 +47,14 @@ fn object_metric_path(hpa_path: &str) -> String {
     )
 }
 
+/// A Prometheus scraping the fixture cluster as `scrape` says, and the adapter serving `rules`
+/// from it.
+fn serving(dir: &Path, rules: &Path, scrape: Scrape) -> (Prometheus, Adapter) {
+    let prometheus = Prometheus::scraping(dir, scrape);
+    let adapter = Adapter::start(dir, rules, &prometheus.url(), &[]);
+    (prometheus, adapter)
+}
+
 /// The value of a single-object MetricValueList.
 fn value(adapter: &Adapter, path: &str) -> f64 {
     let list = adapter.get_json(path);
@@ -58,8 +66,7 @@ fn value(adapter: &Adapter, path: &str) -> f64 {
 /// What an operator following the ingress-nginx example gets, for `rules` on data scraped with
 /// `honor_labels` as given.
 fn ingress_example(honor_labels: bool, rules: &Path, dir: &Path) {
-    let prometheus = Prometheus::scraping(dir, Scrape::honoring_labels(honor_labels));
-    let adapter = Adapter::start(dir, rules, &prometheus.url(), &[]);
+    let (_prometheus, adapter) = serving(dir, rules, Scrape::honoring_labels(honor_labels));
     // The HPA's own path, read with a real kubectl: Ingress `web` serves 9/s + 1/s errors + 1/s
     // through its canary backend.
     let hpa = object_metric_path("charts/prom-adapter/examples/ingress-nginx-hpa.yaml");
@@ -143,22 +150,20 @@ fn each_ingress_nginx_variant_is_wrong_for_the_other_setting() {
     // The default-install rule on labels honored: its seriesQuery finds nothing.
     let dir = tempfile::tempdir().unwrap();
     let honored = dir.path().join("honored");
-    let prometheus = Prometheus::scraping(&honored, Scrape::honoring_labels(true));
-    let adapter = Adapter::start(
+    let (_prometheus, adapter) = serving(
         &honored,
         &repo("config/ingress-nginx.yaml"),
-        &prometheus.url(),
-        &[],
+        Scrape::honoring_labels(true),
     );
     assert_eq!(served(&adapter), Vec::<String>::new());
     // The honorLabels variant on a default install: it serves every request through the
     // controller as the controller's namespace and metrics Service, the mistake this example
     // used to make.
     let default = dir.path().join("default");
-    let prometheus = Prometheus::scraping(&default, Scrape::honoring_labels(false));
+    std::fs::create_dir_all(&default).unwrap();
     let rules = default.join("honor-labels.yaml");
     std::fs::write(&rules, ingress_rules_honoring_labels()).unwrap();
-    let adapter = Adapter::start(&default, &rules, &prometheus.url(), &[]);
+    let (_prometheus, adapter) = serving(&default, &rules, Scrape::honoring_labels(false));
     assert_close(
         value(
             &adapter,
@@ -174,12 +179,10 @@ fn each_ingress_nginx_variant_is_wrong_for_the_other_setting() {
 #[test]
 fn the_gateway_api_example_serves_each_services_rate_through_the_gateway_once() {
     let dir = tempfile::tempdir().unwrap();
-    let prometheus = Prometheus::scraping(dir.path(), Scrape::default());
-    let adapter = Adapter::start(
+    let (_prometheus, adapter) = serving(
         dir.path(),
         &repo("config/istio-gateway.yaml"),
-        &prometheus.url(),
-        &[],
+        Scrape::default(),
     );
     // The gateway reports 8/s + 0.5/s of 503s to checkout; checkout's sidecar reports them again
     // (reporter="destination"), which must not double the rate.
@@ -317,7 +320,6 @@ fn every_shipped_resource_rule_serves_container_and_node_usage() {
 #[test]
 fn the_charts_default_rules_count_each_container_once() {
     let dir = tempfile::tempdir().unwrap();
-    let prometheus = Prometheus::scraping(dir.path(), Scrape::default());
     let rules = dir.path().join("default-rules.yaml");
     std::fs::write(
         &rules,
@@ -327,7 +329,7 @@ fn the_charts_default_rules_count_each_container_once() {
         ),
     )
     .unwrap();
-    let adapter = Adapter::start(dir.path(), &rules, &prometheus.url(), &[]);
+    let (_prometheus, adapter) = serving(dir.path(), &rules, Scrape::default());
     let base = "/apis/custom.metrics.k8s.io/v1beta2/namespaces";
     // Per pod: its containers, without the pod cgroup and pause container that hold them again.
     assert_close(
@@ -613,13 +615,7 @@ fn assert_output_matches(command: &str, shown: &[String], got: &str) {
 #[test]
 fn the_readme_shows_what_its_commands_print_on_the_fixture_cluster() {
     let dir = tempfile::tempdir().unwrap();
-    let prometheus = Prometheus::scraping(dir.path(), Scrape::default());
-    let adapter = Adapter::start(
-        dir.path(),
-        &repo("config/demo.yaml"),
-        &prometheus.url(),
-        &[],
-    );
+    let (prometheus, adapter) = serving(dir.path(), &repo("config/demo.yaml"), Scrape::default());
     // `rules.yaml` of the --why example: the honorLabels variant, on this default install.
     let rules = dir.path().join("rules.yaml");
     std::fs::write(&rules, ingress_rules_honoring_labels()).unwrap();

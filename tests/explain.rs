@@ -19,20 +19,6 @@ fn ingress_rule(edit: impl Fn(String) -> String) -> String {
     edit(text[..end].to_owned())
 }
 
-/// The rule a user writes from ingress-nginx's label names, right only with honorLabels: true.
-const NAMESPACE_RULE: &str = r#"rules:
-- seriesQuery: 'nginx_ingress_controller_requests{namespace!="",service!=""}'
-  resources:
-    overrides:
-      namespace: {resource: namespace}
-      service: {resource: service}
-      ingress: {group: networking.k8s.io, resource: ingress}
-  name:
-    matches: "^nginx_ingress_controller_requests$"
-    as: "nginx_ingress_requests_per_second"
-  metricsQuery: 'sum(rate(<<.Series>>{<<.LabelMatchers>>}[2m])) by (<<.GroupBy>>)'
-"#;
-
 /// A cluster-scoped metric: the kubelet's running pods, by the `node` label of its target.
 const NODE_RULE: &str = "- seriesQuery: 'kubelet_running_pods{node!=\"\"}'\n  resources: {overrides: {node: {resource: node}}}\n  metricsQuery: 'max(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)'\n";
 
@@ -197,7 +183,8 @@ fn why_scope_mismatch_gives_the_path_to_ask() {
 
 #[test]
 fn why_renamed_by_scrape_names_the_exported_labels_and_the_overrides_to_use() {
-    let finding = why(NAMESPACE_RULE, WEB_SERVICE);
+    // The rule for honorLabels: true (ingress-nginx's own label names), on a default install.
+    let finding = why(&common::ingress_rules_honoring_labels(), WEB_SERVICE);
     assert_verdict(&finding, "renamed_by_scrape", Some("rules[0]"));
     let explanation = text(&finding, "explanation");
     assert!(
@@ -208,7 +195,7 @@ fn why_renamed_by_scrape_names_the_exported_labels_and_the_overrides_to_use() {
     );
     assert_eq!(
         text(&finding, "fix"),
-        "In rules[0], map the exporter's labels: resources: {overrides: {exported_namespace: {resource: namespace}, exported_service: {resource: service}, ingress: {group: networking.k8s.io, resource: ingress}}}, and seriesQuery: 'nginx_ingress_controller_requests{exported_namespace!=\"\",exported_service!=\"\"}'. Or set honorLabels: true on the ServiceMonitor or PodMonitor that scrapes these series, so that namespace and service keep the exporter's values."
+        "In rules[0], map the exporter's labels: resources: {overrides: {exported_namespace: {resource: namespace}, ingress: {group: networking.k8s.io, resource: ingress}, exported_service: {resource: service}}}, and seriesQuery: 'nginx_ingress_controller_requests{exported_namespace!=\"\",ingress!=\"\"}'. Or set honorLabels: true on the ServiceMonitor or PodMonitor that scrapes these series, so that namespace and service keep the exporter's values."
     );
 }
 
@@ -382,8 +369,9 @@ fn live_explain_reports_every_rule_and_answers_requests_as_the_api_does() {
     assert!(!ok);
     assert!(stdout.starts_with("verdict  scope_mismatch"), "{stdout}");
 
-    // The rule written from ingress-nginx's own label names: a warning names the rename.
-    let (ok, stdout, stderr) = explain(dir.path(), &prometheus, NAMESPACE_RULE, &["--output=json"]);
+    // The rule for honorLabels: true, on a default install: a warning names the rename.
+    let honoring = common::ingress_rules_honoring_labels();
+    let (ok, stdout, stderr) = explain(dir.path(), &prometheus, &honoring, &["--output=json"]);
     assert!(ok, "{stderr}");
     let listing: Value = serde_json::from_str(&stdout).unwrap();
     let warnings = listing["warnings"].as_array().unwrap();

@@ -409,60 +409,24 @@ impl VictoriaMetrics {
     /// scrape config Prometheus gets; returns once every target has been scraped.
     pub fn scraping(dir: &Path, scrape: Scrape) -> Self {
         let exporters = Exporters::start(&dir.join("cluster"), &scrape);
-        let port = free_port();
-        let log = std::fs::File::create(dir.join("victoria.log")).unwrap();
-        let child = Command::new("victoria-metrics")
-            .arg(format!("-storageDataPath={}", dir.join("vm").display()))
-            .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
-            .arg(format!("-promscrape.config={}", exporters.config.display()))
-            .arg("-retentionPeriod=100y")
-            .arg("-search.disableCache")
-            // Answer with the newest samples (by default the last 30s are left out of queries).
-            .arg("-search.latencyOffset=0s")
-            // Istio's series carry 31 labels; past 30 VictoriaMetrics drops labels.
-            .arg("-maxLabelsPerTimeseries=64")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("victoria-metrics is installed (make deps)");
-        let targets = exporters.targets;
-        let vm = VictoriaMetrics {
-            port,
-            child,
-            _exporters: Some(exporters),
-        };
-        assert!(
-            wait_http_ok(&format!("{}/health", vm.url()), Duration::from_secs(30)),
-            "VictoriaMetrics did not start"
+        let mut vm = Self::spawn(
+            dir,
+            &[
+                format!("-promscrape.config={}", exporters.config.display()),
+                // Answer with the newest samples (by default the last 30s are left out of queries).
+                "-search.latencyOffset=0s".to_owned(),
+                // Istio's series carry more than 30 labels, past which VictoriaMetrics drops some.
+                "-maxLabelsPerTimeseries=64".to_owned(),
+            ],
         );
-        wait_scraped(&vm.url(), targets, 0.0);
+        wait_scraped(&vm.url(), exporters.targets, 0.0);
+        vm._exporters = Some(exporters);
         vm
     }
 
     /// Starts VictoriaMetrics and imports the fixture data through its Prometheus-text import API.
     pub fn start(dir: &Path) -> Self {
-        let port = free_port();
-        let log = std::fs::File::create(dir.join("victoria.log")).unwrap();
-        let child = Command::new("victoria-metrics")
-            .arg(format!("-storageDataPath={}", dir.join("vm").display()))
-            .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
-            .arg("-retentionPeriod=100y")
-            .arg("-search.disableCache")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("victoria-metrics is installed (make deps)");
-        let vm = VictoriaMetrics {
-            port,
-            child,
-            _exporters: None,
-        };
-        assert!(
-            wait_http_ok(&format!("{}/health", vm.url()), Duration::from_secs(30)),
-            "VictoriaMetrics did not start"
-        );
+        let vm = Self::spawn(dir, &[]);
         // Prometheus text format with millisecond timestamps.
         let om = std::fs::read_to_string(generate_data(dir)).unwrap();
         let text: String = om
@@ -485,6 +449,33 @@ impl VictoriaMetrics {
         let _ = Command::new("curl")
             .args(["-fsS", &format!("{}/internal/force_flush", vm.url())])
             .status();
+        vm
+    }
+
+    /// Starts the server with `extra` flags and waits for its health check.
+    fn spawn(dir: &Path, extra: &[String]) -> Self {
+        let port = free_port();
+        let log = std::fs::File::create(dir.join("victoria.log")).unwrap();
+        let child = Command::new("victoria-metrics")
+            .arg(format!("-storageDataPath={}", dir.join("vm").display()))
+            .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
+            .arg("-retentionPeriod=100y")
+            .arg("-search.disableCache")
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("victoria-metrics is installed (make deps)");
+        let vm = VictoriaMetrics {
+            port,
+            child,
+            _exporters: None,
+        };
+        assert!(
+            wait_http_ok(&format!("{}/health", vm.url()), Duration::from_secs(30)),
+            "VictoriaMetrics did not start"
+        );
         vm
     }
 
