@@ -239,6 +239,22 @@ fn top_pods(adapter: &Adapter, namespace: &str) -> Vec<(String, f64, f64)> {
 const MIB: f64 = 1024.0 * 1024.0;
 const GIB: f64 = 1024.0 * MIB;
 
+/// (name, cores, bytes) of each entry of a PodMetrics' containers or a NodeMetricsList's items.
+fn usages(entries: &Value, name: impl Fn(&Value) -> &Value) -> Vec<(String, f64, f64)> {
+    entries
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                name(e).as_str().unwrap().to_owned(),
+                quantity(e["usage"]["cpu"].as_str().unwrap()),
+                quantity(e["usage"]["memory"].as_str().unwrap()),
+            )
+        })
+        .collect()
+}
+
 /// Resource metrics from `rules` match what the fixture's containers and nodes use.
 fn resource_rules_serve_usage(adapter: &Adapter, what: &str) {
     // Containers only: the pod-level cgroup and the pause container (container="") are left out.
@@ -257,20 +273,12 @@ fn resource_rules_serve_usage(adapter: &Adapter, what: &str) {
     assert_close(web[1].2, 100.0 * MIB, &format!("{what}: web pod memory"));
     let checkout = adapter
         .get_json("/apis/metrics.k8s.io/v1beta1/namespaces/store/pods/checkout-7f8d9c6b5-p4q5r");
-    let containers: Vec<(&str, f64, f64)> = checkout["containers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| {
-            (
-                c["name"].as_str().unwrap(),
-                quantity(c["usage"]["cpu"].as_str().unwrap()),
-                quantity(c["usage"]["memory"].as_str().unwrap()),
-            )
-        })
-        .collect();
+    let containers = usages(&checkout["containers"], |c| &c["name"]);
     assert_eq!(containers.len(), 2, "{what}: {checkout}");
-    assert_eq!((containers[0].0, containers[1].0), ("app", "istio-proxy"));
+    assert_eq!(
+        (containers[0].0.as_str(), containers[1].0.as_str()),
+        ("app", "istio-proxy")
+    );
     assert_close(containers[0].1, 0.5, &format!("{what}: checkout app CPU"));
     assert_close(
         containers[1].2,
@@ -279,20 +287,12 @@ fn resource_rules_serve_usage(adapter: &Adapter, what: &str) {
     );
     // Nodes: node-exporter's busy CPU and used memory, named through kube_pod_info.
     let nodes = adapter.get_json("/apis/metrics.k8s.io/v1beta1/nodes");
-    let usage: Vec<(&str, f64, f64)> = nodes["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| {
-            (
-                n["metadata"]["name"].as_str().unwrap(),
-                quantity(n["usage"]["cpu"].as_str().unwrap()),
-                quantity(n["usage"]["memory"].as_str().unwrap()),
-            )
-        })
-        .collect();
+    let usage = usages(&nodes["items"], |n| &n["metadata"]["name"]);
     assert_eq!(usage.len(), 2, "{what}: {nodes}");
-    assert_eq!((usage[0].0, usage[1].0), ("node-a", "node-b"));
+    assert_eq!(
+        (usage[0].0.as_str(), usage[1].0.as_str()),
+        ("node-a", "node-b")
+    );
     assert_close(usage[0].1, 1.5, &format!("{what}: node-a CPU"));
     assert_close(usage[0].2, 2.0 * GIB, &format!("{what}: node-a memory"));
     assert_close(usage[1].1, 0.75, &format!("{what}: node-b CPU"));

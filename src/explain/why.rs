@@ -393,9 +393,8 @@ fn custom_probe(
     if let Some(finding) = renamed_by_scrape(&rule_name, plan.rule, &rule_series, &asked) {
         return Walk::Lost(finding);
     }
-    let mut known: Vec<String> = matched(plan.rule, series)
-        .into_iter()
-        .filter(|s| *s.name == *plan.series)
+    let mut known: Vec<String> = rule_series
+        .iter()
         .filter(|s| match (&request.namespace, &namespace_label) {
             (Some(ns), Some(label)) => s.labels.get(label) == Some(ns),
             _ => true,

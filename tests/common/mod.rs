@@ -145,7 +145,7 @@ pub struct Exporters {
     child: Child,
     /// The Prometheus config with the scrape jobs.
     pub config: PathBuf,
-    /// The objects of the cluster (pods, services, ...), as `cluster.py` describes them.
+    /// The nodes and pods of the cluster, as `cluster.py` describes them.
     pub objects: serde_json::Value,
     /// How many targets (`up` series) the config has.
     pub targets: usize,
@@ -401,7 +401,8 @@ impl Drop for Prometheus {
 pub struct VictoriaMetrics {
     pub port: u16,
     child: Child,
-    _exporters: Option<Exporters>,
+    /// The fixture cluster's exporters it scrapes, if it scrapes.
+    exporters: Option<Exporters>,
 }
 
 impl VictoriaMetrics {
@@ -420,7 +421,7 @@ impl VictoriaMetrics {
             ],
         );
         wait_scraped(&vm.url(), exporters.targets, 0.0);
-        vm._exporters = Some(exporters);
+        vm.exporters = Some(exporters);
         vm
     }
 
@@ -470,7 +471,7 @@ impl VictoriaMetrics {
         let vm = VictoriaMetrics {
             port,
             child,
-            _exporters: None,
+            exporters: None,
         };
         assert!(
             wait_http_ok(&format!("{}/health", vm.url()), Duration::from_secs(30)),
