@@ -273,6 +273,27 @@ pub struct ServeArgs {
     /// How long denied SubjectAccessReview answers are kept [default: 10s].
     #[arg(long)]
     pub authorization_webhook_cache_unauthorized_ttl: Option<String>,
+    /// How long a TokenReview may take, waiting for the cluster included [default: 10s].
+    #[arg(long)]
+    pub authentication_timeout: Option<String>,
+    /// How long a SubjectAccessReview may take, waiting for the cluster included [default: 10s].
+    #[arg(long)]
+    pub authorization_timeout: Option<String>,
+    /// TokenReviews and SubjectAccessReviews running at once; more get 429 [default: 256].
+    #[arg(long)]
+    pub max_reviews_in_flight: Option<u32>,
+    /// Reviews one client address may have running at once; more get 429 [default: 32].
+    #[arg(long)]
+    pub max_reviews_per_client: Option<u32>,
+    /// Largest Prometheus answer read, e.g. 64Mi; larger ones fail with an error naming the size [default: 64Mi].
+    #[arg(long)]
+    pub prometheus_max_response_bytes: Option<String>,
+    /// How long a client may take to complete the TLS handshake [default: 10s].
+    #[arg(long)]
+    pub tls_handshake_timeout: Option<String>,
+    /// TLS handshakes in progress at once, over all workers [default: 8192].
+    #[arg(long)]
+    pub max_concurrent_tls_handshakes: Option<u32>,
     /// Run without a cluster: built-in resource table, loopback only.
     #[arg(long)]
     pub standalone: bool,
@@ -363,6 +384,28 @@ impl ServeArgs {
         one("tls_reload_interval", self.tls_reload_interval.clone());
         one("shutdown_delay", self.shutdown_delay.clone());
         one("shutdown_timeout", self.shutdown_timeout.clone());
+        one(
+            "authentication_timeout",
+            self.authentication_timeout.clone(),
+        );
+        one("authorization_timeout", self.authorization_timeout.clone());
+        one(
+            "max_reviews_in_flight",
+            self.max_reviews_in_flight.map(|v| v.to_string()),
+        );
+        one(
+            "max_reviews_per_client",
+            self.max_reviews_per_client.map(|v| v.to_string()),
+        );
+        one(
+            "prometheus_max_response_bytes",
+            self.prometheus_max_response_bytes.clone(),
+        );
+        one("tls_handshake_timeout", self.tls_handshake_timeout.clone());
+        one(
+            "max_concurrent_tls_handshakes",
+            self.max_concurrent_tls_handshakes.map(|v| v.to_string()),
+        );
         if !self.prometheus_header.is_empty() {
             out.push((
                 "prometheus_header",

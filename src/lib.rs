@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod config;
 pub mod explain;
 pub mod model;
+pub mod object_names;
 pub mod prometheus;
 pub mod promql;
 pub mod provider;

@@ -799,6 +799,22 @@ fn warn_about_unknown_overrides(rules: &prom_adapter::rules::RuleSet, table: &Re
     }
 }
 
+/// A duration flag that must be more than zero.
+fn positive(value: &str, flag: &'static str) -> anyhow::Result<Duration> {
+    match parse_duration(value).context(flag)? {
+        d if d.is_zero() => bail!("{flag} must be greater than zero"),
+        d => Ok(d),
+    }
+}
+
+/// A count flag that must be at least one.
+fn at_least_one(value: u32, flag: &'static str) -> anyhow::Result<usize> {
+    match value {
+        0 => bail!("{flag} must be at least 1"),
+        n => Ok(n as usize),
+    }
+}
+
 fn validate(settings: &settings::Settings) -> anyhow::Result<ServeConfig> {
     let Some(rules_path) = settings.config.clone() else {
         bail!("no rules file specified (use --config FILE)");
@@ -834,6 +850,22 @@ fn validate(settings: &settings::Settings) -> anyhow::Result<ServeConfig> {
                 denied_ttl: ttl(
                     &settings.authorization_webhook_cache_unauthorized_ttl,
                     "--authorization-webhook-cache-unauthorized-ttl",
+                )?,
+                authentication_timeout: positive(
+                    &settings.authentication_timeout,
+                    "--authentication-timeout",
+                )?,
+                authorization_timeout: positive(
+                    &settings.authorization_timeout,
+                    "--authorization-timeout",
+                )?,
+                max_reviews_in_flight: at_least_one(
+                    settings.max_reviews_in_flight,
+                    "--max-reviews-in-flight",
+                )?,
+                max_reviews_per_client: at_least_one(
+                    settings.max_reviews_per_client,
+                    "--max-reviews-per-client",
                 )?,
             },
             kubeconfig: settings.lister_kubeconfig.clone(),

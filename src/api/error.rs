@@ -30,6 +30,13 @@ pub enum Error {
     /// 500: the cause is logged, not sent.
     #[error("{0}")]
     Internal(String),
+    /// 503: authentication or authorization could not be decided (the message says which and
+    /// why; it names no secret).
+    #[error("{0}")]
+    ReviewUnavailable(String),
+    /// 429: too many reviews in flight; the client should retry after a second.
+    #[error("{0}")]
+    TooManyRequests(String),
     /// 500 for a failed object listing, with prometheus-adapter's message.
     #[error("{0}")]
     ListFailed(String),
@@ -68,6 +75,14 @@ impl Error {
                 "InternalError",
                 "Internal error occurred: unable to fetch metrics".into(),
             ),
+            Error::ReviewUnavailable(m) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "ServiceUnavailable",
+                m.clone(),
+            ),
+            Error::TooManyRequests(m) => {
+                (StatusCode::TOO_MANY_REQUESTS, "TooManyRequests", m.clone())
+            }
             Error::ListFailed(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "InternalError",
@@ -120,7 +135,14 @@ impl ResponseError for Error {
 
     fn error_response(&self) -> HttpResponse {
         let (code, reason, message) = self.parts();
-        HttpResponse::build(code).json(Status {
+        let mut response = HttpResponse::build(code);
+        if matches!(
+            self,
+            Error::TooManyRequests(_) | Error::ReviewUnavailable(_)
+        ) {
+            response.insert_header((actix_web::http::header::RETRY_AFTER, "1"));
+        }
+        response.json(Status {
             kind: "Status",
             api_version: "v1",
             metadata: Empty {},

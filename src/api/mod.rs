@@ -25,7 +25,8 @@ use wire::{
     ResourceUsage,
 };
 
-use crate::auth::{Credentials, PeerIdentity, Verdict};
+use crate::auth::{Attributes, Credentials, PeerIdentity, Verdict};
+use crate::model::GroupResource;
 use crate::model::{format_go_duration, format_timestamp};
 use crate::promql::LabelSelector;
 use crate::provider::custom::{CustomMetrics, CustomRequest, MetricValue, ObjectName};
@@ -140,28 +141,64 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .default_service(web::to(not_found));
 }
 
-/// Middleware: authenticates and authorizes every request through the gate (when there is one),
-/// answering 401 or 403 `Status` objects itself.
+/// Middleware: authenticates every request through the gate (when there is one), checks the
+/// names its path carries, and authorizes it with the resource in canonical form, answering
+/// 400, 401, 403, 429 or 503 `Status` objects itself. Without a gate the names are still checked.
 pub async fn guard(
     request: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let gate = request
-        .app_data::<web::Data<AppState>>()
-        .and_then(|s| s.gate.clone());
-    if let Some(gate) = gate {
-        let credentials = credentials(&request, &gate.request_header());
-        match gate
-            .check(request.method().as_str(), request.path(), &credentials)
-            .await
-        {
-            Verdict::Allow(_) => {}
-            Verdict::Unauthenticated => return Err(Error::Unauthorized.into()),
-            Verdict::Forbidden(message) => return Err(Error::Forbidden(message).into()),
-            Verdict::Unavailable(reason) => return Err(Error::Internal(reason).into()),
+    let Some(state) = request.app_data::<web::Data<AppState>>().cloned() else {
+        return next.call(request).await;
+    };
+    let path = request.path();
+    match &state.gate {
+        Some(gate) if !gate.always_allowed(path) => {
+            let credentials = credentials(&request, &gate.request_header());
+            let user = gate
+                .authenticate(&credentials)
+                .await
+                .map_err(verdict_error)?;
+            let attributes = request_attributes(&request, &state)?;
+            match gate.authorize(user, attributes, credentials.source).await {
+                Verdict::Allow(_) => {}
+                denied => return Err(verdict_error(denied).into()),
+            }
+        }
+        Some(_) => {}
+        None => {
+            request_attributes(&request, &state)?;
         }
     }
     next.call(request).await
+}
+
+/// The `Status` for a verdict that stops a request.
+fn verdict_error(verdict: Verdict) -> Error {
+    match verdict {
+        Verdict::Allow(_) => Error::Internal("an allowed request was stopped".into()),
+        Verdict::Unauthenticated => Error::Unauthorized,
+        Verdict::Forbidden(message) => Error::Forbidden(message),
+        Verdict::Unavailable(message) => Error::ReviewUnavailable(message),
+        Verdict::TooManyRequests(message) => Error::TooManyRequests(message),
+    }
+}
+
+/// What a request does, with its names checked (a 400 otherwise) and a custom metrics resource
+/// resolved to its canonical `plural.group` form through the resource table.
+fn request_attributes(request: &ServiceRequest, state: &AppState) -> Result<Attributes, Error> {
+    let attributes = Attributes::from_request(request.method().as_str(), request.path())
+        .map_err(|e| Error::BadRequest(e.to_string()))?;
+    attributes
+        .check_names()
+        .map_err(|e| Error::BadRequest(e.to_string()))?;
+    let snapshot = state.custom.snapshot().load();
+    Ok(attributes.canonical(|resource| {
+        snapshot
+            .table
+            .resolve(&GroupResource::parse(resource))
+            .map(|info| info.group_resource().to_string())
+    }))
 }
 
 /// Gathers a request's credentials: bearer token, verified client certificate, and the
@@ -194,8 +231,8 @@ fn credentials(request: &ServiceRequest, names: &crate::auth::RequestHeaderConfi
         bearer: headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(|t| t.trim().to_owned()),
+            .and_then(crate::auth::bearer_token),
+        source: request.peer_addr().map(|addr| addr.ip()),
         peer: request.conn_data::<PeerIdentity>().cloned(),
         remote_user: names
             .username_headers
@@ -865,8 +902,9 @@ pub fn parse_custom_request(
     let segments: Vec<String> = tail
         .trim_end_matches('/')
         .split('/')
-        .map(|s| percent_decode_str(s).decode_utf8_lossy().into_owned())
-        .collect();
+        .map(crate::object_names::decode_segment)
+        .collect::<Result<_, _>>()
+        .map_err(|e| Error::BadRequest(e.to_string()))?;
     if segments.iter().any(String::is_empty) {
         return Err(Error::BadRequest("invalid request path".into()));
     }

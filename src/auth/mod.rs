@@ -1,15 +1,23 @@
 //! Authentication and authorization of incoming requests, as kube-apiserver's delegating
 //! authenticator and authorizer do it: bearer tokens through TokenReview, decisions through
-//! SubjectAccessReview, both cached; the cluster is reached through the `Reviewer` trait.
+//! SubjectAccessReview, both cached and merged while in flight, each with a deadline and a bound
+//! per client; the cluster is reached through the `Reviewer` trait.
+
+mod attributes;
+mod cache;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 
+pub use attributes::Attributes;
+use cache::{Cache, Flights, Joined};
+
 /// Who made a request.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct User {
     /// User name.
     pub name: String,
@@ -19,126 +27,6 @@ pub struct User {
     pub groups: Vec<String>,
     /// Extra attributes.
     pub extra: BTreeMap<String, Vec<String>>,
-}
-
-/// What a request does, in SubjectAccessReview terms (kube-apiserver's `RequestInfo`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Attributes {
-    /// A request for an API resource.
-    Resource {
-        /// `get`, `list`, …
-        verb: String,
-        /// API group.
-        group: String,
-        /// API version.
-        version: String,
-        /// Resource, e.g. `pods`.
-        resource: String,
-        /// Subresource, e.g. the metric name.
-        subresource: String,
-        /// Namespace, empty when cluster-scoped.
-        namespace: String,
-        /// Object name; `*` for a selector.
-        name: String,
-    },
-    /// Anything else (discovery documents, `/metrics`, `/openapi/v2`).
-    NonResource {
-        /// `get`, …
-        verb: String,
-        /// The URL path.
-        path: String,
-    },
-}
-
-impl Attributes {
-    /// Parses a request the way kube-apiserver's `RequestInfoFactory` does for GETs.
-    pub fn from_request(method: &str, path: &str) -> Self {
-        let verb = method.to_ascii_lowercase();
-        let trimmed = path.trim_matches('/');
-        let parts: Vec<&str> = if trimmed.is_empty() {
-            Vec::new()
-        } else {
-            trimmed.split('/').collect()
-        };
-        let (group, version, mut rest) = match parts.as_slice() {
-            ["apis", group, version, rest @ ..] if !rest.is_empty() => (*group, *version, rest),
-            ["api", version, rest @ ..] if !rest.is_empty() => ("", *version, rest),
-            _ => {
-                return Attributes::NonResource {
-                    verb,
-                    path: path.to_owned(),
-                };
-            }
-        };
-        let mut namespace = "";
-        if rest.first() == Some(&"namespaces") && rest.len() > 1 {
-            namespace = rest[1];
-            // "status" and "finalize" are subresources of the namespace itself.
-            if rest.len() > 2 && !matches!(rest[2], "status" | "finalize") {
-                rest = &rest[2..];
-            }
-        }
-        let resource = rest.first().copied().unwrap_or_default();
-        let name = rest.get(1).copied().unwrap_or_default();
-        let subresource = rest.get(2).copied().unwrap_or_default();
-        let verb = match (verb.as_str(), name.is_empty()) {
-            ("get" | "head", true) => "list".to_owned(),
-            ("get" | "head", false) => "get".to_owned(),
-            _ => verb,
-        };
-        let decode = |s: &str| {
-            percent_encoding::percent_decode_str(s)
-                .decode_utf8_lossy()
-                .into_owned()
-        };
-        Attributes::Resource {
-            verb,
-            group: group.to_owned(),
-            version: version.to_owned(),
-            resource: decode(resource),
-            subresource: decode(subresource),
-            namespace: decode(namespace),
-            name: decode(name),
-        }
-    }
-
-    /// Kubernetes' wording of a denial, e.g. `User "bob" cannot get resource "pods/m" in API
-    /// group "custom.metrics.k8s.io" in the namespace "ns"`.
-    pub fn forbidden_message(&self, user: &str) -> String {
-        match self {
-            Attributes::Resource {
-                verb,
-                group,
-                resource,
-                subresource,
-                namespace,
-                name,
-                ..
-            } => {
-                let full = if subresource.is_empty() {
-                    resource.clone()
-                } else {
-                    format!("{resource}/{subresource}")
-                };
-                let subject = if name.is_empty() {
-                    full.clone()
-                } else {
-                    format!("{full} {name:?}")
-                };
-                let scope = if namespace.is_empty() {
-                    "at the cluster scope".to_owned()
-                } else {
-                    format!("in the namespace {namespace:?}")
-                };
-                format!(
-                    "{subject} is forbidden: User {user:?} cannot {verb} resource {full:?} in API group {group:?} {scope}"
-                )
-            }
-            Attributes::NonResource { verb, path } => {
-                format!("forbidden: User {user:?} cannot {verb} path {path:?}")
-            }
-        }
-    }
 }
 
 /// Why the cluster could not answer a review.
@@ -200,6 +88,8 @@ pub struct Credentials {
     pub remote_groups: Vec<String>,
     /// Extra headers (`X-Remote-Extra-Key`), key lowercased and unescaped.
     pub remote_extra: BTreeMap<String, Vec<String>>,
+    /// The client's address, for the bound on reviews per client.
+    pub source: Option<IpAddr>,
 }
 
 /// Request-header (front-proxy) authentication settings.
@@ -226,6 +116,16 @@ impl Default for RequestHeaderConfig {
     }
 }
 
+/// The token of an `Authorization` header, parsed as kube-apiserver's bearer-token authenticator
+/// does: the scheme is case-insensitive, and the token is the second space-separated field (so
+/// two spaces after `Bearer` give an empty token, which authenticates nobody).
+pub fn bearer_token(header: &str) -> Option<String> {
+    let mut parts = header.trim().splitn(3, ' ');
+    let scheme = parts.next()?;
+    let token = parts.next()?;
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| token.to_owned())
+}
+
 /// Settings of the delegating authenticator and authorizer.
 #[derive(Debug, Clone)]
 pub struct AuthConfig {
@@ -233,12 +133,38 @@ pub struct AuthConfig {
     pub request_header: RequestHeaderConfig,
     /// Paths served without authentication or authorization; a trailing `*` matches a prefix.
     pub always_allow_paths: Vec<String>,
-    /// How long a TokenReview answer is kept.
+    /// How long a TokenReview answer is kept, for valid and invalid tokens alike (as
+    /// kube-apiserver's token cache).
     pub token_ttl: Duration,
     /// How long an allowed SubjectAccessReview answer is kept.
     pub allowed_ttl: Duration,
     /// How long a denied SubjectAccessReview answer is kept.
     pub denied_ttl: Duration,
+    /// How long a TokenReview may take, waiting for the cluster included.
+    pub authentication_timeout: Duration,
+    /// How long a SubjectAccessReview may take, waiting for the cluster included.
+    pub authorization_timeout: Duration,
+    /// Reviews running at once, over every client; past it a request gets 429.
+    pub max_reviews_in_flight: usize,
+    /// Reviews one client address may have running at once; past it its requests get 429.
+    pub max_reviews_per_client: usize,
+}
+
+impl Default for AuthConfig {
+    /// kube-apiserver's delegating defaults: 10 s caches and 10 s webhook timeouts.
+    fn default() -> Self {
+        Self {
+            request_header: RequestHeaderConfig::default(),
+            always_allow_paths: vec!["/healthz".into(), "/readyz".into(), "/livez".into()],
+            token_ttl: Duration::from_secs(10),
+            allowed_ttl: Duration::from_secs(10),
+            denied_ttl: Duration::from_secs(10),
+            authentication_timeout: Duration::from_secs(10),
+            authorization_timeout: Duration::from_secs(10),
+            max_reviews_in_flight: 256,
+            max_reviews_per_client: 32,
+        }
+    }
 }
 
 /// The outcome for one request.
@@ -248,51 +174,75 @@ pub enum Verdict {
     Allow(Option<User>),
     /// 401.
     Unauthenticated,
-    /// 403, with Kubernetes' message.
+    /// 403, with Kubernetes' wording.
     Forbidden(String),
-    /// The cluster could not answer (500).
+    /// 503: the cluster did not answer a review in time, or failed; the message says which.
     Unavailable(String),
+    /// 429: this client, or every client together, has too many reviews running.
+    TooManyRequests(String),
 }
 
-struct Cache<K, V> {
-    entries: Mutex<HashMap<K, (Instant, V)>>,
+/// Why a review gave no answer (shared by every request waiting for it, hence `Clone`).
+#[derive(Debug, Clone)]
+enum ReviewFailure {
+    Busy(String),
+    Failed(String),
 }
 
-impl<K: std::hash::Hash + Eq, V: Clone> Cache<K, V> {
-    fn new() -> Self {
-        Self {
-            entries: Mutex::new(HashMap::new()),
+impl From<ReviewFailure> for Verdict {
+    fn from(failure: ReviewFailure) -> Self {
+        match failure {
+            ReviewFailure::Busy(message) => Verdict::TooManyRequests(message),
+            ReviewFailure::Failed(message) => Verdict::Unavailable(message),
         }
     }
+}
 
-    fn get(&self, key: &K) -> Option<V> {
-        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries
-            .get(key)
-            .filter(|(until, _)| Instant::now() < *until)
-            .map(|(_, v)| v.clone())
-    }
+/// How many entries each cache holds at most.
+const CACHE_CAPACITY: usize = 16_384;
 
-    fn put(&self, key: K, value: V, ttl: Duration) {
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        // Bounded by expiry: drop stale entries whenever the map grows large.
-        if entries.len() > 10_000 {
-            let now = Instant::now();
-            entries.retain(|_, (until, _)| *until > now);
+/// A TokenReview question: the SHA-256 of the token, so that caches hold no credentials.
+type TokenKey = [u8; 32];
+
+fn token_key(token: &str) -> TokenKey {
+    let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
+    let mut key = [0; 32];
+    key.copy_from_slice(digest.as_ref());
+    key
+}
+
+/// Reviews a client has running; the slot is given back when the review ends.
+struct ClientSlot {
+    counts: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    source: IpAddr,
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = counts.get_mut(&self.source) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.source);
+            }
         }
-        entries.insert(key, (Instant::now() + ttl, value));
     }
 }
 
-/// Authenticates and authorizes requests through a `Reviewer`, with caches.
+/// Authenticates and authorizes requests through a `Reviewer`, with caches, merged reviews,
+/// deadlines and bounds.
 pub struct Gate {
-    authenticator: Box<dyn Reviewer>,
-    authorizer: Box<dyn Reviewer>,
+    authenticator: Arc<dyn Reviewer>,
+    authorizer: Arc<dyn Reviewer>,
     config: AuthConfig,
     /// Swappable: the authentication ConfigMap may change it while serving.
     request_header: arc_swap::ArcSwap<RequestHeaderConfig>,
-    tokens: Cache<String, Option<User>>,
-    decisions: Cache<(String, Vec<String>, Attributes), Decision>,
+    tokens: Arc<Cache<TokenKey, Option<User>>>,
+    token_flights: Flights<TokenKey, Result<Option<User>, ReviewFailure>>,
+    decisions: Arc<Cache<(User, Attributes), Decision>>,
+    decision_flights: Flights<(User, Attributes), Result<Decision, ReviewFailure>>,
+    in_flight: Arc<tokio::sync::Semaphore>,
+    per_client: Arc<Mutex<HashMap<IpAddr, usize>>>,
 }
 
 impl Gate {
@@ -304,23 +254,29 @@ impl Gate {
         config: AuthConfig,
     ) -> Self {
         Self {
-            authenticator,
-            authorizer,
+            authenticator: Arc::from(authenticator),
+            authorizer: Arc::from(authorizer),
             request_header: arc_swap::ArcSwap::from_pointee(config.request_header.clone()),
+            in_flight: Arc::new(tokio::sync::Semaphore::new(
+                config.max_reviews_in_flight.max(1),
+            )),
             config,
-            tokens: Cache::new(),
-            decisions: Cache::new(),
+            tokens: Arc::new(Cache::new(CACHE_CAPACITY)),
+            token_flights: Flights::new(),
+            decisions: Arc::new(Cache::new(CACHE_CAPACITY)),
+            decision_flights: Flights::new(),
+            per_client: Arc::new(Mutex::new(HashMap::new())),
         }
     }
 
     /// The request-header settings (the HTTP layer reads these headers).
-    pub fn request_header(&self) -> std::sync::Arc<RequestHeaderConfig> {
+    pub fn request_header(&self) -> Arc<RequestHeaderConfig> {
         self.request_header.load_full()
     }
 
     /// Replaces the request-header settings (allowed names, header names).
     pub fn set_request_header(&self, config: RequestHeaderConfig) {
-        self.request_header.store(std::sync::Arc::new(config));
+        self.request_header.store(Arc::new(config));
     }
 
     fn front_proxy_allowed(&self, common_name: &str) -> bool {
@@ -339,13 +295,10 @@ impl Gate {
             })
     }
 
-    /// Decides one request. `bearer` is the token of an `Authorization: Bearer` header.
-    pub async fn check(&self, method: &str, path: &str, credentials: &Credentials) -> Verdict {
-        if self.always_allowed(path) {
-            return Verdict::Allow(None);
-        }
-        // The authenticators in kube-apiserver's order: front-proxy headers, client certificate,
-        // bearer token. X-Remote-* headers count only on a front-proxy connection.
+    /// Who the credentials stand for, in kube-apiserver's order of authenticators: front-proxy
+    /// headers, client certificate, bearer token. X-Remote-* headers count only on a front-proxy
+    /// connection. The error is the verdict to answer with.
+    pub async fn authenticate(&self, credentials: &Credentials) -> Result<User, Verdict> {
         match &credentials.peer {
             Some(PeerIdentity::FrontProxy { common_name })
                 if self.front_proxy_allowed(common_name) =>
@@ -353,76 +306,130 @@ impl Gate {
                 if let Some(name) = credentials.remote_user.as_ref().filter(|n| !n.is_empty()) {
                     let mut groups = credentials.remote_groups.clone();
                     groups.push("system:authenticated".into());
-                    let user = User {
+                    return Ok(User {
                         name: name.clone(),
                         uid: String::new(),
                         groups,
                         extra: credentials.remote_extra.clone(),
-                    };
-                    return self
-                        .authorize(user, Attributes::from_request(method, path))
-                        .await;
+                    });
                 }
             }
+            // kube-apiserver's x509 authenticator skips a certificate without a common name.
             Some(PeerIdentity::Client {
                 common_name,
                 organizations,
-            }) => {
+            }) if !common_name.is_empty() => {
                 let mut groups = organizations.clone();
                 groups.push("system:authenticated".into());
-                let user = User {
+                return Ok(User {
                     name: common_name.clone(),
                     groups,
                     ..User::default()
-                };
-                return self
-                    .authorize(user, Attributes::from_request(method, path))
-                    .await;
+                });
             }
             _ => {}
         }
         let Some(token) = credentials.bearer.as_deref().filter(|t| !t.is_empty()) else {
-            return Verdict::Unauthenticated;
+            return Err(Verdict::Unauthenticated);
         };
-        let user = match self.tokens.get(&token.to_owned()) {
+        let key = token_key(token);
+        let user = match self.tokens.get(&key) {
             Some(cached) => cached,
-            None => match self.authenticator.review_token(token).await {
-                Ok(user) => {
-                    self.tokens
-                        .put(token.to_owned(), user.clone(), self.config.token_ttl);
-                    user
-                }
-                Err(e) => return Verdict::Unavailable(format!("TokenReview failed: {e}")),
-            },
+            None => self
+                .review_token(key, token, credentials.source)
+                .await
+                .map_err(Verdict::from)?,
         };
-        let Some(user) = user else {
-            return Verdict::Unauthenticated;
-        };
-        self.authorize(user, Attributes::from_request(method, path))
-            .await
+        user.ok_or(Verdict::Unauthenticated)
     }
 
-    /// Authorizes an authenticated user.
-    pub async fn authorize(&self, user: User, attributes: Attributes) -> Verdict {
+    async fn review_token(
+        &self,
+        key: TokenKey,
+        token: &str,
+        source: Option<IpAddr>,
+    ) -> Result<Option<User>, ReviewFailure> {
+        if let Joined::Existing(flight) = self.token_flights.join(&key) {
+            return flight.await;
+        }
+        let (permit, slot) = self.review_slot(source)?;
+        let reviewer = self.authenticator.clone();
+        let cache = self.tokens.clone();
+        let (ttl, timeout) = (self.config.token_ttl, self.config.authentication_timeout);
+        let token = token.to_owned();
+        let review = async move {
+            let _held = (permit, slot);
+            let answer = match tokio::time::timeout(timeout, reviewer.review_token(&token)).await {
+                Ok(Ok(user)) => user,
+                Ok(Err(e)) => {
+                    return Err(ReviewFailure::Failed(format!(
+                        "authentication is unavailable: the TokenReview failed: {e}"
+                    )));
+                }
+                Err(_) => {
+                    return Err(ReviewFailure::Failed(format!(
+                        "authentication is unavailable: the TokenReview got no answer within {timeout:?}"
+                    )));
+                }
+            };
+            cache.put(key, answer.clone(), ttl);
+            Ok(answer)
+        };
+        self.token_flights.start(key, review).await
+    }
+
+    /// A place for one more review: one of the client's and one of everyone's, or why not.
+    fn review_slot(
+        &self,
+        source: Option<IpAddr>,
+    ) -> Result<(tokio::sync::OwnedSemaphorePermit, Option<ClientSlot>), ReviewFailure> {
+        let slot = match source {
+            Some(source) => {
+                let mut counts = self.per_client.lock().unwrap_or_else(|e| e.into_inner());
+                let count = counts.entry(source).or_default();
+                if *count >= self.config.max_reviews_per_client {
+                    return Err(ReviewFailure::Busy(format!(
+                        "too many authentication or authorization reviews in flight for {source} (at most {}); retry later",
+                        self.config.max_reviews_per_client
+                    )));
+                }
+                *count += 1;
+                Some(ClientSlot {
+                    counts: self.per_client.clone(),
+                    source,
+                })
+            }
+            None => None,
+        };
+        let permit = self.in_flight.clone().try_acquire_owned().map_err(|_| {
+            ReviewFailure::Busy(format!(
+                "too many authentication or authorization reviews in flight (at most {}); retry later",
+                self.config.max_reviews_in_flight
+            ))
+        })?;
+        Ok((permit, slot))
+    }
+
+    /// Authorizes an authenticated user to do what `attributes` say; `source` is the client's
+    /// address, for the bound on reviews per client.
+    pub async fn authorize(
+        &self,
+        user: User,
+        attributes: Attributes,
+        source: Option<IpAddr>,
+    ) -> Verdict {
         if user.groups.iter().any(|g| g == "system:masters") {
             return Verdict::Allow(Some(user));
         }
-        let key = (user.name.clone(), user.groups.clone(), attributes.clone());
+        let key = (user, attributes);
         let decision = match self.decisions.get(&key) {
             Some(cached) => cached,
-            None => match self.authorizer.review_access(&user, &attributes).await {
-                Ok(decision) => {
-                    let ttl = if decision.allowed {
-                        self.config.allowed_ttl
-                    } else {
-                        self.config.denied_ttl
-                    };
-                    self.decisions.put(key, decision.clone(), ttl);
-                    decision
-                }
-                Err(e) => return Verdict::Unavailable(format!("SubjectAccessReview failed: {e}")),
+            None => match self.review_access(key.clone(), source).await {
+                Ok(decision) => decision,
+                Err(failure) => return failure.into(),
             },
         };
+        let (user, attributes) = key;
         if decision.allowed {
             Verdict::Allow(Some(user))
         } else {
@@ -433,98 +440,82 @@ impl Gate {
             Verdict::Forbidden(message)
         }
     }
+
+    async fn review_access(
+        &self,
+        key: (User, Attributes),
+        source: Option<IpAddr>,
+    ) -> Result<Decision, ReviewFailure> {
+        if let Joined::Existing(flight) = self.decision_flights.join(&key) {
+            return flight.await;
+        }
+        let (permit, slot) = self.review_slot(source)?;
+        let reviewer = self.authorizer.clone();
+        let cache = self.decisions.clone();
+        let config = &self.config;
+        let (allowed_ttl, denied_ttl, timeout) = (
+            config.allowed_ttl,
+            config.denied_ttl,
+            config.authorization_timeout,
+        );
+        let question = key.clone();
+        let review = async move {
+            let _held = (permit, slot);
+            let (user, attributes) = &question;
+            let answer = tokio::time::timeout(timeout, reviewer.review_access(user, attributes));
+            let decision = match answer.await {
+                Ok(Ok(decision)) => decision,
+                Ok(Err(e)) => {
+                    return Err(ReviewFailure::Failed(format!(
+                        "authorization is unavailable: the SubjectAccessReview failed: {e}"
+                    )));
+                }
+                Err(_) => {
+                    return Err(ReviewFailure::Failed(format!(
+                        "authorization is unavailable: the SubjectAccessReview got no answer within {timeout:?}"
+                    )));
+                }
+            };
+            let ttl = if decision.allowed {
+                allowed_ttl
+            } else {
+                denied_ttl
+            };
+            cache.put(question, decision.clone(), ttl);
+            Ok(decision)
+        };
+        self.decision_flights.start(key, review).await
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
 
-    fn resource(
-        verb: &str,
-        group: &str,
-        version: &str,
-        resource: &str,
-        sub: &str,
-        ns: &str,
-        name: &str,
-    ) -> Attributes {
-        Attributes::Resource {
-            verb: verb.into(),
-            group: group.into(),
-            version: version.into(),
-            resource: resource.into(),
-            subresource: sub.into(),
-            namespace: ns.into(),
-            name: name.into(),
-        }
-    }
-
-    #[test]
-    fn attributes_are_parsed_as_kube_apiserver_parses_them() {
-        let cm = "custom.metrics.k8s.io";
-        assert_eq!(
-            Attributes::from_request(
-                "GET",
-                "/apis/custom.metrics.k8s.io/v1beta2/namespaces/ns/pods/%2A/http_requests"
-            ),
-            resource("get", cm, "v1beta2", "pods", "http_requests", "ns", "*")
-        );
-        assert_eq!(
-            Attributes::from_request("GET", "/apis/custom.metrics.k8s.io/v1beta1/nodes/n1/load"),
-            resource("get", cm, "v1beta1", "nodes", "load", "", "n1")
-        );
-        assert_eq!(
-            Attributes::from_request(
-                "GET",
-                "/apis/custom.metrics.k8s.io/v1beta1/namespaces/ns/metrics/queue"
-            ),
-            resource("get", cm, "v1beta1", "metrics", "", "ns", "queue")
-        );
-        assert_eq!(
-            Attributes::from_request("GET", "/apis/custom.metrics.k8s.io/v1beta1/namespaces/ns"),
-            resource("get", cm, "v1beta1", "namespaces", "", "ns", "ns")
-        );
-        assert_eq!(
-            Attributes::from_request("GET", "/api/v1/namespaces/ns/pods"),
-            resource("list", "", "v1", "pods", "", "ns", "")
-        );
-        for path in [
-            "/apis",
-            "/apis/custom.metrics.k8s.io",
-            "/apis/custom.metrics.k8s.io/v1beta1",
-            "/metrics",
-            "/openapi/v2",
-            "/",
-        ] {
-            assert_eq!(
-                Attributes::from_request("GET", path),
-                Attributes::NonResource {
-                    verb: "get".into(),
-                    path: path.into()
-                },
-                "{path}"
-            );
-        }
-    }
-
-    #[test]
-    fn denials_use_kubernetes_wording() {
-        let attributes = Attributes::from_request(
-            "GET",
-            "/apis/custom.metrics.k8s.io/v1beta2/namespaces/ns/pods/*/m",
-        );
-        assert_eq!(
-            attributes.forbidden_message("bob"),
-            r#"pods/m "*" is forbidden: User "bob" cannot get resource "pods/m" in API group "custom.metrics.k8s.io" in the namespace "ns""#
-        );
-    }
-
+    /// A cluster that knows three tokens, allows only alice, and takes `delay` to answer.
     struct Scripted {
         token_reviews: AtomicUsize,
         access_reviews: AtomicUsize,
+        delay: Duration,
+    }
+
+    impl Scripted {
+        fn new(delay: Duration) -> Arc<Self> {
+            Arc::new(Self {
+                token_reviews: AtomicUsize::new(0),
+                access_reviews: AtomicUsize::new(0),
+                delay,
+            })
+        }
+
+        fn counts(&self) -> (usize, usize) {
+            (
+                self.token_reviews.load(Ordering::SeqCst),
+                self.access_reviews.load(Ordering::SeqCst),
+            )
+        }
     }
 
     impl Reviewer for Arc<Scripted> {
@@ -534,8 +525,8 @@ mod tests {
         ) -> BoxFuture<'a, Result<Option<User>, ReviewError>> {
             self.token_reviews.fetch_add(1, Ordering::SeqCst);
             let user = match token {
-                "alice" => Some(User {
-                    name: "alice".into(),
+                "alice" | "bob" => Some(User {
+                    name: token.into(),
                     ..User::default()
                 }),
                 "root" => Some(User {
@@ -543,13 +534,12 @@ mod tests {
                     groups: vec!["system:masters".into()],
                     ..User::default()
                 }),
-                "bob" => Some(User {
-                    name: "bob".into(),
-                    ..User::default()
-                }),
                 _ => None,
             };
-            Box::pin(async move { Ok(user) })
+            Box::pin(async move {
+                tokio::time::sleep(self.delay).await;
+                Ok(user)
+            })
         }
         fn review_access<'a>(
             &'a self,
@@ -559,6 +549,7 @@ mod tests {
             self.access_reviews.fetch_add(1, Ordering::SeqCst);
             let allowed = user.name == "alice";
             Box::pin(async move {
+                tokio::time::sleep(self.delay).await;
                 Ok(Decision {
                     allowed,
                     reason: String::new(),
@@ -567,80 +558,91 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn tokens_and_decisions_are_cached() {
-        let scripted = Arc::new(Scripted {
-            token_reviews: AtomicUsize::new(0),
-            access_reviews: AtomicUsize::new(0),
-        });
-        let config = AuthConfig {
+    fn gate(scripted: &Arc<Scripted>, config: AuthConfig) -> Arc<Gate> {
+        Arc::new(Gate::with_reviewers(
+            Box::new(scripted.clone()),
+            Box::new(scripted.clone()),
+            config,
+        ))
+    }
+
+    fn config() -> AuthConfig {
+        AuthConfig {
             request_header: RequestHeaderConfig {
                 allowed_names: vec!["front-proxy-client".into()],
                 ..RequestHeaderConfig::default()
             },
-            always_allow_paths: vec![
-                "/healthz".into(),
-                "/readyz".into(),
-                "/livez".into(),
-                "/debug/*".into(),
-            ],
-            token_ttl: Duration::from_secs(10),
-            allowed_ttl: Duration::from_secs(10),
-            denied_ttl: Duration::from_secs(10),
-        };
-        let gate = Gate::with_reviewers(
-            Box::new(scripted.clone()),
-            Box::new(scripted.clone()),
-            config,
-        );
-        let path = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/ns/pods/*/m";
-        let none = Credentials::default();
-        let token = |t: &str| Credentials {
+            ..AuthConfig::default()
+        }
+    }
+
+    const PATH: &str = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/ns/pods/*/m";
+
+    fn token(t: &str) -> Credentials {
+        Credentials {
             bearer: Some(t.into()),
+            source: Some(IpAddr::from([127, 0, 0, 1])),
             ..Credentials::default()
-        };
+        }
+    }
+
+    async fn check(gate: &Gate, credentials: &Credentials) -> Verdict {
+        match gate.authenticate(credentials).await {
+            Ok(user) => {
+                let attributes = Attributes::from_request("GET", PATH).unwrap();
+                gate.authorize(user, attributes, credentials.source).await
+            }
+            Err(verdict) => verdict,
+        }
+    }
+
+    #[test]
+    fn bearer_tokens_are_parsed_as_kube_apiserver_parses_them() {
+        assert_eq!(bearer_token("Bearer abc").as_deref(), Some("abc"));
+        assert_eq!(bearer_token("bearer abc").as_deref(), Some("abc"));
+        assert_eq!(bearer_token("  BEARER abc  ").as_deref(), Some("abc"));
+        assert_eq!(bearer_token("Bearer abc trailing").as_deref(), Some("abc"));
+        assert_eq!(bearer_token("Bearer  abc"), None, "two spaces: empty token");
+        assert_eq!(bearer_token("Bearer"), None);
+        assert_eq!(bearer_token("Basic abc"), None);
+    }
+
+    #[tokio::test]
+    async fn tokens_and_decisions_are_cached() {
+        let scripted = Scripted::new(Duration::ZERO);
+        let gate = gate(&scripted, config());
+        assert!(gate.always_allowed("/healthz"));
+        assert!(!gate.always_allowed(PATH));
         assert_eq!(
-            gate.check("GET", "/healthz", &none).await,
-            Verdict::Allow(None)
-        );
-        assert_eq!(
-            gate.check("GET", "/debug/x", &none).await,
-            Verdict::Allow(None)
-        );
-        assert_eq!(
-            gate.check("GET", path, &none).await,
+            check(&gate, &Credentials::default()).await,
             Verdict::Unauthenticated
         );
         assert_eq!(
-            gate.check("GET", path, &token("nobody")).await,
+            check(&gate, &token("nobody")).await,
             Verdict::Unauthenticated
         );
         assert!(
-            matches!(gate.check("GET", path, &token("alice")).await, Verdict::Allow(Some(u)) if u.name == "alice")
+            matches!(check(&gate, &token("alice")).await, Verdict::Allow(Some(u)) if u.name == "alice")
         );
         assert!(
-            matches!(gate.check("GET", path, &token("bob")).await, Verdict::Forbidden(m) if m.contains("User \"bob\""))
+            matches!(check(&gate, &token("bob")).await, Verdict::Forbidden(m) if m.contains("User \"bob\""))
         );
         assert!(
-            matches!(
-                gate.check("GET", path, &token("root")).await,
-                Verdict::Allow(Some(_))
-            ),
+            matches!(check(&gate, &token("root")).await, Verdict::Allow(Some(_))),
             "system:masters"
         );
-        let (tokens, access) = (
-            scripted.token_reviews.load(Ordering::SeqCst),
-            scripted.access_reviews.load(Ordering::SeqCst),
-        );
-        assert_eq!((tokens, access), (4, 2));
-        // The same requests again are answered from the caches.
-        gate.check("GET", path, &token("alice")).await;
-        gate.check("GET", path, &token("bob")).await;
-        gate.check("GET", path, &token("nobody")).await;
-        assert_eq!(scripted.token_reviews.load(Ordering::SeqCst), tokens);
-        assert_eq!(scripted.access_reviews.load(Ordering::SeqCst), access);
+        assert_eq!(scripted.counts(), (4, 2));
+        // The same requests again are answered from the caches, invalid tokens included.
+        for t in ["alice", "bob", "nobody"] {
+            check(&gate, &token(t)).await;
+        }
+        assert_eq!(scripted.counts(), (4, 2));
+    }
 
-        // Front-proxy headers count only with the front-proxy certificate of an allowed name.
+    #[tokio::test]
+    async fn certificates_and_front_proxy_headers() {
+        let scripted = Scripted::new(Duration::ZERO);
+        let gate = gate(&scripted, config());
         let proxied = |peer: Option<PeerIdentity>| Credentials {
             peer,
             remote_user: Some("alice".into()),
@@ -653,29 +655,103 @@ mod tests {
             })
         };
         assert!(
-            matches!(gate.check("GET", path, &proxied(front("front-proxy-client"))).await,
+            matches!(check(&gate, &proxied(front("front-proxy-client"))).await,
             Verdict::Allow(Some(u)) if u.name == "alice" && u.groups == ["dev", "system:authenticated"])
         );
+        assert_eq!(check(&gate, &proxied(None)).await, Verdict::Unauthenticated);
         assert_eq!(
-            gate.check("GET", path, &proxied(None)).await,
+            check(&gate, &proxied(front("someone-else"))).await,
             Verdict::Unauthenticated
         );
-        assert_eq!(
-            gate.check("GET", path, &proxied(front("someone-else")))
-                .await,
-            Verdict::Unauthenticated
-        );
-        let client = Credentials {
+        let client = |cn: &str| Credentials {
             peer: Some(PeerIdentity::Client {
-                common_name: "alice".into(),
-                organizations: vec!["dev".into()],
+                common_name: cn.into(),
+                organizations: vec!["system:masters".into()],
             }),
             ..Credentials::default()
         };
         assert!(
-            matches!(gate.check("GET", path, &client).await, Verdict::Allow(Some(u)) if u.name == "alice")
+            matches!(check(&gate, &client("alice")).await, Verdict::Allow(Some(u)) if u.name == "alice")
         );
-        // Certificates need no token review.
-        assert_eq!(scripted.token_reviews.load(Ordering::SeqCst), tokens);
+        // kube-apiserver does not take a certificate without a common name as anyone, whatever
+        // its organizations say.
+        assert_eq!(check(&gate, &client("")).await, Verdict::Unauthenticated);
+        assert_eq!(scripted.counts().0, 0, "certificates need no token review");
+    }
+
+    #[tokio::test]
+    async fn identical_cold_requests_share_one_review_of_each_kind() {
+        let scripted = Scripted::new(Duration::from_millis(50));
+        let gate = gate(&scripted, config());
+        let requests: Vec<_> = (0..50)
+            .map(|_| {
+                let gate = gate.clone();
+                tokio::spawn(async move { check(&gate, &token("alice")).await })
+            })
+            .collect();
+        for request in requests {
+            assert!(matches!(request.await.unwrap(), Verdict::Allow(Some(_))));
+        }
+        assert_eq!(scripted.counts(), (1, 1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_review_that_hangs_times_out_and_says_which() {
+        let scripted = Scripted::new(Duration::from_secs(45));
+        let gate = gate(
+            &scripted,
+            AuthConfig {
+                authentication_timeout: Duration::from_secs(2),
+                ..config()
+            },
+        );
+        let started = tokio::time::Instant::now();
+        let verdict = check(&gate, &token("alice")).await;
+        assert!(
+            matches!(&verdict, Verdict::Unavailable(m) if m.starts_with("authentication is unavailable") && m.contains("2s")),
+            "{verdict:?}"
+        );
+        assert_eq!(started.elapsed(), Duration::from_secs(2));
+    }
+
+    #[tokio::test]
+    async fn one_client_cannot_take_every_review() {
+        let scripted = Scripted::new(Duration::from_millis(200));
+        let gate = gate(
+            &scripted,
+            AuthConfig {
+                max_reviews_per_client: 4,
+                ..config()
+            },
+        );
+        let flood: Vec<_> = (0..10)
+            .map(|i| {
+                let gate = gate.clone();
+                tokio::spawn(async move { check(&gate, &token(&format!("random-{i}"))).await })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        // Another client still gets its review at once.
+        let other = Credentials {
+            source: Some(IpAddr::from([10, 0, 0, 2])),
+            ..token("alice")
+        };
+        assert!(matches!(check(&gate, &other).await, Verdict::Allow(_)));
+        let mut verdicts = Vec::new();
+        for request in flood {
+            verdicts.push(request.await.unwrap());
+        }
+        let busy = verdicts
+            .iter()
+            .filter(|v| matches!(v, Verdict::TooManyRequests(m) if m.contains("127.0.0.1")))
+            .count();
+        assert_eq!(busy, 6, "{verdicts:?}");
+        assert_eq!(
+            verdicts
+                .iter()
+                .filter(|v| **v == Verdict::Unauthenticated)
+                .count(),
+            4
+        );
     }
 }

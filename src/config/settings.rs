@@ -81,6 +81,20 @@ pub struct Settings {
     pub authorization_kubeconfig: Option<PathBuf>,
     /// Paths that skip authentication and authorization.
     pub authorization_always_allow_paths: Vec<String>,
+    /// Deadline of a TokenReview.
+    pub authentication_timeout: String,
+    /// Deadline of a SubjectAccessReview.
+    pub authorization_timeout: String,
+    /// Reviews running at once.
+    pub max_reviews_in_flight: u32,
+    /// Reviews one client address may have running.
+    pub max_reviews_per_client: u32,
+    /// Largest Prometheus answer read.
+    pub prometheus_max_response_bytes: String,
+    /// Deadline of a TLS handshake.
+    pub tls_handshake_timeout: String,
+    /// TLS handshakes in progress at once.
+    pub max_concurrent_tls_handshakes: u32,
     /// TTL of TokenReview answers.
     pub authentication_token_webhook_cache_ttl: String,
     /// TTL of allowed SubjectAccessReview answers.
@@ -156,6 +170,13 @@ pub fn load(
                 vec!["/healthz", "/readyz", "/livez"],
             )
         })
+        .and_then(|b| b.set_default("authentication_timeout", "10s"))
+        .and_then(|b| b.set_default("authorization_timeout", "10s"))
+        .and_then(|b| b.set_default("max_reviews_in_flight", 256))
+        .and_then(|b| b.set_default("max_reviews_per_client", 32))
+        .and_then(|b| b.set_default("prometheus_max_response_bytes", "64Mi"))
+        .and_then(|b| b.set_default("tls_handshake_timeout", "10s"))
+        .and_then(|b| b.set_default("max_concurrent_tls_handshakes", 8192))
         .and_then(|b| b.set_default("authentication_token_webhook_cache_ttl", "10s"))
         .and_then(|b| b.set_default("authorization_webhook_cache_authorized_ttl", "10s"))
         .and_then(|b| b.set_default("authorization_webhook_cache_unauthorized_ttl", "10s"))
