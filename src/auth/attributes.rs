@@ -101,7 +101,8 @@ impl Attributes {
         // `namespaces/{ns}/metrics/{metric}`: the metric of a namespace, where `*` means every
         // namespace.
         let namespace_metric = resource == "metrics";
-        if !namespace.is_empty() && !(namespace_metric && namespace == "*") {
+        let every_namespace = namespace_metric && namespace == "*";
+        if !namespace.is_empty() && !every_namespace {
             check_namespace(namespace)?;
         }
         if !resource.is_empty() {
