@@ -202,8 +202,8 @@ impl LabelSelector {
         for req in &self.requirements {
             let joined = req.values.join("|");
             let (op, value) = match (req.operator, req.values.len()) {
-                (Operator::Equals, _) => (MatchOp::Equal, joined.clone()),
-                (Operator::NotEquals, _) => (MatchOp::NotEqual, joined.clone()),
+                (Operator::Equals, _) => (MatchOp::Equal, joined),
+                (Operator::NotEquals, _) => (MatchOp::NotEqual, joined),
                 (Operator::In, _) => (MatchOp::Regex, literal_alternation(&req.values)),
                 (Operator::NotIn, _) => (MatchOp::NotRegex, literal_alternation(&req.values)),
                 (Operator::Exists, _) => (MatchOp::NotEqual, String::new()),
@@ -212,7 +212,7 @@ impl LabelSelector {
                 (Operator::LessThan, _) => return Err(Error::UnsupportedOperator("<".into())),
             };
             matchers.push(LabelMatcher::new(&req.key, op, value)?);
-            values_by_name.insert(req.key.clone(), joined);
+            values_by_name.insert(req.key.clone(), super::template_alternation(&req.values));
         }
         Ok((matchers, values_by_name))
     }

@@ -107,6 +107,35 @@ pub fn literal_alternation<S: AsRef<str>>(values: &[S]) -> String {
         .join("|")
 }
 
+/// Go's `regexp.QuoteMeta`: escapes the characters RE2 gives a meaning (`\.+*?()|[]{}^$`) and
+/// nothing else, so that a name with a hyphen reads the same in a regex as in an equality.
+pub fn quote_meta(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        if "\\.+*?()|[]{}^$".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// What a template's `.LabelValuesByName` holds for `values`: the values as a regex alternation
+/// that matches exactly them, escaped to sit inside a PromQL double-quoted string (templates
+/// write `label=~"<<index .LabelValuesByName "label">>"`). A value without regex metacharacters
+/// (every namespace, most object names) reads unchanged, so `label="…"` with one plain name
+/// still works. prometheus-adapter inserts the values raw: a `.` matched any character and a
+/// `"` could end the string.
+pub fn template_alternation<S: AsRef<str>>(values: &[S]) -> String {
+    let alternation = values
+        .iter()
+        .map(|v| quote_meta(v.as_ref()))
+        .collect::<Vec<_>>()
+        .join("|");
+    let quoted = quote(&alternation);
+    quoted[1..quoted.len() - 1].to_owned()
+}
+
 /// A PromQL label match operator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum MatchOp {
@@ -192,6 +221,27 @@ pub fn join_matchers(matchers: &[LabelMatcher]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn template_values_are_regex_escaped_alternations_inside_a_string() {
+        assert_eq!(quote_meta("a-b.c"), r"a-b\.c");
+        assert_eq!(template_alternation(&["kube-system"]), "kube-system");
+        assert_eq!(
+            template_alternation(&["weird.pod", "web-1"]),
+            r"weird\\.pod|web-1"
+        );
+        assert_eq!(
+            template_alternation(&[r#"x"} or up{a=""#]),
+            r#"x\"\\} or up\\{a=\""#
+        );
+        assert_eq!(template_alternation::<&str>(&[]), "");
+        // Written into a double-quoted regex matcher, the value matches exactly the names.
+        let matcher = format!("\"{}\"", template_alternation(&["weird.pod", "a|b"]));
+        let unquoted: String = serde_json::from_str(&matcher).unwrap();
+        let regex = regex::Regex::new(&format!("^(?:{unquoted})$")).unwrap();
+        assert!(regex.is_match("weird.pod") && regex.is_match("a|b"));
+        assert!(!regex.is_match("weirdXpod") && !regex.is_match("a"));
+    }
 
     #[test]
     fn quote_matches_go_strconv_quote() {

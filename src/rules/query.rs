@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use super::{DiscoveryRule, Error, ResourceMapping, ResourceRule};
 use crate::model::GroupResource;
-use crate::promql::{LabelMatcher, LabelSelector, MatchOp, join_matchers, literal_alternation};
+use crate::promql::{
+    LabelMatcher, LabelSelector, MatchOp, join_matchers, literal_alternation, template_alternation,
+};
 use crate::resources::ResourceTable;
 
 /// A Go template with `<<` `>>` delimiters, parsed once when the rules file is compiled.
@@ -156,7 +158,7 @@ fn build_object_query(
     if let Some(namespace) = request.namespace.filter(|ns| !ns.is_empty()) {
         let label = mapping.label_for_resource(&GroupResource::new("", "namespaces"), table)?;
         matchers.push(LabelMatcher::new(&label, MatchOp::Equal, namespace)?);
-        values_by_name.insert(label, namespace.to_owned());
+        values_by_name.insert(label, template_alternation(&[namespace]));
     }
     let label = mapping.label_for_resource(resource, table)?;
     let names = request.names;
@@ -165,7 +167,7 @@ fn build_object_query(
         [] => LabelMatcher::new(&label, MatchOp::Equal, "")?,
         several => LabelMatcher::new(&label, MatchOp::Regex, literal_alternation(several))?,
     });
-    values_by_name.insert(label.clone(), names.join("|"));
+    values_by_name.insert(label.clone(), template_alternation(names));
     let mut group_by = Vec::with_capacity(1 + extra_group_by.len());
     group_by.push(label);
     group_by.extend_from_slice(extra_group_by);
@@ -194,7 +196,7 @@ pub fn build_external_query(
             other => other?,
         };
         matchers.push(LabelMatcher::new(&label, MatchOp::Equal, namespace)?);
-        values_by_name.insert(label, namespace.to_owned());
+        values_by_name.insert(label, template_alternation(&[namespace]));
     }
     rule.metrics_query
         .render(series, &matchers, &values_by_name, &[])
