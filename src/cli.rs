@@ -60,6 +60,9 @@ pub struct PrometheusClientArgs {
     /// Timeout of each call to Prometheus.
     #[arg(long, default_value = "30s")]
     pub prometheus_timeout: String,
+    /// Largest Prometheus answer read, e.g. 64Mi.
+    #[arg(long, default_value = "64Mi")]
+    pub prometheus_max_response_bytes: String,
 }
 
 /// `simulate` arguments.

@@ -355,6 +355,7 @@ fn client_config_from_flags(
             flags.prometheus_client_tls_cert_file.clone(),
             flags.prometheus_client_tls_key_file.clone(),
         ),
+        &flags.prometheus_max_response_bytes,
     )
 }
 
@@ -367,7 +368,13 @@ fn client_config(
     token_file: Option<std::path::PathBuf>,
     ca_file: Option<std::path::PathBuf>,
     client_cert: (Option<std::path::PathBuf>, Option<std::path::PathBuf>),
+    max_response_bytes: &str,
 ) -> anyhow::Result<prometheus::ClientConfig> {
+    let max_response_bytes = match prom_adapter::model::parse_quantity_milli(max_response_bytes) {
+        Ok(milli) if milli >= 1000 => (milli / 1000) as u64,
+        Ok(_) => bail!("--prometheus-max-response-bytes must be at least 1 byte"),
+        Err(e) => bail!("--prometheus-max-response-bytes: {e}"),
+    };
     let timeout = parse_duration(timeout).context("--prometheus-timeout")?;
     if timeout.is_zero() {
         bail!("--prometheus-timeout must be greater than zero");
@@ -401,6 +408,7 @@ fn client_config(
         ca_file,
         client_cert,
         verb,
+        max_response_bytes,
     })
 }
 
@@ -412,6 +420,7 @@ struct ServeConfig {
     addr: SocketAddr,
     tls: server::TlsSource,
     shutdown: server::Shutdown,
+    handshakes: server::HandshakeLimits,
     tls_reload_interval: std::time::Duration,
     /// `None` with `--standalone`.
     cluster: Option<ClusterSettings>,
@@ -604,6 +613,7 @@ fn serve(args: ServeArgs, warnings: Vec<String>) -> anyhow::Result<ExitCode> {
             peers,
             health,
             serve_config.shutdown,
+            serve_config.handshakes,
         )
         .await;
         loop_handle.abort();
@@ -937,6 +947,7 @@ fn validate(settings: &settings::Settings) -> anyhow::Result<ServeConfig> {
             settings.prometheus_client_tls_cert_file.clone(),
             settings.prometheus_client_tls_key_file.clone(),
         ),
+        &settings.prometheus_max_response_bytes,
     )?;
     let shutdown = server::Shutdown {
         delay: parse_duration(&settings.shutdown_delay).context("--shutdown-delay")?,
@@ -958,6 +969,13 @@ fn validate(settings: &settings::Settings) -> anyhow::Result<ServeConfig> {
         },
         addr: SocketAddr::new(ip, settings.secure_port),
         shutdown,
+        handshakes: server::HandshakeLimits {
+            timeout: positive(&settings.tls_handshake_timeout, "--tls-handshake-timeout")?,
+            max_concurrent: at_least_one(
+                settings.max_concurrent_tls_handshakes,
+                "--max-concurrent-tls-handshakes",
+            )?,
+        },
         cluster,
         tls_reload_interval: match parse_duration(&settings.tls_reload_interval)
             .context("--tls-reload-interval")?

@@ -666,6 +666,16 @@ pub struct Shutdown {
     pub drain: Duration,
 }
 
+/// How many TLS handshakes may be in progress, and for how long each: enough room that
+/// connections which never finish a handshake cannot make real clients wait.
+#[derive(Debug, Clone, Copy)]
+pub struct HandshakeLimits {
+    /// How long a client may take to complete its handshake.
+    pub timeout: Duration,
+    /// Handshakes in progress at once, over all workers.
+    pub max_concurrent: usize,
+}
+
 /// Serves the API over HTTPS. On SIGTERM or SIGINT, readiness turns false first, then after
 /// `shutdown.delay` the server stops accepting and drains in-flight requests for up to
 /// `shutdown.drain`. `worker_state` runs once on each worker thread, so that each worker can own
@@ -677,7 +687,10 @@ pub async fn serve(
     peers: Arc<ClientAuthority>,
     health: Arc<Health>,
     shutdown: Shutdown,
+    handshakes: HandshakeLimits,
 ) -> Result<(), Error> {
+    // actix counts handshakes per worker; it starts one worker per available core.
+    let workers = std::thread::available_parallelism().map_or(1, usize::from);
     let server = HttpServer::new(move || {
         App::new()
             .app_data(web::Data::new(worker_state()))
@@ -697,6 +710,9 @@ pub async fn serve(
         }
     })
     .disable_signals()
+    .workers(workers)
+    .tls_handshake_timeout(handshakes.timeout)
+    .max_connection_rate(handshakes.max_concurrent.div_ceil(workers).max(1))
     .shutdown_timeout(shutdown.drain.as_secs())
     .bind_rustls_0_23(addr, tls)
     .map_err(|source| Error::Bind { addr, source })?

@@ -195,7 +195,7 @@ fn check_warns_about_rules_that_load_but_will_fail_and_still_exits_0() {
     let file = dir.path().join("rules.yaml");
     std::fs::write(
         &file,
-        "rules:\n- seriesQuery: 'a_total{namespace!=\"\",pod!=\"\"}'\n  resources: {template: <<.Resource>>}\n  metricsQuery: 'sum(<<.Series>>{<<.LabelMatcher>>}) by (<<.GroupBy>>)'\nexternalRules:\n- seriesQuery: 'queue_depth'\n  metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>})'\n",
+        "externalRules:\n- seriesQuery: 'queue_depth'\n  metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>})'\n",
     )
     .unwrap();
     let (code, stdout, stderr) = run(&["check", "--config", file.to_str().unwrap()]);
@@ -204,14 +204,42 @@ fn check_warns_about_rules_that_load_but_will_fail_and_still_exits_0() {
         .lines()
         .filter(|l| l.starts_with("warning: "))
         .collect();
-    assert_eq!(warnings.len(), 2, "{stdout}");
+    assert_eq!(warnings.len(), 1, "{stdout}");
     assert!(
-        warnings[0]
-            .starts_with("warning: rules[0].metricsQuery: .LabelMatcher is not a template field"),
+        warnings[0].starts_with("warning: externalRules[0].resources: no label maps to namespaces"),
         "{stdout}"
     );
-    assert!(
-        warnings[1].starts_with("warning: externalRules[0].resources: no label maps to namespaces"),
-        "{stdout}"
-    );
+}
+
+#[test]
+fn check_refuses_templates_that_cannot_render() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("rules.yaml");
+    let rules = [
+        "rules:",
+        "- seriesQuery: 'a_total{namespace!=\"\",pod!=\"\"}'",
+        "  resources: {template: <<.Resource>>}",
+        "  metricsQuery: 'sum(<<.Series>>{<<.LabelMatcher>>}) by (<<.GroupBy>>)'",
+        "- seriesQuery: 'b_total{namespace!=\"\",pod!=\"\"}'",
+        "  resources: {template: <<.Resource>>}",
+        "  metricsQuery: '<<nosuch .Series>>'",
+        "- seriesQuery: 'c_total{namespace!=\"\",pod!=\"\"}'",
+        "  resources: {template: <<.Resource>>}",
+        "  metricsQuery: '<<range 10000000>><<$.Series>><<end>>'",
+    ];
+    std::fs::write(&file, rules.join("\n") + "\n").unwrap();
+    let (code, stdout, stderr) = run(&["check", "--config", file.to_str().unwrap()]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    let at = |line: usize, needle: &str| {
+        let prefix = format!("{}:{line}:", file.display());
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.contains(&prefix) && l.contains(needle)),
+            "line {line} {needle:?}: {stderr}"
+        );
+    };
+    at(4, ".LabelMatcher is not a template field");
+    at(7, "nosuch");
+    at(10, "longer than 1048576 bytes");
 }

@@ -2,12 +2,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::Prometheus;
+use common::proxy::RecordingProxy;
 use prom_adapter::model::QueryResult;
 use prom_adapter::prometheus::{Client, ClientConfig, Verb};
 
@@ -20,6 +18,7 @@ fn config(url: String) -> ClientConfig {
         ca_file: None,
         client_cert: None,
         verb: Verb::Get,
+        max_response_bytes: 64 << 20,
     }
 }
 
@@ -105,102 +104,15 @@ async fn mutual_tls_with_a_ca_file_and_a_client_certificate() {
     );
 }
 
-/// What the recording proxy saw of one request.
-#[derive(Debug, Clone)]
-struct Seen {
-    method: String,
-    target: String,
-    headers: Vec<(String, String)>,
-}
-
-impl Seen {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// A transparent HTTP/1.1 proxy to a real Prometheus that records each request line and headers.
-fn recording_proxy(upstream_port: u16) -> (u16, Arc<Mutex<Vec<Seen>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let record = seen.clone();
-    std::thread::spawn(move || {
-        for client in listener.incoming().flatten() {
-            let record = record.clone();
-            std::thread::spawn(move || {
-                let _ = forward_one(client, upstream_port, &record);
-            });
-        }
-    });
-    (port, seen)
-}
-
-fn forward_one(
-    client: TcpStream,
-    upstream_port: u16,
-    record: &Mutex<Vec<Seen>>,
-) -> std::io::Result<()> {
-    let mut reader = BufReader::new(client.try_clone()?);
-    let mut request_line = String::new();
-    reader.read_line(&mut request_line)?;
-    let mut parts = request_line.split_whitespace();
-    let (method, target) = (
-        parts.next().unwrap_or("").to_owned(),
-        parts.next().unwrap_or("").to_owned(),
-    );
-    let mut headers = Vec::new();
-    let mut content_length = 0usize;
-    loop {
-        let mut line = String::new();
-        reader.read_line(&mut line)?;
-        let line = line.trim_end();
-        if line.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = line.split_once(':') {
-            if k.eq_ignore_ascii_case("content-length") {
-                content_length = v.trim().parse().unwrap_or(0);
-            }
-            headers.push((k.trim().to_owned(), v.trim().to_owned()));
-        }
-    }
-    let mut body = vec![0; content_length];
-    reader.read_exact(&mut body)?;
-    record.lock().unwrap().push(Seen {
-        method: method.clone(),
-        target: target.clone(),
-        headers: headers.clone(),
-    });
-    let mut upstream = TcpStream::connect(("127.0.0.1", upstream_port))?;
-    let mut head = format!("{method} {target} HTTP/1.1\r\n");
-    for (k, v) in &headers {
-        if !k.eq_ignore_ascii_case("connection") {
-            head.push_str(&format!("{k}: {v}\r\n"));
-        }
-    }
-    head.push_str("Connection: close\r\n\r\n");
-    upstream.write_all(head.as_bytes())?;
-    upstream.write_all(&body)?;
-    let mut response = Vec::new();
-    upstream.read_to_end(&mut response)?;
-    let mut client = client;
-    client.write_all(&response)?;
-    client.shutdown(std::net::Shutdown::Both)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn headers_bearer_token_reload_and_verbs() {
     prom_adapter::server::install_crypto_provider();
     let dir = tempfile::tempdir().unwrap();
     let prometheus = Prometheus::start(dir.path());
-    let (port, seen) = recording_proxy(prometheus.port);
+    let proxy = RecordingProxy::start(prometheus.port);
     let token = dir.path().join("token");
     std::fs::write(&token, "first-token\n").unwrap();
-    let mut settings = config(format!("http://127.0.0.1:{port}"));
+    let mut settings = config(proxy.url());
     settings.headers = vec![("X-Scope-OrgID".into(), "tenant-a".into())];
     settings.token_file = Some(token.clone());
     let client = Client::new(settings.clone()).unwrap();
@@ -221,7 +133,7 @@ async fn headers_bearer_token_reload_and_verbs() {
     );
     client.query(&long, now()).await.unwrap();
 
-    let recorded = seen.lock().unwrap().clone();
+    let recorded = proxy.seen();
     assert_eq!(recorded.len(), 4);
     for s in &recorded {
         assert_eq!(s.header("x-scope-orgid"), Some("tenant-a"), "{s:?}");
@@ -260,7 +172,7 @@ async fn headers_bearer_token_reload_and_verbs() {
         .query("vector(3)", now())
         .await
         .unwrap();
-    let last = seen.lock().unwrap().last().cloned().unwrap();
+    let last = proxy.seen().last().cloned().unwrap();
     assert_eq!(
         (last.method.as_str(), last.target.as_str()),
         ("POST", "/api/v1/query"),

@@ -29,27 +29,12 @@ impl std::fmt::Display for Warning {
     }
 }
 
-/// The fields a metricsQuery template may use (prometheus-adapter's `queryTemplateArgs`).
-const TEMPLATE_FIELDS: [&str; 5] = [
-    "Series",
-    "LabelMatchers",
-    "GroupBy",
-    "GroupBySlice",
-    "LabelValuesByName",
-];
-
 /// A rule set producing more metrics than this from one rule is probably broader than meant.
 pub const BROAD_RULE_METRICS: usize = 1000;
 
 /// Warnings the rules file alone gives.
 pub fn static_warnings(rules: &RuleSet) -> Vec<Warning> {
     let mut warnings = Vec::new();
-    for (key, list) in [("rules", &rules.custom), ("externalRules", &rules.external)] {
-        for (index, rule) in list.iter().enumerate() {
-            let at = format!("{key}[{index}].metricsQuery");
-            warnings.extend(unknown_fields(&at, &rule.metrics_query));
-        }
-    }
     let table = ResourceTable::builtin();
     let namespaces = GroupResource::new("", "namespaces");
     for (index, rule) in rules.external.iter().enumerate() {
@@ -64,9 +49,6 @@ pub fn static_warnings(rules: &RuleSet) -> Vec<Warning> {
                 message: "no label maps to namespaces, so requests are filtered on the `namespace` label (prometheus-adapter failed every such request); say which label holds the namespace with overrides: {LABEL: {resource: namespace}}, or set namespaced: false for a cluster-wide metric".into(),
             });
         }
-    }
-    for (at, template) in resource_queries(rules) {
-        warnings.extend(unknown_fields(&at, template));
     }
     warnings
 }
@@ -91,49 +73,6 @@ fn resource_queries(rules: &RuleSet) -> Vec<(String, &QueryTemplate)> {
 /// `.Field` references that name no template field: Go renders them as `<no value>` and
 /// prom-adapter fails the request. Inside `with` and `range` the dot is something else, so only
 /// `$.Field` is checked there.
-fn unknown_fields(at: &str, template: &QueryTemplate) -> Vec<Warning> {
-    static ACTION: LazyLock<Regex> =
-        LazyLock::new(|| Regex::new(r"(?s)<<-?(.*?)-?>>").expect("valid regex"));
-    static DOT_FIELD: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(r#"(?:^|[\s(|=,])\.([A-Za-z_][A-Za-z0-9_]*)"#).expect("valid regex")
-    });
-    static ROOT_FIELD: LazyLock<Regex> =
-        LazyLock::new(|| Regex::new(r"\$\.([A-Za-z_][A-Za-z0-9_]*)").expect("valid regex"));
-    let mut unknown = BTreeSet::new();
-    let mut depth = 0usize;
-    for action in ACTION.captures_iter(template.source()) {
-        let text = action[1].trim();
-        let keyword = text.split_whitespace().next().unwrap_or_default();
-        let mut fields: Vec<String> = ROOT_FIELD
-            .captures_iter(text)
-            .map(|c| c[1].to_owned())
-            .collect();
-        // A `with`/`range` pipeline is still evaluated with the outer dot.
-        if depth == 0 {
-            fields.extend(DOT_FIELD.captures_iter(text).map(|c| c[1].to_owned()));
-        }
-        match keyword {
-            "with" | "range" => depth += 1,
-            "end" => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-        unknown.extend(
-            fields
-                .into_iter()
-                .filter(|field| !TEMPLATE_FIELDS.contains(&field.as_str())),
-        );
-    }
-    unknown
-        .into_iter()
-        .map(|field| Warning {
-            at: at.to_owned(),
-            message: format!(
-                ".{field} is not a template field, so every request with this rule fails; the fields are .{}",
-                TEMPLATE_FIELDS.join(", .")
-            ),
-        })
-        .collect()
-}
 
 /// Warnings that need the series: rules producing the same metric for the same resource, rules
 /// producing thousands of metrics, and overrides of labels a scrape target replaced.
@@ -384,46 +323,20 @@ mod tests {
     }
 
     #[test]
-    fn unknown_template_fields_and_external_rules_without_namespace_are_flagged() {
+    fn external_rules_without_a_namespace_label_are_flagged() {
         let warnings = static_warnings(&rules(
             r#"
-rules:
-- seriesQuery: 'a_total{pod!=""}'
-  resources: {template: <<.Resource>>}
-  metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>) + <<.Fooo>>'
 externalRules:
 - seriesQuery: 'queue_depth'
   metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>})'
 - seriesQuery: 'queue_lag'
   resources: {namespaced: false}
   metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>}) by (<<range $i, $l := .GroupBySlice>><<$l>><<end>>)'
-- seriesQuery: 'queue_size'
-  resources: {namespaced: false}
-  metricsQuery: 'sum(<<.Series>>{<<with .LabelValuesByName>>queue="<<.queue>>"<<end>>}) + <<$.Bogus>>'
 "#,
         ));
         let at: Vec<&str> = warnings.iter().map(|w| w.at.as_str()).collect();
-        // `.queue` inside `with` is the map's key, not a field; `$.Bogus` is a field.
-        assert_eq!(
-            at,
-            vec![
-                "rules[0].metricsQuery",
-                "externalRules[2].metricsQuery",
-                "externalRules[0].resources"
-            ],
-            "{warnings:#?}"
-        );
-        assert!(
-            warnings[1]
-                .message
-                .starts_with(".Bogus is not a template field")
-        );
-        assert!(
-            warnings[0]
-                .message
-                .starts_with(".Fooo is not a template field")
-        );
-        assert!(warnings[2].message.contains("namespaced: false"));
+        assert_eq!(at, vec!["externalRules[0].resources"], "{warnings:#?}");
+        assert!(warnings[0].message.contains("namespaced: false"));
     }
 
     #[test]

@@ -497,6 +497,12 @@ fn query_error(rule: String, error: crate::rules::Error) -> Finding {
             Verdict::TemplateError,
             format!("Fix {rule}.metricsQuery: `prom-adapter check` shows the fields it may use."),
         ),
+        Error::QueryTooLong(_) => (
+            Verdict::TemplateError,
+            format!(
+                "Make {rule}.metricsQuery render a shorter query: a `range` over request values repeats its body once per value, and a selector over many objects is better as a label selector."
+            ),
+        ),
     };
     Finding::new(
         verdict,
@@ -882,9 +888,9 @@ rules:
             "/apis/custom.metrics.k8s.io/v1beta2/namespaces/a/pods/p1/http_requests_per_second?metricLabelSelector=code%3E500",
         ));
         assert_eq!(finding.verdict, Verdict::BadRequest, "{finding:?}");
-        // A template field that does not exist fails when the query renders.
+        // A label the request does not carry fails when the query renders.
         let finding = lost(walk_with(
-            &RULES.replace("by (<<.GroupBy>>)", "by (<<.Bogus>>)"),
+            &RULES.replace("by (<<.GroupBy>>)", "by (<<.LabelValuesByName.bogus>>)"),
             &[r#"http_requests_total{namespace="a",pod="p1"}"#],
             "/apis/custom.metrics.k8s.io/v1beta2/namespaces/a/pods/p1/http_requests_per_second",
         ));

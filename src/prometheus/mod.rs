@@ -44,6 +44,16 @@ pub enum Error {
     /// The client could not be configured.
     #[error("invalid Prometheus client settings: {0}")]
     Config(String),
+    /// The answer was larger than the limit; reading stopped there.
+    #[error(
+        "the Prometheus answer to {path} is larger than {limit} bytes (--prometheus-max-response-bytes); narrow the rule's query or raise the limit"
+    )]
+    TooLarge {
+        /// The API path.
+        path: String,
+        /// The limit, in bytes.
+        limit: u64,
+    },
 }
 
 impl Error {
@@ -79,7 +89,14 @@ pub struct ClientConfig {
     pub client_cert: Option<(PathBuf, PathBuf)>,
     /// GET or POST.
     pub verb: Verb,
+    /// The largest answer read (bytes); larger ones fail while they stream in.
+    pub max_response_bytes: u64,
 }
+
+/// How long an unused connection to Prometheus stays open, and how many are kept: enough for a
+/// burst of HPA syncs, without hundreds of idle sockets after a load spike.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+const POOL_MAX_IDLE: usize = 32;
 
 /// One series of a range query.
 #[derive(Debug, Clone, PartialEq)]
@@ -113,7 +130,9 @@ impl Client {
     pub fn new(config: ClientConfig) -> Result<Self, Error> {
         let mut builder = reqwest::Client::builder()
             .timeout(config.timeout)
-            .connect_timeout(config.timeout.min(Duration::from_secs(10)));
+            .connect_timeout(config.timeout.min(Duration::from_secs(10)))
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .pool_max_idle_per_host(POOL_MAX_IDLE);
         let mut headers = HeaderMap::new();
         for (name, value) in &config.headers {
             let name = HeaderName::from_bytes(name.as_bytes())
@@ -257,29 +276,12 @@ impl Client {
             }
             decoder.finish()
         });
-        let mut stream = response.bytes_stream();
-        let mut transfer_error = None;
-        while let Some(chunk) = stream.next().await {
-            match chunk {
-                // A closed channel means the decoder stopped at malformed input.
-                Ok(chunk) => {
-                    if sender.send(chunk).await.is_err() {
-                        break;
-                    }
-                }
-                Err(e) => {
-                    transfer_error = Some(describe(&e));
-                    break;
-                }
-            }
-        }
+        let streamed = self.stream_body(response, "api/v1/series", &sender).await;
         drop(sender);
         let decoded = decoder
             .await
             .map_err(|e| Error::Decode(format!("series decoder failed: {e}")))?;
-        if let Some(reason) = transfer_error {
-            return Err(self.unavailable(format!("reading the series answer failed: {reason}")));
-        }
+        streamed?;
         match decoded {
             Ok(SeriesAnswer::Success { shapes, series }) => Ok((shapes, series)),
             Ok(SeriesAnswer::Error {
@@ -368,7 +370,7 @@ impl Client {
     }
 
     /// Calls an API path and decodes the `data` of a success answer (`None` when it has none).
-    async fn get_json<T: serde::de::DeserializeOwned>(
+    async fn get_json<T: serde::de::DeserializeOwned + Send + 'static>(
         &self,
         path: &str,
         params: &[(&str, String)],
@@ -384,17 +386,15 @@ impl Client {
         }
         let response = self.send(path, params).await?;
         let status = response.status();
-        let body = response
-            .bytes()
+        let answer: Answer<T> = self
+            .decode_json(response, path)
             .await
-            .map_err(|e| self.unavailable(describe(&e)))?;
-        let answer: Answer<T> = serde_json::from_slice(&body).map_err(|e| {
-            if status.is_success() {
-                Error::Decode(format!("{path}: {e}"))
-            } else {
-                self.unavailable(format!("HTTP {status}"))
-            }
-        })?;
+            .map_err(|e| match e {
+                Error::Decode(_) if !status.is_success() => {
+                    self.unavailable(format!("HTTP {status}"))
+                }
+                other => other,
+            })?;
         if answer.status == "success" {
             Ok(answer.data)
         } else {
@@ -419,75 +419,171 @@ impl Client {
         Ok(self.get_json(&path, &params).await?.unwrap_or_default())
     }
 
-    /// Runs an instant query at `time` (Unix seconds).
+    /// Runs an instant query at `time` (Unix seconds). The answer is decoded as it streams in,
+    /// and reading stops at `max_response_bytes`.
     pub async fn query(&self, promql: &str, time: f64) -> Result<QueryResult, Error> {
-        use prometheus_http_query::Error as PhqError;
-        let timeout_ms = self.config.timeout.as_millis().min(i64::MAX as u128) as i64;
-        let mut builder = self
-            .inner
-            .query(promql)
-            .query("time", format_time(time))
-            .timeout(timeout_ms);
-        if let Some(auth) = self.auth_header()? {
-            builder = builder.header(AUTHORIZATION, auth);
+        #[derive(serde::Deserialize)]
+        struct Answer {
+            status: String,
+            data: Option<Data>,
+            #[serde(default, rename = "errorType")]
+            error_type: String,
+            #[serde(default)]
+            error: String,
         }
-        let too_long = promql.len() * 3 > MAX_GET_QUERY_BYTES;
-        let result = if self.config.verb == Verb::Post || too_long {
-            builder.post().await
-        } else {
-            builder.get().await
-        };
-        let data = match result {
-            Ok(result) => result.into_inner().0,
-            Err(PhqError::Prometheus(e)) => {
-                return Err(self.api_error(e.error_type().to_string(), e.message().to_owned()));
-            }
-            Err(PhqError::Client(e)) => return Err(self.classify_client_error(&e)),
-            Err(other) => return Err(Error::Decode(other.to_string())),
-        };
-        use prometheus_http_query::response::Data;
-        Ok(match data {
-            Data::Vector(vector) => QueryResult::Vector(
-                vector
+        #[derive(serde::Deserialize)]
+        #[serde(tag = "resultType", content = "result", rename_all = "lowercase")]
+        enum Data {
+            Vector(Vec<RawSample>),
+            Scalar((f64, String)),
+            Matrix(serde::de::IgnoredAny),
+            String(serde::de::IgnoredAny),
+        }
+        #[derive(serde::Deserialize)]
+        struct RawSample {
+            metric: HashMap<String, String>,
+            value: (f64, String),
+        }
+        let timeout = format!("{}ms", self.config.timeout.as_millis());
+        let params = [
+            ("query", promql.to_owned()),
+            ("time", format_time(time)),
+            ("timeout", timeout),
+        ];
+        let response = self.send("api/v1/query", &params).await?;
+        let status = response.status();
+        let answer: Answer =
+            self.decode_json(response, "api/v1/query")
+                .await
+                .map_err(|e| match e {
+                    Error::Decode(_) if !status.is_success() => {
+                        self.unavailable(format!("HTTP {status} without a Prometheus API body"))
+                    }
+                    other => other,
+                })?;
+        if answer.status != "success" {
+            return Err(self.api_error(answer.error_type, answer.error));
+        }
+        Ok(match answer.data {
+            Some(Data::Vector(samples)) => QueryResult::Vector(
+                samples
                     .into_iter()
-                    .map(|v| {
-                        let (labels, sample) = v.into_inner();
-                        Sample {
-                            labels,
-                            value: sample.value(),
-                            timestamp: sample.timestamp(),
-                        }
+                    .map(|raw| Sample {
+                        labels: raw.metric,
+                        value: parse_sample_value(&raw.value.1),
+                        timestamp: raw.value.0,
                     })
                     .collect(),
             ),
-            Data::Scalar(sample) => QueryResult::Scalar(Sample {
+            Some(Data::Scalar((timestamp, value))) => QueryResult::Scalar(Sample {
                 labels: HashMap::new(),
-                value: sample.value(),
-                timestamp: sample.timestamp(),
+                value: parse_sample_value(&value),
+                timestamp,
             }),
-            Data::Matrix(_) => QueryResult::Matrix,
+            Some(Data::Matrix(_)) => QueryResult::Matrix,
+            Some(Data::String(_)) => {
+                return Err(Error::Decode(format!(
+                    "the query {promql} returned a string, not a vector or a scalar"
+                )));
+            }
+            None => return Err(Error::Decode("a query answer without data".into())),
         })
+    }
+
+    /// Sends a response body's chunks to `sink` as they arrive, stopping with `TooLarge` past
+    /// `max_response_bytes`. A closed sink (the decoder stopped at malformed input) ends it early.
+    async fn stream_body(
+        &self,
+        response: reqwest::Response,
+        path: &str,
+        sink: &tokio::sync::mpsc::Sender<bytes::Bytes>,
+    ) -> Result<(), Error> {
+        let limit = self.config.max_response_bytes;
+        if response
+            .content_length()
+            .is_some_and(|length| length > limit)
+        {
+            return Err(Error::TooLarge {
+                path: path.to_owned(),
+                limit,
+            });
+        }
+        let mut stream = response.bytes_stream();
+        let mut received: u64 = 0;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| {
+                self.unavailable(format!(
+                    "reading the answer to {path} failed: {}",
+                    describe(&e)
+                ))
+            })?;
+            received += chunk.len() as u64;
+            if received > limit {
+                return Err(Error::TooLarge {
+                    path: path.to_owned(),
+                    limit,
+                });
+            }
+            if sink.send(chunk).await.is_err() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Decodes a JSON body while it streams in, on a blocking thread: the raw body is never held
+    /// whole next to its decoded form, and reading stops at the size limit.
+    async fn decode_json<T: serde::de::DeserializeOwned + Send + 'static>(
+        &self,
+        response: reqwest::Response,
+        path: &str,
+    ) -> Result<T, Error> {
+        let (sender, receiver) = tokio::sync::mpsc::channel::<bytes::Bytes>(16);
+        let decoder = tokio::task::spawn_blocking(move || {
+            let reader = std::io::BufReader::with_capacity(64 * 1024, ChunkReader::new(receiver));
+            serde_json::from_reader::<_, T>(reader)
+        });
+        let streamed = self.stream_body(response, path, &sender).await;
+        drop(sender);
+        let decoded = decoder
+            .await
+            .map_err(|e| Error::Decode(format!("the decoder of {path} failed: {e}")))?;
+        streamed?;
+        decoded.map_err(|e| Error::Decode(format!("{path}: {e}")))
+    }
+}
+
+/// Reads the chunks a channel delivers, in order, as one byte stream (for a blocking decoder).
+struct ChunkReader {
+    chunks: tokio::sync::mpsc::Receiver<bytes::Bytes>,
+    current: bytes::Bytes,
+}
+
+impl ChunkReader {
+    fn new(chunks: tokio::sync::mpsc::Receiver<bytes::Bytes>) -> Self {
+        Self {
+            chunks,
+            current: bytes::Bytes::new(),
+        }
+    }
+}
+
+impl std::io::Read for ChunkReader {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        while self.current.is_empty() {
+            match self.chunks.blocking_recv() {
+                Some(chunk) => self.current = chunk,
+                None => return Ok(0),
+            }
+        }
+        let n = buffer.len().min(self.current.len());
+        buffer[..n].copy_from_slice(&self.current[..n]);
+        bytes::Buf::advance(&mut self.current, n);
+        Ok(n)
     }
 }
 
 impl Client {
-    /// Transport failures and 5xx answers mean Prometheus is unavailable; anything else (an answer
-    /// that is not the API's JSON, an unexpected result type) is a failed request.
-    fn classify_client_error(&self, error: &prometheus_http_query::error::ClientError) -> Error {
-        match error.inner() {
-            Some(e) if e.is_connect() || e.is_timeout() || e.is_request() || e.is_body() => {
-                self.unavailable(client_reason(error))
-            }
-            Some(e)
-                if e.status()
-                    .is_some_and(|s| s.is_server_error() || s.as_u16() == 429) =>
-            {
-                self.unavailable(client_reason(error))
-            }
-            _ => Error::Decode(client_reason(error)),
-        }
-    }
-
     /// An API error answer; `unavailable` and `timeout` mean Prometheus cannot answer now.
     fn api_error(&self, error_type: String, message: String) -> Error {
         if matches!(error_type.as_str(), "unavailable" | "timeout") {
@@ -498,14 +594,6 @@ impl Client {
                 message,
             }
         }
-    }
-}
-
-fn client_reason(error: &prometheus_http_query::error::ClientError) -> String {
-    use std::error::Error as _;
-    match error.source() {
-        Some(source) => format!("{error}: {source}"),
-        None => error.to_string(),
     }
 }
 

@@ -24,6 +24,8 @@ fn parse_go_template(name: &str, source: &str) -> Result<gotmpl::Template, Strin
     gotmpl::Template::new(name)
         .delims("<<", ">>")
         .missing_key(gotmpl::MissingKey::Error)
+        // gotmpl allows 10 million iterations; a query template ranges over a few labels.
+        .max_range_iters(MAX_RANGE_ITERATIONS)
         .func("index", |args: &[Value]| {
             let (collection, keys) = match args {
                 [collection, keys @ ..] if !keys.is_empty() => (collection, keys),
@@ -49,6 +51,9 @@ fn parse_go_template(name: &str, source: &str) -> Result<gotmpl::Template, Strin
         .map_err(|e| e.to_string())
 }
 
+/// How many `range` iterations one rendering of a template may run.
+const MAX_RANGE_ITERATIONS: u64 = 100_000;
+
 /// Why a query could not be built from a rule.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum Error {
@@ -63,6 +68,11 @@ pub enum Error {
     /// The metricsQuery template rendered nothing.
     #[error("empty query produced by metrics query template")]
     EmptyQuery,
+    /// The metricsQuery template rendered more than the limit; rendering stopped there.
+    #[error(
+        "the metricsQuery template rendered a query longer than {0} bytes; a query that long is a template that loops too much"
+    )]
+    QueryTooLong(usize),
     /// A matcher could not be expressed in PromQL.
     #[error(transparent)]
     Matcher(#[from] crate::promql::Error),

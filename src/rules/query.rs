@@ -25,14 +25,86 @@ impl std::fmt::Debug for QueryTemplate {
     }
 }
 
+/// The fields a query template may use (prometheus-adapter's `queryTemplateArgs`).
+pub const TEMPLATE_FIELDS: [&str; 5] = [
+    "Series",
+    "LabelMatchers",
+    "GroupBy",
+    "GroupBySlice",
+    "LabelValuesByName",
+];
+
+/// The longest query a template may render (bytes). Longer ones are refused at load and at
+/// request time: a template that loops could otherwise send hundreds of megabytes per request.
+pub const MAX_QUERY_BYTES: usize = 1 << 20;
+
+/// A `fmt::Write` that refuses to grow past a limit, so that rendering stops there.
+struct CappedText {
+    text: String,
+    limit: usize,
+    exceeded: bool,
+}
+
+impl std::fmt::Write for CappedText {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        if self.text.len() + s.len() > self.limit {
+            self.exceeded = true;
+            return Err(std::fmt::Error);
+        }
+        self.text.push_str(s);
+        Ok(())
+    }
+}
+
 impl QueryTemplate {
-    /// Parses a query template; the error is the template parser's message with its position.
+    /// Parses a query template and renders it once for a synthetic request with every field
+    /// filled, so that a template that cannot render (an unknown function, a field that does
+    /// not exist, a loop past the limits) is refused when the rules file is loaded rather than
+    /// on every request. The error is the template parser's or renderer's message.
     pub fn compile(source: &str) -> Result<Self, String> {
         let template = super::parse_go_template("metrics-query", source)?;
-        Ok(Self {
+        let compiled = Self {
             source: source.to_owned(),
             template: Arc::new(template),
-        })
+        };
+        compiled.render_synthetic().map_err(|e| match e {
+            // Every key the template names is in the synthetic `.LabelValuesByName`, so a
+            // missing key is a field of the template's data that does not exist.
+            Error::Render(message) => match message.strip_prefix("map has no entry for key: ") {
+                Some(field) => format!(
+                    ".{field} is not a template field, so every request with this rule would fail; the fields are .{}",
+                    TEMPLATE_FIELDS.join(", .")
+                ),
+                None => format!("fails to render for a synthetic request: {message}"),
+            },
+            Error::EmptyQuery => "renders an empty query for a synthetic request".to_owned(),
+            other => other.to_string(),
+        })?;
+        Ok(compiled)
+    }
+
+    /// Renders for a request with every field filled. `.LabelValuesByName` holds every word of
+    /// the template, so a key that a real request would carry is never missing here; any other
+    /// missing field is a mistake in the template.
+    fn render_synthetic(&self) -> Result<String, Error> {
+        let mut words = BTreeMap::new();
+        for word in self
+            .source
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|w| w.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_'))
+        {
+            words.insert(word.to_owned(), "synthetic".to_owned());
+        }
+        let matchers = [
+            LabelMatcher::new("namespace", MatchOp::Equal, "synthetic")?,
+            LabelMatcher::new("pod", MatchOp::Regex, "synthetic-a|synthetic-b")?,
+        ];
+        self.render(
+            "synthetic_series",
+            &matchers,
+            &words,
+            &["pod".to_owned(), "container".to_owned()],
+        )
     }
 
     /// The template as written.
@@ -72,14 +144,20 @@ impl QueryTemplate {
                 ),
             ),
         ]);
-        let rendered = self
-            .template
-            .execute_to_string(&data)
-            .map_err(|e| Error::Render(e.to_string()))?;
-        if rendered.is_empty() {
+        let mut rendered = CappedText {
+            text: String::new(),
+            limit: MAX_QUERY_BYTES,
+            exceeded: false,
+        };
+        let result = self.template.execute_fmt(&mut rendered, &data);
+        if rendered.exceeded {
+            return Err(Error::QueryTooLong(MAX_QUERY_BYTES));
+        }
+        result.map_err(|e| Error::Render(e.to_string()))?;
+        if rendered.text.is_empty() {
             return Err(Error::EmptyQuery);
         }
-        Ok(rendered)
+        Ok(rendered.text)
     }
 }
 
@@ -426,18 +504,58 @@ mod tests {
     }
 
     #[test]
-    fn render_errors_are_reported() {
-        let t = QueryTemplate::compile("<<.Nope>>").unwrap();
+    fn templates_that_cannot_render_are_refused_when_compiled() {
+        for (source, says) in [
+            ("<<.Series", "unclosed"),
+            ("<<nosuch .Series>>", "nosuch"),
+            ("<<.Nope>>", ".Nope is not a template field"),
+            (
+                "<<with .GroupBySlice>><<$.LabelMatcher>><<end>>",
+                ".LabelMatcher is not",
+            ),
+            ("<<if false>>x<<end>>", "empty query"),
+            ("<<range 10000000>>x<<end>>", "range"),
+            (
+                "<<range 50000>><<$.LabelMatchers>><<$.LabelMatchers>><<end>>",
+                "longer than 1048576 bytes",
+            ),
+        ] {
+            let error = QueryTemplate::compile(source).unwrap_err();
+            assert!(
+                error.to_lowercase().contains(&says.to_lowercase()),
+                "{source}: {error}"
+            );
+        }
+        // Keys of .LabelValuesByName depend on the request: any the template names is there.
+        for source in [
+            "sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)",
+            r#"x{ns="<<.LabelValuesByName.namespace>>",p=~"<<index .LabelValuesByName "pod">>"}"#,
+            "<<range .GroupBySlice>><<.>>,<<end>>",
+        ] {
+            assert!(QueryTemplate::compile(source).is_ok(), "{source}");
+        }
+    }
+
+    #[test]
+    fn render_errors_at_request_time_are_reported() {
+        let t = QueryTemplate::compile(r#"<<index .LabelValuesByName "pod">>x"#).unwrap();
+        assert_eq!(
+            t.render("x", &[], &BTreeMap::new(), &[]).unwrap(),
+            "x",
+            "index of a missing key is empty, as in Go"
+        );
+        let t = QueryTemplate::compile("<<.LabelValuesByName.pod>>").unwrap();
         assert!(matches!(
             t.render("x", &[], &BTreeMap::new(), &[]),
             Err(Error::Render(_))
         ));
-        let t = QueryTemplate::compile("<<if false>>x<<end>>").unwrap();
+        // A request whose values make the query too long is refused, not sent.
+        let t = QueryTemplate::compile(r#"<<index .LabelValuesByName "pod">>"#).unwrap();
+        let values = BTreeMap::from([("pod".to_owned(), "p|".repeat(MAX_QUERY_BYTES))]);
         assert_eq!(
-            t.render("x", &[], &BTreeMap::new(), &[]),
-            Err(Error::EmptyQuery)
+            t.render("x", &[], &values, &[]),
+            Err(Error::QueryTooLong(MAX_QUERY_BYTES))
         );
-        assert!(QueryTemplate::compile("<<.Series").is_err());
     }
 
     #[test]

@@ -66,6 +66,8 @@ struct State {
     requests: Vec<String>,
     /// Serve only the legacy discovery documents, like a cluster older than 1.26.
     legacy_discovery_only: bool,
+    /// How long TokenReviews and SubjectAccessReviews take to answer.
+    review_delay: std::time::Duration,
 }
 
 /// A running stand-in; stops when dropped.
@@ -203,6 +205,11 @@ impl ApiServer {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
         );
+    }
+
+    /// Makes TokenReviews and SubjectAccessReviews take `delay` (a slow or hung API server).
+    pub fn set_review_delay(&self, delay: std::time::Duration) {
+        self.state.lock().unwrap().review_delay = delay;
     }
 
     /// Makes SubjectAccessReview deny everything to `user`.
@@ -434,6 +441,9 @@ async fn handle(
     if request.method() == actix_web::http::Method::POST
         && let Some(answer) = review(&state, request.path(), &body)
     {
+        let delay = state.review_delay;
+        drop(state);
+        actix_web::rt::time::sleep(delay).await;
         return answer;
     }
     if request.path()
