@@ -70,10 +70,6 @@ fn resource_queries(rules: &RuleSet) -> Vec<(String, &QueryTemplate)> {
         .collect()
 }
 
-/// `.Field` references that name no template field: Go renders them as `<no value>` and
-/// prom-adapter fails the request. Inside `with` and `range` the dot is something else, so only
-/// `$.Field` is checked there.
-
 /// Warnings that need the series: rules producing the same metric for the same resource, rules
 /// producing thousands of metrics, and overrides of labels a scrape target replaced.
 pub fn series_warnings(rules: &RuleSet, series: &[Series], table: &ResourceTable) -> Vec<Warning> {
