@@ -344,32 +344,45 @@ fn client_config_from_flags(
     url: &str,
     flags: &prom_adapter::cli::PrometheusClientArgs,
 ) -> anyhow::Result<prometheus::ClientConfig> {
-    client_config(
+    client_config(ClientFlags {
         url,
-        &flags.prometheus_timeout,
-        &flags.prometheus_verb,
-        &flags.prometheus_header,
-        flags.prometheus_token_file.clone(),
-        flags.prometheus_ca_file.clone(),
-        (
+        timeout: &flags.prometheus_timeout,
+        verb: &flags.prometheus_verb,
+        headers: &flags.prometheus_header,
+        token_file: flags.prometheus_token_file.clone(),
+        ca_file: flags.prometheus_ca_file.clone(),
+        client_cert: (
             flags.prometheus_client_tls_cert_file.clone(),
             flags.prometheus_client_tls_key_file.clone(),
         ),
-        &flags.prometheus_max_response_bytes,
-    )
+        max_response_bytes: &flags.prometheus_max_response_bytes,
+    })
 }
 
-/// A Prometheus client configuration from the flags `serve`, `explain` and `simulate` share.
-fn client_config(
-    url: &str,
-    timeout: &str,
-    verb: &str,
-    headers: &[String],
+/// The `--prometheus-*` flags, as given.
+struct ClientFlags<'a> {
+    url: &'a str,
+    timeout: &'a str,
+    verb: &'a str,
+    headers: &'a [String],
     token_file: Option<std::path::PathBuf>,
     ca_file: Option<std::path::PathBuf>,
     client_cert: (Option<std::path::PathBuf>, Option<std::path::PathBuf>),
-    max_response_bytes: &str,
-) -> anyhow::Result<prometheus::ClientConfig> {
+    max_response_bytes: &'a str,
+}
+
+/// A Prometheus client configuration from the flags `serve`, `explain` and `simulate` share.
+fn client_config(flags: ClientFlags<'_>) -> anyhow::Result<prometheus::ClientConfig> {
+    let ClientFlags {
+        url,
+        timeout,
+        verb,
+        headers,
+        token_file,
+        ca_file,
+        client_cert,
+        max_response_bytes,
+    } = flags;
     let max_response_bytes = match prom_adapter::model::parse_quantity_milli(max_response_bytes) {
         Ok(milli) if milli >= 1000 => (milli / 1000) as u64,
         Ok(_) => bail!("--prometheus-max-response-bytes must be at least 1 byte"),
@@ -936,19 +949,19 @@ fn validate(settings: &settings::Settings) -> anyhow::Result<ServeConfig> {
         ),
         d => d,
     };
-    let prometheus = client_config(
-        &settings.prometheus_url,
-        &settings.prometheus_timeout,
-        &settings.prometheus_verb,
-        &settings.prometheus_header,
-        settings.prometheus_token_file.clone(),
-        settings.prometheus_ca_file.clone(),
-        (
+    let prometheus = client_config(ClientFlags {
+        url: &settings.prometheus_url,
+        timeout: &settings.prometheus_timeout,
+        verb: &settings.prometheus_verb,
+        headers: &settings.prometheus_header,
+        token_file: settings.prometheus_token_file.clone(),
+        ca_file: settings.prometheus_ca_file.clone(),
+        client_cert: (
             settings.prometheus_client_tls_cert_file.clone(),
             settings.prometheus_client_tls_key_file.clone(),
         ),
-        &settings.prometheus_max_response_bytes,
-    )?;
+        max_response_bytes: &settings.prometheus_max_response_bytes,
+    })?;
     let shutdown = server::Shutdown {
         delay: parse_duration(&settings.shutdown_delay).context("--shutdown-delay")?,
         drain: parse_duration(&settings.shutdown_timeout).context("--shutdown-timeout")?,

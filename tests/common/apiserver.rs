@@ -423,29 +423,32 @@ async fn handle(
     body: web::Bytes,
     state: web::Data<Arc<Mutex<State>>>,
 ) -> HttpResponse {
-    let mut state = state.lock().unwrap();
-    state.requests.push(format!(
-        "{} {}?{}",
-        request.method(),
-        request.path(),
-        request.query_string()
-    ));
-    let authorized = request
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        == Some(&format!("Bearer {TOKEN}"));
-    if !authorized {
-        return status(401, "Unauthorized", "Unauthorized");
-    }
-    if request.method() == actix_web::http::Method::POST
-        && let Some(answer) = review(&state, request.path(), &body)
-    {
-        let delay = state.review_delay;
-        drop(state);
+    // Reviews may be slow (a loaded or hung API server): they answer after the lock is released.
+    let reviewed = {
+        let mut state = state.lock().unwrap();
+        state.requests.push(format!(
+            "{} {}?{}",
+            request.method(),
+            request.path(),
+            request.query_string()
+        ));
+        let authorized = request
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            == Some(&format!("Bearer {TOKEN}"));
+        if !authorized {
+            return status(401, "Unauthorized", "Unauthorized");
+        }
+        (request.method() == actix_web::http::Method::POST)
+            .then(|| review(&state, request.path(), &body).map(|a| (a, state.review_delay)))
+            .flatten()
+    };
+    if let Some((answer, delay)) = reviewed {
         actix_web::rt::time::sleep(delay).await;
         return answer;
     }
+    let state = state.lock().unwrap();
     if request.path()
         == "/api/v1/namespaces/kube-system/configmaps/extension-apiserver-authentication"
     {
