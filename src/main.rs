@@ -28,6 +28,11 @@ use prom_adapter::resources::ResourceTable;
 use prom_adapter::telemetry::{self, LogFormat, Metrics};
 use prom_adapter::{explain, server};
 
+/// mimalloc gives freed memory back to the system within milliseconds; glibc's allocator kept
+/// hundreds of megabytes after a burst of large Prometheus answers had been decoded and dropped.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     server::install_crypto_provider();
     let (args, warnings) = match screen_legacy_flags(std::env::args().collect()) {

@@ -40,13 +40,22 @@ pub enum Error {
     },
 }
 
+/// A value as an error message shows it: at most 64 characters, so that a 10,000-character name
+/// does not come back ten thousand characters long.
+fn shown(value: &str) -> String {
+    match value.char_indices().nth(64) {
+        Some((end, _)) => format!("{}…", &value[..end]),
+        None => value.to_owned(),
+    }
+}
+
 /// Percent-decodes one path segment; bytes that are not UTF-8 are an error, never U+FFFD.
 pub fn decode_segment(segment: &str) -> Result<String, Error> {
     percent_encoding::percent_decode_str(segment)
         .decode_utf8()
         .map(|s| s.into_owned())
         .map_err(|_| Error::NotUtf8 {
-            segment: segment.to_owned(),
+            segment: shown(segment),
         })
 }
 
@@ -76,7 +85,7 @@ pub fn check_namespace(value: &str) -> Result<(), Error> {
         Ok(())
     } else {
         Err(Error::Namespace {
-            value: value.to_owned(),
+            value: shown(value),
         })
     }
 }
@@ -87,8 +96,8 @@ pub fn check_object_name(what: &str, value: &str, wildcard: bool) -> Result<(), 
         Ok(())
     } else {
         Err(Error::Name {
-            what: what.to_owned(),
-            value: value.to_owned(),
+            what: shown(what),
+            value: shown(value),
         })
     }
 }
@@ -106,7 +115,7 @@ pub fn check_token(what: &'static str, value: &str) -> Result<(), Error> {
     } else {
         Err(Error::Token {
             what,
-            value: value.to_owned(),
+            value: shown(value),
         })
     }
 }
@@ -160,5 +169,9 @@ mod tests {
         assert!(error.contains("\"Default\"") && error.contains("DNS-1123 label"));
         assert!(check_token("metric", "http_requests:rate5m").is_ok());
         assert!(check_token("metric", "a\"b").is_err());
+        let long = check_object_name("pods", &"x".repeat(10_000), false)
+            .unwrap_err()
+            .to_string();
+        assert!(long.len() < 400 && long.contains("xxx…"), "{long}");
     }
 }

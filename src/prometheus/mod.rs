@@ -441,7 +441,7 @@ impl Client {
         }
         #[derive(serde::Deserialize)]
         struct RawSample {
-            metric: HashMap<String, String>,
+            metric: BudgetedLabels,
             value: (f64, String),
         }
         let timeout = format!("{}ms", self.config.timeout.as_millis());
@@ -469,7 +469,7 @@ impl Client {
                 samples
                     .into_iter()
                     .map(|raw| Sample {
-                        labels: raw.metric,
+                        labels: raw.metric.0,
                         value: parse_sample_value(&raw.value.1),
                         timestamp: raw.value.0,
                     })
@@ -539,17 +539,96 @@ impl Client {
         path: &str,
     ) -> Result<T, Error> {
         let (sender, receiver) = tokio::sync::mpsc::channel::<bytes::Bytes>(16);
+        let limit = self.config.max_response_bytes;
         let decoder = tokio::task::spawn_blocking(move || {
             let reader = std::io::BufReader::with_capacity(64 * 1024, ChunkReader::new(receiver));
-            serde_json::from_reader::<_, T>(reader)
+            DecodeBudget::start(limit);
+            let decoded = serde_json::from_reader::<_, T>(reader);
+            (decoded, DecodeBudget::finish())
         });
         let streamed = self.stream_body(response, path, &sender).await;
         drop(sender);
-        let decoded = decoder
+        let (decoded, exceeded) = decoder
             .await
             .map_err(|e| Error::Decode(format!("the decoder of {path} failed: {e}")))?;
         streamed?;
+        if exceeded {
+            return Err(Error::TooLarge {
+                path: path.to_owned(),
+                limit,
+            });
+        }
         decoded.map_err(|e| Error::Decode(format!("{path}: {e}")))
+    }
+}
+
+/// The memory a decoder on this thread may still spend on labels, so that an answer's decoded
+/// form is bounded as its raw form is (labels decoded into maps take several times their text).
+struct DecodeBudget;
+
+thread_local! {
+    static BUDGET_LEFT: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) };
+    static BUDGET_EXCEEDED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// What one label costs beyond its text: two string headers, the map's slot and the allocator's
+/// rounding, measured roughly.
+const LABEL_OVERHEAD: u64 = 96;
+
+impl DecodeBudget {
+    fn start(limit: u64) {
+        BUDGET_LEFT.set(Some(limit));
+        BUDGET_EXCEEDED.set(false);
+    }
+
+    /// Ends the budget; whether it ran out.
+    fn finish() -> bool {
+        BUDGET_LEFT.set(None);
+        BUDGET_EXCEEDED.replace(false)
+    }
+
+    /// Spends `bytes`; an error once the budget is gone (without a budget, nothing is counted).
+    fn spend(bytes: u64) -> Result<(), &'static str> {
+        match BUDGET_LEFT.get() {
+            Some(left) if left >= bytes => {
+                BUDGET_LEFT.set(Some(left - bytes));
+                Ok(())
+            }
+            Some(_) => {
+                BUDGET_EXCEEDED.set(true);
+                Err("the decoded answer is larger than --prometheus-max-response-bytes")
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+/// A sample's labels, decoded under the thread's `DecodeBudget`.
+struct BudgetedLabels(HashMap<String, String>);
+
+impl<'de> serde::Deserialize<'de> for BudgetedLabels {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Labels;
+        impl<'de> serde::de::Visitor<'de> for Labels {
+            type Value = BudgetedLabels;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a map of label names to values")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                use serde::de::Error as _;
+                let mut labels = HashMap::new();
+                while let Some((name, value)) = map.next_entry::<String, String>()? {
+                    let cost = (name.len() + value.len()) as u64 + LABEL_OVERHEAD;
+                    DecodeBudget::spend(cost).map_err(A::Error::custom)?;
+                    labels.insert(name, value);
+                }
+                Ok(BudgetedLabels(labels))
+            }
+        }
+        deserializer.deserialize_map(Labels)
     }
 }
 

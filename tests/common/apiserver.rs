@@ -68,6 +68,8 @@ struct State {
     legacy_discovery_only: bool,
     /// How long TokenReviews and SubjectAccessReviews take to answer.
     review_delay: std::time::Duration,
+    /// Bodies of the SubjectAccessReviews received.
+    access_reviews: Vec<Value>,
 }
 
 /// A running stand-in; stops when dropped.
@@ -215,6 +217,11 @@ impl ApiServer {
     /// Makes SubjectAccessReview deny everything to `user`.
     pub fn deny(&self, user: &str) {
         self.state.lock().unwrap().denied.push(user.into());
+    }
+
+    /// The SubjectAccessReviews received so far, as sent.
+    pub fn access_reviews(&self) -> Vec<Value> {
+        self.state.lock().unwrap().access_reviews.clone()
     }
 
     /// How many requests went to a path.
@@ -439,6 +446,10 @@ async fn handle(
             == Some(&format!("Bearer {TOKEN}"));
         if !authorized {
             return status(401, "Unauthorized", "Unauthorized");
+        }
+        if request.path() == "/apis/authorization.k8s.io/v1/subjectaccessreviews" {
+            let review = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            state.access_reviews.push(review);
         }
         (request.method() == actix_web::http::Method::POST)
             .then(|| review(&state, request.path(), &body).map(|a| (a, state.review_delay)))

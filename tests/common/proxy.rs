@@ -36,7 +36,8 @@ impl Seen {
 pub struct RecordingProxy {
     pub port: u16,
     seen: Arc<Mutex<Vec<Seen>>>,
-    /// When set, `/api/v1/query` is answered with this body instead of Prometheus's.
+    /// When set, `/api/v1/query` is answered with this body instead of Prometheus's, with no
+    /// declared length (as Prometheus streams large answers), so a client must count as it reads.
     query_answer: Arc<Mutex<Option<Arc<Vec<u8>>>>>,
 }
 
@@ -111,13 +112,15 @@ impl RecordingProxy {
         let mut client = client;
         let injected = self.query_answer.lock().unwrap().clone();
         if let Some(answer) = injected.filter(|_| target.starts_with("/api/v1/query")) {
-            let head = format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                answer.len()
-            );
+            let head =
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n";
             client.write_all(head.as_bytes())?;
             // A client that stops reading early ends the write with an error; that is expected.
-            let _ = client.write_all(&answer);
+            for chunk in answer.chunks(64 * 1024) {
+                if client.write_all(chunk).is_err() {
+                    break;
+                }
+            }
             return client.shutdown(std::net::Shutdown::Both);
         }
         let mut upstream = TcpStream::connect(("127.0.0.1", upstream_port))?;

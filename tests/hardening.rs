@@ -1,0 +1,557 @@
+//! The adapter under attack, as an outsider would try it: token floods, identical cold requests,
+//! hung reviews, crafted names, huge backend answers, idle TLS handshakes, certificates without a
+//! common name and invalid UTF-8. Against a real Prometheus (behind a recording proxy where the
+//! test needs to see or bend what it answers) and the stand-in kube-apiserver.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use common::apiserver::ApiServer;
+use common::proxy::RecordingProxy;
+use common::{Adapter, Prometheus, Scrape};
+
+const TOKEN_REVIEWS: &str = "POST /apis/authentication.k8s.io/v1/tokenreviews";
+const ACCESS_REVIEWS: &str = "POST /apis/authorization.k8s.io/v1/subjectaccessreviews";
+const NAMED_POD: &str =
+    "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/web-6d4cf56db6-abcde/cpu_usage";
+
+/// One test at a time: the flood and the huge answers each load both cores, and a latency figure
+/// measured beside another test's load would say nothing about the adapter.
+fn alone() -> std::sync::MutexGuard<'static, ()> {
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn demo_rules() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/demo.yaml")
+}
+
+/// An HTTPS client of the adapter (which serves a self-signed certificate), optionally from
+/// another loopback address.
+fn client(from: Option<IpAddr>) -> reqwest::Client {
+    prom_adapter::server::install_crypto_provider();
+    reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .local_address(from)
+        .pool_max_idle_per_host(512)
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
+}
+
+fn url(adapter: &Adapter, path: &str) -> String {
+    format!("https://127.0.0.1:{}{path}", adapter.port)
+}
+
+/// Percentile of sorted durations.
+fn percentile(sorted: &[Duration], p: usize) -> Duration {
+    sorted[(sorted.len() * p / 100).min(sorted.len() - 1)]
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn a_token_flood_does_not_slow_a_legitimate_client() {
+    let _alone = alone();
+    let dir = tempfile::tempdir().unwrap();
+    let prometheus = Prometheus::scraping(dir.path(), Scrape::default());
+    let apiserver = ApiServer::start(dir.path());
+    apiserver.add_user(
+        "hpa-controller",
+        "system:serviceaccount:kube-system:hpa",
+        &[],
+    );
+    for pod in ["web-6d4cf56db6-abcde", "web-6d4cf56db6-fghij"] {
+        apiserver.add_object("", "pods", Some("default"), pod, &[("app", "web")]);
+    }
+    let adapter = Adapter::start_in_cluster(
+        dir.path(),
+        &demo_rules(),
+        &prometheus.url(),
+        &apiserver.kubeconfig,
+        &[],
+    );
+    let attacker = client(None);
+    // The legitimate client comes from another address, as the HPA controller (through
+    // kube-apiserver) does.
+    let legitimate = client(Some(IpAddr::from([127, 0, 0, 2])));
+    let (flood_for, connections) = (Duration::from_secs(10), 256);
+    runtime().block_on(async {
+        let get = |client: &reqwest::Client, path: &str, token: &str| {
+            client.get(url(&adapter, path)).bearer_auth(token).send()
+        };
+        let warm = get(&legitimate, NAMED_POD, "hpa-controller").await.unwrap();
+        assert_eq!(warm.status(), 200);
+
+        let until = Instant::now() + flood_for;
+        let statuses = Arc::new(std::sync::Mutex::new(BTreeMap::<u16, usize>::new()));
+        let sent = Arc::new(AtomicUsize::new(0));
+        let mut flood = Vec::new();
+        for connection in 0..connections {
+            let (attacker, statuses, sent) = (attacker.clone(), statuses.clone(), sent.clone());
+            let target = url(&adapter, NAMED_POD);
+            flood.push(tokio::spawn(async move {
+                while Instant::now() < until {
+                    let n = sent.fetch_add(1, Ordering::Relaxed);
+                    let token = format!("random-{connection}-{n}");
+                    let code = match attacker.get(&target).bearer_auth(token).send().await {
+                        Ok(response) => response.status().as_u16(),
+                        Err(_) => 0,
+                    };
+                    *statuses.lock().unwrap().entry(code).or_default() += 1;
+                }
+            }));
+        }
+        let mut latencies = Vec::new();
+        let mut selector_latency = None;
+        while Instant::now() < until {
+            let started = Instant::now();
+            let response = get(&legitimate, NAMED_POD, "hpa-controller").await.unwrap();
+            latencies.push(started.elapsed());
+            assert_eq!(response.status(), 200, "{:?}", response.text().await);
+            if selector_latency.is_none() && until - Instant::now() < flood_for / 2 {
+                // Object lists do not wait behind the attacker's reviews either.
+                let started = Instant::now();
+                let response = get(
+                    &legitimate,
+                    "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/*/cpu_usage?labelSelector=app%3Dweb",
+                    "hpa-controller",
+                )
+                .await
+                .unwrap();
+                assert_eq!(response.status(), 200);
+                selector_latency = Some(started.elapsed());
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        for task in flood {
+            task.await.unwrap();
+        }
+        latencies.sort();
+        let p99 = percentile(&latencies, 99);
+        let statuses = statuses.lock().unwrap().clone();
+        eprintln!(
+            "flood of {connections} connections for {flood_for:?}: {} attacker requests by status {statuses:?}, {} TokenReviews sent; legitimate client: {} requests, p50 {:?}, p99 {p99:?}, max {:?}; a label-selector request took {selector_latency:?}",
+            sent.load(Ordering::Relaxed),
+            apiserver.count(TOKEN_REVIEWS),
+            latencies.len(),
+            percentile(&latencies, 50),
+            latencies.last().unwrap(),
+        );
+        assert!(
+            p99 < Duration::from_millis(100),
+            "legitimate p99 {p99:?} under the flood"
+        );
+        // Reviews reach the API server at most at kube's delegating client rate (200/s, bursts
+        // of 400): the flood parks in the adapter instead.
+        let reviews = apiserver.count(TOKEN_REVIEWS);
+        assert!(
+            reviews <= 400 + 200 * (flood_for.as_secs() as usize + 1),
+            "{reviews} TokenReviews"
+        );
+        assert!(selector_latency.unwrap() < Duration::from_secs(1));
+    });
+}
+
+#[test]
+fn identical_cold_requests_share_one_token_review_and_one_access_review() {
+    let _alone = alone();
+    let dir = tempfile::tempdir().unwrap();
+    let prometheus = Prometheus::scraping(dir.path(), Scrape::default());
+    let apiserver = ApiServer::start(dir.path());
+    apiserver.add_user(
+        "hpa-controller",
+        "system:serviceaccount:kube-system:hpa",
+        &[],
+    );
+    // Slow enough that every request arrives while the first review is still out.
+    apiserver.set_review_delay(Duration::from_millis(300));
+    let adapter = Adapter::start_in_cluster(
+        dir.path(),
+        &demo_rules(),
+        &prometheus.url(),
+        &apiserver.kubeconfig,
+        &[],
+    );
+    let client = client(None);
+    let codes = runtime().block_on(async {
+        let requests: Vec<_> = (0..50)
+            .map(|_| {
+                let request = client
+                    .get(url(&adapter, NAMED_POD))
+                    .bearer_auth("hpa-controller")
+                    .send();
+                tokio::spawn(async move { request.await.unwrap().status().as_u16() })
+            })
+            .collect();
+        let mut codes = Vec::new();
+        for request in requests {
+            codes.push(request.await.unwrap());
+        }
+        codes
+    });
+    assert!(codes.iter().all(|c| *c == 200), "{codes:?}");
+    assert_eq!(
+        (
+            apiserver.count(TOKEN_REVIEWS),
+            apiserver.count(ACCESS_REVIEWS)
+        ),
+        (1, 1)
+    );
+}
+
+#[test]
+fn reviews_that_hang_or_fail_are_a_503_that_names_them() {
+    let _alone = alone();
+    let dir = tempfile::tempdir().unwrap();
+    let prometheus = Prometheus::scraping(dir.path(), Scrape::default());
+    let apiserver = ApiServer::start(dir.path());
+    apiserver.add_user(
+        "hpa-controller",
+        "system:serviceaccount:kube-system:hpa",
+        &[],
+    );
+    let adapter = Adapter::start_in_cluster(
+        dir.path(),
+        &demo_rules(),
+        &prometheus.url(),
+        &apiserver.kubeconfig,
+        &["--authentication-timeout=1s", "--authorization-timeout=1s"],
+    );
+    let bearer = |token: &str| format!("Authorization: Bearer {token}");
+    let get = |token: &str, path: &str| adapter.curl_raw(&["-H", &bearer(token)], path);
+    let status = |body: &str| serde_json::from_str::<serde_json::Value>(body).unwrap();
+
+    apiserver.set_review_delay(Duration::from_secs(45));
+    let started = Instant::now();
+    let (code, body) = get("hpa-controller", NAMED_POD);
+    let waited = started.elapsed();
+    let answer = status(&body);
+    assert_eq!(
+        (code, answer["reason"].as_str()),
+        (503, Some("ServiceUnavailable")),
+        "{body}"
+    );
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("authentication is unavailable: the TokenReview got no answer within 1s"),
+        "{body}"
+    );
+    assert!(waited < Duration::from_secs(5), "waited {waited:?}");
+
+    // With the token known, the SubjectAccessReview is the one that hangs.
+    apiserver.set_review_delay(Duration::ZERO);
+    assert_eq!(get("hpa-controller", NAMED_POD).0, 200);
+    apiserver.set_review_delay(Duration::from_secs(45));
+    let other = NAMED_POD.replace("abcde", "fghij");
+    let (code, body) = get("hpa-controller", &other);
+    assert_eq!(code, 503, "{body}");
+    assert!(
+        status(&body)["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("authorization is unavailable: the SubjectAccessReview got no answer"),
+        "{body}"
+    );
+
+    // kube-apiserver down: the review fails at once, and the message says so.
+    drop(apiserver);
+    std::thread::sleep(Duration::from_millis(500));
+    let (code, body) = get("never-seen", NAMED_POD);
+    assert_eq!(code, 503, "{body}");
+    assert!(
+        status(&body)["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("authentication is unavailable: the TokenReview failed"),
+        "{body}"
+    );
+}
+
+/// A rule whose template reads request values through `.LabelValuesByName`, as the attack used.
+const VALUES_RULE: &str = r#"rules:
+- seriesQuery: 'container_cpu_usage_seconds_total{namespace!="",pod!=""}'
+  resources: {overrides: {namespace: {resource: namespace}, pod: {resource: pod}}}
+  name: {as: "cpu_by_values"}
+  metricsQuery: 'sum(rate(<<.Series>>{namespace="<<index .LabelValuesByName "namespace">>",pod=~"<<index .LabelValuesByName "pod">>",container!=""}[1m])) by (<<.GroupBy>>)'
+"#;
+
+fn values_rules(dir: &Path) -> PathBuf {
+    let path = dir.join("values-rules.yaml");
+    std::fs::write(&path, VALUES_RULE).unwrap();
+    path
+}
+
+#[test]
+fn a_crafted_namespace_is_a_400_and_never_reaches_prometheus() {
+    let _alone = alone();
+    let dir = tempfile::tempdir().unwrap();
+    let prometheus = Prometheus::scraping(dir.path(), Scrape::default());
+    let proxy = RecordingProxy::start(prometheus.port);
+    let apiserver = ApiServer::start(dir.path());
+    apiserver.add_user("tenant", "tenant-a", &[]);
+    let adapter = Adapter::start_in_cluster(
+        dir.path(),
+        &values_rules(dir.path()),
+        &proxy.url(),
+        &apiserver.kubeconfig,
+        &[],
+    );
+    let bearer = ["-H", "Authorization: Bearer tenant"];
+    let path = |namespace: &str, pod: &str| {
+        format!(
+            "/apis/custom.metrics.k8s.io/v1beta2/namespaces/{namespace}/pods/{pod}/cpu_by_values"
+        )
+    };
+    // The rule works for a real request.
+    let (code, body) = adapter.curl_raw(&bearer, &path("default", "web-6d4cf56db6-abcde"));
+    assert_eq!(code, 200, "{body}");
+
+    // The namespace closes the matcher and asks for another namespace's series.
+    let crafted = "x%22%7D%20or%20up%7Bjob%3D%22crafted-marker";
+    let reviews = apiserver.count(ACCESS_REVIEWS);
+    let (code, body) = adapter.curl_raw(&bearer, &path(crafted, "*"));
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("DNS-1123 label"), "{body}");
+    assert_eq!(
+        apiserver.count(ACCESS_REVIEWS),
+        reviews,
+        "no authorization is asked for a name that cannot exist"
+    );
+    let seen = proxy.seen();
+    assert!(
+        seen.iter().all(|s| !s.decoded().contains("crafted-marker")),
+        "the crafted text reached Prometheus"
+    );
+
+    // A dot in a pod name is a dot: `web.6d4cf56db6-abcde` is not `web-6d4cf56db6-abcde`
+    // (prometheus-adapter's unescaped regex answered with the other pod's value).
+    let (code, body) = adapter.curl_raw(&bearer, &path("default", "web.6d4cf56db6-abcde"));
+    assert_eq!(code, 404, "{body}");
+    let query = proxy
+        .seen()
+        .iter()
+        .map(|s| s.decoded())
+        .find(|q| q.contains("web\\\\.6d4cf56db6-abcde"))
+        .expect("the query escaped the dot");
+    assert!(
+        query.contains(r#"pod=~"web\\.6d4cf56db6-abcde""#),
+        "{query}"
+    );
+}
+
+#[test]
+fn invalid_utf8_and_resource_aliases() {
+    let _alone = alone();
+    let dir = tempfile::tempdir().unwrap();
+    let prometheus = Prometheus::scraping(dir.path(), Scrape::default());
+    let proxy = RecordingProxy::start(prometheus.port);
+    let apiserver = ApiServer::start(dir.path());
+    apiserver.add_user("tenant", "tenant-a", &[]);
+    let adapter = Adapter::start_in_cluster(
+        dir.path(),
+        &demo_rules(),
+        &proxy.url(),
+        &apiserver.kubeconfig,
+        &[],
+    );
+    let with = |auth: &str, path: &str| adapter.curl_raw(&["-H", auth], path);
+    let bearer = "Authorization: Bearer tenant";
+    let queries = |proxy: &RecordingProxy| {
+        proxy
+            .seen()
+            .iter()
+            .filter(|s| s.target.starts_with("/api/v1/query"))
+            .count()
+    };
+    let before = queries(&proxy);
+    for path in [
+        "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/web%FF/cpu_usage",
+        "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/web-6d4cf56db6-abcde/cpu%C0usage",
+        "/apis/metrics.k8s.io/v1beta1/namespaces/def%FFault/pods",
+    ] {
+        let (code, body) = with(bearer, path);
+        assert_eq!(code, 400, "{path}: {body}");
+        assert!(body.contains("not valid UTF-8"), "{body}");
+    }
+    assert_eq!(queries(&proxy), before, "no query for an invalid path");
+
+    // kube-apiserver's bearer parsing: any case of the scheme; two spaces are an empty token.
+    assert_eq!(with("Authorization: bearer tenant", NAMED_POD).0, 200);
+    assert_eq!(with("Authorization: Bearer  tenant", NAMED_POD).0, 401);
+
+    // An alias is served as its resource, and authorized as the canonical resource.
+    for alias in ["PODS", "pod", "pods."] {
+        let path = NAMED_POD.replace("/pods/", &format!("/{alias}/"));
+        let (code, body) = with(bearer, &path);
+        assert_eq!(code, 200, "{alias}: {body}");
+    }
+    let sars = apiserver.access_reviews();
+    assert!(!sars.is_empty());
+    for review in &sars {
+        assert_eq!(
+            review["spec"]["resourceAttributes"]["resource"], "pods",
+            "{review}"
+        );
+    }
+}
+
+#[test]
+fn a_huge_backend_answer_is_refused_and_memory_comes_back() {
+    let _alone = alone();
+    let dir = tempfile::tempdir().unwrap();
+    let prometheus = Prometheus::scraping(dir.path(), Scrape::default());
+    let proxy = RecordingProxy::start(prometheus.port);
+    // Time enough to read 64 MiB in a debug build, eight at once.
+    let adapter = Adapter::start(
+        dir.path(),
+        &demo_rules(),
+        &proxy.url(),
+        &["--prometheus-timeout=60s"],
+    );
+    let rss = |field: &str| {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", adapter.pid())).unwrap();
+        let line = status
+            .lines()
+            .find(|l| l.starts_with(field))
+            .unwrap()
+            .to_owned();
+        line.split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            / 1024
+    };
+    for _ in 0..5 {
+        assert_eq!(adapter.curl(NAMED_POD).0, 200);
+    }
+    let baseline = rss("VmRSS:");
+
+    // A valid answer of 100 MB: a vector of 400,000 samples.
+    let sample = r#"{"metric":{"namespace":"default","pod":"web-6d4cf56db6-abcde","container":"app","instance":"10.0.0.1:10250","job":"kubelet","extra":"padding-padding-padding-padding-padding-padding-padding-padding-padding-padding-padding"},"value":[1700000000,"1.5"]}"#;
+    let mut body = String::from(r#"{"status":"success","data":{"resultType":"vector","result":["#);
+    let count = 100_000_000 / sample.len();
+    for i in 0..count {
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str(sample);
+    }
+    body.push_str("]}}");
+    let size = body.len();
+    proxy.answer_queries_with(Some(body.into_bytes()));
+    let started = Instant::now();
+    let codes: Vec<u16> = std::thread::scope(|scope| {
+        let requests: Vec<_> = (0..8)
+            .map(|_| scope.spawn(|| adapter.curl_raw(&["--max-time", "120"], NAMED_POD).0))
+            .collect();
+        requests.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    let took = started.elapsed();
+    let peak = rss("VmHWM:");
+    proxy.answer_queries_with(None);
+    let log = std::fs::read_to_string(&adapter.log).unwrap();
+    assert!(codes.iter().all(|c| *c == 500), "{codes:?}: {log}");
+    assert!(
+        log.contains("is larger than 67108864 bytes (--prometheus-max-response-bytes)"),
+        "{log}"
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(adapter.curl(NAMED_POD).0, 200, "still serving");
+    let after = rss("VmRSS:");
+    eprintln!(
+        "8 concurrent answers of {size} bytes, refused in {took:?}: RSS {baseline} MiB before, peak {peak} MiB, {after} MiB 3 s after"
+    );
+    assert!(
+        after < baseline + 64,
+        "RSS {after} MiB after, {baseline} MiB before"
+    );
+}
+
+#[test]
+fn idle_tls_handshakes_do_not_delay_a_real_client() {
+    let _alone = alone();
+    let dir = tempfile::tempdir().unwrap();
+    let prometheus = Prometheus::scraping(dir.path(), Scrape::default());
+    let adapter = Adapter::start(dir.path(), &demo_rules(), &prometheus.url(), &[]);
+    let idle: Vec<std::net::TcpStream> = (0..1500)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", adapter.port)).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let started = Instant::now();
+    let (code, _) = adapter.curl(NAMED_POD);
+    let took = started.elapsed();
+    eprintln!(
+        "with {} idle handshakes, a new client took {took:?}",
+        idle.len()
+    );
+    assert_eq!(code, 200);
+    // actix's defaults (256 handshakes per worker) made it wait for the 3 s handshake timeout.
+    assert!(took < Duration::from_millis(1500), "took {took:?}");
+    drop(idle);
+}
+
+#[test]
+fn a_client_certificate_without_a_common_name_authenticates_nobody() {
+    let _alone = alone();
+    let dir = tempfile::tempdir().unwrap();
+    let prometheus = Prometheus::scraping(dir.path(), Scrape::default());
+    let apiserver = ApiServer::start(dir.path());
+    let pki = dir.path().join("users");
+    std::fs::create_dir_all(&pki).unwrap();
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "users CA");
+    std::fs::write(pki.join("ca.crt"), ca.self_signed(&ca_key).unwrap().pem()).unwrap();
+    let issuer = rcgen::Issuer::new(ca, ca_key);
+    for (file, common_name) in [("alice", Some("alice")), ("nameless", None)] {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        if let Some(cn) = common_name {
+            params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, cn);
+        }
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, "system:masters");
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        std::fs::write(pki.join(format!("{file}.crt")), cert.pem()).unwrap();
+        std::fs::write(pki.join(format!("{file}.key")), key.serialize_pem()).unwrap();
+    }
+    let flag = format!("--client-ca-file={}", pki.join("ca.crt").display());
+    let adapter = Adapter::start_in_cluster(
+        dir.path(),
+        &demo_rules(),
+        &prometheus.url(),
+        &apiserver.kubeconfig,
+        &[&flag, "--authentication-skip-lookup"],
+    );
+    let with_cert = |file: &str| {
+        let cert = pki.join(format!("{file}.crt")).display().to_string();
+        let key = pki.join(format!("{file}.key")).display().to_string();
+        adapter.curl_raw(&["--cert", &cert, "--key", &key], NAMED_POD)
+    };
+    assert_eq!(with_cert("alice").0, 200);
+    let (code, body) = with_cert("nameless");
+    assert_eq!(code, 401, "{body}");
+}
