@@ -123,6 +123,9 @@ pub fn parse_rules(text: &str, origin: &str) -> Result<RuleSet, Error> {
 
 /// The parser's message without the source snippet it appends (we print the position ourselves).
 fn yaml_message(error: &serde_saphyr::Error) -> String {
+    if let serde_saphyr::Error::Budget { breach, .. } = error.without_snippet() {
+        return budget_message(breach);
+    }
     let text = error.to_string();
     let first = text.lines().next().unwrap_or_default();
     let first = first.strip_prefix("error: ").unwrap_or(first);
@@ -137,9 +140,53 @@ fn yaml_message(error: &serde_saphyr::Error) -> String {
     }
 }
 
+/// Which of the parser's limits against YAML bombs a file hit, in words.
+fn budget_message(breach: &serde_saphyr::budget::BudgetBreach) -> String {
+    use serde_saphyr::budget::BudgetBreach as B;
+    let limit = match breach {
+        B::Events { events } => format!("{events} parser events (at most 1,000,000)"),
+        B::Aliases { aliases } => format!("{aliases} aliases (at most 50,000)"),
+        B::Anchors { anchors } => format!("{anchors} anchors (at most 50,000)"),
+        B::Depth { depth } => format!("nesting {depth} levels deep (at most 64)"),
+        B::Documents { documents } => format!("{documents} YAML documents (at most 1,024)"),
+        B::Nodes { nodes } => format!("{nodes} nodes: lists, maps and values (at most 250,000)"),
+        B::ScalarBytes { total_scalar_bytes } => {
+            format!("{total_scalar_bytes} bytes of values (at most 64 MiB)")
+        }
+        B::MergeKeys { merge_keys } => format!("{merge_keys} merge keys (at most 10,000)"),
+        B::AliasAnchorRatio { aliases, anchors } => {
+            format!("{aliases} aliases for {anchors} anchors, which expands like a YAML bomb")
+        }
+        B::InputBytes { input_bytes } => format!("{input_bytes} bytes (at most 256 MiB)"),
+        B::RecordedAnchorEvents {
+            recorded_anchor_events,
+        } => format!("{recorded_anchor_events} events copied through anchors (at most 1,000,000)"),
+        B::RecordedAnchorBytes {
+            recorded_anchor_bytes,
+        } => format!("{recorded_anchor_bytes} bytes copied through anchors (at most 64 MiB)"),
+        other => format!("{other:?}"),
+    };
+    format!(
+        "the file is too large or too deeply nested to be a rules file: it has {limit}; a rules file this size is almost certainly generated wrong or an attack"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn budget_errors_say_which_limit_in_words() {
+        let filters = vec!["{is: a}"; 90_000].join(",");
+        let many =
+            format!("rules:\n- seriesQuery: x\n  metricsQuery: y\n  seriesFilters: [{filters}]\n");
+        let error = parse_rules(&many, "many.yaml").unwrap_err().to_string();
+        assert!(
+            error.contains("nodes: lists, maps and values (at most 250,000)"),
+            "{error}"
+        );
+        assert!(!error.contains("Nodes {"), "{error}");
+    }
 
     /// Every key of the schema, once: the structural check (`structure.rs`) and the serde mirror
     /// (`raw.rs`) each describe the schema, and both must accept all of it.
