@@ -852,6 +852,15 @@ fn validate(settings: &settings::Settings) -> anyhow::Result<ServeConfig> {
             "--standalone runs without a cluster; drop --lister-kubeconfig, or drop --standalone to use the cluster"
         );
     }
+    // Checked in every mode: a bad value is an error even where nothing uses it yet.
+    let authentication_timeout =
+        positive(&settings.authentication_timeout, "--authentication-timeout")?;
+    let authorization_timeout =
+        positive(&settings.authorization_timeout, "--authorization-timeout")?;
+    let max_reviews_in_flight =
+        at_least_one(settings.max_reviews_in_flight, "--max-reviews-in-flight")?;
+    let max_reviews_per_client =
+        at_least_one(settings.max_reviews_per_client, "--max-reviews-per-client")?;
     let cluster = if settings.standalone {
         None
     } else {
@@ -879,22 +888,10 @@ fn validate(settings: &settings::Settings) -> anyhow::Result<ServeConfig> {
                     &settings.authorization_webhook_cache_unauthorized_ttl,
                     "--authorization-webhook-cache-unauthorized-ttl",
                 )?,
-                authentication_timeout: positive(
-                    &settings.authentication_timeout,
-                    "--authentication-timeout",
-                )?,
-                authorization_timeout: positive(
-                    &settings.authorization_timeout,
-                    "--authorization-timeout",
-                )?,
-                max_reviews_in_flight: at_least_one(
-                    settings.max_reviews_in_flight,
-                    "--max-reviews-in-flight",
-                )?,
-                max_reviews_per_client: at_least_one(
-                    settings.max_reviews_per_client,
-                    "--max-reviews-per-client",
-                )?,
+                authentication_timeout,
+                authorization_timeout,
+                max_reviews_in_flight,
+                max_reviews_per_client,
             },
             kubeconfig: settings.lister_kubeconfig.clone(),
             qps: settings.client_qps,

@@ -139,6 +139,24 @@ fn parsers_reject_bad_input_without_panicking() {
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
         let _ = prom_adapter::api::parse_custom_request(&path, &query);
+        // Names and namespaces in request paths, credentials, and values that reach templates.
+        let full = mutate(
+            &mut rng,
+            "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods.apps/web.v1%2Ecanary/cpu_usage",
+        );
+        if let Ok(attributes) = prom_adapter::auth::Attributes::from_request("GET", &full) {
+            let _ = attributes.check_names();
+            let canonical = attributes.canonical(|r| Some(r.to_ascii_lowercase()));
+            let _ = canonical.forbidden_message(&text);
+        }
+        let _ = prom_adapter::auth::Attributes::from_request(&text, &text);
+        let _ = prom_adapter::object_names::decode_segment(&text);
+        let _ = prom_adapter::object_names::check_namespace(&text);
+        let _ = prom_adapter::object_names::check_object_name(&text, &text, true);
+        let _ = prom_adapter::object_names::check_token("metric", &text);
+        let _ = prom_adapter::auth::bearer_token(&mutate(&mut rng, "Bearer abc.def"));
+        let _ = prom_adapter::promql::template_alternation(&[text.as_str(), path.as_str()]);
+        let _ = prom_adapter::rules::QueryTemplate::compile(&text);
         // explain's inputs: Prometheus's configuration, request paths, and the lint and --why
         // walks over whatever rules and series parsed.
         let config = mutate(
@@ -177,4 +195,65 @@ fn parsers_reject_bad_input_without_panicking() {
     }
     // The inputs were mostly invalid: make sure they were really exercised.
     assert!(rejected > 300, "only {rejected} rules inputs were rejected");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Values of the serve flags that bound reviews, answers and handshakes: every bad one is a clear
+/// error before anything starts, never a panic.
+#[test]
+fn hostile_values_of_the_limit_flags_are_errors() {
+    let rules = concat!(env!("CARGO_MANIFEST_DIR"), "/config/demo.yaml");
+    let hostile = [
+        "",
+        "0",
+        "-1",
+        "abc",
+        "99999999999999999999999",
+        "1e400",
+        "☃",
+        "0s",
+        "64Zi",
+    ];
+    for flag in [
+        "--authentication-timeout",
+        "--authorization-timeout",
+        "--max-reviews-in-flight",
+        "--max-reviews-per-client",
+        "--prometheus-max-response-bytes",
+        "--tls-handshake-timeout",
+        "--max-concurrent-tls-handshakes",
+    ] {
+        for value in hostile {
+            let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_prom-adapter"))
+                .args(["--standalone", "--config", rules])
+                .arg("--prometheus-url=http://127.0.0.1:9")
+                .arg(format!("--secure-port={}", free_port()))
+                .arg(format!("{flag}={value}"))
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            // A value taken as valid would start a server: stop it rather than wait forever.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                matches!(out.status.code(), Some(1 | 2)),
+                "{flag}={value:?}: {:?} {stderr}",
+                out.status
+            );
+            assert!(!stderr.contains("panicked"), "{flag}={value:?}: {stderr}");
+        }
+    }
 }
