@@ -48,6 +48,9 @@ pub struct Cluster {
 /// kube-apiserver's delegating authenticator and authorizer allow their clients 200 requests per
 /// second with bursts of 400: reviews limit how fast every request can be answered.
 const REVIEW_QPS: f32 = 200.0;
+/// How long a label-selector list may take, waiting for the throttle included: the HPA controller
+/// gives up on a metrics request after about 30 s, and a stalled list should not hold it that long.
+const LIST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 const REVIEW_BURST: u32 = 400;
 
 /// Client-side rate limit (`--client-qps`, `--client-burst`), like client-go's token bucket: every
@@ -263,9 +266,20 @@ impl ObjectLister for Cluster {
                 None => Api::all_with(self.client.clone(), &api_resource),
             };
             let params = ListParams::default().labels(&selector.to_string());
-            // Names only: metadata lists keep the answer small for large namespaces.
-            self.throttle.acquire().await;
-            let list = api.list_metadata(&params).await.map_err(|e| match &e {
+            // Names only: metadata lists keep the answer small for large namespaces. The wait for
+            // the throttle counts against the deadline too.
+            let list = tokio::time::timeout(LIST_TIMEOUT, async {
+                self.throttle.acquire().await;
+                api.list_metadata(&params).await
+            })
+            .await
+            .map_err(|_| {
+                BackendError::Unavailable(format!(
+                    "listing {} got no answer within {LIST_TIMEOUT:?}",
+                    resource.plural
+                ))
+            })?
+            .map_err(|e| match &e {
                 kube::Error::Api(status) if status.code == 403 => BackendError::Failed(format!(
                     "listing {}: {e}; the adapter's service account needs `list` on it (Helm chart: rbac.listResources)",
                     resource.group_resource()
