@@ -278,12 +278,9 @@ pub fn parse_request_path(path: &str) -> Result<RequestPath, Error> {
         let segments: Vec<String> = rest
             .trim_end_matches('/')
             .split('/')
-            .map(|s| {
-                percent_encoding::percent_decode_str(s)
-                    .decode_utf8_lossy()
-                    .into_owned()
-            })
-            .collect();
+            .map(crate::object_names::decode_segment)
+            .collect::<Result<_, _>>()
+            .map_err(|e| Error::Request(e.to_string()))?;
         let [keyword, namespace, metric] = segments.as_slice() else {
             return Err(Error::Request("external metrics paths look like /apis/external.metrics.k8s.io/v1beta1/namespaces/NS/METRIC".into()));
         };
