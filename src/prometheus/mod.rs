@@ -97,6 +97,8 @@ pub struct ClientConfig {
 /// burst of HPA syncs, without hundreds of idle sockets after a load spike.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 const POOL_MAX_IDLE: usize = 32;
+/// Answers up to this size, with a declared length, are read whole and decoded in place.
+const SMALL_ANSWER_BYTES: u64 = 256 * 1024;
 
 /// One series of a range query.
 #[derive(Debug, Clone, PartialEq)]
@@ -538,8 +540,37 @@ impl Client {
         response: reqwest::Response,
         path: &str,
     ) -> Result<T, Error> {
-        let (sender, receiver) = tokio::sync::mpsc::channel::<bytes::Bytes>(16);
         let limit = self.config.max_response_bytes;
+        // A small answer of known length (Prometheus sends a length with answers under 4 KiB,
+        // which is most HPA queries) is read whole and decoded here: a blocking thread and a
+        // channel would cost more than the decoding.
+        if let Some(length) = response
+            .content_length()
+            .filter(|l| *l <= SMALL_ANSWER_BYTES)
+        {
+            if length > limit {
+                return Err(Error::TooLarge {
+                    path: path.to_owned(),
+                    limit,
+                });
+            }
+            let body = response.bytes().await.map_err(|e| {
+                self.unavailable(format!(
+                    "reading the answer to {path} failed: {}",
+                    describe(&e)
+                ))
+            })?;
+            DecodeBudget::start(limit);
+            let decoded = serde_json::from_slice::<T>(&body);
+            if DecodeBudget::finish() {
+                return Err(Error::TooLarge {
+                    path: path.to_owned(),
+                    limit,
+                });
+            }
+            return decoded.map_err(|e| Error::Decode(format!("{path}: {e}")));
+        }
+        let (sender, receiver) = tokio::sync::mpsc::channel::<bytes::Bytes>(16);
         let decoder = tokio::task::spawn_blocking(move || {
             let reader = std::io::BufReader::with_capacity(64 * 1024, ChunkReader::new(receiver));
             DecodeBudget::start(limit);
