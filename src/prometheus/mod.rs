@@ -278,7 +278,11 @@ impl Client {
             }
             decoder.finish()
         });
-        let streamed = self.stream_body(response, "api/v1/series", &sender).await;
+        // No size limit here: the decoder keeps only the distinct shapes, so memory does not
+        // follow the answer's size (a million series is a normal cluster).
+        let streamed = self
+            .stream_body(response, "api/v1/series", &sender, None)
+            .await;
         drop(sender);
         let decoded = decoder
             .await
@@ -493,14 +497,15 @@ impl Client {
     }
 
     /// Sends a response body's chunks to `sink` as they arrive, stopping with `TooLarge` past
-    /// `max_response_bytes`. A closed sink (the decoder stopped at malformed input) ends it early.
+    /// `limit`. A closed sink (the decoder stopped at malformed input) ends it early.
     async fn stream_body(
         &self,
         response: reqwest::Response,
         path: &str,
         sink: &tokio::sync::mpsc::Sender<bytes::Bytes>,
+        limit: Option<u64>,
     ) -> Result<(), Error> {
-        let limit = self.config.max_response_bytes;
+        let limit = limit.unwrap_or(u64::MAX);
         if response
             .content_length()
             .is_some_and(|length| length > limit)
@@ -577,7 +582,7 @@ impl Client {
             let decoded = serde_json::from_reader::<_, T>(reader);
             (decoded, DecodeBudget::finish())
         });
-        let streamed = self.stream_body(response, path, &sender).await;
+        let streamed = self.stream_body(response, path, &sender, Some(limit)).await;
         drop(sender);
         let (decoded, exceeded) = decoder
             .await
