@@ -179,3 +179,36 @@ async fn headers_bearer_token_reload_and_verbs() {
         "--prometheus-verb=POST"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_past_the_size_limit_fail_but_the_series_listing_does_not() {
+    prom_adapter::server::install_crypto_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let prometheus = Prometheus::start(dir.path());
+    let mut settings = config(prometheus.url());
+    settings.max_response_bytes = 2048;
+    let client = Client::new(settings).unwrap();
+    let every = r#"{__name__=~".+"}"#;
+    // Discovery keeps only shapes, so its answer may be any size.
+    let (_, series) = client
+        .series_shapes(every, now() - 3600.0, now())
+        .await
+        .unwrap();
+    assert!(series > 20, "{series} series");
+    let error = client.query(every, now()).await.unwrap_err();
+    assert!(
+        matches!(
+            error,
+            prom_adapter::prometheus::Error::TooLarge { limit: 2048, .. }
+        ),
+        "{error}"
+    );
+    assert!(
+        error
+            .to_string()
+            .contains("larger than 2048 bytes (--prometheus-max-response-bytes)"),
+        "{error}"
+    );
+    // A small answer under the same limit is fine.
+    assert!(client.query("vector(1)", now()).await.is_ok());
+}
