@@ -62,27 +62,43 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// The bearer token the stand-in kube-apiserver knows, as the HPA controller's.
+const HPA_TOKEN: &str = "hpa-controller";
+
+/// The adapter in cluster mode: a real Prometheus scraping the fixture cluster behind a recording
+/// proxy, and the stand-in kube-apiserver knowing `HPA_TOKEN`. Fields drop in order: the adapter
+/// stops first.
+struct InCluster {
+    adapter: Adapter,
+    apiserver: ApiServer,
+    proxy: RecordingProxy,
+    _prometheus: Prometheus,
+}
+
+fn in_cluster(dir: &Path, rules: &Path, extra: &[&str]) -> InCluster {
+    let prometheus = Prometheus::scraping(dir, Scrape::default());
+    let proxy = RecordingProxy::start(prometheus.port);
+    let apiserver = ApiServer::start(dir);
+    apiserver.add_user(HPA_TOKEN, "system:serviceaccount:kube-system:hpa", &[]);
+    let adapter = Adapter::start_in_cluster(dir, rules, &proxy.url(), &apiserver.kubeconfig, extra);
+    InCluster {
+        adapter,
+        apiserver,
+        proxy,
+        _prometheus: prometheus,
+    }
+}
+
 #[test]
 fn a_token_flood_does_not_slow_a_legitimate_client() {
     let _alone = alone();
     let dir = tempfile::tempdir().unwrap();
-    let prometheus = Prometheus::scraping(dir.path(), Scrape::default());
-    let apiserver = ApiServer::start(dir.path());
-    apiserver.add_user(
-        "hpa-controller",
-        "system:serviceaccount:kube-system:hpa",
-        &[],
-    );
+    let cluster = in_cluster(dir.path(), &demo_rules(), &[]);
+    let adapter = &cluster.adapter;
+    let apiserver = &cluster.apiserver;
     for pod in ["web-6d4cf56db6-abcde", "web-6d4cf56db6-fghij"] {
         apiserver.add_object("", "pods", Some("default"), pod, &[("app", "web")]);
     }
-    let adapter = Adapter::start_in_cluster(
-        dir.path(),
-        &demo_rules(),
-        &prometheus.url(),
-        &apiserver.kubeconfig,
-        &[],
-    );
     let attacker = client(None);
     // The legitimate client comes from another address, as the HPA controller (through
     // kube-apiserver) does.
@@ -90,9 +106,9 @@ fn a_token_flood_does_not_slow_a_legitimate_client() {
     let (flood_for, connections) = (Duration::from_secs(10), 256);
     runtime().block_on(async {
         let get = |client: &reqwest::Client, path: &str, token: &str| {
-            client.get(url(&adapter, path)).bearer_auth(token).send()
+            client.get(url(adapter, path)).bearer_auth(token).send()
         };
-        let warm = get(&legitimate, NAMED_POD, "hpa-controller").await.unwrap();
+        let warm = get(&legitimate, NAMED_POD, HPA_TOKEN).await.unwrap();
         assert_eq!(warm.status(), 200);
 
         let until = Instant::now() + flood_for;
@@ -101,7 +117,7 @@ fn a_token_flood_does_not_slow_a_legitimate_client() {
         let mut flood = Vec::new();
         for connection in 0..connections {
             let (attacker, statuses, sent) = (attacker.clone(), statuses.clone(), sent.clone());
-            let target = url(&adapter, NAMED_POD);
+            let target = url(adapter, NAMED_POD);
             flood.push(tokio::spawn(async move {
                 while Instant::now() < until {
                     let n = sent.fetch_add(1, Ordering::Relaxed);
@@ -118,7 +134,7 @@ fn a_token_flood_does_not_slow_a_legitimate_client() {
         let mut selector_latency = None;
         while Instant::now() < until {
             let started = Instant::now();
-            let response = get(&legitimate, NAMED_POD, "hpa-controller").await.unwrap();
+            let response = get(&legitimate, NAMED_POD, HPA_TOKEN).await.unwrap();
             latencies.push(started.elapsed());
             assert_eq!(response.status(), 200, "{:?}", response.text().await);
             if selector_latency.is_none() && until - Instant::now() < flood_for / 2 {
@@ -127,7 +143,7 @@ fn a_token_flood_does_not_slow_a_legitimate_client() {
                 let response = get(
                     &legitimate,
                     "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/*/cpu_usage?labelSelector=app%3Dweb",
-                    "hpa-controller",
+                    HPA_TOKEN,
                 )
                 .await
                 .unwrap();
@@ -169,29 +185,18 @@ fn a_token_flood_does_not_slow_a_legitimate_client() {
 fn identical_cold_requests_share_one_token_review_and_one_access_review() {
     let _alone = alone();
     let dir = tempfile::tempdir().unwrap();
-    let prometheus = Prometheus::scraping(dir.path(), Scrape::default());
-    let apiserver = ApiServer::start(dir.path());
-    apiserver.add_user(
-        "hpa-controller",
-        "system:serviceaccount:kube-system:hpa",
-        &[],
-    );
+    let cluster = in_cluster(dir.path(), &demo_rules(), &[]);
+    let adapter = &cluster.adapter;
+    let apiserver = &cluster.apiserver;
     // Slow enough that every request arrives while the first review is still out.
     apiserver.set_review_delay(Duration::from_millis(300));
-    let adapter = Adapter::start_in_cluster(
-        dir.path(),
-        &demo_rules(),
-        &prometheus.url(),
-        &apiserver.kubeconfig,
-        &[],
-    );
     let client = client(None);
     let codes = runtime().block_on(async {
         let requests: Vec<_> = (0..50)
             .map(|_| {
                 let request = client
-                    .get(url(&adapter, NAMED_POD))
-                    .bearer_auth("hpa-controller")
+                    .get(url(adapter, NAMED_POD))
+                    .bearer_auth(HPA_TOKEN)
                     .send();
                 tokio::spawn(async move { request.await.unwrap().status().as_u16() })
             })
@@ -216,27 +221,20 @@ fn identical_cold_requests_share_one_token_review_and_one_access_review() {
 fn reviews_that_hang_or_fail_are_a_503_that_names_them() {
     let _alone = alone();
     let dir = tempfile::tempdir().unwrap();
-    let prometheus = Prometheus::scraping(dir.path(), Scrape::default());
-    let apiserver = ApiServer::start(dir.path());
-    apiserver.add_user(
-        "hpa-controller",
-        "system:serviceaccount:kube-system:hpa",
-        &[],
-    );
-    let adapter = Adapter::start_in_cluster(
+    let cluster = in_cluster(
         dir.path(),
         &demo_rules(),
-        &prometheus.url(),
-        &apiserver.kubeconfig,
         &["--authentication-timeout=1s", "--authorization-timeout=1s"],
     );
+    let adapter = &cluster.adapter;
+    let apiserver = &cluster.apiserver;
     let bearer = |token: &str| format!("Authorization: Bearer {token}");
     let get = |token: &str, path: &str| adapter.curl_raw(&["-H", &bearer(token)], path);
     let status = |body: &str| serde_json::from_str::<serde_json::Value>(body).unwrap();
 
     apiserver.set_review_delay(Duration::from_secs(45));
     let started = Instant::now();
-    let (code, body) = get("hpa-controller", NAMED_POD);
+    let (code, body) = get(HPA_TOKEN, NAMED_POD);
     let waited = started.elapsed();
     let answer = status(&body);
     assert_eq!(
@@ -255,10 +253,10 @@ fn reviews_that_hang_or_fail_are_a_503_that_names_them() {
 
     // With the token known, the SubjectAccessReview is the one that hangs.
     apiserver.set_review_delay(Duration::ZERO);
-    assert_eq!(get("hpa-controller", NAMED_POD).0, 200);
+    assert_eq!(get(HPA_TOKEN, NAMED_POD).0, 200);
     apiserver.set_review_delay(Duration::from_secs(45));
     let other = NAMED_POD.replace("abcde", "fghij");
-    let (code, body) = get("hpa-controller", &other);
+    let (code, body) = get(HPA_TOKEN, &other);
     assert_eq!(code, 503, "{body}");
     assert!(
         status(&body)["message"]
@@ -269,7 +267,7 @@ fn reviews_that_hang_or_fail_are_a_503_that_names_them() {
     );
 
     // kube-apiserver down: the review fails at once, and the message says so.
-    drop(apiserver);
+    apiserver.stop();
     std::thread::sleep(Duration::from_millis(500));
     let (code, body) = get("never-seen", NAMED_POD);
     assert_eq!(code, 503, "{body}");
@@ -300,18 +298,11 @@ fn values_rules(dir: &Path) -> PathBuf {
 fn a_crafted_namespace_is_a_400_and_never_reaches_prometheus() {
     let _alone = alone();
     let dir = tempfile::tempdir().unwrap();
-    let prometheus = Prometheus::scraping(dir.path(), Scrape::default());
-    let proxy = RecordingProxy::start(prometheus.port);
-    let apiserver = ApiServer::start(dir.path());
-    apiserver.add_user("tenant", "tenant-a", &[]);
-    let adapter = Adapter::start_in_cluster(
-        dir.path(),
-        &values_rules(dir.path()),
-        &proxy.url(),
-        &apiserver.kubeconfig,
-        &[],
-    );
-    let bearer = ["-H", "Authorization: Bearer tenant"];
+    let cluster = in_cluster(dir.path(), &values_rules(dir.path()), &[]);
+    let adapter = &cluster.adapter;
+    let apiserver = &cluster.apiserver;
+    let proxy = &cluster.proxy;
+    let bearer = ["-H", "Authorization: Bearer hpa-controller"];
     let path = |namespace: &str, pod: &str| {
         format!(
             "/apis/custom.metrics.k8s.io/v1beta2/namespaces/{namespace}/pods/{pod}/cpu_by_values"
@@ -358,19 +349,12 @@ fn a_crafted_namespace_is_a_400_and_never_reaches_prometheus() {
 fn invalid_utf8_and_resource_aliases() {
     let _alone = alone();
     let dir = tempfile::tempdir().unwrap();
-    let prometheus = Prometheus::scraping(dir.path(), Scrape::default());
-    let proxy = RecordingProxy::start(prometheus.port);
-    let apiserver = ApiServer::start(dir.path());
-    apiserver.add_user("tenant", "tenant-a", &[]);
-    let adapter = Adapter::start_in_cluster(
-        dir.path(),
-        &demo_rules(),
-        &proxy.url(),
-        &apiserver.kubeconfig,
-        &[],
-    );
+    let cluster = in_cluster(dir.path(), &demo_rules(), &[]);
+    let adapter = &cluster.adapter;
+    let apiserver = &cluster.apiserver;
+    let proxy = &cluster.proxy;
     let with = |auth: &str, path: &str| adapter.curl_raw(&["-H", auth], path);
-    let bearer = "Authorization: Bearer tenant";
+    let bearer = "Authorization: Bearer hpa-controller";
     let queries = |proxy: &RecordingProxy| {
         proxy
             .seen()
@@ -378,7 +362,7 @@ fn invalid_utf8_and_resource_aliases() {
             .filter(|s| s.target.starts_with("/api/v1/query"))
             .count()
     };
-    let before = queries(&proxy);
+    let before = queries(proxy);
     for path in [
         "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/web%FF/cpu_usage",
         "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/web-6d4cf56db6-abcde/cpu%C0usage",
@@ -388,11 +372,17 @@ fn invalid_utf8_and_resource_aliases() {
         assert_eq!(code, 400, "{path}: {body}");
         assert!(body.contains("not valid UTF-8"), "{body}");
     }
-    assert_eq!(queries(&proxy), before, "no query for an invalid path");
+    assert_eq!(queries(proxy), before, "no query for an invalid path");
 
     // kube-apiserver's bearer parsing: any case of the scheme; two spaces are an empty token.
-    assert_eq!(with("Authorization: bearer tenant", NAMED_POD).0, 200);
-    assert_eq!(with("Authorization: Bearer  tenant", NAMED_POD).0, 401);
+    assert_eq!(
+        with("Authorization: bearer hpa-controller", NAMED_POD).0,
+        200
+    );
+    assert_eq!(
+        with("Authorization: Bearer  hpa-controller", NAMED_POD).0,
+        401
+    );
 
     // An alias is served as its resource, and authorized as the canonical resource.
     for alias in ["PODS", "pod", "pods."] {
@@ -494,7 +484,10 @@ fn idle_tls_handshakes_do_not_delay_a_real_client() {
     let limit = std::fs::read_to_string("/proc/self/limits")
         .ok()
         .and_then(|limits| {
-            let line = limits.lines().find(|l| l.starts_with("Max open files"))?.to_owned();
+            let line = limits
+                .lines()
+                .find(|l| l.starts_with("Max open files"))?
+                .to_owned();
             line.split_whitespace().nth(3)?.parse::<usize>().ok()
         })
         .unwrap_or(1024);

@@ -185,6 +185,13 @@ pub enum Verdict {
     TooManyRequests(String),
 }
 
+/// Which review a flight runs: its deadline and how its failures are named.
+#[derive(Debug, Clone, Copy)]
+enum ReviewKind {
+    Token,
+    Access,
+}
+
 /// Why a review gave no answer (shared by every request waiting for it, hence `Clone`).
 #[derive(Debug, Clone)]
 enum ReviewFailure {
@@ -330,37 +337,68 @@ impl Gate {
         token: &str,
         source: Option<IpAddr>,
     ) -> Result<Option<User>, ReviewFailure> {
-        if let Joined::Existing(flight) = self.token_flights.join(&key) {
+        let reviewer = self.authenticator.clone();
+        let token = token.to_owned();
+        let (cache, ttl) = (self.tokens.clone(), self.config.token_ttl);
+        self.merged_review(
+            &self.token_flights,
+            key,
+            source,
+            ReviewKind::Token,
+            Box::pin(async move { reviewer.review_token(&token).await }),
+            move |user| cache.put(key, user.clone(), ttl),
+        )
+        .await
+    }
+
+    /// Runs `review` once for every request asking `key` at the same time: the first waits for
+    /// a place (see `limits`), the review runs under the deadline of its kind, `keep` stores the
+    /// answer before the flight ends, and everyone gets the same answer or failure.
+    async fn merged_review<K, V>(
+        &self,
+        flights: &Flights<K, Result<V, ReviewFailure>>,
+        key: K,
+        source: Option<IpAddr>,
+        kind: ReviewKind,
+        review: BoxFuture<'static, Result<V, ReviewError>>,
+        keep: impl FnOnce(&V) + Send + 'static,
+    ) -> Result<V, ReviewFailure>
+    where
+        K: std::hash::Hash + Eq + Clone + Send + 'static,
+        V: Clone + Send + Sync + 'static,
+    {
+        if let Joined::Existing(flight) = flights.join(&key) {
             return flight.await;
         }
+        let timeout = match kind {
+            ReviewKind::Token => self.config.authentication_timeout,
+            ReviewKind::Access => self.config.authorization_timeout,
+        };
         let place = self
             .limits
-            .acquire(source, self.config.authentication_timeout)
+            .acquire(source, timeout)
             .await
             .map_err(|refused| ReviewFailure::Busy(refused.0))?;
-        let reviewer = self.authenticator.clone();
-        let cache = self.tokens.clone();
-        let (ttl, timeout) = (self.config.token_ttl, self.config.authentication_timeout);
-        let token = token.to_owned();
-        let review = async move {
-            let _place = place;
-            let answer = match tokio::time::timeout(timeout, reviewer.review_token(&token)).await {
-                Ok(Ok(user)) => user,
-                Ok(Err(e)) => {
-                    return Err(ReviewFailure::Failed(format!(
-                        "authentication is unavailable: the TokenReview failed: {e}"
-                    )));
-                }
-                Err(_) => {
-                    return Err(ReviewFailure::Failed(format!(
-                        "authentication is unavailable: the TokenReview got no answer within {timeout:?}"
-                    )));
-                }
-            };
-            cache.put(key, answer.clone(), ttl);
-            Ok(answer)
+        let (area, name) = match kind {
+            ReviewKind::Token => ("authentication", "TokenReview"),
+            ReviewKind::Access => ("authorization", "SubjectAccessReview"),
         };
-        self.token_flights.start(key, review).await
+        let flight = async move {
+            let _place = place;
+            match tokio::time::timeout(timeout, review).await {
+                Ok(Ok(answer)) => {
+                    keep(&answer);
+                    Ok(answer)
+                }
+                Ok(Err(e)) => Err(ReviewFailure::Failed(format!(
+                    "{area} is unavailable: the {name} failed: {e}"
+                ))),
+                Err(_) => Err(ReviewFailure::Failed(format!(
+                    "{area} is unavailable: the {name} got no answer within {timeout:?}"
+                ))),
+            }
+        };
+        flights.start(key, flight).await
     }
 
     /// Authorizes an authenticated user to do what `attributes` say; `source` is the client's
@@ -399,49 +437,30 @@ impl Gate {
         key: (User, Attributes),
         source: Option<IpAddr>,
     ) -> Result<Decision, ReviewFailure> {
-        if let Joined::Existing(flight) = self.decision_flights.join(&key) {
-            return flight.await;
-        }
-        let place = self
-            .limits
-            .acquire(source, self.config.authorization_timeout)
-            .await
-            .map_err(|refused| ReviewFailure::Busy(refused.0))?;
         let reviewer = self.authorizer.clone();
-        let cache = self.decisions.clone();
-        let config = &self.config;
-        let (allowed_ttl, denied_ttl, timeout) = (
-            config.allowed_ttl,
-            config.denied_ttl,
-            config.authorization_timeout,
-        );
         let question = key.clone();
-        let review = async move {
-            let _place = place;
-            let (user, attributes) = &question;
-            let answer = tokio::time::timeout(timeout, reviewer.review_access(user, attributes));
-            let decision = match answer.await {
-                Ok(Ok(decision)) => decision,
-                Ok(Err(e)) => {
-                    return Err(ReviewFailure::Failed(format!(
-                        "authorization is unavailable: the SubjectAccessReview failed: {e}"
-                    )));
-                }
-                Err(_) => {
-                    return Err(ReviewFailure::Failed(format!(
-                        "authorization is unavailable: the SubjectAccessReview got no answer within {timeout:?}"
-                    )));
-                }
-            };
-            let ttl = if decision.allowed {
-                allowed_ttl
-            } else {
-                denied_ttl
-            };
-            cache.put(question, decision.clone(), ttl);
-            Ok(decision)
-        };
-        self.decision_flights.start(key, review).await
+        let cache = self.decisions.clone();
+        let (allowed_ttl, denied_ttl) = (self.config.allowed_ttl, self.config.denied_ttl);
+        let stored = key.clone();
+        self.merged_review(
+            &self.decision_flights,
+            key,
+            source,
+            ReviewKind::Access,
+            Box::pin(async move {
+                let (user, attributes) = &question;
+                reviewer.review_access(user, attributes).await
+            }),
+            move |decision| {
+                let ttl = if decision.allowed {
+                    allowed_ttl
+                } else {
+                    denied_ttl
+                };
+                cache.put(stored, decision.clone(), ttl);
+            },
+        )
+        .await
     }
 }
 

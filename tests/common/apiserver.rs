@@ -241,6 +241,16 @@ impl ApiServer {
     }
 }
 
+impl ApiServer {
+    /// Stops serving (as a kube-apiserver that went down), and waits until it has.
+    pub fn stop(&self) {
+        let handle = self.handle.clone();
+        std::thread::spawn(move || actix_web::rt::System::new().block_on(handle.stop(false)))
+            .join()
+            .unwrap();
+    }
+}
+
 impl Drop for ApiServer {
     fn drop(&mut self) {
         let handle = self.handle.clone();
