@@ -282,10 +282,10 @@ pub struct ServeArgs {
     /// How long a SubjectAccessReview may take, waiting for the cluster included [default: 10s].
     #[arg(long)]
     pub authorization_timeout: Option<String>,
-    /// TokenReviews and SubjectAccessReviews running at once; more get 429 [default: 256].
+    /// TokenReviews and SubjectAccessReviews running at once; more wait, within their deadline [default: 256].
     #[arg(long)]
     pub max_reviews_in_flight: Option<u32>,
-    /// Reviews one client address may have running at once; more get 429 [default: 32].
+    /// Reviews one client may have running at once (TokenReviews per address, SubjectAccessReviews per user); more wait, and past four times as many get 429 [default: 32].
     #[arg(long)]
     pub max_reviews_per_client: Option<u32>,
     /// Largest Prometheus answer read, e.g. 64Mi; larger ones fail with an error naming the size [default: 64Mi].

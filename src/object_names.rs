@@ -59,11 +59,12 @@ pub fn decode_segment(segment: &str) -> Result<String, Error> {
         })
 }
 
-fn is_label(text: &str) -> bool {
+/// `[a-z0-9]([-a-z0-9]*[a-z0-9])?` of at most `max` bytes.
+fn is_label_of(text: &str, max: usize) -> bool {
     let bytes = text.as_bytes();
     let alnum = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
     !bytes.is_empty()
-        && bytes.len() <= 63
+        && bytes.len() <= max
         && bytes.first().is_some_and(alnum)
         && bytes.last().is_some_and(alnum)
         && bytes.iter().all(|b| alnum(b) || *b == b'-')
@@ -71,12 +72,13 @@ fn is_label(text: &str) -> bool {
 
 /// Whether `text` is a DNS-1123 label (namespaces, and names of services and the like).
 pub fn is_dns1123_label(text: &str) -> bool {
-    is_label(text)
+    is_label_of(text, 63)
 }
 
 /// Whether `text` is a DNS-1123 subdomain (names of pods, nodes, deployments, custom resources).
+/// As in Kubernetes' `IsDNS1123Subdomain`, only the whole is limited (253), not each part.
 pub fn is_dns1123_subdomain(text: &str) -> bool {
-    text.len() <= 253 && text.split('.').all(is_label)
+    text.len() <= 253 && text.split('.').all(|part| is_label_of(part, 253))
 }
 
 /// Checks a namespace from a request path.
@@ -143,7 +145,13 @@ mod tests {
         ] {
             assert!(!is_dns1123_label(bad), "{bad:?}");
         }
-        for good in ["weird.pod", "web-6d4cf56db6-abcde", "node-a.example.com"] {
+        let long_part = format!("{}.example", "a".repeat(100));
+        for good in [
+            "weird.pod",
+            "web-6d4cf56db6-abcde",
+            "node-a.example.com",
+            &long_part,
+        ] {
             assert!(is_dns1123_subdomain(good), "{good}");
         }
         for bad in ["", ".a", "a.", "a..b", "a|b", "a\\.b", &"a.".repeat(127)] {

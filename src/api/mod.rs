@@ -160,13 +160,13 @@ pub async fn guard(
                 .await
                 .map_err(verdict_error)?;
             let attributes = request_attributes(&request, &state)?;
-            match gate.authorize(user, attributes, credentials.source).await {
+            match gate.authorize(user, attributes).await {
                 Verdict::Allow(_) => {}
                 denied => return Err(verdict_error(denied).into()),
             }
         }
-        Some(_) => {}
-        None => {
+        // Always-allowed paths and --standalone skip authentication, not the name checks.
+        Some(_) | None => {
             request_attributes(&request, &state)?;
         }
     }

@@ -37,6 +37,8 @@ impl<K: Hash + Eq, V: Clone> Cache<K, V> {
         if ttl.is_zero() {
             return;
         }
+        // A TTL flag of a thousand years must not overflow the clock.
+        let ttl = ttl.min(Duration::from_secs(365 * 24 * 3600));
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         if entries.len() >= self.capacity && !entries.contains_key(&key) {
             let now = Instant::now();
@@ -61,6 +63,23 @@ type Flight<V> = Shared<BoxFuture<'static, V>>;
 /// wait for the same answer.
 pub(super) struct Flights<K, V: Clone> {
     running: Arc<Mutex<HashMap<K, Flight<V>>>>,
+    /// What the askers get when the review task was lost (it panicked, or its runtime stopped).
+    lost: fn() -> V,
+}
+
+/// Takes a flight out of the table when its task ends, however it ends.
+struct Leave<K: Hash + Eq, V: Clone> {
+    table: Arc<Mutex<HashMap<K, Flight<V>>>>,
+    key: K,
+}
+
+impl<K: Hash + Eq, V: Clone> Drop for Leave<K, V> {
+    fn drop(&mut self) {
+        self.table
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.key);
+    }
 }
 
 /// Whether a request started a review or joined one.
@@ -76,9 +95,10 @@ where
     K: Hash + Eq + Clone + Send + 'static,
     V: Clone + Send + Sync + 'static,
 {
-    pub(super) fn new() -> Self {
+    pub(super) fn new(lost: fn() -> V) -> Self {
         Self {
             running: Arc::new(Mutex::new(HashMap::new())),
+            lost,
         }
     }
 
@@ -103,22 +123,18 @@ where
         if let Some(flight) = running.get(&key) {
             return flight.clone();
         }
-        let table = self.running.clone();
-        let own_key = key.clone();
+        let leave = Leave {
+            table: self.running.clone(),
+            key: key.clone(),
+        };
         let task = tokio::spawn(async move {
-            let answer = review.await;
-            table
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&own_key);
-            answer
+            let _leave = leave;
+            review.await
         });
-        let flight = async move {
-            task.await
-                .expect("a review task neither panics nor is aborted")
-        }
-        .boxed()
-        .shared();
+        let lost = self.lost;
+        let flight = async move { task.await.unwrap_or_else(|_| lost()) }
+            .boxed()
+            .shared();
         running.insert(key, flight.clone());
         flight
     }
@@ -153,7 +169,7 @@ mod tests {
 
     #[tokio::test]
     async fn identical_questions_share_one_review() {
-        let flights: Arc<Flights<&'static str, u32>> = Arc::new(Flights::new());
+        let flights: Arc<Flights<&'static str, u32>> = Arc::new(Flights::new(|| 0));
         let reviews = Arc::new(AtomicUsize::new(0));
         let (release, released) = tokio::sync::watch::channel(false);
         let mut askers = Vec::new();
@@ -184,7 +200,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_review_finishes_when_its_askers_have_gone() {
-        let flights: Flights<&'static str, u32> = Flights::new();
+        let flights: Flights<&'static str, u32> = Flights::new(|| 0);
         let flight = flights.start("token", async {
             tokio::time::sleep(Duration::from_millis(20)).await;
             1
@@ -192,5 +208,17 @@ mod tests {
         drop(flight);
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert_eq!(flights.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_review_that_panics_leaves_the_table_and_answers_lost() {
+        let flights: Flights<&'static str, u32> = Flights::new(|| 99);
+        let flight = flights.start("token", async {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            panic!("a review bug")
+        });
+        assert_eq!(flight.await, 99);
+        assert_eq!(flights.len(), 0, "the next request starts a new review");
+        assert_eq!(flights.start("token", async { 1 }).await, 1);
     }
 }

@@ -16,7 +16,7 @@ use futures_util::future::BoxFuture;
 
 pub use attributes::Attributes;
 use cache::{Cache, Flights, Joined};
-use limits::ReviewLimits;
+use limits::{ClientKey, ReviewLimits};
 
 /// Who made a request.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
@@ -128,6 +128,13 @@ pub fn bearer_token(header: &str) -> Option<String> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| token.to_owned())
 }
 
+/// Adds `system:authenticated` to a user's groups unless it is there, as kube-apiserver does.
+fn authenticated(groups: &mut Vec<String>) {
+    if !groups.iter().any(|g| g == "system:authenticated") {
+        groups.push("system:authenticated".into());
+    }
+}
+
 /// Settings of the delegating authenticator and authorizer.
 #[derive(Debug, Clone)]
 pub struct AuthConfig {
@@ -148,8 +155,8 @@ pub struct AuthConfig {
     pub authorization_timeout: Duration,
     /// Reviews running at once, over every client; past it requests wait, up to the timeout.
     pub max_reviews_in_flight: usize,
-    /// Reviews one client address may have running at once; past it its requests wait, and past
-    /// a queue of four times as many they get 429.
+    /// Reviews one client may have running at once (TokenReviews per address, SubjectAccessReviews
+    /// per user); past it its requests wait, and past a queue of four times as many they get 429.
     pub max_reviews_per_client: usize,
 }
 
@@ -208,6 +215,13 @@ impl From<ReviewFailure> for Verdict {
     }
 }
 
+/// What requests waiting for a review get when the review's task was lost.
+fn lost_review<V>() -> Result<V, ReviewFailure> {
+    Err(ReviewFailure::Failed(
+        "the review was interrupted before it answered; retry".into(),
+    ))
+}
+
 /// How many entries each cache holds at most.
 const CACHE_CAPACITY: usize = 16_384;
 
@@ -251,9 +265,9 @@ impl Gate {
             limits: ReviewLimits::new(config.max_reviews_per_client, config.max_reviews_in_flight),
             config,
             tokens: Arc::new(Cache::new(CACHE_CAPACITY)),
-            token_flights: Flights::new(),
+            token_flights: Flights::new(lost_review),
             decisions: Arc::new(Cache::new(CACHE_CAPACITY)),
-            decision_flights: Flights::new(),
+            decision_flights: Flights::new(lost_review),
         }
     }
 
@@ -293,7 +307,7 @@ impl Gate {
             {
                 if let Some(name) = credentials.remote_user.as_ref().filter(|n| !n.is_empty()) {
                     let mut groups = credentials.remote_groups.clone();
-                    groups.push("system:authenticated".into());
+                    authenticated(&mut groups);
                     return Ok(User {
                         name: name.clone(),
                         uid: String::new(),
@@ -308,7 +322,7 @@ impl Gate {
                 organizations,
             }) if !common_name.is_empty() => {
                 let mut groups = organizations.clone();
-                groups.push("system:authenticated".into());
+                authenticated(&mut groups);
                 return Ok(User {
                     name: common_name.clone(),
                     groups,
@@ -343,7 +357,7 @@ impl Gate {
         self.merged_review(
             &self.token_flights,
             key,
-            source,
+            source.map(ClientKey::Address),
             ReviewKind::Token,
             Box::pin(async move { reviewer.review_token(&token).await }),
             move |user| cache.put(key, user.clone(), ttl),
@@ -352,13 +366,14 @@ impl Gate {
     }
 
     /// Runs `review` once for every request asking `key` at the same time: the first waits for
-    /// a place (see `limits`), the review runs under the deadline of its kind, `keep` stores the
-    /// answer before the flight ends, and everyone gets the same answer or failure.
+    /// a place for `client` (see `limits`), the wait and the review share one deadline of its
+    /// kind, `keep` stores the answer before the flight ends, and everyone gets the same answer
+    /// or failure.
     async fn merged_review<K, V>(
         &self,
         flights: &Flights<K, Result<V, ReviewFailure>>,
         key: K,
-        source: Option<IpAddr>,
+        client: Option<ClientKey>,
         kind: ReviewKind,
         review: BoxFuture<'static, Result<V, ReviewError>>,
         keep: impl FnOnce(&V) + Send + 'static,
@@ -374,9 +389,10 @@ impl Gate {
             ReviewKind::Token => self.config.authentication_timeout,
             ReviewKind::Access => self.config.authorization_timeout,
         };
+        let deadline = tokio::time::Instant::now() + timeout;
         let place = self
             .limits
-            .acquire(source, timeout)
+            .acquire(client.as_ref(), deadline)
             .await
             .map_err(|refused| ReviewFailure::Busy(refused.0))?;
         let (area, name) = match kind {
@@ -385,7 +401,7 @@ impl Gate {
         };
         let flight = async move {
             let _place = place;
-            match tokio::time::timeout(timeout, review).await {
+            match tokio::time::timeout_at(deadline, review).await {
                 Ok(Ok(answer)) => {
                     keep(&answer);
                     Ok(answer)
@@ -401,21 +417,15 @@ impl Gate {
         flights.start(key, flight).await
     }
 
-    /// Authorizes an authenticated user to do what `attributes` say; `source` is the client's
-    /// address, for the bound on reviews per client.
-    pub async fn authorize(
-        &self,
-        user: User,
-        attributes: Attributes,
-        source: Option<IpAddr>,
-    ) -> Verdict {
+    /// Authorizes an authenticated user to do what `attributes` say.
+    pub async fn authorize(&self, user: User, attributes: Attributes) -> Verdict {
         if user.groups.iter().any(|g| g == "system:masters") {
             return Verdict::Allow(Some(user));
         }
         let key = (user, attributes);
         let decision = match self.decisions.get(&key) {
             Some(cached) => cached,
-            None => match self.review_access(key.clone(), source).await {
+            None => match self.review_access(key.clone()).await {
                 Ok(decision) => decision,
                 Err(failure) => return failure.into(),
             },
@@ -432,20 +442,17 @@ impl Gate {
         }
     }
 
-    async fn review_access(
-        &self,
-        key: (User, Attributes),
-        source: Option<IpAddr>,
-    ) -> Result<Decision, ReviewFailure> {
+    async fn review_access(&self, key: (User, Attributes)) -> Result<Decision, ReviewFailure> {
         let reviewer = self.authorizer.clone();
         let question = key.clone();
         let cache = self.decisions.clone();
         let (allowed_ttl, denied_ttl) = (self.config.allowed_ttl, self.config.denied_ttl);
         let stored = key.clone();
+        let client = ClientKey::User(key.0.name.clone());
         self.merged_review(
             &self.decision_flights,
             key,
-            source,
+            Some(client),
             ReviewKind::Access,
             Box::pin(async move {
                 let (user, attributes) = &question;
@@ -566,7 +573,7 @@ mod tests {
         match gate.authenticate(credentials).await {
             Ok(user) => {
                 let attributes = Attributes::from_request("GET", PATH).unwrap();
-                gate.authorize(user, attributes, credentials.source).await
+                gate.authorize(user, attributes).await
             }
             Err(verdict) => verdict,
         }

@@ -40,6 +40,12 @@ pub fn decode_series(body: &[u8]) -> Result<SeriesAnswer, DecodeError> {
     decoder.finish()
 }
 
+/// The most distinct shapes (a name and its label names) one answer may hold: far more than any
+/// cluster's rules match, and few enough that a hostile backend cannot exhaust memory.
+pub const MAX_SHAPES: usize = 1_000_000;
+/// The longest name or envelope string kept while it streams in.
+pub const MAX_STRING_BYTES: usize = 1 << 20;
+
 /// Nesting levels that matter: the envelope object, and one series object inside `data`.
 const ENVELOPE: usize = 1;
 const SERIES: usize = 3;
@@ -169,6 +175,11 @@ impl SeriesDecoder {
         if let Some(start) = self.string_start.as_mut() {
             *start -= keep_from;
         }
+        if self.pending.len() > MAX_STRING_BYTES {
+            return Err(DecodeError(format!(
+                "a name or message in the answer is longer than {MAX_STRING_BYTES} bytes"
+            )));
+        }
         Ok(())
     }
 
@@ -226,6 +237,11 @@ impl SeriesDecoder {
                 .map(|l| Arc::as_ptr(l) as *const u8 as usize),
         );
         if !self.seen.contains(self.key.as_slice()) {
+            if self.shapes.len() >= MAX_SHAPES {
+                return Err(DecodeError(format!(
+                    "the answer has more than {MAX_SHAPES} distinct series shapes (a name and its label names); narrow the rule's seriesQuery"
+                )));
+            }
             self.seen.insert(self.key.clone().into_boxed_slice());
             let mut labels = self.series_labels.clone();
             labels.sort();
@@ -344,6 +360,25 @@ mod tests {
     fn data_may_come_before_status() {
         let body = br#"{"data":[{"__name__":"up"}],"status":"success"}"#;
         assert_eq!(shapes(decode_series(body).unwrap()).1, 1);
+    }
+
+    #[test]
+    fn a_name_past_the_limit_is_an_error_not_a_growing_buffer() {
+        let huge = "n".repeat(2 * MAX_STRING_BYTES);
+        let body = format!(r#"{{"status":"success","data":[{{"__name__":"up","{huge}":"v"}}]}}"#);
+        let mut decoder = SeriesDecoder::default();
+        let failed = body
+            .as_bytes()
+            .chunks(64 * 1024)
+            .map(|chunk| decoder.feed(chunk))
+            .find(Result::is_err);
+        assert!(
+            failed.is_some_and(|e| e.unwrap_err().0.contains("longer than 1048576 bytes")),
+            "the decoder stops while the name streams in"
+        );
+        // A long label value is never kept, so it is fine.
+        let body = format!(r#"{{"status":"success","data":[{{"__name__":"up","a":"{huge}"}}]}}"#);
+        assert!(decode_series(body.as_bytes()).is_ok());
     }
 
     #[test]
