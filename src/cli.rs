@@ -502,7 +502,25 @@ const IGNORED_FLAGS: &[(&str, bool, &str)] = &[
         false,
         "not supported; the flag is ignored",
     ),
+    // klog's flags, which older prometheus-adapter manifests pass: logs always go to stderr.
+    ("logtostderr", false, KLOG),
+    ("alsologtostderr", false, KLOG),
+    ("stderrthreshold", true, KLOG),
+    ("log-dir", true, KLOG),
+    ("log-file", true, KLOG),
+    ("log-file-max-size", true, KLOG),
+    ("log-backtrace-at", true, KLOG),
+    ("skip-headers", false, KLOG),
+    ("skip-log-headers", false, KLOG),
+    ("add-dir-header", false, KLOG),
+    ("one-output", false, KLOG),
 ];
+
+/// Why klog's flags are ignored.
+const KLOG: &str = "a klog flag; prom-adapter always logs to stderr (-v sets the level, --log-format text or json)";
+
+/// The subcommands, which a first argument may name.
+const SUBCOMMANDS: &[&str] = &["serve", "check", "explain", "simulate", "help"];
 
 /// prometheus-adapter flags that would change behaviour and are not implemented yet.
 const UNSUPPORTED_FLAGS: &[&str] = &[
@@ -518,6 +536,20 @@ pub fn screen_legacy_flags(args: Vec<String>) -> Result<(Vec<String>, Vec<String
     let mut kept = Vec::with_capacity(args.len());
     let mut warnings = Vec::new();
     let mut iter = args.into_iter().peekable();
+    // The program name.
+    kept.extend(iter.next());
+    // prometheus-adapter's image and chart pass the binary's path (`/adapter`) as the first
+    // argument, which pflag ignores.
+    if let Some(first) = iter.peek()
+        && !first.starts_with('-')
+        && !SUBCOMMANDS.contains(&first.as_str())
+        && (first.contains('/') || first.ends_with("adapter"))
+    {
+        warnings.push(format!(
+            "ignoring the argument {first:?}: prometheus-adapter's manifests name its binary first; prom-adapter needs no such argument"
+        ));
+        iter.next();
+    }
     while let Some(arg) = iter.next() {
         let Some(flag) = arg.strip_prefix("--") else {
             kept.push(arg);
@@ -529,7 +561,7 @@ pub fn screen_legacy_flags(args: Vec<String>) -> Result<(Vec<String>, Vec<String
         };
         if UNSUPPORTED_FLAGS.contains(&name) || name.starts_with("audit-") {
             return Err(format!(
-                "flag --{name} (from prometheus-adapter) is not supported by this version of prom-adapter; remove it, or run with --standalone until delegated authentication is available"
+                "flag --{name} (from prometheus-adapter) is not supported by this version of prom-adapter; remove it to start"
             ));
         }
         if let Some((_, takes_value, why)) = IGNORED_FLAGS.iter().find(|(n, ..)| *n == name) {
@@ -576,6 +608,30 @@ mod tests {
                 .v
                 == Some(6)
         );
+    }
+
+    #[test]
+    fn the_binary_path_and_klog_flags_of_old_manifests_are_ignored_with_a_warning() {
+        let (kept, warnings) = screen_legacy_flags(args(&[
+            "prom-adapter",
+            "/adapter",
+            "--logtostderr=true",
+            "--alsologtostderr",
+            "--stderrthreshold",
+            "INFO",
+            "--log-file=/var/log/adapter.log",
+            "--v=4",
+        ]))
+        .unwrap();
+        assert_eq!(kept, args(&["prom-adapter", "--v=4"]));
+        assert_eq!(warnings.len(), 5, "{warnings:?}");
+        assert!(warnings[0].contains("\"/adapter\""));
+        assert!(warnings[1].contains("--logtostderr") && warnings[1].contains("klog"));
+        // A subcommand or a flag in first place is kept.
+        for first in ["check", "serve", "--config=x"] {
+            let (kept, _) = screen_legacy_flags(args(&["prom-adapter", first])).unwrap();
+            assert_eq!(kept.len(), 2, "{first}");
+        }
     }
 
     #[test]

@@ -687,3 +687,69 @@ fn resource_rules_added_by_a_reload_start_the_pod_and_node_watches() {
     assert_eq!(names, vec!["node-a", "node-b"], "{list}");
     assert!(watched(&apiserver));
 }
+
+/// An argument list from the port, the Prometheus URL, the cert dir and the rules file.
+type ArgumentList = fn(u16, &str, &str, &str) -> Vec<String>;
+
+#[test]
+fn the_argument_lists_of_prometheus_adapters_chart_and_manifests_start_the_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let (prometheus, apiserver) = prometheus_and_cluster(dir.path());
+    let rules = demo_rules().display().to_string();
+    let cert_dir = dir.path().join("serving-cert").display().to_string();
+    // In a pod, the kubeconfig is the service account's; here the stand-in's, by KUBECONFIG.
+    let env = [("KUBECONFIG", apiserver.kubeconfig.as_path())];
+    let lists: [(&str, ArgumentList); 3] = [
+        // prometheus-community/prometheus-adapter templates/deployment.yaml, in its order, with
+        // the default values (listenPort 6443, tls disabled, metricsRelistInterval 1m, logLevel 4).
+        // (The chart's cert dir is /tmp/cert; here one inside the test's directory.)
+        ("community chart", |port, url, cert_dir, rules| {
+            vec![
+                "/adapter".into(),
+                format!("--secure-port={port}"),
+                format!("--cert-dir={cert_dir}"),
+                format!("--prometheus-url={url}"),
+                "--metrics-relist-interval=1m".into(),
+                "--v=4".into(),
+                format!("--config={rules}"),
+            ]
+        }),
+        // prometheus-adapter's deploy/manifests/deployment.yaml (v0.12).
+        ("deploy manifests", |port, url, cert_dir, rules| {
+            vec![
+                format!("--cert-dir={cert_dir}"),
+                format!("--config={rules}"),
+                "--metrics-relist-interval=1m".into(),
+                format!("--prometheus-url={url}/"),
+                format!("--secure-port={port}"),
+                "--tls-cipher-suites=TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305,TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305,TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA,TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA,TLS_RSA_WITH_AES_128_GCM_SHA256".into(),
+            ]
+        }),
+        // Older manifests (kube-prometheus before klog's flags were removed).
+        ("klog-era manifests", |port, url, cert_dir, rules| {
+            vec![
+                "/adapter".into(),
+                format!("--cert-dir={cert_dir}"),
+                format!("--config={rules}"),
+                "--logtostderr=true".into(),
+                "--alsologtostderr".into(),
+                "--stderrthreshold=INFO".into(),
+                format!("--prometheus-url={url}/"),
+                "--metrics-relist-interval=30s".into(),
+                format!("--secure-port={port}"),
+            ]
+        }),
+    ];
+    for (source, args) in lists {
+        let port = common::free_port();
+        let args = args(port, &prometheus.url(), &cert_dir, &rules);
+        let adapter = Adapter::start_exactly(dir.path(), port, &args, &env);
+        let nodes = adapter
+            .get_json("/apis/custom.metrics.k8s.io/v1beta2/nodes/node-a/kubelet_running_pods");
+        assert_eq!(nodes["items"].as_array().map(Vec::len), Some(1), "{source}");
+        let log = std::fs::read_to_string(&adapter.log).unwrap();
+        if args[0] == "/adapter" {
+            assert!(log.contains("ignoring the argument"), "{source}: {log}");
+        }
+    }
+}

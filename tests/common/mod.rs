@@ -533,24 +533,34 @@ impl Adapter {
 
     fn start_with(dir: &Path, rules: &Path, prometheus_url: &str, extra: &[&str]) -> Self {
         let port = free_port();
+        let mut args = vec![
+            format!("--config={}", rules.display()),
+            format!("--prometheus-url={prometheus_url}"),
+            format!("--secure-port={port}"),
+            format!("--cert-dir={}", dir.join("certs").display()),
+        ];
+        args.extend(
+            [
+                ("--metrics-relist-interval", "2s"),
+                ("--metrics-max-age", "1h"),
+                ("--prometheus-timeout", "3s"),
+            ]
+            .iter()
+            .filter(|(flag, _)| !extra.iter().any(|e| e.starts_with(flag)))
+            .map(|(flag, value)| format!("{flag}={value}")),
+        );
+        args.extend(extra.iter().map(|e| e.to_string()));
+        Self::start_exactly(dir, port, &args, &[])
+    }
+
+    /// Starts the binary with exactly `args` (which must make it serve on `port`) and extra
+    /// environment variables, and waits for `/readyz`.
+    pub fn start_exactly(dir: &Path, port: u16, args: &[String], env: &[(&str, &Path)]) -> Self {
         let log_path = dir.join(format!("adapter-{port}.log"));
         let log = std::fs::File::create(&log_path).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_prom-adapter"))
-            .arg(format!("--config={}", rules.display()))
-            .arg(format!("--prometheus-url={prometheus_url}"))
-            .arg(format!("--secure-port={port}"))
-            .arg(format!("--cert-dir={}", dir.join("certs").display()))
-            .args(
-                [
-                    ("--metrics-relist-interval", "2s"),
-                    ("--metrics-max-age", "1h"),
-                    ("--prometheus-timeout", "3s"),
-                ]
-                .iter()
-                .filter(|(flag, _)| !extra.iter().any(|e| e.starts_with(flag)))
-                .map(|(flag, value)| format!("{flag}={value}")),
-            )
-            .args(extra)
+            .args(args)
+            .envs(env.iter().map(|(k, v)| (k, v.as_os_str())))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
