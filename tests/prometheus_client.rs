@@ -113,7 +113,11 @@ async fn headers_bearer_token_reload_and_verbs() {
     let token = dir.path().join("token");
     std::fs::write(&token, "first-token\n").unwrap();
     let mut settings = config(proxy.url());
-    settings.headers = vec![("X-Scope-OrgID".into(), "tenant-a".into())];
+    settings.headers = vec![
+        ("X-Scope-OrgID".into(), "tenant-a".into()),
+        ("X-Repeated".into(), "bar".into()),
+        ("X-Repeated".into(), "baz".into()),
+    ];
     settings.token_file = Some(token.clone());
     let client = Client::new(settings.clone()).unwrap();
 
@@ -137,6 +141,14 @@ async fn headers_bearer_token_reload_and_verbs() {
     assert_eq!(recorded.len(), 4);
     for s in &recorded {
         assert_eq!(s.header("x-scope-orgid"), Some("tenant-a"), "{s:?}");
+        // A header given twice goes out as two lines, as from prometheus-adapter.
+        let repeated: Vec<&str> = s
+            .headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case("x-repeated"))
+            .map(|(_, v)| v.as_str())
+            .collect();
+        assert_eq!(repeated, ["bar", "baz"], "{s:?}");
     }
     assert_eq!(
         recorded[0].header("authorization"),

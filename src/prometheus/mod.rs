@@ -125,6 +125,9 @@ pub struct Client {
     base: reqwest::Url,
     config: std::sync::Arc<ClientConfig>,
     token: std::sync::Arc<Option<TokenFile>>,
+    /// `--prometheus-header`s, added to each request: a key given twice goes out twice, as from
+    /// prometheus-adapter (reqwest's default headers would keep one value per key).
+    headers: std::sync::Arc<HeaderMap>,
 }
 
 impl Client {
@@ -143,7 +146,6 @@ impl Client {
                 .map_err(|e| Error::Config(format!("header {name} value: {e}")))?;
             headers.append(name, value);
         }
-        builder = builder.default_headers(headers);
         if let Some(ca) = &config.ca_file {
             let pem = read(ca, "--prometheus-ca-file")?;
             let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
@@ -194,6 +196,7 @@ impl Client {
             base,
             config: std::sync::Arc::new(config),
             token: std::sync::Arc::new(token),
+            headers: std::sync::Arc::new(headers),
         })
     }
 
@@ -240,6 +243,9 @@ impl Client {
         } else {
             http.get(url).query(params)
         };
+        for (name, value) in self.headers.iter() {
+            request = request.header(name, value);
+        }
         if let Some(auth) = self.auth_header()? {
             request = request.header(AUTHORIZATION, auth);
         }
