@@ -28,6 +28,9 @@ pub enum Command {
         /// The rules file.
         #[arg(long)]
         config: PathBuf,
+        /// Exit 1 on warnings too (for CI).
+        #[arg(long)]
+        strict: bool,
     },
     /// Show what a rules file discovers from series (a file, or a live Prometheus), the PromQL a
     /// request runs and what it returns, and with --why the step that loses a metric.

@@ -46,7 +46,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         None => serve(cli.serve, warnings),
         Some(Command::Serve(args)) => serve(*args, warnings),
-        Some(Command::Check { config }) => check(&config),
+        Some(Command::Check { config, strict }) => check(&config, strict),
         Some(Command::Explain(args)) => run_explain(&args),
         Some(Command::Simulate(args)) => run_simulate(&args),
     };
@@ -59,14 +59,23 @@ fn main() -> ExitCode {
     }
 }
 
-fn check(path: &std::path::Path) -> anyhow::Result<ExitCode> {
+fn check(path: &std::path::Path, strict: bool) -> anyhow::Result<ExitCode> {
     match config::load_rules(path) {
         Ok(rules) => {
             for line in explain::summarize(&rules) {
                 println!("{line}");
             }
-            for warning in explain::lint::static_warnings(&rules) {
+            let warnings = explain::lint::static_warnings(&rules);
+            for warning in &warnings {
                 println!("{warning}");
+            }
+            if strict && !warnings.is_empty() {
+                eprintln!(
+                    "{}: {} warning(s), which --strict treats as failures",
+                    path.display(),
+                    warnings.len()
+                );
+                return Ok(ExitCode::FAILURE);
             }
             println!(
                 "{}: OK ({} rules, {} externalRules, resourceRules {})",

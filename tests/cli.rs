@@ -60,10 +60,9 @@ fn check_reports_every_error_with_file_line_and_field_path() {
     );
     assert_eq!(code, 1);
     assert!(
-        stderr.contains(&format!("{f}:3:")) && stderr.contains("rules[0].name.as"),
+        stderr.contains(&format!("{f}:4:")) && stderr.contains("rules[0].metricsQuery"),
         "{stderr}"
     );
-    assert!(stderr.contains("rules[0].metricsQuery"), "{stderr}");
     assert!(
         stderr.contains("rules[1].seriesQuery: is required"),
         "{stderr}"
@@ -208,6 +207,13 @@ fn check_warns_about_rules_that_load_but_will_fail_and_still_exits_0() {
     assert!(
         warnings[0].starts_with("warning: externalRules[0].resources: no label maps to namespaces"),
         "{stdout}"
+    );
+    // --strict makes the same warnings a failure, for CI.
+    let (code, _, stderr) = run(&["check", "--strict", "--config", file.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("1 warning(s), which --strict treats as failures"),
+        "{stderr}"
     );
 }
 

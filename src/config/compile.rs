@@ -226,10 +226,7 @@ fn compile_name(
         .and_then(|n| n.as_.as_ref())
         .filter(|a| !a.value.is_empty());
     let template = match (as_, groups) {
-        (Some(a), _) => {
-            check_expansion(c, a, &regex, &format!("{path}.as"));
-            a.value.clone()
-        }
+        (Some(a), _) => a.value.clone(),
         (None, 0) => "$0".to_owned(),
         (None, 1) => "$1".to_owned(),
         (None, n) => {
@@ -244,57 +241,6 @@ fn compile_name(
         }
     };
     Some(NameMatcher::new(regex, template))
-}
-
-/// Rejects `$name` references to groups that `matches` does not have: Go expands them to nothing,
-/// so `$1_per_second` (group `1_per_second`) silently named every metric "".
-fn check_expansion(c: &mut Collector, as_: &Spanned<String>, regex: &Regex, path: &str) {
-    let text = &as_.value;
-    let mut rest = text.as_str();
-    while let Some(pos) = rest.find('$') {
-        rest = &rest[pos + 1..];
-        if let Some(after) = rest.strip_prefix('$') {
-            rest = after;
-            continue;
-        }
-        let (name, braced) = if let Some(inner) = rest.strip_prefix('{') {
-            match inner.find('}') {
-                Some(end) => (&inner[..end], true),
-                None => continue,
-            }
-        } else {
-            let end = rest
-                .find(|ch: char| !(ch.is_ascii_alphanumeric() || ch == '_'))
-                .unwrap_or(rest.len());
-            (&rest[..end], false)
-        };
-        if name.is_empty() {
-            continue;
-        }
-        let exists = match name.parse::<usize>() {
-            Ok(index) => index < regex.captures_len(),
-            Err(_) => regex.capture_names().any(|n| n == Some(name)),
-        };
-        if !exists {
-            let hint = if !braced && name.chars().next().is_some_and(|ch| ch.is_ascii_digit()) {
-                let digits: String = name.chars().take_while(char::is_ascii_digit).collect();
-                format!(
-                    " (write `${{{digits}}}{}` to follow a group with text)",
-                    &name[digits.len()..]
-                )
-            } else {
-                String::new()
-            };
-            c.at(
-                as_,
-                path,
-                format!(
-                    "`${name}` refers to a capture group that `matches` ({}) does not have{hint}",
-                    regex.as_str()
-                ),
-            );
-        }
-    }
 }
 
 fn compile_mapping(

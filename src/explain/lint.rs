@@ -50,7 +50,88 @@ pub fn static_warnings(rules: &RuleSet) -> Vec<Warning> {
             });
         }
     }
+    for (key, list) in [("rules", &rules.custom), ("externalRules", &rules.external)] {
+        for (index, rule) in list.iter().enumerate() {
+            warnings.extend(missing_groups(
+                &format!("{key}[{index}].name.as"),
+                &rule.name,
+            ));
+        }
+    }
     warnings
+}
+
+/// `$name` references in `name.as` to groups `matches` does not have. Go's `regexp.Expand` (and
+/// so prometheus-adapter, and prom-adapter) reads the longest run of letters, digits and `_`
+/// after `$` as the group's name and expands a missing group to nothing: `$1_$2` is `$2` alone.
+/// That is rarely what the author meant, but HPAs may depend on the names it gives.
+fn missing_groups(at: &str, name: &crate::rules::NameMatcher) -> Option<Warning> {
+    let (template, regex) = (name.as_template(), name.regex());
+    let mut missing = Vec::new();
+    let mut read_as = String::new();
+    let mut rest = template;
+    while let Some(pos) = rest.find('$') {
+        read_as.push_str(&rest[..pos]);
+        let after = &rest[pos + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            read_as.push_str("$$");
+            rest = tail;
+            continue;
+        }
+        let (group, written, braced) = match after.strip_prefix('{') {
+            Some(inner) => match inner.find('}') {
+                Some(end) => (&inner[..end], &after[..end + 2], true),
+                None => ("", "", false),
+            },
+            None => {
+                let end = after
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(after.len());
+                (&after[..end], &after[..end], false)
+            }
+        };
+        if group.is_empty() {
+            read_as.push('$');
+            rest = after;
+            continue;
+        }
+        let exists = match group.parse::<usize>() {
+            Ok(index) => index < regex.captures_len(),
+            Err(_) => regex.capture_names().any(|n| n == Some(group)),
+        };
+        if exists {
+            read_as.push('$');
+            read_as.push_str(written);
+        } else {
+            let digits: String = group.chars().take_while(char::is_ascii_digit).collect();
+            let meant = (!braced && !digits.is_empty() && digits.len() < group.len())
+                .then(|| format!(" If you meant group {digits} then `{}`, write `${{{digits}}}{}` (which renames the metric).", &group[digits.len()..], &group[digits.len()..]));
+            missing.push((group.to_owned(), meant.unwrap_or_default()));
+        }
+        rest = &after[written.len()..];
+    }
+    read_as.push_str(rest);
+    if missing.is_empty() {
+        return None;
+    }
+    let groups = missing
+        .iter()
+        .map(|(g, _)| format!("`{g}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let hints: String = missing.iter().map(|(_, h)| h.as_str()).collect();
+    let outcome = if read_as.is_empty() {
+        "every metric of this rule is named \"\" and cannot be requested".to_owned()
+    } else {
+        format!("`{template}` is read as `{read_as}`")
+    };
+    Some(Warning {
+        at: at.to_owned(),
+        message: format!(
+            "`matches` ({}) has no capture group {groups}, which expands to nothing as in prometheus-adapter (Go's regexp.Expand): {outcome}.{hints}",
+            regex.as_str()
+        ),
+    })
 }
 
 /// The four query templates of `resourceRules`, with their field paths.
@@ -316,6 +397,53 @@ mod tests {
 
     fn series(lines: &[&str]) -> Vec<Series> {
         lines.iter().map(|l| Series::parse(l).unwrap()).collect()
+    }
+
+    #[test]
+    fn references_to_missing_groups_expand_to_nothing_with_a_warning() {
+        let rules = rules(
+            r#"
+rules:
+- seriesQuery: '{__name__=~"^dask_scheduler_.*"}'
+  resources: {template: <<.Resource>>}
+  name: {matches: "^(dask)_scheduler_(.*)$", as: "$1_$2"}
+  metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)'
+- seriesQuery: 'http_requests_total'
+  resources: {template: <<.Resource>>}
+  name: {matches: "^(.*)_total$", as: "$1_per_second"}
+  metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)'
+- seriesQuery: 'x_total'
+  resources: {template: <<.Resource>>}
+  name: {matches: "^(.*)_total$", as: "${1}_per_second"}
+  metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)'
+"#,
+        );
+        // The names are Go's, which HPAs written against prometheus-adapter depend on.
+        assert_eq!(
+            rules.custom[0]
+                .name
+                .metric_name("dask_scheduler_desired_workers"),
+            Some("desired_workers".to_owned())
+        );
+        let warnings = static_warnings(&rules);
+        let at: Vec<&str> = warnings.iter().map(|w| w.at.as_str()).collect();
+        assert_eq!(
+            at,
+            ["rules[0].name.as", "rules[1].name.as"],
+            "{warnings:#?}"
+        );
+        assert!(
+            warnings[0].message.contains("no capture group `1_`")
+                && warnings[0].message.contains("`$1_$2` is read as `$2`")
+                && warnings[0].message.contains("write `${1}_`"),
+            "{}",
+            warnings[0].message
+        );
+        assert!(
+            warnings[1].message.contains("named \"\""),
+            "{}",
+            warnings[1].message
+        );
     }
 
     #[test]
