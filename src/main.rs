@@ -485,6 +485,7 @@ fn serve(args: ServeArgs, warnings: Vec<String>) -> anyhow::Result<ExitCode> {
     }
     let serve_config = validate(&settings)?;
     let (rules, rules_text) = config::load_rules_and_text(&serve_config.rules_path)?;
+    rules.warn_about_skipped();
     let rules = Arc::new(rules);
     let server::ServingTls {
         config: tls,
@@ -826,7 +827,8 @@ async fn refresh_resource_table(
 /// say which, each time the table changes.
 fn warn_about_unknown_overrides(rules: &prom_adapter::rules::RuleSet, table: &ResourceTable) {
     for (key, list) in [("rules", &rules.custom), ("externalRules", &rules.external)] {
-        for (index, rule) in list.iter().enumerate() {
+        for rule in list.iter() {
+            let index = rule.position;
             for (label, resource) in rule.resources.overrides() {
                 if table.resolve(resource).is_none() {
                     tracing::warn!(rule = format!("{key}[{index}]"), %label, %resource, "override names a resource the cluster does not serve (yet)");

@@ -144,7 +144,10 @@ impl RulesReloader {
             })
             .and_then(|text| config::parse_rules(&text, &file));
         let rules = match compiled {
-            Ok(rules) => Arc::new(rules),
+            Ok(rules) => {
+                rules.warn_about_skipped();
+                Arc::new(rules)
+            }
             Err(error) => {
                 let problems = error.problems();
                 for problem in &problems {

@@ -249,3 +249,29 @@ fn check_refuses_templates_that_cannot_render() {
     at(7, "nosuch");
     at(10, "longer than 1048576 bytes");
 }
+
+#[test]
+fn a_rule_without_a_metrics_query_is_skipped_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("rules.yaml");
+    std::fs::write(
+        &file,
+        "rules:\n- seriesQuery: 'http_requests_total{namespace!=\"\",pod!=\"\"}'\n  resources: {template: <<.Resource>>}\n- seriesQuery: 'queue_depth{namespace!=\"\"}'\n  resources: {template: <<.Resource>>}\n  metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)'\n",
+    )
+    .unwrap();
+    let (code, stdout, stderr) = run(&["check", "--config", file.to_str().unwrap()]);
+    // prometheus-adapter starts with this file, so check passes, and says what it left out.
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains(&format!(
+            "warning: {}:2:3: rules[0].metricsQuery: is missing or empty",
+            file.display()
+        )),
+        "{stdout}"
+    );
+    // The rule that is kept is still called by its place in the file.
+    assert!(stdout.contains("rules[1]: queue_depth"), "{stdout}");
+    assert!(stdout.contains("OK (1 rules"), "{stdout}");
+    let (code, _, _) = run(&["check", "--strict", "--config", file.to_str().unwrap()]);
+    assert_eq!(code, 1);
+}

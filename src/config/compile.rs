@@ -12,7 +12,7 @@ use crate::promql::{SeriesSelector, is_valid_label_name};
 use crate::resources::ResourceTable;
 use crate::rules::{
     DiscoveryRule, LabelTemplate, NameMatcher, QueryTemplate, ResourceMapping, ResourceRule,
-    ResourceRules, RuleSet, SeriesFilter,
+    ResourceRules, RuleSet, SeriesFilter, SkippedRule,
 };
 
 /// One problem in a rules file: where it is, which field, and what was expected.
@@ -41,6 +41,8 @@ impl std::fmt::Display for Diagnostic {
 #[derive(Default)]
 struct Collector {
     errors: Vec<Diagnostic>,
+    /// Rules left out because they could never serve (warnings, not errors).
+    skipped: Vec<Diagnostic>,
 }
 
 impl Collector {
@@ -109,7 +111,8 @@ pub fn compile(raw: &RawRules) -> Result<RuleSet, Vec<Diagnostic>> {
         (&raw.external_rules, "externalRules", &mut rules.external),
     ] {
         for (i, rule) in list.iter().flatten().enumerate() {
-            if let Some(compiled) = compile_discovery_rule(&mut c, rule, &format!("{key}[{i}]")) {
+            if let Some(compiled) = compile_discovery_rule(&mut c, rule, &format!("{key}[{i}]"), i)
+            {
                 out.push(compiled);
             }
         }
@@ -117,6 +120,14 @@ pub fn compile(raw: &RawRules) -> Result<RuleSet, Vec<Diagnostic>> {
     if let Some(resource_rules) = &raw.resource_rules {
         rules.resource = compile_resource_rules(&mut c, resource_rules);
     }
+    rules.skipped = c
+        .skipped
+        .into_iter()
+        .map(|d| SkippedRule {
+            at: format!("{}:{}: {}", d.line, d.column, d.path),
+            why: d.message,
+        })
+        .collect();
     if c.errors.is_empty() {
         Ok(rules)
     } else {
@@ -128,6 +139,7 @@ fn compile_discovery_rule(
     c: &mut Collector,
     rule: &Spanned<RawDiscoveryRule>,
     path: &str,
+    position: usize,
 ) -> Option<DiscoveryRule> {
     let raw = &rule.value;
     let series = match &raw.series_query {
@@ -163,11 +175,28 @@ fn compile_discovery_rule(
         filters.push(SeriesFilter::Is(name.regex().clone()));
     }
     let resources = compile_mapping(c, raw.resources.as_ref(), &format!("{path}.resources"));
-    let metrics_query = c.query_template(
-        raw.metrics_query.as_ref(),
-        rule,
-        &format!("{path}.metricsQuery"),
-    );
+    let query_path = format!("{path}.metricsQuery");
+    let missing_query = raw
+        .metrics_query
+        .as_ref()
+        .is_none_or(|q| q.value.trim().is_empty());
+    if missing_query {
+        // prometheus-adapter loads such a rule and fails every request for its metrics.
+        let at = raw
+            .metrics_query
+            .as_ref()
+            .map_or((rule.referenced.line(), rule.referenced.column()), |q| {
+                (q.referenced.line(), q.referenced.column())
+            });
+        c.skipped.push(Diagnostic {
+            line: at.0,
+            column: at.1,
+            path: query_path,
+            message: "is missing or empty, so no request for this rule's metrics could be answered (prometheus-adapter loaded it and failed each one); the rule is skipped. Add a query such as `sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)`".into(),
+        });
+        return None;
+    }
+    let metrics_query = c.query_template(raw.metrics_query.as_ref(), rule, &query_path);
     let (series_query, series_selector) = series?;
     Some(DiscoveryRule {
         series_query,
@@ -177,6 +206,7 @@ fn compile_discovery_rule(
         resources: resources?,
         name: name?,
         metrics_query: metrics_query?,
+        position,
     })
 }
 

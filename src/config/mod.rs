@@ -115,10 +115,14 @@ pub fn parse_rules(text: &str, origin: &str) -> Result<RuleSet, Error> {
             }
         })?
     };
-    compile::compile(&raw).map_err(|diagnostics| Error::Invalid {
+    let mut rules = compile::compile(&raw).map_err(|diagnostics| Error::Invalid {
         path: origin.to_owned(),
         diagnostics,
-    })
+    })?;
+    for skipped in &mut rules.skipped {
+        skipped.at = format!("{origin}:{}", skipped.at);
+    }
+    Ok(rules)
 }
 
 /// The parser's message without the source snippet it appends (we print the position ourselves).

@@ -34,10 +34,18 @@ pub const BROAD_RULE_METRICS: usize = 1000;
 
 /// Warnings the rules file alone gives.
 pub fn static_warnings(rules: &RuleSet) -> Vec<Warning> {
-    let mut warnings = Vec::new();
+    let mut warnings: Vec<Warning> = rules
+        .skipped
+        .iter()
+        .map(|skipped| Warning {
+            at: skipped.at.clone(),
+            message: skipped.why.clone(),
+        })
+        .collect();
     let table = ResourceTable::builtin();
     let namespaces = GroupResource::new("", "namespaces");
-    for (index, rule) in rules.external.iter().enumerate() {
+    for rule in rules.external.iter() {
+        let index = rule.position;
         if rule.resources.namespaced()
             && rule
                 .resources
@@ -51,7 +59,8 @@ pub fn static_warnings(rules: &RuleSet) -> Vec<Warning> {
         }
     }
     for (key, list) in [("rules", &rules.custom), ("externalRules", &rules.external)] {
-        for (index, rule) in list.iter().enumerate() {
+        for rule in list.iter() {
+            let index = rule.position;
             warnings.extend(missing_groups(
                 &format!("{key}[{index}].name.as"),
                 &rule.name,
@@ -156,13 +165,15 @@ fn resource_queries(rules: &RuleSet) -> Vec<(String, &QueryTemplate)> {
 pub fn series_warnings(rules: &RuleSet, series: &[Series], table: &ResourceTable) -> Vec<Warning> {
     let mut warnings = Vec::new();
     for (key, list) in [("rules", &rules.custom), ("externalRules", &rules.external)] {
-        for (index, rule) in list.iter().enumerate() {
+        for rule in list.iter() {
+            let index = rule.position;
             warnings.extend(renamed_by_scrape(&format!("{key}[{index}]"), rule, series));
         }
     }
     // (resource, metric) → every (rule, series name) producing it, in the registry's order.
     let mut producers: BTreeMap<(String, String), Vec<(usize, String)>> = BTreeMap::new();
-    for (index, rule) in rules.custom.iter().enumerate() {
+    for rule in rules.custom.iter() {
+        let index = rule.position;
         // One pass over the rule's series: the resources each series name maps to.
         let mut by_name: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
         for s in kept(rule, series) {
@@ -209,7 +220,8 @@ pub fn series_warnings(rules: &RuleSet, series: &[Series], table: &ResourceTable
         });
     }
     let mut external_producers: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-    for (index, rule) in rules.external.iter().enumerate() {
+    for rule in rules.external.iter() {
+        let index = rule.position;
         let metrics: BTreeSet<String> = kept(rule, series)
             .filter_map(|s| rule.name.metric_name(&s.name))
             .collect();
@@ -337,7 +349,8 @@ pub fn window_warnings(
 ) -> Vec<Warning> {
     let mut warnings = Vec::new();
     for (key, list) in [("rules", &rules.custom), ("externalRules", &rules.external)] {
-        for (index, rule) in list.iter().enumerate() {
+        for rule in list.iter() {
+            let index = rule.position;
             let jobs: BTreeSet<&str> = matched(rule, series)
                 .into_iter()
                 .filter_map(|s| s.labels.get("job").map(String::as_str))

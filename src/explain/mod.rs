@@ -41,7 +41,8 @@ pub fn summarize(rules: &RuleSet) -> Vec<String> {
     let builtin = ResourceTable::builtin();
     let mut lines = Vec::new();
     for (key, list) in [("rules", &rules.custom), ("externalRules", &rules.external)] {
-        for (i, rule) in list.iter().enumerate() {
+        for rule in list.iter() {
+            let i = rule.position;
             let mut resources: Vec<String> = rule
                 .resources
                 .overrides()

@@ -64,12 +64,17 @@ pub fn dropping_filter(rule: &DiscoveryRule, name: &str) -> Option<usize> {
 
 /// Reports every rule of `rules` over `series`.
 pub fn rule_reports(rules: &RuleSet, series: &[Series], table: &ResourceTable) -> Vec<RuleReport> {
-    let custom = rules
-        .custom
-        .iter()
-        .enumerate()
-        .map(|(i, rule)| report(format!("rules[{i}]"), rule, series, table, None));
-    let external = rules.external.iter().enumerate().map(|(i, rule)| {
+    let custom = rules.custom.iter().map(|rule| {
+        report(
+            format!("rules[{}]", rule.position),
+            rule,
+            series,
+            table,
+            None,
+        )
+    });
+    let external = rules.external.iter().map(|rule| {
+        let i = rule.position;
         let scope = if rule.resources.namespaced() {
             "namespaced"
         } else {

@@ -664,10 +664,13 @@ fn unproduced(
         && score > candidate_prefix
     {
         let query = &list[index].series_query;
+        let position = list[index].position;
         return Finding::new(
             Verdict::NoSeries,
-            Some(format!("{key}[{index}]")),
-            format!("{key}[{index}].seriesQuery {query} matches no series in Prometheus {window}."),
+            Some(format!("{key}[{position}]")),
+            format!(
+                "{key}[{position}].seriesQuery {query} matches no series in Prometheus {window}."
+            ),
             format!(
                 "Run `count by (__name__) ({query})` in Prometheus over a longer range. If it finds nothing, correct the metric name or the label matchers of seriesQuery; if it finds series, they are older than the window: make sure they are still scraped, or raise --metrics-max-age."
             ),
@@ -703,7 +706,7 @@ fn unproduced(
         );
     };
     let rule = &list[index];
-    let rule_name = format!("{key}[{index}]");
+    let rule_name = format!("{key}[{}]", rule.position);
     if let Some(filter) = dropping_filter(rule, &name) {
         let regex = rule.filters[filter].regex().as_str();
         if filter < rule.series_filters {

@@ -87,9 +87,28 @@ pub struct RuleSet {
     pub external: Vec<DiscoveryRule>,
     /// `resourceRules`: CPU and memory for `metrics.k8s.io`.
     pub resource: Option<ResourceRules>,
+    /// Rules that prometheus-adapter loads but that could never serve (no `metricsQuery`), left
+    /// out: `check` and `serve` show them as warnings.
+    pub skipped: Vec<SkippedRule>,
+}
+
+/// A rule left out of a `RuleSet`, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedRule {
+    /// Where: `file:line:column: field path`.
+    pub at: String,
+    /// Why, and what to write instead.
+    pub why: String,
 }
 
 impl RuleSet {
+    /// Logs each rule left out, as `serve` does at start and on every reload.
+    pub fn warn_about_skipped(&self) {
+        for skipped in &self.skipped {
+            tracing::warn!(at = %skipped.at, "rule skipped: {}", skipped.why);
+        }
+    }
+
     /// The distinct `seriesQuery` strings of custom and external rules, in first-use order:
     /// discovery sends one request per entry.
     pub fn distinct_series_queries(&self) -> Vec<&str> {
@@ -182,6 +201,9 @@ pub struct DiscoveryRule {
     pub name: NameMatcher,
     /// `metricsQuery`.
     pub metrics_query: QueryTemplate,
+    /// Its index in the file's `rules` or `externalRules` list, for messages (a rule skipped at
+    /// load leaves a gap, so this can differ from its index in `RuleSet`).
+    pub position: usize,
 }
 
 impl DiscoveryRule {

@@ -334,6 +334,7 @@ mod tests {
             resources: mock_mapping(),
             name: NameMatcher::new(regex::Regex::new(".*").unwrap(), "$0".into()),
             metrics_query: QueryTemplate::compile(template).unwrap(),
+            position: 0,
         }
     }
 
