@@ -1,6 +1,7 @@
 //! The rules file (raw serde mirror → compiled rules, with every error at once) and the adapter's own settings.
 
 pub mod compile;
+pub mod go_regex;
 pub mod raw;
 pub mod settings;
 mod structure;
@@ -178,6 +179,26 @@ fn budget_message(breach: &serde_saphyr::budget::BudgetBreach) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn regular_expressions_are_read_as_go_reads_them() {
+        let text = r#"
+rules:
+- seriesQuery: '{__name__=~"^app_.*"}'
+  seriesFilters: [{isNot: "^app_{internal}_.*$"}, {is: "^app_\\Q(v2)\\E"}]
+  resources: {template: <<.Resource>>}
+  name: {matches: "^app_(.{1,40})$", as: "${1}"}
+  metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)'
+"#;
+        let rules = parse_rules(text, "go.yaml").unwrap();
+        let rule = &rules.custom[0];
+        assert_eq!(
+            rule.metric_name_for("app_(v2)_requests").as_deref(),
+            Some("(v2)_requests")
+        );
+        assert_eq!(rule.metric_name_for("app_{internal}_(v2)"), None);
+        assert_eq!(rule.metric_name_for("app_v2_requests"), None);
+    }
 
     #[test]
     fn budget_errors_say_which_limit_in_words() {

@@ -1,0 +1,150 @@
+//! Go (RE2) regular expressions, as rules files write them for prometheus-adapter, rewritten into
+//! the syntax of Rust's `regex` crate where the two read the same text differently.
+
+/// Rewrites a Go regular expression so that Rust's `regex` matches what Go's `regexp` matches:
+/// - `\Q…\E` quotes its contents literally (Rust has no `\Q`);
+/// - a `{` that does not start a repetition Go accepts (`{n}`, `{n,}`, `{n,m}`) is a literal
+///   `{` in Go, but an error or a repetition (`{,3}`) in Rust;
+/// - `\` before punctuation is that character in Go, which Rust refuses for some (`\_`).
+///
+/// Everything else passes through: both crates implement RE2's syntax.
+pub fn to_rust(pattern: &str) -> String {
+    let chars: Vec<char> = pattern.chars().collect();
+    let mut out = String::with_capacity(pattern.len() + 8);
+    let mut i = 0;
+    let mut in_class = false;
+    while i < chars.len() {
+        let c = chars[i];
+        match c {
+            '\\' if i + 1 < chars.len() => {
+                let next = chars[i + 1];
+                if next == 'Q' && !in_class {
+                    let rest: String = chars[i + 2..].iter().collect();
+                    let (quoted, consumed) = match rest.find("\\E") {
+                        Some(end) => (&rest[..end], end + 2),
+                        None => (rest.as_str(), rest.len()),
+                    };
+                    out.push_str(&regex::escape(quoted));
+                    i += 2 + quoted.chars().count() + (consumed - quoted.len());
+                    continue;
+                }
+                if next.is_ascii_alphanumeric() || !next.is_ascii() {
+                    out.push('\\');
+                    out.push(next);
+                } else {
+                    // Go: `\` + punctuation is that character.
+                    out.push_str(&escaped(next));
+                }
+                i += 2;
+            }
+            '[' if !in_class => {
+                in_class = true;
+                out.push('[');
+                i += 1;
+                // A `]` or `^]` first in a class is a literal `]`.
+                if chars.get(i) == Some(&'^') {
+                    out.push('^');
+                    i += 1;
+                }
+                if chars.get(i) == Some(&']') {
+                    out.push_str("\\]");
+                    i += 1;
+                }
+            }
+            ']' if in_class => {
+                in_class = false;
+                out.push(']');
+                i += 1;
+            }
+            '{' if !in_class => {
+                match repetition_len(&chars[i..]) {
+                    Some(len) => out.extend(&chars[i..i + len]),
+                    None => out.push_str("\\{"),
+                }
+                i += repetition_len(&chars[i..]).unwrap_or(1);
+            }
+            '}' if !in_class => {
+                out.push_str("\\}");
+                i += 1;
+            }
+            other => {
+                out.push(other);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// A character as a Rust regex writes it literally.
+fn escaped(c: char) -> String {
+    regex::escape(&c.to_string())
+}
+
+/// The length of a repetition Go accepts at the start of `chars` (`{n}`, `{n,}`, `{n,m}`, with
+/// counts up to 1000), or `None` when Go reads the `{` literally.
+fn repetition_len(chars: &[char]) -> Option<usize> {
+    let text: String = chars.iter().take(16).collect();
+    let inner = text.strip_prefix('{')?;
+    let end = inner.find('}')?;
+    let body = &inner[..end];
+    let count = |s: &str| -> Option<u32> {
+        (!s.is_empty() && s.chars().all(|c| c.is_ascii_digit()))
+            .then(|| s.parse().ok())
+            .flatten()
+            .filter(|n| *n <= 1000)
+    };
+    let valid = match body.split_once(',') {
+        None => count(body).is_some(),
+        Some((min, "")) => count(min).is_some(),
+        Some((min, max)) => matches!((count(min), count(max)), (Some(a), Some(b)) if a <= b),
+    };
+    valid.then_some(body.chars().count() + 2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn matches(go: &str, text: &str) -> bool {
+        regex::Regex::new(&to_rust(go))
+            .unwrap_or_else(|e| panic!("{go} → {}: {e}", to_rust(go)))
+            .is_match(text)
+    }
+
+    #[test]
+    fn rust_reads_what_go_reads() {
+        // `{` that starts no repetition is a literal in Go.
+        assert!(matches("^a{b}$", "a{b}"));
+        assert!(matches("^{foo}$", "{foo}"));
+        assert!(matches("^a{$", "a{"));
+        // `{,3}` is no repetition in Go (Rust would read "at most 3").
+        assert!(matches("^a{,3}$", "a{,3}"));
+        assert!(!matches("^a{,3}$", "aa"));
+        // Real repetitions stay repetitions.
+        assert!(matches("^a{2}$", "aa") && matches("^a{2,}$", "aaa") && matches("^a{1,3}$", "aaa"));
+        assert!(!matches("^a{2}$", "a"));
+        // \Q…\E quotes.
+        assert!(matches(r"^\Qa.b*c\E$", "a.b*c"));
+        assert!(!matches(r"^\Qa.b\E$", "axb"));
+        assert!(matches(r"^x\Q(y)", "x(y)"));
+        // `\` before punctuation is the character.
+        assert!(matches(r"^a\_b\/c$", "a_b/c"));
+        // Classes and escapes pass through.
+        assert!(matches(r"^[{}]+\d$", "{}1"));
+        assert!(matches(r"^[]a]$", "]"));
+        assert!(matches(r"^(?P<name>.*)_total$", "http_total"));
+    }
+
+    #[test]
+    fn plain_patterns_are_unchanged() {
+        for pattern in [
+            "^(.*)_seconds_total$",
+            "^container_(.*)$",
+            r"^node_(\w+)$",
+            "a|b",
+        ] {
+            assert_eq!(to_rust(pattern), pattern);
+        }
+    }
+}
