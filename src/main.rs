@@ -485,7 +485,7 @@ fn serve(args: ServeArgs, warnings: Vec<String>) -> anyhow::Result<ExitCode> {
     }
     let serve_config = validate(&settings)?;
     let (rules, rules_text) = config::load_rules_and_text(&serve_config.rules_path)?;
-    rules.warn_about_skipped();
+    rules.warn_about_load();
     let rules = Arc::new(rules);
     let server::ServingTls {
         config: tls,

@@ -145,7 +145,7 @@ impl RulesReloader {
             .and_then(|text| config::parse_rules(&text, &file));
         let rules = match compiled {
             Ok(rules) => {
-                rules.warn_about_skipped();
+                rules.warn_about_load();
                 Arc::new(rules)
             }
             Err(error) => {

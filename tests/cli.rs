@@ -275,3 +275,40 @@ fn a_rule_without_a_metrics_query_is_skipped_with_a_warning() {
     let (code, _, _) = run(&["check", "--strict", "--config", file.to_str().unwrap()]);
     assert_eq!(code, 1);
 }
+
+#[test]
+fn resource_rules_without_a_node_mapping_or_container_label_load_with_warnings() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("rules.yaml");
+    let rule = |name: &str| {
+        format!(
+            "  {name}:\n    containerQuery: 'sum(rate(c{{<<.LabelMatchers>>}}[1m])) by (<<.GroupBy>>)'\n    nodeQuery: 'sum(rate(c{{<<.LabelMatchers>>}}[1m])) by (<<.GroupBy>>)'\n    resources:\n      overrides:\n        namespace: {{resource: namespace}}\n        pod: {{resource: pod}}\n"
+        )
+    };
+    std::fs::write(
+        &file,
+        format!(
+            "resourceRules:\n{}{}  window: 1m\n",
+            rule("cpu"),
+            rule("memory")
+        ),
+    )
+    .unwrap();
+    let (code, stdout, stderr) = run(&["check", "--config", file.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    for field in ["cpu", "memory"] {
+        assert!(
+            stdout.contains(&format!(
+                "resourceRules.{field}.resources: maps no label to nodes, so nodes requests fail"
+            )),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains(&format!(
+                "resourceRules.{field}.containerLabel: is missing, so each pod is reported as one container named \"\""
+            )),
+            "{stdout}"
+        );
+    }
+    assert!(stdout.contains("resourceRules present"), "{stdout}");
+}

@@ -11,8 +11,8 @@ use crate::model::{GroupResource, parse_duration};
 use crate::promql::{SeriesSelector, is_valid_label_name};
 use crate::resources::ResourceTable;
 use crate::rules::{
-    DiscoveryRule, LabelTemplate, NameMatcher, QueryTemplate, ResourceMapping, ResourceRule,
-    ResourceRules, RuleSet, SeriesFilter, SkippedRule,
+    DiscoveryRule, LabelTemplate, LoadWarning, NameMatcher, QueryTemplate, ResourceMapping,
+    ResourceRule, ResourceRules, RuleSet, SeriesFilter,
 };
 
 /// One problem in a rules file: where it is, which field, and what was expected.
@@ -41,13 +41,22 @@ impl std::fmt::Display for Diagnostic {
 #[derive(Default)]
 struct Collector {
     errors: Vec<Diagnostic>,
-    /// Rules left out because they could never serve (warnings, not errors).
-    skipped: Vec<Diagnostic>,
+    /// What loading left out or filled in (warnings, not errors).
+    load_warnings: Vec<Diagnostic>,
 }
 
 impl Collector {
     fn at<T>(&mut self, spanned: &Spanned<T>, path: &str, message: impl Into<String>) {
         self.errors.push(Diagnostic {
+            line: spanned.referenced.line(),
+            column: spanned.referenced.column(),
+            path: path.to_owned(),
+            message: message.into(),
+        });
+    }
+
+    fn warn<T>(&mut self, spanned: &Spanned<T>, path: &str, message: impl Into<String>) {
+        self.load_warnings.push(Diagnostic {
             line: spanned.referenced.line(),
             column: spanned.referenced.column(),
             path: path.to_owned(),
@@ -121,10 +130,10 @@ pub fn compile(raw: &RawRules) -> Result<RuleSet, Vec<Diagnostic>> {
     if let Some(resource_rules) = &raw.resource_rules {
         rules.resource = compile_resource_rules(&mut c, resource_rules);
     }
-    rules.skipped = c
-        .skipped
+    rules.load_warnings = c
+        .load_warnings
         .into_iter()
-        .map(|d| SkippedRule {
+        .map(|d| LoadWarning {
             at: format!("{}:{}: {}", d.line, d.column, d.path),
             why: d.message,
         })
@@ -189,7 +198,7 @@ fn compile_discovery_rule(
             .map_or((rule.referenced.line(), rule.referenced.column()), |q| {
                 (q.referenced.line(), q.referenced.column())
             });
-        c.skipped.push(Diagnostic {
+        c.load_warnings.push(Diagnostic {
             line: at.0,
             column: at.1,
             path: query_path,
@@ -383,8 +392,9 @@ fn compile_resource_rule(
                 .label_for_resource(&GroupResource::new("", needed), &table)
                 .is_err()
             {
-                c.at(raw, &format!("{path}.resources"), format!(
-                    "must map {needed} to a label (expected an override such as `{}: {{resource: {}}}` or a template)",
+                // prometheus-adapter loads this and fails those requests.
+                c.warn(raw, &format!("{path}.resources"), format!(
+                    "maps no label to {needed}, so {needed} requests fail, as in prometheus-adapter (add an override such as `{}: {{resource: {}}}` or a template)",
                     needed.trim_end_matches('s'), needed.trim_end_matches('s')
                 ));
             }
@@ -401,12 +411,13 @@ fn compile_resource_rule(
             None
         }
         None => {
-            c.at(
+            // prometheus-adapter groups by an empty label: one container named "" per pod.
+            c.warn(
                 raw,
                 &format!("{path}.containerLabel"),
-                "is required: the label holding the container name, e.g. `container`",
+                "is missing, so each pod is reported as one container named \"\" with the pod's total, as in prometheus-adapter; set it to the label holding the container name, e.g. `container`",
             );
-            None
+            Some(String::new())
         }
     };
     Some(ResourceRule {

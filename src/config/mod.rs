@@ -120,8 +120,8 @@ pub fn parse_rules(text: &str, origin: &str) -> Result<RuleSet, Error> {
         path: origin.to_owned(),
         diagnostics,
     })?;
-    for skipped in &mut rules.skipped {
-        skipped.at = format!("{origin}:{}", skipped.at);
+    for warning in &mut rules.load_warnings {
+        warning.at = format!("{origin}:{}", warning.at);
     }
     Ok(rules)
 }

@@ -35,11 +35,11 @@ pub const BROAD_RULE_METRICS: usize = 1000;
 /// Warnings the rules file alone gives.
 pub fn static_warnings(rules: &RuleSet) -> Vec<Warning> {
     let mut warnings: Vec<Warning> = rules
-        .skipped
+        .load_warnings
         .iter()
-        .map(|skipped| Warning {
-            at: skipped.at.clone(),
-            message: skipped.why.clone(),
+        .map(|warning| Warning {
+            at: warning.at.clone(),
+            message: warning.why.clone(),
         })
         .collect();
     let table = ResourceTable::builtin();

@@ -87,14 +87,15 @@ pub struct RuleSet {
     pub external: Vec<DiscoveryRule>,
     /// `resourceRules`: CPU and memory for `metrics.k8s.io`.
     pub resource: Option<ResourceRules>,
-    /// Rules that prometheus-adapter loads but that could never serve (no `metricsQuery`), left
-    /// out: `check` and `serve` show them as warnings.
-    pub skipped: Vec<SkippedRule>,
+    /// What loading left out or filled in where prometheus-adapter would have failed requests (a
+    /// rule without `metricsQuery`, `resourceRules` without a mapping or `containerLabel`):
+    /// `check` and `serve` show them as warnings.
+    pub load_warnings: Vec<LoadWarning>,
 }
 
-/// A rule left out of a `RuleSet`, and why.
+/// Something a rules file loads with but should not, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SkippedRule {
+pub struct LoadWarning {
     /// Where: `file:line:column: field path`.
     pub at: String,
     /// Why, and what to write instead.
@@ -102,10 +103,10 @@ pub struct SkippedRule {
 }
 
 impl RuleSet {
-    /// Logs each rule left out, as `serve` does at start and on every reload.
-    pub fn warn_about_skipped(&self) {
-        for skipped in &self.skipped {
-            tracing::warn!(at = %skipped.at, "rule skipped: {}", skipped.why);
+    /// Logs each load warning, as `serve` does at start and on every reload.
+    pub fn warn_about_load(&self) {
+        for warning in &self.load_warnings {
+            tracing::warn!(at = %warning.at, "{}", warning.why);
         }
     }
 
