@@ -66,6 +66,12 @@ pub struct PrometheusClientArgs {
     /// Largest Prometheus answer read, e.g. 64Mi.
     #[arg(long, default_value = "64Mi")]
     pub prometheus_max_response_bytes: String,
+    /// Kubeconfig whose current context's credentials and CA reach Prometheus.
+    #[arg(long, conflicts_with = "prometheus_auth_incluster")]
+    pub prometheus_auth_config: Option<PathBuf>,
+    /// Reach Prometheus with the pod's service-account token and CA.
+    #[arg(long)]
+    pub prometheus_auth_incluster: bool,
 }
 
 /// `simulate` arguments.
@@ -182,6 +188,13 @@ pub struct ServeArgs {
     /// Client key for Prometheus.
     #[arg(long)]
     pub prometheus_client_tls_key_file: Option<PathBuf>,
+    /// Kubeconfig whose current context's credentials (token, token file or client certificate)
+    /// and CA reach Prometheus, e.g. through kube-rbac-proxy; the URL stays --prometheus-url's.
+    #[arg(long, conflicts_with = "prometheus_auth_incluster")]
+    pub prometheus_auth_config: Option<PathBuf>,
+    /// Reach Prometheus with the pod's service-account token (re-read) and CA.
+    #[arg(long)]
+    pub prometheus_auth_incluster: bool,
     /// GET or POST [default: GET; long queries always use POST].
     #[arg(long)]
     pub prometheus_verb: Option<String>,
@@ -346,6 +359,7 @@ impl ServeArgs {
             self.metrics_relist_interval.clone(),
         );
         one("metrics_max_age", self.metrics_max_age.clone());
+        one("prometheus_auth_config", path(&self.prometheus_auth_config));
         one("secure_port", self.secure_port.map(|p| p.to_string()));
         one("bind_address", self.bind_address.clone());
         one("tls_cert_file", path(&self.tls_cert_file));
@@ -457,6 +471,7 @@ impl ServeArgs {
         }
         for (key, set) in [
             ("standalone", self.standalone),
+            ("prometheus_auth_incluster", self.prometheus_auth_incluster),
             (
                 "authentication_skip_lookup",
                 self.authentication_skip_lookup,
@@ -526,12 +541,7 @@ const KLOG: &str = "a klog flag; prom-adapter always logs to stderr (-v sets the
 const SUBCOMMANDS: &[&str] = &["serve", "check", "explain", "simulate", "help"];
 
 /// prometheus-adapter flags that would change behaviour and are not implemented yet.
-const UNSUPPORTED_FLAGS: &[&str] = &[
-    "prometheus-auth-incluster",
-    "prometheus-auth-config",
-    "tls-sni-cert-key",
-    "debug-socket-path",
-];
+const UNSUPPORTED_FLAGS: &[&str] = &["tls-sni-cert-key", "debug-socket-path"];
 
 /// Removes prometheus-adapter flags that we ignore (returning a warning for each) and refuses
 /// those that are not implemented yet, so that no flag is ever silently dropped.

@@ -370,6 +370,9 @@ fn client_config_from_flags(
             flags.prometheus_client_tls_key_file.clone(),
         ),
         max_response_bytes: &flags.prometheus_max_response_bytes,
+        auth_config: flags.prometheus_auth_config.clone(),
+        auth_incluster: flags.prometheus_auth_incluster,
+        service_account_dir: std::path::Path::new(prometheus::transport::SERVICE_ACCOUNT_DIR),
     })
 }
 
@@ -383,6 +386,9 @@ struct ClientFlags<'a> {
     ca_file: Option<std::path::PathBuf>,
     client_cert: (Option<std::path::PathBuf>, Option<std::path::PathBuf>),
     max_response_bytes: &'a str,
+    auth_config: Option<std::path::PathBuf>,
+    auth_incluster: bool,
+    service_account_dir: &'a std::path::Path,
 }
 
 /// A Prometheus client configuration from the flags `serve`, `explain` and `simulate` share.
@@ -396,6 +402,9 @@ fn client_config(flags: ClientFlags<'_>) -> anyhow::Result<prometheus::ClientCon
         ca_file,
         client_cert,
         max_response_bytes,
+        auth_config,
+        auth_incluster,
+        service_account_dir,
     } = flags;
     let max_response_bytes = match prom_adapter::model::parse_quantity_milli(max_response_bytes) {
         Ok(milli) if milli >= 1000 => (milli / 1000) as u64,
@@ -436,6 +445,11 @@ fn client_config(flags: ClientFlags<'_>) -> anyhow::Result<prometheus::ClientCon
         client_cert,
         verb,
         max_response_bytes,
+        transport: match (auth_config, auth_incluster) {
+            (Some(path), _) => Some(prometheus::transport::from_kubeconfig(&path)?),
+            (None, true) => Some(prometheus::transport::in_cluster(service_account_dir)?),
+            (None, false) => None,
+        },
     })
 }
 
@@ -974,6 +988,9 @@ fn validate(settings: &settings::Settings) -> anyhow::Result<ServeConfig> {
             settings.prometheus_client_tls_key_file.clone(),
         ),
         max_response_bytes: &settings.prometheus_max_response_bytes,
+        auth_config: settings.prometheus_auth_config.clone(),
+        auth_incluster: settings.prometheus_auth_incluster,
+        service_account_dir: &settings.service_account_dir,
     })?;
     let shutdown = server::Shutdown {
         delay: parse_duration(&settings.shutdown_delay).context("--shutdown-delay")?,

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use common::Prometheus;
 use common::proxy::RecordingProxy;
+use common::rbac_proxy::RbacProxy;
 use prom_adapter::model::QueryResult;
 use prom_adapter::prometheus::{Client, ClientConfig, Verb};
 
@@ -19,6 +20,7 @@ fn config(url: String) -> ClientConfig {
         client_cert: None,
         verb: Verb::Get,
         max_response_bytes: 64 << 20,
+        transport: None,
     }
 }
 
@@ -223,4 +225,117 @@ async fn answers_past_the_size_limit_fail_but_the_series_listing_does_not() {
     );
     // A small answer under the same limit is fine.
     assert!(client.query("vector(1)", now()).await.is_ok());
+}
+
+/// A kubeconfig as kube-prometheus and OpenShift give prometheus-adapter, its paths relative to
+/// the file.
+fn kubeconfig(dir: &std::path::Path, user: &str) -> std::path::PathBuf {
+    let path = dir.join(format!("kubeconfig-{}", user.len()));
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: prometheus\nclusters:\n- name: prometheus\n  cluster:\n    server: https://not-used.example\n    certificate-authority: ca.crt\ncontexts:\n- name: prometheus\n  context: {{cluster: prometheus, user: adapter}}\nusers:\n- name: adapter\n  user:\n{user}"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kubeconfig_or_the_service_account_reaches_prometheus_through_an_authenticating_proxy() {
+    use prom_adapter::prometheus::transport;
+    prom_adapter::server::install_crypto_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    common::write_pki(d);
+    let prometheus = Prometheus::start(d);
+    let with = |auth: transport::TransportAuth, url: String| {
+        let mut settings = config(url);
+        settings.transport = Some(auth);
+        Client::new(settings).unwrap()
+    };
+
+    // A token file (re-read when it rotates), a client certificate and the cluster's CA.
+    let proxy = RbacProxy::start(d, prometheus.url(), "first-token", true);
+    std::fs::write(d.join("token"), "first-token").unwrap();
+    let files = kubeconfig(
+        d,
+        "    tokenFile: token\n    client-certificate: client.crt\n    client-key: client.key\n",
+    );
+    let client = with(transport::from_kubeconfig(&files).unwrap(), proxy.url());
+    assert!(matches!(
+        client.query("vector(1)", now()).await.unwrap(),
+        QueryResult::Vector(v) if v.len() == 1
+    ));
+    std::fs::write(d.join("token"), "second-token").unwrap();
+    proxy.accept_only("second-token");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    client.query("vector(2)", now()).await.unwrap();
+    assert_eq!(proxy.presented(), ["first-token", "second-token"]);
+
+    // Inline data, as `kubectl config view --raw` writes it.
+    let b64 = |file: &str| {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(std::fs::read(d.join(file)).unwrap())
+    };
+    let inline = kubeconfig(
+        d,
+        &format!(
+            "    token: second-token\n    client-certificate-data: {}\n    client-key-data: {}\n",
+            b64("client.crt"),
+            b64("client.key")
+        ),
+    );
+    let client = with(transport::from_kubeconfig(&inline).unwrap(), proxy.url());
+    client.query("vector(3)", now()).await.unwrap();
+
+    // Without the client certificate the proxy ends the handshake.
+    let token_only = kubeconfig(d, "    token: second-token\n");
+    let client = with(
+        transport::from_kubeconfig(&token_only).unwrap(),
+        proxy.url(),
+    );
+    let error = client.query("vector(4)", now()).await.unwrap_err();
+    assert!(error.is_unavailable(), "{error}");
+
+    // In a pod: the service account's token and CA, to a proxy that needs no certificate.
+    let plain = RbacProxy::start(d, prometheus.url(), "service-account-token", false);
+    let account = d.join("serviceaccount");
+    std::fs::create_dir_all(&account).unwrap();
+    std::fs::write(account.join("token"), "service-account-token\n").unwrap();
+    std::fs::copy(d.join("ca.crt"), account.join("ca.crt")).unwrap();
+    let client = with(transport::in_cluster(&account).unwrap(), plain.url());
+    client.query("vector(5)", now()).await.unwrap();
+    assert_eq!(plain.presented(), ["service-account-token"]);
+
+    // The binary, with prometheus-adapter's flags.
+    let flag = format!("--prometheus-auth-config={}", files.display());
+    let adapter = common::Adapter::start(d, &demo_rules(), &proxy.url(), &[&flag]);
+    assert_eq!(adapter.curl("/readyz").0, 200);
+    assert!(
+        proxy.presented().len() > 2,
+        "discovery went through the proxy"
+    );
+    drop(adapter);
+    let port = common::free_port();
+    let args = [
+        "--standalone".to_owned(),
+        format!("--config={}", demo_rules().display()),
+        format!("--prometheus-url={}", plain.url()),
+        "--prometheus-auth-incluster".to_owned(),
+        format!("--secure-port={port}"),
+        format!("--cert-dir={}", d.join("certs").display()),
+    ];
+    let adapter = common::Adapter::start_exactly(
+        d,
+        port,
+        &args,
+        &[("PROM_ADAPTER_SERVICE_ACCOUNT_DIR", account.as_path())],
+    );
+    assert_eq!(adapter.curl("/readyz").0, 200);
+    assert!(plain.presented().len() > 1);
+}
+
+fn demo_rules() -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/demo.yaml")
 }

@@ -23,6 +23,12 @@ pub struct Settings {
     pub prometheus_client_tls_cert_file: Option<PathBuf>,
     /// Client key for Prometheus.
     pub prometheus_client_tls_key_file: Option<PathBuf>,
+    /// Kubeconfig whose current context's credentials and CA reach Prometheus.
+    pub prometheus_auth_config: Option<PathBuf>,
+    /// Reach Prometheus with the pod's service-account token and CA.
+    pub prometheus_auth_incluster: bool,
+    /// Where the pod's service-account token and CA are mounted (settings file or environment only).
+    pub service_account_dir: PathBuf,
     /// `GET` or `POST`.
     pub prometheus_verb: String,
     /// Timeout of every Prometheus call (Go duration).
@@ -149,6 +155,13 @@ pub fn load(
         .and_then(|b| b.set_default("tls_san", Vec::<String>::new()))
         .and_then(|b| b.set_default("tls_cipher_suites", Vec::<String>::new()))
         .and_then(|b| b.set_default("standalone", false))
+        .and_then(|b| b.set_default("prometheus_auth_incluster", false))
+        .and_then(|b| {
+            b.set_default(
+                "service_account_dir",
+                crate::prometheus::transport::SERVICE_ACCOUNT_DIR,
+            )
+        })
         .and_then(|b| b.set_default("discovery_interval", "10m"))
         .and_then(|b| b.set_default("client_qps", 20.0))
         .and_then(|b| b.set_default("client_burst", 40))

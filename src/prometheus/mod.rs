@@ -1,6 +1,7 @@
 //! Outbound Prometheus client: series discovery, label values and instant queries, with auth, TLS and timeouts.
 
 mod series;
+pub mod transport;
 
 pub use series::{DecodeError, SeriesAnswer, SeriesDecoder, decode_series};
 
@@ -91,6 +92,8 @@ pub struct ClientConfig {
     pub verb: Verb,
     /// The largest answer read (bytes); larger ones fail while they stream in.
     pub max_response_bytes: u64,
+    /// Credentials and CA from `--prometheus-auth-config` or `--prometheus-auth-incluster`.
+    pub transport: Option<transport::TransportAuth>,
 }
 
 /// How long an unused connection to Prometheus stays open, and how many are kept: enough for a
@@ -160,8 +163,34 @@ impl Client {
             // Only this CA, as prometheus-adapter: not the system roots as well.
             builder = builder.tls_certs_only(certs);
         }
+        if let Some(auth) = &config.transport {
+            if config.ca_file.is_some() || config.client_cert.is_some() {
+                return Err(Error::Config(
+                    "give the CA and client certificate either by --prometheus-ca-file and --prometheus-client-tls-* or by --prometheus-auth-config/--prometheus-auth-incluster, not both".into(),
+                ));
+            }
+            if let Some(pem) = &auth.ca_pem {
+                let certs = reqwest::Certificate::from_pem_bundle(pem)
+                    .map_err(|e| Error::Config(format!("the auth config's CA: {e}")))?;
+                builder = builder.tls_certs_only(certs);
+            }
+            if auth.insecure {
+                builder = builder.danger_accept_invalid_certs(true);
+            }
+            if let Some(pem) = &auth.identity_pem {
+                transport::reject_v1_certificates(pem, "the auth config's client certificate")?;
+                let identity = reqwest::Identity::from_pem(pem).map_err(|e| {
+                    Error::Config(format!("the auth config's client certificate and key: {e}"))
+                })?;
+                builder = builder.identity(identity);
+            }
+        }
         if let Some((cert, key)) = &config.client_cert {
             let mut pem = read(cert, "--prometheus-client-tls-cert-file")?;
+            transport::reject_v1_certificates(
+                &pem,
+                &format!("--prometheus-client-tls-cert-file {}", cert.display()),
+            )?;
             pem.extend(read(key, "--prometheus-client-tls-key-file")?);
             let identity = reqwest::Identity::from_pem(&pem).map_err(|e| {
                 Error::Config(format!(
@@ -181,7 +210,8 @@ impl Client {
             let path = format!("{}/", base.path());
             base.set_path(&path);
         }
-        let token = match &config.token_file {
+        let transport_token = config.transport.as_ref().and_then(|t| t.token_file.clone());
+        let token = match config.token_file.as_ref().or(transport_token.as_ref()) {
             Some(path) => {
                 let file = TokenFile::new(path.clone());
                 file.current().map_err(|e| {
@@ -206,12 +236,14 @@ impl Client {
     }
 
     fn auth_header(&self) -> Result<Option<HeaderValue>, Error> {
-        let Some(token) = self.token.as_ref() else {
-            return Ok(None);
+        let inline = self.config.transport.as_ref().and_then(|t| t.token.clone());
+        let value = match (self.token.as_ref(), inline) {
+            (Some(file), _) => file
+                .current()
+                .map_err(|e| Error::Config(format!("cannot read bearer token: {e}")))?,
+            (None, Some(token)) => token,
+            (None, None) => return Ok(None),
         };
-        let value = token
-            .current()
-            .map_err(|e| Error::Config(format!("cannot read bearer token: {e}")))?;
         let mut header = HeaderValue::from_str(&format!("Bearer {value}")).map_err(|_| {
             Error::Config("the bearer token contains characters not allowed in a header".into())
         })?;

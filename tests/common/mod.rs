@@ -4,6 +4,7 @@
 
 pub mod apiserver;
 pub mod proxy;
+pub mod rbac_proxy;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
