@@ -181,6 +181,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn chart_values_pasted_as_a_rules_file_say_so() {
+        let text = "prometheus:\n  url: http://prometheus\nrules:\n  custom:\n  - seriesQuery: x\n";
+        let error = parse_rules(text, "values.yaml").unwrap_err().to_string();
+        assert!(
+            error.contains("1:1: prometheus: unknown field `prometheus`")
+                && error.contains("4:3: rules: expected a list, found a mapping: this looks like the Helm chart's values")
+                && error.contains("move the list under `rules.custom` to `rules`"),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn regular_expressions_are_read_as_go_reads_them() {
         let text = r#"
 rules:

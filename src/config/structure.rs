@@ -78,6 +78,22 @@ pub fn check(text: &str) -> Vec<Diagnostic> {
     }
 }
 
+/// Top-level keys of the prometheus-adapter Helm chart's values, which users paste where a rules
+/// file belongs.
+const CHART_VALUES_KEYS: &[&str] = &[
+    "prometheus",
+    "image",
+    "replicas",
+    "metricsRelistInterval",
+    "listenPort",
+    "logLevel",
+    "resources",
+    "service",
+    "tls",
+];
+
+const CHART_VALUES_HINT: &str = ": this looks like the Helm chart's values (`rules.custom`, `rules.external`, `rules.resource`) pasted as a rules file. A rules file has the lists `rules`, `externalRules` and `resourceRules` at the top: move the list under `rules.custom` to `rules`, `rules.external` to `externalRules`, and `rules.resource` to `resourceRules`";
+
 fn diagnostic(span: &Span, path: &str, message: String) -> Diagnostic {
     Diagnostic {
         line: span.start.line() as u64,
@@ -160,11 +176,16 @@ fn walk(
                 None if key == "<<" => skip_node(events)?,
                 None => {
                     let expected: Vec<&str> = fields.iter().map(|(name, _)| *name).collect();
+                    let hint = if path.is_empty() && CHART_VALUES_KEYS.contains(&key.as_ref()) {
+                        CHART_VALUES_HINT
+                    } else {
+                        ""
+                    };
                     out.push(diagnostic(
                         &key_span,
                         &join(&key),
                         format!(
-                            "unknown field `{key}` (expected one of: {})",
+                            "unknown field `{key}` (expected one of: {}){hint}",
                             expected.join(", ")
                         ),
                     ));
@@ -200,10 +221,16 @@ fn walk(
                 Event::SequenceStart(..) => "a list",
                 _ => "a scalar",
             };
+            // Helm chart values pasted where a rules file belongs: `rules: {custom: [...]}`.
+            let hint = if path == "rules" && found == "a mapping" {
+                CHART_VALUES_HINT
+            } else {
+                ""
+            };
             out.push(diagnostic(
                 &span,
                 path,
-                format!("expected {}, found {found}", describe(shape)),
+                format!("expected {}, found {found}{hint}", describe(shape)),
             ));
             if matches!(event, Event::MappingStart(..) | Event::SequenceStart(..)) {
                 skip_inside(events)?;

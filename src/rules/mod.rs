@@ -20,6 +20,7 @@ use crate::promql::SeriesSelector;
 /// errors, and `index` on `.LabelValuesByName` gives `""` for a missing key (Go's zero value for
 /// its `map[string]string`) rather than `<no value>`.
 fn parse_go_template(name: &str, source: &str) -> Result<gotmpl::Template, String> {
+    refuse_old_delimiters(source)?;
     use gotmpl::Value;
     gotmpl::Template::new(name)
         .delims("<<", ">>")
@@ -49,6 +50,21 @@ fn parse_go_template(name: &str, source: &str) -> Result<gotmpl::Template, Strin
         })
         .parse(source)
         .map_err(|e| e.to_string())
+}
+
+/// Refuses the `${.Field}$` delimiters of an early prometheus-adapter build (DirectXMan12's 2018
+/// demo): with `<<` `>>` they render literally, so the template could never work.
+fn refuse_old_delimiters(source: &str) -> Result<(), String> {
+    static OLD: std::sync::LazyLock<Regex> = std::sync::LazyLock::new(|| {
+        Regex::new(r"\$\{(\.[A-Za-z0-9_.]*)\}\$").expect("a valid regex")
+    });
+    if OLD.is_match(source) {
+        let fixed = OLD.replace_all(source, "<<$1>>");
+        return Err(format!(
+            "uses the `${{…}}$` delimiters of an early prometheus-adapter build, which render literally; the delimiters are `<<` and `>>`: write {fixed:?}"
+        ));
+    }
+    Ok(())
 }
 
 /// How many `range` iterations one rendering of a template may run.
@@ -266,6 +282,21 @@ mod tests {
         let is_not = SeriesFilter::IsNot(Regex::new("my_.*").unwrap());
         assert!(!is_not.keeps("my_label"));
         assert!(is_not.keeps("your_label"));
+    }
+
+    #[test]
+    fn old_template_delimiters_are_refused_with_the_rewrite() {
+        let error = refuse_old_delimiters(
+            r#"sum(rate(${.Series}${${.LabelMatchers}$,container!="POD"}[2m])) by (${.GroupBy}$)"#,
+        )
+        .unwrap_err();
+        assert!(
+            error.contains(
+                r#"sum(rate(<<.Series>>{<<.LabelMatchers>>,container!=\"POD\"}[2m])) by (<<.GroupBy>>)"#
+            ),
+            "{error}"
+        );
+        assert!(refuse_old_delimiters("sum(<<.Series>>) by (<<.GroupBy>>)").is_ok());
     }
 
     #[test]
