@@ -67,7 +67,38 @@ pub fn static_warnings(rules: &RuleSet) -> Vec<Warning> {
             ));
         }
     }
+    for rule in &rules.custom {
+        let at = format!("rules[{}].metricsQuery", rule.position);
+        warnings.extend(blind_query(&at, rule.metrics_query.source()));
+    }
     warnings
+}
+
+/// Aggregations that drop every label not named in `by`.
+const AGGREGATIONS: [&str; 11] = [
+    "sum", "avg", "min", "max", "count", "stddev", "stdvar", "topk", "bottomk", "quantile", "group",
+];
+
+/// A custom metrics query that cannot tell objects apart: it reads neither `.LabelMatchers` nor
+/// `.LabelValuesByName` (every object gets the same value, from every namespace), or it
+/// aggregates without grouping (the result has no object label, so no object gets a value).
+fn blind_query(at: &str, source: &str) -> Option<Warning> {
+    let filters = source.contains(".LabelMatchers") || source.contains(".LabelValuesByName");
+    if !filters {
+        return Some(Warning {
+            at: at.to_owned(),
+            message: "uses neither <<.LabelMatchers>> nor <<.LabelValuesByName>>, so every object (in every namespace) gets the same value; select with `{<<.LabelMatchers>>}`".into(),
+        });
+    }
+    let code: String = source.replace(char::is_whitespace, "");
+    let aggregates = AGGREGATIONS
+        .iter()
+        .any(|op| code.contains(&format!("{op}(")) || code.contains(&format!("{op}by(")));
+    let groups = source.contains(".GroupBy") || code.contains("by(") || code.contains("without(");
+    (aggregates && !groups).then(|| Warning {
+        at: at.to_owned(),
+        message: "aggregates without `by (<<.GroupBy>>)`, so the result carries no object label and no object gets a value (404); add `by (<<.GroupBy>>)`".into(),
+    })
 }
 
 /// `$name` references in `name.as` to groups `matches` does not have. Go's `regexp.Expand` (and
@@ -457,6 +488,27 @@ rules:
             "{}",
             warnings[1].message
         );
+    }
+
+    #[test]
+    fn queries_that_cannot_tell_objects_apart_are_flagged() {
+        let at = "rules[0].metricsQuery";
+        assert!(
+            blind_query(at, "sum(rate(x[1m]))")
+                .is_some_and(|w| w.message.contains("neither <<.LabelMatchers>>"))
+        );
+        assert!(
+            blind_query(at, "sum(rate(<<.Series>>{<<.LabelMatchers>>}[1m]))")
+                .is_some_and(|w| w.message.contains("aggregates without"))
+        );
+        for fine in [
+            "sum(rate(<<.Series>>{<<.LabelMatchers>>}[1m])) by (<<.GroupBy>>)",
+            "sum by (pod) (rate(<<.Series>>{<<.LabelMatchers>>}[1m]))",
+            "rate(<<.Series>>{<<.LabelMatchers>>}[1m])",
+            "max(<<.Series>>{<<.LabelMatchers>>}) without (instance)",
+        ] {
+            assert!(blind_query(at, fine).is_none(), "{fine}");
+        }
     }
 
     #[test]
