@@ -20,6 +20,13 @@ fn chart() -> PathBuf {
 
 /// Runs helm with a scratch HOME (helm writes its config and cache there).
 fn helm(args: &[&str]) -> String {
+    let (ok, stdout, stderr) = helm_status(args);
+    assert!(ok, "helm {args:?}: {stdout}{stderr}");
+    stdout
+}
+
+/// Runs helm: (success, stdout, stderr).
+fn helm_status(args: &[&str]) -> (bool, String, String) {
     let helm = tools().join("helm/helm");
     assert!(
         helm.exists(),
@@ -32,13 +39,11 @@ fn helm(args: &[&str]) -> String {
         .args(args)
         .output()
         .unwrap();
-    assert!(
+    (
         out.status.success(),
-        "helm {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn values_files() -> Vec<PathBuf> {
@@ -717,4 +722,108 @@ fn the_plain_manifests_are_the_rendered_chart_and_build_with_kustomize() {
         "prom-adapter"
     );
     assert_args_parse(&objects);
+}
+
+#[test]
+fn host_network_dns_and_deployment_annotations_from_community_values_are_honoured() {
+    let chart = chart();
+    let chart = chart.to_str().unwrap();
+    let yaml = helm(&[
+        "template",
+        "demo",
+        chart,
+        "--set",
+        "hostNetwork.enabled=true",
+        "--set",
+        "dnsPolicy=ClusterFirstWithHostNet",
+        "--set",
+        "dnsConfig.options[0].name=ndots",
+        "--set-string",
+        "dnsConfig.options[0].value=2",
+        "--set",
+        "listenPort=4443",
+        "--set-string",
+        "deploymentAnnotations.reloader\\.stakater\\.com/auto=true",
+    ]);
+    validate_for_kubernetes(&yaml, "hostNetwork values");
+    let objects = objects_of(&yaml);
+    let deployment = find(&objects, "Deployment")[0];
+    assert_eq!(
+        deployment["metadata"]["annotations"]["reloader.stakater.com/auto"],
+        "true"
+    );
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert_eq!(pod["hostNetwork"], true);
+    assert_eq!(pod["dnsPolicy"], "ClusterFirstWithHostNet");
+    assert_eq!(pod["dnsConfig"]["options"][0]["name"], "ndots");
+    let container = &pod["containers"][0];
+    assert_eq!(container["ports"][0]["containerPort"], 4443);
+    assert!(
+        container["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a == "--secure-port=4443")
+    );
+    // Off by default.
+    let plain = objects_of(&helm(&["template", "demo", chart]));
+    let pod = &find(&plain, "Deployment")[0]["spec"]["template"]["spec"];
+    assert!(pod.get("hostNetwork").is_none() && pod.get("dnsPolicy").is_none());
+}
+
+#[test]
+fn tls_enable_without_certificates_fails_the_render_and_prometheus_adapters_image_warns() {
+    let chart = chart();
+    let chart = chart.to_str().unwrap();
+    let (ok, _, stderr) = helm_status(&["template", "demo", chart, "--set", "tls.enable=true"]);
+    assert!(!ok);
+    assert!(
+        stderr
+            .contains("tls.enable is true but tls.ca, tls.certificate and tls.key are not all set"),
+        "{stderr}"
+    );
+    // `helm template` leaves NOTES.txt out and `helm install --dry-run` needs a cluster: render
+    // the same file as a ConfigMap of a scratch copy of the chart.
+    let notes = |extra: &[&str]| {
+        let copy = tempfile::tempdir().unwrap();
+        let status = Command::new("cp")
+            .args(["-r", chart])
+            .arg(copy.path().join("chart"))
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let templates = copy.path().join("chart/templates");
+        let text = std::fs::read_to_string(templates.join("NOTES.txt")).unwrap();
+        std::fs::write(
+            templates.join("zz-notes.yaml"),
+            format!(
+                "{{{{- define \"test.notes\" -}}}}\n{text}\n{{{{- end -}}}}\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes\ndata:\n  notes: {{{{ include \"test.notes\" . | toJson }}}}\n"
+            ),
+        )
+        .unwrap();
+        let copied = copy.path().join("chart");
+        let mut args = vec!["template", "demo", copied.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let objects = objects_of(&helm(&args));
+        objects
+            .iter()
+            .find(|o| o["metadata"]["name"] == "notes")
+            .unwrap()["data"]["notes"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let pinned = notes(&[
+        "--set",
+        "image.repository=registry.k8s.io/prometheus-adapter/prometheus-adapter",
+        "--set",
+        "image.tag=v0.12.0",
+    ]);
+    assert!(
+        pinned.contains(
+            "WARNING: image.repository is registry.k8s.io/prometheus-adapter/prometheus-adapter"
+        ),
+        "{pinned}"
+    );
+    assert!(!notes(&[]).contains("WARNING: image.repository"));
 }

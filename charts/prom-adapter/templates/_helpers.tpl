@@ -59,6 +59,9 @@ ones a previous release generated (kept across upgrades), or new ones.
 {{- $fullname := include "prom-adapter.fullname" . -}}
 {{- $namespace := include "prom-adapter.namespace" . -}}
 {{- if .Values.tls.enable -}}
+{{- if not (and .Values.tls.ca .Values.tls.certificate .Values.tls.key) -}}
+{{- fail "tls.enable is true but tls.ca, tls.certificate and tls.key are not all set: give the serving certificate, its key and the CA that signed it (PEM), or leave tls.enable false and the chart generates them (or set certManager.enabled)" -}}
+{{- end -}}
 {{- dict "ca" .Values.tls.ca "cert" .Values.tls.certificate "key" .Values.tls.key | toJson -}}
 {{- else -}}
 {{- $secret := lookup "v1" "Secret" $namespace (printf "%s-tls" $fullname) -}}
