@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use prom_adapter::promql::LabelSelector;
 use serde_json::{Value, json};
 
@@ -95,23 +95,10 @@ impl ApiServer {
         let port = super::free_port();
         let tls = server_tls(&pki);
         let shared = state.clone();
-        let (sender, receiver) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            actix_web::rt::System::new().block_on(async move {
-                let server = HttpServer::new(move || {
-                    App::new()
-                        .app_data(web::Data::new(shared.clone()))
-                        .default_service(web::to(handle))
-                })
-                .workers(1)
-                .bind_rustls_0_23(("127.0.0.1", port), tls)
-                .unwrap()
-                .run();
-                sender.send(server.handle()).unwrap();
-                let _ = server.await;
-            })
+        let handle = super::serve_https_on_a_thread(port, tls, move |app| {
+            app.app_data(web::Data::new(shared.clone()))
+                .default_service(web::to(handle));
         });
-        let handle = receiver.recv().unwrap();
         let kubeconfig = dir.join("kubeconfig");
         std::fs::write(
             &kubeconfig,

@@ -11,6 +11,30 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Serves HTTPS on loopback `port` from its own thread (one worker), with the routes `configure`
+/// sets up; the handle stops it.
+pub fn serve_https_on_a_thread(
+    port: u16,
+    tls: rustls::ServerConfig,
+    configure: impl Fn(&mut actix_web::web::ServiceConfig) + Clone + Send + 'static,
+) -> actix_web::dev::ServerHandle {
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            let server = actix_web::HttpServer::new(move || {
+                actix_web::App::new().configure(configure.clone())
+            })
+            .workers(1)
+            .bind_rustls_0_23(("127.0.0.1", port), tls)
+            .unwrap()
+            .run();
+            sender.send(server.handle()).unwrap();
+            let _ = server.await;
+        })
+    });
+    receiver.recv().unwrap()
+}
+
 /// A free loopback port.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 
 struct State {
     upstream: String,
@@ -37,23 +37,10 @@ impl RbacProxy {
         let tls = server_tls(pki, client_certificates);
         let port = super::free_port();
         let shared = state.clone();
-        let (sender, receiver) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            actix_web::rt::System::new().block_on(async move {
-                let server = HttpServer::new(move || {
-                    App::new()
-                        .app_data(web::Data::new(shared.clone()))
-                        .default_service(web::to(forward))
-                })
-                .workers(1)
-                .bind_rustls_0_23(("127.0.0.1", port), tls)
-                .unwrap()
-                .run();
-                sender.send(server.handle()).unwrap();
-                let _ = server.await;
-            })
+        let handle = super::serve_https_on_a_thread(port, tls, move |app| {
+            app.app_data(web::Data::new(shared.clone()))
+                .default_service(web::to(forward));
         });
-        let handle = receiver.recv().unwrap();
         RbacProxy {
             port,
             state,
