@@ -827,3 +827,102 @@ fn tls_enable_without_certificates_fails_the_render_and_prometheus_adapters_imag
     );
     assert!(!notes(&[]).contains("WARNING: image.repository"));
 }
+
+#[test]
+fn the_community_keys_we_used_to_ignore_are_honoured() {
+    let dir = tempfile::tempdir().unwrap();
+    let values = dir.path().join("values.yaml");
+    std::fs::write(
+        &values,
+        r#"
+customLabels: {team: metrics}
+customAnnotations: {example.com/owner: platform}
+extraContainers:
+  - name: rbac-proxy
+    image: quay.io/brancz/kube-rbac-proxy:v0.18.0
+    args: ["--upstream=http://127.0.0.1:9090/"]
+extraManifests:
+  - apiVersion: v1
+    kind: ConfigMap
+    metadata: {name: "{{ .Release.Name }}-extra"}
+    data: {a: b}
+  - |
+    apiVersion: v1
+    kind: ConfigMap
+    metadata:
+      name: {{ .Release.Name }}-extra-text
+service:
+  clusterIP: 10.96.0.50
+  ipDualStack: {enabled: true, ipFamilies: [IPv4, IPv6], ipFamilyPolicy: RequireDualStack}
+rbac:
+  customMetrics: {resources: ["pods/*"]}
+  externalMetrics: {resources: ["queue_depth"]}
+podDisruptionBudget: {enabled: true, unhealthyPodEvictionPolicy: AlwaysAllow}
+certManager: {enabled: true, caCertRevisionHistoryLimit: 2, certRevisionHistoryLimit: 3}
+rules:
+  external:
+    - seriesQuery: 'queue_depth{namespace!=""}'
+      resources: {overrides: {namespace: {resource: namespace}}}
+      metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>})'
+"#,
+    )
+    .unwrap();
+    let (_, objects) = render(&values);
+    for object in &objects {
+        let name = object["metadata"]["name"].as_str().unwrap_or_default();
+        if name.starts_with("demo-extra") {
+            continue;
+        }
+        assert_eq!(object["metadata"]["labels"]["team"], "metrics", "{name}");
+        assert_eq!(
+            object["metadata"]["annotations"]["example.com/owner"], "platform",
+            "{name}"
+        );
+    }
+    let names: Vec<&str> = objects
+        .iter()
+        .filter_map(|o| o["metadata"]["name"].as_str())
+        .collect();
+    assert!(
+        names.contains(&"demo-extra") && names.contains(&"demo-extra-text"),
+        "{names:?}"
+    );
+    let pod = &find(&objects, "Deployment")[0]["spec"]["template"]["spec"];
+    assert_eq!(pod["containers"][1]["name"], "rbac-proxy");
+    let service = &find(&objects, "Service")[0]["spec"];
+    assert_eq!(service["clusterIP"], "10.96.0.50");
+    assert_eq!(service["ipFamilies"], serde_json::json!(["IPv4", "IPv6"]));
+    assert_eq!(service["ipFamilyPolicy"], "RequireDualStack");
+    let reader = find(&objects, "ClusterRole")
+        .into_iter()
+        .find(|r| r["metadata"]["name"] == "demo-prom-adapter-metrics-reader")
+        .expect("the HPA controller's role");
+    let by_group: Vec<(String, Value)> = reader["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["apiGroups"][0].as_str().unwrap().to_owned(),
+                r["resources"].clone(),
+            )
+        })
+        .collect();
+    assert!(by_group.contains(&(
+        "custom.metrics.k8s.io".into(),
+        serde_json::json!(["pods/*"])
+    )));
+    assert!(by_group.contains(&(
+        "external.metrics.k8s.io".into(),
+        serde_json::json!(["queue_depth"])
+    )));
+    assert_eq!(
+        find(&objects, "PodDisruptionBudget")[0]["spec"]["unhealthyPodEvictionPolicy"],
+        "AlwaysAllow"
+    );
+    let limits: Vec<&Value> = find(&objects, "Certificate")
+        .iter()
+        .map(|c| &c["spec"]["revisionHistoryLimit"])
+        .collect();
+    assert_eq!(limits, [&serde_json::json!(2), &serde_json::json!(3)]);
+}

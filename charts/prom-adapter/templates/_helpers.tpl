@@ -33,6 +33,21 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- with .Values.customLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/*
+An object's `annotations:` block: customAnnotations (on every object, as the community chart
+does) and the object's own (`extra`), or nothing. Call with (dict "root" $ "extra" …).
+*/}}
+{{- define "prom-adapter.annotations" -}}
+{{- $all := merge (dict) (.extra | default dict) (.root.Values.customAnnotations | default dict) -}}
+{{- with $all -}}
+annotations:
+{{ toYaml . | indent 2 }}
+{{- end -}}
 {{- end -}}
 
 {{- define "prom-adapter.selectorLabels" -}}
