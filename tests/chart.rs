@@ -926,3 +926,73 @@ rules:
         .collect();
     assert_eq!(limits, [&serde_json::json!(2), &serde_json::json!(3)]);
 }
+
+#[test]
+fn an_upgrade_of_a_community_release_keeps_every_apiservice_and_points_it_at_our_service() {
+    // The prometheus-community chart's APIServices for a values file (its templates, restated as
+    // facts): custom iff rules.default or rules.custom, external iff rules.external, resource
+    // metrics iff rules.resource; v1beta1 only, each named VERSION.GROUP.
+    let path = chart().join("ci/prometheus-community-values.yaml");
+    let values = yaml_to_json(&std::fs::read_to_string(&path).unwrap());
+    let rules = &values["rules"];
+    let present = |v: &Value| v.as_array().is_some_and(|a| !a.is_empty()) || v.is_object();
+    let mut theirs = Vec::new();
+    if rules["default"] == true || present(&rules["custom"]) {
+        theirs.push("v1beta1.custom.metrics.k8s.io");
+    }
+    if present(&rules["external"]) {
+        theirs.push("v1beta1.external.metrics.k8s.io");
+    }
+    if present(&rules["resource"]) {
+        theirs.push("v1beta1.metrics.k8s.io");
+    }
+    assert!(theirs.len() >= 2, "{theirs:?}");
+    // `helm upgrade prometheus-adapter charts/prom-adapter -f values.yaml`: same release name.
+    let chart = chart();
+    let yaml = helm(&[
+        "template",
+        "prometheus-adapter",
+        chart.to_str().unwrap(),
+        "--namespace",
+        "monitoring",
+        "--values",
+        path.to_str().unwrap(),
+    ]);
+    let objects = objects_of(&yaml);
+    let ours: Vec<&Value> = find(&objects, "APIService");
+    let names: Vec<&str> = ours
+        .iter()
+        .map(|a| a["metadata"]["name"].as_str().unwrap())
+        .collect();
+    for name in &theirs {
+        assert!(
+            names.contains(name),
+            "{name} would be deleted by the upgrade: {names:?}"
+        );
+    }
+    // Each APIService points at a Service of the release, with the port it serves on.
+    let services = find(&objects, "Service");
+    for api in &ours {
+        let target = &api["spec"]["service"];
+        assert_eq!(target["namespace"], "monitoring");
+        let service = services
+            .iter()
+            .find(|s| s["metadata"]["name"] == target["name"])
+            .unwrap_or_else(|| panic!("{} points at a missing Service", api["metadata"]["name"]));
+        assert_eq!(service["spec"]["ports"][0]["port"], target["port"]);
+    }
+    // No name twice: the upgrade neither duplicates nor fights over an object.
+    let mut keys: Vec<(String, String)> = objects
+        .iter()
+        .map(|o| {
+            (
+                o["kind"].as_str().unwrap().to_owned(),
+                o["metadata"]["name"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let count = keys.len();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), count);
+}
