@@ -314,6 +314,12 @@ pub fn query_for_path(
     path: &str,
     objects: &[String],
 ) -> Result<String, Error> {
+    if let Some(rest) = strip_version(
+        path.split('?').next().unwrap_or(path),
+        "/apis/metrics.k8s.io/",
+    ) {
+        return resource_queries(rules, table, rest, objects);
+    }
     match parse_request_path(path)? {
         RequestPath::Custom(request) => {
             let plan = QueryPlan::new(rules, registry, table, &request).map_err(|e| {
@@ -363,6 +369,66 @@ pub fn query_for_path(
     }
 }
 
+/// The CPU and memory queries a `metrics.k8s.io` path runs (`nodes[/NAME]`,
+/// `namespaces/NS/pods[/NAME]`), as the resource metrics API builds them from `resourceRules`.
+fn resource_queries(
+    rules: &RuleSet,
+    table: &ResourceTable,
+    rest: &str,
+    objects: &[String],
+) -> Result<String, Error> {
+    let usage = "metrics.k8s.io paths look like /apis/metrics.k8s.io/v1beta1/nodes[/NAME] or /apis/metrics.k8s.io/v1beta1/namespaces/NS/pods[/NAME]";
+    let segments: Vec<String> = rest
+        .trim_end_matches('/')
+        .split('/')
+        .map(crate::object_names::decode_segment)
+        .collect::<Result<_, _>>()
+        .map_err(|e| Error::Request(e.to_string()))?;
+    let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+    let (resource, namespace, name) = match segments.as_slice() {
+        ["nodes"] => ("nodes", None, None),
+        ["nodes", name] => ("nodes", None, Some(*name)),
+        ["namespaces", namespace, "pods"] => ("pods", Some(*namespace), None),
+        ["namespaces", namespace, "pods", name] => ("pods", Some(*namespace), Some(*name)),
+        ["pods"] => {
+            return Err(Error::Request(
+                "an all-namespaces pod list runs the pods queries once per namespace: name one, /apis/metrics.k8s.io/v1beta1/namespaces/NS/pods".into(),
+            ));
+        }
+        _ => return Err(Error::Request(usage.into())),
+    };
+    let resource_rules = rules.resource.as_ref().ok_or_else(|| {
+        Error::Request(
+            "the rules file has no resourceRules, so metrics.k8s.io is not served".into(),
+        )
+    })?;
+    let names: Vec<String> = match name {
+        Some(name) => vec![name.to_owned()],
+        None if objects.is_empty() => {
+            return Err(Error::Request(format!(
+                "a {resource} list takes its objects from the cluster: give their names with --objects a,b"
+            )));
+        }
+        None => objects.to_vec(),
+    };
+    let everything = LabelSelector::parse("").map_err(|e| Error::Request(e.to_string()))?;
+    let request = QueryRequest {
+        namespace,
+        metric_selector: &everything,
+        names: &names,
+    };
+    let group_resource = crate::model::GroupResource::new("", resource);
+    let query = |rule| {
+        crate::rules::build_resource_query(rule, table, &group_resource, &request)
+            .map_err(|e| Error::Request(e.to_string()))
+    };
+    Ok(format!(
+        "cpu: {}\nmemory: {}",
+        query(&resource_rules.cpu)?,
+        query(&resource_rules.memory)?
+    ))
+}
+
 fn strip_version<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
     let rest = path.strip_prefix(prefix)?;
     let (_version, tail) = rest.split_once('/')?;
@@ -372,6 +438,48 @@ fn strip_version<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resource_metrics_paths_show_their_cpu_and_memory_queries() {
+        let rules = crate::config::parse_rules(include_str!("../../config/demo.yaml"), "demo.yaml")
+            .unwrap();
+        let table = ResourceTable::builtin();
+        let registry = Registry::from_series(&rules, &[], &table);
+        let pod = query_for_path(
+            &rules,
+            &registry,
+            &table,
+            "/apis/metrics.k8s.io/v1beta1/namespaces/shop/pods/web-1",
+            &[],
+        )
+        .unwrap();
+        assert!(
+            pod.starts_with("cpu: ")
+                && pod.contains("\nmemory: ")
+                && pod.contains(r#"pod="web-1""#),
+            "{pod}"
+        );
+        assert!(pod.contains(r#"namespace="shop""#), "{pod}");
+        let nodes = query_for_path(
+            &rules,
+            &registry,
+            &table,
+            "/apis/metrics.k8s.io/v1beta1/nodes",
+            &["node-a".into(), "node-b".into()],
+        )
+        .unwrap();
+        assert!(nodes.contains(r#"node=~"node\\-a|node\\-b""#), "{nodes}");
+        let error = query_for_path(
+            &rules,
+            &registry,
+            &table,
+            "/apis/metrics.k8s.io/v1beta1/nodes",
+            &[],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("--objects"), "{error}");
+    }
 
     const RULES: &str = r#"
 rules:
