@@ -859,6 +859,7 @@ rbac:
   externalMetrics: {resources: ["queue_depth"]}
 podDisruptionBudget: {enabled: true, unhealthyPodEvictionPolicy: AlwaysAllow}
 certManager: {enabled: true, caCertRevisionHistoryLimit: 2, certRevisionHistoryLimit: 3}
+serviceMonitor: {enabled: true, labels: {release: kube-prometheus-stack}}
 rules:
   external:
     - seriesQuery: 'queue_depth{namespace!=""}'
@@ -925,6 +926,13 @@ rules:
         .map(|c| &c["spec"]["revisionHistoryLimit"])
         .collect();
     assert_eq!(limits, [&serde_json::json!(2), &serde_json::json!(3)]);
+    // The ServiceMonitor keeps the labels Prometheus selects it by, beside the custom ones.
+    let monitor = find(&objects, "ServiceMonitor")[0];
+    assert_eq!(
+        monitor["metadata"]["labels"]["release"],
+        "kube-prometheus-stack"
+    );
+    assert!(monitor["metadata"]["annotations"].get("release").is_none());
 }
 
 #[test]

@@ -66,7 +66,7 @@ impl Collector {
 
     /// Compiles a Go regular expression (as prometheus-adapter reads it) with Rust's `regex`.
     fn regex(&mut self, pattern: &Spanned<String>, path: &str) -> Option<Regex> {
-        Regex::new(&super::go_regex::to_rust(&pattern.value))
+        Regex::new(&crate::promql::go_regex::to_rust(&pattern.value))
             .map_err(|e| {
                 // regex's message spans several lines with a caret; its last line says what is wrong.
                 let text = e.to_string();

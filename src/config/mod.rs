@@ -1,7 +1,6 @@
 //! The rules file (raw serde mirror → compiled rules, with every error at once) and the adapter's own settings.
 
 pub mod compile;
-pub mod go_regex;
 pub mod raw;
 pub mod settings;
 mod structure;

@@ -91,9 +91,18 @@ fn blind_query(at: &str, source: &str) -> Option<Warning> {
         });
     }
     let code: String = source.replace(char::is_whitespace, "");
+    // `max(` counts, `clamp_max(` does not: the name must start a word.
+    let at_word_start = |needle: &str| {
+        code.match_indices(needle).any(|(at, _)| {
+            !code[..at]
+                .chars()
+                .next_back()
+                .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+        })
+    };
     let aggregates = AGGREGATIONS
         .iter()
-        .any(|op| code.contains(&format!("{op}(")) || code.contains(&format!("{op}by(")));
+        .any(|op| at_word_start(&format!("{op}(")) || at_word_start(&format!("{op}by(")));
     let groups = source.contains(".GroupBy") || code.contains("by(") || code.contains("without(");
     (aggregates && !groups).then(|| Warning {
         at: at.to_owned(),
@@ -506,6 +515,8 @@ rules:
             "sum by (pod) (rate(<<.Series>>{<<.LabelMatchers>>}[1m]))",
             "rate(<<.Series>>{<<.LabelMatchers>>}[1m])",
             "max(<<.Series>>{<<.LabelMatchers>>}) without (instance)",
+            "clamp_max(rate(<<.Series>>{<<.LabelMatchers>>}[1m]), 100)",
+            "histogram_quantile(0.9, rate(<<.Series>>{<<.LabelMatchers>>}[1m]))",
         ] {
             assert!(blind_query(at, fine).is_none(), "{fine}");
         }

@@ -14,7 +14,7 @@ use super::Error;
 pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 
 /// How to authenticate to Prometheus and which CAs to trust.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct TransportAuth {
     /// CA bundle (PEM) to verify Prometheus with, instead of the system roots.
     pub ca_pem: Option<Vec<u8>>,
@@ -26,6 +26,22 @@ pub struct TransportAuth {
     pub token_file: Option<PathBuf>,
     /// Client certificate and key (PEM, one after the other).
     pub identity_pem: Option<Vec<u8>>,
+}
+
+/// Says which credentials there are, never what they are.
+impl std::fmt::Debug for TransportAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TransportAuth")
+            .field("ca_pem", &self.ca_pem.as_ref().map(|_| "…"))
+            .field("insecure", &self.insecure)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("token_file", &self.token_file)
+            .field(
+                "identity_pem",
+                &self.identity_pem.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
 }
 
 fn config_error(path: &Path, what: impl std::fmt::Display) -> Error {

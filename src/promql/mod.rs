@@ -1,5 +1,6 @@
 //! Typed PromQL fragments: label names, matchers and string quoting; every quote and regex escape is made here.
 
+pub mod go_regex;
 mod labels;
 mod selector;
 

@@ -145,7 +145,8 @@ impl SeriesSelector {
         for m in &matchers {
             regexes.push(match m.op() {
                 MatchOp::Regex | MatchOp::NotRegex => Some(
-                    Regex::new(&format!("^(?:{})$", m.value()))
+                    // Prometheus reads the regex as Go does.
+                    Regex::new(&format!("^(?:{})$", super::go_regex::to_rust(m.value())))
                         .map_err(|e| fail(format!("label {:?}: invalid regex: {e}", m.name())))?,
                 ),
                 _ => None,

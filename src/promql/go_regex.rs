@@ -1,5 +1,6 @@
-//! Go (RE2) regular expressions, as rules files write them for prometheus-adapter, rewritten into
-//! the syntax of Rust's `regex` crate where the two read the same text differently.
+//! Go (RE2) regular expressions, as rules files and PromQL selectors write them for
+//! prometheus-adapter and Prometheus, rewritten into the syntax of Rust's `regex` crate where the
+//! two read the same text differently.
 
 /// Rewrites a Go regular expression so that Rust's `regex` matches what Go's `regexp` matches:
 /// - `\Q…\E` quotes its contents literally (Rust has no `\Q`);
@@ -28,6 +29,16 @@ pub fn to_rust(pattern: &str) -> String {
                     i += 2 + quoted.chars().count() + (consumed - quoted.len());
                     continue;
                 }
+                if matches!(next, 'p' | 'P' | 'x') && chars.get(i + 2) == Some(&'{') {
+                    // `\p{Greek}`, `\x{41}`: the braces belong to the escape.
+                    let end = chars[i + 2..]
+                        .iter()
+                        .position(|c| *c == '}')
+                        .map_or(chars.len(), |p| i + 2 + p + 1);
+                    out.extend(&chars[i..end]);
+                    i = end;
+                    continue;
+                }
                 if next.is_ascii_alphanumeric() || !next.is_ascii() {
                     out.push('\\');
                     out.push(next);
@@ -54,6 +65,21 @@ pub fn to_rust(pattern: &str) -> String {
             ']' if in_class => {
                 in_class = false;
                 out.push(']');
+                i += 1;
+            }
+            // Inside a class Go reads these literally; Rust reads `[` as a nested class (except
+            // `[:name:]`) and `&&`, `--`, `~~` as set operations.
+            '[' if in_class && chars.get(i + 1) != Some(&':') => {
+                out.push_str("\\[");
+                i += 1;
+            }
+            '&' | '~' if in_class => {
+                out.push('\\');
+                out.push(c);
+                i += 1;
+            }
+            '-' if in_class && chars.get(i + 1) == Some(&'-') => {
+                out.push_str("\\-");
                 i += 1;
             }
             '{' if !in_class => {
@@ -88,11 +114,14 @@ fn repetition_len(chars: &[char]) -> Option<usize> {
     let inner = text.strip_prefix('{')?;
     let end = inner.find('}')?;
     let body = &inner[..end];
+    // Go takes no leading zeros (`{01}` is literal text).
     let count = |s: &str| -> Option<u32> {
-        (!s.is_empty() && s.chars().all(|c| c.is_ascii_digit()))
-            .then(|| s.parse().ok())
-            .flatten()
-            .filter(|n| *n <= 1000)
+        (!s.is_empty()
+            && s.chars().all(|c| c.is_ascii_digit())
+            && (s.len() == 1 || !s.starts_with('0')))
+        .then(|| s.parse().ok())
+        .flatten()
+        .filter(|n| *n <= 1000)
     };
     let valid = match body.split_once(',') {
         None => count(body).is_some(),
@@ -130,6 +159,14 @@ mod tests {
         assert!(matches(r"^x\Q(y)", "x(y)"));
         // `\` before punctuation is the character.
         assert!(matches(r"^a\_b\/c$", "a_b/c"));
+        // Escapes with braces keep them.
+        assert!(matches(r"^\p{Greek}+$", "αβ") && matches(r"^\x{41}$", "A"));
+        assert!(!matches(r"^a{01}$", "a") && matches(r"^a{01}$", "a{01}"));
+        // Inside a class, `[`, `&&`, `--` and `~~` are plain characters in Go.
+        assert!(
+            matches(r"^[a[]+$", "a[") && matches(r"^[a&&b]+$", "&") && matches(r"^[a--]$", "-")
+        );
+        assert!(matches(r"^[[:alpha:]]+$", "abc"));
         // Classes and escapes pass through.
         assert!(matches(r"^[{}]+\d$", "{}1"));
         assert!(matches(r"^[]a]$", "]"));
