@@ -275,13 +275,7 @@ pub fn parse_request_path(path: &str) -> Result<RequestPath, Error> {
             .map_err(|e| Error::Request(e.to_string()));
     }
     if let Some(rest) = strip_version(path, "/apis/external.metrics.k8s.io/") {
-        // Decoded as the API decodes custom metrics paths (`queue%3Adepth`).
-        let segments: Vec<String> = rest
-            .trim_end_matches('/')
-            .split('/')
-            .map(crate::object_names::decode_segment)
-            .collect::<Result<_, _>>()
-            .map_err(|e| Error::Request(e.to_string()))?;
+        let segments = decoded_segments(rest)?;
         let [keyword, namespace, metric] = segments.as_slice() else {
             return Err(Error::Request("external metrics paths look like /apis/external.metrics.k8s.io/v1beta1/namespaces/NS/METRIC".into()));
         };
@@ -378,12 +372,7 @@ fn resource_queries(
     objects: &[String],
 ) -> Result<String, Error> {
     let usage = "metrics.k8s.io paths look like /apis/metrics.k8s.io/v1beta1/nodes[/NAME] or /apis/metrics.k8s.io/v1beta1/namespaces/NS/pods[/NAME]";
-    let segments: Vec<String> = rest
-        .trim_end_matches('/')
-        .split('/')
-        .map(crate::object_names::decode_segment)
-        .collect::<Result<_, _>>()
-        .map_err(|e| Error::Request(e.to_string()))?;
+    let segments = decoded_segments(rest)?;
     let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
     let (resource, namespace, name) = match segments.as_slice() {
         ["nodes"] => ("nodes", None, None),
@@ -427,6 +416,15 @@ fn resource_queries(
         query(&resource_rules.cpu)?,
         query(&resource_rules.memory)?
     ))
+}
+
+/// A path's segments after the version, decoded as the API decodes them (`queue%3Adepth`).
+fn decoded_segments(rest: &str) -> Result<Vec<String>, Error> {
+    rest.trim_end_matches('/')
+        .split('/')
+        .map(crate::object_names::decode_segment)
+        .collect::<Result<_, _>>()
+        .map_err(|e| Error::Request(e.to_string()))
 }
 
 fn strip_version<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
