@@ -179,6 +179,26 @@ async fn headers_bearer_token_reload_and_verbs() {
         "long queries go by POST"
     );
 
+    // An Authorization header given by --prometheus-header is sent instead of the token, never
+    // beside it (prometheus-adapter's bearer round-tripper leaves it alone too).
+    let mut explicit = settings.clone();
+    explicit
+        .headers
+        .push(("Authorization".into(), "Basic dXNlcjpwYXNz".into()));
+    Client::new(explicit)
+        .unwrap()
+        .query("vector(4)", now())
+        .await
+        .unwrap();
+    let last = proxy.seen().last().cloned().unwrap();
+    let authorizations: Vec<&str> = last
+        .headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(authorizations, ["Basic dXNlcjpwYXNz"], "{last:?}");
+
     let mut post = settings;
     post.verb = Verb::Post;
     Client::new(post)

@@ -211,6 +211,16 @@ impl Client {
             base.set_path(&path);
         }
         let transport_token = config.transport.as_ref().and_then(|t| t.token_file.clone());
+        let has_token = config.token_file.is_some()
+            || transport_token.is_some()
+            || config.transport.as_ref().is_some_and(|t| t.token.is_some());
+        if has_token && headers.contains_key(AUTHORIZATION) {
+            // prometheus-adapter's bearer round-tripper leaves a request's own Authorization
+            // alone, so the header wins there too; one Authorization line, never two.
+            tracing::warn!(
+                "--prometheus-header sets Authorization: it is sent instead of the bearer token"
+            );
+        }
         let token = match config.token_file.as_ref().or(transport_token.as_ref()) {
             Some(path) => {
                 let file = TokenFile::new(path.clone());
@@ -278,7 +288,9 @@ impl Client {
         for (name, value) in self.headers.iter() {
             request = request.header(name, value);
         }
-        if let Some(auth) = self.auth_header()? {
+        if !self.headers.contains_key(AUTHORIZATION)
+            && let Some(auth) = self.auth_header()?
+        {
             request = request.header(AUTHORIZATION, auth);
         }
         let response = request
