@@ -1004,3 +1004,274 @@ fn an_upgrade_of_a_community_release_keeps_every_apiservice_and_points_it_at_our
     keys.dedup();
     assert_eq!(keys.len(), count);
 }
+
+/// A values file that sets every key of the prometheus-community chart 5.3.0 (its values.yaml,
+/// restated as facts: 75 keys), each to a value of the type that chart takes.
+const EVERY_COMMUNITY_KEY: &str = r#"
+affinity: {nodeAffinity: {requiredDuringSchedulingIgnoredDuringExecution: {nodeSelectorTerms: [{matchExpressions: [{key: kubernetes.io/os, operator: In, values: [linux]}]}]}}}
+topologySpreadConstraints: [{maxSkew: 1, topologyKey: kubernetes.io/hostname, whenUnsatisfiable: ScheduleAnyway, labelSelector: {matchLabels: {app: x}}}]
+nameOverride: adapter
+fullnameOverride: metrics-adapter
+image: {repository: example.com/prom-adapter, tag: v9.9.9, pullPolicy: Always, pullSecrets: [regcred]}
+logLevel: 6
+metricsRelistInterval: 30s
+listenPort: 4443
+nodeSelector: {kubernetes.io/os: linux}
+priorityClassName: system-cluster-critical
+namespaceOverride: metrics
+customAnnotations: {example.com/owner: platform}
+customLabels: {team: metrics}
+prometheus: {url: http://prometheus.monitoring.svc, port: 9090, path: /prom}
+replicas: 2
+podSecurityContext: {fsGroup: 10001}
+securityContext: {allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}, readOnlyRootFilesystem: true, runAsNonRoot: true, runAsUser: 10001, seccompProfile: {type: RuntimeDefault}}
+rbac:
+  create: true
+  useAuthReaderClusterRole: true
+  externalMetrics: {resources: ["*"]}
+  customMetrics: {resources: ["*"]}
+automountServiceAccountToken: true
+serviceAccount: {create: true, name: adapter-sa, annotations: {example.com/sa: "yes"}, automountServiceAccountToken: true}
+dnsConfig: {options: [{name: ndots, value: "2"}]}
+resources: {requests: {cpu: 100m, memory: 128Mi}, limits: {memory: 512Mi}}
+livenessProbe: {httpGet: {path: /healthz, port: https, scheme: HTTPS}, initialDelaySeconds: 30, timeoutSeconds: 5}
+readinessProbe: {httpGet: {path: /healthz, port: https, scheme: HTTPS}, initialDelaySeconds: 30, timeoutSeconds: 5}
+startupProbe: {httpGet: {path: /healthz, port: https, scheme: HTTPS}, failureThreshold: 30}
+rules:
+  default: true
+  custom:
+    - seriesQuery: 'http_requests_total{namespace!="",pod!=""}'
+      resources: {template: <<.Resource>>}
+      name: {matches: "^(.*)_total$", as: "${1}_per_second"}
+      metricsQuery: 'sum(rate(<<.Series>>{<<.LabelMatchers>>}[2m])) by (<<.GroupBy>>)'
+  existing: ""
+  external:
+    - seriesQuery: 'queue_depth{namespace!=""}'
+      resources: {overrides: {namespace: {resource: namespace}}}
+      metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)'
+  resource:
+    cpu:
+      containerQuery: 'sum(rate(container_cpu_usage_seconds_total{<<.LabelMatchers>>,container!=""}[3m])) by (<<.GroupBy>>)'
+      nodeQuery: 'sum(rate(container_cpu_usage_seconds_total{<<.LabelMatchers>>,id="/"}[3m])) by (<<.GroupBy>>)'
+      resources: {overrides: {node: {resource: node}, namespace: {resource: namespace}, pod: {resource: pod}}}
+      containerLabel: container
+    memory:
+      containerQuery: 'sum(container_memory_working_set_bytes{<<.LabelMatchers>>,container!=""}) by (<<.GroupBy>>)'
+      nodeQuery: 'sum(container_memory_working_set_bytes{<<.LabelMatchers>>,id="/"}) by (<<.GroupBy>>)'
+      resources: {overrides: {node: {resource: node}, namespace: {resource: namespace}, pod: {resource: pod}}}
+      containerLabel: container
+    window: 3m
+service:
+  annotations: {example.com/svc: "yes"}
+  port: 8443
+  type: ClusterIP
+  clusterIP: 10.96.0.50
+  ipDualStack: {enabled: true, ipFamilies: [IPv4, IPv6], ipFamilyPolicy: PreferDualStack}
+tls: {enable: false, ca: "", key: "", certificate: ""}
+env: [{name: GOMAXPROCS, value: "2"}]
+extraArguments: [--prometheus-timeout=20s]
+extraContainers: [{name: sidecar, image: example.com/sidecar:1}]
+extraVolumes: [{name: extra, emptyDir: {}}]
+extraVolumeMounts: [{name: extra, mountPath: /extra}]
+tolerations: [{key: dedicated, operator: Equal, value: metrics, effect: NoSchedule}]
+podLabels: {example.com/pod: "yes"}
+podAnnotations: {example.com/pod: "yes"}
+deploymentAnnotations: {reloader.stakater.com/auto: "true"}
+hostNetwork: {enabled: true}
+dnsPolicy: ClusterFirstWithHostNet
+strategy: {type: RollingUpdate, rollingUpdate: {maxSurge: 0, maxUnavailable: 1}}
+podDisruptionBudget: {enabled: true, minAvailable: null, maxUnavailable: 1, unhealthyPodEvictionPolicy: IfHealthyBudget}
+certManager: {enabled: false, caCertDuration: 43800h0m0s, certDuration: 8760h0m0s, caCertRevisionHistoryLimit: 2, certRevisionHistoryLimit: 3}
+extraManifests: [{apiVersion: v1, kind: ConfigMap, metadata: {name: extra}, data: {a: b}}]
+revisionHistoryLimit: 5
+"#;
+
+/// The prometheus-community chart's values keys (5.3.0).
+const COMMUNITY_KEYS: [&str; 75] = [
+    "affinity",
+    "topologySpreadConstraints",
+    "nameOverride",
+    "fullnameOverride",
+    "image.repository",
+    "image.tag",
+    "image.pullPolicy",
+    "image.pullSecrets",
+    "logLevel",
+    "metricsRelistInterval",
+    "listenPort",
+    "nodeSelector",
+    "priorityClassName",
+    "namespaceOverride",
+    "customAnnotations",
+    "customLabels",
+    "prometheus.url",
+    "prometheus.port",
+    "prometheus.path",
+    "replicas",
+    "podSecurityContext",
+    "securityContext",
+    "rbac.create",
+    "rbac.useAuthReaderClusterRole",
+    "rbac.externalMetrics.resources",
+    "rbac.customMetrics.resources",
+    "automountServiceAccountToken",
+    "serviceAccount.create",
+    "serviceAccount.name",
+    "serviceAccount.annotations",
+    "serviceAccount.automountServiceAccountToken",
+    "dnsConfig",
+    "resources",
+    "livenessProbe",
+    "readinessProbe",
+    "startupProbe",
+    "rules.default",
+    "rules.custom",
+    "rules.existing",
+    "rules.external",
+    "rules.resource",
+    "service.annotations",
+    "service.port",
+    "service.type",
+    "service.clusterIP",
+    "service.ipDualStack.enabled",
+    "service.ipDualStack.ipFamilies",
+    "service.ipDualStack.ipFamilyPolicy",
+    "tls.enable",
+    "tls.ca",
+    "tls.key",
+    "tls.certificate",
+    "env",
+    "extraArguments",
+    "extraContainers",
+    "extraVolumes",
+    "extraVolumeMounts",
+    "tolerations",
+    "podLabels",
+    "podAnnotations",
+    "deploymentAnnotations",
+    "hostNetwork.enabled",
+    "dnsPolicy",
+    "strategy",
+    "podDisruptionBudget.enabled",
+    "podDisruptionBudget.minAvailable",
+    "podDisruptionBudget.maxUnavailable",
+    "podDisruptionBudget.unhealthyPodEvictionPolicy",
+    "certManager.enabled",
+    "certManager.caCertDuration",
+    "certManager.certDuration",
+    "certManager.caCertRevisionHistoryLimit",
+    "certManager.certRevisionHistoryLimit",
+    "extraManifests",
+    "revisionHistoryLimit",
+];
+
+#[test]
+fn every_community_key_renders_and_the_schema_refuses_what_the_chart_would_ignore() {
+    let dir = tempfile::tempdir().unwrap();
+    let values = dir.path().join("values.yaml");
+    std::fs::write(&values, EVERY_COMMUNITY_KEY).unwrap();
+    let community = yaml_to_json(EVERY_COMMUNITY_KEY);
+    for key in COMMUNITY_KEYS {
+        let value = key.split('.').fold(&community, |v, k| &v[k]);
+        assert!(
+            !value.is_null() || key.ends_with("minAvailable"),
+            "{key} is not set"
+        );
+    }
+    assert_eq!(COMMUNITY_KEYS.len(), 75);
+
+    let (yaml, objects) = render(&values);
+    validate_for_kubernetes(&yaml, "every community key");
+    let deployment = find(&objects, "Deployment")[0];
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert_eq!(
+        pod["imagePullSecrets"],
+        serde_json::json!([{"name": "regcred"}]),
+        "the community chart's secret names become LocalObjectReferences"
+    );
+    assert_eq!(pod["hostNetwork"], true);
+    assert_eq!(deployment["metadata"]["namespace"], "metrics");
+    assert_eq!(deployment["metadata"]["name"], "metrics-adapter");
+    // `minAvailable:` left empty, as the community chart's values.yaml has it, is unset.
+    let budget = &find(&objects, "PodDisruptionBudget")[0]["spec"];
+    assert_eq!(
+        (budget.get("minAvailable"), &budget["maxUnavailable"]),
+        (None, &serde_json::json!(1))
+    );
+    let (_, objects) = render_with(&[
+        "--set",
+        "podDisruptionBudget.enabled=true",
+        "--set",
+        "podDisruptionBudget.minAvailable=0",
+    ]);
+    assert_eq!(
+        find(&objects, "PodDisruptionBudget")[0]["spec"]["minAvailable"],
+        0
+    );
+
+    // Kubernetes' own {name: …} form of pull secrets works too.
+    let (_, objects) = render_with(&["--set", "image.pullSecrets[0].name=regcred"]);
+    assert_eq!(
+        find(&objects, "Deployment")[0]["spec"]["template"]["spec"]["imagePullSecrets"],
+        serde_json::json!([{"name": "regcred"}])
+    );
+    // The 3.x chart's runAsUser is honoured over the default securityContext's.
+    let (_, objects) = render_with(&["--set", "runAsUser=2000", "--set", "psp.create=false"]);
+    assert_eq!(
+        find(&objects, "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]["securityContext"]
+            ["runAsUser"],
+        2000
+    );
+
+    // What the chart cannot honour fails the render, naming the key.
+    let chart = chart();
+    for (set, message) in [
+        (
+            "nosuchkey=1",
+            "Additional property nosuchkey is not allowed",
+        ),
+        (
+            "hostNetwork=true",
+            "hostNetwork: Invalid type. Expected: object",
+        ),
+        (
+            "rbac.customMetricsResources[0]=x",
+            "Additional property customMetricsResources is not allowed",
+        ),
+        (
+            "commonLabels.a=b",
+            "Additional property commonLabels is not allowed",
+        ),
+        (
+            "rateInterval=5m",
+            "Additional property rateInterval is not allowed",
+        ),
+        ("replicas=two", "replicas: Invalid type. Expected: integer"),
+        ("dnsPolicy=ClusterFirstWithHostnet", "dnsPolicy"),
+        (
+            "tls.enable=yes",
+            "tls.enable: Invalid type. Expected: boolean",
+        ),
+        (
+            "psp.create=true",
+            "psp.create: PodSecurityPolicy was removed in Kubernetes 1.25",
+        ),
+    ] {
+        let (ok, _, stderr) =
+            helm_status(&["template", "demo", chart.to_str().unwrap(), "--set", set]);
+        assert!(!ok, "--set {set} rendered");
+        assert!(stderr.contains(message), "--set {set}: {stderr}");
+    }
+    // A parent chart's `global` values are allowed.
+    render_with(&["--set", "global.imageRegistry=example.com"]);
+}
+
+/// `helm template` of the chart with extra arguments (`--set …`), as a list of objects.
+fn render_with(args: &[&str]) -> (String, Vec<Value>) {
+    let chart = chart();
+    let mut all = vec!["template", "demo", chart.to_str().unwrap()];
+    all.extend_from_slice(args);
+    let yaml = helm(&all);
+    let objects = objects_of(&yaml);
+    (yaml, objects)
+}

@@ -256,7 +256,7 @@ fn a_rule_without_a_metrics_query_is_skipped_with_a_warning() {
     let file = dir.path().join("rules.yaml");
     std::fs::write(
         &file,
-        "rules:\n- seriesQuery: 'http_requests_total{namespace!=\"\",pod!=\"\"}'\n  resources: {template: <<.Resource>>}\n- seriesQuery: 'queue_depth{namespace!=\"\"}'\n  resources: {template: <<.Resource>>}\n  metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)'\n",
+        "rules:\n- seriesQuery: 'http_requests_total{namespace!=\"\",pod!=\"\"}'\n  resources: {template: <<.Resource>>}\n- seriesQuery: 'queue_depth{namespace!=\"\"}'\n  resources: {template: <<.Resource>>}\n  metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)'\n- seriesQuery: 'jobs_total{namespace!=\"\"}'\n  resources: {template: <<.Resource>>}\n  metricsQuery: 'sum(${.Series}${${.LabelMatchers}$}) by (${.GroupBy}$)'\n",
     )
     .unwrap();
     let (code, stdout, stderr) = run(&["check", "--config", file.to_str().unwrap()]);
@@ -267,6 +267,15 @@ fn a_rule_without_a_metrics_query_is_skipped_with_a_warning() {
             "warning: {}:2:3: rules[0].metricsQuery: is missing or empty",
             file.display()
         )),
+        "{stdout}"
+    );
+    // A query in the 2018 demo build's `${ }$` syntax never worked with prometheus-adapter either.
+    assert!(
+        stdout.contains(&format!(
+            "warning: {}:9:17: rules[2].metricsQuery: uses the `${{…}}$` delimiters",
+            file.display()
+        )) && stdout.contains("sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)")
+            && stdout.contains("the rule is skipped"),
         "{stdout}"
     );
     // The rule that is kept is still called by its place in the file.

@@ -206,6 +206,20 @@ fn compile_discovery_rule(
         });
         return None;
     }
+    if let Some(query) = &raw.metrics_query
+        && let Err(why) = crate::rules::refuse_old_delimiters(&query.value)
+    {
+        // prometheus-adapter sends such a query as written and Prometheus refuses each one.
+        c.load_warnings.push(Diagnostic {
+            line: query.referenced.line(),
+            column: query.referenced.column(),
+            path: query_path,
+            message: format!(
+                "{why}; prometheus-adapter sent it as written and Prometheus refused every request, so the rule is skipped"
+            ),
+        });
+        return None;
+    }
     let metrics_query = c.query_template(raw.metrics_query.as_ref(), rule, &query_path);
     let (series_query, series_selector) = series?;
     Some(DiscoveryRule {

@@ -116,50 +116,44 @@ fn blind_query(at: &str, source: &str) -> Option<Warning> {
 /// That is rarely what the author meant, but HPAs may depend on the names it gives.
 fn missing_groups(at: &str, name: &crate::rules::NameMatcher) -> Option<Warning> {
     let (template, regex) = (name.as_template(), name.regex());
+    use crate::promql::go_regex::{ExpandPart, expand_parts};
     let mut missing = Vec::new();
     let mut read_as = String::new();
-    let mut rest = template;
-    while let Some(pos) = rest.find('$') {
-        read_as.push_str(&rest[..pos]);
-        let after = &rest[pos + 1..];
-        if let Some(tail) = after.strip_prefix('$') {
-            read_as.push_str("$$");
-            rest = tail;
-            continue;
-        }
-        let (group, written, braced) = match after.strip_prefix('{') {
-            Some(inner) => match inner.find('}') {
-                Some(end) => (&inner[..end], &after[..end + 2], true),
-                None => ("", "", false),
-            },
-            None => {
-                let end = after
-                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                    .unwrap_or(after.len());
-                (&after[..end], &after[..end], false)
+    for part in expand_parts(template) {
+        match part {
+            ExpandPart::Literal(text) => read_as.push_str(&text.replace('$', "$$")),
+            ExpandPart::Index { index, written } if index < regex.captures_len() => {
+                read_as.push_str(written);
             }
-        };
-        if group.is_empty() {
-            read_as.push('$');
-            rest = after;
-            continue;
+            ExpandPart::Index { index, .. } => missing.push((index.to_string(), String::new())),
+            ExpandPart::Name { name, written, .. }
+                if regex.capture_names().any(|n| n == Some(name)) =>
+            {
+                read_as.push_str(written);
+            }
+            ExpandPart::Name { name, braced, .. } => {
+                let digits: String = name.chars().take_while(char::is_ascii_digit).collect();
+                let tail = &name[digits.len()..];
+                // Go reads a leading zero as part of a name: group 1 is `1`, never `01`.
+                let number = match digits.trim_start_matches('0') {
+                    "" if !digits.is_empty() => "0",
+                    n => n,
+                };
+                let meant = if !braced && !digits.is_empty() && !tail.is_empty() {
+                    format!(
+                        " If you meant group {number} then `{tail}`, write `${{{number}}}{tail}` (which renames the metric)."
+                    )
+                } else if !digits.is_empty() && tail.is_empty() && number != digits {
+                    format!(
+                        " Go reads `{digits}` as a name, not a number: write `${{{number}}}` for group {number} (which renames the metric)."
+                    )
+                } else {
+                    String::new()
+                };
+                missing.push((name.to_owned(), meant));
+            }
         }
-        let exists = match group.parse::<usize>() {
-            Ok(index) => index < regex.captures_len(),
-            Err(_) => regex.capture_names().any(|n| n == Some(group)),
-        };
-        if exists {
-            read_as.push('$');
-            read_as.push_str(written);
-        } else {
-            let digits: String = group.chars().take_while(char::is_ascii_digit).collect();
-            let meant = (!braced && !digits.is_empty() && digits.len() < group.len())
-                .then(|| format!(" If you meant group {digits} then `{}`, write `${{{digits}}}{}` (which renames the metric).", &group[digits.len()..], &group[digits.len()..]));
-            missing.push((group.to_owned(), meant.unwrap_or_default()));
-        }
-        rest = &after[written.len()..];
     }
-    read_as.push_str(rest);
     if missing.is_empty() {
         return None;
     }
@@ -469,6 +463,10 @@ rules:
   resources: {template: <<.Resource>>}
   name: {matches: "^(.*)_total$", as: "${1}_per_second"}
   metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)'
+- seriesQuery: 'y_total'
+  resources: {template: <<.Resource>>}
+  name: {matches: "^(.*)_total$", as: "$01_rate$$"}
+  metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)'
 "#,
         );
         // The names are Go's, which HPAs written against prometheus-adapter depend on.
@@ -482,8 +480,20 @@ rules:
         let at: Vec<&str> = warnings.iter().map(|w| w.at.as_str()).collect();
         assert_eq!(
             at,
-            ["rules[0].name.as", "rules[1].name.as"],
+            ["rules[0].name.as", "rules[1].name.as", "rules[3].name.as"],
             "{warnings:#?}"
+        );
+        // `$01_rate` names a group `01_rate`; `$$` is a `$`.
+        assert_eq!(
+            rules.custom[3].name.metric_name("y_total"),
+            Some("$".to_owned())
+        );
+        assert!(
+            warnings[2].message.contains("no capture group `01_rate`")
+                && warnings[2].message.contains("is read as `$$`")
+                && warnings[2].message.contains("write `${1}_rate`"),
+            "{}",
+            warnings[2].message
         );
         assert!(
             warnings[0].message.contains("no capture group `1_`")

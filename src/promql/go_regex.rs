@@ -1,6 +1,6 @@
 //! Go (RE2) regular expressions, as rules files and PromQL selectors write them for
 //! prometheus-adapter and Prometheus, rewritten into the syntax of Rust's `regex` crate where the
-//! two read the same text differently.
+//! two read the same text differently; and `name.as` templates, expanded as Go's `Regexp.Expand`.
 
 /// Rewrites a Go regular expression so that Rust's `regex` matches what Go's `regexp` matches:
 /// - `\Q…\E` quotes its contents literally (Rust has no `\Q`);
@@ -131,6 +131,114 @@ fn repetition_len(chars: &[char]) -> Option<usize> {
     valid.then_some(body.chars().count() + 2)
 }
 
+/// A piece of a Go `Regexp.Expand` template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExpandPart<'a> {
+    /// Text copied as is (`$$` is read as one `$`, a malformed `$` as itself).
+    Literal(std::borrow::Cow<'a, str>),
+    /// `$1`, `${1}`: a group by number.
+    Index {
+        /// The group's number.
+        index: usize,
+        /// How the template wrote it (`$1` or `${1}`).
+        written: &'a str,
+    },
+    /// `$name`, `${name}`, and numbers Go does not read as one (`$01`, `$1_`): a group by name.
+    Name {
+        /// The name.
+        name: &'a str,
+        /// How the template wrote it.
+        written: &'a str,
+        /// Whether it was written in braces.
+        braced: bool,
+    },
+}
+
+/// Reads a template as Go's `Regexp.Expand` does: after `$`, the longest run of letters, digits
+/// (any script) and `_`, or the same in braces, names a group; it is a group number only when it
+/// is all ASCII digits without a leading zero, nine at most. `$$` is a `$`; a `$` that starts
+/// no name (`$-`, `${}`, `${a-b}`) is a literal `$`.
+pub fn expand_parts(template: &str) -> Vec<ExpandPart<'_>> {
+    use std::borrow::Cow;
+    let mut parts = Vec::new();
+    let mut rest = template;
+    while let Some(dollar) = rest.find('$') {
+        if dollar > 0 {
+            parts.push(ExpandPart::Literal(Cow::Borrowed(&rest[..dollar])));
+        }
+        let after = &rest[dollar + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            parts.push(ExpandPart::Literal(Cow::Borrowed("$")));
+            rest = tail;
+            continue;
+        }
+        let (braced, body) = match after.strip_prefix('{') {
+            Some(inner) => (true, inner),
+            None => (false, after),
+        };
+        // Go's unicode.IsLetter and IsDigit: general categories L and Nd, which char's
+        // is_alphabetic and is_numeric are not.
+        static NAME: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+            regex::Regex::new(r"^[\p{L}\p{Nd}_]*").expect("a valid regex")
+        });
+        let name_len = NAME.find(body).map_or(0, |m| m.end());
+        let closed = !braced || body[name_len..].starts_with('}');
+        if name_len == 0 || !closed {
+            parts.push(ExpandPart::Literal(Cow::Borrowed("$")));
+            rest = after;
+            continue;
+        }
+        let name = &body[..name_len];
+        let written_len = 1 + name_len + if braced { 2 } else { 0 };
+        let written = &rest[dollar..dollar + written_len];
+        rest = &rest[dollar + written_len..];
+        let number = (name.bytes().all(|b| b.is_ascii_digit())
+            && !(name.starts_with('0') && name.len() > 1)
+            && name.len() <= 9)
+            .then(|| name.parse::<usize>().ok())
+            .flatten();
+        parts.push(match number {
+            Some(index) => ExpandPart::Index { index, written },
+            None => ExpandPart::Name {
+                name,
+                written,
+                braced,
+            },
+        });
+    }
+    if !rest.is_empty() {
+        parts.push(ExpandPart::Literal(Cow::Borrowed(rest)));
+    }
+    parts
+}
+
+/// Expands `template` with a match of `regex`, as Go's `Regexp.Expand`: a group that does not
+/// exist or did not take part in the match expands to nothing.
+pub fn expand(template: &str, regex: &regex::Regex, captures: &regex::Captures<'_>) -> String {
+    let mut out = String::new();
+    for part in expand_parts(template) {
+        match part {
+            ExpandPart::Literal(text) => out.push_str(&text),
+            ExpandPart::Index { index, .. } => {
+                if let Some(group) = captures.get(index) {
+                    out.push_str(group.as_str());
+                }
+            }
+            ExpandPart::Name { name, .. } => {
+                let group = regex
+                    .capture_names()
+                    .enumerate()
+                    .filter(|(_, n)| *n == Some(name))
+                    .find_map(|(i, _)| captures.get(i));
+                if let Some(group) = group {
+                    out.push_str(group.as_str());
+                }
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,6 +247,48 @@ mod tests {
         regex::Regex::new(&to_rust(go))
             .unwrap_or_else(|e| panic!("{go} → {}: {e}", to_rust(go)))
             .is_match(text)
+    }
+
+    fn go_expand(matches: &str, template: &str, text: &str) -> String {
+        let regex = regex::Regex::new(matches).unwrap();
+        expand(template, &regex, &regex.captures(text).unwrap())
+    }
+
+    #[test]
+    fn expansion_reads_templates_as_go_does() {
+        let re = "^(?P<kind>[a-z]+)_(\\w+)_total$";
+        // Each expected value is what Go 1.19's regexp.Expand gives.
+        for (template, expected) in [
+            ("$1", "http"),
+            ("${1}_$2", "http_requests"),
+            ("$1_$2", "requests"), // `$1_` names a group `1_`
+            ("$kind/$2", "http/requests"),
+            ("${kind}s", "https"),
+            ("$kinds", ""), // a group `kinds`
+            ("$01", ""),    // leading zero: a name, not group 1
+            ("${01}", ""),
+            ("$0", "http_requests_total"),
+            ("$$1", "$1"),
+            ("${}", "${}"), // no name: the `$` is text
+            ("${1", "${1"), // no closing brace
+            ("${a-b}", "${a-b}"),
+            ("$-x", "$-x"),
+            ("a$", "a$"),
+            ("$1é", ""),                // é is a letter: the group `1é`
+            ("$1\u{b2}", "http\u{b2}"), // ² is a number but not a decimal digit (Nd)
+            ("$1\u{0661}", ""),         // ARABIC-INDIC DIGIT ONE is Nd: part of the name
+            ("$3", ""),                 // no such group
+            ("$1234567890", ""),        // ten digits are a name
+            ("$000000001", ""),
+        ] {
+            assert_eq!(
+                go_expand(re, template, "http_requests_total"),
+                expected,
+                "{template}"
+            );
+        }
+        // A group that took no part in the match expands to nothing.
+        assert_eq!(go_expand("^(a)?(b)$", "[$1][$2]", "b"), "[][b]");
     }
 
     #[test]

@@ -54,7 +54,7 @@ fn parse_go_template(name: &str, source: &str) -> Result<gotmpl::Template, Strin
 
 /// Refuses the `${.Field}$` delimiters of an early prometheus-adapter build (DirectXMan12's 2018
 /// demo): with `<<` `>>` they render literally, so the template could never work.
-fn refuse_old_delimiters(source: &str) -> Result<(), String> {
+pub(crate) fn refuse_old_delimiters(source: &str) -> Result<(), String> {
     static OLD: std::sync::LazyLock<Regex> = std::sync::LazyLock::new(|| {
         Regex::new(r"\$\{(\.[A-Za-z0-9_.]*)\}\$").expect("a valid regex")
     });
@@ -185,9 +185,11 @@ impl NameMatcher {
     /// Only the expansion of `as` is returned, as Go's `Regexp.Expand` does.
     pub fn metric_name(&self, series_name: &str) -> Option<String> {
         let captures = self.matches.captures(series_name)?;
-        let mut out = String::new();
-        captures.expand(&self.as_template, &mut out);
-        Some(out)
+        Some(crate::promql::go_regex::expand(
+            &self.as_template,
+            &self.matches,
+            &captures,
+        ))
     }
 
     /// The `matches` regex.
