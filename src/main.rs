@@ -207,9 +207,43 @@ fn explain_live(
             }
             return Ok(ExitCode::SUCCESS);
         };
-        let request = explain::parse_request_path(path)?;
         let backend: Arc<dyn MetricsBackend> =
             Arc::new(InstrumentedClient::new(client, Arc::new(Metrics::new())));
+        if let Some(resource_path) = explain::parse_resource_path(path) {
+            let resource_path = resource_path?;
+            anyhow::ensure!(
+                !args.why,
+                "--why follows custom and external metrics through discovery; a metrics.k8s.io path has no discovery: without --why, explain prints its queries and the values they give"
+            );
+            let snapshot = Arc::new(arc_swap::ArcSwap::from_pointee(Snapshot {
+                registry: Arc::new(registry),
+                rules: Arc::new(rules),
+                table: Arc::new(table),
+            }));
+            let values = live::resource_values(snapshot.clone(), backend, &resource_path, now)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            // The queries as run: for a list, over the objects found.
+            let mut objects: Vec<String> = values
+                .iter()
+                .filter_map(|v| v.object.split('/').next().map(str::to_owned))
+                .collect();
+            objects.dedup();
+            let loaded = snapshot.load();
+            let queries = if objects.is_empty() && resource_path.name.is_none() {
+                format!("no {} with series in Prometheus", resource_path.resource)
+            } else {
+                explain::resource_queries(&loaded.rules, &loaded.table, &resource_path, &objects)?
+            };
+            if json {
+                println!("{}", serde_json::json!({ "query": queries, "values": values }));
+            } else {
+                println!("{queries}");
+                print!("{}", live::render_values(&values, style));
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        let request = explain::parse_request_path(path)?;
         let finding = match why::walk(&rules, &registry, &series, &table, &request, &window) {
             why::Walk::Lost(finding) => finding,
             why::Walk::Query(probe) if args.why => {

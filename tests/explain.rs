@@ -384,3 +384,92 @@ fn live_explain_reports_every_rule_and_answers_requests_as_the_api_does() {
         "{message}"
     );
 }
+
+#[test]
+fn live_explain_answers_metrics_k8s_io_paths_with_their_queries_and_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let prometheus = Prometheus::scraping(dir.path(), Scrape::default());
+    let rules =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("config/demo.yaml"))
+            .unwrap();
+    let answer = |path: &str| {
+        let (ok, stdout, stderr) =
+            explain(dir.path(), &prometheus, &rules, &["--output=json", path]);
+        assert!(ok, "{path}: {stderr}");
+        serde_json::from_str::<Value>(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"))
+    };
+    // The nodes Prometheus has series for, as `serve --standalone` finds them, with the values
+    // `kubectl top` gets from `serve` (node-b: 0.75 cores, 1 GiB).
+    let nodes = answer("/apis/metrics.k8s.io/v1beta1/nodes");
+    let query = nodes["query"].as_str().unwrap();
+    assert!(
+        query.starts_with("cpu: ")
+            && query.contains("\nmemory: ")
+            && query.contains(r#"node=~"node\\-a|node\\-b""#),
+        "{query}"
+    );
+    let values = nodes["values"].as_array().unwrap();
+    assert_eq!(values[0]["object"], "node-a", "{values:?}");
+    assert_eq!(values[1]["object"], "node-b", "{values:?}");
+    let value = values[1]["value"].as_str().unwrap();
+    let (cpu, memory) = value
+        .strip_prefix("cpu=")
+        .and_then(|v| v.split_once(" memory="))
+        .unwrap_or_else(|| panic!("{value}"));
+    common::assert_close(common::quantity(cpu), 0.75, "node-b CPU");
+    assert_eq!(memory, "1Gi");
+
+    // One pod: a row per container (web's app container: 0.25 cores, 100 MiB).
+    let pod = answer("/apis/metrics.k8s.io/v1beta1/namespaces/default/pods/web-6d4cf56db6-abcde");
+    assert!(
+        pod["query"]
+            .as_str()
+            .unwrap()
+            .contains(r#"pod="web-6d4cf56db6-abcde""#),
+        "{pod:#}"
+    );
+    let containers: Vec<&str> = pod["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["object"].as_str().unwrap())
+        .collect();
+    assert!(
+        containers.contains(&"web-6d4cf56db6-abcde/app"),
+        "{containers:?}"
+    );
+    let app = pod["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["object"] == "web-6d4cf56db6-abcde/app")
+        .unwrap()["value"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (cpu, memory) = app
+        .strip_prefix("cpu=")
+        .and_then(|v| v.split_once(" memory="))
+        .unwrap();
+    common::assert_close(common::quantity(cpu), 0.25, "app CPU");
+    assert_eq!(memory, "100Mi");
+
+    // A pod Prometheus has no series for is a 404's message; --why says what it covers.
+    let (ok, _, stderr) = explain(
+        dir.path(),
+        &prometheus,
+        &rules,
+        &["/apis/metrics.k8s.io/v1beta1/namespaces/default/pods/ghost"],
+    );
+    assert!(!ok && stderr.contains("ghost"), "{stderr}");
+    let (ok, _, stderr) = explain(
+        dir.path(),
+        &prometheus,
+        &rules,
+        &["--why", "/apis/metrics.k8s.io/v1beta1/nodes/node-a"],
+    );
+    assert!(
+        !ok && stderr.contains("--why follows custom and external metrics"),
+        "{stderr}"
+    );
+}

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::report::RuleReport;
 use super::why::{Finding, Verdict};
-use super::{RequestPath, abbreviate};
+use super::{RequestPath, ResourcePath, abbreviate};
 use crate::provider::custom::CustomMetrics;
 use crate::provider::external::{ExternalMetrics, ExternalRequest};
 use crate::provider::{MetricsBackend, SharedSnapshot};
@@ -74,6 +74,63 @@ pub async fn values(
                 .collect())
         }
     }
+}
+
+/// Answers a `metrics.k8s.io` request the way `serve --standalone` does: the pods and nodes are
+/// the ones Prometheus has series for. One row per pod container, or per node.
+pub async fn resource_values(
+    snapshot: SharedSnapshot,
+    backend: Arc<dyn MetricsBackend>,
+    path: &ResourcePath,
+    now: f64,
+) -> Result<Vec<ObjectValue>, String> {
+    use crate::provider::resource::{PodMetrics, PrometheusObjects, ResourceMetrics};
+    let objects = Arc::new(PrometheusObjects::new(snapshot.clone(), backend.clone()));
+    let metrics = ResourceMetrics::new(snapshot, backend, objects);
+    let usage = |cpu: &str, memory: &str| format!("cpu={cpu} memory={memory}");
+    if path.resource == "nodes" {
+        let nodes = match &path.name {
+            Some(name) => vec![metrics.node(name, now).await.map_err(|e| e.to_string())?],
+            None => metrics
+                .nodes(&Default::default(), &Default::default(), now)
+                .await
+                .map_err(|e| e.to_string())?,
+        };
+        return Ok(nodes
+            .into_iter()
+            .map(|n| ObjectValue {
+                object: n.node.name,
+                value: usage(&n.cpu, &n.memory),
+            })
+            .collect());
+    }
+    let namespace = path.namespace.as_deref().unwrap_or_default();
+    let pods: Vec<PodMetrics> = match &path.name {
+        Some(name) => vec![
+            metrics
+                .pod(namespace, name, now)
+                .await
+                .map_err(|e| e.to_string())?,
+        ],
+        None => metrics
+            .pods(
+                Some(namespace),
+                &Default::default(),
+                &Default::default(),
+                now,
+            )
+            .await
+            .map_err(|e| e.to_string())?,
+    };
+    Ok(pods
+        .into_iter()
+        .flat_map(|pod| {
+            pod.containers.into_iter().map(move |c| ObjectValue {
+                object: format!("{}/{}", pod.pod.name, c.name),
+                value: usage(&c.cpu, &c.memory),
+            })
+        })
+        .collect())
 }
 
 /// ANSI styling, on only for a terminal without `NO_COLOR`.

@@ -308,11 +308,8 @@ pub fn query_for_path(
     path: &str,
     objects: &[String],
 ) -> Result<String, Error> {
-    if let Some(rest) = strip_version(
-        path.split('?').next().unwrap_or(path),
-        "/apis/metrics.k8s.io/",
-    ) {
-        return resource_queries(rules, table, rest, objects);
+    if let Some(resource_path) = parse_resource_path(path) {
+        return resource_queries(rules, table, &resource_path?, objects);
     }
     match parse_request_path(path)? {
         RequestPath::Custom(request) => {
@@ -363,50 +360,78 @@ pub fn query_for_path(
     }
 }
 
-/// The CPU and memory queries a `metrics.k8s.io` path runs (`nodes[/NAME]`,
-/// `namespaces/NS/pods[/NAME]`), as the resource metrics API builds them from `resourceRules`.
-fn resource_queries(
+/// A `metrics.k8s.io` request path: `nodes[/NAME]` or `namespaces/NS/pods[/NAME]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourcePath {
+    /// `nodes` or `pods`.
+    pub resource: &'static str,
+    /// The pods' namespace.
+    pub namespace: Option<String>,
+    /// One object, or all (`None`).
+    pub name: Option<String>,
+}
+
+/// Reads a `metrics.k8s.io` path; `None` when `path` is not one.
+pub fn parse_resource_path(path: &str) -> Option<Result<ResourcePath, Error>> {
+    let rest = strip_version(
+        path.split('?').next().unwrap_or(path),
+        "/apis/metrics.k8s.io/",
+    )?;
+    let usage = "metrics.k8s.io paths look like /apis/metrics.k8s.io/v1beta1/nodes[/NAME] or /apis/metrics.k8s.io/v1beta1/namespaces/NS/pods[/NAME]";
+    let segments = match decoded_segments(rest) {
+        Ok(segments) => segments,
+        Err(e) => return Some(Err(e)),
+    };
+    let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+    let path = |resource, namespace: Option<&str>, name: Option<&str>| {
+        Ok(ResourcePath {
+            resource,
+            namespace: namespace.map(str::to_owned),
+            name: name.map(str::to_owned),
+        })
+    };
+    Some(match segments.as_slice() {
+        ["nodes"] => path("nodes", None, None),
+        ["nodes", name] => path("nodes", None, Some(name)),
+        ["namespaces", namespace, "pods"] => path("pods", Some(namespace), None),
+        ["namespaces", namespace, "pods", name] => path("pods", Some(namespace), Some(name)),
+        ["pods"] => Err(Error::Request(
+            "an all-namespaces pod list runs the pods queries once per namespace: name one, /apis/metrics.k8s.io/v1beta1/namespaces/NS/pods".into(),
+        )),
+        _ => Err(Error::Request(usage.into())),
+    })
+}
+
+/// The CPU and memory queries a `metrics.k8s.io` request runs, as the resource metrics API builds
+/// them from `resourceRules`, for these objects (the named one, or `objects` for a list).
+pub fn resource_queries(
     rules: &RuleSet,
     table: &ResourceTable,
-    rest: &str,
+    path: &ResourcePath,
     objects: &[String],
 ) -> Result<String, Error> {
-    let usage = "metrics.k8s.io paths look like /apis/metrics.k8s.io/v1beta1/nodes[/NAME] or /apis/metrics.k8s.io/v1beta1/namespaces/NS/pods[/NAME]";
-    let segments = decoded_segments(rest)?;
-    let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
-    let (resource, namespace, name) = match segments.as_slice() {
-        ["nodes"] => ("nodes", None, None),
-        ["nodes", name] => ("nodes", None, Some(*name)),
-        ["namespaces", namespace, "pods"] => ("pods", Some(*namespace), None),
-        ["namespaces", namespace, "pods", name] => ("pods", Some(*namespace), Some(*name)),
-        ["pods"] => {
-            return Err(Error::Request(
-                "an all-namespaces pod list runs the pods queries once per namespace: name one, /apis/metrics.k8s.io/v1beta1/namespaces/NS/pods".into(),
-            ));
-        }
-        _ => return Err(Error::Request(usage.into())),
-    };
     let resource_rules = rules.resource.as_ref().ok_or_else(|| {
         Error::Request(
             "the rules file has no resourceRules, so metrics.k8s.io is not served".into(),
         )
     })?;
-    let names: Vec<String> = match name {
-        Some(name) => vec![name.to_owned()],
+    let names: Vec<String> = match &path.name {
+        Some(name) => vec![name.clone()],
         None if objects.is_empty() => {
             return Err(Error::Request(format!(
-                "a {resource} list takes its objects from the cluster: give their names with --objects a,b"
+                "a {} list takes its objects from the cluster: give their names with --objects a,b",
+                path.resource
             )));
         }
         None => objects.to_vec(),
     };
     let everything = LabelSelector::parse("").map_err(|e| Error::Request(e.to_string()))?;
     let request = QueryRequest {
-        namespace,
+        namespace: path.namespace.as_deref(),
         metric_selector: &everything,
         names: &names,
     };
-    let group_resource = crate::model::GroupResource::new("", resource);
+    let group_resource = crate::model::GroupResource::new("", path.resource);
     let query = |rule| {
         crate::rules::build_resource_query(rule, table, &group_resource, &request)
             .map_err(|e| Error::Request(e.to_string()))
