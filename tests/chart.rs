@@ -7,6 +7,8 @@ use std::process::Command;
 use clap::Parser;
 use serde_json::Value;
 
+mod common;
+
 fn tools() -> PathBuf {
     PathBuf::from(
         std::env::var("PROM_ADAPTER_TOOLS")
@@ -955,17 +957,29 @@ fn an_upgrade_of_a_community_release_keeps_every_apiservice_and_points_it_at_our
         theirs.push("v1beta1.metrics.k8s.io");
     }
     assert!(theirs.len() >= 2, "{theirs:?}");
-    // `helm upgrade prometheus-adapter charts/prom-adapter -f values.yaml`: same release name.
+    // The README's path 1, `helm upgrade RELEASE charts/prom-adapter -n NS -f your-values.yaml`,
+    // rendered with `helm template` and the same arguments.
+    let upgrade = migration_blocks()[0].trim().to_owned();
+    let words: Vec<&str> = upgrade.split_whitespace().collect();
+    assert_eq!(
+        words[..4],
+        [
+            "helm",
+            "upgrade",
+            "prometheus-adapter",
+            "charts/prom-adapter"
+        ],
+        "README: {upgrade}"
+    );
     let chart = chart();
-    let yaml = helm(&[
-        "template",
-        "prometheus-adapter",
-        chart.to_str().unwrap(),
-        "--namespace",
-        "monitoring",
-        "--values",
-        path.to_str().unwrap(),
-    ]);
+    let mut args = vec!["template", words[2], chart.to_str().unwrap()];
+    for word in &words[4..] {
+        args.push(match *word {
+            "your-values.yaml" => path.to_str().unwrap(),
+            other => other,
+        });
+    }
+    let yaml = helm(&args);
     let objects = objects_of(&yaml);
     let ours: Vec<&Value> = find(&objects, "APIService");
     let names: Vec<&str> = ours
@@ -1274,4 +1288,147 @@ fn render_with(args: &[&str]) -> (String, Vec<Value>) {
     let yaml = helm(&all);
     let objects = objects_of(&yaml);
     (yaml, objects)
+}
+
+/// The `sh` blocks of the README's "Migrating from prometheus-adapter" section, in order: the
+/// path 1 upgrade, the APIService hand-over, the checks after the switch.
+fn migration_blocks() -> Vec<String> {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let start = readme
+        .find("\n## Migrating from prometheus-adapter\n")
+        .expect("README: Migrating from prometheus-adapter");
+    let section = &readme[start + 1..];
+    let section = &section[..section[3..].find("\n## ").map_or(section.len(), |i| i + 3)];
+    let blocks: Vec<String> = section
+        .split("```sh\n")
+        .skip(1)
+        .map(|b| b.split("```").next().unwrap().to_owned())
+        .collect();
+    assert_eq!(blocks.len(), 3, "{blocks:?}");
+    blocks
+}
+
+#[test]
+fn the_readme_hand_over_lets_a_new_release_adopt_the_community_releases_apiservices() {
+    // A cluster with a community release `prometheus-adapter` in `monitoring`: its APIServices
+    // carry Helm's ownership label and annotations.
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = common::apiserver::ApiServer::start(dir.path());
+    cluster.add_resource(common::apiserver::Resource::new(
+        "apiregistration.k8s.io",
+        "v1",
+        "APIService",
+        "apiservices",
+        false,
+    ));
+    let community = [
+        "v1beta1.custom.metrics.k8s.io",
+        "v1beta1.external.metrics.k8s.io",
+        "v1beta1.metrics.k8s.io",
+    ];
+    for name in community {
+        cluster.add_object(
+            "apiregistration.k8s.io",
+            "apiservices",
+            None,
+            name,
+            &[("app.kubernetes.io/managed-by", "Helm")],
+        );
+        cluster.annotate(
+            "apiregistration.k8s.io",
+            "apiservices",
+            name,
+            &[
+                ("meta.helm.sh/release-name", "prometheus-adapter"),
+                ("meta.helm.sh/release-namespace", "monitoring"),
+            ],
+        );
+    }
+    // The README's loop, each `kubectl annotate` run by a real kubectl.
+    let hand_over = &migration_blocks()[1];
+    let (list, body) = hand_over
+        .split_once("for api in ")
+        .and_then(|(_, rest)| rest.split_once("; do"))
+        .unwrap_or_else(|| panic!("README: {hand_over}"));
+    let command: String = body.split("done").next().unwrap().replace("\\\n", " ");
+    let words: Vec<&str> = command.split_whitespace().collect();
+    assert_eq!(words[..2], ["kubectl", "annotate"], "{command}");
+    for api in list.split_whitespace() {
+        let args: Vec<&str> = words[1..]
+            .iter()
+            .map(|w| if *w == "$api" { api } else { w })
+            .collect();
+        let out = Command::new(common::kubectl())
+            .arg(format!("--kubeconfig={}", cluster.kubeconfig.display()))
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // The release the README then installs (its name and namespace are in the annotations):
+    // Helm adopts an existing object only when it carries the managed-by label and names this
+    // release and namespace; every APIService it renders that exists must pass.
+    let annotation = |key: &str| {
+        words
+            .iter()
+            .find_map(|w| w.strip_prefix(&format!("{key}=")))
+            .unwrap_or_else(|| panic!("{key} in {command}"))
+            .to_owned()
+    };
+    let (release, namespace) = (
+        annotation("meta.helm.sh/release-name"),
+        annotation("meta.helm.sh/release-namespace"),
+    );
+    let values = chart().join("ci/prometheus-community-values.yaml");
+    let chart = chart();
+    let objects = objects_of(&helm(&[
+        "template",
+        &release,
+        chart.to_str().unwrap(),
+        "--namespace",
+        &namespace,
+        "--values",
+        values.to_str().unwrap(),
+    ]));
+    let mut adopted = 0;
+    for api in find(&objects, "APIService") {
+        let name = api["metadata"]["name"].as_str().unwrap();
+        let Some((labels, annotations)) =
+            cluster.metadata("apiregistration.k8s.io", "apiservices", name)
+        else {
+            continue;
+        };
+        assert_eq!(
+            labels
+                .get("app.kubernetes.io/managed-by")
+                .map(String::as_str),
+            Some("Helm"),
+            "{name}"
+        );
+        assert_eq!(
+            annotations.get("meta.helm.sh/release-name"),
+            Some(&release),
+            "{name}"
+        );
+        assert_eq!(
+            annotations.get("meta.helm.sh/release-namespace"),
+            Some(&namespace),
+            "{name}"
+        );
+        adopted += 1;
+    }
+    // These values serve custom and external metrics: both community APIServices are handed over.
+    assert!(adopted >= 2, "{adopted}");
+    // A name the loop leaves out would still belong to the old release.
+    for name in community {
+        let (_, annotations) = cluster
+            .metadata("apiregistration.k8s.io", "apiservices", name)
+            .unwrap();
+        assert_eq!(annotations["meta.helm.sh/release-name"], release, "{name}");
+    }
 }

@@ -668,4 +668,39 @@ fn the_readme_shows_what_its_commands_print_on_the_fixture_cluster() {
         };
         assert_output_matches(command, shown, &output);
     }
+
+    // The migration guide's checks after the switch that need only the adapter: its
+    // `kubectl get --raw` lines, with a namespace and metric of the demo. (`kubectl get
+    // apiservice` and the HPAs' conditions need a cluster.)
+    let checks = readme_blocks("## Migrating from prometheus-adapter", "sh");
+    let raw: Vec<&str> = checks
+        .iter()
+        .flat_map(|b| b.lines())
+        .filter(|l| l.starts_with("kubectl get --raw"))
+        .collect();
+    assert_eq!(raw.len(), 2, "{checks:?}");
+    for line in raw {
+        let command = line.split(" | ").next().unwrap();
+        let path = shell_words(&command.replace('"', "'"))[3]
+            .replace("NS", "default")
+            .replace("METRIC", "cpu_usage");
+        let (ok, stdout, stderr) = adapter.kubectl(&["get", "--raw", &path]);
+        assert!(ok, "{line}: {stderr}");
+        let answer: Value = serde_json::from_str(&stdout).unwrap();
+        match answer["kind"].as_str() {
+            Some("APIResourceList") => assert!(
+                answer["resources"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|r| r["name"] == "pods/cpu_usage"),
+                "{line}: {answer}"
+            ),
+            Some("MetricValueList") => assert!(
+                !answer["items"].as_array().unwrap().is_empty(),
+                "{line}: {answer}"
+            ),
+            _ => panic!("{line}: {answer}"),
+        }
+    }
 }

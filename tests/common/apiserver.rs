@@ -1,7 +1,8 @@
 //! A small, faithful stand-in for kube-apiserver: legacy discovery as a 1.30+ cluster serves it,
-//! list endpoints with label selectors (full or metadata-only, by `Accept`), bearer-token
-//! authentication, and `Status` errors with kube-apiserver's codes. Resources (CRDs) and objects
-//! can be added while it runs.
+//! list endpoints with label selectors (full or metadata-only, by `Accept`), single-object GET and
+//! JSON merge-patch of labels and annotations (`kubectl annotate`), bearer-token authentication,
+//! and `Status` errors with kube-apiserver's codes. Resources (CRDs) and objects can be added
+//! while it runs.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -48,6 +49,7 @@ pub struct Object {
     pub namespace: Option<String>,
     pub name: String,
     pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
     /// Fields a fieldSelector can choose by, e.g. `status.phase` of a pod.
     pub fields: BTreeMap<String, String>,
 }
@@ -154,6 +156,7 @@ impl ApiServer {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            annotations: BTreeMap::new(),
             // Pods are created running, as a scheduled pod soon is.
             fields: if plural == "pods" && group.is_empty() {
                 BTreeMap::from([("status.phase".to_owned(), "Running".to_owned())])
@@ -161,6 +164,34 @@ impl ApiServer {
                 BTreeMap::new()
             },
         });
+    }
+
+    /// Sets an object's annotations (as a release manager would have).
+    pub fn annotate(&self, group: &str, plural: &str, name: &str, annotations: &[(&str, &str)]) {
+        let mut state = self.state.lock().unwrap();
+        let object = state
+            .objects
+            .iter_mut()
+            .find(|o| o.group == group && o.plural == plural && o.name == name)
+            .expect("the object exists");
+        for (k, v) in annotations {
+            object.annotations.insert(k.to_string(), v.to_string());
+        }
+    }
+
+    /// An object's (labels, annotations), if it exists.
+    pub fn metadata(
+        &self,
+        group: &str,
+        plural: &str,
+        name: &str,
+    ) -> Option<(BTreeMap<String, String>, BTreeMap<String, String>)> {
+        let state = self.state.lock().unwrap();
+        state
+            .objects
+            .iter()
+            .find(|o| o.group == group && o.plural == plural && o.name == name)
+            .map(|o| (o.labels.clone(), o.annotations.clone()))
     }
 
     /// Sets a pod's `status.phase` (e.g. `Pending`, `Succeeded`).
@@ -456,7 +487,7 @@ async fn handle(
         actix_web::rt::time::sleep(delay).await;
         return answer;
     }
-    let state = state.lock().unwrap();
+    let mut state = state.lock().unwrap();
     if request.path()
         == "/api/v1/namespaces/kube-system/configmaps/extension-apiserver-authentication"
     {
@@ -467,6 +498,10 @@ async fn handle(
             None => status(404, "NotFound", r#"configmaps "extension-apiserver-authentication" not found"#),
         };
     }
+    let segments: Vec<&str> = request.path().trim_matches('/').split('/').collect();
+    if let Some(answer) = single_object(&mut state, &request, &segments, &body) {
+        return answer;
+    }
     if request.method() != actix_web::http::Method::GET {
         return status(
             405,
@@ -474,7 +509,6 @@ async fn handle(
             "the server does not allow this method on the requested resource",
         );
     }
-    let segments: Vec<&str> = request.path().trim_matches('/').split('/').collect();
     // (group, version, rest of the path)
     let wants_aggregated = request
         .headers()
@@ -628,7 +662,7 @@ async fn handle(
             })
         })
         .map(|o| {
-            let metadata = json!({"name": o.name, "namespace": o.namespace, "labels": o.labels, "resourceVersion": "1"});
+            let metadata = json!({"name": o.name, "namespace": o.namespace, "labels": o.labels, "annotations": o.annotations, "resourceVersion": "1"});
             if metadata_only {
                 json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": metadata})
             } else {
@@ -650,4 +684,150 @@ async fn handle(
         (format!("{}List", resource.kind), api_version)
     };
     HttpResponse::Ok().json(json!({"kind": kind, "apiVersion": api_version, "metadata": {"resourceVersion": "1"}, "items": items}))
+}
+
+/// GET or PATCH of one object (`…/PLURAL/NAME`); `None` for other paths. PATCH takes a JSON
+/// merge patch (RFC 7386, what `kubectl annotate` and `kubectl label` send) of the metadata's
+/// labels and annotations.
+fn single_object(
+    state: &mut State,
+    request: &HttpRequest,
+    segments: &[&str],
+    body: &[u8],
+) -> Option<HttpResponse> {
+    let (group, version, namespace, plural, name) = match segments {
+        ["api", version, "namespaces", ns, plural, name] => {
+            ("", *version, Some(*ns), *plural, *name)
+        }
+        ["api", version, plural, name] if *plural != "namespaces" => {
+            ("", *version, None, *plural, *name)
+        }
+        ["apis", group, version, "namespaces", ns, plural, name] => {
+            (*group, *version, Some(*ns), *plural, *name)
+        }
+        ["apis", group, version, plural, name] if *plural != "namespaces" => {
+            (*group, *version, None, *plural, *name)
+        }
+        _ => return None,
+    };
+    let resource = state
+        .resources
+        .iter()
+        .find(|r| r.group == group && r.version == version && r.plural == plural)?
+        .clone();
+    if resource.namespaced != namespace.is_some() {
+        return Some(status(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        ));
+    }
+    let qualified = if group.is_empty() {
+        plural.to_owned()
+    } else {
+        format!("{plural}.{group}")
+    };
+    let Some(object) = state.objects.iter_mut().find(|o| {
+        o.group == group
+            && o.plural == plural
+            && o.name == name
+            && o.namespace.as_deref() == namespace
+    }) else {
+        return Some(
+            HttpResponse::NotFound().json(json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
+                "status": "Failure", "message": format!("{qualified} \"{name}\" not found"), "reason": "NotFound",
+                "details": {"name": name, "group": group, "kind": plural}, "code": 404})),
+        );
+    };
+    let api_version = if group.is_empty() {
+        version.to_owned()
+    } else {
+        format!("{group}/{version}")
+    };
+    let render = |o: &Object| {
+        json!({"kind": resource.kind, "apiVersion": api_version, "metadata": {"name": o.name,
+            "namespace": o.namespace, "labels": o.labels, "annotations": o.annotations, "resourceVersion": "1"}})
+    };
+    match request.method().as_str() {
+        "GET" => Some(HttpResponse::Ok().json(render(object))),
+        "PATCH" => {
+            let content_type = request
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            if content_type != "application/merge-patch+json" {
+                return Some(status(
+                    415,
+                    "UnsupportedMediaType",
+                    &format!(
+                        "the body of the request was in an unknown format - accepted media types include: application/merge-patch+json (this stand-in), got {content_type:?}"
+                    ),
+                ));
+            }
+            let Ok(patch) = serde_json::from_slice::<Value>(body) else {
+                return Some(status(
+                    400,
+                    "BadRequest",
+                    "error decoding patch: invalid JSON",
+                ));
+            };
+            let mut current = render(object);
+            merge_patch(&mut current, &patch);
+            let strings = |v: &Value| -> Option<BTreeMap<String, String>> {
+                match v {
+                    Value::Null => Some(BTreeMap::new()),
+                    Value::Object(map) => map
+                        .iter()
+                        .map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_owned())))
+                        .collect(),
+                    _ => None,
+                }
+            };
+            let (Some(labels), Some(annotations)) = (
+                strings(&current["metadata"]["labels"]),
+                strings(&current["metadata"]["annotations"]),
+            ) else {
+                return Some(status(
+                    422,
+                    "Invalid",
+                    "labels and annotations must be maps of strings",
+                ));
+            };
+            if current["metadata"]["name"] != name {
+                return Some(status(
+                    400,
+                    "BadRequest",
+                    "the name of the object does not match the name on the URL",
+                ));
+            }
+            object.labels = labels;
+            object.annotations = annotations;
+            Some(HttpResponse::Ok().json(render(object)))
+        }
+        _ => Some(status(
+            405,
+            "MethodNotAllowed",
+            "the server does not allow this method on the requested resource",
+        )),
+    }
+}
+
+/// RFC 7386: objects merge key by key, `null` removes, anything else replaces.
+fn merge_patch(target: &mut Value, patch: &Value) {
+    let Value::Object(patch) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = json!({});
+    }
+    let map = target.as_object_mut().expect("an object");
+    for (key, value) in patch {
+        if value.is_null() {
+            map.remove(key);
+        } else {
+            merge_patch(map.entry(key.clone()).or_insert(Value::Null), value);
+        }
+    }
 }
