@@ -220,28 +220,40 @@ fn explain_live(
                 rules: Arc::new(rules),
                 table: Arc::new(table),
             }));
-            let values = live::resource_values(snapshot.clone(), backend, &resource_path, now)
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            // The queries as run: for a list, over the objects found.
-            let mut objects: Vec<String> = values
-                .iter()
-                .filter_map(|v| v.object.split('/').next().map(str::to_owned))
-                .collect();
-            objects.dedup();
-            let loaded = snapshot.load();
-            let queries = if objects.is_empty() && resource_path.name.is_none() {
-                format!("no {} with series in Prometheus", resource_path.resource)
+            // The queries first, over the objects serve would query: they are what to check
+            // when a value is missing.
+            let objects =
+                live::resource_objects(snapshot.clone(), backend.clone(), &resource_path)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("listing the {}: {e}", resource_path.resource))?;
+            let queries = if objects.is_empty() {
+                format!(
+                    "no {} with series in Prometheus (as --standalone finds them)",
+                    resource_path.resource
+                )
             } else {
+                let loaded = snapshot.load();
                 explain::resource_queries(&loaded.rules, &loaded.table, &resource_path, &objects)?
             };
+            let values = live::resource_values(snapshot, backend, &resource_path, now).await;
             if json {
-                println!("{}", serde_json::json!({ "query": queries, "values": values }));
+                let answer = match &values {
+                    Ok(values) => serde_json::json!({ "query": queries, "values": values }),
+                    Err(error) => serde_json::json!({ "query": queries, "error": error }),
+                };
+                println!("{answer}");
             } else {
                 println!("{queries}");
-                print!("{}", live::render_values(&values, style));
+                match &values {
+                    Ok(values) => print!("{}", live::render_values(values, style)),
+                    Err(error) => eprintln!("error: {error}"),
+                }
             }
-            return Ok(ExitCode::SUCCESS);
+            return Ok(if values.is_ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            });
         }
         let request = explain::parse_request_path(path)?;
         let finding = match why::walk(&rules, &registry, &series, &table, &request, &window) {

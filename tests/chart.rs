@@ -1212,15 +1212,31 @@ fn every_community_key_renders_and_the_schema_refuses_what_the_chart_would_ignor
         (budget.get("minAvailable"), &budget["maxUnavailable"]),
         (None, &serde_json::json!(1))
     );
+    // An empty string or 0 is unset too, as the community chart reads it (`if`): the default
+    // maxUnavailable stays.
+    for set in [
+        "podDisruptionBudget.minAvailable=0",
+        "podDisruptionBudget.minAvailable=",
+    ] {
+        let (_, objects) =
+            render_with(&["--set", "podDisruptionBudget.enabled=true", "--set", set]);
+        let budget = &find(&objects, "PodDisruptionBudget")[0]["spec"];
+        assert_eq!(
+            (budget.get("minAvailable"), &budget["maxUnavailable"]),
+            (None, &serde_json::json!(1)),
+            "{set}"
+        );
+    }
     let (_, objects) = render_with(&[
         "--set",
         "podDisruptionBudget.enabled=true",
-        "--set",
-        "podDisruptionBudget.minAvailable=0",
+        "--set-string",
+        "podDisruptionBudget.minAvailable=50%",
     ]);
+    let budget = &find(&objects, "PodDisruptionBudget")[0]["spec"];
     assert_eq!(
-        find(&objects, "PodDisruptionBudget")[0]["spec"]["minAvailable"],
-        0
+        (&budget["minAvailable"], budget.get("maxUnavailable")),
+        (&serde_json::json!("50%"), None)
     );
 
     // Kubernetes' own {name: …} form of pull secrets works too.
@@ -1276,8 +1292,18 @@ fn every_community_key_renders_and_the_schema_refuses_what_the_chart_would_ignor
         assert!(!ok, "--set {set} rendered");
         assert!(stderr.contains(message), "--set {set}: {stderr}");
     }
-    // A parent chart's `global` values are allowed.
-    render_with(&["--set", "global.imageRegistry=example.com"]);
+    // A parent chart's `global` values, and the `enabled` an umbrella chart's `condition:` reads,
+    // are allowed; so are ports written as strings, as the community chart's templates take them.
+    render_with(&[
+        "--set",
+        "global.imageRegistry=example.com",
+        "--set",
+        "enabled=true",
+        "--set-string",
+        "listenPort=4443",
+        "--set-string",
+        "service.port=8443",
+    ]);
 }
 
 /// `helm template` of the chart with extra arguments (`--set …`), as a list of objects.
@@ -1293,18 +1319,7 @@ fn render_with(args: &[&str]) -> (String, Vec<Value>) {
 /// The `sh` blocks of the README's "Migrating from prometheus-adapter" section, in order: the
 /// path 1 upgrade, the APIService hand-over, the checks after the switch.
 fn migration_blocks() -> Vec<String> {
-    let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
-    let start = readme
-        .find("\n## Migrating from prometheus-adapter\n")
-        .expect("README: Migrating from prometheus-adapter");
-    let section = &readme[start + 1..];
-    let section = &section[..section[3..].find("\n## ").map_or(section.len(), |i| i + 3)];
-    let blocks: Vec<String> = section
-        .split("```sh\n")
-        .skip(1)
-        .map(|b| b.split("```").next().unwrap().to_owned())
-        .collect();
+    let blocks = common::readme_blocks("## Migrating from prometheus-adapter", "sh");
     assert_eq!(blocks.len(), 3, "{blocks:?}");
     blocks
 }
@@ -1370,9 +1385,6 @@ fn the_readme_hand_over_lets_a_new_release_adopt_the_community_releases_apiservi
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    // The release the README then installs (its name and namespace are in the annotations):
-    // Helm adopts an existing object only when it carries the managed-by label and names this
-    // release and namespace; every APIService it renders that exists must pass.
     let annotation = |key: &str| {
         words
             .iter()
@@ -1384,6 +1396,40 @@ fn the_readme_hand_over_lets_a_new_release_adopt_the_community_releases_apiservi
         annotation("meta.helm.sh/release-name"),
         annotation("meta.helm.sh/release-namespace"),
     );
+    // Then: install the release the annotations name, uninstall the community release, and
+    // upgrade the new one (which re-creates the APIServices that uninstall deletes).
+    let steps: Vec<Vec<&str>> = hand_over
+        .split("done")
+        .nth(1)
+        .unwrap()
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<&str>>())
+        .filter(|w| !w.is_empty())
+        .collect();
+    let helm_step = |verb: &str| -> (String, String) {
+        let step = steps
+            .iter()
+            .find(|w| w[..2] == ["helm", verb])
+            .unwrap_or_else(|| panic!("README: no helm {verb} after the loop: {hand_over}"));
+        let namespace = step
+            .windows(2)
+            .find(|w| w[0] == "-n")
+            .map(|w| w[1].to_owned())
+            .unwrap_or_else(|| panic!("README: helm {verb} without -n"));
+        (step[2].to_owned(), namespace)
+    };
+    let verbs: Vec<&str> = steps.iter().map(|w| w[1]).collect();
+    assert_eq!(verbs, ["install", "uninstall", "upgrade"], "{hand_over}");
+    assert_eq!(helm_step("install"), (release.clone(), namespace.clone()));
+    assert_eq!(helm_step("upgrade"), (release.clone(), namespace.clone()));
+    assert_eq!(
+        helm_step("uninstall"),
+        ("prometheus-adapter".to_owned(), "monitoring".to_owned()),
+        "the community release"
+    );
+    // Helm (3.2+) adopts an existing object only when it carries the managed-by label and its
+    // annotations name the installing release and namespace (helm's `checkOwnership`, restated);
+    // every APIService the new release renders that exists must pass.
     let values = chart().join("ci/prometheus-community-values.yaml");
     let chart = chart();
     let objects = objects_of(&helm(&[

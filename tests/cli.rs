@@ -321,3 +321,38 @@ fn resource_rules_without_a_node_mapping_or_container_label_load_with_warnings()
     }
     assert!(stdout.contains("resourceRules present"), "{stdout}");
 }
+
+#[test]
+fn resource_rules_in_the_2018_template_syntax_are_skipped_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("rules.yaml");
+    let rule = |name: &str| {
+        format!(
+            "  {name}:\n    containerQuery: 'sum(rate(c{{${{.LabelMatchers}}$}}[1m])) by (${{.GroupBy}}$)'\n    nodeQuery: 'sum(rate(c{{<<.LabelMatchers>>}}[1m])) by (<<.GroupBy>>)'\n    resources:\n      overrides:\n        namespace: {{resource: namespace}}\n        pod: {{resource: pod}}\n        node: {{resource: node}}\n    containerLabel: container\n"
+        )
+    };
+    std::fs::write(
+        &file,
+        format!(
+            "resourceRules:\n{}{}  window: 1m\n",
+            rule("cpu"),
+            rule("memory")
+        ),
+    )
+    .unwrap();
+    // prometheus-adapter starts with this file and fails every metrics.k8s.io request.
+    let (code, stdout, stderr) = run(&["check", "--config", file.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    for field in ["cpu", "memory"] {
+        assert!(
+            stdout.lines().any(|l| l.starts_with("warning: ")
+                && l.contains(&format!(
+                    "resourceRules.{field}.containerQuery: uses the `${{…}}$` delimiters"
+                ))
+                && l.contains("resourceRules (metrics.k8s.io) are skipped")),
+            "{stdout}"
+        );
+    }
+    let (code, _, _) = run(&["check", "--strict", "--config", file.to_str().unwrap()]);
+    assert_eq!(code, 1);
+}

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use common::{
     Adapter, Prometheus, Scrape, assert_close, commented_rule, ingress_rules_honoring_labels,
-    quantity,
+    quantity, readme_blocks,
 };
 use serde_json::Value;
 
@@ -394,32 +394,6 @@ fn rule_for(list: &Value, series: &str) -> Value {
         .collect();
     assert_eq!(found.len(), 1, "one rule for {series} in {list}");
     found[0].clone()
-}
-
-/// The fenced blocks of `language` in the README section under `heading` (up to the next heading
-/// of the same or a higher level).
-fn readme_blocks(heading: &str, language: &str) -> Vec<String> {
-    let readme = read("README.md");
-    let start = readme
-        .find(&format!("\n{heading}\n"))
-        .unwrap_or_else(|| panic!("README has no {heading:?}"))
-        + 1;
-    let level = heading.split(' ').next().unwrap();
-    let body = &readme[start + heading.len()..];
-    let end = body
-        .match_indices("\n#")
-        .find(|(i, _)| {
-            let hashes = body[i + 1..].split(' ').next().unwrap_or_default();
-            hashes.chars().all(|c| c == '#') && hashes.len() <= level.len()
-        })
-        .map_or(body.len(), |(i, _)| i);
-    let section = &body[..end];
-    let fence = format!("```{language}\n");
-    section
-        .split(&fence)
-        .skip(1)
-        .map(|block| block.split("```").next().unwrap().to_owned())
-        .collect()
 }
 
 #[test]

@@ -454,14 +454,18 @@ fn live_explain_answers_metrics_k8s_io_paths_with_their_queries_and_values() {
     common::assert_close(common::quantity(cpu), 0.25, "app CPU");
     assert_eq!(memory, "100Mi");
 
-    // A pod Prometheus has no series for is a 404's message; --why says what it covers.
-    let (ok, _, stderr) = explain(
+    // A pod Prometheus has no series for: the queries to check, then the 404's message, exit 1.
+    let (ok, stdout, stderr) = explain(
         dir.path(),
         &prometheus,
         &rules,
         &["/apis/metrics.k8s.io/v1beta1/namespaces/default/pods/ghost"],
     );
     assert!(!ok && stderr.contains("ghost"), "{stderr}");
+    assert!(
+        stdout.starts_with("cpu: ") && stdout.contains(r#"pod="ghost""#),
+        "{stdout}"
+    );
     let (ok, _, stderr) = explain(
         dir.path(),
         &prometheus,

@@ -240,7 +240,7 @@ fn the_svg_is_xml_that_chromium_renders_with_every_line() {
         counts
             .iter()
             .filter(|(hex, _)| {
-                rgb(hex).is_some_and(|c| (0..3).all(|i| (c[i] - target[i]).abs() <= 16))
+                rgb(hex).is_some_and(|c| (0..3).all(|i| (c[i] - target[i]).abs() <= 48))
             })
             .filter_map(|(_, n)| n.as_u64())
             .sum()

@@ -86,6 +86,30 @@ impl Collector {
             .ok()
     }
 
+    /// Whether `query` is written in the `${.Field}$` syntax of prometheus-adapter's 2018 demo
+    /// build; if so, records a load warning saying that `what` (the rule) is skipped.
+    /// prometheus-adapter sent such a query as written, and Prometheus refused every request.
+    fn skipped_for_old_delimiters(
+        &mut self,
+        query: Option<&Spanned<String>>,
+        path: &str,
+        what: &str,
+    ) -> bool {
+        let Some(query) = query else { return false };
+        let Err(why) = crate::rules::refuse_old_delimiters(&query.value) else {
+            return false;
+        };
+        self.load_warnings.push(Diagnostic {
+            line: query.referenced.line(),
+            column: query.referenced.column(),
+            path: path.to_owned(),
+            message: format!(
+                "{why}; prometheus-adapter sent it as written and Prometheus refused every request, so {what} skipped"
+            ),
+        });
+        true
+    }
+
     fn query_template(
         &mut self,
         source: Option<&Spanned<String>>,
@@ -206,18 +230,7 @@ fn compile_discovery_rule(
         });
         return None;
     }
-    if let Some(query) = &raw.metrics_query
-        && let Err(why) = crate::rules::refuse_old_delimiters(&query.value)
-    {
-        // prometheus-adapter sends such a query as written and Prometheus refuses each one.
-        c.load_warnings.push(Diagnostic {
-            line: query.referenced.line(),
-            column: query.referenced.column(),
-            path: query_path,
-            message: format!(
-                "{why}; prometheus-adapter sent it as written and Prometheus refused every request, so the rule is skipped"
-            ),
-        });
+    if c.skipped_for_old_delimiters(raw.metrics_query.as_ref(), &query_path, "the rule is") {
         return None;
     }
     let metrics_query = c.query_template(raw.metrics_query.as_ref(), rule, &query_path);
@@ -360,6 +373,23 @@ fn compile_resource_rules(
     raw: &Spanned<RawResourceRules>,
 ) -> Option<ResourceRules> {
     let rules = &raw.value;
+    let mut old_syntax = false;
+    for (key, rule) in [("cpu", &rules.cpu), ("memory", &rules.memory)] {
+        let Some(rule) = rule else { continue };
+        for (field, query) in [
+            ("containerQuery", &rule.value.container_query),
+            ("nodeQuery", &rule.value.node_query),
+        ] {
+            old_syntax |= c.skipped_for_old_delimiters(
+                query.as_ref(),
+                &format!("resourceRules.{key}.{field}"),
+                "resourceRules (metrics.k8s.io) are",
+            );
+        }
+    }
+    if old_syntax {
+        return None;
+    }
     let mut rule = |r: &Option<Spanned<RawResourceRule>>, key: &str| match r {
         Some(r) => compile_resource_rule(c, r, &format!("resourceRules.{key}")),
         None => {

@@ -76,8 +76,31 @@ pub async fn values(
     }
 }
 
-/// Answers a `metrics.k8s.io` request the way `serve --standalone` does: the pods and nodes are
-/// the ones Prometheus has series for. One row per pod container, or per node.
+/// The objects a `metrics.k8s.io` request covers without a cluster, as `serve --standalone`
+/// finds them: the named one, or the pods or nodes Prometheus has series for.
+pub async fn resource_objects(
+    snapshot: SharedSnapshot,
+    backend: Arc<dyn MetricsBackend>,
+    path: &ResourcePath,
+) -> Result<Vec<String>, String> {
+    use crate::provider::resource::{PrometheusObjects, ResourceObjects};
+    if let Some(name) = &path.name {
+        return Ok(vec![name.clone()]);
+    }
+    let objects = PrometheusObjects::new(snapshot, backend);
+    if path.resource == "nodes" {
+        let nodes = objects.nodes().await.map_err(|e| e.to_string())?;
+        return Ok(nodes.into_iter().map(|n| n.name).collect());
+    }
+    let pods = objects
+        .running_pods(path.namespace.as_deref())
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(pods.into_iter().map(|p| p.name).collect())
+}
+
+/// Answers a `metrics.k8s.io` request the way `serve --standalone` does: one row per pod
+/// container, or per node.
 pub async fn resource_values(
     snapshot: SharedSnapshot,
     backend: Arc<dyn MetricsBackend>,

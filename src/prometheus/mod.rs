@@ -216,10 +216,14 @@ impl Client {
             || config.transport.as_ref().is_some_and(|t| t.token.is_some());
         if has_token && headers.contains_key(AUTHORIZATION) {
             // prometheus-adapter's bearer round-tripper leaves a request's own Authorization
-            // alone, so the header wins there too; one Authorization line, never two.
-            tracing::warn!(
-                "--prometheus-header sets Authorization: it is sent instead of the bearer token"
-            );
+            // alone, so the header wins there too; one Authorization line, never two. (Each
+            // server worker builds its own client: say it once.)
+            static WARNED: std::sync::Once = std::sync::Once::new();
+            WARNED.call_once(|| {
+                tracing::warn!(
+                    "--prometheus-header sets Authorization: it is sent instead of the bearer token"
+                );
+            });
         }
         let token = match config.token_file.as_ref().or(transport_token.as_ref()) {
             Some(path) => {

@@ -820,3 +820,30 @@ pub fn write_pki(dir: &Path) {
         .unwrap();
     std::fs::write(dir.join("other-ca.crt"), other.pem()).unwrap();
 }
+
+/// The fenced blocks of `language` in the README section under `heading` (up to the next heading
+/// of the same or a higher level).
+pub fn readme_blocks(heading: &str, language: &str) -> Vec<String> {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let start = readme
+        .find(&format!("\n{heading}\n"))
+        .unwrap_or_else(|| panic!("README has no {heading:?}"))
+        + 1;
+    let level = heading.split(' ').next().unwrap();
+    let body = &readme[start + heading.len()..];
+    let end = body
+        .match_indices("\n#")
+        .find(|(i, _)| {
+            let hashes = body[i + 1..].split(' ').next().unwrap_or_default();
+            hashes.chars().all(|c| c == '#') && hashes.len() <= level.len()
+        })
+        .map_or(body.len(), |(i, _)| i);
+    let section = &body[..end];
+    let fence = format!("```{language}\n");
+    section
+        .split(&fence)
+        .skip(1)
+        .map(|block| block.split("```").next().unwrap().to_owned())
+        .collect()
+}
