@@ -288,21 +288,12 @@ fn a_rule_without_a_metrics_query_is_skipped_with_a_warning() {
 #[test]
 fn resource_rules_without_a_node_mapping_or_container_label_load_with_warnings() {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("rules.yaml");
-    let rule = |name: &str| {
-        format!(
-            "  {name}:\n    containerQuery: 'sum(rate(c{{<<.LabelMatchers>>}}[1m])) by (<<.GroupBy>>)'\n    nodeQuery: 'sum(rate(c{{<<.LabelMatchers>>}}[1m])) by (<<.GroupBy>>)'\n    resources:\n      overrides:\n        namespace: {{resource: namespace}}\n        pod: {{resource: pod}}\n"
-        )
-    };
-    std::fs::write(
-        &file,
-        format!(
-            "resourceRules:\n{}{}  window: 1m\n",
-            rule("cpu"),
-            rule("memory")
-        ),
-    )
-    .unwrap();
+    let file = resource_rules_file(
+        dir.path(),
+        "sum(rate(c{<<.LabelMatchers>>}[1m])) by (<<.GroupBy>>)",
+        "namespace: {resource: namespace}, pod: {resource: pod}",
+        "",
+    );
     let (code, stdout, stderr) = run(&["check", "--config", file.to_str().unwrap()]);
     assert_eq!(code, 0, "{stderr}");
     for field in ["cpu", "memory"] {
@@ -325,21 +316,12 @@ fn resource_rules_without_a_node_mapping_or_container_label_load_with_warnings()
 #[test]
 fn resource_rules_in_the_2018_template_syntax_are_skipped_with_a_warning() {
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("rules.yaml");
-    let rule = |name: &str| {
-        format!(
-            "  {name}:\n    containerQuery: 'sum(rate(c{{${{.LabelMatchers}}$}}[1m])) by (${{.GroupBy}}$)'\n    nodeQuery: 'sum(rate(c{{<<.LabelMatchers>>}}[1m])) by (<<.GroupBy>>)'\n    resources:\n      overrides:\n        namespace: {{resource: namespace}}\n        pod: {{resource: pod}}\n        node: {{resource: node}}\n    containerLabel: container\n"
-        )
-    };
-    std::fs::write(
-        &file,
-        format!(
-            "resourceRules:\n{}{}  window: 1m\n",
-            rule("cpu"),
-            rule("memory")
-        ),
-    )
-    .unwrap();
+    let file = resource_rules_file(
+        dir.path(),
+        "sum(rate(c{${.LabelMatchers}$}[1m])) by (${.GroupBy}$)",
+        "namespace: {resource: namespace}, pod: {resource: pod}, node: {resource: node}",
+        "    containerLabel: container\n",
+    );
     // prometheus-adapter starts with this file and fails every metrics.k8s.io request.
     let (code, stdout, stderr) = run(&["check", "--config", file.to_str().unwrap()]);
     assert_eq!(code, 0, "{stderr}");
@@ -355,4 +337,30 @@ fn resource_rules_in_the_2018_template_syntax_are_skipped_with_a_warning() {
     }
     let (code, _, _) = run(&["check", "--strict", "--config", file.to_str().unwrap()]);
     assert_eq!(code, 1);
+}
+
+/// A rules file of `resourceRules` only: cpu and memory with this containerQuery, a nodeQuery in
+/// the usual syntax, these overrides, and `extra` lines under each.
+fn resource_rules_file(
+    dir: &std::path::Path,
+    container_query: &str,
+    overrides: &str,
+    extra: &str,
+) -> std::path::PathBuf {
+    let file = dir.join("rules.yaml");
+    let rule = |name: &str| {
+        format!(
+            "  {name}:\n    containerQuery: '{container_query}'\n    nodeQuery: 'sum(rate(c{{<<.LabelMatchers>>}}[1m])) by (<<.GroupBy>>)'\n    resources:\n      overrides: {{{overrides}}}\n{extra}"
+        )
+    };
+    std::fs::write(
+        &file,
+        format!(
+            "resourceRules:\n{}{}  window: 1m\n",
+            rule("cpu"),
+            rule("memory")
+        ),
+    )
+    .unwrap();
+    file
 }
