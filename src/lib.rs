@@ -1,6 +1,7 @@
 //! prom-adapter: a Kubernetes custom, external and resource metrics adapter backed by Prometheus.
 
 pub mod api;
+pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod cluster;

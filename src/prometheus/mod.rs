@@ -1,7 +1,9 @@
 //! Outbound Prometheus client: series discovery, label values and instant queries, with auth, TLS and timeouts.
 
+mod backend;
 mod series;
 pub mod transport;
+pub use backend::InstrumentedClient;
 
 pub use series::{DecodeError, SeriesAnswer, SeriesDecoder, decode_series};
 

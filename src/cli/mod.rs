@@ -1,5 +1,7 @@
 //! Command-line interface: `serve` (also the default, with prometheus-adapter's flag names), `check` and `explain`.
 
+pub mod prometheus;
+
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};

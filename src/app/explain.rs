@@ -1,0 +1,261 @@
+//! The `check` and `explain` commands: load a rules file and report on it, offline or against a live Prometheus.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+
+use crate::cli::ExplainArgs;
+use crate::cli::prometheus::client_config_from_flags;
+use crate::config;
+use crate::explain;
+use crate::model::parse_duration;
+use crate::prometheus;
+use crate::provider::{MetricsBackend, Snapshot};
+use crate::resources::ResourceTable;
+use crate::telemetry::Metrics;
+
+/// `check`: validates a rules file offline and prints one line per rule; exit 1 on an error (or
+/// a warning, with `strict`).
+pub fn check(path: &std::path::Path, strict: bool) -> anyhow::Result<ExitCode> {
+    match config::load_rules(path) {
+        Ok(rules) => {
+            for line in explain::summarize(&rules) {
+                println!("{line}");
+            }
+            let warnings = explain::lint::static_warnings(&rules);
+            for warning in &warnings {
+                println!("{warning}");
+            }
+            if strict && !warnings.is_empty() {
+                eprintln!(
+                    "{}: {} warning(s), which --strict treats as failures",
+                    path.display(),
+                    warnings.len()
+                );
+                return Ok(ExitCode::FAILURE);
+            }
+            println!(
+                "{}: OK ({} rules, {} externalRules, resourceRules {})",
+                path.display(),
+                rules.custom.len(),
+                rules.external.len(),
+                if rules.resource.is_some() {
+                    "present"
+                } else {
+                    "absent"
+                }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(error) => {
+            // The whole chain: a read error says why ("No such file or directory").
+            eprintln!("{:#}", anyhow::Error::from(error));
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// `explain`: offline over a series file, or live against `--prometheus-url`.
+pub fn run(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
+    let rules = config::load_rules(&args.config)?;
+    let table = ResourceTable::builtin();
+    match (&args.series, &args.prometheus_url) {
+        (Some(file), _) => explain_offline(args, &rules, &table, file),
+        (None, Some(url)) => explain_live(args, rules, table, url),
+        (None, None) => bail!("give --series FILE or --prometheus-url URL"),
+    }
+}
+
+fn explain_offline(
+    args: &ExplainArgs,
+    rules: &crate::rules::RuleSet,
+    table: &ResourceTable,
+    file: &std::path::Path,
+) -> anyhow::Result<ExitCode> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read series file {}", file.display()))?;
+    let series = explain::parse_series_file(&text)?;
+    let registry = crate::registry::Registry::from_series(rules, &series, table);
+    let json = args.output == "json";
+    match &args.request_path {
+        Some(path) => {
+            let query = explain::query_for_path(rules, &registry, table, path, &args.objects)?;
+            if json {
+                println!("{}", serde_json::json!({ "query": query }));
+            } else {
+                println!("{query}");
+            }
+        }
+        None => {
+            let listing = explain::listing(&registry);
+            let mut warnings = explain::lint::static_warnings(rules);
+            warnings.extend(explain::lint::series_warnings(rules, &series, table));
+            if json {
+                let mut value = serde_json::to_value(&listing)?;
+                value["warnings"] = serde_json::to_value(&warnings)?;
+                println!("{value}");
+            } else {
+                print!("{}", explain::render_listing(&listing, series.len()));
+                for warning in &warnings {
+                    println!("{warning}");
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `explain --prometheus-url`: lists the series of every `seriesQuery` from Prometheus, then
+/// reports, answers or diagnoses with the providers `serve` uses.
+fn explain_live(
+    args: &ExplainArgs,
+    rules: crate::rules::RuleSet,
+    table: ResourceTable,
+    url: &str,
+) -> anyhow::Result<ExitCode> {
+    use crate::explain::{live, report, why};
+    let max_age = parse_duration(&args.metrics_max_age).context("--metrics-max-age")?;
+    let config = client_config_from_flags(url, &args.client)?;
+    let json = args.output == "json";
+    let style = live::Style::new(std::io::IsTerminal::is_terminal(&std::io::stdout()));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let client = prometheus::Client::new(config)?;
+        let now = crate::provider::unix_now();
+        let start = now - max_age.as_secs_f64();
+        let series = explain::list_series(&client, &rules, start, now).await?;
+        let window = format!(
+            "in the last {} (--metrics-max-age)",
+            crate::model::format_go_duration(max_age)
+        );
+        let registry = crate::registry::Registry::from_series(&rules, &series, &table);
+        let Some(path) = &args.request_path else {
+            let listing = explain::listing(&registry);
+            let reports = report::rule_reports(&rules, &series, &table);
+            let mut warnings = explain::lint::static_warnings(&rules);
+            warnings.extend(explain::lint::series_warnings(&rules, &series, &table));
+            // Prometheus-compatible backends may not serve their configuration.
+            match client
+                .config_yaml()
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|yaml| explain::lint::ScrapeIntervals::from_prometheus_config(&yaml))
+            {
+                Ok(intervals) => {
+                    warnings.extend(explain::lint::window_warnings(&rules, &series, &intervals))
+                }
+                Err(error) => {
+                    eprintln!("note: range windows not checked against scrape intervals: {error}")
+                }
+            }
+            if json {
+                let mut value = serde_json::to_value(&listing)?;
+                value["rules"] = serde_json::to_value(&reports)?;
+                value["warnings"] = serde_json::to_value(&warnings)?;
+                println!("{value}");
+            } else {
+                print!("{}", live::render_reports(&reports, style));
+                println!();
+                print!("{}", explain::render_listing(&listing, series.len()));
+                for warning in &warnings {
+                    println!("{warning}");
+                }
+            }
+            return Ok(ExitCode::SUCCESS);
+        };
+        let backend: Arc<dyn MetricsBackend> =
+            Arc::new(prometheus::InstrumentedClient::new(client, Arc::new(Metrics::new())));
+        if let Some(resource_path) = explain::parse_resource_path(path) {
+            let resource_path = resource_path?;
+            anyhow::ensure!(
+                !args.why,
+                "--why follows custom and external metrics through discovery; a metrics.k8s.io path has no discovery: without --why, explain prints its queries and the values they give"
+            );
+            let snapshot = Arc::new(arc_swap::ArcSwap::from_pointee(Snapshot {
+                registry: Arc::new(registry),
+                rules: Arc::new(rules),
+                table: Arc::new(table),
+            }));
+            // The queries first, over the objects serve would query: they are what to check
+            // when a value is missing.
+            let objects =
+                live::resource_objects(snapshot.clone(), backend.clone(), &resource_path)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("listing the {}: {e}", resource_path.resource))?;
+            let queries = if objects.is_empty() {
+                format!(
+                    "no {} with series in Prometheus (as --standalone finds them)",
+                    resource_path.resource
+                )
+            } else {
+                let loaded = snapshot.load();
+                explain::resource_queries(&loaded.rules, &loaded.table, &resource_path, &objects)?
+            };
+            let values = live::resource_values(snapshot, backend, &resource_path, now).await;
+            if json {
+                let answer = match &values {
+                    Ok(values) => serde_json::json!({ "query": queries, "values": values }),
+                    Err(error) => serde_json::json!({ "query": queries, "error": error }),
+                };
+                println!("{answer}");
+            } else {
+                println!("{queries}");
+                match &values {
+                    Ok(values) => print!("{}", live::render_values(values, style)),
+                    Err(error) => eprintln!("error: {error}"),
+                }
+            }
+            return Ok(if values.is_ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            });
+        }
+        let request = explain::parse_request_path(path)?;
+        let finding = match why::walk(&rules, &registry, &series, &table, &request, &window) {
+            why::Walk::Lost(finding) => finding,
+            why::Walk::Query(probe) if args.why => {
+                let result = backend
+                    .query(&probe.query, now)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("running {}: {e}", probe.query))?;
+                why::judge(&probe, &result)
+            }
+            why::Walk::Query(probe) => {
+                let snapshot = Arc::new(arc_swap::ArcSwap::from_pointee(Snapshot {
+                    registry: Arc::new(registry),
+                    rules: Arc::new(rules),
+                    table: Arc::new(table),
+                }));
+                let values = live::values(snapshot, backend, &request, max_age, now)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::json!({ "query": probe.query, "values": values })
+                    );
+                } else {
+                    println!("{}", probe.query);
+                    print!("{}", live::render_values(&values, style));
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+        };
+        if json {
+            println!("{}", serde_json::to_string(&finding)?);
+        } else {
+            print!("{}", live::render_finding(&finding, style));
+        }
+        // --why reports any verdict as its answer; a plain request path that loses its metric
+        // has no query to show.
+        Ok(if args.why || finding.verdict == why::Verdict::Served {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        })
+    })
+}

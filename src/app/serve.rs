@@ -1,0 +1,613 @@
+//! The `serve` command's composition root: validated settings, the Prometheus and cluster clients, the providers, the background tasks and the HTTPS server.
+
+use std::net::{IpAddr, SocketAddr};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+
+use crate::api::AppState;
+use crate::cli::ServeArgs;
+use crate::cluster::{Cluster, PodsAndNodes};
+use crate::config::{self, settings};
+use crate::model::parse_duration;
+use crate::prometheus;
+use crate::provider::custom::CustomMetrics;
+use crate::provider::discovery::{Discovery, DiscoveryConfig, Health};
+use crate::provider::external::ExternalMetrics;
+use crate::provider::resource::{PrometheusObjects, ResourceMetrics, ResourceObjects};
+use crate::provider::{MetricsBackend, ObjectLister, SharedSnapshot, Snapshot};
+use crate::reload::RulesReloader;
+use crate::resources::ResourceTable;
+use crate::server;
+use crate::telemetry::{self, LogFormat, Metrics};
+
+/// Everything `serve` needs, validated.
+struct ServeConfig {
+    rules_path: std::path::PathBuf,
+    prometheus: prometheus::ClientConfig,
+    discovery: DiscoveryConfig,
+    addr: SocketAddr,
+    tls: server::TlsSource,
+    shutdown: server::Shutdown,
+    handshakes: server::HandshakeLimits,
+    tls_reload_interval: std::time::Duration,
+    /// `None` with `--standalone`.
+    cluster: Option<ClusterSettings>,
+}
+
+/// How to reach the cluster, and how to ask it about requests.
+struct ClusterSettings {
+    kubeconfig: Option<std::path::PathBuf>,
+    discovery_interval: Duration,
+    qps: f32,
+    burst: u32,
+    authentication_kubeconfig: Option<std::path::PathBuf>,
+    authorization_kubeconfig: Option<std::path::PathBuf>,
+    auth: crate::auth::AuthConfig,
+    /// Where client CAs come from when not from files.
+    skip_lookup: bool,
+    tolerate_lookup_failure: bool,
+    auth_refresh_interval: Duration,
+    client_cas: server::ClientCas,
+}
+
+pub fn run(args: ServeArgs, warnings: Vec<String>) -> anyhow::Result<ExitCode> {
+    let env: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("PROM_ADAPTER_"))
+        .collect();
+    let settings = settings::load(args.settings.as_deref(), &env, &args.overrides())?;
+    let format = match settings.log_format.as_str() {
+        "json" => LogFormat::Json,
+        "text" => LogFormat::Text,
+        other => bail!("--log-format must be text or json, not {other:?}"),
+    };
+    telemetry::init_logging(settings.v, format);
+    for warning in warnings {
+        tracing::warn!("{warning}");
+    }
+    let serve_config = validate(&settings)?;
+    let (rules, rules_text) = config::load_rules_and_text(&serve_config.rules_path)?;
+    rules.warn_about_load();
+    let rules = Arc::new(rules);
+    let server::ServingTls {
+        config: tls,
+        certificate,
+        peers,
+    } = server::tls_config(&serve_config.tls)?;
+    let metrics = Arc::new(Metrics::new());
+    let client = prometheus::Client::new(serve_config.prometheus.clone())?;
+    let backend: Arc<dyn MetricsBackend> = Arc::new(prometheus::InstrumentedClient::new(
+        client.clone(),
+        metrics.clone(),
+    ));
+    let snapshot = Arc::new(arc_swap::ArcSwap::from_pointee(Snapshot {
+        rules: rules.clone(),
+        table: Arc::new(ResourceTable::builtin()),
+        registry: Arc::default(),
+    }));
+    // A relist normally ends within the relist interval plus one call timeout; three intervals
+    // without one means the loop is stuck.
+    let health = Arc::new(Health::new(
+        serve_config.discovery.relist_interval * 3 + serve_config.prometheus.timeout * 2,
+    ));
+    tracing::info!(
+        rules = %serve_config.rules_path.display(),
+        prometheus = %serve_config.prometheus.url,
+        relist_interval = ?serve_config.discovery.relist_interval,
+        mode = if serve_config.cluster.is_some() { "cluster" } else { "standalone" },
+        "starting prom-adapter"
+    );
+    actix_web::rt::System::new().block_on(async move {
+        // First, so that SIGHUP reloads from here on instead of ending the process.
+        let (updates, rule_updates) = tokio::sync::mpsc::channel(1);
+        let reloader = RulesReloader::new(
+            serve_config.rules_path.clone(),
+            rules_text.into_bytes(),
+            rules,
+            updates,
+            metrics.clone(),
+        );
+        let mut serving_rules = reloader.subscribe();
+        let reload_rules = actix_web::rt::spawn(reloader.run());
+        // The kube client must be made inside this runtime, which drives its connections.
+        let cluster = match &serve_config.cluster {
+            Some(cluster) => Some(connect_cluster(cluster, &snapshot).await?),
+            None => None,
+        };
+        let objects: Option<Arc<dyn ObjectLister>> = cluster
+            .clone()
+            .map(|c| Arc::new(c) as Arc<dyn ObjectLister>);
+        // Running pods and nodes for metrics.k8s.io: watched in a cluster, read from Prometheus
+        // without one.
+        // The watches start with the first rules that have resourceRules.
+        let pods_and_nodes: Option<Arc<dyn ResourceObjects>> = cluster.as_ref().map(|cluster| {
+            let (caches, watches) = PodsAndNodes::new(cluster);
+            actix_web::rt::spawn(async move {
+                loop {
+                    let wanted = serving_rules.borrow_and_update().resource.is_some();
+                    if wanted {
+                        break;
+                    }
+                    if serving_rules.changed().await.is_err() {
+                        return;
+                    }
+                }
+                watches.start();
+            });
+            Arc::new(caches) as Arc<dyn ResourceObjects>
+        });
+        let gate = match (&serve_config.cluster, &cluster) {
+            (Some(settings), Some(lister)) => Some(Arc::new(auth_gate(settings, lister).await?)),
+            _ => None,
+        };
+        let auth_refresh = match (&serve_config.cluster, &cluster, &gate) {
+            (Some(settings), Some(lister), Some(gate)) => {
+                let sources = ClientAuthSources {
+                    cas: settings.client_cas.clone(),
+                    request_header: settings.auth.request_header.clone(),
+                    skip: settings.skip_lookup,
+                };
+                match sources.apply(lister, &peers, gate).await {
+                    Ok(()) => {}
+                    Err(error) if settings.tolerate_lookup_failure => {
+                        tracing::warn!(error = format!("{error:#}"), "client CAs not loaded yet; retrying")
+                    }
+                    Err(error) => {
+                        return Err(error.context("loading client CAs (--authentication-tolerate-lookup-failure starts anyway)"));
+                    }
+                }
+                let (lister, gate, authority) = (lister.clone(), gate.clone(), peers.clone());
+                let interval = settings.auth_refresh_interval;
+                Some(actix_web::rt::spawn(async move {
+                    loop {
+                        actix_web::rt::time::sleep(interval).await;
+                        if let Err(error) = sources.apply(&lister, &authority, &gate).await {
+                            tracing::warn!(error = format!("{error:#}"), "client CAs not refreshed; the previous ones stay");
+                        }
+                    }
+                }))
+            }
+            _ => None,
+        };
+        let unknown_resource = Arc::new(tokio::sync::Notify::new());
+        let table_changed = Arc::new(tokio::sync::Notify::new());
+        let worker_state = {
+            let unknown_resource = unknown_resource.clone();
+            let (snapshot, metrics, health) = (snapshot.clone(), metrics.clone(), health.clone());
+            let max_age = serve_config.discovery.max_age;
+            let client = client.clone();
+            move || {
+                // Each actix worker runs its own single-threaded runtime; a shared connection pool
+                // would drive every Prometheus call from another thread.
+                let client = client.with_fresh_connections().unwrap_or_else(|error| {
+                    tracing::warn!(%error, "sharing the discovery connection pool with a worker");
+                    client.clone()
+                });
+                let backend: Arc<dyn MetricsBackend> =
+                    Arc::new(prometheus::InstrumentedClient::new(client, metrics.clone()));
+                let source: Arc<dyn ResourceObjects> = match &pods_and_nodes {
+                    Some(watched) => watched.clone(),
+                    None => Arc::new(PrometheusObjects::new(snapshot.clone(), backend.clone())),
+                };
+                let resource = Some(ResourceMetrics::new(snapshot.clone(), backend.clone(), source));
+                AppState {
+                    resource,
+                    external: ExternalMetrics::new(snapshot.clone(), backend.clone()),
+                    custom: CustomMetrics::new(snapshot.clone(), backend, max_age, objects.clone())
+                        .with_rediscovery(unknown_resource.clone()),
+                    metrics: metrics.clone(),
+                    health: health.clone(),
+                    gate: gate.clone(),
+                }
+            }
+        };
+        let refresh_handle = cluster.map(|cluster| {
+            let interval = serve_config
+                .cluster
+                .as_ref()
+                .map_or(Duration::from_secs(600), |c| c.discovery_interval);
+            actix_web::rt::spawn(refresh_resource_table(cluster, snapshot.clone(), interval, unknown_resource.clone(), table_changed.clone()))
+        });
+        let discovery = Discovery::new(
+            backend,
+            snapshot,
+            serve_config.discovery,
+            metrics,
+            health.clone(),
+        );
+        let loop_handle = actix_web::rt::spawn(discovery.run(rule_updates, table_changed));
+        let reload_handle =
+            actix_web::rt::spawn(certificate.watch(serve_config.tls_reload_interval));
+        let result = server::serve(
+            worker_state,
+            serve_config.addr,
+            tls,
+            peers,
+            health,
+            serve_config.shutdown,
+            serve_config.handshakes,
+        )
+        .await;
+        loop_handle.abort();
+        reload_handle.abort();
+        reload_rules.abort();
+        for handle in [refresh_handle, auth_refresh].into_iter().flatten() {
+            handle.abort();
+        }
+        result.map_err(anyhow::Error::from)
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Connects to the cluster and installs its resource table (the built-in one stays, with a
+/// warning, if discovery fails now; the refresh retries).
+async fn connect_cluster(
+    settings: &ClusterSettings,
+    snapshot: &SharedSnapshot,
+) -> anyhow::Result<Cluster> {
+    let cluster = Cluster::connect(settings.kubeconfig.as_deref(), settings.qps, settings.burst)
+        .await
+        .context(
+            "no cluster to serve (give --lister-kubeconfig, or --standalone to run without one)",
+        )?;
+    match cluster.resource_table().await {
+        Ok(table) => {
+            let table = Arc::new(table);
+            snapshot.rcu(|current| Snapshot {
+                table: table.clone(),
+                ..(**current).clone()
+            });
+        }
+        Err(error) => {
+            tracing::warn!(%error, "API discovery failed; using the built-in resource table until it succeeds")
+        }
+    }
+    Ok(cluster)
+}
+
+/// Where client CAs and request-header settings come from: the flags, and the authentication
+/// ConfigMap for whatever they leave out.
+#[derive(Clone)]
+struct ClientAuthSources {
+    cas: server::ClientCas,
+    request_header: crate::auth::RequestHeaderConfig,
+    skip: bool,
+}
+
+impl ClientAuthSources {
+    /// Reads the CA files, and the authentication ConfigMap for whatever they do not give (as
+    /// kube-apiserver's extension servers do), then installs the result.
+    async fn apply(
+        &self,
+        cluster: &Cluster,
+        authority: &server::ClientAuthority,
+        gate: &crate::auth::Gate,
+    ) -> anyhow::Result<()> {
+        let (mut requestheader, mut client) = self.cas.read()?;
+        let mut request_header = self.request_header.clone();
+        if !self.skip && (requestheader.is_none() || client.is_none()) {
+            let published = cluster
+                .authentication_config()
+                .await
+                .context("reading kube-system/extension-apiserver-authentication")?
+                .unwrap_or_default();
+            if requestheader.is_none() && published.requestheader_ca.is_some() {
+                requestheader = published.requestheader_ca;
+                let or = |values: Vec<String>, default: &Vec<String>| {
+                    if values.is_empty() {
+                        default.clone()
+                    } else {
+                        values
+                    }
+                };
+                request_header = crate::auth::RequestHeaderConfig {
+                    allowed_names: published.allowed_names,
+                    username_headers: or(
+                        published.username_headers,
+                        &request_header.username_headers,
+                    ),
+                    group_headers: or(published.group_headers, &request_header.group_headers),
+                    extra_headers_prefixes: or(
+                        published.extra_headers_prefixes,
+                        &request_header.extra_headers_prefixes,
+                    ),
+                };
+            }
+            if client.is_none() {
+                client = published.client_ca;
+            }
+        }
+        if authority.update(requestheader.as_deref(), client.as_deref())? {
+            tracing::info!(
+                front_proxy = requestheader.is_some(),
+                client = client.is_some(),
+                "client CAs loaded"
+            );
+        }
+        gate.set_request_header(request_header);
+        Ok(())
+    }
+}
+
+/// The authenticator and authorizer, each asking the cluster given by its own kubeconfig or else
+/// the lister's.
+async fn auth_gate(
+    settings: &ClusterSettings,
+    lister: &Cluster,
+) -> anyhow::Result<crate::auth::Gate> {
+    let connect = |path: &Option<std::path::PathBuf>, flag: &'static str| {
+        let path = path.clone();
+        let lister = lister.clone();
+        async move {
+            match path {
+                Some(path) => Cluster::connect(Some(&path), settings.qps, settings.burst)
+                    .await
+                    .context(flag),
+                None => Ok(lister),
+            }
+        }
+    };
+    let authentication = connect(
+        &settings.authentication_kubeconfig,
+        "--authentication-kubeconfig",
+    )
+    .await?;
+    let authorization = connect(
+        &settings.authorization_kubeconfig,
+        "--authorization-kubeconfig",
+    )
+    .await?;
+    Ok(crate::auth::Gate::with_reviewers(
+        Box::new(authentication),
+        Box::new(authorization),
+        settings.auth.clone(),
+    ))
+}
+
+/// Re-reads the cluster's resources every `interval`, so that CRDs installed later are served
+/// (from the next relist on).
+async fn refresh_resource_table(
+    cluster: Cluster,
+    snapshot: SharedSnapshot,
+    interval: Duration,
+    unknown_resource: Arc<tokio::sync::Notify>,
+    table_changed: Arc<tokio::sync::Notify>,
+) {
+    // On-demand refreshes (a request named an unknown resource) are spaced out so that a client
+    // asking for nonsense cannot keep the API server busy.
+    const MIN_GAP: Duration = Duration::from_secs(2);
+    let mut last = std::time::Instant::now();
+    loop {
+        tokio::select! {
+            _ = actix_web::rt::time::sleep(interval) => {}
+            _ = unknown_resource.notified() => {
+                if let Some(wait) = MIN_GAP.checked_sub(last.elapsed()) {
+                    actix_web::rt::time::sleep(wait).await;
+                }
+            }
+        }
+        last = std::time::Instant::now();
+        match cluster.resource_table().await {
+            Ok(table) if *snapshot.load().table != table => {
+                warn_about_unknown_overrides(&snapshot.load().rules, &table);
+                // Whatever else changed meanwhile (a relist) is kept: only the table is replaced.
+                let table = Arc::new(table);
+                snapshot.rcu(|current| Snapshot {
+                    table: table.clone(),
+                    ..(**current).clone()
+                });
+                tracing::info!("resource table changed");
+                table_changed.notify_one();
+            }
+            Ok(_) => {}
+            Err(error) => {
+                tracing::warn!(%error, "API discovery failed; keeping the previous resource table")
+            }
+        }
+    }
+}
+
+/// Overrides naming resources the cluster does not serve are not fatal (the CRD may come later);
+/// say which, each time the table changes.
+fn warn_about_unknown_overrides(rules: &crate::rules::RuleSet, table: &ResourceTable) {
+    for (key, list) in [("rules", &rules.custom), ("externalRules", &rules.external)] {
+        for rule in list.iter() {
+            let index = rule.position;
+            for (label, resource) in rule.resources.overrides() {
+                if table.resolve(resource).is_none() {
+                    tracing::warn!(rule = format!("{key}[{index}]"), %label, %resource, "override names a resource the cluster does not serve (yet)");
+                }
+            }
+        }
+    }
+}
+
+/// A duration flag that must be more than zero.
+fn positive(value: &str, flag: &'static str) -> anyhow::Result<Duration> {
+    match parse_duration(value).context(flag)? {
+        d if d.is_zero() => bail!("{flag} must be greater than zero"),
+        d => Ok(d),
+    }
+}
+
+/// A count flag that must be at least one.
+fn at_least_one(value: u32, flag: &'static str) -> anyhow::Result<usize> {
+    match value {
+        0 => bail!("{flag} must be at least 1"),
+        n => Ok(n as usize),
+    }
+}
+
+fn validate(settings: &settings::Settings) -> anyhow::Result<ServeConfig> {
+    let Some(rules_path) = settings.config.clone() else {
+        bail!("no rules file specified (use --config FILE)");
+    };
+    if settings.standalone && settings.lister_kubeconfig.is_some() {
+        bail!(
+            "--standalone runs without a cluster; drop --lister-kubeconfig, or drop --standalone to use the cluster"
+        );
+    }
+    // Checked in every mode: a bad value is an error even where nothing uses it yet.
+    let authentication_timeout =
+        positive(&settings.authentication_timeout, "--authentication-timeout")?;
+    let authorization_timeout =
+        positive(&settings.authorization_timeout, "--authorization-timeout")?;
+    let max_reviews_in_flight =
+        at_least_one(settings.max_reviews_in_flight, "--max-reviews-in-flight")?;
+    let max_reviews_per_client =
+        at_least_one(settings.max_reviews_per_client, "--max-reviews-per-client")?;
+    let cluster = if settings.standalone {
+        None
+    } else {
+        let ttl = |value: &str, flag: &'static str| parse_duration(value).context(flag);
+        Some(ClusterSettings {
+            authentication_kubeconfig: settings.authentication_kubeconfig.clone(),
+            authorization_kubeconfig: settings.authorization_kubeconfig.clone(),
+            auth: crate::auth::AuthConfig {
+                request_header: crate::auth::RequestHeaderConfig {
+                    allowed_names: settings.requestheader_allowed_names.clone(),
+                    username_headers: settings.requestheader_username_headers.clone(),
+                    group_headers: settings.requestheader_group_headers.clone(),
+                    extra_headers_prefixes: settings.requestheader_extra_headers_prefix.clone(),
+                },
+                always_allow_paths: settings.authorization_always_allow_paths.clone(),
+                token_ttl: ttl(
+                    &settings.authentication_token_webhook_cache_ttl,
+                    "--authentication-token-webhook-cache-ttl",
+                )?,
+                allowed_ttl: ttl(
+                    &settings.authorization_webhook_cache_authorized_ttl,
+                    "--authorization-webhook-cache-authorized-ttl",
+                )?,
+                denied_ttl: ttl(
+                    &settings.authorization_webhook_cache_unauthorized_ttl,
+                    "--authorization-webhook-cache-unauthorized-ttl",
+                )?,
+                authentication_timeout,
+                authorization_timeout,
+                max_reviews_in_flight,
+                max_reviews_per_client,
+            },
+            kubeconfig: settings.lister_kubeconfig.clone(),
+            qps: settings.client_qps,
+            burst: settings.client_burst,
+            skip_lookup: settings.authentication_skip_lookup,
+            tolerate_lookup_failure: settings.authentication_tolerate_lookup_failure,
+            auth_refresh_interval: match parse_duration(
+                &settings.authentication_config_refresh_interval,
+            )
+            .context("--authentication-config-refresh-interval")?
+            {
+                d if d.is_zero() => {
+                    bail!("--authentication-config-refresh-interval must be greater than zero")
+                }
+                d => d,
+            },
+            client_cas: server::ClientCas {
+                requestheader: settings.requestheader_client_ca_file.clone(),
+                client: settings.client_ca_file.clone(),
+            },
+            discovery_interval: match parse_duration(&settings.discovery_interval)
+                .context("--discovery-interval")?
+            {
+                d if d.is_zero() => bail!("--discovery-interval must be greater than zero"),
+                d => d,
+            },
+        })
+    };
+    // With a cluster every request is authenticated and authorized; --standalone authenticates
+    // nothing, so it stays on loopback.
+    let default_bind = if settings.standalone {
+        "127.0.0.1"
+    } else {
+        "0.0.0.0"
+    };
+    let bind = settings
+        .bind_address
+        .clone()
+        .unwrap_or_else(|| default_bind.to_owned());
+    let ip: IpAddr = bind
+        .parse()
+        .with_context(|| format!("--bind-address {bind:?} is not an IP address"))?;
+    if settings.standalone && !ip.is_loopback() {
+        bail!(
+            "--standalone serves without authentication and only binds to loopback addresses; {ip} is not one"
+        );
+    }
+    let relist_interval =
+        parse_duration(&settings.metrics_relist_interval).context("--metrics-relist-interval")?;
+    if relist_interval.is_zero() {
+        bail!("--metrics-relist-interval must be greater than zero");
+    }
+    let max_age = match parse_duration(&settings.metrics_max_age).context("--metrics-max-age")? {
+        d if d.is_zero() => relist_interval,
+        d if d < relist_interval => bail!(
+            "--metrics-max-age ({d:?}) must not be less than --metrics-relist-interval ({relist_interval:?})"
+        ),
+        d => d,
+    };
+    let prometheus = crate::cli::prometheus::client_config(crate::cli::prometheus::ClientFlags {
+        url: &settings.prometheus_url,
+        timeout: &settings.prometheus_timeout,
+        verb: &settings.prometheus_verb,
+        headers: &settings.prometheus_header,
+        token_file: settings.prometheus_token_file.clone(),
+        ca_file: settings.prometheus_ca_file.clone(),
+        client_cert: (
+            settings.prometheus_client_tls_cert_file.clone(),
+            settings.prometheus_client_tls_key_file.clone(),
+        ),
+        max_response_bytes: &settings.prometheus_max_response_bytes,
+        auth_config: settings.prometheus_auth_config.clone(),
+        auth_incluster: settings.prometheus_auth_incluster,
+        service_account_dir: &settings.service_account_dir,
+    })?;
+    let shutdown = server::Shutdown {
+        delay: parse_duration(&settings.shutdown_delay).context("--shutdown-delay")?,
+        drain: parse_duration(&settings.shutdown_timeout).context("--shutdown-timeout")?,
+    };
+    let (policy, tls_warnings) = server::TlsPolicy::from_flags(
+        settings.tls_min_version.as_deref(),
+        &settings.tls_cipher_suites,
+    )?;
+    for warning in tls_warnings {
+        tracing::warn!("{warning}");
+    }
+    Ok(ServeConfig {
+        rules_path,
+        prometheus,
+        discovery: DiscoveryConfig {
+            relist_interval,
+            max_age,
+        },
+        addr: SocketAddr::new(ip, settings.secure_port),
+        shutdown,
+        handshakes: server::HandshakeLimits {
+            timeout: positive(&settings.tls_handshake_timeout, "--tls-handshake-timeout")?,
+            max_concurrent: at_least_one(
+                settings.max_concurrent_tls_handshakes,
+                "--max-concurrent-tls-handshakes",
+            )?,
+        },
+        cluster,
+        tls_reload_interval: match parse_duration(&settings.tls_reload_interval)
+            .context("--tls-reload-interval")?
+        {
+            d if d.is_zero() => bail!("--tls-reload-interval must be greater than zero"),
+            d => d,
+        },
+        tls: server::TlsSource {
+            client_cas: server::ClientCas {
+                requestheader: settings.requestheader_client_ca_file.clone(),
+                client: settings.client_ca_file.clone(),
+            },
+            policy,
+            cert_file: settings.tls_cert_file.clone(),
+            key_file: settings.tls_private_key_file.clone(),
+            cert_dir: settings.cert_dir.clone(),
+            extra_sans: settings.tls_san.clone(),
+        },
+    })
+}

@@ -1,0 +1,109 @@
+//! The `simulate` command: fetch an HPA's metric histories from Prometheus and replay the controller over them.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+
+use crate::cli::prometheus::client_config_from_flags;
+use crate::config;
+use crate::model::parse_duration;
+use crate::prometheus;
+use crate::resources::ResourceTable;
+
+/// `simulate`: fetches the HPA's metric histories and replays the controller over them.
+pub fn run(args: &crate::cli::SimulateArgs) -> anyhow::Result<ExitCode> {
+    use crate::simulate::{self, history, hpa, render, replay};
+    let rules = config::load_rules(&args.config)?;
+    let manifest = std::fs::read_to_string(&args.hpa)
+        .with_context(|| format!("cannot read HPA manifest {}", args.hpa.display()))?;
+    let hpa = hpa::parse(&manifest)?;
+    let now = crate::provider::unix_now() as i64;
+    let start = simulate::parse_time(&args.start, now)?;
+    let end = simulate::parse_time(&args.end, now)?;
+    if end <= start {
+        bail!("--end must be after --start");
+    }
+    let sync = parse_duration(&args.step).context("--step")?;
+    if sync.as_secs() == 0 {
+        bail!("--step must be at least 1s");
+    }
+    let oscillation = parse_duration(&args.oscillation_window).context("--oscillation-window")?;
+    let mut pod_requests = std::collections::HashMap::new();
+    for request in &args.pod_request {
+        let Some((resource, quantity)) = request.split_once('=') else {
+            bail!("--pod-request {request:?}: write RESOURCE=QUANTITY, e.g. cpu=250m");
+        };
+        let milli = crate::model::parse_quantity_milli(quantity)
+            .map_err(|e| anyhow::anyhow!("--pod-request {request:?}: {e}"))?;
+        pod_requests.insert(resource.to_owned(), milli);
+    }
+    let explain_at = args
+        .explain_at
+        .as_deref()
+        .map(|t| simulate::parse_time(t, now))
+        .transpose()?;
+    let pods = args
+        .pods
+        .clone()
+        .unwrap_or_else(|| format!("{}-.*", regex::escape(&hpa.target_name)));
+    let config = client_config_from_flags(&args.prometheus_url, &args.client)?;
+    let table = ResourceTable::builtin();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let history = runtime.block_on(async {
+        let client = prometheus::Client::new(config)?;
+        history::fetch(
+            &client,
+            &rules,
+            &table,
+            &hpa,
+            &pods,
+            start as f64,
+            end as f64,
+            sync,
+        )
+        .await
+        .map_err(anyhow::Error::from)
+    })?;
+    let options = replay::Options {
+        start,
+        end,
+        sync_seconds: sync.as_secs() as i64,
+        initial_replicas: args.initial_replicas.unwrap_or(hpa.rules.min_replicas),
+        pod_model: if args.pod_model == "conserving" {
+            replay::PodModel::Conserving
+        } else {
+            replay::PodModel::Observed
+        },
+        pod_requests,
+        oscillation_window_seconds: oscillation.as_secs() as i64,
+    };
+    let simulation = replay::replay(&hpa, &history.metrics, &options);
+    let explanation = explain_at.map(|t| {
+        replay::explain_at(&hpa, &simulation, t, render::clock)
+            .unwrap_or_else(|| format!("{} is before the first sync.\n", render::clock(t)))
+    });
+    match args.output.as_str() {
+        "json" => {
+            let queries: Vec<&str> = history.metrics.iter().map(|m| m.query.as_str()).collect();
+            let mut value = serde_json::to_value(&simulation)?;
+            value["queries"] = serde_json::to_value(queries)?;
+            if let Some(text) = &explanation {
+                value["explanation"] = serde_json::Value::from(text.as_str());
+            }
+            println!("{value}");
+        }
+        "svg" => print!("{}", render::svg(&hpa, &simulation)),
+        _ => match &explanation {
+            Some(text) => print!("{text}"),
+            None => {
+                for metric in &history.metrics {
+                    println!("query: {}", metric.query);
+                }
+                print!("{}", render::table(&hpa, &simulation));
+            }
+        },
+    }
+    Ok(ExitCode::SUCCESS)
+}
