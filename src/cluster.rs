@@ -519,27 +519,12 @@ impl crate::auth::Reviewer for Cluster {
     }
 }
 
-/// What `kube-system/extension-apiserver-authentication` says about client certificates.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AuthenticationConfig {
-    /// `client-ca-file`: CA of user client certificates (PEM).
-    pub client_ca: Option<Vec<u8>>,
-    /// `requestheader-client-ca-file`: the front-proxy CA (PEM).
-    pub requestheader_ca: Option<Vec<u8>>,
-    /// `requestheader-allowed-names`.
-    pub allowed_names: Vec<String>,
-    /// `requestheader-username-headers`.
-    pub username_headers: Vec<String>,
-    /// `requestheader-group-headers`.
-    pub group_headers: Vec<String>,
-    /// `requestheader-extra-headers-prefix`.
-    pub extra_headers_prefixes: Vec<String>,
-}
-
 impl Cluster {
     /// Reads the authentication ConfigMap kube-apiserver publishes for extension servers; `None`
     /// when it does not exist.
-    pub async fn authentication_config(&self) -> Result<Option<AuthenticationConfig>, Error> {
+    pub async fn authentication_config(
+        &self,
+    ) -> Result<Option<crate::auth::sources::AuthenticationConfig>, Error> {
         use k8s_openapi::api::core::v1::ConfigMap;
         let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), "kube-system");
         self.throttle.acquire().await;
@@ -553,7 +538,7 @@ impl Cluster {
                 .and_then(|v| serde_json::from_str::<Vec<String>>(v).ok())
                 .unwrap_or_default()
         };
-        Ok(Some(AuthenticationConfig {
+        Ok(Some(crate::auth::sources::AuthenticationConfig {
             client_ca: data.get("client-ca-file").map(|v| v.clone().into_bytes()),
             requestheader_ca: data
                 .get("requestheader-client-ca-file")

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 
 use crate::api::AppState;
+use crate::auth::sources::ClientAuth;
 use crate::cli::ServeArgs;
 use crate::cluster::{Cluster, PodsAndNodes};
 use crate::config::{self, settings};
@@ -285,48 +286,28 @@ impl ClientAuthSources {
         authority: &server::ClientAuthority,
         gate: &crate::auth::Gate,
     ) -> anyhow::Result<()> {
-        let (mut requestheader, mut client) = self.cas.read()?;
-        let mut request_header = self.request_header.clone();
-        if !self.skip && (requestheader.is_none() || client.is_none()) {
+        let (requestheader_ca, client_ca) = self.cas.read()?;
+        let mut auth = ClientAuth {
+            requestheader_ca,
+            client_ca,
+            request_header: self.request_header.clone(),
+        };
+        if !self.skip && auth.incomplete() {
             let published = cluster
                 .authentication_config()
                 .await
                 .context("reading kube-system/extension-apiserver-authentication")?
                 .unwrap_or_default();
-            if requestheader.is_none() && published.requestheader_ca.is_some() {
-                requestheader = published.requestheader_ca;
-                let or = |values: Vec<String>, default: &Vec<String>| {
-                    if values.is_empty() {
-                        default.clone()
-                    } else {
-                        values
-                    }
-                };
-                request_header = crate::auth::RequestHeaderConfig {
-                    allowed_names: published.allowed_names,
-                    username_headers: or(
-                        published.username_headers,
-                        &request_header.username_headers,
-                    ),
-                    group_headers: or(published.group_headers, &request_header.group_headers),
-                    extra_headers_prefixes: or(
-                        published.extra_headers_prefixes,
-                        &request_header.extra_headers_prefixes,
-                    ),
-                };
-            }
-            if client.is_none() {
-                client = published.client_ca;
-            }
+            auth = auth.completed_by(&published);
         }
-        if authority.update(requestheader.as_deref(), client.as_deref())? {
+        if authority.update(auth.requestheader_ca.as_deref(), auth.client_ca.as_deref())? {
             tracing::info!(
-                front_proxy = requestheader.is_some(),
-                client = client.is_some(),
+                front_proxy = auth.requestheader_ca.is_some(),
+                client = auth.client_ca.is_some(),
                 "client CAs loaded"
             );
         }
-        gate.set_request_header(request_header);
+        gate.set_request_header(auth.request_header);
         Ok(())
     }
 }

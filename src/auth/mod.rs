@@ -6,6 +6,7 @@
 mod attributes;
 mod cache;
 mod limits;
+pub mod sources;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
