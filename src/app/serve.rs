@@ -18,7 +18,7 @@ use crate::provider::custom::CustomMetrics;
 use crate::provider::discovery::{Discovery, DiscoveryConfig, Health};
 use crate::provider::external::ExternalMetrics;
 use crate::provider::resource::{PrometheusObjects, ResourceMetrics, ResourceObjects};
-use crate::provider::{MetricsBackend, ObjectLister, SharedSnapshot, Snapshot};
+use crate::provider::{MetricsBackend, ObjectLister, Snapshot};
 use crate::reload::RulesReloader;
 use crate::resources::ResourceTable;
 use crate::server;
@@ -114,7 +114,16 @@ pub fn run(args: ServeArgs, warnings: Vec<String>) -> anyhow::Result<ExitCode> {
         let reload_rules = actix_web::rt::spawn(reloader.run());
         // The kube client must be made inside this runtime, which drives its connections.
         let cluster = match &serve_config.cluster {
-            Some(cluster) => Some(connect_cluster(cluster, &snapshot).await?),
+            Some(settings) => Some(
+                crate::cluster::discovery::connect_and_install_table(
+                    settings.kubeconfig.as_deref(),
+                    settings.qps,
+                    settings.burst,
+                    &snapshot,
+                )
+                .await
+                .context("no cluster to serve (give --lister-kubeconfig, or --standalone to run without one)")?,
+            ),
             None => None,
         };
         let objects: Option<Arc<dyn ObjectLister>> = cluster
@@ -209,7 +218,7 @@ pub fn run(args: ServeArgs, warnings: Vec<String>) -> anyhow::Result<ExitCode> {
                 .cluster
                 .as_ref()
                 .map_or(Duration::from_secs(600), |c| c.discovery_interval);
-            actix_web::rt::spawn(refresh_resource_table(cluster, snapshot.clone(), interval, unknown_resource.clone(), table_changed.clone()))
+            actix_web::rt::spawn(crate::cluster::discovery::refresh_resource_table(cluster, snapshot.clone(), interval, unknown_resource.clone(), table_changed.clone()))
         });
         let discovery = Discovery::new(
             backend,
@@ -240,32 +249,6 @@ pub fn run(args: ServeArgs, warnings: Vec<String>) -> anyhow::Result<ExitCode> {
         result.map_err(anyhow::Error::from)
     })?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// Connects to the cluster and installs its resource table (the built-in one stays, with a
-/// warning, if discovery fails now; the refresh retries).
-async fn connect_cluster(
-    settings: &ClusterSettings,
-    snapshot: &SharedSnapshot,
-) -> anyhow::Result<Cluster> {
-    let cluster = Cluster::connect(settings.kubeconfig.as_deref(), settings.qps, settings.burst)
-        .await
-        .context(
-            "no cluster to serve (give --lister-kubeconfig, or --standalone to run without one)",
-        )?;
-    match cluster.resource_table().await {
-        Ok(table) => {
-            let table = Arc::new(table);
-            snapshot.rcu(|current| Snapshot {
-                table: table.clone(),
-                ..(**current).clone()
-            });
-        }
-        Err(error) => {
-            tracing::warn!(%error, "API discovery failed; using the built-in resource table until it succeeds")
-        }
-    }
-    Ok(cluster)
 }
 
 /// Where client CAs and request-header settings come from: the flags, and the authentication
@@ -345,64 +328,6 @@ async fn auth_gate(
         Box::new(authorization),
         settings.auth.clone(),
     ))
-}
-
-/// Re-reads the cluster's resources every `interval`, so that CRDs installed later are served
-/// (from the next relist on).
-async fn refresh_resource_table(
-    cluster: Cluster,
-    snapshot: SharedSnapshot,
-    interval: Duration,
-    unknown_resource: Arc<tokio::sync::Notify>,
-    table_changed: Arc<tokio::sync::Notify>,
-) {
-    // On-demand refreshes (a request named an unknown resource) are spaced out so that a client
-    // asking for nonsense cannot keep the API server busy.
-    const MIN_GAP: Duration = Duration::from_secs(2);
-    let mut last = std::time::Instant::now();
-    loop {
-        tokio::select! {
-            _ = actix_web::rt::time::sleep(interval) => {}
-            _ = unknown_resource.notified() => {
-                if let Some(wait) = MIN_GAP.checked_sub(last.elapsed()) {
-                    actix_web::rt::time::sleep(wait).await;
-                }
-            }
-        }
-        last = std::time::Instant::now();
-        match cluster.resource_table().await {
-            Ok(table) if *snapshot.load().table != table => {
-                warn_about_unknown_overrides(&snapshot.load().rules, &table);
-                // Whatever else changed meanwhile (a relist) is kept: only the table is replaced.
-                let table = Arc::new(table);
-                snapshot.rcu(|current| Snapshot {
-                    table: table.clone(),
-                    ..(**current).clone()
-                });
-                tracing::info!("resource table changed");
-                table_changed.notify_one();
-            }
-            Ok(_) => {}
-            Err(error) => {
-                tracing::warn!(%error, "API discovery failed; keeping the previous resource table")
-            }
-        }
-    }
-}
-
-/// Overrides naming resources the cluster does not serve are not fatal (the CRD may come later);
-/// say which, each time the table changes.
-fn warn_about_unknown_overrides(rules: &crate::rules::RuleSet, table: &ResourceTable) {
-    for (key, list) in [("rules", &rules.custom), ("externalRules", &rules.external)] {
-        for rule in list.iter() {
-            let index = rule.position;
-            for (label, resource) in rule.resources.overrides() {
-                if table.resolve(resource).is_none() {
-                    tracing::warn!(rule = format!("{key}[{index}]"), %label, %resource, "override names a resource the cluster does not serve (yet)");
-                }
-            }
-        }
-    }
 }
 
 /// A duration flag that must be more than zero.
