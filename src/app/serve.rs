@@ -18,7 +18,7 @@ use crate::provider::custom::CustomMetrics;
 use crate::provider::discovery::{Discovery, DiscoveryConfig, Health};
 use crate::provider::external::ExternalMetrics;
 use crate::provider::resource::{PrometheusObjects, ResourceMetrics, ResourceObjects};
-use crate::provider::{MetricsBackend, ObjectLister, Snapshot};
+use crate::provider::{MetricsBackend, ObjectLister, SharedSnapshot, Snapshot};
 use crate::reload::RulesReloader;
 use crate::resources::ResourceTable;
 use crate::server;
@@ -100,155 +100,229 @@ pub fn run(args: ServeArgs, warnings: Vec<String>) -> anyhow::Result<ExitCode> {
         mode = if serve_config.cluster.is_some() { "cluster" } else { "standalone" },
         "starting prom-adapter"
     );
-    actix_web::rt::System::new().block_on(async move {
-        // First, so that SIGHUP reloads from here on instead of ending the process.
-        let (updates, rule_updates) = tokio::sync::mpsc::channel(1);
-        let reloader = RulesReloader::new(
-            serve_config.rules_path.clone(),
-            rules_text.into_bytes(),
+    actix_web::rt::System::new().block_on(run_server(
+        serve_config,
+        Serving {
             rules,
-            updates,
-            metrics.clone(),
-        );
-        let mut serving_rules = reloader.subscribe();
-        let reload_rules = actix_web::rt::spawn(reloader.run());
-        // The kube client must be made inside this runtime, which drives its connections.
-        let cluster = match &serve_config.cluster {
-            Some(settings) => Some(
-                crate::cluster::discovery::connect_and_install_table(
-                    settings.kubeconfig.as_deref(),
-                    settings.qps,
-                    settings.burst,
-                    &snapshot,
-                )
-                .await
-                .context("no cluster to serve (give --lister-kubeconfig, or --standalone to run without one)")?,
-            ),
-            None => None,
-        };
-        let objects: Option<Arc<dyn ObjectLister>> = cluster
-            .clone()
-            .map(|c| Arc::new(c) as Arc<dyn ObjectLister>);
-        // Running pods and nodes for metrics.k8s.io: watched in a cluster, read from Prometheus
-        // without one.
-        // The watches start with the first rules that have resourceRules.
-        let pods_and_nodes: Option<Arc<dyn ResourceObjects>> = cluster.as_ref().map(|cluster| {
-            let (caches, watches) = PodsAndNodes::new(cluster);
-            actix_web::rt::spawn(async move {
-                loop {
-                    let wanted = serving_rules.borrow_and_update().resource.is_some();
-                    if wanted {
-                        break;
-                    }
-                    if serving_rules.changed().await.is_err() {
-                        return;
-                    }
-                }
-                watches.start();
-            });
-            Arc::new(caches) as Arc<dyn ResourceObjects>
-        });
-        let gate = match (&serve_config.cluster, &cluster) {
-            (Some(settings), Some(lister)) => Some(Arc::new(auth_gate(settings, lister).await?)),
-            _ => None,
-        };
-        let auth_refresh = match (&serve_config.cluster, &cluster, &gate) {
-            (Some(settings), Some(lister), Some(gate)) => {
-                let sources = ClientAuthSources {
-                    cas: settings.client_cas.clone(),
-                    request_header: settings.auth.request_header.clone(),
-                    skip: settings.skip_lookup,
-                };
-                match sources.apply(lister, &peers, gate).await {
-                    Ok(()) => {}
-                    Err(error) if settings.tolerate_lookup_failure => {
-                        tracing::warn!(error = format!("{error:#}"), "client CAs not loaded yet; retrying")
-                    }
-                    Err(error) => {
-                        return Err(error.context("loading client CAs (--authentication-tolerate-lookup-failure starts anyway)"));
-                    }
-                }
-                let (lister, gate, authority) = (lister.clone(), gate.clone(), peers.clone());
-                let interval = settings.auth_refresh_interval;
-                Some(actix_web::rt::spawn(async move {
-                    loop {
-                        actix_web::rt::time::sleep(interval).await;
-                        if let Err(error) = sources.apply(&lister, &authority, &gate).await {
-                            tracing::warn!(error = format!("{error:#}"), "client CAs not refreshed; the previous ones stay");
-                        }
-                    }
-                }))
-            }
-            _ => None,
-        };
-        let unknown_resource = Arc::new(tokio::sync::Notify::new());
-        let table_changed = Arc::new(tokio::sync::Notify::new());
-        let worker_state = {
-            let unknown_resource = unknown_resource.clone();
-            let (snapshot, metrics, health) = (snapshot.clone(), metrics.clone(), health.clone());
-            let max_age = serve_config.discovery.max_age;
-            let client = client.clone();
-            move || {
-                // Each actix worker runs its own single-threaded runtime; a shared connection pool
-                // would drive every Prometheus call from another thread.
-                let client = client.with_fresh_connections().unwrap_or_else(|error| {
-                    tracing::warn!(%error, "sharing the discovery connection pool with a worker");
-                    client.clone()
-                });
-                let backend: Arc<dyn MetricsBackend> =
-                    Arc::new(prometheus::InstrumentedClient::new(client, metrics.clone()));
-                let source: Arc<dyn ResourceObjects> = match &pods_and_nodes {
-                    Some(watched) => watched.clone(),
-                    None => Arc::new(PrometheusObjects::new(snapshot.clone(), backend.clone())),
-                };
-                let resource = Some(ResourceMetrics::new(snapshot.clone(), backend.clone(), source));
-                AppState {
-                    resource,
-                    external: ExternalMetrics::new(snapshot.clone(), backend.clone()),
-                    custom: CustomMetrics::new(snapshot.clone(), backend, max_age, objects.clone())
-                        .with_rediscovery(unknown_resource.clone()),
-                    metrics: metrics.clone(),
-                    health: health.clone(),
-                    gate: gate.clone(),
-                }
-            }
-        };
-        let refresh_handle = cluster.map(|cluster| {
-            let interval = serve_config
-                .cluster
-                .as_ref()
-                .map_or(Duration::from_secs(600), |c| c.discovery_interval);
-            actix_web::rt::spawn(crate::cluster::discovery::refresh_resource_table(cluster, snapshot.clone(), interval, unknown_resource.clone(), table_changed.clone()))
-        });
-        let discovery = Discovery::new(
-            backend,
+            rules_text,
             snapshot,
-            serve_config.discovery,
+            client,
+            backend,
             metrics,
-            health.clone(),
-        );
-        let loop_handle = actix_web::rt::spawn(discovery.run(rule_updates, table_changed));
-        let reload_handle =
-            actix_web::rt::spawn(certificate.watch(serve_config.tls_reload_interval));
-        let result = server::serve(
-            worker_state,
-            serve_config.addr,
-            tls,
-            peers,
             health,
-            serve_config.shutdown,
-            serve_config.handshakes,
-        )
-        .await;
-        loop_handle.abort();
-        reload_handle.abort();
-        reload_rules.abort();
-        for handle in [refresh_handle, auth_refresh].into_iter().flatten() {
-            handle.abort();
-        }
-        result.map_err(anyhow::Error::from)
-    })?;
+            tls,
+            certificate,
+            peers,
+        },
+    ))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// What `run` prepared before the server's runtime starts.
+struct Serving {
+    rules: Arc<crate::rules::RuleSet>,
+    rules_text: String,
+    snapshot: SharedSnapshot,
+    client: prometheus::Client,
+    backend: Arc<dyn MetricsBackend>,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    tls: rustls::ServerConfig,
+    certificate: Arc<server::ServingCertificate>,
+    peers: Arc<server::ClientAuthority>,
+}
+
+/// Inside the server's runtime: the cluster clients, every background task in one `JoinSet`,
+/// and the HTTPS server; the tasks end when the server does.
+async fn run_server(serve_config: ServeConfig, serving: Serving) -> anyhow::Result<()> {
+    let Serving {
+        rules,
+        rules_text,
+        snapshot,
+        client,
+        backend,
+        metrics,
+        health,
+        tls,
+        certificate,
+        peers,
+    } = serving;
+    let mut tasks = tokio::task::JoinSet::new();
+    // First, so that SIGHUP reloads from here on instead of ending the process.
+    let (updates, rule_updates) = tokio::sync::mpsc::channel(1);
+    let reloader = RulesReloader::new(
+        serve_config.rules_path.clone(),
+        rules_text.into_bytes(),
+        rules,
+        updates,
+        metrics.clone(),
+    );
+    let serving_rules = reloader.subscribe();
+    tasks.spawn_local(reloader.run());
+    // The kube client must be made inside this runtime, which drives its connections.
+    let cluster = match &serve_config.cluster {
+        Some(settings) => Some(
+            crate::cluster::discovery::connect_and_install_table(
+                settings.kubeconfig.as_deref(),
+                settings.qps,
+                settings.burst,
+                &snapshot,
+            )
+            .await
+            .context(NO_CLUSTER)?,
+        ),
+        None => None,
+    };
+    let objects: Option<Arc<dyn ObjectLister>> = cluster
+        .clone()
+        .map(|c| Arc::new(c) as Arc<dyn ObjectLister>);
+    // Running pods and nodes for metrics.k8s.io: watched in a cluster, read from Prometheus
+    // without one.
+    let pods_and_nodes = cluster
+        .as_ref()
+        .map(|cluster| watch_pods_and_nodes(cluster, serving_rules, &mut tasks));
+    let gate = match (&serve_config.cluster, &cluster) {
+        (Some(settings), Some(lister)) => Some(Arc::new(auth_gate(settings, lister).await?)),
+        _ => None,
+    };
+    if let (Some(settings), Some(lister), Some(gate)) = (&serve_config.cluster, &cluster, &gate) {
+        load_client_cas(settings, lister, gate, &peers, &mut tasks).await?;
+    }
+    let unknown_resource = Arc::new(tokio::sync::Notify::new());
+    let table_changed = Arc::new(tokio::sync::Notify::new());
+    let worker_state = {
+        let unknown_resource = unknown_resource.clone();
+        let (snapshot, metrics, health) = (snapshot.clone(), metrics.clone(), health.clone());
+        let max_age = serve_config.discovery.max_age;
+        let client = client.clone();
+        move || {
+            // Each actix worker runs its own single-threaded runtime; a shared connection pool
+            // would drive every Prometheus call from another thread.
+            let client = client.with_fresh_connections().unwrap_or_else(|error| {
+                tracing::warn!(%error, "sharing the discovery connection pool with a worker");
+                client.clone()
+            });
+            let backend: Arc<dyn MetricsBackend> =
+                Arc::new(prometheus::InstrumentedClient::new(client, metrics.clone()));
+            let source: Arc<dyn ResourceObjects> = match &pods_and_nodes {
+                Some(watched) => watched.clone(),
+                None => Arc::new(PrometheusObjects::new(snapshot.clone(), backend.clone())),
+            };
+            let resource = Some(ResourceMetrics::new(
+                snapshot.clone(),
+                backend.clone(),
+                source,
+            ));
+            AppState {
+                resource,
+                external: ExternalMetrics::new(snapshot.clone(), backend.clone()),
+                custom: CustomMetrics::new(snapshot.clone(), backend, max_age, objects.clone())
+                    .with_rediscovery(unknown_resource.clone()),
+                metrics: metrics.clone(),
+                health: health.clone(),
+                gate: gate.clone(),
+            }
+        }
+    };
+    if let (Some(cluster), Some(settings)) = (cluster, &serve_config.cluster) {
+        tasks.spawn_local(crate::cluster::discovery::refresh_resource_table(
+            cluster,
+            snapshot.clone(),
+            settings.discovery_interval,
+            unknown_resource,
+            table_changed.clone(),
+        ));
+    }
+    let discovery = Discovery::new(
+        backend,
+        snapshot,
+        serve_config.discovery,
+        metrics,
+        health.clone(),
+    );
+    tasks.spawn_local(discovery.run(rule_updates, table_changed));
+    tasks.spawn_local(certificate.watch(serve_config.tls_reload_interval));
+    let result = server::serve(
+        worker_state,
+        serve_config.addr,
+        tls,
+        peers,
+        health,
+        serve_config.shutdown,
+        serve_config.handshakes,
+    )
+    .await;
+    tasks.shutdown().await;
+    result.map_err(anyhow::Error::from)
+}
+
+const NO_CLUSTER: &str =
+    "no cluster to serve (give --lister-kubeconfig, or --standalone to run without one)";
+
+/// The pods and nodes caches for metrics.k8s.io; their watches start (as a task of `tasks`)
+/// with the first rules that have `resourceRules`.
+fn watch_pods_and_nodes(
+    cluster: &Cluster,
+    mut serving_rules: tokio::sync::watch::Receiver<Arc<crate::rules::RuleSet>>,
+    tasks: &mut tokio::task::JoinSet<()>,
+) -> Arc<dyn ResourceObjects> {
+    let (caches, watches) = PodsAndNodes::new(cluster);
+    tasks.spawn_local(async move {
+        loop {
+            if serving_rules.borrow_and_update().resource.is_some() {
+                break;
+            }
+            if serving_rules.changed().await.is_err() {
+                return;
+            }
+        }
+        watches.run().await;
+    });
+    Arc::new(caches)
+}
+
+/// Loads the client CAs now (a failure stops the start unless tolerated), then refreshes them
+/// as a task of `tasks`.
+async fn load_client_cas(
+    settings: &ClusterSettings,
+    lister: &Cluster,
+    gate: &Arc<crate::auth::Gate>,
+    peers: &Arc<server::ClientAuthority>,
+    tasks: &mut tokio::task::JoinSet<()>,
+) -> anyhow::Result<()> {
+    let sources = ClientAuthSources {
+        cas: settings.client_cas.clone(),
+        request_header: settings.auth.request_header.clone(),
+        skip: settings.skip_lookup,
+    };
+    match sources.apply(lister, peers, gate).await {
+        Ok(()) => {}
+        Err(error) if settings.tolerate_lookup_failure => {
+            tracing::warn!(
+                error = format!("{error:#}"),
+                "client CAs not loaded yet; retrying"
+            )
+        }
+        Err(error) => {
+            return Err(error.context(
+                "loading client CAs (--authentication-tolerate-lookup-failure starts anyway)",
+            ));
+        }
+    }
+    let (lister, gate, authority) = (lister.clone(), gate.clone(), peers.clone());
+    let interval = settings.auth_refresh_interval;
+    tasks.spawn_local(async move {
+        loop {
+            actix_web::rt::time::sleep(interval).await;
+            if let Err(error) = sources.apply(&lister, &authority, &gate).await {
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    "client CAs not refreshed; the previous ones stay"
+                );
+            }
+        }
+    });
+    Ok(())
 }
 
 /// Where client CAs and request-header settings come from: the flags, and the authentication

@@ -47,9 +47,8 @@ pub struct PodAndNodeWatches {
 }
 
 impl PodAndNodeWatches {
-    /// Starts both watches on the current runtime; they retry with backoff for as long as the
-    /// runtime lives.
-    pub fn start(self) {
+    /// Runs both watches; they retry with backoff until dropped.
+    pub async fn run(self) {
         let running = watcher::Config::default().fields("status.phase=Running");
         let pods_api = Api::<PartialObjectMeta<Pod>>::all(self.client.clone());
         let nodes_api = Api::<PartialObjectMeta<Node>>::all(self.client);
@@ -59,9 +58,8 @@ impl PodAndNodeWatches {
         let node_events = watcher(nodes_api, watcher::Config::default())
             .default_backoff()
             .reflect(self.node_writer);
-        tokio::spawn(drain("pods", pod_events));
-        tokio::spawn(drain("nodes", node_events));
         tracing::info!("watching running pods and nodes for metrics.k8s.io");
+        futures_util::future::join(drain("pods", pod_events), drain("nodes", node_events)).await;
     }
 }
 
