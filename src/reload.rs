@@ -239,6 +239,20 @@ fn watch_directory(path: &Path, changed: Arc<Notify>) -> Option<Box<dyn Watcher 
     }
 }
 
+/// Reads and compiles a rules file.
+pub fn load_rules(path: &Path) -> Result<RuleSet, config::Error> {
+    load_rules_and_text(path).map(|(rules, _)| rules)
+}
+
+/// Reads and compiles a rules file, and returns the text it compiled (for later comparisons).
+pub fn load_rules_and_text(path: &Path) -> Result<(RuleSet, String), config::Error> {
+    let text = std::fs::read_to_string(path).map_err(|source| config::Error::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    config::parse_rules(&text, &path.display().to_string()).map(|rules| (rules, text))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -138,7 +138,7 @@ fn parsers_reject_bad_input_without_panicking() {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
-        let _ = prom_adapter::api::parse_custom_request(&path, &query);
+        let _ = prom_adapter::provider::request::parse_custom(&path, &query);
         // Names and namespaces in request paths, credentials, and values that reach templates.
         let full = mutate(
             &mut rng,

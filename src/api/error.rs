@@ -106,6 +106,15 @@ impl From<custom::Error> for Error {
     }
 }
 
+impl From<crate::provider::request::Error> for Error {
+    fn from(error: crate::provider::request::Error) -> Self {
+        match error {
+            crate::provider::request::Error::BadRequest(m) => Error::BadRequest(m),
+            crate::provider::request::Error::NoSuchPath => Error::no_such_path(),
+        }
+    }
+}
+
 impl From<external::Error> for Error {
     fn from(error: external::Error) -> Self {
         match error {

@@ -5,7 +5,6 @@ pub mod error;
 pub mod openapi;
 pub mod wire;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -29,9 +28,10 @@ use crate::auth::{Attributes, Credentials, PeerIdentity, Verdict};
 use crate::model::GroupResource;
 use crate::model::{format_go_duration, format_timestamp};
 use crate::promql::LabelSelector;
-use crate::provider::custom::{CustomMetrics, CustomRequest, MetricValue, ObjectName};
+use crate::provider::custom::{CustomMetrics, MetricValue};
 use crate::provider::discovery::Health;
-use crate::provider::external::{ExternalMetrics, ExternalRequest};
+use crate::provider::external::ExternalMetrics;
+use crate::provider::request as request_path;
 use crate::provider::resource::{self, FieldSelector, ResourceMetrics};
 use crate::provider::unix_now;
 use crate::telemetry::Metrics;
@@ -517,9 +517,8 @@ async fn custom_metric(
         &CUSTOM_VERSIONS,
     )?;
     let tail = request.match_info().get("tail").unwrap_or_default();
-    let query = web::Query::<HashMap<String, String>>::from_query(request.query_string())
-        .map_err(|e| Error::BadRequest(format!("invalid query string: {e}")))?;
-    let custom_request = parse_custom_request(tail, &query)?;
+    let query = request_path::query_params(request.query_string());
+    let custom_request = request_path::parse_custom(tail, &query)?;
     let now = unix_now();
     let values = state.custom.get(&custom_request, now).await?;
     let timestamp = format_timestamp(now as i64);
@@ -627,20 +626,8 @@ async fn external_metric(
     external_enabled(&state)?;
     let (version, namespace, metric) = path.into_inner();
     checked_version(&version, &EXTERNAL_VERSIONS)?;
-    let query = web::Query::<HashMap<String, String>>::from_query(request.query_string())
-        .map_err(|e| Error::BadRequest(format!("invalid query string: {e}")))?;
-    let selector = LabelSelector::parse(
-        query
-            .get("labelSelector")
-            .map(String::as_str)
-            .unwrap_or_default(),
-    )
-    .map_err(|e| Error::BadRequest(format!("labelSelector: {e}")))?;
-    let external_request = ExternalRequest {
-        namespace,
-        metric: metric.clone(),
-        selector,
-    };
+    let query = request_path::query_params(request.query_string());
+    let external_request = request_path::external(namespace, metric.clone(), &query)?;
     let values = state.external.get(&external_request, unix_now()).await?;
     Ok(HttpResponse::Ok().json(ExternalMetricValueList {
         kind: "ExternalMetricValueList",
@@ -699,8 +686,7 @@ async fn resource_resources(state: web::Data<AppState>) -> Result<HttpResponse, 
 
 /// `labelSelector` and `fieldSelector` of a resource metrics list.
 fn object_selectors(request: &HttpRequest) -> Result<(LabelSelector, FieldSelector), Error> {
-    let query = web::Query::<HashMap<String, String>>::from_query(request.query_string())
-        .map_err(|e| Error::BadRequest(format!("invalid query string: {e}")))?;
+    let query = request_path::query_params(request.query_string());
     let text = |key: &str| query.get(key).map(String::as_str).unwrap_or_default();
     let labels = LabelSelector::parse(text("labelSelector"))
         .map_err(|e| Error::BadRequest(format!("labelSelector: {e}")))?;
@@ -890,128 +876,5 @@ fn object_reference(value: &MetricValue) -> ObjectReference {
         namespace: value.object.namespace.clone(),
         name: value.object.name.clone(),
         api_version: value.object.api_version.clone(),
-    }
-}
-
-/// Parses the part of a custom metrics path after the version, e.g.
-/// `namespaces/default/pods/%2A/http_requests`, plus its query parameters.
-pub fn parse_custom_request(
-    tail: &str,
-    query: &HashMap<String, String>,
-) -> Result<CustomRequest, Error> {
-    let segments: Vec<String> = tail
-        .trim_end_matches('/')
-        .split('/')
-        .map(crate::object_names::decode_segment)
-        .collect::<Result<_, _>>()
-        .map_err(|e| Error::BadRequest(e.to_string()))?;
-    if segments.iter().any(String::is_empty) {
-        return Err(Error::BadRequest("invalid request path".into()));
-    }
-    let (resource, namespace, name, metric) = match segments.as_slice() {
-        [ns_kw, namespace, metrics_kw, metric]
-            if ns_kw == "namespaces" && metrics_kw == "metrics" =>
-        {
-            (
-                "namespaces".to_owned(),
-                None,
-                namespace.clone(),
-                metric.clone(),
-            )
-        }
-        [ns_kw, namespace, resource, name, metric] if ns_kw == "namespaces" => (
-            resource.clone(),
-            Some(namespace.clone()),
-            name.clone(),
-            metric.clone(),
-        ),
-        [resource, name, metric] => (resource.clone(), None, name.clone(), metric.clone()),
-        short if short.len() < 3 => return Err(Error::BadRequest("invalid request path".into())),
-        _ => return Err(Error::no_such_path()),
-    };
-    if let Some(field_selector) = query.get("fieldSelector").filter(|f| !f.is_empty()) {
-        let expected = format!("metadata.name={name}");
-        if field_selector != &expected && field_selector != &format!("metadata.name=={name}") {
-            return Err(Error::BadRequest(
-                "fieldSelector metadata.name doesn't match requested name".into(),
-            ));
-        }
-    }
-    let selector = |key: &str| {
-        LabelSelector::parse(query.get(key).map(String::as_str).unwrap_or_default())
-            .map_err(|e| Error::BadRequest(format!("{key}: {e}")))
-    };
-    Ok(CustomRequest {
-        resource,
-        namespace,
-        name: if name == "*" {
-            ObjectName::All
-        } else {
-            ObjectName::Named(name)
-        },
-        metric,
-        label_selector: selector("labelSelector")?,
-        metric_selector: selector("metricLabelSelector")?,
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parse(tail: &str, query: &[(&str, &str)]) -> Result<CustomRequest, Error> {
-        let query = query
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        parse_custom_request(tail, &query)
-    }
-
-    #[test]
-    fn parses_every_path_shape() {
-        let r = parse("namespaces/default/pods/%2A/http_requests", &[]).unwrap();
-        assert_eq!(
-            (r.resource.as_str(), r.namespace.as_deref(), &r.name),
-            ("pods", Some("default"), &ObjectName::All)
-        );
-        let r = parse("nodes/n1/load", &[]).unwrap();
-        assert_eq!(
-            (r.resource.as_str(), r.namespace, r.name),
-            ("nodes", None, ObjectName::Named("n1".into()))
-        );
-        let r = parse("namespaces/prod/metrics/queue", &[]).unwrap();
-        assert_eq!(
-            (r.resource.as_str(), r.namespace, r.name, r.metric.as_str()),
-            (
-                "namespaces",
-                None,
-                ObjectName::Named("prod".into()),
-                "queue"
-            )
-        );
-        let r = parse("namespaces/*/metrics/queue", &[]).unwrap();
-        assert_eq!(r.name, ObjectName::All);
-        assert!(matches!(parse("pods/x", &[]), Err(Error::BadRequest(_))));
-        assert!(matches!(parse("a/b/c/d", &[]), Err(Error::NotFound(_))));
-        assert!(matches!(
-            parse("namespaces/a/b/c/d/e", &[]),
-            Err(Error::NotFound(_))
-        ));
-        assert!(matches!(parse("a//b", &[]), Err(Error::BadRequest(_))));
-    }
-
-    #[test]
-    fn checks_field_and_label_selectors() {
-        assert!(parse("nodes/n1/m", &[("fieldSelector", "metadata.name=n1")]).is_ok());
-        assert!(matches!(
-            parse("nodes/n1/m", &[("fieldSelector", "metadata.name=n2")]),
-            Err(Error::BadRequest(_))
-        ));
-        assert!(matches!(
-            parse("nodes/n1/m", &[("metricLabelSelector", "a in (")]),
-            Err(Error::BadRequest(_))
-        ));
-        let r = parse("nodes/n1/m", &[("metricLabelSelector", "status=500")]).unwrap();
-        assert!(!r.metric_selector.is_empty());
     }
 }

@@ -7,7 +7,6 @@ use anyhow::{Context, bail};
 
 use crate::cli::ExplainArgs;
 use crate::cli::prometheus::client_config_from_flags;
-use crate::config;
 use crate::explain;
 use crate::model::parse_duration;
 use crate::prometheus;
@@ -18,7 +17,7 @@ use crate::telemetry::Metrics;
 /// `check`: validates a rules file offline and prints one line per rule; exit 1 on an error (or
 /// a warning, with `strict`).
 pub fn check(path: &std::path::Path, strict: bool) -> anyhow::Result<ExitCode> {
-    match config::load_rules(path) {
+    match crate::reload::load_rules(path) {
         Ok(rules) => {
             for line in explain::summarize(&rules) {
                 println!("{line}");
@@ -58,7 +57,7 @@ pub fn check(path: &std::path::Path, strict: bool) -> anyhow::Result<ExitCode> {
 
 /// `explain`: offline over a series file, or live against `--prometheus-url`.
 pub fn run(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
-    let rules = config::load_rules(&args.config)?;
+    let rules = crate::reload::load_rules(&args.config)?;
     let table = ResourceTable::builtin();
     match (&args.series, &args.prometheus_url) {
         (Some(file), _) => explain_offline(args, &rules, &table, file),

@@ -10,8 +10,8 @@ use anyhow::{Context, bail};
 use crate::api::AppState;
 use crate::auth::sources::ClientAuth;
 use crate::cli::ServeArgs;
+use crate::cli::settings;
 use crate::cluster::{Cluster, PodsAndNodes};
-use crate::config::{self, settings};
 use crate::model::parse_duration;
 use crate::prometheus;
 use crate::provider::custom::CustomMetrics;
@@ -69,7 +69,7 @@ pub fn run(args: ServeArgs, warnings: Vec<String>) -> anyhow::Result<ExitCode> {
         tracing::warn!("{warning}");
     }
     let serve_config = validate(&settings)?;
-    let (rules, rules_text) = config::load_rules_and_text(&serve_config.rules_path)?;
+    let (rules, rules_text) = crate::reload::load_rules_and_text(&serve_config.rules_path)?;
     rules.warn_about_load();
     let rules = Arc::new(rules);
     let server::ServingTls {

@@ -5,7 +5,6 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 
 use crate::cli::prometheus::client_config_from_flags;
-use crate::config;
 use crate::model::parse_duration;
 use crate::prometheus;
 use crate::resources::ResourceTable;
@@ -13,7 +12,7 @@ use crate::resources::ResourceTable;
 /// `simulate`: fetches the HPA's metric histories and replays the controller over them.
 pub fn run(args: &crate::cli::SimulateArgs) -> anyhow::Result<ExitCode> {
     use crate::simulate::{self, history, hpa, render, replay};
-    let rules = config::load_rules(&args.config)?;
+    let rules = crate::reload::load_rules(&args.config)?;
     let manifest = std::fs::read_to_string(&args.hpa)
         .with_context(|| format!("cannot read HPA manifest {}", args.hpa.display()))?;
     let hpa = hpa::parse(&manifest)?;

@@ -1,12 +1,13 @@
 //! Command-line interface: `serve` (also the default, with prometheus-adapter's flag names), `check` and `explain`.
 
 pub mod prometheus;
+pub mod settings;
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::settings::FlagValue;
+use crate::cli::settings::FlagValue;
 
 /// prom-adapter: Kubernetes metrics APIs backed by Prometheus.
 #[derive(Debug, Parser)]

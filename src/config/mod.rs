@@ -1,11 +1,9 @@
-//! The rules file (raw serde mirror → compiled rules, with every error at once) and the adapter's own settings.
+//! The rules file: its raw serde mirror, compiled into rules with every error reported at once.
 
 pub mod compile;
 pub mod raw;
-pub mod settings;
-mod structure;
 
-use std::path::Path;
+mod structure;
 
 pub use compile::Diagnostic;
 
@@ -75,20 +73,6 @@ fn render_diagnostics(path: &str, diagnostics: &[Diagnostic]) -> String {
         .map(|d| format!("  {path}:{d}"))
         .collect::<Vec<_>>()
         .join("\n")
-}
-
-/// Reads and compiles a rules file.
-pub fn load_rules(path: &Path) -> Result<RuleSet, Error> {
-    load_rules_and_text(path).map(|(rules, _)| rules)
-}
-
-/// Reads and compiles a rules file, and returns the text it compiled (for later comparisons).
-pub fn load_rules_and_text(path: &Path) -> Result<(RuleSet, String), Error> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
-        path: path.display().to_string(),
-        source,
-    })?;
-    parse_rules(&text, &path.display().to_string()).map(|rules| (rules, text))
 }
 
 /// Parses and compiles rules-file text; `origin` names the file in errors.

@@ -6,13 +6,13 @@ pub mod rename;
 pub mod report;
 pub mod why;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::api::parse_custom_request;
 use crate::promql::{LabelSelector, Series};
 use crate::provider::custom::{CustomRequest, ObjectName, QueryPlan};
+use crate::provider::request;
 use crate::registry::Registry;
 use crate::resources::ResourceTable;
 use crate::rules::{QueryRequest, RuleSet, build_external_query};
@@ -266,11 +266,9 @@ pub enum RequestPath {
 /// Parses a custom or external metrics API path, with its query string.
 pub fn parse_request_path(path: &str) -> Result<RequestPath, Error> {
     let (path, query_string) = path.split_once('?').unwrap_or((path, ""));
-    let query = actix_web::web::Query::<HashMap<String, String>>::from_query(query_string)
-        .map_err(|e| Error::Request(format!("invalid query string {query_string:?}: {e}")))?
-        .into_inner();
+    let query = request::query_params(query_string);
     if let Some(rest) = strip_version(path, "/apis/custom.metrics.k8s.io/") {
-        return parse_custom_request(rest, &query)
+        return request::parse_custom(rest, &query)
             .map(RequestPath::Custom)
             .map_err(|e| Error::Request(e.to_string()));
     }
@@ -282,17 +280,12 @@ pub fn parse_request_path(path: &str) -> Result<RequestPath, Error> {
         if keyword != "namespaces" {
             return Err(Error::Request("external metrics paths look like /apis/external.metrics.k8s.io/v1beta1/namespaces/NS/METRIC".into()));
         };
-        let selector = LabelSelector::parse(
-            query
-                .get("labelSelector")
-                .map(String::as_str)
-                .unwrap_or_default(),
-        )
-        .map_err(|e| Error::Request(e.to_string()))?;
+        let request = request::external(namespace.clone(), metric.clone(), &query)
+            .map_err(|e| Error::Request(e.to_string()))?;
         return Ok(RequestPath::External {
-            namespace: namespace.clone(),
-            metric: metric.clone(),
-            selector,
+            namespace: request.namespace,
+            metric: request.metric,
+            selector: request.selector,
         });
     }
     Err(Error::Request(format!(

@@ -3,6 +3,7 @@
 pub mod custom;
 pub mod discovery;
 pub mod external;
+pub mod request;
 pub mod resource;
 
 use std::sync::Arc;
