@@ -17,9 +17,11 @@ release:
 demo: deps build
 	@scripts/demo.sh
 
+# Formatting, clippy, and the layering DESIGN.md draws (scripts/check-layers.py).
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
+	python3 scripts/check-layers.py
 
 test: deps lint
 	$(CARGO) test --locked

@@ -364,3 +364,79 @@ fn resource_rules_file(
     .unwrap();
     file
 }
+
+#[test]
+fn the_layering_check_passes_and_names_each_planted_violation() {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let check = |src: &std::path::Path| {
+        let out = std::process::Command::new("python3")
+            .arg(repo.join("scripts/check-layers.py"))
+            .arg(src)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, stderr) = check(&repo.join("src"));
+    assert!(ok, "{stderr}");
+    // A copy of the sources with one violation of each rule planted.
+    let dir = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new("cp")
+        .arg("-r")
+        .arg(repo.join("src"))
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let src = dir.path().join("src");
+    let plant = |file: &str, text: &str| {
+        let path = src.join(file);
+        let mut code = std::fs::read_to_string(&path).unwrap();
+        // Before the test module, where the check stops.
+        let at = code.find("#[cfg(test)]\nmod tests").unwrap_or(code.len());
+        code.insert_str(at, text);
+        std::fs::write(&path, &code).unwrap();
+        code[..at].lines().count() + 1
+    };
+    let planted = [
+        (
+            "model.rs",
+            plant(
+                "model.rs",
+                "fn planted() -> Vec<u8> {\n    std::fs::read(\"x\").unwrap()\n}\n",
+            ) + 1,
+            "std::fs",
+        ),
+        (
+            "promql/mod.rs",
+            plant(
+                "promql/mod.rs",
+                "use crate::{\n    provider::SharedSnapshot,\n};\n",
+            ),
+            "crate::{ provider",
+        ),
+        (
+            "provider/custom.rs",
+            plant("provider/custom.rs", "use crate::prometheus::Client;\n"),
+            "crate::prometheus",
+        ),
+        (
+            "explain/mod.rs",
+            plant("explain/mod.rs", "use crate::api::AppState;\n"),
+            "crate::api",
+        ),
+    ];
+    let (ok, stderr) = check(&src);
+    assert!(!ok, "the planted violations passed");
+    for (file, line, what) in planted {
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.starts_with(&format!("src/{file}:{line}: `{what}"))),
+            "{file}:{line} {what}: {stderr}"
+        );
+    }
+    assert!(stderr.contains("4 layering violation(s)"), "{stderr}");
+}
