@@ -1,6 +1,6 @@
 //! Rules-file hot reload on a running adapter, against a real Prometheus: edits, broken edits, a ConfigMap-style `..data` symlink swap, and SIGHUP.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

@@ -1,6 +1,6 @@
 //! `prom-adapter explain` against a real Prometheus: per-rule reports, answers as the API gives them, and one test per `--why` verdict, each with the fix it suggests.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

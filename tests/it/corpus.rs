@@ -2,7 +2,7 @@
 //! `PROM_ADAPTER_CORPUS`): every file prometheus-adapter starts with passes `check` and starts
 //! `serve`. The files prometheus-adapter itself rejects are listed, with why, in `pa-rejects.txt`.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::process::Command;

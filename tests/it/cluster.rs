@@ -1,7 +1,7 @@
 //! The adapter with a cluster (a stand-in kube-apiserver) and a real Prometheus: objects chosen by
 //! label selectors, and resources discovered after start.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

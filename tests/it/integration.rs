@@ -1,6 +1,6 @@
 //! End-to-end tests: the adapter binary against a real Prometheus and VictoriaMetrics, queried with a real kubectl.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 

@@ -1,6 +1,6 @@
 //! `prom-adapter simulate` against a real Prometheus holding a step change in ingress request rate: the replay scales up within a few syncs, scales down only after the stabilization window, explains why, and draws an SVG that headless Chromium renders.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

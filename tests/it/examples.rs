@@ -3,7 +3,7 @@
 //! honorLabels modes, the Istio Gateway API example, the resource rules and the chart's default
 //! rules, read through a real kubectl; and the copies of each rule checked against their source.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

@@ -1,6 +1,6 @@
 //! The Prometheus client against a real Prometheus: mutual TLS, extra headers, bearer-token reload, GET/POST.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -7,7 +7,7 @@ use std::process::Command;
 use clap::Parser;
 use serde_json::Value;
 
-mod common;
+use crate::common;
 
 fn tools() -> PathBuf {
     PathBuf::from(
@@ -334,7 +334,7 @@ fn cert_manager_issues_the_serving_certificate_and_injects_the_ca() {
 
 #[test]
 fn each_example_hpa_is_valid_and_its_values_render_the_shipped_rules() {
-    // tests/examples.rs reads each HPA's metric through the adapter, with the rules file named
+    // tests/it/examples.rs reads each HPA's metric through the adapter, with the rules file named
     // here, on data Prometheus scraped; this checks the chart serves that same rules file.
     for (values, rules, hpa) in [
         (

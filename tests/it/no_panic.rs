@@ -165,7 +165,7 @@ fn parsers_reject_bad_input_without_panicking() {
         );
         let _ = prom_adapter::explain::lint::ScrapeIntervals::from_prometheus_config(&config);
         // simulate's inputs: HPA manifests, times and quantities.
-        let manifest = mutate(&mut rng, include_str!("../config/hpa/shop.yaml"));
+        let manifest = mutate(&mut rng, include_str!("../../config/hpa/shop.yaml"));
         let _ = prom_adapter::simulate::hpa::parse(&manifest);
         let _ = prom_adapter::simulate::parse_time(&text, 0);
         let _ = prom_adapter::model::parse_quantity_milli(&mutate(&mut rng, "1.5e3Mi"));
