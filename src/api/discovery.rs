@@ -218,6 +218,86 @@ pub fn etag(body: &[u8]) -> String {
     format!("\"{:016x}{:08x}\"", hasher.finish(), body.len())
 }
 
+// The HTTP handlers.
+mod handlers {
+    use super::super::*;
+
+    pub(in crate::api) async fn group_list(
+        state: web::Data<AppState>,
+        request: HttpRequest,
+    ) -> Result<HttpResponse, Error> {
+        let custom = custom_enabled(&state).is_ok();
+        let external = external_enabled(&state).is_ok();
+        let accept = request
+            .headers()
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok());
+        let DiscoveryFormat::Aggregated(version) = DiscoveryFormat::negotiate(accept) else {
+            let mut groups = Vec::new();
+            if custom {
+                groups.push(api_group(CUSTOM_GROUP, &CUSTOM_VERSIONS));
+            }
+            if external {
+                groups.push(api_group(EXTERNAL_GROUP, &EXTERNAL_VERSIONS));
+            }
+            if resource_service(&state).is_ok() {
+                groups.push(api_group(RESOURCE_GROUP, &RESOURCE_VERSIONS));
+            }
+            return Ok(HttpResponse::Ok().json(ApiGroupList {
+                kind: "APIGroupList",
+                api_version: "v1",
+                groups,
+            }));
+        };
+        let custom_resources = custom_api_resources(&state);
+        let external_resources = external_api_resources(&state);
+        let mut groups = Vec::new();
+        if custom {
+            groups.push(ServedGroup {
+                name: CUSTOM_GROUP,
+                versions: CUSTOM_VERSIONS
+                    .iter()
+                    .map(|v| (*v, custom_resources.as_slice()))
+                    .collect(),
+            });
+        }
+        if external {
+            groups.push(ServedGroup {
+                name: EXTERNAL_GROUP,
+                versions: vec![(EXTERNAL_VERSIONS[0], external_resources.as_slice())],
+            });
+        }
+        let resource_resources = resource_api_resources();
+        if resource_service(&state).is_ok() {
+            groups.push(ServedGroup {
+                name: RESOURCE_GROUP,
+                versions: vec![(RESOURCE_VERSIONS[0], resource_resources.as_slice())],
+            });
+        }
+        let body =
+            aggregated_document(version, &groups).map_err(|e| Error::Internal(e.to_string()))?;
+        let tag = etag(&body);
+        let format = DiscoveryFormat::Aggregated(version);
+        // kube-aggregator polls every minute with If-None-Match.
+        if request
+            .headers()
+            .get(header::IF_NONE_MATCH)
+            .and_then(|v| v.to_str().ok())
+            == Some(tag.as_str())
+        {
+            return Ok(HttpResponse::NotModified()
+                .insert_header((header::ETAG, tag))
+                .finish());
+        }
+        Ok(HttpResponse::Ok()
+            .content_type(format.content_type())
+            .insert_header((header::ETAG, tag))
+            .insert_header((header::VARY, "Accept"))
+            .body(body))
+    }
+}
+pub(in crate::api) use handlers::*;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -397,6 +397,54 @@ pub fn v3_root() -> Value {
     json!({"paths": paths})
 }
 
+// The HTTP handlers.
+mod handlers {
+    use super::super::*;
+    use actix_web::{HttpRequest, HttpResponse, http::header, web};
+
+    /// A JSON body with an ETag, answering 304 to a matching `If-None-Match` (kube-aggregator
+    /// re-downloads specs every minute).
+    pub(in crate::api) fn cacheable_json(
+        request: &HttpRequest,
+        document: &serde_json::Value,
+    ) -> HttpResponse {
+        let body = document.to_string();
+        let tag = etag(body.as_bytes());
+        if request
+            .headers()
+            .get(header::IF_NONE_MATCH)
+            .and_then(|v| v.to_str().ok())
+            == Some(tag.as_str())
+        {
+            return HttpResponse::NotModified()
+                .insert_header((header::ETAG, tag))
+                .finish();
+        }
+        HttpResponse::Ok()
+            .content_type("application/json")
+            .insert_header((header::ETAG, tag))
+            .body(body)
+    }
+
+    pub(in crate::api) async fn openapi_v2(request: HttpRequest) -> HttpResponse {
+        cacheable_json(&request, &openapi::v2())
+    }
+
+    pub(in crate::api) async fn openapi_v3_root(request: HttpRequest) -> HttpResponse {
+        cacheable_json(&request, &openapi::v3_root())
+    }
+
+    pub(in crate::api) async fn openapi_v3(
+        request: HttpRequest,
+        path: web::Path<(String, String)>,
+    ) -> Result<HttpResponse, Error> {
+        let (group, version) = path.into_inner();
+        let document = openapi::v3(&group, &version).ok_or_else(Error::no_such_path)?;
+        Ok(cacheable_json(&request, &document))
+    }
+}
+pub(in crate::api) use handlers::*;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,90 @@
+//! `external.metrics.k8s.io` (v1beta1): the group, its resource list and metric values.
+
+use super::*;
+
+/// Like prometheus-adapter, the external metrics API exists only when the rules file has
+/// `externalRules`.
+pub(super) fn external_enabled(state: &AppState) -> Result<(), Error> {
+    if state.external.snapshot().load().rules.external.is_empty() {
+        Err(Error::no_such_path())
+    } else {
+        Ok(())
+    }
+}
+
+pub(super) async fn external_group(state: web::Data<AppState>) -> Result<HttpResponse, Error> {
+    external_enabled(&state)?;
+    Ok(HttpResponse::Ok().json(api_group(EXTERNAL_GROUP, &EXTERNAL_VERSIONS)))
+}
+
+pub(super) async fn external_resources(
+    state: web::Data<AppState>,
+    version: web::Path<String>,
+) -> Result<HttpResponse, Error> {
+    external_enabled(&state)?;
+    let version = checked_version(&version, &EXTERNAL_VERSIONS)?;
+    Ok(HttpResponse::Ok().json(ApiResourceList {
+        kind: "APIResourceList",
+        api_version: "v1",
+        group_version: format!("{EXTERNAL_GROUP}/{version}"),
+        resources: external_api_resources(&state),
+    }))
+}
+
+/// Every discovered external metric, scoped as its rule says (prometheus-adapter listed every
+/// one as namespaced), or a placeholder when there is none.
+pub(super) fn external_api_resources(state: &AppState) -> Vec<ApiResource> {
+    let snapshot = state.external.snapshot().load();
+    let mut resources: Vec<ApiResource> = snapshot
+        .registry
+        .external_metrics()
+        .map(|(metric, source)| ApiResource {
+            name: metric.clone(),
+            singular_name: "",
+            namespaced: snapshot
+                .rules
+                .external
+                .get(source.rule)
+                .is_none_or(|rule| rule.resources.namespaced()),
+            kind: "ExternalMetricValueList",
+            verbs: &["get"],
+        })
+        .collect();
+    if resources.is_empty() {
+        resources.push(ApiResource {
+            name: NO_METRIC_YET.to_owned(),
+            singular_name: "",
+            namespaced: true,
+            kind: "ExternalMetricValueList",
+            verbs: &["get"],
+        });
+    }
+    resources
+}
+
+pub(super) async fn external_metric(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    path: web::Path<(String, String, String)>,
+) -> Result<HttpResponse, Error> {
+    external_enabled(&state)?;
+    let (version, namespace, metric) = path.into_inner();
+    checked_version(&version, &EXTERNAL_VERSIONS)?;
+    let query = request_path::query_params(request.query_string());
+    let external_request = request_path::external(namespace, metric.clone(), &query)?;
+    let values = state.external.get(&external_request, unix_now()).await?;
+    Ok(HttpResponse::Ok().json(ExternalMetricValueList {
+        kind: "ExternalMetricValueList",
+        api_version: "external.metrics.k8s.io/v1beta1",
+        metadata: Empty {},
+        items: values
+            .into_iter()
+            .map(|v| ExternalMetricValue {
+                metric_name: metric.clone(),
+                metric_labels: v.labels,
+                timestamp: format_timestamp(v.timestamp as i64),
+                value: v.value,
+            })
+            .collect(),
+    }))
+}

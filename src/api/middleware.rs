@@ -1,0 +1,140 @@
+//! The two middlewares every request passes: authentication and authorization through the gate (with the names in its path checked), and counting and timing by route.
+
+use super::*;
+
+/// Middleware: authenticates every request through the gate (when there is one), checks the
+/// names its path carries, and authorizes it with the resource in canonical form, answering
+/// 400, 401, 403, 429 or 503 `Status` objects itself. Without a gate the names are still checked.
+pub async fn guard(
+    request: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let Some(state) = request.app_data::<web::Data<AppState>>().cloned() else {
+        return next.call(request).await;
+    };
+    let path = request.path();
+    match &state.gate {
+        Some(gate) if !gate.always_allowed(path) => {
+            let credentials = credentials(&request, &gate.request_header());
+            let user = gate
+                .authenticate(&credentials)
+                .await
+                .map_err(verdict_error)?;
+            let attributes = request_attributes(&request, &state)?;
+            match gate.authorize(user, attributes).await {
+                Verdict::Allow(_) => {}
+                denied => return Err(verdict_error(denied).into()),
+            }
+        }
+        // Always-allowed paths and --standalone skip authentication, not the name checks.
+        Some(_) | None => {
+            request_attributes(&request, &state)?;
+        }
+    }
+    next.call(request).await
+}
+
+/// The `Status` for a verdict that stops a request.
+pub(super) fn verdict_error(verdict: Verdict) -> Error {
+    match verdict {
+        Verdict::Allow(_) => Error::Internal("an allowed request was stopped".into()),
+        Verdict::Unauthenticated => Error::Unauthorized,
+        Verdict::Forbidden(message) => Error::Forbidden(message),
+        Verdict::Unavailable(message) => Error::ReviewUnavailable(message),
+        Verdict::TooManyRequests(message) => Error::TooManyRequests(message),
+    }
+}
+
+/// What a request does, with its names checked (a 400 otherwise) and a custom metrics resource
+/// resolved to its canonical `plural.group` form through the resource table.
+pub(super) fn request_attributes(
+    request: &ServiceRequest,
+    state: &AppState,
+) -> Result<Attributes, Error> {
+    let attributes = Attributes::from_request(request.method().as_str(), request.path())
+        .map_err(|e| Error::BadRequest(e.to_string()))?;
+    attributes
+        .check_names()
+        .map_err(|e| Error::BadRequest(e.to_string()))?;
+    let snapshot = state.custom.snapshot().load();
+    Ok(attributes.canonical(|resource| {
+        snapshot
+            .table
+            .resolve(&GroupResource::parse(resource))
+            .map(|info| info.group_resource().to_string())
+    }))
+}
+
+/// Gathers a request's credentials: bearer token, verified client certificate, and the
+/// front-proxy headers (which the gate trusts only on a front-proxy connection).
+pub(super) fn credentials(
+    request: &ServiceRequest,
+    names: &crate::auth::RequestHeaderConfig,
+) -> Credentials {
+    let headers = request.headers();
+    let values = |name: &str| {
+        headers
+            .get_all(name)
+            .filter_map(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let mut remote_extra: std::collections::BTreeMap<String, Vec<String>> =
+        std::collections::BTreeMap::new();
+    for (name, value) in headers.iter() {
+        let name = name.as_str();
+        for prefix in &names.extra_headers_prefixes {
+            if name.len() > prefix.len() && name[..prefix.len()].eq_ignore_ascii_case(prefix) {
+                let key = percent_decode_str(&name[prefix.len()..])
+                    .decode_utf8_lossy()
+                    .to_lowercase();
+                if let Ok(value) = value.to_str() {
+                    remote_extra.entry(key).or_default().push(value.to_owned());
+                }
+            }
+        }
+    }
+    Credentials {
+        bearer: headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(crate::auth::bearer_token),
+        source: request.peer_addr().map(|addr| addr.ip()),
+        peer: request.conn_data::<PeerIdentity>().cloned(),
+        remote_user: names
+            .username_headers
+            .iter()
+            .flat_map(|h| values(h))
+            .find(|v| !v.is_empty()),
+        remote_groups: names.group_headers.iter().flat_map(|h| values(h)).collect(),
+        remote_extra,
+    }
+}
+
+/// Middleware: counts and times every request by route pattern, and logs server-side failures
+/// with their cause (which clients never see).
+pub async fn observe(
+    request: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = Instant::now();
+    let metrics = request
+        .app_data::<web::Data<AppState>>()
+        .map(|s| s.metrics.clone());
+    let path = request.path().to_owned();
+    let response = next.call(request).await?;
+    let route = response
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let status = response.status();
+    if let Some(metrics) = metrics {
+        metrics.record_request(&route, status.as_u16(), started.elapsed());
+    }
+    if status.is_server_error()
+        && let Some(error) = response.response().error()
+    {
+        tracing::warn!(%path, code = status.as_u16(), cause = %error, "request failed");
+    }
+    Ok(response)
+}
