@@ -58,7 +58,7 @@ pub fn run(args: ServeArgs, warnings: Vec<String>) -> anyhow::Result<ExitCode> {
     let env: Vec<(String, String)> = std::env::vars()
         .filter(|(k, _)| k.starts_with("PROM_ADAPTER_"))
         .collect();
-    let settings = settings::load(args.settings.as_deref(), &env, &args.overrides())?;
+    let settings = settings::load(args.settings.as_deref(), &env, &args)?;
     let format = match settings.log_format.as_str() {
         "json" => LogFormat::Json,
         "text" => LogFormat::Text,

@@ -7,8 +7,6 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::cli::settings::FlagValue;
-
 /// prom-adapter: Kubernetes metrics APIs backed by Prometheus.
 #[derive(Debug, Parser)]
 #[command(name = "prom-adapter", version, args_conflicts_with_subcommands = true)]
@@ -165,331 +163,226 @@ pub struct ExplainArgs {
 }
 
 /// `serve` flags. Unset flags fall through to the environment, the settings file and defaults.
-#[derive(Debug, Args, Default)]
+#[derive(Debug, Args, Default, serde::Serialize)]
 pub struct ServeArgs {
     /// Settings file (YAML, snake_case keys as the flags).
     #[arg(long, value_name = "FILE")]
+    #[serde(skip)]
     pub settings: Option<PathBuf>,
     /// Rules file (prometheus-adapter format).
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub config: Option<PathBuf>,
     /// Prometheus base URL [default: https://localhost].
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub prometheus_url: Option<String>,
     /// Extra `key=value` header for Prometheus (repeatable), e.g. X-Scope-OrgID=tenant.
     #[arg(long)]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub prometheus_header: Vec<String>,
     /// File with a bearer token for Prometheus; re-read when it changes.
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub prometheus_token_file: Option<PathBuf>,
     /// CA bundle to verify Prometheus.
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub prometheus_ca_file: Option<PathBuf>,
     /// Client certificate for Prometheus.
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub prometheus_client_tls_cert_file: Option<PathBuf>,
     /// Client key for Prometheus.
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub prometheus_client_tls_key_file: Option<PathBuf>,
     /// Kubeconfig whose current context's credentials (token, token file or client certificate)
     /// and CA reach Prometheus, e.g. through kube-rbac-proxy; the URL stays --prometheus-url's.
     #[arg(long, conflicts_with = "prometheus_auth_incluster")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub prometheus_auth_config: Option<PathBuf>,
     /// Reach Prometheus with the pod's service-account token (re-read) and CA.
     #[arg(long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub prometheus_auth_incluster: bool,
     /// GET or POST [default: GET; long queries always use POST].
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub prometheus_verb: Option<String>,
     /// Timeout of each Prometheus call [default: 30s].
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub prometheus_timeout: Option<String>,
     /// How often series are relisted [default: 10m].
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics_relist_interval: Option<String>,
     /// How far back series are listed; 0 = the relist interval [default: 0].
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics_max_age: Option<String>,
     /// HTTPS port [default: 6443].
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub secure_port: Option<u16>,
     /// Address to bind [default: 0.0.0.0; 127.0.0.1 with --standalone].
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub bind_address: Option<String>,
     /// Serving certificate (PEM).
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_cert_file: Option<PathBuf>,
     /// Serving key (PEM).
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_private_key_file: Option<PathBuf>,
     /// Where a self-signed certificate is kept when none is given.
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub cert_dir: Option<PathBuf>,
     /// Extra subject alternative name for the self-signed certificate (repeatable).
     #[arg(long)]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tls_san: Vec<String>,
     /// How often the certificate files are checked for changes [default: 10s].
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_reload_interval: Option<String>,
     /// Lowest TLS version served: VersionTLS12 (default) or VersionTLS13.
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_min_version: Option<String>,
     /// TLS 1.2 cipher suites, Go names, comma-separated (TLS 1.3 suites are always on).
     #[arg(long, value_delimiter = ',')]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tls_cipher_suites: Vec<String>,
     /// Kubeconfig for the adapter's Kubernetes client [default: KUBECONFIG, ~/.kube/config, or the pod's service account].
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub lister_kubeconfig: Option<PathBuf>,
     /// Requests per second to the Kubernetes API, sustained [default: 20].
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub client_qps: Option<f32>,
     /// Requests to the Kubernetes API allowed in a burst [default: 40].
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub client_burst: Option<u32>,
     /// How often the cluster's resources are re-discovered [default: 10m].
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub discovery_interval: Option<String>,
     /// Kubeconfig for TokenReview [default: the lister's].
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub authentication_kubeconfig: Option<PathBuf>,
     /// Kubeconfig for SubjectAccessReview [default: the lister's].
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub authorization_kubeconfig: Option<PathBuf>,
     /// Paths served without authentication or authorization; `*` at the end matches a prefix
     /// [default: /healthz,/readyz,/livez].
     #[arg(long, value_delimiter = ',')]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub authorization_always_allow_paths: Vec<String>,
     /// Do not read client CAs and request-header settings from the authentication ConfigMap.
     #[arg(long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub authentication_skip_lookup: bool,
     /// Start even if the authentication ConfigMap cannot be read (it is retried).
     #[arg(long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub authentication_tolerate_lookup_failure: bool,
     /// How often client CAs are re-read from their files or the ConfigMap [default: 1m].
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub authentication_config_refresh_interval: Option<String>,
     /// CA of user client certificates (user = CN, groups = O).
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub client_ca_file: Option<PathBuf>,
     /// CA of the front-proxy client certificate kube-apiserver presents.
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub requestheader_client_ca_file: Option<PathBuf>,
     /// Common names the front-proxy certificate may have [default: any the CA signed].
     #[arg(long, value_delimiter = ',')]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub requestheader_allowed_names: Vec<String>,
     /// Headers holding the user name [default: X-Remote-User].
     #[arg(long, value_delimiter = ',')]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub requestheader_username_headers: Vec<String>,
     /// Headers holding groups [default: X-Remote-Group].
     #[arg(long, value_delimiter = ',')]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub requestheader_group_headers: Vec<String>,
     /// Prefixes of headers holding extra attributes [default: X-Remote-Extra-].
     #[arg(long, value_delimiter = ',')]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub requestheader_extra_headers_prefix: Vec<String>,
     /// How long TokenReview answers are kept [default: 10s].
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub authentication_token_webhook_cache_ttl: Option<String>,
     /// How long allowed SubjectAccessReview answers are kept [default: 10s].
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub authorization_webhook_cache_authorized_ttl: Option<String>,
     /// How long denied SubjectAccessReview answers are kept [default: 10s].
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub authorization_webhook_cache_unauthorized_ttl: Option<String>,
     /// How long a TokenReview may take, waiting for the cluster included [default: 10s].
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub authentication_timeout: Option<String>,
     /// How long a SubjectAccessReview may take, waiting for the cluster included [default: 10s].
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub authorization_timeout: Option<String>,
     /// TokenReviews and SubjectAccessReviews running at once; more wait, within their deadline [default: 256].
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_reviews_in_flight: Option<u32>,
     /// Reviews one client may have running at once (TokenReviews per address, SubjectAccessReviews per user); more wait, and past four times as many get 429 [default: 32].
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_reviews_per_client: Option<u32>,
     /// Largest Prometheus answer read, e.g. 64Mi; larger ones fail with an error naming the size [default: 64Mi].
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub prometheus_max_response_bytes: Option<String>,
     /// How long a client may take to complete the TLS handshake [default: 10s].
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_handshake_timeout: Option<String>,
     /// TLS handshakes in progress at once, over all workers [default: 8192].
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_concurrent_tls_handshakes: Option<u32>,
     /// Run without a cluster: built-in resource table, loopback only.
     #[arg(long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub standalone: bool,
     /// Log verbosity as klog's: 0-4 info, 5-7 debug, 8+ trace.
     #[arg(short = 'v', long = "v")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub v: Option<u8>,
     /// Log format: text or json.
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub log_format: Option<String>,
     /// On SIGTERM, how long /readyz fails before connections stop being accepted [default: 2s].
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub shutdown_delay: Option<String>,
     /// On SIGTERM, how long in-flight requests may take to finish [default: 10s].
     #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub shutdown_timeout: Option<String>,
-}
-
-impl ServeArgs {
-    /// The flags that were given, as setting overrides.
-    pub fn overrides(&self) -> Vec<(&'static str, FlagValue)> {
-        let mut out = Vec::new();
-        let mut one = |key: &'static str, value: Option<String>| {
-            if let Some(v) = value {
-                out.push((key, FlagValue::One(v)));
-            }
-        };
-        let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string());
-        one("config", path(&self.config));
-        one("prometheus_url", self.prometheus_url.clone());
-        one("prometheus_token_file", path(&self.prometheus_token_file));
-        one("prometheus_ca_file", path(&self.prometheus_ca_file));
-        one(
-            "prometheus_client_tls_cert_file",
-            path(&self.prometheus_client_tls_cert_file),
-        );
-        one(
-            "prometheus_client_tls_key_file",
-            path(&self.prometheus_client_tls_key_file),
-        );
-        one("prometheus_verb", self.prometheus_verb.clone());
-        one("prometheus_timeout", self.prometheus_timeout.clone());
-        one(
-            "metrics_relist_interval",
-            self.metrics_relist_interval.clone(),
-        );
-        one("metrics_max_age", self.metrics_max_age.clone());
-        one("prometheus_auth_config", path(&self.prometheus_auth_config));
-        one("secure_port", self.secure_port.map(|p| p.to_string()));
-        one("bind_address", self.bind_address.clone());
-        one("tls_cert_file", path(&self.tls_cert_file));
-        one("tls_private_key_file", path(&self.tls_private_key_file));
-        one("cert_dir", path(&self.cert_dir));
-        one("lister_kubeconfig", path(&self.lister_kubeconfig));
-        one("discovery_interval", self.discovery_interval.clone());
-        one("client_qps", self.client_qps.map(|q| q.to_string()));
-        one("client_burst", self.client_burst.map(|b| b.to_string()));
-        one("client_ca_file", path(&self.client_ca_file));
-        one(
-            "authentication_config_refresh_interval",
-            self.authentication_config_refresh_interval.clone(),
-        );
-        one(
-            "requestheader_client_ca_file",
-            path(&self.requestheader_client_ca_file),
-        );
-        one(
-            "authentication_kubeconfig",
-            path(&self.authentication_kubeconfig),
-        );
-        one(
-            "authorization_kubeconfig",
-            path(&self.authorization_kubeconfig),
-        );
-        one(
-            "authentication_token_webhook_cache_ttl",
-            self.authentication_token_webhook_cache_ttl.clone(),
-        );
-        one(
-            "authorization_webhook_cache_authorized_ttl",
-            self.authorization_webhook_cache_authorized_ttl.clone(),
-        );
-        one(
-            "authorization_webhook_cache_unauthorized_ttl",
-            self.authorization_webhook_cache_unauthorized_ttl.clone(),
-        );
-        one("v", self.v.map(|v| v.to_string()));
-        one("log_format", self.log_format.clone());
-        one("tls_min_version", self.tls_min_version.clone());
-        one("tls_reload_interval", self.tls_reload_interval.clone());
-        one("shutdown_delay", self.shutdown_delay.clone());
-        one("shutdown_timeout", self.shutdown_timeout.clone());
-        one(
-            "authentication_timeout",
-            self.authentication_timeout.clone(),
-        );
-        one("authorization_timeout", self.authorization_timeout.clone());
-        one(
-            "max_reviews_in_flight",
-            self.max_reviews_in_flight.map(|v| v.to_string()),
-        );
-        one(
-            "max_reviews_per_client",
-            self.max_reviews_per_client.map(|v| v.to_string()),
-        );
-        one(
-            "prometheus_max_response_bytes",
-            self.prometheus_max_response_bytes.clone(),
-        );
-        one("tls_handshake_timeout", self.tls_handshake_timeout.clone());
-        one(
-            "max_concurrent_tls_handshakes",
-            self.max_concurrent_tls_handshakes.map(|v| v.to_string()),
-        );
-        if !self.prometheus_header.is_empty() {
-            out.push((
-                "prometheus_header",
-                FlagValue::Many(self.prometheus_header.clone()),
-            ));
-        }
-        if !self.tls_san.is_empty() {
-            out.push(("tls_san", FlagValue::Many(self.tls_san.clone())));
-        }
-        for (key, values) in [
-            (
-                "requestheader_allowed_names",
-                &self.requestheader_allowed_names,
-            ),
-            (
-                "requestheader_username_headers",
-                &self.requestheader_username_headers,
-            ),
-            (
-                "requestheader_group_headers",
-                &self.requestheader_group_headers,
-            ),
-            (
-                "requestheader_extra_headers_prefix",
-                &self.requestheader_extra_headers_prefix,
-            ),
-        ] {
-            if !values.is_empty() {
-                out.push((key, FlagValue::Many(values.clone())));
-            }
-        }
-        if !self.authorization_always_allow_paths.is_empty() {
-            out.push((
-                "authorization_always_allow_paths",
-                FlagValue::Many(self.authorization_always_allow_paths.clone()),
-            ));
-        }
-        if !self.tls_cipher_suites.is_empty() {
-            out.push((
-                "tls_cipher_suites",
-                FlagValue::Many(self.tls_cipher_suites.clone()),
-            ));
-        }
-        for (key, set) in [
-            ("standalone", self.standalone),
-            ("prometheus_auth_incluster", self.prometheus_auth_incluster),
-            (
-                "authentication_skip_lookup",
-                self.authentication_skip_lookup,
-            ),
-            (
-                "authentication_tolerate_lookup_failure",
-                self.authentication_tolerate_lookup_failure,
-            ),
-        ] {
-            if set {
-                out.push((key, FlagValue::Bool(true)));
-            }
-        }
-        out
-    }
 }
 
 /// prometheus-adapter flags that we accept but that change nothing here, and why.
@@ -614,9 +507,12 @@ mod tests {
         .unwrap();
         assert!(cli.command.is_none());
         assert_eq!(cli.serve.v, Some(4));
-        let overrides = cli.serve.overrides();
-        assert!(overrides.contains(&("metrics_relist_interval", FlagValue::One("1m".into()))));
-        assert!(overrides.contains(&("secure_port", FlagValue::One("6443".into()))));
+        // The flags given, and only those, are the top settings layer.
+        let given = config::Config::try_from(&cli.serve).unwrap();
+        assert_eq!(given.get_string("metrics_relist_interval").unwrap(), "1m");
+        assert_eq!(given.get_int("secure_port").unwrap(), 6443);
+        assert!(given.get_string("prometheus_verb").is_err());
+        assert!(given.get_bool("standalone").is_err());
         assert!(
             Cli::try_parse_from(args(&["prom-adapter", "-v", "6"]))
                 .unwrap()

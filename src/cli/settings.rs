@@ -7,7 +7,7 @@ use serde::Deserialize;
 /// Every setting of `serve`, after layering. Names are snake_case because the environment source
 /// lowercases keys (`PROM_ADAPTER_PROMETHEUS_URL` → `prometheus_url`).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct Settings {
     /// Rules file.
     pub config: Option<PathBuf>,
@@ -119,86 +119,84 @@ pub struct Settings {
     pub shutdown_timeout: String,
 }
 
-/// A setting value given on the command line.
-#[derive(Debug, Clone, PartialEq)]
-pub enum FlagValue {
-    /// A scalar.
-    One(String),
-    /// A repeated flag.
-    Many(Vec<String>),
-    /// A boolean switch.
-    Bool(bool),
-}
-
 /// Why settings could not be assembled.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid settings: {0}")]
 pub struct Error(String);
 
-/// Layers defaults, the optional settings file, `PROM_ADAPTER_*` variables and flags (highest).
+impl Default for Settings {
+    fn default() -> Self {
+        let strings = |values: &[&str]| values.iter().map(|v| v.to_string()).collect();
+        Self {
+            config: None,
+            prometheus_url: "https://localhost".into(),
+            prometheus_header: Vec::new(),
+            prometheus_token_file: None,
+            prometheus_ca_file: None,
+            prometheus_client_tls_cert_file: None,
+            prometheus_client_tls_key_file: None,
+            prometheus_auth_config: None,
+            prometheus_auth_incluster: false,
+            service_account_dir: crate::prometheus::transport::SERVICE_ACCOUNT_DIR.into(),
+            prometheus_verb: "GET".into(),
+            prometheus_timeout: "30s".into(),
+            metrics_relist_interval: "10m".into(),
+            metrics_max_age: "0".into(),
+            secure_port: 6443,
+            bind_address: None,
+            tls_cert_file: None,
+            tls_private_key_file: None,
+            cert_dir: "apiserver.local.config/certificates".into(),
+            tls_san: Vec::new(),
+            tls_reload_interval: "10s".into(),
+            tls_min_version: None,
+            tls_cipher_suites: Vec::new(),
+            lister_kubeconfig: None,
+            discovery_interval: "10m".into(),
+            client_qps: 20.0,
+            client_burst: 40,
+            authentication_skip_lookup: false,
+            authentication_tolerate_lookup_failure: false,
+            authentication_config_refresh_interval: "1m".into(),
+            client_ca_file: None,
+            requestheader_client_ca_file: None,
+            requestheader_allowed_names: Vec::new(),
+            requestheader_username_headers: strings(&["X-Remote-User"]),
+            requestheader_group_headers: strings(&["X-Remote-Group"]),
+            requestheader_extra_headers_prefix: strings(&["X-Remote-Extra-"]),
+            authentication_kubeconfig: None,
+            authorization_kubeconfig: None,
+            authorization_always_allow_paths: strings(&["/healthz", "/readyz", "/livez"]),
+            authentication_timeout: "10s".into(),
+            authorization_timeout: "10s".into(),
+            max_reviews_in_flight: 256,
+            max_reviews_per_client: 32,
+            prometheus_max_response_bytes: "64Mi".into(),
+            tls_handshake_timeout: "10s".into(),
+            max_concurrent_tls_handshakes: 8192,
+            authentication_token_webhook_cache_ttl: "10s".into(),
+            authorization_webhook_cache_authorized_ttl: "10s".into(),
+            authorization_webhook_cache_unauthorized_ttl: "10s".into(),
+            standalone: false,
+            v: 0,
+            log_format: "text".into(),
+            shutdown_delay: "2s".into(),
+            shutdown_timeout: "10s".into(),
+        }
+    }
+}
+
+/// Layers the defaults, the optional settings file, `PROM_ADAPTER_*` variables and the flags
+/// that were given (`flags` serializes only those).
 pub fn load(
     settings_file: Option<&Path>,
     env: &[(String, String)],
-    flags: &[(&str, FlagValue)],
+    flags: &impl serde::Serialize,
 ) -> Result<Settings, Error> {
     use config::{Config, Environment, File, FileFormat};
     let err = |e: config::ConfigError| Error(e.to_string());
-    let mut builder = Config::builder()
-        .set_default("prometheus_url", "https://localhost")
-        .and_then(|b| b.set_default("prometheus_header", Vec::<String>::new()))
-        .and_then(|b| b.set_default("prometheus_verb", "GET"))
-        .and_then(|b| b.set_default("prometheus_timeout", "30s"))
-        .and_then(|b| b.set_default("metrics_relist_interval", "10m"))
-        .and_then(|b| b.set_default("metrics_max_age", "0"))
-        .and_then(|b| b.set_default("secure_port", 6443))
-        .and_then(|b| b.set_default("cert_dir", "apiserver.local.config/certificates"))
-        .and_then(|b| b.set_default("tls_san", Vec::<String>::new()))
-        .and_then(|b| b.set_default("tls_cipher_suites", Vec::<String>::new()))
-        .and_then(|b| b.set_default("standalone", false))
-        .and_then(|b| b.set_default("prometheus_auth_incluster", false))
-        .and_then(|b| {
-            b.set_default(
-                "service_account_dir",
-                crate::prometheus::transport::SERVICE_ACCOUNT_DIR,
-            )
-        })
-        .and_then(|b| b.set_default("discovery_interval", "10m"))
-        .and_then(|b| b.set_default("client_qps", 20.0))
-        .and_then(|b| b.set_default("client_burst", 40))
-        .and_then(|b| b.set_default("authentication_skip_lookup", false))
-        .and_then(|b| b.set_default("authentication_tolerate_lookup_failure", false))
-        .and_then(|b| b.set_default("authentication_config_refresh_interval", "1m"))
-        .and_then(|b| b.set_default("requestheader_allowed_names", Vec::<String>::new()))
-        .and_then(|b| b.set_default("requestheader_username_headers", vec!["X-Remote-User"]))
-        .and_then(|b| b.set_default("requestheader_group_headers", vec!["X-Remote-Group"]))
-        .and_then(|b| {
-            b.set_default(
-                "requestheader_extra_headers_prefix",
-                vec!["X-Remote-Extra-"],
-            )
-        })
-        .and_then(|b| {
-            b.set_default(
-                "authorization_always_allow_paths",
-                vec!["/healthz", "/readyz", "/livez"],
-            )
-        })
-        .and_then(|b| b.set_default("authentication_timeout", "10s"))
-        .and_then(|b| b.set_default("authorization_timeout", "10s"))
-        .and_then(|b| b.set_default("max_reviews_in_flight", 256))
-        .and_then(|b| b.set_default("max_reviews_per_client", 32))
-        .and_then(|b| b.set_default("prometheus_max_response_bytes", "64Mi"))
-        .and_then(|b| b.set_default("tls_handshake_timeout", "10s"))
-        .and_then(|b| b.set_default("max_concurrent_tls_handshakes", 8192))
-        .and_then(|b| b.set_default("authentication_token_webhook_cache_ttl", "10s"))
-        .and_then(|b| b.set_default("authorization_webhook_cache_authorized_ttl", "10s"))
-        .and_then(|b| b.set_default("authorization_webhook_cache_unauthorized_ttl", "10s"))
-        .and_then(|b| b.set_default("v", 0))
-        .and_then(|b| b.set_default("log_format", "text"))
-        .and_then(|b| b.set_default("shutdown_delay", "2s"))
-        .and_then(|b| b.set_default("tls_reload_interval", "10s"))
-        .and_then(|b| b.set_default("shutdown_timeout", "10s"))
-        .map_err(err)?;
+    // What no layer sets takes `Settings::default()` (`#[serde(default)]`).
+    let mut builder = Config::builder();
     if let Some(file) = settings_file {
         builder = builder.add_source(File::from(file).format(FileFormat::Yaml).required(true));
     }
@@ -218,14 +216,7 @@ pub fn load(
             .with_list_parse_key("requestheader_extra_headers_prefix")
             .source(Some(env_map)),
     );
-    for (key, value) in flags {
-        builder = match value {
-            FlagValue::One(v) => builder.set_override(*key, v.as_str()),
-            FlagValue::Many(v) => builder.set_override(*key, v.clone()),
-            FlagValue::Bool(v) => builder.set_override(*key, *v),
-        }
-        .map_err(err)?;
-    }
+    builder = builder.add_source(Config::try_from(flags).map_err(err)?);
     builder.build().map_err(err)?.try_deserialize().map_err(err)
 }
 
@@ -250,10 +241,11 @@ mod tests {
             ),
             ("UNRELATED".to_owned(), "x".to_owned()),
         ];
-        let flags = [
-            ("secure_port", FlagValue::One("9443".into())),
-            ("standalone", FlagValue::Bool(true)),
-        ];
+        let flags = crate::cli::ServeArgs {
+            secure_port: Some(9443),
+            standalone: true,
+            ..Default::default()
+        };
         let s = load(Some(&file), &env, &flags).unwrap();
         assert_eq!(
             s.prometheus_url, "http://from-file:9090",
@@ -266,6 +258,12 @@ mod tests {
         assert_eq!(s.prometheus_header, vec!["X-Scope-OrgID=a", "X-B=c"]);
         assert_eq!(s.prometheus_verb, "GET", "default");
         assert_eq!(
+            s.requestheader_username_headers,
+            ["X-Remote-User"],
+            "default list"
+        );
+        assert!(s.tls_san.is_empty());
+        assert_eq!(
             s.cert_dir,
             PathBuf::from("apiserver.local.config/certificates")
         );
@@ -277,18 +275,27 @@ mod tests {
             "PROM_ADAPTER_SECURE_PORT".to_owned(),
             "not-a-port".to_owned(),
         )];
-        assert!(load(None, &env, &[]).is_err());
-        assert!(load(Some(Path::new("/nonexistent/settings.yaml")), &[], &[]).is_err());
+        assert!(load(None, &env, &crate::cli::ServeArgs::default()).is_err());
+        assert!(
+            load(
+                Some(Path::new("/nonexistent/settings.yaml")),
+                &[],
+                &crate::cli::ServeArgs::default()
+            )
+            .is_err()
+        );
         // A misspelt key is an error, not silently the default.
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("settings.yaml");
         std::fs::write(&file, "promethues_url: http://x\n").unwrap();
-        let error = load(Some(&file), &[], &[]).unwrap_err().to_string();
+        let error = load(Some(&file), &[], &crate::cli::ServeArgs::default())
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("promethues_url"), "{error}");
         let env = vec![(
             "PROM_ADAPTER_PROMETHEUS_ULR".to_owned(),
             "http://x".to_owned(),
         )];
-        assert!(load(None, &env, &[]).is_err());
+        assert!(load(None, &env, &crate::cli::ServeArgs::default()).is_err());
     }
 }
