@@ -11,11 +11,12 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::promql::{LabelSelector, Series};
-use crate::provider::custom::{CustomRequest, ObjectName, QueryPlan};
+use crate::provider::custom::{CustomRequest, ObjectName};
+use crate::provider::plan::{self, QueryPlan};
 use crate::provider::request;
 use crate::registry::Registry;
 use crate::resources::ResourceTable;
-use crate::rules::{QueryRequest, RuleSet, build_external_query};
+use crate::rules::{QueryRequest, RuleSet};
 
 /// Why an explanation could not be produced.
 #[derive(Debug, thiserror::Error)]
@@ -331,25 +332,14 @@ pub fn query_for_path(
             namespace,
             metric,
             selector,
-        } => {
-            let source = registry.external(&metric).ok_or_else(|| {
-                Error::Request(format!(
+        } => plan::external_query(rules, registry, table, &namespace, &metric, &selector)
+            .map(|plan| plan.query)
+            .map_err(|e| match e {
+                plan::ExternalPlanError::NoSuchMetric => Error::Request(format!(
                     "the rules discover no external metric {metric} in these series"
-                ))
-            })?;
-            let query_request = QueryRequest {
-                namespace: Some(&namespace),
-                metric_selector: &selector,
-                names: &[],
-            };
-            build_external_query(
-                &rules.external[source.rule],
-                table,
-                &source.series,
-                &query_request,
-            )
-            .map_err(|e| Error::Request(e.to_string()))
-        }
+                )),
+                plan::ExternalPlanError::Query { error, .. } => Error::Request(error.to_string()),
+            }),
     }
 }
 

@@ -6,12 +6,11 @@ use super::report::{dropping_filter, matched};
 use super::{RequestPath, abbreviate, rename};
 use crate::model::{GroupResource, QuantityFormat, QueryResult, quantity_from_f64};
 use crate::promql::Series;
-use crate::provider::custom::{ObjectName, QueryPlan};
+use crate::provider::custom::ObjectName;
+use crate::provider::plan::{self, ExternalPlanError, QueryPlan};
 use crate::registry::Registry;
 use crate::resources::{ResourceInfo, ResourceTable};
-use crate::rules::{
-    DiscoveryRule, QueryRequest, RuleSet, build_custom_query, build_external_query,
-};
+use crate::rules::{DiscoveryRule, QueryRequest, RuleSet, build_custom_query};
 
 /// The step that loses a metric, or `served` when none does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -175,41 +174,28 @@ pub fn walk(
             namespace,
             metric,
             selector,
-        } => {
-            let Some(source) = registry.external(metric) else {
-                return Walk::Lost(unproduced(
-                    rules,
-                    "externalRules",
-                    &rules.external,
-                    metric,
-                    series,
-                    window,
-                    None,
-                ));
-            };
-            let request = QueryRequest {
-                namespace: Some(namespace),
-                metric_selector: selector,
-                names: &[],
-            };
-            let rule = format!("externalRules[{}]", source.rule);
-            match build_external_query(
-                &rules.external[source.rule],
-                table,
-                &source.series,
-                &request,
-            ) {
-                Ok(query) => Walk::Query(Probe {
-                    rule,
-                    query,
-                    label: None,
-                    object: None,
-                    known_objects: vec![],
-                    subject: format!("namespace {namespace}"),
-                }),
-                Err(error) => Walk::Lost(query_error(rule, error)),
+        } => match plan::external_query(rules, registry, table, namespace, metric, selector) {
+            Ok(plan) => Walk::Query(Probe {
+                rule: format!("externalRules[{}]", plan.rule),
+                query: plan.query,
+                label: None,
+                object: None,
+                known_objects: vec![],
+                subject: format!("namespace {namespace}"),
+            }),
+            Err(ExternalPlanError::NoSuchMetric) => Walk::Lost(unproduced(
+                rules,
+                "externalRules",
+                &rules.external,
+                metric,
+                series,
+                window,
+                None,
+            )),
+            Err(ExternalPlanError::Query { rule, error }) => {
+                Walk::Lost(query_error(format!("externalRules[{rule}]"), error))
             }
-        }
+        },
     }
 }
 

@@ -4,12 +4,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::plan::QueryPlan;
 use super::{BackendError, MetricsBackend, ObjectLister, SharedSnapshot};
 use crate::model::{GroupResource, QuantityFormat, QueryResult, quantity_from_f64};
 use crate::promql::{LabelMatcher, LabelSelector, LabelSelectorJson, MatchOp};
-use crate::registry::Registry;
-use crate::resources::{ResourceInfo, ResourceTable};
-use crate::rules::{self, DiscoveryRule, QueryRequest, RuleSet, build_custom_query};
+use crate::resources::ResourceTable;
 
 /// Which objects a request is about.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -280,87 +279,6 @@ impl CustomMetrics {
             .map_err(backend_error)?;
         names.sort();
         Ok(names)
-    }
-}
-
-/// Where a custom metric request's values come from: the pure lookup shared by the API and
-/// `explain`.
-pub struct QueryPlan<'s> {
-    /// The rule that serves the metric.
-    pub rule: &'s DiscoveryRule,
-    /// The series `.Series` renders as.
-    pub series: Arc<str>,
-    /// The described resource, normalised.
-    pub resource: GroupResource,
-    /// What the resource table says of it.
-    pub info: &'s ResourceInfo,
-    /// The label that holds object names.
-    pub label: String,
-}
-
-impl<'s> QueryPlan<'s> {
-    /// Looks the request's metric up; unknown resources, metrics and scopes are not found.
-    pub fn new(
-        rules: &'s RuleSet,
-        registry: &Registry,
-        table: &'s ResourceTable,
-        request: &CustomRequest,
-    ) -> Result<Self, Error> {
-        let not_found = || Error::MetricNotFound {
-            metric: request.metric.clone(),
-            resource: request.resource.clone(),
-        };
-        let info = table
-            .resolve(&GroupResource::parse(&request.resource))
-            .ok_or_else(not_found)?;
-        let resource = info.group_resource();
-        let source = registry
-            .custom(&resource, request.namespace.is_some(), &request.metric)
-            .ok_or_else(not_found)?;
-        let rule = &rules.custom[source.rule];
-        let label = rule
-            .resources
-            .label_for_resource(&resource, table)
-            .map_err(|_| not_found())?;
-        Ok(Self {
-            rule,
-            series: source.series.clone(),
-            resource,
-            info,
-            label,
-        })
-    }
-
-    /// The PromQL for these object names.
-    pub fn query(
-        &self,
-        table: &ResourceTable,
-        request: &CustomRequest,
-        names: &[String],
-    ) -> Result<String, Error> {
-        let query_request = QueryRequest {
-            namespace: request.namespace.as_deref(),
-            metric_selector: &request.metric_selector,
-            names,
-        };
-        build_custom_query(
-            self.rule,
-            table,
-            &self.series,
-            &self.resource,
-            &query_request,
-        )
-        .map_err(|e| match e {
-            rules::Error::Matcher(e) => Error::BadRequest(e.to_string()),
-            _ => self.not_found(request),
-        })
-    }
-
-    fn not_found(&self, request: &CustomRequest) -> Error {
-        Error::MetricNotFound {
-            metric: request.metric.clone(),
-            resource: request.resource.clone(),
-        }
     }
 }
 

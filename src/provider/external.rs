@@ -3,10 +3,11 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use super::plan::ExternalPlanError;
 use super::{BackendError, MetricsBackend, SharedSnapshot};
 use crate::model::{QuantityFormat, QueryResult, Sample, quantity_from_f64};
 use crate::promql::LabelSelector;
-use crate::rules::{self, QueryRequest, build_external_query};
+use crate::rules;
 
 /// An external metrics request, parsed from the URL.
 #[derive(Debug, Clone)]
@@ -72,27 +73,24 @@ impl ExternalMetrics {
     /// The PromQL a request runs.
     pub fn query_for(&self, request: &ExternalRequest) -> Result<String, Error> {
         let snapshot = self.snapshot.load();
-        let source =
-            snapshot
-                .registry
-                .external(&request.metric)
-                .ok_or_else(|| Error::MetricNotFound {
-                    metric: request.metric.clone(),
-                })?;
-        let query_request = QueryRequest {
-            namespace: Some(&request.namespace),
-            metric_selector: &request.selector,
-            names: &[],
-        };
-        build_external_query(
-            &snapshot.rules.external[source.rule],
+        super::plan::external_query(
+            &snapshot.rules,
+            &snapshot.registry,
             &snapshot.table,
-            &source.series,
-            &query_request,
+            &request.namespace,
+            &request.metric,
+            &request.selector,
         )
+        .map(|plan| plan.query)
         .map_err(|e| match e {
-            rules::Error::Matcher(e) => Error::BadRequest(e.to_string()),
-            other => Error::Internal(other.to_string()),
+            ExternalPlanError::NoSuchMetric => Error::MetricNotFound {
+                metric: request.metric.clone(),
+            },
+            ExternalPlanError::Query {
+                error: rules::Error::Matcher(e),
+                ..
+            } => Error::BadRequest(e.to_string()),
+            ExternalPlanError::Query { error, .. } => Error::Internal(error.to_string()),
         })
     }
 

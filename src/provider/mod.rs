@@ -3,6 +3,7 @@
 pub mod custom;
 pub mod discovery;
 pub mod external;
+pub mod plan;
 pub mod request;
 pub mod resource;
 

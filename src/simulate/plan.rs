@@ -4,10 +4,11 @@ use super::Error;
 use super::hpa::{Hpa, HpaMetric, Source};
 use crate::model::GroupResource;
 use crate::promql::LabelSelector;
-use crate::provider::custom::{CustomRequest, ObjectName, QueryPlan};
+use crate::provider::custom::{CustomRequest, ObjectName};
+use crate::provider::plan::{self, ExternalPlanError, QueryPlan};
 use crate::registry::Registry;
 use crate::resources::ResourceTable;
-use crate::rules::{QueryRequest, RuleSet, build_external_query, build_resource_query};
+use crate::rules::{QueryRequest, RuleSet, build_resource_query};
 
 /// A metric's query, and how to read its series.
 #[derive(Debug, Clone, PartialEq)]
@@ -155,24 +156,22 @@ fn plan_one(
             metric: metric_name,
             selector,
         } => {
-            let source = registry.external(metric_name).ok_or_else(|| {
-                fail(format!(
+            let query = plan::external_query(
+                rules,
+                registry,
+                table,
+                &hpa.namespace,
+                metric_name,
+                selector,
+            )
+            .map_err(|e| match e {
+                ExternalPlanError::NoSuchMetric => fail(format!(
                     "no externalRules entry serves it in this range; `prom-adapter explain --why '/apis/external.metrics.k8s.io/v1beta1/namespaces/{}/{metric_name}'` says why",
                     hpa.namespace
-                ))
-            })?;
-            let request = QueryRequest {
-                namespace: Some(&hpa.namespace),
-                metric_selector: selector,
-                names: &[],
-            };
-            let query = build_external_query(
-                &rules.external[source.rule],
-                table,
-                &source.series,
-                &request,
-            )
-            .map_err(|e| fail(e.to_string()))?;
+                )),
+                ExternalPlanError::Query { error, .. } => fail(error.to_string()),
+            })?
+            .query;
             Ok(MetricQuery {
                 metric: metric.clone(),
                 query,

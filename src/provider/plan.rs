@@ -1,0 +1,149 @@
+//! Requests become PromQL here, and only here: the API's providers, `explain`, `explain --why` and `simulate` all plan through these (pure functions of the rules, the registry and the resource table).
+
+use std::sync::Arc;
+
+use super::custom::{CustomRequest, Error};
+use crate::model::GroupResource;
+use crate::promql::LabelSelector;
+use crate::registry::Registry;
+use crate::resources::{ResourceInfo, ResourceTable};
+use crate::rules::{
+    self, DiscoveryRule, QueryRequest, RuleSet, build_custom_query, build_external_query,
+};
+
+/// Where a custom metric request's values come from: the pure lookup shared by the API and
+/// `explain`.
+pub struct QueryPlan<'s> {
+    /// The rule that serves the metric.
+    pub rule: &'s DiscoveryRule,
+    /// The series `.Series` renders as.
+    pub series: Arc<str>,
+    /// The described resource, normalised.
+    pub resource: GroupResource,
+    /// What the resource table says of it.
+    pub info: &'s ResourceInfo,
+    /// The label that holds object names.
+    pub label: String,
+}
+
+impl<'s> QueryPlan<'s> {
+    /// Looks the request's metric up; unknown resources, metrics and scopes are not found.
+    pub fn new(
+        rules: &'s RuleSet,
+        registry: &Registry,
+        table: &'s ResourceTable,
+        request: &CustomRequest,
+    ) -> Result<Self, Error> {
+        let not_found = || Error::MetricNotFound {
+            metric: request.metric.clone(),
+            resource: request.resource.clone(),
+        };
+        let info = table
+            .resolve(&GroupResource::parse(&request.resource))
+            .ok_or_else(not_found)?;
+        let resource = info.group_resource();
+        let source = registry
+            .custom(&resource, request.namespace.is_some(), &request.metric)
+            .ok_or_else(not_found)?;
+        let rule = &rules.custom[source.rule];
+        let label = rule
+            .resources
+            .label_for_resource(&resource, table)
+            .map_err(|_| not_found())?;
+        Ok(Self {
+            rule,
+            series: source.series.clone(),
+            resource,
+            info,
+            label,
+        })
+    }
+
+    /// The PromQL for these object names.
+    pub fn query(
+        &self,
+        table: &ResourceTable,
+        request: &CustomRequest,
+        names: &[String],
+    ) -> Result<String, Error> {
+        let query_request = QueryRequest {
+            namespace: request.namespace.as_deref(),
+            metric_selector: &request.metric_selector,
+            names,
+        };
+        build_custom_query(
+            self.rule,
+            table,
+            &self.series,
+            &self.resource,
+            &query_request,
+        )
+        .map_err(|e| match e {
+            rules::Error::Matcher(e) => Error::BadRequest(e.to_string()),
+            _ => self.not_found(request),
+        })
+    }
+
+    pub(super) fn not_found(&self, request: &CustomRequest) -> Error {
+        Error::MetricNotFound {
+            metric: request.metric.clone(),
+            resource: request.resource.clone(),
+        }
+    }
+}
+
+/// An external metrics request, planned: the `externalRules` entry that serves it and its PromQL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExternalPlan {
+    /// The rule's index in `externalRules`.
+    pub rule: usize,
+    /// The query.
+    pub query: String,
+}
+
+/// Why an external metrics request has no query.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ExternalPlanError {
+    /// No rule produces the metric (in the discovered series).
+    NoSuchMetric,
+    /// The rule's query cannot be built for this request.
+    Query {
+        /// The rule's index in `externalRules`.
+        rule: usize,
+        /// Why.
+        error: rules::Error,
+    },
+}
+
+/// Plans an external metrics request: `metric` in `namespace`, its series chosen by `selector`.
+pub fn external_query(
+    rules: &RuleSet,
+    registry: &Registry,
+    table: &ResourceTable,
+    namespace: &str,
+    metric: &str,
+    selector: &LabelSelector,
+) -> Result<ExternalPlan, ExternalPlanError> {
+    let source = registry
+        .external(metric)
+        .ok_or(ExternalPlanError::NoSuchMetric)?;
+    let request = QueryRequest {
+        namespace: Some(namespace),
+        metric_selector: selector,
+        names: &[],
+    };
+    build_external_query(
+        &rules.external[source.rule],
+        table,
+        &source.series,
+        &request,
+    )
+    .map(|query| ExternalPlan {
+        rule: source.rule,
+        query,
+    })
+    .map_err(|error| ExternalPlanError::Query {
+        rule: source.rule,
+        error,
+    })
+}
