@@ -184,3 +184,6 @@ fn checked_version(version: &str, versions: &[&'static str]) -> Result<&'static 
         .copied()
         .ok_or_else(Error::no_such_path)
 }
+
+#[cfg(test)]
+mod tests;
