@@ -471,3 +471,123 @@ fn compile_resource_rule(
         container_label: container_label?,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Compiles `text`: its diagnostics as `(line, path, message)`, or its load warnings.
+    fn diagnostics(text: &str) -> Result<Vec<(String, String)>, Vec<(u64, String, String)>> {
+        match crate::config::parse_rules(text, "rules.yaml") {
+            Ok(rules) => Ok(rules
+                .load_warnings
+                .into_iter()
+                .map(|w| (w.at, w.why))
+                .collect()),
+            Err(crate::config::Error::Invalid { diagnostics, .. }) => Err(diagnostics
+                .into_iter()
+                .map(|d| (d.line, d.path, d.message))
+                .collect()),
+            Err(other) => panic!("{other}"),
+        }
+    }
+
+    const QUERY: &str = "'sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)'";
+
+    #[test]
+    fn each_mistake_is_reported_with_its_line_path_and_what_was_expected() {
+        // (rule body under `rules:`, line, field path, part of the message)
+        let cases = [
+            (
+                format!("- resources: {{template: <<.Resource>>}}\n  metricsQuery: {QUERY}\n"),
+                2,
+                "rules[0].seriesQuery",
+                "is required: a series selector",
+            ),
+            (
+                format!("- seriesQuery: 'up{{'\n  resources: {{template: <<.Resource>>}}\n  metricsQuery: {QUERY}\n"),
+                2,
+                "rules[0].seriesQuery",
+                "",
+            ),
+            (
+                format!("- seriesQuery: up\n  seriesFilters: [{{is: '(a'}}]\n  resources: {{template: <<.Resource>>}}\n  metricsQuery: {QUERY}\n"),
+                3,
+                "rules[0].seriesFilters[0].is",
+                "invalid regular expression \"(a\"",
+            ),
+            (
+                format!("- seriesQuery: up\n  seriesFilters: [{{is: a, isNot: b}}]\n  resources: {{template: <<.Resource>>}}\n  metricsQuery: {QUERY}\n"),
+                3,
+                "rules[0].seriesFilters[0]",
+                "cannot have both an `is` (\"a\") and an `isNot` (\"b\")",
+            ),
+            (
+                format!("- seriesQuery: up\n  resources: {{overrides: {{pod: {{group: apps}}}}}}\n  metricsQuery: {QUERY}\n"),
+                3,
+                "rules[0].resources.overrides.pod.resource",
+                "is required",
+            ),
+            (
+                "- seriesQuery: up\n  resources: {template: <<.Resource>>}\n  metricsQuery: 'sum(<<.Nope>>)'\n".to_owned(),
+                4,
+                "rules[0].metricsQuery",
+                "invalid template",
+            ),
+        ];
+        for (body, line, path, message) in cases {
+            let text = format!("rules:\n{body}");
+            let found = diagnostics(&text).expect_err(&text);
+            assert!(
+                found
+                    .iter()
+                    .any(|(l, p, m)| *l == line && p == path && m.contains(message)),
+                "{text}\nexpected line {line} {path}: {message}\nfound {found:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_mistake_of_a_file_is_reported_at_once() {
+        let text = format!(
+            "rules:\n- seriesQuery: 'up{{'\n  resources: {{template: <<.Resource>>}}\n  metricsQuery: {QUERY}\nexternalRules:\n- seriesQuery: up\n  seriesFilters: [{{isNot: '['}}]\n  metricsQuery: {QUERY}\n"
+        );
+        let paths: Vec<String> = diagnostics(&text)
+            .unwrap_err()
+            .into_iter()
+            .map(|(_, p, _)| p)
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                "rules[0].seriesQuery",
+                "externalRules[0].seriesFilters[0].isNot"
+            ]
+        );
+    }
+
+    #[test]
+    fn rules_prometheus_adapter_loads_but_never_serves_are_warnings() {
+        let cases = [
+            (
+                "rules:\n- seriesQuery: up\n  resources: {template: <<.Resource>>}\n",
+                "rules[0].metricsQuery",
+                "is missing or empty",
+            ),
+            (
+                "rules:\n- seriesQuery: up\n  resources: {template: <<.Resource>>}\n  metricsQuery: 'sum(${.Series}$)'\n",
+                "rules[0].metricsQuery",
+                "the rule is skipped",
+            ),
+        ];
+        for (text, path, message) in cases {
+            let warnings = diagnostics(text).unwrap_or_else(|e| panic!("{text}: {e:?}"));
+            assert!(
+                warnings
+                    .iter()
+                    .any(|(at, why)| at.ends_with(path) && why.contains(message)),
+                "{text}: {warnings:?}"
+            );
+        }
+    }
+}
