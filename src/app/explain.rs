@@ -6,7 +6,6 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 
 use crate::cli::ExplainArgs;
-use crate::cli::prometheus::client_config_from_flags;
 use crate::explain;
 use crate::model::parse_duration;
 use crate::prometheus;
@@ -115,7 +114,10 @@ fn explain_live(
 ) -> anyhow::Result<ExitCode> {
     use crate::explain::{live, report, why};
     let max_age = parse_duration(&args.metrics_max_age).context("--metrics-max-age")?;
-    let config = client_config_from_flags(url, &args.client)?;
+    let config = args.client.client_config(
+        url,
+        std::path::Path::new(prometheus::transport::SERVICE_ACCOUNT_DIR),
+    )?;
     let json = args.output == "json";
     let style = live::Style::new(std::io::IsTerminal::is_terminal(&std::io::stdout()));
     let runtime = tokio::runtime::Builder::new_current_thread()

@@ -528,22 +528,9 @@ fn validate(settings: &settings::Settings) -> anyhow::Result<ServeConfig> {
         ),
         d => d,
     };
-    let prometheus = crate::cli::prometheus::client_config(crate::cli::prometheus::ClientFlags {
-        url: &settings.prometheus_url,
-        timeout: &settings.prometheus_timeout,
-        verb: &settings.prometheus_verb,
-        headers: &settings.prometheus_header,
-        token_file: settings.prometheus_token_file.clone(),
-        ca_file: settings.prometheus_ca_file.clone(),
-        client_cert: (
-            settings.prometheus_client_tls_cert_file.clone(),
-            settings.prometheus_client_tls_key_file.clone(),
-        ),
-        max_response_bytes: &settings.prometheus_max_response_bytes,
-        auth_config: settings.prometheus_auth_config.clone(),
-        auth_incluster: settings.prometheus_auth_incluster,
-        service_account_dir: &settings.service_account_dir,
-    })?;
+    let prometheus = settings
+        .prometheus
+        .client_config(&settings.prometheus_url, &settings.service_account_dir)?;
     let shutdown = server::Shutdown {
         delay: parse_duration(&settings.shutdown_delay).context("--shutdown-delay")?,
         drain: parse_duration(&settings.shutdown_timeout).context("--shutdown-timeout")?,

@@ -4,7 +4,6 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 
-use crate::cli::prometheus::client_config_from_flags;
 use crate::model::parse_duration;
 use crate::prometheus;
 use crate::resources::ResourceTable;
@@ -45,7 +44,10 @@ pub fn run(args: &crate::cli::SimulateArgs) -> anyhow::Result<ExitCode> {
         .pods
         .clone()
         .unwrap_or_else(|| format!("{}-.*", regex::escape(&hpa.target_name)));
-    let config = client_config_from_flags(&args.prometheus_url, &args.client)?;
+    let config = args.client.client_config(
+        &args.prometheus_url,
+        std::path::Path::new(prometheus::transport::SERVICE_ACCOUNT_DIR),
+    )?;
     let table = ResourceTable::builtin();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -7,6 +7,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+pub use prometheus::PrometheusArgs;
+
 /// prom-adapter: Kubernetes metrics APIs backed by Prometheus.
 #[derive(Debug, Parser)]
 #[command(name = "prom-adapter", version, args_conflicts_with_subcommands = true)]
@@ -40,41 +42,6 @@ pub enum Command {
     Simulate(Box<SimulateArgs>),
 }
 
-/// The Prometheus client flags of `explain` and `simulate` (`serve` has the same names).
-#[derive(Debug, Args)]
-pub struct PrometheusClientArgs {
-    /// Extra `key=value` header for Prometheus (repeatable), as for serve.
-    #[arg(long)]
-    pub prometheus_header: Vec<String>,
-    /// File with a bearer token for Prometheus.
-    #[arg(long)]
-    pub prometheus_token_file: Option<PathBuf>,
-    /// CA bundle to verify Prometheus.
-    #[arg(long)]
-    pub prometheus_ca_file: Option<PathBuf>,
-    /// Client certificate for Prometheus.
-    #[arg(long)]
-    pub prometheus_client_tls_cert_file: Option<PathBuf>,
-    /// Client key for Prometheus.
-    #[arg(long)]
-    pub prometheus_client_tls_key_file: Option<PathBuf>,
-    /// HTTP verb for queries: GET or POST.
-    #[arg(long, default_value = "GET")]
-    pub prometheus_verb: String,
-    /// Timeout of each call to Prometheus.
-    #[arg(long, default_value = "30s")]
-    pub prometheus_timeout: String,
-    /// Largest Prometheus answer read, e.g. 64Mi.
-    #[arg(long, default_value = "64Mi")]
-    pub prometheus_max_response_bytes: String,
-    /// Kubeconfig whose current context's credentials and CA reach Prometheus.
-    #[arg(long, conflicts_with = "prometheus_auth_incluster")]
-    pub prometheus_auth_config: Option<PathBuf>,
-    /// Reach Prometheus with the pod's service-account token and CA.
-    #[arg(long)]
-    pub prometheus_auth_incluster: bool,
-}
-
 /// `simulate` arguments.
 #[derive(Debug, Args)]
 pub struct SimulateArgs {
@@ -86,7 +53,7 @@ pub struct SimulateArgs {
     pub prometheus_url: String,
     /// How to reach Prometheus.
     #[command(flatten)]
-    pub client: PrometheusClientArgs,
+    pub client: PrometheusArgs,
     /// The HorizontalPodAutoscaler manifest (autoscaling/v2, YAML).
     #[arg(long)]
     pub hpa: PathBuf,
@@ -142,7 +109,7 @@ pub struct ExplainArgs {
     pub prometheus_url: Option<String>,
     /// How to reach Prometheus.
     #[command(flatten)]
-    pub client: PrometheusClientArgs,
+    pub client: PrometheusArgs,
     /// How far back series are listed, as serve's --metrics-max-age (serve's default is its
     /// relist interval, 10m).
     #[arg(long, default_value = "10m")]
@@ -177,43 +144,10 @@ pub struct ServeArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prometheus_url: Option<String>,
-    /// Extra `key=value` header for Prometheus (repeatable), e.g. X-Scope-OrgID=tenant.
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub prometheus_header: Vec<String>,
-    /// File with a bearer token for Prometheus; re-read when it changes.
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub prometheus_token_file: Option<PathBuf>,
-    /// CA bundle to verify Prometheus.
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub prometheus_ca_file: Option<PathBuf>,
-    /// Client certificate for Prometheus.
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub prometheus_client_tls_cert_file: Option<PathBuf>,
-    /// Client key for Prometheus.
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub prometheus_client_tls_key_file: Option<PathBuf>,
-    /// Kubeconfig whose current context's credentials (token, token file or client certificate)
-    /// and CA reach Prometheus, e.g. through kube-rbac-proxy; the URL stays --prometheus-url's.
-    #[arg(long, conflicts_with = "prometheus_auth_incluster")]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub prometheus_auth_config: Option<PathBuf>,
-    /// Reach Prometheus with the pod's service-account token (re-read) and CA.
-    #[arg(long)]
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub prometheus_auth_incluster: bool,
-    /// GET or POST [default: GET; long queries always use POST].
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub prometheus_verb: Option<String>,
-    /// Timeout of each Prometheus call [default: 30s].
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub prometheus_timeout: Option<String>,
+    /// How to reach Prometheus.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub prometheus: PrometheusArgs,
     /// How often series are relisted [default: 10m].
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -351,10 +285,6 @@ pub struct ServeArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_reviews_per_client: Option<u32>,
-    /// Largest Prometheus answer read, e.g. 64Mi; larger ones fail with an error naming the size [default: 64Mi].
-    #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub prometheus_max_response_bytes: Option<String>,
     /// How long a client may take to complete the TLS handshake [default: 10s].
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]

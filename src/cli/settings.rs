@@ -13,26 +13,11 @@ pub struct Settings {
     pub config: Option<PathBuf>,
     /// Prometheus base URL.
     pub prometheus_url: String,
-    /// Extra `key=value` headers for Prometheus.
-    pub prometheus_header: Vec<String>,
-    /// Bearer token file for Prometheus.
-    pub prometheus_token_file: Option<PathBuf>,
-    /// CA bundle for Prometheus.
-    pub prometheus_ca_file: Option<PathBuf>,
-    /// Client certificate for Prometheus.
-    pub prometheus_client_tls_cert_file: Option<PathBuf>,
-    /// Client key for Prometheus.
-    pub prometheus_client_tls_key_file: Option<PathBuf>,
-    /// Kubeconfig whose current context's credentials and CA reach Prometheus.
-    pub prometheus_auth_config: Option<PathBuf>,
-    /// Reach Prometheus with the pod's service-account token and CA.
-    pub prometheus_auth_incluster: bool,
+    /// The other `--prometheus-*` settings.
+    #[serde(flatten)]
+    pub prometheus: crate::cli::PrometheusArgs,
     /// Where the pod's service-account token and CA are mounted (settings file or environment only).
     pub service_account_dir: PathBuf,
-    /// `GET` or `POST`.
-    pub prometheus_verb: String,
-    /// Timeout of every Prometheus call (Go duration).
-    pub prometheus_timeout: String,
     /// Discovery interval (Go duration).
     pub metrics_relist_interval: String,
     /// Discovery look-back; `0` means the relist interval.
@@ -95,8 +80,6 @@ pub struct Settings {
     pub max_reviews_in_flight: u32,
     /// Reviews one client address may have running.
     pub max_reviews_per_client: u32,
-    /// Largest Prometheus answer read.
-    pub prometheus_max_response_bytes: String,
     /// Deadline of a TLS handshake.
     pub tls_handshake_timeout: String,
     /// TLS handshakes in progress at once.
@@ -130,16 +113,8 @@ impl Default for Settings {
         Self {
             config: None,
             prometheus_url: "https://localhost".into(),
-            prometheus_header: Vec::new(),
-            prometheus_token_file: None,
-            prometheus_ca_file: None,
-            prometheus_client_tls_cert_file: None,
-            prometheus_client_tls_key_file: None,
-            prometheus_auth_config: None,
-            prometheus_auth_incluster: false,
+            prometheus: crate::cli::PrometheusArgs::default(),
             service_account_dir: crate::prometheus::transport::SERVICE_ACCOUNT_DIR.into(),
-            prometheus_verb: "GET".into(),
-            prometheus_timeout: "30s".into(),
             metrics_relist_interval: "10m".into(),
             metrics_max_age: "0".into(),
             secure_port: 6443,
@@ -171,7 +146,6 @@ impl Default for Settings {
             authorization_timeout: "10s".into(),
             max_reviews_in_flight: 256,
             max_reviews_per_client: 32,
-            prometheus_max_response_bytes: "64Mi".into(),
             tls_handshake_timeout: "10s".into(),
             max_concurrent_tls_handshakes: 8192,
             authentication_token_webhook_cache_ttl: "10s".into(),
@@ -255,8 +229,14 @@ mod tests {
         assert_eq!(s.secure_port, 9443, "flag over environment");
         assert_eq!(s.v, 2);
         assert!(s.standalone);
-        assert_eq!(s.prometheus_header, vec!["X-Scope-OrgID=a", "X-B=c"]);
-        assert_eq!(s.prometheus_verb, "GET", "default");
+        assert_eq!(
+            s.prometheus.prometheus_header,
+            vec!["X-Scope-OrgID=a", "X-B=c"]
+        );
+        assert_eq!(
+            s.prometheus.prometheus_verb, None,
+            "client_config's default"
+        );
         assert_eq!(
             s.requestheader_username_headers,
             ["X-Remote-User"],

@@ -474,10 +474,13 @@ fn compile_resource_rule(
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    /// A load warning as `(at, why)`.
+    type Warning = (String, String);
+    /// A diagnostic as `(line, path, message)`.
+    type Problem = (u64, String, String);
 
-    /// Compiles `text`: its diagnostics as `(line, path, message)`, or its load warnings.
-    fn diagnostics(text: &str) -> Result<Vec<(String, String)>, Vec<(u64, String, String)>> {
+    /// Compiles `text`: its diagnostics, or its load warnings.
+    fn diagnostics(text: &str) -> Result<Vec<Warning>, Vec<Problem>> {
         match crate::config::parse_rules(text, "rules.yaml") {
             Ok(rules) => Ok(rules
                 .load_warnings
