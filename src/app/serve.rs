@@ -1,6 +1,7 @@
 //! The `serve` command's composition root: validated settings, the Prometheus and cluster clients, the providers, the background tasks and the HTTPS server.
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,12 +60,12 @@ pub fn run(args: ServeArgs, warnings: Vec<String>) -> anyhow::Result<ExitCode> {
         .filter(|(k, _)| k.starts_with("PROM_ADAPTER_"))
         .collect();
     let settings = settings::load(args.settings.as_deref(), &env, &args)?;
-    let format = match settings.log_format.as_str() {
+    let format = match settings.log_format.as_deref().unwrap_or("text") {
         "json" => LogFormat::Json,
         "text" => LogFormat::Text,
         other => bail!("--log-format must be text or json, not {other:?}"),
     };
-    telemetry::init_logging(settings.v, format);
+    telemetry::init_logging(settings.v.unwrap_or(0), format);
     for warning in warnings {
         tracing::warn!("{warning}");
     }
@@ -420,7 +421,23 @@ fn at_least_one(value: u32, flag: &'static str) -> anyhow::Result<usize> {
     }
 }
 
-fn validate(settings: &settings::Settings) -> anyhow::Result<ServeConfig> {
+/// A setting's value, or its default.
+fn or<'a>(value: &'a Option<String>, default: &'a str) -> &'a str {
+    value.as_deref().unwrap_or(default)
+}
+
+/// A list setting, or its default when no layer gave one.
+fn list(values: &[String], default: &[&str]) -> Vec<String> {
+    if values.is_empty() {
+        default.iter().map(|v| v.to_string()).collect()
+    } else {
+        values.to_vec()
+    }
+}
+
+/// Every setting of `serve`, layered (flags over environment over settings file), checked and
+/// typed, with the defaults of those no layer gave.
+fn validate(settings: &ServeArgs) -> anyhow::Result<ServeConfig> {
     let Some(rules_path) = settings.config.clone() else {
         bail!("no rules file specified (use --config FILE)");
     };
@@ -430,14 +447,22 @@ fn validate(settings: &settings::Settings) -> anyhow::Result<ServeConfig> {
         );
     }
     // Checked in every mode: a bad value is an error even where nothing uses it yet.
-    let authentication_timeout =
-        positive(&settings.authentication_timeout, "--authentication-timeout")?;
-    let authorization_timeout =
-        positive(&settings.authorization_timeout, "--authorization-timeout")?;
-    let max_reviews_in_flight =
-        at_least_one(settings.max_reviews_in_flight, "--max-reviews-in-flight")?;
-    let max_reviews_per_client =
-        at_least_one(settings.max_reviews_per_client, "--max-reviews-per-client")?;
+    let authentication_timeout = positive(
+        or(&settings.authentication_timeout, "10s"),
+        "--authentication-timeout",
+    )?;
+    let authorization_timeout = positive(
+        or(&settings.authorization_timeout, "10s"),
+        "--authorization-timeout",
+    )?;
+    let max_reviews_in_flight = at_least_one(
+        settings.max_reviews_in_flight.unwrap_or(256),
+        "--max-reviews-in-flight",
+    )?;
+    let max_reviews_per_client = at_least_one(
+        settings.max_reviews_per_client.unwrap_or(32),
+        "--max-reviews-per-client",
+    )?;
     let cluster = if settings.standalone {
         None
     } else {
@@ -448,21 +473,33 @@ fn validate(settings: &settings::Settings) -> anyhow::Result<ServeConfig> {
             auth: crate::auth::AuthConfig {
                 request_header: crate::auth::RequestHeaderConfig {
                     allowed_names: settings.requestheader_allowed_names.clone(),
-                    username_headers: settings.requestheader_username_headers.clone(),
-                    group_headers: settings.requestheader_group_headers.clone(),
-                    extra_headers_prefixes: settings.requestheader_extra_headers_prefix.clone(),
+                    username_headers: list(
+                        &settings.requestheader_username_headers,
+                        &["X-Remote-User"],
+                    ),
+                    group_headers: list(&settings.requestheader_group_headers, &["X-Remote-Group"]),
+                    extra_headers_prefixes: list(
+                        &settings.requestheader_extra_headers_prefix,
+                        &["X-Remote-Extra-"],
+                    ),
                 },
-                always_allow_paths: settings.authorization_always_allow_paths.clone(),
+                always_allow_paths: list(
+                    &settings.authorization_always_allow_paths,
+                    &["/healthz", "/readyz", "/livez"],
+                ),
                 token_ttl: ttl(
-                    &settings.authentication_token_webhook_cache_ttl,
+                    or(&settings.authentication_token_webhook_cache_ttl, "10s"),
                     "--authentication-token-webhook-cache-ttl",
                 )?,
                 allowed_ttl: ttl(
-                    &settings.authorization_webhook_cache_authorized_ttl,
+                    or(&settings.authorization_webhook_cache_authorized_ttl, "10s"),
                     "--authorization-webhook-cache-authorized-ttl",
                 )?,
                 denied_ttl: ttl(
-                    &settings.authorization_webhook_cache_unauthorized_ttl,
+                    or(
+                        &settings.authorization_webhook_cache_unauthorized_ttl,
+                        "10s",
+                    ),
                     "--authorization-webhook-cache-unauthorized-ttl",
                 )?,
                 authentication_timeout,
@@ -471,13 +508,14 @@ fn validate(settings: &settings::Settings) -> anyhow::Result<ServeConfig> {
                 max_reviews_per_client,
             },
             kubeconfig: settings.lister_kubeconfig.clone(),
-            qps: settings.client_qps,
-            burst: settings.client_burst,
+            qps: settings.client_qps.unwrap_or(20.0),
+            burst: settings.client_burst.unwrap_or(40),
             skip_lookup: settings.authentication_skip_lookup,
             tolerate_lookup_failure: settings.authentication_tolerate_lookup_failure,
-            auth_refresh_interval: match parse_duration(
+            auth_refresh_interval: match parse_duration(or(
                 &settings.authentication_config_refresh_interval,
-            )
+                "1m",
+            ))
             .context("--authentication-config-refresh-interval")?
             {
                 d if d.is_zero() => {
@@ -489,7 +527,7 @@ fn validate(settings: &settings::Settings) -> anyhow::Result<ServeConfig> {
                 requestheader: settings.requestheader_client_ca_file.clone(),
                 client: settings.client_ca_file.clone(),
             },
-            discovery_interval: match parse_duration(&settings.discovery_interval)
+            discovery_interval: match parse_duration(or(&settings.discovery_interval, "10m"))
                 .context("--discovery-interval")?
             {
                 d if d.is_zero() => bail!("--discovery-interval must be greater than zero"),
@@ -516,24 +554,31 @@ fn validate(settings: &settings::Settings) -> anyhow::Result<ServeConfig> {
             "--standalone serves without authentication and only binds to loopback addresses; {ip} is not one"
         );
     }
-    let relist_interval =
-        parse_duration(&settings.metrics_relist_interval).context("--metrics-relist-interval")?;
+    let relist_interval = parse_duration(or(&settings.metrics_relist_interval, "10m"))
+        .context("--metrics-relist-interval")?;
     if relist_interval.is_zero() {
         bail!("--metrics-relist-interval must be greater than zero");
     }
-    let max_age = match parse_duration(&settings.metrics_max_age).context("--metrics-max-age")? {
+    let max_age = match parse_duration(or(&settings.metrics_max_age, "0"))
+        .context("--metrics-max-age")?
+    {
         d if d.is_zero() => relist_interval,
         d if d < relist_interval => bail!(
             "--metrics-max-age ({d:?}) must not be less than --metrics-relist-interval ({relist_interval:?})"
         ),
         d => d,
     };
-    let prometheus = settings
-        .prometheus
-        .client_config(&settings.prometheus_url, &settings.service_account_dir)?;
+    let prometheus = settings.prometheus.client_config(
+        or(&settings.prometheus_url, "https://localhost"),
+        settings
+            .service_account_dir
+            .as_deref()
+            .unwrap_or(Path::new(prometheus::transport::SERVICE_ACCOUNT_DIR)),
+    )?;
     let shutdown = server::Shutdown {
-        delay: parse_duration(&settings.shutdown_delay).context("--shutdown-delay")?,
-        drain: parse_duration(&settings.shutdown_timeout).context("--shutdown-timeout")?,
+        delay: parse_duration(or(&settings.shutdown_delay, "2s")).context("--shutdown-delay")?,
+        drain: parse_duration(or(&settings.shutdown_timeout, "10s"))
+            .context("--shutdown-timeout")?,
     };
     let (policy, tls_warnings) = server::TlsPolicy::from_flags(
         settings.tls_min_version.as_deref(),
@@ -549,17 +594,20 @@ fn validate(settings: &settings::Settings) -> anyhow::Result<ServeConfig> {
             relist_interval,
             max_age,
         },
-        addr: SocketAddr::new(ip, settings.secure_port),
+        addr: SocketAddr::new(ip, settings.secure_port.unwrap_or(6443)),
         shutdown,
         handshakes: server::HandshakeLimits {
-            timeout: positive(&settings.tls_handshake_timeout, "--tls-handshake-timeout")?,
+            timeout: positive(
+                or(&settings.tls_handshake_timeout, "10s"),
+                "--tls-handshake-timeout",
+            )?,
             max_concurrent: at_least_one(
-                settings.max_concurrent_tls_handshakes,
+                settings.max_concurrent_tls_handshakes.unwrap_or(8192),
                 "--max-concurrent-tls-handshakes",
             )?,
         },
         cluster,
-        tls_reload_interval: match parse_duration(&settings.tls_reload_interval)
+        tls_reload_interval: match parse_duration(or(&settings.tls_reload_interval, "10s"))
             .context("--tls-reload-interval")?
         {
             d if d.is_zero() => bail!("--tls-reload-interval must be greater than zero"),
@@ -573,7 +621,10 @@ fn validate(settings: &settings::Settings) -> anyhow::Result<ServeConfig> {
             policy,
             cert_file: settings.tls_cert_file.clone(),
             key_file: settings.tls_private_key_file.clone(),
-            cert_dir: settings.cert_dir.clone(),
+            cert_dir: settings
+                .cert_dir
+                .clone()
+                .unwrap_or_else(|| "apiserver.local.config/certificates".into()),
             extra_sans: settings.tls_san.clone(),
         },
     })

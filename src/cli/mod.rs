@@ -129,8 +129,11 @@ pub struct ExplainArgs {
     pub objects: Vec<String>,
 }
 
-/// `serve` flags. Unset flags fall through to the environment, the settings file and defaults.
-#[derive(Debug, Args, Default, serde::Serialize)]
+/// `serve`'s settings, declared once: as flags, and (snake_case) as settings-file keys and
+/// `PROM_ADAPTER_*` variables. Unset flags fall through to the environment, the settings file,
+/// and the defaults the `serve` command applies where it reads each one.
+#[derive(Debug, Args, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct ServeArgs {
     /// Settings file (YAML, snake_case keys as the flags).
     #[arg(long, value_name = "FILE")]
@@ -148,6 +151,11 @@ pub struct ServeArgs {
     #[command(flatten)]
     #[serde(flatten)]
     pub prometheus: PrometheusArgs,
+    /// Where the pod's service-account token and CA are mounted, for
+    /// --prometheus-auth-incluster (settings file or environment only).
+    #[arg(skip)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_account_dir: Option<PathBuf>,
     /// How often series are relisted [default: 10m].
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
