@@ -1,4 +1,40 @@
 //! prom-adapter: a Kubernetes custom, external and resource metrics adapter backed by Prometheus.
+//!
+//! # Layout
+//!
+//! The pure core (no IO; `scripts/check-layers.py` enforces it in `make lint`):
+//! - `model`: group-resources, quantities, times; `object_names`: Kubernetes' naming rules.
+//! - `promql`: typed, escaped PromQL fragments, selectors, label selectors, Go regexes.
+//! - `config`: the rules file, parsed and compiled with every error at once; `rules`: the
+//!   compiled rules (naming, resource mapping, query templates).
+//! - `registry`: discovered metrics; `resources`: the resource table.
+//!
+//! The providers, IO only through ports (`provider::MetricsBackend`, `provider::ObjectLister`,
+//! `provider::resource::ResourceObjects`):
+//! - `provider::request`: the one parser of metrics API request paths.
+//! - `provider::plan`: the one planner (requests become PromQL only here).
+//! - `provider::{custom, external, resource}`: the metric values; `provider::discovery`: the
+//!   relist loop.
+//!
+//! The edges:
+//! - `prometheus`: the client, the streaming series decoder, the instrumented backend
+//!   (`prometheus::InstrumentedClient`), credentials from a kubeconfig.
+//! - `cluster`: the Kubernetes client: `discovery` (resource table and its refresh loop),
+//!   `watch` (pods and nodes), `review` (TokenReview, SubjectAccessReview, authentication
+//!   ConfigMap).
+//! - `auth`: the gate (authentication, authorization, caches, per-client limits), request
+//!   attributes, and `auth::sources` (the ConfigMap merge, pure).
+//! - `server`: bind, signals, shutdown; `server::tls` (serving certificate, versions, suites);
+//!   `server::client_ca` (client certificates, verified at the TLS layer, so beside TLS).
+//! - `api`: the route table in `api/mod.rs`, `middleware`, one file per group (`custom`,
+//!   `external`, `resource`), `discovery`, `openapi`, `health`, `wire` types, and `error`, the
+//!   one place where errors become `Status` responses.
+//! - `reload`: the rules file on disk (reading, watching, reloading); `telemetry`: logs and
+//!   `/metrics`.
+//!
+//! The commands: `cli` (flags; `cli::prometheus`, the `--prometheus-*` flags declared once;
+//! `cli::settings`, the layering), `app::{serve, explain, simulate}` (one composition root each),
+//! and the `explain` and `simulate` engines.
 
 pub mod api;
 pub mod app;

@@ -276,24 +276,38 @@ mod handlers {
         }
         let body =
             aggregated_document(version, &groups).map_err(|e| Error::Internal(e.to_string()))?;
-        let tag = etag(&body);
         let format = DiscoveryFormat::Aggregated(version);
-        // kube-aggregator polls every minute with If-None-Match.
+        Ok(cacheable(&request, &format.content_type(), body, true))
+    }
+
+    /// A body with its ETag, or 304 to a matching `If-None-Match`: kube-aggregator polls
+    /// discovery and the OpenAPI specs every minute with one. `vary` says the body depends on
+    /// `Accept`.
+    pub(in crate::api) fn cacheable(
+        request: &HttpRequest,
+        content_type: &str,
+        body: Vec<u8>,
+        vary: bool,
+    ) -> HttpResponse {
+        let tag = etag(&body);
         if request
             .headers()
             .get(header::IF_NONE_MATCH)
             .and_then(|v| v.to_str().ok())
             == Some(tag.as_str())
         {
-            return Ok(HttpResponse::NotModified()
+            return HttpResponse::NotModified()
                 .insert_header((header::ETAG, tag))
-                .finish());
+                .finish();
         }
-        Ok(HttpResponse::Ok()
-            .content_type(format.content_type())
-            .insert_header((header::ETAG, tag))
-            .insert_header((header::VARY, "Accept"))
-            .body(body))
+        let mut response = HttpResponse::Ok();
+        response
+            .content_type(content_type)
+            .insert_header((header::ETAG, tag));
+        if vary {
+            response.insert_header((header::VARY, "Accept"));
+        }
+        response.body(body)
     }
 }
 pub(in crate::api) use handlers::*;

@@ -400,30 +400,17 @@ pub fn v3_root() -> Value {
 // The HTTP handlers.
 mod handlers {
     use super::super::*;
-    use actix_web::{HttpRequest, HttpResponse, http::header, web};
+    use actix_web::{HttpRequest, HttpResponse, web};
 
     /// A JSON body with an ETag, answering 304 to a matching `If-None-Match` (kube-aggregator
     /// re-downloads specs every minute).
-    pub(in crate::api) fn cacheable_json(
-        request: &HttpRequest,
-        document: &serde_json::Value,
-    ) -> HttpResponse {
-        let body = document.to_string();
-        let tag = etag(body.as_bytes());
-        if request
-            .headers()
-            .get(header::IF_NONE_MATCH)
-            .and_then(|v| v.to_str().ok())
-            == Some(tag.as_str())
-        {
-            return HttpResponse::NotModified()
-                .insert_header((header::ETAG, tag))
-                .finish();
-        }
-        HttpResponse::Ok()
-            .content_type("application/json")
-            .insert_header((header::ETAG, tag))
-            .body(body)
+    fn cacheable_json(request: &HttpRequest, document: &serde_json::Value) -> HttpResponse {
+        super::super::discovery::cacheable(
+            request,
+            "application/json",
+            document.to_string().into_bytes(),
+            false,
+        )
     }
 
     pub(in crate::api) async fn openapi_v2(request: HttpRequest) -> HttpResponse {

@@ -248,3 +248,45 @@ async fn resource_metrics_answer_a_table_when_kubectl_asks_for_one() {
     assert_eq!(body["items"][0]["usage"]["cpu"], "500m");
     assert_eq!(body["items"][0]["usage"]["memory"], "1Mi");
 }
+
+#[actix_web::test]
+async fn openapi_and_discovery_answer_304_to_their_own_etag() {
+    let app = test::init_service(
+        App::new()
+            .app_data(web::Data::new(state(
+                CUSTOM_ONLY,
+                Arc::new(FakeBackend::default()),
+            )))
+            .configure(configure),
+    )
+    .await;
+    let aggregated = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+    for (path, accept) in [("/openapi/v2", "application/json"), ("/apis", aggregated)] {
+        let first = test::call_service(
+            &app,
+            test::TestRequest::get()
+                .uri(path)
+                .insert_header(("Accept", accept))
+                .to_request(),
+        )
+        .await;
+        assert_eq!(first.status(), StatusCode::OK, "{path}");
+        let tag = first
+            .headers()
+            .get("etag")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let again = test::call_service(
+            &app,
+            test::TestRequest::get()
+                .uri(path)
+                .insert_header(("Accept", accept))
+                .insert_header(("If-None-Match", tag.as_str()))
+                .to_request(),
+        )
+        .await;
+        assert_eq!(again.status(), StatusCode::NOT_MODIFIED, "{path}");
+    }
+}

@@ -1,4 +1,4 @@
-//! Command-line interface: `serve` (also the default, with prometheus-adapter's flag names), `check` and `explain`.
+//! Command-line interface: `serve` (also the default, with prometheus-adapter's flag names), `check`, `explain` and `simulate`, and prometheus-adapter's legacy arguments.
 
 pub mod prometheus;
 pub mod settings;

@@ -1,4 +1,4 @@
-//! The adapter's own settings, layered: defaults < settings file < `PROM_ADAPTER_*` environment < flags.
+//! `serve`'s settings, layered: settings file < `PROM_ADAPTER_*` environment < flags; defaults apply where `serve` reads each one.
 
 use std::path::Path;
 
