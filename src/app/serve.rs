@@ -69,7 +69,7 @@ pub fn run(args: ServeArgs, warnings: Vec<String>) -> anyhow::Result<ExitCode> {
     for warning in warnings {
         tracing::warn!("{warning}");
     }
-    let serve_config = validate(&settings)?;
+    let serve_config = resolve(&settings)?;
     let (rules, rules_text) = crate::reload::load_rules_and_text(&serve_config.rules_path)?;
     rules.warn_about_load();
     let rules = Arc::new(rules);
@@ -405,25 +405,44 @@ async fn auth_gate(
     ))
 }
 
-/// A duration flag that must be more than zero.
-fn positive(value: &str, flag: &'static str) -> anyhow::Result<Duration> {
-    match parse_duration(value).context(flag)? {
+/// The problems found while resolving settings: every one is reported, not just the first.
+#[derive(Default)]
+struct Problems(Vec<String>);
+
+impl Problems {
+    /// The value, or `T::default()` with the error noted (the result is discarded then).
+    fn take<T: Default>(&mut self, result: anyhow::Result<T>) -> T {
+        self.maybe(result).unwrap_or_default()
+    }
+
+    fn maybe<T>(&mut self, result: anyhow::Result<T>) -> Option<T> {
+        result.map_err(|e| self.0.push(format!("{e:#}"))).ok()
+    }
+
+    fn note(&mut self, problem: impl Into<String>) {
+        self.0.push(problem.into());
+    }
+}
+
+/// A duration setting, more than zero.
+fn positive(value: &Option<String>, default: &str, flag: &'static str) -> anyhow::Result<Duration> {
+    match parse_duration(value.as_deref().unwrap_or(default)).context(flag)? {
         d if d.is_zero() => bail!("{flag} must be greater than zero"),
         d => Ok(d),
     }
 }
 
-/// A count flag that must be at least one.
-fn at_least_one(value: u32, flag: &'static str) -> anyhow::Result<usize> {
-    match value {
+/// A duration setting, zero allowed.
+fn duration(value: &Option<String>, default: &str, flag: &'static str) -> anyhow::Result<Duration> {
+    parse_duration(value.as_deref().unwrap_or(default)).context(flag)
+}
+
+/// A count setting, at least one.
+fn at_least_one(value: Option<u32>, default: u32, flag: &'static str) -> anyhow::Result<usize> {
+    match value.unwrap_or(default) {
         0 => bail!("{flag} must be at least 1"),
         n => Ok(n as usize),
     }
-}
-
-/// A setting's value, or its default.
-fn or<'a>(value: &'a Option<String>, default: &'a str) -> &'a str {
-    value.as_deref().unwrap_or(default)
 }
 
 /// A list setting, or its default when no layer gave one.
@@ -436,104 +455,89 @@ fn list(values: &[String], default: &[&str]) -> Vec<String> {
 }
 
 /// Every setting of `serve`, layered (flags over environment over settings file), checked and
-/// typed, with the defaults of those no layer gave.
-fn validate(settings: &ServeArgs) -> anyhow::Result<ServeConfig> {
-    let Some(rules_path) = settings.config.clone() else {
-        bail!("no rules file specified (use --config FILE)");
-    };
+/// typed, with the defaults of those no layer gave; or every problem at once.
+fn resolve(settings: &ServeArgs) -> anyhow::Result<ServeConfig> {
+    let mut p = Problems::default();
+    if settings.config.is_none() {
+        p.note("no rules file specified (use --config FILE)");
+    }
     if settings.standalone && settings.lister_kubeconfig.is_some() {
-        bail!(
-            "--standalone runs without a cluster; drop --lister-kubeconfig, or drop --standalone to use the cluster"
-        );
+        p.note("--standalone runs without a cluster; drop --lister-kubeconfig, or drop --standalone to use the cluster");
     }
     // Checked in every mode: a bad value is an error even where nothing uses it yet.
-    let authentication_timeout = positive(
-        or(&settings.authentication_timeout, "10s"),
-        "--authentication-timeout",
-    )?;
-    let authorization_timeout = positive(
-        or(&settings.authorization_timeout, "10s"),
-        "--authorization-timeout",
-    )?;
-    let max_reviews_in_flight = at_least_one(
-        settings.max_reviews_in_flight.unwrap_or(256),
-        "--max-reviews-in-flight",
-    )?;
-    let max_reviews_per_client = at_least_one(
-        settings.max_reviews_per_client.unwrap_or(32),
-        "--max-reviews-per-client",
-    )?;
-    let cluster = if settings.standalone {
-        None
-    } else {
-        let ttl = |value: &str, flag: &'static str| parse_duration(value).context(flag);
-        Some(ClusterSettings {
-            authentication_kubeconfig: settings.authentication_kubeconfig.clone(),
-            authorization_kubeconfig: settings.authorization_kubeconfig.clone(),
-            auth: crate::auth::AuthConfig {
-                request_header: crate::auth::RequestHeaderConfig {
-                    allowed_names: settings.requestheader_allowed_names.clone(),
-                    username_headers: list(
-                        &settings.requestheader_username_headers,
-                        &["X-Remote-User"],
-                    ),
-                    group_headers: list(&settings.requestheader_group_headers, &["X-Remote-Group"]),
-                    extra_headers_prefixes: list(
-                        &settings.requestheader_extra_headers_prefix,
-                        &["X-Remote-Extra-"],
-                    ),
-                },
-                always_allow_paths: list(
-                    &settings.authorization_always_allow_paths,
-                    &["/healthz", "/readyz", "/livez"],
-                ),
-                token_ttl: ttl(
-                    or(&settings.authentication_token_webhook_cache_ttl, "10s"),
-                    "--authentication-token-webhook-cache-ttl",
-                )?,
-                allowed_ttl: ttl(
-                    or(&settings.authorization_webhook_cache_authorized_ttl, "10s"),
-                    "--authorization-webhook-cache-authorized-ttl",
-                )?,
-                denied_ttl: ttl(
-                    or(
-                        &settings.authorization_webhook_cache_unauthorized_ttl,
-                        "10s",
-                    ),
-                    "--authorization-webhook-cache-unauthorized-ttl",
-                )?,
-                authentication_timeout,
-                authorization_timeout,
-                max_reviews_in_flight,
-                max_reviews_per_client,
-            },
-            kubeconfig: settings.lister_kubeconfig.clone(),
-            qps: settings.client_qps.unwrap_or(20.0),
-            burst: settings.client_burst.unwrap_or(40),
-            skip_lookup: settings.authentication_skip_lookup,
-            tolerate_lookup_failure: settings.authentication_tolerate_lookup_failure,
-            auth_refresh_interval: match parse_duration(or(
-                &settings.authentication_config_refresh_interval,
-                "1m",
-            ))
-            .context("--authentication-config-refresh-interval")?
-            {
-                d if d.is_zero() => {
-                    bail!("--authentication-config-refresh-interval must be greater than zero")
-                }
-                d => d,
-            },
-            client_cas: server::ClientCas {
-                requestheader: settings.requestheader_client_ca_file.clone(),
-                client: settings.client_ca_file.clone(),
-            },
-            discovery_interval: match parse_duration(or(&settings.discovery_interval, "10m"))
-                .context("--discovery-interval")?
-            {
-                d if d.is_zero() => bail!("--discovery-interval must be greater than zero"),
-                d => d,
-            },
-        })
+    let auth = crate::auth::AuthConfig {
+        request_header: crate::auth::RequestHeaderConfig {
+            allowed_names: settings.requestheader_allowed_names.clone(),
+            username_headers: list(&settings.requestheader_username_headers, &["X-Remote-User"]),
+            group_headers: list(&settings.requestheader_group_headers, &["X-Remote-Group"]),
+            extra_headers_prefixes: list(
+                &settings.requestheader_extra_headers_prefix,
+                &["X-Remote-Extra-"],
+            ),
+        },
+        always_allow_paths: list(
+            &settings.authorization_always_allow_paths,
+            &["/healthz", "/readyz", "/livez"],
+        ),
+        token_ttl: p.take(duration(
+            &settings.authentication_token_webhook_cache_ttl,
+            "10s",
+            "--authentication-token-webhook-cache-ttl",
+        )),
+        allowed_ttl: p.take(duration(
+            &settings.authorization_webhook_cache_authorized_ttl,
+            "10s",
+            "--authorization-webhook-cache-authorized-ttl",
+        )),
+        denied_ttl: p.take(duration(
+            &settings.authorization_webhook_cache_unauthorized_ttl,
+            "10s",
+            "--authorization-webhook-cache-unauthorized-ttl",
+        )),
+        authentication_timeout: p.take(positive(
+            &settings.authentication_timeout,
+            "10s",
+            "--authentication-timeout",
+        )),
+        authorization_timeout: p.take(positive(
+            &settings.authorization_timeout,
+            "10s",
+            "--authorization-timeout",
+        )),
+        max_reviews_in_flight: p.take(at_least_one(
+            settings.max_reviews_in_flight,
+            256,
+            "--max-reviews-in-flight",
+        )),
+        max_reviews_per_client: p.take(at_least_one(
+            settings.max_reviews_per_client,
+            32,
+            "--max-reviews-per-client",
+        )),
+    };
+    let cluster_settings = ClusterSettings {
+        authentication_kubeconfig: settings.authentication_kubeconfig.clone(),
+        authorization_kubeconfig: settings.authorization_kubeconfig.clone(),
+        auth,
+        kubeconfig: settings.lister_kubeconfig.clone(),
+        qps: settings.client_qps.unwrap_or(20.0),
+        burst: settings.client_burst.unwrap_or(40),
+        skip_lookup: settings.authentication_skip_lookup,
+        tolerate_lookup_failure: settings.authentication_tolerate_lookup_failure,
+        auth_refresh_interval: p.take(positive(
+            &settings.authentication_config_refresh_interval,
+            "1m",
+            "--authentication-config-refresh-interval",
+        )),
+        client_cas: server::ClientCas {
+            requestheader: settings.requestheader_client_ca_file.clone(),
+            client: settings.client_ca_file.clone(),
+        },
+        discovery_interval: p.take(positive(
+            &settings.discovery_interval,
+            "10m",
+            "--discovery-interval",
+        )),
     };
     // With a cluster every request is authenticated and authorized; --standalone authenticates
     // nothing, so it stays on loopback.
@@ -542,48 +546,87 @@ fn validate(settings: &ServeArgs) -> anyhow::Result<ServeConfig> {
     } else {
         "0.0.0.0"
     };
-    let bind = settings
-        .bind_address
-        .clone()
-        .unwrap_or_else(|| default_bind.to_owned());
-    let ip: IpAddr = bind
-        .parse()
-        .with_context(|| format!("--bind-address {bind:?} is not an IP address"))?;
-    if settings.standalone && !ip.is_loopback() {
-        bail!(
-            "--standalone serves without authentication and only binds to loopback addresses; {ip} is not one"
-        );
-    }
-    let relist_interval = parse_duration(or(&settings.metrics_relist_interval, "10m"))
-        .context("--metrics-relist-interval")?;
-    if relist_interval.is_zero() {
-        bail!("--metrics-relist-interval must be greater than zero");
-    }
-    let max_age = match parse_duration(or(&settings.metrics_max_age, "0"))
-        .context("--metrics-max-age")?
+    let bind = settings.bind_address.as_deref().unwrap_or(default_bind);
+    let ip: Option<IpAddr> = p.maybe(
+        bind.parse()
+            .with_context(|| format!("--bind-address {bind:?} is not an IP address")),
+    );
+    if let Some(ip) = ip
+        && settings.standalone
+        && !ip.is_loopback()
     {
+        p.note(format!("--standalone serves without authentication and only binds to loopback addresses; {ip} is not one"));
+    }
+    let relist_interval = p.take(positive(
+        &settings.metrics_relist_interval,
+        "10m",
+        "--metrics-relist-interval",
+    ));
+    let max_age = match p.take(duration(
+        &settings.metrics_max_age,
+        "0",
+        "--metrics-max-age",
+    )) {
         d if d.is_zero() => relist_interval,
-        d if d < relist_interval => bail!(
-            "--metrics-max-age ({d:?}) must not be less than --metrics-relist-interval ({relist_interval:?})"
-        ),
+        d if d < relist_interval => {
+            p.note(format!("--metrics-max-age ({d:?}) must not be less than --metrics-relist-interval ({relist_interval:?})"));
+            d
+        }
         d => d,
     };
-    let prometheus = settings.prometheus.client_config(
-        or(&settings.prometheus_url, "https://localhost"),
-        settings
-            .service_account_dir
-            .as_deref()
-            .unwrap_or(Path::new(prometheus::transport::SERVICE_ACCOUNT_DIR)),
-    )?;
+    let prometheus = p.maybe(
+        settings.prometheus.client_config(
+            settings
+                .prometheus_url
+                .as_deref()
+                .unwrap_or("https://localhost"),
+            settings
+                .service_account_dir
+                .as_deref()
+                .unwrap_or(Path::new(prometheus::transport::SERVICE_ACCOUNT_DIR)),
+        ),
+    );
     let shutdown = server::Shutdown {
-        delay: parse_duration(or(&settings.shutdown_delay, "2s")).context("--shutdown-delay")?,
-        drain: parse_duration(or(&settings.shutdown_timeout, "10s"))
-            .context("--shutdown-timeout")?,
+        delay: p.take(duration(&settings.shutdown_delay, "2s", "--shutdown-delay")),
+        drain: p.take(duration(
+            &settings.shutdown_timeout,
+            "10s",
+            "--shutdown-timeout",
+        )),
     };
-    let (policy, tls_warnings) = server::TlsPolicy::from_flags(
-        settings.tls_min_version.as_deref(),
-        &settings.tls_cipher_suites,
-    )?;
+    let policy = p.maybe(
+        server::TlsPolicy::from_flags(
+            settings.tls_min_version.as_deref(),
+            &settings.tls_cipher_suites,
+        )
+        .map_err(anyhow::Error::from),
+    );
+    let handshakes = server::HandshakeLimits {
+        timeout: p.take(positive(
+            &settings.tls_handshake_timeout,
+            "10s",
+            "--tls-handshake-timeout",
+        )),
+        max_concurrent: p.take(at_least_one(
+            settings.max_concurrent_tls_handshakes,
+            8192,
+            "--max-concurrent-tls-handshakes",
+        )),
+    };
+    let tls_reload_interval = p.take(positive(
+        &settings.tls_reload_interval,
+        "10s",
+        "--tls-reload-interval",
+    ));
+    let (Some(rules_path), Some(ip), Some(prometheus), Some((policy, tls_warnings)), []) = (
+        settings.config.clone(),
+        ip,
+        prometheus,
+        policy,
+        p.0.as_slice(),
+    ) else {
+        bail!("{}", p.0.join("\n"));
+    };
     for warning in tls_warnings {
         tracing::warn!("{warning}");
     }
@@ -596,23 +639,9 @@ fn validate(settings: &ServeArgs) -> anyhow::Result<ServeConfig> {
         },
         addr: SocketAddr::new(ip, settings.secure_port.unwrap_or(6443)),
         shutdown,
-        handshakes: server::HandshakeLimits {
-            timeout: positive(
-                or(&settings.tls_handshake_timeout, "10s"),
-                "--tls-handshake-timeout",
-            )?,
-            max_concurrent: at_least_one(
-                settings.max_concurrent_tls_handshakes.unwrap_or(8192),
-                "--max-concurrent-tls-handshakes",
-            )?,
-        },
-        cluster,
-        tls_reload_interval: match parse_duration(or(&settings.tls_reload_interval, "10s"))
-            .context("--tls-reload-interval")?
-        {
-            d if d.is_zero() => bail!("--tls-reload-interval must be greater than zero"),
-            d => d,
-        },
+        handshakes,
+        cluster: (!settings.standalone).then_some(cluster_settings),
+        tls_reload_interval,
         tls: server::TlsSource {
             client_cas: server::ClientCas {
                 requestheader: settings.requestheader_client_ca_file.clone(),
@@ -628,4 +657,64 @@ fn validate(settings: &ServeArgs) -> anyhow::Result<ServeConfig> {
             extra_sans: settings.tls_san.clone(),
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_bad_setting_is_reported_at_once() {
+        let settings = ServeArgs {
+            metrics_relist_interval: Some("soon".into()),
+            discovery_interval: Some("0s".into()),
+            bind_address: Some("not-an-ip".into()),
+            max_reviews_in_flight: Some(0),
+            prometheus: crate::cli::PrometheusArgs {
+                prometheus_verb: Some("PUT".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let error = resolve(&settings).err().unwrap().to_string();
+        for problem in [
+            "no rules file specified",
+            "--metrics-relist-interval",
+            "--discovery-interval must be greater than zero",
+            "--bind-address \"not-an-ip\" is not an IP address",
+            "--max-reviews-in-flight must be at least 1",
+            "unsupported Prometheus HTTP verb \"PUT\"",
+        ] {
+            assert!(error.contains(problem), "{problem}: {error}");
+        }
+        assert_eq!(error.lines().count(), 6, "{error}");
+    }
+
+    #[test]
+    fn defaults_fill_what_no_layer_gave() {
+        let settings = ServeArgs {
+            config: Some("rules.yaml".into()),
+            standalone: true,
+            ..Default::default()
+        };
+        let config = resolve(&settings).unwrap();
+        assert_eq!(config.addr, "127.0.0.1:6443".parse().unwrap());
+        assert_eq!(config.discovery.relist_interval, Duration::from_secs(600));
+        assert_eq!(config.discovery.max_age, Duration::from_secs(600));
+        assert_eq!(config.prometheus.url, "https://localhost");
+        assert_eq!(config.prometheus.timeout, Duration::from_secs(30));
+        assert!(config.cluster.is_none());
+        let config = resolve(&ServeArgs {
+            standalone: false,
+            ..settings
+        })
+        .unwrap();
+        let cluster = config.cluster.unwrap();
+        assert_eq!(
+            cluster.auth.request_header.username_headers,
+            ["X-Remote-User"]
+        );
+        assert_eq!(cluster.qps, 20.0);
+        assert_eq!(config.addr, "0.0.0.0:6443".parse().unwrap());
+    }
 }
