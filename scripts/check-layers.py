@@ -6,7 +6,7 @@
 - The providers and the API reach Prometheus and the cluster only through the providers' ports.
 - explain and simulate do not use the API layer.
 
-Test modules (`#[cfg(test)] mod tests`) and comments are not checked.
+Test modules (`#[cfg(test)] mod tests`, and `tests.rs` files) and comments are not checked.
 Usage: check-layers.py [SRC_DIR]   (default: src beside this script)
 """
 
@@ -36,18 +36,30 @@ def files_under(src, names):
     for name in names:
         path = src / name
         if path.is_dir():
-            yield from sorted(path.rglob("*.rs"))
+            yield from sorted(p for p in path.rglob("*.rs") if p.name != "tests.rs")
         elif path.exists():
             yield path
 
 
 def checked_lines(path):
-    """(line number, code) pairs, comments dropped; a `use` spanning lines comes as one line."""
+    """(line number, code) pairs, comments and test modules dropped; a `use` spanning lines
+    comes as one line."""
     lines = path.read_text().split("\n")
     pending = None
+    test_depth = None  # brace depth while inside `#[cfg(test)] mod tests { … }`
     for number, line in enumerate(lines, 1):
-        if line.strip() == "#[cfg(test)]" and number < len(lines) and lines[number].lstrip().startswith("mod tests"):
-            return
+        if test_depth is not None:
+            test_depth += line.count("{") - line.count("}")
+            if test_depth <= 0 and "}" in line:
+                test_depth = None
+            continue
+        if (
+            line.strip() == "#[cfg(test)]"
+            and number < len(lines)
+            and re.match(r"\s*mod tests\s*\{", lines[number])
+        ):
+            test_depth = 0
+            continue
         code = line.split("//", 1)[0]
         if pending is not None:
             pending = (pending[0], pending[1] + " " + code.strip())

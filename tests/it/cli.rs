@@ -428,8 +428,19 @@ fn the_layering_check_passes_and_names_each_planted_violation() {
             "crate::api",
         ),
     ];
+    // After a test module too: only the module's body is skipped.
+    let labels = src.join("promql/labels.rs");
+    let mut code = std::fs::read_to_string(&labels).unwrap();
+    assert!(code.contains("#[cfg(test)]\nmod tests {"));
+    let after_tests = code.lines().count() + 1;
+    code.push_str("fn planted() -> std::time::SystemTime {\n    std::time::SystemTime::now()\n}\n");
+    std::fs::write(&labels, &code).unwrap();
     let (ok, stderr) = check(&src);
     assert!(!ok, "the planted violations passed");
+    assert!(
+        stderr.contains(&format!("src/promql/labels.rs:{after_tests}: `SystemTime`")),
+        "{stderr}"
+    );
     for (file, line, what) in planted {
         assert!(
             stderr
@@ -438,5 +449,5 @@ fn the_layering_check_passes_and_names_each_planted_violation() {
             "{file}:{line} {what}: {stderr}"
         );
     }
-    assert!(stderr.contains("4 layering violation(s)"), "{stderr}");
+    assert!(stderr.contains("6 layering violation(s)"), "{stderr}");
 }
