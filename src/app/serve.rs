@@ -445,12 +445,11 @@ fn at_least_one(value: Option<u32>, default: u32, flag: &'static str) -> anyhow:
     }
 }
 
-/// A list setting, or its default when no layer gave one.
-fn list(values: &[String], default: &[&str]) -> Vec<String> {
-    if values.is_empty() {
-        default.iter().map(|v| v.to_string()).collect()
-    } else {
-        values.to_vec()
+/// A list setting, or its default when no layer gave one (an empty list given is kept).
+fn list(values: &Option<Vec<String>>, default: &[&str]) -> Vec<String> {
+    match values {
+        Some(values) => values.clone(),
+        None => default.iter().map(|v| v.to_string()).collect(),
     }
 }
 

@@ -133,7 +133,7 @@ pub struct ExplainArgs {
 /// `PROM_ADAPTER_*` variables. Unset flags fall through to the environment, the settings file,
 /// and the defaults the `serve` command applies where it reads each one.
 #[derive(Debug, Args, Default, serde::Serialize, serde::Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct ServeArgs {
     /// Settings file (YAML, snake_case keys as the flags).
     #[arg(long, value_name = "FILE")]
@@ -147,9 +147,9 @@ pub struct ServeArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prometheus_url: Option<String>,
-    /// How to reach Prometheus.
+    /// How to reach Prometheus (layered and read on its own: see `settings::load`).
     #[command(flatten)]
-    #[serde(flatten)]
+    #[serde(skip)]
     pub prometheus: PrometheusArgs,
     /// Where the pod's service-account token and CA are mounted, for
     /// --prometheus-auth-incluster (settings file or environment only).
@@ -227,8 +227,8 @@ pub struct ServeArgs {
     /// Paths served without authentication or authorization; `*` at the end matches a prefix
     /// [default: /healthz,/readyz,/livez].
     #[arg(long, value_delimiter = ',')]
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub authorization_always_allow_paths: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authorization_always_allow_paths: Option<Vec<String>>,
     /// Do not read client CAs and request-header settings from the authentication ConfigMap.
     #[arg(long)]
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -255,16 +255,16 @@ pub struct ServeArgs {
     pub requestheader_allowed_names: Vec<String>,
     /// Headers holding the user name [default: X-Remote-User].
     #[arg(long, value_delimiter = ',')]
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub requestheader_username_headers: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requestheader_username_headers: Option<Vec<String>>,
     /// Headers holding groups [default: X-Remote-Group].
     #[arg(long, value_delimiter = ',')]
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub requestheader_group_headers: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requestheader_group_headers: Option<Vec<String>>,
     /// Prefixes of headers holding extra attributes [default: X-Remote-Extra-].
     #[arg(long, value_delimiter = ',')]
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub requestheader_extra_headers_prefix: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requestheader_extra_headers_prefix: Option<Vec<String>>,
     /// How long TokenReview answers are kept [default: 10s].
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]

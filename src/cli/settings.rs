@@ -14,7 +14,7 @@ pub struct Error(String);
 pub fn load(
     settings_file: Option<&Path>,
     env: &[(String, String)],
-    flags: &impl serde::Serialize,
+    flags: &ServeArgs,
 ) -> Result<ServeArgs, Error> {
     use config::{Config, Environment, File, FileFormat};
     let err = |e: config::ConfigError| Error(e.to_string());
@@ -22,7 +22,11 @@ pub fn load(
     if let Some(file) = settings_file {
         builder = builder.add_source(File::from(file).format(FileFormat::Yaml).required(true));
     }
-    let env_map: config::Map<String, String> = env.iter().cloned().collect();
+    let env_map: config::Map<String, String> = env
+        .iter()
+        .filter(|(name, value)| !is_service_link(name, value))
+        .cloned()
+        .collect();
     builder = builder.add_source(
         Environment::with_prefix("PROM_ADAPTER")
             .prefix_separator("_")
@@ -38,8 +42,51 @@ pub fn load(
             .with_list_parse_key("requestheader_extra_headers_prefix")
             .source(Some(env_map)),
     );
-    builder = builder.add_source(Config::try_from(flags).map_err(err)?);
-    builder.build().map_err(err)?.try_deserialize().map_err(err)
+    builder = builder
+        .add_source(Config::try_from(flags).map_err(err)?)
+        .add_source(Config::try_from(&flags.prometheus).map_err(err)?);
+    let layered = builder.build().map_err(err)?;
+    // The `--prometheus-*` group is read on its own rather than through `#[serde(flatten)]`,
+    // which would bypass the config crate's conversions (a number where a string is expected,
+    // `yes` for true) and lose the key in errors. A key is unknown when neither read uses it.
+    let mut unused_by_serve = std::collections::BTreeSet::new();
+    let mut settings: ServeArgs = serde_ignored::deserialize(layered.clone(), |path| {
+        unused_by_serve.insert(path.to_string());
+    })
+    .map_err(err)?;
+    let mut unused_by_prometheus = std::collections::BTreeSet::new();
+    settings.prometheus = serde_ignored::deserialize(layered, |path| {
+        unused_by_prometheus.insert(path.to_string());
+    })
+    .map_err(err)?;
+    let unknown: Vec<&String> = unused_by_serve
+        .intersection(&unused_by_prometheus)
+        .collect();
+    if !unknown.is_empty() {
+        let names: Vec<String> = unknown.iter().map(|k| format!("`{k}`")).collect();
+        return Err(Error(format!(
+            "unknown setting {}: settings-file keys and PROM_ADAPTER_* variables are the flags' names in snake_case",
+            names.join(", ")
+        )));
+    }
+    Ok(settings)
+}
+
+/// Whether an environment variable is one of those Kubernetes injects for a Service (here one
+/// named `prom-adapter…`, such as the chart's own): `*_SERVICE_HOST`, `*_SERVICE_PORT[_NAME]`,
+/// `*_PORT_443_TCP[_PROTO|_PORT|_ADDR]`, and `*_PORT=tcp://…`. Not settings.
+fn is_service_link(name: &str, value: &str) -> bool {
+    static LINK: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(
+            r"(_SERVICE_HOST|_SERVICE_PORT(_[A-Z0-9_]+)?|_PORT_[0-9]+_(TCP|UDP|SCTP)(_PROTO|_PORT|_ADDR)?)$",
+        )
+        .expect("a valid regex")
+    });
+    LINK.is_match(name)
+        || name.ends_with("_PORT")
+            && ["tcp://", "udp://", "sctp://"]
+                .iter()
+                .any(|scheme| value.starts_with(scheme))
 }
 
 #[cfg(test)]
@@ -47,7 +94,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn layers_in_order_defaults_file_environment_flags() {
+    fn layers_in_order_file_environment_flags() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("settings.yaml");
         std::fs::write(&file, "prometheus_url: http://from-file:9090\nmetrics_relist_interval: 1m\nsecure_port: 7443\nv: 2\n").unwrap();
@@ -88,7 +135,7 @@ mod tests {
         );
         // What no layer sets stays unset, for the default where it is read.
         assert_eq!(s.prometheus.prometheus_verb, None);
-        assert!(s.requestheader_username_headers.is_empty() && s.cert_dir.is_none());
+        assert!(s.requestheader_username_headers.is_none() && s.cert_dir.is_none());
         // The settings file and environment reach settings that have no flag.
         let env = vec![(
             "PROM_ADAPTER_SERVICE_ACCOUNT_DIR".to_owned(),
@@ -126,5 +173,56 @@ mod tests {
             "http://x".to_owned(),
         )];
         assert!(load(None, &env, &crate::cli::ServeArgs::default()).is_err());
+    }
+
+    #[test]
+    fn prometheus_settings_convert_as_the_others_and_service_links_are_not_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("settings.yaml");
+        std::fs::write(
+            &file,
+            "prometheus_max_response_bytes: 1048576\nauthorization_always_allow_paths: []\n",
+        )
+        .unwrap();
+        let env: Vec<(String, String)> = [
+            ("PROM_ADAPTER_PROMETHEUS_AUTH_INCLUSTER", "yes"),
+            ("PROM_ADAPTER_PROMETHEUS_TIMEOUT", "45s"),
+            // What Kubernetes injects for a Service named prom-adapter in the namespace.
+            ("PROM_ADAPTER_SERVICE_HOST", "10.96.0.10"),
+            ("PROM_ADAPTER_SERVICE_PORT", "443"),
+            ("PROM_ADAPTER_SERVICE_PORT_HTTPS", "443"),
+            ("PROM_ADAPTER_PORT", "tcp://10.96.0.10:443"),
+            ("PROM_ADAPTER_PORT_443_TCP", "tcp://10.96.0.10:443"),
+            ("PROM_ADAPTER_PORT_443_TCP_PROTO", "tcp"),
+            ("PROM_ADAPTER_PORT_443_TCP_PORT", "443"),
+            ("PROM_ADAPTER_PORT_443_TCP_ADDR", "10.96.0.10"),
+            ("PROM_ADAPTER_SECURE_PORT", "8443"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let s = load(Some(&file), &env, &ServeArgs::default()).unwrap();
+        assert_eq!(
+            s.prometheus.prometheus_max_response_bytes.as_deref(),
+            Some("1048576"),
+            "a number where a string is expected"
+        );
+        assert!(s.prometheus.prometheus_auth_incluster, "`yes` is true");
+        assert_eq!(s.prometheus.prometheus_timeout.as_deref(), Some("45s"));
+        assert_eq!(s.secure_port, Some(8443), "a real setting ending in _PORT");
+        assert_eq!(
+            s.authorization_always_allow_paths,
+            Some(Vec::new()),
+            "an empty list given is kept"
+        );
+        // A misspelt --prometheus-* key is still unknown, named.
+        let env = vec![(
+            "PROM_ADAPTER_PROMETHEUS_TIMEUOT".to_owned(),
+            "1s".to_owned(),
+        )];
+        let error = load(None, &env, &ServeArgs::default())
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("`prometheus_timeuot`"), "{error}");
     }
 }

@@ -240,6 +240,9 @@ fn the_pod_runs_locked_down_and_rbac_grants_reads_only() {
     for values in values_files() {
         let (_, objects) = render(&values);
         let pod = &find(&objects, "Deployment")[0]["spec"]["template"]["spec"];
+        // No service-link variables: a Service named prom-adapter would inject
+        // PROM_ADAPTER_SERVICE_HOST and the like into the adapter's own settings namespace.
+        assert_eq!(pod["enableServiceLinks"], false);
         let security = &pod["containers"][0]["securityContext"];
         assert_eq!(security["runAsNonRoot"], true);
         assert_eq!(security["readOnlyRootFilesystem"], true);
