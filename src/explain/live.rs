@@ -10,7 +10,7 @@ use super::report::RuleReport;
 use super::why::{Finding, Verdict};
 use super::{RequestPath, ResourcePath, abbreviate};
 use crate::provider::custom::CustomMetrics;
-use crate::provider::external::{ExternalMetrics, ExternalRequest};
+use crate::provider::external::ExternalMetrics;
 use crate::provider::{MetricsBackend, SharedSnapshot};
 
 /// One object's value, as the API serves it.
@@ -43,19 +43,10 @@ pub async fn values(
                 })
                 .collect())
         }
-        RequestPath::External {
-            namespace,
-            metric,
-            selector,
-        } => {
+        RequestPath::External(request) => {
             let external = ExternalMetrics::new(snapshot, backend);
-            let request = ExternalRequest {
-                namespace: namespace.clone(),
-                metric: metric.clone(),
-                selector: selector.clone(),
-            };
             let values = external
-                .get(&request, now)
+                .get(request, now)
                 .await
                 .map_err(|e| e.to_string())?;
             Ok(values

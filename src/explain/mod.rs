@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use crate::promql::{LabelSelector, Series};
 use crate::provider::custom::{CustomRequest, ObjectName};
+use crate::provider::external::ExternalRequest;
 use crate::provider::plan::{self, QueryPlan};
 use crate::provider::request;
 use crate::registry::Registry;
@@ -254,14 +255,7 @@ pub enum RequestPath {
     /// A `custom.metrics.k8s.io` request.
     Custom(CustomRequest),
     /// An `external.metrics.k8s.io` request.
-    External {
-        /// The namespace in the path.
-        namespace: String,
-        /// The metric.
-        metric: String,
-        /// `labelSelector`.
-        selector: LabelSelector,
-    },
+    External(ExternalRequest),
 }
 
 /// Parses a custom or external metrics API path, with its query string.
@@ -281,13 +275,9 @@ pub fn parse_request_path(path: &str) -> Result<RequestPath, Error> {
         if keyword != "namespaces" {
             return Err(Error::Request("external metrics paths look like /apis/external.metrics.k8s.io/v1beta1/namespaces/NS/METRIC".into()));
         };
-        let request = request::external(namespace.clone(), metric.clone(), &query)
-            .map_err(|e| Error::Request(e.to_string()))?;
-        return Ok(RequestPath::External {
-            namespace: request.namespace,
-            metric: request.metric,
-            selector: request.selector,
-        });
+        return request::external(namespace.clone(), metric.clone(), &query)
+            .map(RequestPath::External)
+            .map_err(|e| Error::Request(e.to_string()));
     }
     Err(Error::Request(format!(
         "{path:?} is not a custom or external metrics path"
@@ -328,11 +318,11 @@ pub fn query_for_path(
             plan.query(table, &request, &names)
                 .map_err(|e| Error::Request(e.to_string()))
         }
-        RequestPath::External {
+        RequestPath::External(ExternalRequest {
             namespace,
             metric,
             selector,
-        } => plan::external_query(rules, registry, table, &namespace, &metric, &selector)
+        }) => plan::external_query(rules, registry, table, &namespace, &metric, &selector)
             .map(|plan| plan.query)
             .map_err(|e| match e {
                 plan::ExternalPlanError::NoSuchMetric => Error::Request(format!(

@@ -170,11 +170,11 @@ pub fn walk(
                 Some(info),
             ))
         }
-        RequestPath::External {
+        RequestPath::External(crate::provider::external::ExternalRequest {
             namespace,
             metric,
             selector,
-        } => match plan::external_query(rules, registry, table, namespace, metric, selector) {
+        }) => match plan::external_query(rules, registry, table, namespace, metric, selector) {
             Ok(plan) => Walk::Query(Probe {
                 rule: format!("externalRules[{}]", plan.rule),
                 query: plan.query,
