@@ -16,9 +16,8 @@ use crate::provider::discovery::Health;
 use crate::provider::external::ExternalMetrics;
 use crate::provider::fake::FakeBackend;
 use crate::provider::resource::{PrometheusObjects, ResourceMetrics};
-use crate::provider::{BackendError, MetricsBackend, Snapshot};
-use crate::registry::{Registry, SeriesShape};
-use crate::resources::ResourceTable;
+use crate::provider::{BackendError, MetricsBackend};
+use crate::registry::SeriesShape;
 use crate::telemetry::Metrics;
 
 const CUSTOM_ONLY: &str = r#"
@@ -31,21 +30,16 @@ rules:
 
 /// The app over `rules`, with `http_requests_total` discovered and healthy discovery.
 fn state(rules: &str, backend: Arc<FakeBackend>) -> AppState {
-    let rules = crate::config::parse_rules(rules, "test").unwrap();
-    let table = ResourceTable::builtin();
-    let shapes = HashMap::from([(
-        r#"http_requests_total{namespace!="",pod!=""}"#.to_owned(),
-        Arc::new(vec![SeriesShape::new(
-            "http_requests_total",
-            ["pod", "namespace"],
+    let snapshot = crate::provider::fake::snapshot(
+        rules,
+        HashMap::from([(
+            r#"http_requests_total{namespace!="",pod!=""}"#.to_owned(),
+            Arc::new(vec![SeriesShape::new(
+                "http_requests_total",
+                ["pod", "namespace"],
+            )]),
         )]),
-    )]);
-    let registry = Registry::build(&rules, &shapes, &table);
-    let snapshot = Arc::new(arc_swap::ArcSwap::from_pointee(Snapshot {
-        rules: Arc::new(rules),
-        table: Arc::new(table),
-        registry: Arc::new(registry),
-    }));
+    );
     let backend: Arc<dyn MetricsBackend> = backend;
     let health = Arc::new(Health::new(Duration::from_secs(60)));
     let objects = Arc::new(PrometheusObjects::new(snapshot.clone(), backend.clone()));

@@ -295,10 +295,9 @@ mod tests {
 
     use super::*;
     use crate::model::Sample;
-    use crate::provider::Snapshot;
+
     use crate::provider::fake::FakeBackend;
-    use crate::registry::{Registry, SeriesShape};
-    use crate::resources::ResourceTable;
+    use crate::registry::SeriesShape;
 
     const RULES: &str = r#"
 rules:
@@ -309,21 +308,16 @@ rules:
 "#;
 
     fn service() -> (Arc<FakeBackend>, CustomMetrics) {
-        let rules = crate::config::parse_rules(RULES, "test").unwrap();
-        let table = ResourceTable::builtin();
-        let shapes = HashMap::from([(
-            "http_requests_total".to_owned(),
-            Arc::new(vec![SeriesShape::new(
-                "http_requests_total",
-                ["pod", "namespace"],
+        let snapshot = crate::provider::fake::snapshot(
+            RULES,
+            HashMap::from([(
+                "http_requests_total".to_owned(),
+                Arc::new(vec![SeriesShape::new(
+                    "http_requests_total",
+                    ["pod", "namespace"],
+                )]),
             )]),
-        )]);
-        let registry = Registry::build(&rules, &shapes, &table);
-        let snapshot = Arc::new(arc_swap::ArcSwap::from_pointee(Snapshot {
-            rules: Arc::new(rules),
-            table: Arc::new(table),
-            registry: Arc::new(registry),
-        }));
+        );
         let backend = Arc::new(FakeBackend::default());
         (
             backend.clone(),

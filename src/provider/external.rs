@@ -142,10 +142,9 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
-    use crate::provider::Snapshot;
+
     use crate::provider::fake::FakeBackend;
-    use crate::registry::{Registry, SeriesShape};
-    use crate::resources::ResourceTable;
+    use crate::registry::SeriesShape;
 
     const RULES: &str = r#"
 externalRules:
@@ -160,8 +159,6 @@ externalRules:
 "#;
 
     fn service() -> (ExternalMetrics, Arc<FakeBackend>) {
-        let rules = crate::config::parse_rules(RULES, "test").unwrap();
-        let table = ResourceTable::builtin();
         // seriesQuery → what Prometheus answers it with.
         let shape = |query: &str, name: &str, labels: &[&str]| {
             (
@@ -178,14 +175,8 @@ externalRules:
             shape("queue_depth", "queue_depth", &["name"]),
             shape("jobs_waiting", "jobs_waiting", &["queue"]),
         ]);
-        let registry = Registry::build(&rules, &shapes, &table);
-        let snapshot = Snapshot {
-            rules: Arc::new(rules),
-            table: Arc::new(table),
-            registry: Arc::new(registry),
-        };
+        let shared = crate::provider::fake::snapshot(RULES, shapes);
         let backend = Arc::new(FakeBackend::default());
-        let shared = Arc::new(arc_swap::ArcSwap::from_pointee(snapshot));
         (ExternalMetrics::new(shared, backend.clone()), backend)
     }
 

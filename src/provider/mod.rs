@@ -98,6 +98,23 @@ pub(crate) mod fake {
     use crate::model::QueryResult;
     use crate::registry::SeriesShape;
 
+    /// A shared snapshot of `rules` (YAML) with the built-in resource table and a registry built
+    /// from these series shapes, keyed by `seriesQuery`.
+    pub fn snapshot(
+        rules: &str,
+        shapes: HashMap<String, std::sync::Arc<Vec<SeriesShape>>>,
+    ) -> super::SharedSnapshot {
+        use std::sync::Arc;
+        let rules = crate::config::parse_rules(rules, "test").unwrap();
+        let table = crate::resources::ResourceTable::builtin();
+        let registry = crate::registry::Registry::build(&rules, &shapes, &table);
+        Arc::new(arc_swap::ArcSwap::from_pointee(super::Snapshot {
+            rules: Arc::new(rules),
+            table: Arc::new(table),
+            registry: Arc::new(registry),
+        }))
+    }
+
     #[derive(Default)]
     pub struct FakeBackend {
         pub series: Mutex<HashMap<String, Result<Vec<SeriesShape>, BackendError>>>,
