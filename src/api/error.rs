@@ -4,7 +4,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 
 use super::wire::{Empty, Status};
-use crate::provider::{custom, external, resource};
+use crate::provider;
 
 /// An API failure, with the status code and client-safe message it is answered with.
 #[derive(Debug, thiserror::Error)]
@@ -92,16 +92,26 @@ impl Error {
     }
 }
 
-impl From<custom::Error> for Error {
-    fn from(error: custom::Error) -> Self {
+impl From<provider::Error> for Error {
+    fn from(error: provider::Error) -> Self {
+        use provider::{BackendError, Error as Failed};
+        // The whole chain, for the log line; clients see only the reason's generic text.
+        let mut message = error.to_string();
+        let mut source = std::error::Error::source(&error);
+        while let Some(cause) = source {
+            message = format!("{message}: {cause}");
+            source = cause.source();
+        }
         match error {
-            e @ (custom::Error::MetricNotFound { .. } | custom::Error::ObjectNotFound { .. }) => {
-                Error::NotFound(e.to_string())
+            Failed::MetricNotFound { .. }
+            | Failed::ObjectNotFound { .. }
+            | Failed::NoResourceMetrics { .. } => Error::NotFound(message),
+            Failed::BadRequest(m) => Error::BadRequest(m),
+            Failed::ListFailed(_) => Error::ListFailed(message),
+            Failed::Backend(BackendError::Unavailable(_)) => Error::Unavailable(message),
+            Failed::Backend(BackendError::Failed(_)) | Failed::Query(_) | Failed::Internal(_) => {
+                Error::Internal(message)
             }
-            custom::Error::BadRequest(m) => Error::BadRequest(m),
-            custom::Error::Unavailable(m) => Error::Unavailable(m),
-            custom::Error::Internal(m) => Error::Internal(m),
-            custom::Error::ListFailed(m) => Error::ListFailed(m),
         }
     }
 }
@@ -111,28 +121,6 @@ impl From<crate::provider::request::Error> for Error {
         match error {
             crate::provider::request::Error::BadRequest(m) => Error::BadRequest(m),
             crate::provider::request::Error::NoSuchPath => Error::no_such_path(),
-        }
-    }
-}
-
-impl From<external::Error> for Error {
-    fn from(error: external::Error) -> Self {
-        match error {
-            e @ external::Error::MetricNotFound { .. } => Error::NotFound(e.to_string()),
-            external::Error::BadRequest(m) => Error::BadRequest(m),
-            external::Error::Unavailable(m) => Error::Unavailable(m),
-            external::Error::Internal(m) => Error::Internal(m),
-        }
-    }
-}
-
-impl From<resource::Error> for Error {
-    fn from(error: resource::Error) -> Self {
-        match error {
-            e @ resource::Error::NotFound { .. } => Error::NotFound(e.to_string()),
-            resource::Error::BadRequest(m) => Error::BadRequest(m),
-            resource::Error::Unavailable(m) => Error::Unavailable(m),
-            resource::Error::Internal(m) => Error::Internal(m),
         }
     }
 }

@@ -10,7 +10,7 @@ use crate::provider::custom::ObjectName;
 use crate::provider::plan::{self, ExternalPlanError, QueryPlan};
 use crate::registry::Registry;
 use crate::resources::{ResourceInfo, ResourceTable};
-use crate::rules::{DiscoveryRule, QueryRequest, RuleSet, build_custom_query};
+use crate::rules::{DiscoveryRule, RuleSet};
 
 /// The step that loses a metric, or `served` when none does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -356,15 +356,8 @@ fn custom_probe(
             ));
         }
     };
-    let source = registry
-        .custom(&plan.resource, request.namespace.is_some(), &request.metric)
-        .expect("the plan found it");
-    let rule_name = format!("rules[{}]", source.rule);
-    let namespace_label = plan
-        .rule
-        .resources
-        .label_for_resource(&GroupResource::new("", "namespaces"), table)
-        .ok();
+    let rule_name = format!("rules[{}]", plan.rule_index);
+    let namespace_label = plan.namespace_label(table).ok();
     let rule_series: Vec<&Series> = matched(plan.rule, series)
         .into_iter()
         .filter(|s| *s.name == *plan.series)
@@ -402,19 +395,7 @@ fn custom_probe(
         ObjectName::All => (None, known.clone()),
     };
     let subject = format!("{} {}", plan.resource, object.as_deref().unwrap_or("*"));
-    // The rules code itself, for its error kinds (the provider folds them into "not found").
-    let query_request = QueryRequest {
-        namespace: request.namespace.as_deref(),
-        metric_selector: &request.metric_selector,
-        names: &names,
-    };
-    match build_custom_query(
-        plan.rule,
-        table,
-        &plan.series,
-        &plan.resource,
-        &query_request,
-    ) {
+    match plan.build(table, request, &names) {
         Ok(query) => Walk::Query(Probe {
             rule: rule_name,
             query,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::plan::QueryPlan;
-use super::{BackendError, MetricsBackend, ObjectLister, SharedSnapshot};
+use super::{Error, MetricsBackend, ObjectLister, SharedSnapshot};
 use crate::model::{GroupResource, QuantityFormat, QueryResult, quantity_from_f64};
 use crate::promql::{LabelMatcher, LabelSelector, LabelSelectorJson, MatchOp};
 use crate::resources::ResourceTable;
@@ -60,41 +60,6 @@ pub struct MetricValue {
     pub value: String,
     /// `metricLabelSelector`, echoed.
     pub selector: Option<LabelSelectorJson>,
-}
-
-/// Why a custom metrics request failed; the API turns each into a `Status`.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum Error {
-    /// No such metric for this resource and scope.
-    #[error("the server could not find the metric {metric} for {resource}")]
-    MetricNotFound {
-        /// The metric.
-        metric: String,
-        /// The resource as written in the request.
-        resource: String,
-    },
-    /// The metric exists but has no value for this object.
-    #[error("the server could not find the metric {metric} for {resource} {name}")]
-    ObjectNotFound {
-        /// The metric.
-        metric: String,
-        /// The resource as written in the request.
-        resource: String,
-        /// The object.
-        name: String,
-    },
-    /// The request cannot be answered as asked (bad selector, unsupported in this mode).
-    #[error("{0}")]
-    BadRequest(String),
-    /// The objects of a selector could not be listed.
-    #[error("unable to list matching resources: {0}")]
-    ListFailed(String),
-    /// Prometheus is unavailable.
-    #[error("unable to fetch metrics: {0}")]
-    Unavailable(String),
-    /// Prometheus failed the query, or the value cannot be represented.
-    #[error("unable to fetch metrics: {0}")]
-    Internal(String),
 }
 
 /// The custom metrics service.
@@ -166,7 +131,7 @@ impl CustomMetrics {
                         &request.label_selector,
                     )
                     .await
-                    .map_err(|e| Error::ListFailed(e.to_string()))?;
+                    .map_err(Error::ListFailed)?;
                 if names.is_empty() {
                     // As prometheus-adapter: a selector that matches nothing is "not found".
                     return Err(plan.not_found(request));
@@ -191,12 +156,7 @@ impl CustomMetrics {
         let query = plan.query(&snapshot.table, request, &names)?;
         let (info, label) = (plan.info, &plan.label);
         tracing::debug!(%query, "custom metric query");
-        let samples = match self
-            .backend
-            .query(&query, now)
-            .await
-            .map_err(backend_error)?
-        {
+        let samples = match self.backend.query(&query, now).await? {
             QueryResult::Vector(samples) => samples,
             _ => {
                 return Err(Error::Internal(format!(
@@ -261,9 +221,7 @@ impl CustomMetrics {
             vec![LabelMatcher::new("__name__", MatchOp::Equal, &*plan.series).map_err(internal)?];
         if let Some(namespace) = &request.namespace {
             let ns_label = plan
-                .rule
-                .resources
-                .label_for_resource(&GroupResource::new("", "namespaces"), table)
+                .namespace_label(table)
                 .map_err(|_| plan.not_found(request))?;
             matchers.push(
                 LabelMatcher::new(&ns_label, MatchOp::Equal, namespace.as_str())
@@ -275,17 +233,9 @@ impl CustomMetrics {
         let mut names = self
             .backend
             .label_values(&plan.label, &selector, start, now)
-            .await
-            .map_err(backend_error)?;
+            .await?;
         names.sort();
         Ok(names)
-    }
-}
-
-fn backend_error(error: BackendError) -> Error {
-    match error {
-        BackendError::Unavailable(e) => Error::Unavailable(e),
-        BackendError::Failed(e) => Error::Internal(e),
     }
 }
 
@@ -295,6 +245,7 @@ mod tests {
 
     use super::*;
     use crate::model::Sample;
+    use crate::provider::BackendError;
 
     use crate::provider::fake::FakeBackend;
     use crate::registry::SeriesShape;
@@ -413,7 +364,7 @@ rules:
             .insert(query.into(), Err(BackendError::Unavailable("down".into())));
         assert!(matches!(
             custom.get(&named, 0.0).await,
-            Err(Error::Unavailable(_))
+            Err(Error::Backend(BackendError::Unavailable(_)))
         ));
         assert!(matches!(
             custom.get(&request(ObjectName::All, "app=web"), 0.0).await,

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::plan::ExternalPlanError;
-use super::{BackendError, MetricsBackend, SharedSnapshot};
+use super::{Error, MetricsBackend, SharedSnapshot};
 use crate::model::{QuantityFormat, QueryResult, Sample, quantity_from_f64};
 use crate::promql::LabelSelector;
 use crate::rules;
@@ -29,27 +29,6 @@ pub struct ExternalValue {
     pub timestamp: f64,
     /// The value as a Kubernetes quantity.
     pub value: String,
-}
-
-/// Why an external metrics request failed; the API turns each into a `Status`.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum Error {
-    /// No rule discovered this metric. (prometheus-adapter's message named `namespaces` only
-    /// when the request's namespace was `default`; this one does not depend on it.)
-    #[error("the server could not find the metric {metric} for namespaces")]
-    MetricNotFound {
-        /// The metric.
-        metric: String,
-    },
-    /// The selector cannot be expressed as PromQL matchers.
-    #[error("{0}")]
-    BadRequest(String),
-    /// Prometheus is unavailable.
-    #[error("unable to fetch metrics: {0}")]
-    Unavailable(String),
-    /// Prometheus failed the query, the query could not be built, or the result is unusable.
-    #[error("unable to fetch metrics: {0}")]
-    Internal(String),
 }
 
 /// The external metrics service.
@@ -85,12 +64,13 @@ impl ExternalMetrics {
         .map_err(|e| match e {
             ExternalPlanError::NoSuchMetric => Error::MetricNotFound {
                 metric: request.metric.clone(),
+                resource: "namespaces".into(),
             },
             ExternalPlanError::Query {
                 error: rules::Error::Matcher(e),
                 ..
             } => Error::BadRequest(e.to_string()),
-            ExternalPlanError::Query { error, .. } => Error::Internal(error.to_string()),
+            ExternalPlanError::Query { error, .. } => Error::Query(error),
         })
     }
 
@@ -102,11 +82,7 @@ impl ExternalMetrics {
     ) -> Result<Vec<ExternalValue>, Error> {
         let query = self.query_for(request)?;
         tracing::debug!(%query, "external metric query");
-        let result = self.backend.query(&query, now).await.map_err(|e| match e {
-            BackendError::Unavailable(e) => Error::Unavailable(e),
-            BackendError::Failed(e) => Error::Internal(e),
-        })?;
-        match result {
+        match self.backend.query(&query, now).await? {
             QueryResult::Scalar(sample) => Ok(value_of(&request.metric, sample, false)
                 .into_iter()
                 .collect()),
@@ -143,6 +119,7 @@ mod tests {
 
     use super::*;
 
+    use crate::provider::BackendError;
     use crate::provider::fake::FakeBackend;
     use crate::registry::SeriesShape;
 
@@ -292,6 +269,9 @@ externalRules:
         assert!(matches!(get().await, Err(Error::Internal(_))));
 
         answer(Err(BackendError::Unavailable("connection refused".into())));
-        assert!(matches!(get().await, Err(Error::Unavailable(_))));
+        assert!(matches!(
+            get().await,
+            Err(Error::Backend(BackendError::Unavailable(_)))
+        ));
     }
 }

@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-use super::custom::{CustomRequest, Error};
+use super::Error;
+use super::custom::CustomRequest;
 use crate::model::GroupResource;
 use crate::promql::LabelSelector;
 use crate::registry::Registry;
@@ -16,6 +17,8 @@ use crate::rules::{
 pub struct QueryPlan<'s> {
     /// The rule that serves the metric.
     pub rule: &'s DiscoveryRule,
+    /// Its index in `rules`.
+    pub rule_index: usize,
     /// The series `.Series` renders as.
     pub series: Arc<str>,
     /// The described resource, normalised.
@@ -52,6 +55,7 @@ impl<'s> QueryPlan<'s> {
             .map_err(|_| not_found())?;
         Ok(Self {
             rule,
+            rule_index: source.rule,
             series: source.series.clone(),
             resource,
             info,
@@ -59,13 +63,27 @@ impl<'s> QueryPlan<'s> {
         })
     }
 
-    /// The PromQL for these object names.
+    /// The PromQL for these object names, or the provider's error (a matcher PromQL cannot
+    /// express is a bad request; any other failure means the metric is not served).
     pub fn query(
         &self,
         table: &ResourceTable,
         request: &CustomRequest,
         names: &[String],
     ) -> Result<String, Error> {
+        self.build(table, request, names).map_err(|e| match e {
+            rules::Error::Matcher(e) => Error::BadRequest(e.to_string()),
+            _ => self.not_found(request),
+        })
+    }
+
+    /// The PromQL for these object names, or the rules code's own error (`--why` names it).
+    pub fn build(
+        &self,
+        table: &ResourceTable,
+        request: &CustomRequest,
+        names: &[String],
+    ) -> Result<String, rules::Error> {
         let query_request = QueryRequest {
             namespace: request.namespace.as_deref(),
             metric_selector: &request.metric_selector,
@@ -78,12 +96,16 @@ impl<'s> QueryPlan<'s> {
             &self.resource,
             &query_request,
         )
-        .map_err(|e| match e {
-            rules::Error::Matcher(e) => Error::BadRequest(e.to_string()),
-            _ => self.not_found(request),
-        })
     }
 
+    /// The label that holds namespace names in the rule's series.
+    pub fn namespace_label(&self, table: &ResourceTable) -> Result<String, rules::Error> {
+        self.rule
+            .resources
+            .label_for_resource(&GroupResource::new("", "namespaces"), table)
+    }
+
+    /// The request's metric is not served.
     pub(super) fn not_found(&self, request: &CustomRequest) -> Error {
         Error::MetricNotFound {
             metric: request.metric.clone(),

@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use futures_util::{StreamExt, TryStreamExt};
 
-use super::{BackendError, MetricsBackend, SharedSnapshot};
+use super::{BackendError, Error, MetricsBackend, SharedSnapshot};
 use crate::model::{GroupResource, QuantityFormat, QueryResult, Sample, quantity_from_f64};
 use crate::promql::{LabelMatcher, LabelSelector, MatchOp};
 use crate::resources::ResourceTable;
@@ -103,35 +103,6 @@ pub struct NodeMetrics {
     pub memory: String,
 }
 
-/// Why a resource metrics request failed; the API turns each into a `Status`.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum Error {
-    /// No metrics for this pod or node (it does not exist, is not running, or has no samples).
-    #[error("{resource} \"{name}\" not found")]
-    NotFound {
-        /// `pods` or `nodes`.
-        resource: &'static str,
-        /// The object.
-        name: String,
-    },
-    /// A selector the API does not support.
-    #[error("{0}")]
-    BadRequest(String),
-    /// Prometheus or the object source is unavailable.
-    #[error("unable to fetch metrics: {0}")]
-    Unavailable(String),
-    /// A query failed or could not be built.
-    #[error("unable to fetch metrics: {0}")]
-    Internal(String),
-}
-
-fn backend_error(error: BackendError) -> Error {
-    match error {
-        BackendError::Unavailable(e) => Error::Unavailable(e),
-        BackendError::Failed(e) => Error::Internal(e),
-    }
-}
-
 /// `fieldSelector` of the resource metrics API: `metadata.name` and `metadata.namespace`, with
 /// `=`, `==` or `!=`, as metrics-server accepts.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -218,8 +189,7 @@ impl ResourceMetrics {
         let pods: Vec<PodRef> = self
             .objects
             .running_pods(namespace)
-            .await
-            .map_err(backend_error)?
+            .await?
             .into_iter()
             .filter(|p| labels.matches(&p.labels) && fields.matches(&p.name, &p.namespace))
             .collect();
@@ -253,7 +223,7 @@ impl ResourceMetrics {
         self.pods(Some(namespace), &LabelSelector::default(), &fields, now)
             .await?
             .pop()
-            .ok_or_else(|| Error::NotFound {
+            .ok_or_else(|| Error::NoResourceMetrics {
                 resource: "pods",
                 name: name.to_owned(),
             })
@@ -276,7 +246,7 @@ impl ResourceMetrics {
                 names: &names,
             };
             let promql = build_resource_query(rule, table, &pods_resource, &query)
-                .map_err(|e| Error::Internal(e.to_string()));
+                .map_err(Error::Query);
             async move { self.samples(&promql?, now).await }
         };
         let (cpu, memory) =
@@ -284,7 +254,7 @@ impl ResourceMetrics {
         let pod_label = |rule: &ResourceRule| {
             rule.resources
                 .label_for_resource(&pods_resource, table)
-                .map_err(|e| Error::Internal(e.to_string()))
+                .map_err(Error::Query)
         };
         Ok(assemble_pods(
             pods,
@@ -308,8 +278,7 @@ impl ResourceMetrics {
         let nodes: Vec<NodeRef> = self
             .objects
             .nodes()
-            .await
-            .map_err(backend_error)?
+            .await?
             .into_iter()
             .filter(|n| labels.matches(&n.labels) && fields.matches(&n.name, ""))
             .collect();
@@ -330,7 +299,7 @@ impl ResourceMetrics {
                 names: &names,
             };
             let promql = build_resource_query(rule, table, &nodes_resource, &query)
-                .map_err(|e| Error::Internal(e.to_string()));
+                .map_err(Error::Query);
             async move { self.samples(&promql?, now).await }
         };
         let (cpu, memory) =
@@ -338,7 +307,7 @@ impl ResourceMetrics {
         let node_label = |rule: &ResourceRule| {
             rule.resources
                 .label_for_resource(&nodes_resource, table)
-                .map_err(|e| Error::Internal(e.to_string()))
+                .map_err(Error::Query)
         };
         let mut metrics = assemble_nodes(
             nodes,
@@ -358,7 +327,7 @@ impl ResourceMetrics {
         self.nodes(&LabelSelector::default(), &fields, now)
             .await?
             .pop()
-            .ok_or_else(|| Error::NotFound {
+            .ok_or_else(|| Error::NoResourceMetrics {
                 resource: "nodes",
                 name: name.to_owned(),
             })
@@ -366,12 +335,7 @@ impl ResourceMetrics {
 
     async fn samples(&self, promql: &str, now: f64) -> Result<Vec<Sample>, Error> {
         tracing::debug!(query = %promql, "resource metric query");
-        match self
-            .backend
-            .query(promql, now)
-            .await
-            .map_err(backend_error)?
-        {
+        match self.backend.query(promql, now).await? {
             QueryResult::Vector(samples) => Ok(samples),
             _ => Err(Error::Internal(format!(
                 "query {promql:?} did not return an instant vector"
@@ -954,6 +918,9 @@ mod tests {
                 0.0,
             )
             .await;
-        assert!(matches!(result, Err(Error::Unavailable(_))), "{result:?}");
+        assert!(
+            matches!(result, Err(Error::Backend(BackendError::Unavailable(_)))),
+            "{result:?}"
+        );
     }
 }
