@@ -74,11 +74,10 @@ pub(super) async fn custom_metric(
     let values = state.custom.get(&custom_request, now).await?;
     let timestamp = format_timestamp(now as i64);
     Ok(match version {
-        "v1beta1" => HttpResponse::Ok().json(MetricValueList {
-            kind: "MetricValueList",
-            api_version: "custom.metrics.k8s.io/v1beta1",
-            metadata: Empty {},
-            items: values
+        "v1beta1" => List::respond(
+            "MetricValueList",
+            "custom.metrics.k8s.io/v1beta1",
+            values
                 .into_iter()
                 .map(|v| MetricValueV1Beta1 {
                     described_object: object_reference(&v),
@@ -88,12 +87,11 @@ pub(super) async fn custom_metric(
                     selector: v.selector,
                 })
                 .collect(),
-        }),
-        _ => HttpResponse::Ok().json(MetricValueList {
-            kind: "MetricValueList",
-            api_version: "custom.metrics.k8s.io/v1beta2",
-            metadata: Empty {},
-            items: values
+        ),
+        _ => List::respond(
+            "MetricValueList",
+            "custom.metrics.k8s.io/v1beta2",
+            values
                 .into_iter()
                 .map(|v| MetricValueV1Beta2 {
                     described_object: object_reference(&v),
@@ -105,7 +103,7 @@ pub(super) async fn custom_metric(
                     value: v.value,
                 })
                 .collect(),
-        }),
+        ),
     })
 }
 

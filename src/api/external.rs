@@ -73,11 +73,10 @@ pub(super) async fn external_metric(
     let query = request_path::query_params(request.query_string());
     let external_request = request_path::external(namespace, metric.clone(), &query)?;
     let values = state.external.get(&external_request, unix_now()).await?;
-    Ok(HttpResponse::Ok().json(ExternalMetricValueList {
-        kind: "ExternalMetricValueList",
-        api_version: "external.metrics.k8s.io/v1beta1",
-        metadata: Empty {},
-        items: values
+    Ok(List::respond(
+        "ExternalMetricValueList",
+        "external.metrics.k8s.io/v1beta1",
+        values
             .into_iter()
             .map(|v| ExternalMetricValue {
                 metric_name: metric.clone(),
@@ -86,5 +85,5 @@ pub(super) async fn external_metric(
                 value: v.value,
             })
             .collect(),
-    }))
+    ))
 }

@@ -31,10 +31,9 @@ use percent_encoding::percent_decode_str;
 use discovery::{DiscoveryFormat, ServedGroup, aggregated_document, etag};
 pub use error::Error;
 use wire::{
-    ApiGroup, ApiGroupList, ApiResource, ApiResourceList, ContainerMetrics, Empty,
-    ExternalMetricValue, ExternalMetricValueList, GroupVersion, MetricIdentifier, MetricValueList,
-    MetricValueV1Beta1, MetricValueV1Beta2, MetricsList, MetricsObjectMeta, ObjectReference,
-    ResourceUsage,
+    ApiGroup, ApiGroupList, ApiResource, ApiResourceList, ContainerMetrics, ExternalMetricValue,
+    GroupVersion, List, MetricIdentifier, MetricValueV1Beta1, MetricValueV1Beta2,
+    MetricsObjectMeta, ObjectReference, ResourceUsage, UsageTable,
 };
 
 use crate::auth::{Attributes, Credentials, PeerIdentity, Verdict};

@@ -119,36 +119,6 @@ pub(super) fn pod_json(
     }
 }
 
-/// A Table of `(name, namespace, cpu, memory, window)` rows, the columns metrics-server gives.
-pub(super) fn metrics_table(
-    rows: Vec<(String, Option<String>, String, String, String)>,
-) -> HttpResponse {
-    let column = |name: &str, format: &str, description: &str| serde_json::json!({"name": name, "type": "string", "format": format, "description": description, "priority": 0});
-    let rows: Vec<serde_json::Value> = rows
-        .into_iter()
-        .map(|(name, namespace, cpu, memory, window)| {
-            let mut metadata = serde_json::json!({"name": name});
-            if let Some(namespace) = namespace {
-                metadata["namespace"] = namespace.into();
-            }
-            serde_json::json!({"cells": [name, cpu, memory, window],
-                "object": {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": metadata}})
-        })
-        .collect();
-    HttpResponse::Ok()
-        .content_type("application/json;as=Table;v=v1;g=meta.k8s.io")
-        .json(serde_json::json!({
-            "kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": {},
-            "columnDefinitions": [
-                column("Name", "name", "Name of the resource"),
-                column("cpu", "", "CPU usage"),
-                column("memory", "", "Memory usage"),
-                column("Window", "", "Window over which the usage was computed"),
-            ],
-            "rows": rows,
-        }))
-}
-
 pub(super) async fn node_list(
     state: web::Data<AppState>,
     request: HttpRequest,
@@ -158,7 +128,7 @@ pub(super) async fn node_list(
     let now = unix_now();
     let nodes = service.nodes(&labels, &fields, now).await?;
     if wants_table(&request) {
-        return Ok(metrics_table(
+        return Ok(UsageTable::respond(
             nodes
                 .into_iter()
                 .map(|n| {
@@ -174,15 +144,14 @@ pub(super) async fn node_list(
         ));
     }
     let now = format_timestamp(now as i64);
-    Ok(HttpResponse::Ok().json(MetricsList {
-        kind: "NodeMetricsList",
-        api_version: "metrics.k8s.io/v1beta1",
-        metadata: Empty {},
-        items: nodes
+    Ok(List::respond(
+        "NodeMetricsList",
+        "metrics.k8s.io/v1beta1",
+        nodes
             .into_iter()
             .map(|n| node_json(n, false, &now))
             .collect(),
-    }))
+    ))
 }
 
 pub(super) async fn node_one(
@@ -207,7 +176,7 @@ pub(super) async fn pod_list(
         .pods(namespace.as_deref(), &labels, &fields, now)
         .await?;
     if wants_table(&request) {
-        return Ok(metrics_table(
+        return Ok(UsageTable::respond(
             pods.into_iter()
                 .map(|p| {
                     let (cpu, memory) = p.total_usage();
@@ -223,12 +192,11 @@ pub(super) async fn pod_list(
         ));
     }
     let now = format_timestamp(now as i64);
-    Ok(HttpResponse::Ok().json(MetricsList {
-        kind: "PodMetricsList",
-        api_version: "metrics.k8s.io/v1beta1",
-        metadata: Empty {},
-        items: pods.into_iter().map(|p| pod_json(p, false, &now)).collect(),
-    }))
+    Ok(List::respond(
+        "PodMetricsList",
+        "metrics.k8s.io/v1beta1",
+        pods.into_iter().map(|p| pod_json(p, false, &now)).collect(),
+    ))
 }
 
 pub(super) async fn pod_one(

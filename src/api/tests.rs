@@ -231,7 +231,18 @@ async fn resource_metrics_answer_a_table_when_kubectl_asks_for_one() {
         backend.seen_queries.lock().unwrap()
     );
     assert_eq!(body["kind"], "Table", "{body}");
-    assert_eq!(body["rows"][0]["cells"][0], "node-a", "{body}");
+    assert_eq!(body["columnDefinitions"][1]["name"], "cpu", "{body}");
+    assert_eq!(
+        body["rows"][0]["cells"],
+        serde_json::json!(["node-a", "500m", "1Mi", "1m0s"]),
+        "{body}"
+    );
+    // A node's row names no namespace (not even null), as metrics-server's.
+    assert_eq!(
+        body["rows"][0]["object"],
+        serde_json::json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": {"name": "node-a"}}),
+        "{body}"
+    );
     let (_, _, body) = get(
         state(&rules, backend.clone()),
         "/apis/metrics.k8s.io/v1beta1/nodes",

@@ -1,5 +1,6 @@
 //! Kubernetes JSON wire types: discovery documents, metric value lists and `Status`.
 
+use actix_web::HttpResponse;
 use serde::Serialize;
 
 use crate::promql::LabelSelectorJson;
@@ -113,20 +114,6 @@ pub struct ObjectReference {
     pub api_version: String,
 }
 
-/// `MetricValueList` of either version.
-#[derive(Debug, Serialize)]
-pub struct MetricValueList<T> {
-    /// `MetricValueList`.
-    pub kind: &'static str,
-    /// `custom.metrics.k8s.io/v1beta1` or `/v1beta2`.
-    #[serde(rename = "apiVersion")]
-    pub api_version: &'static str,
-    /// Always empty.
-    pub metadata: Empty,
-    /// The values.
-    pub items: Vec<T>,
-}
-
 /// `custom_metrics/v1beta1.MetricValue`.
 #[derive(Debug, Serialize)]
 pub struct MetricValueV1Beta1 {
@@ -165,20 +152,6 @@ pub struct MetricIdentifier {
     pub name: String,
     /// `metricLabelSelector` echo, `null` when empty.
     pub selector: Option<LabelSelectorJson>,
-}
-
-/// `external_metrics/v1beta1.ExternalMetricValueList`.
-#[derive(Debug, Serialize)]
-pub struct ExternalMetricValueList {
-    /// `ExternalMetricValueList`.
-    pub kind: &'static str,
-    /// `external.metrics.k8s.io/v1beta1`.
-    #[serde(rename = "apiVersion")]
-    pub api_version: &'static str,
-    /// Always empty.
-    pub metadata: Empty,
-    /// One per sample.
-    pub items: Vec<ExternalMetricValue>,
 }
 
 /// `external_metrics/v1beta1.ExternalMetricValue`.
@@ -268,16 +241,114 @@ pub struct PodMetrics {
     pub containers: Vec<ContainerMetrics>,
 }
 
+/// A list of any of the metrics APIs: `MetricValueList`, `ExternalMetricValueList`,
 /// `NodeMetricsList` or `PodMetricsList`.
 #[derive(Debug, Serialize)]
-pub struct MetricsList<T> {
-    /// `NodeMetricsList` or `PodMetricsList`.
+pub struct List<T> {
+    /// The list's kind.
     pub kind: &'static str,
-    /// `metrics.k8s.io/v1beta1`.
+    /// The group-version.
     #[serde(rename = "apiVersion")]
     pub api_version: &'static str,
     /// Always empty.
     pub metadata: Empty,
-    /// The objects.
+    /// The values or objects.
     pub items: Vec<T>,
+}
+
+impl<T: Serialize> List<T> {
+    /// A `200 OK` with the list.
+    pub fn respond(kind: &'static str, api_version: &'static str, items: Vec<T>) -> HttpResponse {
+        HttpResponse::Ok().json(List {
+            kind,
+            api_version,
+            metadata: Empty {},
+            items,
+        })
+    }
+}
+
+/// `meta.k8s.io/v1.Table` of resource usage, with the columns metrics-server gives (what
+/// `kubectl get podmetrics` shows).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UsageTable {
+    kind: &'static str,
+    api_version: &'static str,
+    metadata: Empty,
+    column_definitions: [TableColumn; 4],
+    rows: Vec<TableRow>,
+}
+
+#[derive(Debug, Serialize)]
+struct TableColumn {
+    name: &'static str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    format: &'static str,
+    description: &'static str,
+    priority: u8,
+}
+
+#[derive(Debug, Serialize)]
+struct TableRow {
+    /// Name, cpu, memory and window.
+    cells: [String; 4],
+    object: PartialObjectMetadata,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PartialObjectMetadata {
+    kind: &'static str,
+    api_version: &'static str,
+    metadata: RowObjectMeta,
+}
+
+#[derive(Debug, Serialize)]
+struct RowObjectMeta {
+    name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    namespace: Option<String>,
+}
+
+impl UsageTable {
+    /// A Table of `(name, namespace, cpu, memory, window)` rows, as a `200 OK`.
+    pub fn respond(rows: Vec<(String, Option<String>, String, String, String)>) -> HttpResponse {
+        let column = |name, format, description| TableColumn {
+            name,
+            kind: "string",
+            format,
+            description,
+            priority: 0,
+        };
+        let rows = rows
+            .into_iter()
+            .map(|(name, namespace, cpu, memory, window)| TableRow {
+                object: PartialObjectMetadata {
+                    kind: "PartialObjectMetadata",
+                    api_version: "meta.k8s.io/v1",
+                    metadata: RowObjectMeta {
+                        name: name.clone(),
+                        namespace,
+                    },
+                },
+                cells: [name, cpu, memory, window],
+            })
+            .collect();
+        HttpResponse::Ok()
+            .content_type("application/json;as=Table;v=v1;g=meta.k8s.io")
+            .json(UsageTable {
+                kind: "Table",
+                api_version: "meta.k8s.io/v1",
+                metadata: Empty {},
+                column_definitions: [
+                    column("Name", "name", "Name of the resource"),
+                    column("cpu", "", "CPU usage"),
+                    column("memory", "", "Memory usage"),
+                    column("Window", "", "Window over which the usage was computed"),
+                ],
+                rows,
+            })
+    }
 }

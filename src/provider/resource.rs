@@ -245,8 +245,8 @@ impl ResourceMetrics {
                 metric_selector: &LabelSelector::default(),
                 names: &names,
             };
-            let promql = build_resource_query(rule, table, &pods_resource, &query)
-                .map_err(Error::Query);
+            let promql =
+                build_resource_query(rule, table, &pods_resource, &query).map_err(Error::Query);
             async move { self.samples(&promql?, now).await }
         };
         let (cpu, memory) =
@@ -298,8 +298,8 @@ impl ResourceMetrics {
                 metric_selector: &LabelSelector::default(),
                 names: &names,
             };
-            let promql = build_resource_query(rule, table, &nodes_resource, &query)
-                .map_err(Error::Query);
+            let promql =
+                build_resource_query(rule, table, &nodes_resource, &query).map_err(Error::Query);
             async move { self.samples(&promql?, now).await }
         };
         let (cpu, memory) =
