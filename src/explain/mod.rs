@@ -10,14 +10,14 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::promql::{LabelSelector, Series};
+use crate::promql::Series;
 use crate::provider::custom::{CustomRequest, ObjectName};
 use crate::provider::external::ExternalRequest;
-use crate::provider::plan::{self, QueryPlan};
+use crate::provider::plan::{self, QueryPlan, usage_query};
 use crate::provider::request;
 use crate::registry::Registry;
 use crate::resources::ResourceTable;
-use crate::rules::{QueryRequest, RuleSet};
+use crate::rules::RuleSet;
 
 /// Why an explanation could not be produced.
 #[derive(Debug, thiserror::Error)]
@@ -398,16 +398,17 @@ pub fn resource_queries(
         }
         None => objects.to_vec(),
     };
-    let everything = LabelSelector::parse("").map_err(|e| Error::Request(e.to_string()))?;
-    let request = QueryRequest {
-        namespace: path.namespace.as_deref(),
-        metric_selector: &everything,
-        names: &names,
-    };
     let group_resource = crate::model::GroupResource::new("", path.resource);
     let query = |rule| {
-        crate::rules::build_resource_query(rule, table, &group_resource, &request)
-            .map_err(|e| Error::Request(e.to_string()))
+        usage_query(
+            rule,
+            table,
+            &group_resource,
+            path.namespace.as_deref(),
+            &names,
+        )
+        .map(|usage| usage.query)
+        .map_err(|e| Error::Request(e.to_string()))
     };
     Ok(format!(
         "cpu: {}\nmemory: {}",

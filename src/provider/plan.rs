@@ -9,7 +9,8 @@ use crate::promql::LabelSelector;
 use crate::registry::Registry;
 use crate::resources::{ResourceInfo, ResourceTable};
 use crate::rules::{
-    self, DiscoveryRule, QueryRequest, RuleSet, build_custom_query, build_external_query,
+    self, DiscoveryRule, QueryRequest, ResourceRule, RuleSet, build_custom_query,
+    build_external_query, build_resource_query,
 };
 
 /// Where a custom metric request's values come from: the pure lookup shared by the API and
@@ -167,5 +168,34 @@ pub fn external_query(
     .map_err(|error| ExternalPlanError::Query {
         rule: source.rule,
         error,
+    })
+}
+
+/// One usage (CPU or memory) of a resource metrics request, planned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageQuery {
+    /// The query, one sample per object and container.
+    pub query: String,
+    /// The label that holds object names.
+    pub label: String,
+}
+
+/// Plans `rule` (`resourceRules.cpu` or `.memory`) for the `resource` (pods or nodes) objects
+/// `names`, in `namespace` for pods.
+pub fn usage_query(
+    rule: &ResourceRule,
+    table: &ResourceTable,
+    resource: &GroupResource,
+    namespace: Option<&str>,
+    names: &[String],
+) -> Result<UsageQuery, rules::Error> {
+    let request = QueryRequest {
+        namespace,
+        metric_selector: &LabelSelector::default(),
+        names,
+    };
+    Ok(UsageQuery {
+        query: build_resource_query(rule, table, resource, &request)?,
+        label: rule.resources.label_for_resource(resource, table)?,
     })
 }

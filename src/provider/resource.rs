@@ -7,11 +7,12 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use futures_util::{StreamExt, TryStreamExt};
 
+use super::plan::usage_query;
 use super::{BackendError, Error, MetricsBackend, SharedSnapshot};
 use crate::model::{GroupResource, QuantityFormat, QueryResult, Sample, quantity_from_f64};
 use crate::promql::{LabelMatcher, LabelSelector, MatchOp};
 use crate::resources::ResourceTable;
-use crate::rules::{QueryRequest, ResourceRule, ResourceRules, build_resource_query};
+use crate::rules::ResourceRules;
 
 /// How many namespaces' queries run at once for an all-namespaces pod list.
 const NAMESPACE_CONCURRENCY: usize = 8;
@@ -238,32 +239,13 @@ impl ResourceMetrics {
         now: f64,
     ) -> Result<Vec<PodMetrics>, Error> {
         let names: Vec<String> = pods.iter().map(|p| p.name.clone()).collect();
-        let pods_resource = GroupResource::new("", "pods");
-        let run = |rule: &ResourceRule| {
-            let query = QueryRequest {
-                namespace: Some(&namespace),
-                metric_selector: &LabelSelector::default(),
-                names: &names,
-            };
-            let promql =
-                build_resource_query(rule, table, &pods_resource, &query).map_err(Error::Query);
-            async move { self.samples(&promql?, now).await }
-        };
-        let (cpu, memory) =
-            futures_util::future::try_join(run(&rules.cpu), run(&rules.memory)).await?;
-        let pod_label = |rule: &ResourceRule| {
-            rule.resources
-                .label_for_resource(&pods_resource, table)
-                .map_err(Error::Query)
-        };
+        let [(cpu_label, cpu), (memory_label, memory)] = self
+            .usage(rules, table, "pods", Some(&namespace), &names, now)
+            .await?;
         Ok(assemble_pods(
             pods,
-            (&pod_label(&rules.cpu)?, &rules.cpu.container_label, &cpu),
-            (
-                &pod_label(&rules.memory)?,
-                &rules.memory.container_label,
-                &memory,
-            ),
+            (&cpu_label, &rules.cpu.container_label, &cpu),
+            (&memory_label, &rules.memory.container_label, &memory),
             rules.window,
         ))
     }
@@ -291,28 +273,12 @@ impl ResourceMetrics {
         }
         let table = &snapshot.table;
         let names: Vec<String> = nodes.iter().map(|n| n.name.clone()).collect();
-        let nodes_resource = GroupResource::new("", "nodes");
-        let run = |rule: &ResourceRule| {
-            let query = QueryRequest {
-                namespace: None,
-                metric_selector: &LabelSelector::default(),
-                names: &names,
-            };
-            let promql =
-                build_resource_query(rule, table, &nodes_resource, &query).map_err(Error::Query);
-            async move { self.samples(&promql?, now).await }
-        };
-        let (cpu, memory) =
-            futures_util::future::try_join(run(&rules.cpu), run(&rules.memory)).await?;
-        let node_label = |rule: &ResourceRule| {
-            rule.resources
-                .label_for_resource(&nodes_resource, table)
-                .map_err(Error::Query)
-        };
+        let [(cpu_label, cpu), (memory_label, memory)] =
+            self.usage(rules, table, "nodes", None, &names, now).await?;
         let mut metrics = assemble_nodes(
             nodes,
-            (&node_label(&rules.cpu)?, &cpu),
-            (&node_label(&rules.memory)?, &memory),
+            (&cpu_label, &cpu),
+            (&memory_label, &memory),
             rules.window,
         );
         metrics.sort_by(|a, b| a.node.name.cmp(&b.node.name));
@@ -331,6 +297,28 @@ impl ResourceMetrics {
                 resource: "nodes",
                 name: name.to_owned(),
             })
+    }
+
+    /// CPU and memory samples of `resource` objects `names`, each with its object label.
+    async fn usage(
+        &self,
+        rules: &ResourceRules,
+        table: &ResourceTable,
+        resource: &str,
+        namespace: Option<&str>,
+        names: &[String],
+        now: f64,
+    ) -> Result<[(String, Vec<Sample>); 2], Error> {
+        let resource = GroupResource::new("", resource);
+        let plan =
+            |rule| usage_query(rule, table, &resource, namespace, names).map_err(Error::Query);
+        let (cpu, memory) = (plan(&rules.cpu)?, plan(&rules.memory)?);
+        let (cpu_samples, memory_samples) = futures_util::future::try_join(
+            self.samples(&cpu.query, now),
+            self.samples(&memory.query, now),
+        )
+        .await?;
+        Ok([(cpu.label, cpu_samples), (memory.label, memory_samples)])
     }
 
     async fn samples(&self, promql: &str, now: f64) -> Result<Vec<Sample>, Error> {

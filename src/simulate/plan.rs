@@ -5,10 +5,10 @@ use super::hpa::{Hpa, HpaMetric, Source};
 use crate::model::GroupResource;
 use crate::promql::LabelSelector;
 use crate::provider::custom::{CustomRequest, ObjectName};
-use crate::provider::plan::{self, ExternalPlanError, QueryPlan};
+use crate::provider::plan::{self, ExternalPlanError, QueryPlan, usage_query};
 use crate::registry::Registry;
 use crate::resources::ResourceTable;
-use crate::rules::{QueryRequest, RuleSet, build_resource_query};
+use crate::rules::RuleSet;
 
 /// A metric's query, and how to read its series.
 #[derive(Debug, Clone, PartialEq)]
@@ -191,23 +191,19 @@ fn plan_one(
             if pods.is_empty() {
                 return Err(no_pods());
             }
-            let pods_resource = GroupResource::new("", "pods");
-            let request = QueryRequest {
-                namespace: Some(&hpa.namespace),
-                metric_selector: &LabelSelector::default(),
-                names: pods,
-            };
-            let label = rule
-                .resources
-                .label_for_resource(&pods_resource, table)
-                .map_err(|e| fail(e.to_string()))?;
-            let containers = build_resource_query(rule, table, &pods_resource, &request)
-                .map_err(|e| fail(e.to_string()))?;
+            let usage = usage_query(
+                rule,
+                table,
+                &GroupResource::new("", "pods"),
+                Some(&hpa.namespace),
+                pods,
+            )
+            .map_err(|e| fail(e.to_string()))?;
             // The API sums a pod's containers; `label` is a validated label name.
             Ok(MetricQuery {
                 metric: metric.clone(),
-                query: format!("sum by ({label}) ({containers})"),
-                pod_label: Some(label),
+                query: format!("sum by ({}) ({})", usage.label, usage.query),
+                pod_label: Some(usage.label),
             })
         }
     }
