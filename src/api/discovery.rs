@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::wire::ApiResource;
+use super::*;
 
 /// Which discovery document a client asked for in `Accept`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -218,99 +218,92 @@ pub fn etag(body: &[u8]) -> String {
     format!("\"{:016x}{:08x}\"", hasher.finish(), body.len())
 }
 
-// The HTTP handlers.
-mod handlers {
-    use super::super::*;
-
-    pub(in crate::api) async fn group_list(
-        state: web::Data<AppState>,
-        request: HttpRequest,
-    ) -> Result<HttpResponse, Error> {
-        let custom = custom_enabled(&state).is_ok();
-        let external = external_enabled(&state).is_ok();
-        let accept = request
-            .headers()
-            .get(header::ACCEPT)
-            .and_then(|v| v.to_str().ok());
-        let DiscoveryFormat::Aggregated(version) = DiscoveryFormat::negotiate(accept) else {
-            let mut groups = Vec::new();
-            if custom {
-                groups.push(api_group(CUSTOM_GROUP, &CUSTOM_VERSIONS));
-            }
-            if external {
-                groups.push(api_group(EXTERNAL_GROUP, &EXTERNAL_VERSIONS));
-            }
-            if resource_service(&state).is_ok() {
-                groups.push(api_group(RESOURCE_GROUP, &RESOURCE_VERSIONS));
-            }
-            return Ok(HttpResponse::Ok().json(ApiGroupList {
-                kind: "APIGroupList",
-                api_version: "v1",
-                groups,
-            }));
-        };
-        let custom_resources = custom_api_resources(&state);
-        let external_resources = external_api_resources(&state);
+pub(super) async fn group_list(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+) -> Result<HttpResponse, Error> {
+    let custom = custom_enabled(&state).is_ok();
+    let external = external_enabled(&state).is_ok();
+    let accept = request
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok());
+    let DiscoveryFormat::Aggregated(version) = DiscoveryFormat::negotiate(accept) else {
         let mut groups = Vec::new();
         if custom {
-            groups.push(ServedGroup {
-                name: CUSTOM_GROUP,
-                versions: CUSTOM_VERSIONS
-                    .iter()
-                    .map(|v| (*v, custom_resources.as_slice()))
-                    .collect(),
-            });
+            groups.push(api_group(CUSTOM_GROUP, &CUSTOM_VERSIONS));
         }
         if external {
-            groups.push(ServedGroup {
-                name: EXTERNAL_GROUP,
-                versions: vec![(EXTERNAL_VERSIONS[0], external_resources.as_slice())],
-            });
+            groups.push(api_group(EXTERNAL_GROUP, &EXTERNAL_VERSIONS));
         }
-        let resource_resources = resource_api_resources();
         if resource_service(&state).is_ok() {
-            groups.push(ServedGroup {
-                name: RESOURCE_GROUP,
-                versions: vec![(RESOURCE_VERSIONS[0], resource_resources.as_slice())],
-            });
+            groups.push(api_group(RESOURCE_GROUP, &RESOURCE_VERSIONS));
         }
-        let body =
-            aggregated_document(version, &groups).map_err(|e| Error::Internal(e.to_string()))?;
-        let format = DiscoveryFormat::Aggregated(version);
-        Ok(cacheable(&request, &format.content_type(), body, true))
+        return Ok(HttpResponse::Ok().json(ApiGroupList {
+            kind: "APIGroupList",
+            api_version: "v1",
+            groups,
+        }));
+    };
+    let custom_resources = custom_api_resources(&state);
+    let external_resources = external_api_resources(&state);
+    let mut groups = Vec::new();
+    if custom {
+        groups.push(ServedGroup {
+            name: CUSTOM_GROUP,
+            versions: CUSTOM_VERSIONS
+                .iter()
+                .map(|v| (*v, custom_resources.as_slice()))
+                .collect(),
+        });
     }
-
-    /// A body with its ETag, or 304 to a matching `If-None-Match`: kube-aggregator polls
-    /// discovery and the OpenAPI specs every minute with one. `vary` says the body depends on
-    /// `Accept`.
-    pub(in crate::api) fn cacheable(
-        request: &HttpRequest,
-        content_type: &str,
-        body: Vec<u8>,
-        vary: bool,
-    ) -> HttpResponse {
-        let tag = etag(&body);
-        if request
-            .headers()
-            .get(header::IF_NONE_MATCH)
-            .and_then(|v| v.to_str().ok())
-            == Some(tag.as_str())
-        {
-            return HttpResponse::NotModified()
-                .insert_header((header::ETAG, tag))
-                .finish();
-        }
-        let mut response = HttpResponse::Ok();
-        response
-            .content_type(content_type)
-            .insert_header((header::ETAG, tag));
-        if vary {
-            response.insert_header((header::VARY, "Accept"));
-        }
-        response.body(body)
+    if external {
+        groups.push(ServedGroup {
+            name: EXTERNAL_GROUP,
+            versions: vec![(EXTERNAL_VERSIONS[0], external_resources.as_slice())],
+        });
     }
+    let resource_resources = resource_api_resources();
+    if resource_service(&state).is_ok() {
+        groups.push(ServedGroup {
+            name: RESOURCE_GROUP,
+            versions: vec![(RESOURCE_VERSIONS[0], resource_resources.as_slice())],
+        });
+    }
+    let body = aggregated_document(version, &groups).map_err(|e| Error::Internal(e.to_string()))?;
+    let format = DiscoveryFormat::Aggregated(version);
+    Ok(cacheable(&request, &format.content_type(), body, true))
 }
-pub(in crate::api) use handlers::*;
+
+/// A body with its ETag, or 304 to a matching `If-None-Match`: kube-aggregator polls
+/// discovery and the OpenAPI specs every minute with one. `vary` says the body depends on
+/// `Accept`.
+pub(super) fn cacheable(
+    request: &HttpRequest,
+    content_type: &str,
+    body: Vec<u8>,
+    vary: bool,
+) -> HttpResponse {
+    let tag = etag(&body);
+    if request
+        .headers()
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        == Some(tag.as_str())
+    {
+        return HttpResponse::NotModified()
+            .insert_header((header::ETAG, tag))
+            .finish();
+    }
+    let mut response = HttpResponse::Ok();
+    response
+        .content_type(content_type)
+        .insert_header((header::ETAG, tag));
+    if vary {
+        response.insert_header((header::VARY, "Accept"));
+    }
+    response.body(body)
+}
 
 #[cfg(test)]
 mod tests {

@@ -28,7 +28,6 @@ use actix_web::middleware::Next;
 use actix_web::{HttpRequest, HttpResponse, web};
 use percent_encoding::percent_decode_str;
 
-use discovery::{DiscoveryFormat, ServedGroup, aggregated_document, etag};
 pub use error::Error;
 use wire::{
     ApiGroup, ApiGroupList, ApiResource, ApiResourceList, ContainerMetrics, ExternalMetricValue,

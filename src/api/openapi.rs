@@ -2,6 +2,8 @@
 
 use serde_json::{Value, json};
 
+use super::*;
+
 const CUSTOM_GROUP: &str = "custom.metrics.k8s.io";
 const EXTERNAL_GROUP: &str = "external.metrics.k8s.io";
 const EXTERNAL_PREFIX: &str = "io.k8s.metrics.pkg.apis.external_metrics.v1beta1";
@@ -397,40 +399,33 @@ pub fn v3_root() -> Value {
     json!({"paths": paths})
 }
 
-// The HTTP handlers.
-mod handlers {
-    use super::super::*;
-    use actix_web::{HttpRequest, HttpResponse, web};
-
-    /// A JSON body with an ETag, answering 304 to a matching `If-None-Match` (kube-aggregator
-    /// re-downloads specs every minute).
-    fn cacheable_json(request: &HttpRequest, document: &serde_json::Value) -> HttpResponse {
-        super::super::discovery::cacheable(
-            request,
-            "application/json",
-            document.to_string().into_bytes(),
-            false,
-        )
-    }
-
-    pub(in crate::api) async fn openapi_v2(request: HttpRequest) -> HttpResponse {
-        cacheable_json(&request, &openapi::v2())
-    }
-
-    pub(in crate::api) async fn openapi_v3_root(request: HttpRequest) -> HttpResponse {
-        cacheable_json(&request, &openapi::v3_root())
-    }
-
-    pub(in crate::api) async fn openapi_v3(
-        request: HttpRequest,
-        path: web::Path<(String, String)>,
-    ) -> Result<HttpResponse, Error> {
-        let (group, version) = path.into_inner();
-        let document = openapi::v3(&group, &version).ok_or_else(Error::no_such_path)?;
-        Ok(cacheable_json(&request, &document))
-    }
+/// A JSON body with an ETag, answering 304 to a matching `If-None-Match` (kube-aggregator
+/// re-downloads specs every minute).
+fn cacheable_json(request: &HttpRequest, document: &serde_json::Value) -> HttpResponse {
+    super::discovery::cacheable(
+        request,
+        "application/json",
+        document.to_string().into_bytes(),
+        false,
+    )
 }
-pub(in crate::api) use handlers::*;
+
+pub(super) async fn openapi_v2(request: HttpRequest) -> HttpResponse {
+    cacheable_json(&request, &openapi::v2())
+}
+
+pub(super) async fn openapi_v3_root(request: HttpRequest) -> HttpResponse {
+    cacheable_json(&request, &openapi::v3_root())
+}
+
+pub(super) async fn openapi_v3(
+    request: HttpRequest,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, Error> {
+    let (group, version) = path.into_inner();
+    let document = openapi::v3(&group, &version).ok_or_else(Error::no_such_path)?;
+    Ok(cacheable_json(&request, &document))
+}
 
 #[cfg(test)]
 mod tests {
