@@ -19,7 +19,7 @@ use crate::provider::custom::CustomMetrics;
 use crate::provider::discovery::{Discovery, DiscoveryConfig, Health};
 use crate::provider::external::ExternalMetrics;
 use crate::provider::resource::{PrometheusObjects, ResourceMetrics, ResourceObjects};
-use crate::provider::{MetricsBackend, ObjectLister, SharedSnapshot, Snapshot};
+use crate::provider::{MetricsBackend, ObjectLister, Snapshot};
 use crate::reload::RulesReloader;
 use crate::resources::ResourceTable;
 use crate::server;
@@ -70,6 +70,13 @@ pub fn run(args: ServeArgs, warnings: Vec<String>) -> anyhow::Result<ExitCode> {
         tracing::warn!("{warning}");
     }
     let serve_config = resolve(&settings)?;
+    actix_web::rt::System::new().block_on(run_server(serve_config))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Inside the server's runtime: the rules, the clients, every background task in one `JoinSet`,
+/// and the HTTPS server; the tasks end when the server does.
+async fn run_server(serve_config: ServeConfig) -> anyhow::Result<()> {
     let (rules, rules_text) = crate::reload::load_rules_and_text(&serve_config.rules_path)?;
     rules.warn_about_load();
     let rules = Arc::new(rules);
@@ -101,53 +108,6 @@ pub fn run(args: ServeArgs, warnings: Vec<String>) -> anyhow::Result<ExitCode> {
         mode = if serve_config.cluster.is_some() { "cluster" } else { "standalone" },
         "starting prom-adapter"
     );
-    actix_web::rt::System::new().block_on(run_server(
-        serve_config,
-        Serving {
-            rules,
-            rules_text,
-            snapshot,
-            client,
-            backend,
-            metrics,
-            health,
-            tls,
-            certificate,
-            peers,
-        },
-    ))?;
-    Ok(ExitCode::SUCCESS)
-}
-
-/// What `run` prepared before the server's runtime starts.
-struct Serving {
-    rules: Arc<crate::rules::RuleSet>,
-    rules_text: String,
-    snapshot: SharedSnapshot,
-    client: prometheus::Client,
-    backend: Arc<dyn MetricsBackend>,
-    metrics: Arc<Metrics>,
-    health: Arc<Health>,
-    tls: rustls::ServerConfig,
-    certificate: Arc<server::ServingCertificate>,
-    peers: Arc<server::ClientAuthority>,
-}
-
-/// Inside the server's runtime: the cluster clients, every background task in one `JoinSet`,
-/// and the HTTPS server; the tasks end when the server does.
-async fn run_server(serve_config: ServeConfig, serving: Serving) -> anyhow::Result<()> {
-    let Serving {
-        rules,
-        rules_text,
-        snapshot,
-        client,
-        backend,
-        metrics,
-        health,
-        tls,
-        certificate,
-        peers,
-    } = serving;
     let mut tasks = tokio::task::JoinSet::new();
     // First, so that SIGHUP reloads from here on instead of ending the process.
     let (updates, rule_updates) = tokio::sync::mpsc::channel(1);
