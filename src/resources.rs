@@ -51,146 +51,81 @@ impl ResourceTable {
     /// Kubernetes' built-in resources (core, apps, batch, networking.k8s.io, policy, autoscaling),
     /// used with `--standalone` and by the offline commands.
     pub fn builtin() -> Self {
-        const BUILTIN: &[(&str, &str, &str, &str, &str, bool)] = &[
-            ("", "v1", "Pod", "pods", "pod", true),
-            ("", "v1", "Service", "services", "service", true),
-            ("", "v1", "Endpoints", "endpoints", "endpoints", true),
-            ("", "v1", "Node", "nodes", "node", false),
-            ("", "v1", "Namespace", "namespaces", "namespace", false),
+        /// `(kind, plural, namespaced)`; each singular is its kind in lowercase.
+        type Kinds = &'static [(&'static str, &'static str, bool)];
+        const BUILTIN: &[(&str, &str, Kinds)] = &[
             (
                 "",
                 "v1",
-                "PersistentVolume",
-                "persistentvolumes",
-                "persistentvolume",
-                false,
-            ),
-            (
-                "",
-                "v1",
-                "PersistentVolumeClaim",
-                "persistentvolumeclaims",
-                "persistentvolumeclaim",
-                true,
-            ),
-            ("", "v1", "ConfigMap", "configmaps", "configmap", true),
-            ("", "v1", "Secret", "secrets", "secret", true),
-            (
-                "",
-                "v1",
-                "ServiceAccount",
-                "serviceaccounts",
-                "serviceaccount",
-                true,
-            ),
-            (
-                "",
-                "v1",
-                "ReplicationController",
-                "replicationcontrollers",
-                "replicationcontroller",
-                true,
-            ),
-            ("", "v1", "Event", "events", "event", true),
-            ("", "v1", "LimitRange", "limitranges", "limitrange", true),
-            (
-                "",
-                "v1",
-                "ResourceQuota",
-                "resourcequotas",
-                "resourcequota",
-                true,
-            ),
-            ("", "v1", "PodTemplate", "podtemplates", "podtemplate", true),
-            (
-                "apps",
-                "v1",
-                "Deployment",
-                "deployments",
-                "deployment",
-                true,
+                &[
+                    ("Pod", "pods", true),
+                    ("Service", "services", true),
+                    ("Endpoints", "endpoints", true),
+                    ("Node", "nodes", false),
+                    ("Namespace", "namespaces", false),
+                    ("PersistentVolume", "persistentvolumes", false),
+                    ("PersistentVolumeClaim", "persistentvolumeclaims", true),
+                    ("ConfigMap", "configmaps", true),
+                    ("Secret", "secrets", true),
+                    ("ServiceAccount", "serviceaccounts", true),
+                    ("ReplicationController", "replicationcontrollers", true),
+                    ("Event", "events", true),
+                    ("LimitRange", "limitranges", true),
+                    ("ResourceQuota", "resourcequotas", true),
+                    ("PodTemplate", "podtemplates", true),
+                ],
             ),
             (
                 "apps",
                 "v1",
-                "StatefulSet",
-                "statefulsets",
-                "statefulset",
-                true,
-            ),
-            ("apps", "v1", "DaemonSet", "daemonsets", "daemonset", true),
-            (
-                "apps",
-                "v1",
-                "ReplicaSet",
-                "replicasets",
-                "replicaset",
-                true,
+                &[
+                    ("Deployment", "deployments", true),
+                    ("StatefulSet", "statefulsets", true),
+                    ("DaemonSet", "daemonsets", true),
+                    ("ReplicaSet", "replicasets", true),
+                    ("ControllerRevision", "controllerrevisions", true),
+                ],
             ),
             (
-                "apps",
+                "batch",
                 "v1",
-                "ControllerRevision",
-                "controllerrevisions",
-                "controllerrevision",
-                true,
-            ),
-            ("batch", "v1", "Job", "jobs", "job", true),
-            ("batch", "v1", "CronJob", "cronjobs", "cronjob", true),
-            (
-                "networking.k8s.io",
-                "v1",
-                "Ingress",
-                "ingresses",
-                "ingress",
-                true,
+                &[("Job", "jobs", true), ("CronJob", "cronjobs", true)],
             ),
             (
                 "networking.k8s.io",
                 "v1",
-                "IngressClass",
-                "ingressclasses",
-                "ingressclass",
-                false,
-            ),
-            (
-                "networking.k8s.io",
-                "v1",
-                "NetworkPolicy",
-                "networkpolicies",
-                "networkpolicy",
-                true,
+                &[
+                    ("Ingress", "ingresses", true),
+                    ("IngressClass", "ingressclasses", false),
+                    ("NetworkPolicy", "networkpolicies", true),
+                ],
             ),
             (
                 "policy",
                 "v1",
-                "PodDisruptionBudget",
-                "poddisruptionbudgets",
-                "poddisruptionbudget",
-                true,
+                &[("PodDisruptionBudget", "poddisruptionbudgets", true)],
             ),
             (
                 "autoscaling",
                 "v2",
-                "HorizontalPodAutoscaler",
-                "horizontalpodautoscalers",
-                "horizontalpodautoscaler",
-                true,
+                &[("HorizontalPodAutoscaler", "horizontalpodautoscalers", true)],
             ),
         ];
         Self::new(
             BUILTIN
                 .iter()
-                .map(
-                    |&(group, version, kind, plural, singular, namespaced)| ResourceInfo {
-                        group: group.into(),
-                        version: version.into(),
-                        kind: kind.into(),
-                        plural: plural.into(),
-                        singular: singular.into(),
-                        namespaced,
-                    },
-                )
+                .flat_map(|&(group, version, kinds)| {
+                    kinds
+                        .iter()
+                        .map(move |&(kind, plural, namespaced)| ResourceInfo {
+                            group: group.into(),
+                            version: version.into(),
+                            kind: kind.into(),
+                            plural: plural.into(),
+                            singular: kind.to_ascii_lowercase(),
+                            namespaced,
+                        })
+                })
                 .collect(),
         )
     }

@@ -108,17 +108,6 @@ pub struct RequestHeaderConfig {
     pub extra_headers_prefixes: Vec<String>,
 }
 
-impl Default for RequestHeaderConfig {
-    fn default() -> Self {
-        Self {
-            allowed_names: Vec::new(),
-            username_headers: vec!["X-Remote-User".into()],
-            group_headers: vec!["X-Remote-Group".into()],
-            extra_headers_prefixes: vec!["X-Remote-Extra-".into()],
-        }
-    }
-}
-
 /// The token of an `Authorization` header, parsed as kube-apiserver's bearer-token authenticator
 /// does: the scheme is case-insensitive, and the token is the second space-separated field (so
 /// two spaces after `Bearer` give an empty token, which authenticates nobody).
@@ -159,23 +148,6 @@ pub struct AuthConfig {
     /// Reviews one client may have running at once (TokenReviews per address, SubjectAccessReviews
     /// per user); past it its requests wait, and past a queue of four times as many they get 429.
     pub max_reviews_per_client: usize,
-}
-
-impl Default for AuthConfig {
-    /// kube-apiserver's delegating defaults: 10 s caches and 10 s webhook timeouts.
-    fn default() -> Self {
-        Self {
-            request_header: RequestHeaderConfig::default(),
-            always_allow_paths: vec!["/healthz".into(), "/readyz".into(), "/livez".into()],
-            token_ttl: Duration::from_secs(10),
-            allowed_ttl: Duration::from_secs(10),
-            denied_ttl: Duration::from_secs(10),
-            authentication_timeout: Duration::from_secs(10),
-            authorization_timeout: Duration::from_secs(10),
-            max_reviews_in_flight: 256,
-            max_reviews_per_client: 32,
-        }
-    }
 }
 
 /// The outcome for one request.
@@ -477,6 +449,35 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
+
+    // The delegating defaults serve resolves (kube-apiserver's: 10 s caches and timeouts).
+    impl Default for RequestHeaderConfig {
+        fn default() -> Self {
+            Self {
+                allowed_names: Vec::new(),
+                username_headers: vec!["X-Remote-User".into()],
+                group_headers: vec!["X-Remote-Group".into()],
+                extra_headers_prefixes: vec!["X-Remote-Extra-".into()],
+            }
+        }
+    }
+
+    impl Default for AuthConfig {
+        /// kube-apiserver's delegating defaults: 10 s caches and 10 s webhook timeouts.
+        fn default() -> Self {
+            Self {
+                request_header: RequestHeaderConfig::default(),
+                always_allow_paths: vec!["/healthz".into(), "/readyz".into(), "/livez".into()],
+                token_ttl: Duration::from_secs(10),
+                allowed_ttl: Duration::from_secs(10),
+                denied_ttl: Duration::from_secs(10),
+                authentication_timeout: Duration::from_secs(10),
+                authorization_timeout: Duration::from_secs(10),
+                max_reviews_in_flight: 256,
+                max_reviews_per_client: 32,
+            }
+        }
+    }
 
     /// A cluster that knows three tokens, allows only alice, and takes `delay` to answer.
     struct Scripted {

@@ -20,7 +20,7 @@ pub struct AuthenticationConfig {
 }
 
 /// The client CAs (PEM) and request-header settings in force.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientAuth {
     /// The front-proxy CA.
     pub requestheader_ca: Option<Vec<u8>>,
@@ -91,7 +91,8 @@ mod tests {
                 group_headers: vec!["X-Flag-Group".into()],
                 extra_headers_prefixes: vec!["X-Flag-Extra-".into()],
             },
-            ..ClientAuth::default()
+            requestheader_ca: None,
+            client_ca: None,
         }
     }
 

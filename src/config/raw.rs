@@ -131,12 +131,6 @@ pub struct RawResourceRule {
 #[derive(Debug)]
 pub struct OrderedMap<V>(pub Vec<(Spanned<String>, V)>);
 
-impl<V> Default for OrderedMap<V> {
-    fn default() -> Self {
-        Self(Vec::new())
-    }
-}
-
 impl<'de, V: Deserialize<'de>> Deserialize<'de> for OrderedMap<V> {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct OrderedVisitor<V>(PhantomData<V>);

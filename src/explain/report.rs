@@ -42,14 +42,6 @@ pub struct RuleReport {
     pub scope: String,
 }
 
-/// Series a rule keeps and the metric name each gets.
-pub struct Kept<'s> {
-    /// The series.
-    pub series: &'s Series,
-    /// Its API metric name.
-    pub metric: String,
-}
-
 /// The series of `all` that `rule`'s `seriesQuery` matches.
 pub fn matched<'s>(rule: &DiscoveryRule, all: &'s [Series]) -> Vec<&'s Series> {
     all.iter()

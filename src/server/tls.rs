@@ -35,15 +35,6 @@ pub struct TlsPolicy {
     tls12_suites: Option<Vec<rustls::SupportedCipherSuite>>,
 }
 
-impl Default for TlsPolicy {
-    fn default() -> Self {
-        Self {
-            versions: rustls::ALL_VERSIONS.to_vec(),
-            tls12_suites: None,
-        }
-    }
-}
-
 /// Go's names for TLS 1.2 cipher suites (what `--tls-cipher-suites` takes), and the rustls suite
 /// for each that rustls implements. Kubernetes, like Go, does not let TLS 1.3 suites be chosen.
 const GO_TLS12_SUITES: &[(&str, Option<&rustls::SupportedCipherSuite>)] = {
@@ -395,7 +386,7 @@ mod tests {
             key_file: None,
             cert_dir: dir.path().to_owned(),
             extra_sans: sans.iter().map(|s| s.to_string()).collect(),
-            policy: TlsPolicy::default(),
+            policy: TlsPolicy::from_flags(None, &[]).unwrap().0,
             client_cas: ClientCas::default(),
         };
         tls_config(&source(&["adapter.monitoring.svc"])).unwrap();
@@ -427,7 +418,7 @@ mod tests {
             key_file: None,
             cert_dir: "/tmp".into(),
             extra_sans: vec![],
-            policy: TlsPolicy::default(),
+            policy: TlsPolicy::from_flags(None, &[]).unwrap().0,
             client_cas: ClientCas::default(),
         };
         assert!(matches!(tls_config(&source), Err(Error::HalfPair)));
