@@ -9,121 +9,98 @@ use serde_saphyr::Spanned;
 
 /// The whole rules file.
 #[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawRules {
     /// Custom metrics rules (`custom.metrics.k8s.io`).
-    #[serde(default)]
     pub rules: Option<Vec<Spanned<RawDiscoveryRule>>>,
     /// External metrics rules (`external.metrics.k8s.io`).
-    #[serde(default)]
     pub external_rules: Option<Vec<Spanned<RawDiscoveryRule>>>,
     /// Resource metrics rules (`metrics.k8s.io`).
-    #[serde(default)]
     pub resource_rules: Option<Spanned<RawResourceRules>>,
 }
 
 /// One `rules` / `externalRules` entry.
 #[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawDiscoveryRule {
     /// Series selector sent to `/api/v1/series`. Required.
-    #[serde(default)]
     pub series_query: Option<Spanned<String>>,
     /// Name filters, each with exactly one of `is` / `isNot`.
-    #[serde(default)]
     pub series_filters: Option<Vec<Spanned<RawRegexFilter>>>,
     /// Label ⇄ resource association.
-    #[serde(default)]
     pub resources: Option<RawResourceMapping>,
     /// Series name → metric name.
-    #[serde(default)]
     pub name: Option<RawNameMapping>,
     /// Go template (`<<` `>>`) rendering the PromQL for a request. Required.
-    #[serde(default)]
     pub metrics_query: Option<Spanned<String>>,
 }
 
 /// A `seriesFilters` entry.
 #[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawRegexFilter {
     /// Keep series whose name matches this regex.
-    #[serde(default)]
     pub is: Option<Spanned<String>>,
     /// Keep series whose name does not match this regex.
-    #[serde(default)]
     pub is_not: Option<Spanned<String>>,
 }
 
 /// `resources`.
 #[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawResourceMapping {
     /// Label template such as `kube_<<.Resource>>`.
-    #[serde(default)]
     pub template: Option<Spanned<String>>,
     /// Label name → group-resource, in file order.
-    #[serde(default)]
     pub overrides: Option<OrderedMap<RawGroupResource>>,
     /// External rules only: whether the request namespace is added to the query (default true).
-    #[serde(default)]
     pub namespaced: Option<bool>,
 }
 
 /// An override's target.
 #[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawGroupResource {
     /// API group; empty or absent for core.
-    #[serde(default)]
     pub group: Option<String>,
     /// Resource, singular or plural (`pod`, `pods`).
-    #[serde(default)]
     pub resource: Option<Spanned<String>>,
 }
 
 /// `name`.
 #[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawNameMapping {
     /// Regex over the series name (default `.*`).
-    #[serde(default)]
     pub matches: Option<Spanned<String>>,
     /// Expansion template (`$1`, `${1}`, `$name`); defaults to `$0` or `$1`.
-    #[serde(default, rename = "as")]
+    #[serde(rename = "as")]
     pub as_: Option<Spanned<String>>,
 }
 
 /// `resourceRules`.
 #[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawResourceRules {
     /// CPU (cores).
-    #[serde(default)]
     pub cpu: Option<Spanned<RawResourceRule>>,
     /// Memory (bytes).
-    #[serde(default)]
     pub memory: Option<Spanned<RawResourceRule>>,
     /// Window reported with samples (`5m`, `1h30m`).
-    #[serde(default)]
     pub window: Option<Spanned<String>>,
 }
 
 /// `resourceRules.cpu` / `resourceRules.memory`.
 #[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
 pub struct RawResourceRule {
     /// Template for pods, rendered per namespace.
-    #[serde(default)]
     pub container_query: Option<Spanned<String>>,
     /// Template for nodes.
-    #[serde(default)]
     pub node_query: Option<Spanned<String>>,
     /// Label ⇄ resource association; must cover namespaces, pods and nodes.
-    #[serde(default)]
     pub resources: Option<RawResourceMapping>,
     /// Label holding the container name.
-    #[serde(default)]
     pub container_label: Option<Spanned<String>>,
 }
 
