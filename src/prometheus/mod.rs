@@ -318,11 +318,7 @@ impl Client {
         start: f64,
         end: f64,
     ) -> Result<(Vec<SeriesShape>, u64), Error> {
-        let params = [
-            ("match[]", selector.to_owned()),
-            ("start", format_time(start)),
-            ("end", format_time(end)),
-        ];
+        let params = matching(selector, start, end);
         let response = self.send("api/v1/series", &params).await?;
         let status = response.status();
         // Decode on a blocking thread while the next chunks arrive: receiving and decoding overlap.
@@ -363,11 +359,7 @@ impl Client {
         start: f64,
         end: f64,
     ) -> Result<Vec<std::collections::BTreeMap<String, String>>, Error> {
-        let params = [
-            ("match[]", selector.to_owned()),
-            ("start", format_time(start)),
-            ("end", format_time(end)),
-        ];
+        let params = matching(selector, start, end);
         Ok(self
             .get_json("api/v1/series", &params)
             .await?
@@ -437,6 +429,17 @@ impl Client {
         path: &str,
         params: &[(&str, String)],
     ) -> Result<Option<T>, Error> {
+        self.call(path, params, "").await
+    }
+
+    /// `get_json`; an error status whose body is no API answer is unavailable, with
+    /// `status_note` after the status in its message.
+    async fn call<T: serde::de::DeserializeOwned + Send + 'static>(
+        &self,
+        path: &str,
+        params: &[(&str, String)],
+        status_note: &str,
+    ) -> Result<Option<T>, Error> {
         #[derive(serde::Deserialize)]
         struct Answer<T> {
             status: String,
@@ -453,7 +456,7 @@ impl Client {
             .await
             .map_err(|e| match e {
                 Error::Decode(_) if !status.is_success() => {
-                    self.unavailable(format!("HTTP {status}"))
+                    self.unavailable(format!("HTTP {status}{status_note}"))
                 }
                 other => other,
             })?;
@@ -472,11 +475,7 @@ impl Client {
         start: f64,
         end: f64,
     ) -> Result<Vec<String>, Error> {
-        let params = [
-            ("match[]", selector.to_owned()),
-            ("start", format_time(start)),
-            ("end", format_time(end)),
-        ];
+        let params = matching(selector, start, end);
         let path = format!("api/v1/label/{label}/values");
         Ok(self.get_json(&path, &params).await?.unwrap_or_default())
     }
@@ -484,15 +483,6 @@ impl Client {
     /// Runs an instant query at `time` (Unix seconds). The answer is decoded as it streams in,
     /// and reading stops at `max_response_bytes`.
     pub async fn query(&self, promql: &str, time: f64) -> Result<QueryResult, Error> {
-        #[derive(serde::Deserialize)]
-        struct Answer {
-            status: String,
-            data: Option<Data>,
-            #[serde(default, rename = "errorType")]
-            error_type: String,
-            #[serde(default)]
-            error: String,
-        }
         #[derive(serde::Deserialize)]
         #[serde(tag = "resultType", content = "result", rename_all = "lowercase")]
         enum Data {
@@ -512,21 +502,10 @@ impl Client {
             ("time", format_time(time)),
             ("timeout", timeout),
         ];
-        let response = self.send("api/v1/query", &params).await?;
-        let status = response.status();
-        let answer: Answer =
-            self.decode_json(response, "api/v1/query")
-                .await
-                .map_err(|e| match e {
-                    Error::Decode(_) if !status.is_success() => {
-                        self.unavailable(format!("HTTP {status} without a Prometheus API body"))
-                    }
-                    other => other,
-                })?;
-        if answer.status != "success" {
-            return Err(self.api_error(answer.error_type, answer.error));
-        }
-        Ok(match answer.data {
+        let data: Option<Data> = self
+            .call("api/v1/query", &params, " without a Prometheus API body")
+            .await?;
+        Ok(match data {
             Some(Data::Vector(samples)) => QueryResult::Vector(
                 samples
                     .into_iter()
@@ -552,6 +531,13 @@ impl Client {
         })
     }
 
+    fn read_failed(&self, path: &str, error: &reqwest::Error) -> Error {
+        self.unavailable(format!(
+            "reading the answer to {path} failed: {}",
+            describe(error)
+        ))
+    }
+
     /// Sends a response body's chunks to `sink` as they arrive, stopping with `TooLarge` past
     /// `limit`. A closed sink (the decoder stopped at malformed input) ends it early.
     async fn stream_body(
@@ -566,26 +552,15 @@ impl Client {
             .content_length()
             .is_some_and(|length| length > limit)
         {
-            return Err(Error::TooLarge {
-                path: path.to_owned(),
-                limit,
-            });
+            return Err(too_large(path, limit));
         }
         let mut stream = response.bytes_stream();
         let mut received: u64 = 0;
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| {
-                self.unavailable(format!(
-                    "reading the answer to {path} failed: {}",
-                    describe(&e)
-                ))
-            })?;
+            let chunk = chunk.map_err(|e| self.read_failed(path, &e))?;
             received += chunk.len() as u64;
             if received > limit {
-                return Err(Error::TooLarge {
-                    path: path.to_owned(),
-                    limit,
-                });
+                return Err(too_large(path, limit));
             }
             if sink.send(chunk).await.is_err() {
                 break;
@@ -610,24 +585,16 @@ impl Client {
             .filter(|l| *l <= SMALL_ANSWER_BYTES)
         {
             if length > limit {
-                return Err(Error::TooLarge {
-                    path: path.to_owned(),
-                    limit,
-                });
+                return Err(too_large(path, limit));
             }
-            let body = response.bytes().await.map_err(|e| {
-                self.unavailable(format!(
-                    "reading the answer to {path} failed: {}",
-                    describe(&e)
-                ))
-            })?;
+            let body = response
+                .bytes()
+                .await
+                .map_err(|e| self.read_failed(path, &e))?;
             DecodeBudget::start(limit);
             let decoded = serde_json::from_slice::<T>(&body);
             if DecodeBudget::finish() {
-                return Err(Error::TooLarge {
-                    path: path.to_owned(),
-                    limit,
-                });
+                return Err(too_large(path, limit));
             }
             return decoded.map_err(|e| Error::Decode(format!("{path}: {e}")));
         }
@@ -645,10 +612,7 @@ impl Client {
             .map_err(|e| Error::Decode(format!("the decoder of {path} failed: {e}")))?;
         streamed?;
         if exceeded {
-            return Err(Error::TooLarge {
-                path: path.to_owned(),
-                limit,
-            });
+            return Err(too_large(path, limit));
         }
         decoded.map_err(|e| Error::Decode(format!("{path}: {e}")))
     }
@@ -791,6 +755,22 @@ fn describe(error: &reqwest::Error) -> String {
     } else {
         format!("{kind}: {detail}")
     }
+}
+
+fn too_large(path: &str, limit: u64) -> Error {
+    Error::TooLarge {
+        path: path.to_owned(),
+        limit,
+    }
+}
+
+/// `match[]` and a time range, as the series and label endpoints take them.
+fn matching(selector: &str, start: f64, end: f64) -> [(&'static str, String); 3] {
+    [
+        ("match[]", selector.to_owned()),
+        ("start", format_time(start)),
+        ("end", format_time(end)),
+    ]
 }
 
 /// Formats Unix seconds as Prometheus accepts them, with millisecond precision.
