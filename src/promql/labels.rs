@@ -148,14 +148,12 @@ impl LabelSelector {
                         if values.is_empty() {
                             return Err(fail(format!("{op} needs at least one value")));
                         }
-                        (
-                            if op == "in" {
-                                Operator::In
-                            } else {
-                                Operator::NotIn
-                            },
-                            values,
-                        )
+                        let operator = if op == "in" {
+                            Operator::In
+                        } else {
+                            Operator::NotIn
+                        };
+                        (operator, values)
                     }
                     Some(other) => {
                         return Err(fail(format!(
@@ -351,15 +349,7 @@ fn is_name_part(text: &str) -> bool {
 fn validate_key(key: &str) -> Result<(), String> {
     let name = match key.rsplit_once('/') {
         Some((prefix, name)) => {
-            let dns = prefix.len() <= 253
-                && prefix.split('.').all(|p| {
-                    !p.is_empty()
-                        && p.bytes()
-                            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-                        && !p.starts_with('-')
-                        && !p.ends_with('-')
-                });
-            if !dns {
+            if !crate::object_names::is_dns1123_subdomain(prefix) {
                 return Err(format!(
                     "key {key:?} has an invalid prefix (it must be a DNS subdomain)"
                 ));
