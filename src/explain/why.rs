@@ -201,19 +201,19 @@ pub fn walk(
 
 /// The second half: what the query's result means for the request.
 pub fn judge(probe: &Probe, result: &QueryResult) -> Finding {
+    let finding = |verdict, explanation, fix| Finding {
+        query: Some(probe.query.clone()),
+        ..Finding::new(verdict, Some(probe.rule.clone()), explanation, fix)
+    };
     let samples = match result {
         QueryResult::Vector(samples) => samples.clone(),
         QueryResult::Scalar(sample) => vec![sample.clone()],
         QueryResult::Matrix => {
-            return Finding {
-                query: Some(probe.query.clone()),
-                ..Finding::new(
+            return finding(
                     Verdict::NoSample,
-                    Some(probe.rule.clone()),
                     "The query returns a range vector, which the metrics APIs cannot serve.".into(),
                     "End metricsQuery in an instant vector: wrap range selectors in a function such as rate() or max_over_time().".into(),
-                )
-            };
+                );
         }
     };
     // What the API serves: for custom metrics one value per object (the last sample naming it,
@@ -243,10 +243,6 @@ pub fn judge(probe: &Probe, result: &QueryResult) -> Finding {
                 (format!("{{{}}}", labels.join(",")), s.value)
             })
             .collect(),
-    };
-    let with_query = |finding: Finding| Finding {
-        query: Some(probe.query.clone()),
-        ..finding
     };
     if values.is_empty() {
         let known = if probe.known_objects.is_empty() {
@@ -279,23 +275,17 @@ pub fn judge(probe: &Probe, result: &QueryResult) -> Finding {
                 "Run the query in Prometheus. If the object's name differs from the label value Prometheus has, ask for that name; if the series are there but the result is empty, a matcher in metricsQuery or a range window shorter than the scrape interval (use at least four intervals, e.g. [2m] for 30s) empties it.".into(),
             ),
         };
-        return with_query(Finding::new(
-            Verdict::NoSample,
-            Some(probe.rule.clone()),
-            explanation,
-            fix,
-        ));
+        return finding(Verdict::NoSample, explanation, fix);
     }
     if let Some((object, _)) = values.iter().find(|(_, v)| v.is_nan()) {
-        return with_query(Finding::new(
+        return finding(
             Verdict::NaN,
-            Some(probe.rule.clone()),
             format!(
                 "The query returns NaN for {object} in {} (the API serves it as 0).",
                 probe.subject
             ),
             "metricsQuery divides by zero or rates over too few samples: guard the divisor (`/ (… > 0)`), or widen the range window.".into(),
-        ));
+        );
     }
     let rendered: Vec<(String, Result<String, String>)> = values
         .iter()
@@ -307,14 +297,13 @@ pub fn judge(probe: &Probe, result: &QueryResult) -> Finding {
         })
         .collect();
     if let Some((object, Err(error))) = rendered.iter().find(|(_, r)| r.is_err()) {
-        return with_query(Finding::new(
+        return finding(
             Verdict::Infinite,
-            Some(probe.rule.clone()),
             format!(
                 "The query returns a value for {object} that no Kubernetes quantity holds ({error}): the API answers 500 for that object alone and leaves it out of lists."
             ),
             "metricsQuery divides by zero (+Inf) or overflows: guard the divisor (`/ (… > 0)`) or scale the value.".into(),
-        ));
+        );
     }
     let value = match rendered.as_slice() {
         [(_, Ok(single))] => single.clone(),
@@ -326,15 +315,14 @@ pub fn judge(probe: &Probe, result: &QueryResult) -> Finding {
     };
     Finding {
         value: Some(value.clone()),
-        ..with_query(Finding::new(
+        ..finding(
             Verdict::Served,
-            Some(probe.rule.clone()),
             format!(
                 "Nothing loses it: the API serves {value} for {}.",
                 probe.subject
             ),
             String::new(),
-        ))
+        )
     }
 }
 
@@ -479,6 +467,8 @@ fn query_error(rule: String, error: crate::rules::Error) -> Finding {
     )
 }
 
+const CLUSTER_SCOPED: &str = "cluster-scoped, and the request puts it in a namespace";
+
 fn scope_mismatch(
     info: &ResourceInfo,
     request: &crate::provider::custom::CustomRequest,
@@ -488,31 +478,20 @@ fn scope_mismatch(
         ObjectName::All => "*".to_owned(),
     };
     let resource = info.group_resource();
-    let (scope, path) = if info.namespaced {
+    let (scope, object) = if info.namespaced {
         (
             "namespaced, and the request names no namespace",
-            format!(
-                "/apis/custom.metrics.k8s.io/v1beta2/namespaces/NAMESPACE/{resource}/{name}/{}",
-                request.metric
-            ),
+            format!("namespaces/NAMESPACE/{resource}/{name}"),
         )
     } else if resource.resource == "namespaces" && resource.group.is_empty() {
-        (
-            "cluster-scoped, and the request puts it in a namespace",
-            format!(
-                "/apis/custom.metrics.k8s.io/v1beta2/namespaces/{name}/metrics/{}",
-                request.metric
-            ),
-        )
+        (CLUSTER_SCOPED, format!("namespaces/{name}/metrics"))
     } else {
-        (
-            "cluster-scoped, and the request puts it in a namespace",
-            format!(
-                "/apis/custom.metrics.k8s.io/v1beta2/{resource}/{name}/{}",
-                request.metric
-            ),
-        )
+        (CLUSTER_SCOPED, format!("{resource}/{name}"))
     };
+    let path = format!(
+        "/apis/custom.metrics.k8s.io/v1beta2/{object}/{}",
+        request.metric
+    );
     Finding::new(
         Verdict::ScopeMismatch,
         None,
