@@ -215,13 +215,10 @@ pub async fn refresh_resource_table(
 /// Overrides naming resources the cluster does not serve are not fatal (the CRD may come later);
 /// say which, each time the table changes.
 fn warn_about_unknown_overrides(rules: &crate::rules::RuleSet, table: &ResourceTable) {
-    for (key, list) in [("rules", &rules.custom), ("externalRules", &rules.external)] {
-        for rule in list.iter() {
-            let index = rule.position;
-            for (label, resource) in rule.resources.overrides() {
-                if table.resolve(resource).is_none() {
-                    tracing::warn!(rule = format!("{key}[{index}]"), %label, %resource, "override names a resource the cluster does not serve (yet)");
-                }
+    for (at, rule) in rules.discovery_rules() {
+        for (label, resource) in rule.resources.overrides() {
+            if table.resolve(resource).is_none() {
+                tracing::warn!(rule = at, %label, %resource, "override names a resource the cluster does not serve (yet)");
             }
         }
     }

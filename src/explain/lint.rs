@@ -58,14 +58,8 @@ pub fn static_warnings(rules: &RuleSet) -> Vec<Warning> {
             });
         }
     }
-    for (key, list) in [("rules", &rules.custom), ("externalRules", &rules.external)] {
-        for rule in list.iter() {
-            let index = rule.position;
-            warnings.extend(missing_groups(
-                &format!("{key}[{index}].name.as"),
-                &rule.name,
-            ));
-        }
+    for (at, rule) in rules.discovery_rules() {
+        warnings.extend(missing_groups(&format!("{at}.name.as"), &rule.name));
     }
     for rule in &rules.custom {
         let at = format!("rules[{}].metricsQuery", rule.position);
@@ -198,11 +192,8 @@ fn resource_queries(rules: &RuleSet) -> Vec<(String, &QueryTemplate)> {
 /// producing thousands of metrics, and overrides of labels a scrape target replaced.
 pub fn series_warnings(rules: &RuleSet, series: &[Series], table: &ResourceTable) -> Vec<Warning> {
     let mut warnings = Vec::new();
-    for (key, list) in [("rules", &rules.custom), ("externalRules", &rules.external)] {
-        for rule in list.iter() {
-            let index = rule.position;
-            warnings.extend(renamed_by_scrape(&format!("{key}[{index}]"), rule, series));
-        }
+    for (at, rule) in rules.discovery_rules() {
+        warnings.extend(renamed_by_scrape(&at, rule, series));
     }
     // (resource, metric) → every (rule, series name) producing it, in the registry's order.
     let mut producers: BTreeMap<(String, String), Vec<(usize, String)>> = BTreeMap::new();
@@ -382,22 +373,19 @@ pub fn window_warnings(
     intervals: &ScrapeIntervals,
 ) -> Vec<Warning> {
     let mut warnings = Vec::new();
-    for (key, list) in [("rules", &rules.custom), ("externalRules", &rules.external)] {
-        for rule in list.iter() {
-            let index = rule.position;
-            let jobs: BTreeSet<&str> = matched(rule, series)
-                .into_iter()
-                .filter_map(|s| s.labels.get("job").map(String::as_str))
-                .collect();
-            let interval = jobs
-                .iter()
-                .filter_map(|job| intervals.jobs.get(*job))
-                .max()
-                .copied()
-                .unwrap_or(intervals.global);
-            let at = format!("{key}[{index}].metricsQuery");
-            warnings.extend(short_windows(&at, rule.metrics_query.source(), interval));
-        }
+    for (at, rule) in rules.discovery_rules() {
+        let jobs: BTreeSet<&str> = matched(rule, series)
+            .into_iter()
+            .filter_map(|s| s.labels.get("job").map(String::as_str))
+            .collect();
+        let interval = jobs
+            .iter()
+            .filter_map(|job| intervals.jobs.get(*job))
+            .max()
+            .copied()
+            .unwrap_or(intervals.global);
+        let at = format!("{at}.metricsQuery");
+        warnings.extend(short_windows(&at, rule.metrics_query.source(), interval));
     }
     for (at, template) in resource_queries(rules) {
         warnings.extend(short_windows(&at, template.source(), intervals.global));

@@ -42,38 +42,35 @@ pub enum Error {
 pub fn summarize(rules: &RuleSet) -> Vec<String> {
     let builtin = ResourceTable::builtin();
     let mut lines = Vec::new();
-    for (key, list) in [("rules", &rules.custom), ("externalRules", &rules.external)] {
-        for rule in list.iter() {
-            let i = rule.position;
-            let mut resources: Vec<String> = rule
-                .resources
-                .overrides()
-                .iter()
-                .map(|(l, gr)| match builtin.resolve(gr) {
-                    Some(info) => format!("{l}→{}", info.group_resource()),
-                    // Fine for a custom resource of the cluster; a typo otherwise.
-                    None => format!("{l}→{gr} (not a built-in resource)"),
-                })
-                .collect();
-            if let Some(template) = rule.resources.template() {
-                resources.push(format!("template {}", template.source()));
-            }
-            if key == "externalRules" && !rule.resources.namespaced() {
-                resources.push("not namespaced".to_owned());
-            }
-            lines.push(format!(
-                "{key}[{i}]: {} → {:?} as {:?}; resources: {}; query {:?}",
-                rule.series_query,
-                rule.name.regex().as_str(),
-                rule.name.as_template(),
-                if resources.is_empty() {
-                    "none".to_owned()
-                } else {
-                    resources.join(", ")
-                },
-                rule.metrics_query.source().trim()
-            ));
+    for (at, rule) in rules.discovery_rules() {
+        let mut resources: Vec<String> = rule
+            .resources
+            .overrides()
+            .iter()
+            .map(|(l, gr)| match builtin.resolve(gr) {
+                Some(info) => format!("{l}→{}", info.group_resource()),
+                // Fine for a custom resource of the cluster; a typo otherwise.
+                None => format!("{l}→{gr} (not a built-in resource)"),
+            })
+            .collect();
+        if let Some(template) = rule.resources.template() {
+            resources.push(format!("template {}", template.source()));
         }
+        if at.starts_with("externalRules") && !rule.resources.namespaced() {
+            resources.push("not namespaced".to_owned());
+        }
+        lines.push(format!(
+            "{at}: {} → {:?} as {:?}; resources: {}; query {:?}",
+            rule.series_query,
+            rule.name.regex().as_str(),
+            rule.name.as_template(),
+            if resources.is_empty() {
+                "none".to_owned()
+            } else {
+                resources.join(", ")
+            },
+            rule.metrics_query.source().trim()
+        ));
     }
     if let Some(resource) = &rules.resource {
         lines.push(format!(

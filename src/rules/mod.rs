@@ -119,6 +119,19 @@ pub struct LoadWarning {
 }
 
 impl RuleSet {
+    /// Every discovery rule, `rules` then `externalRules`, with its path in the file
+    /// (`rules[2]`, `externalRules[0]`).
+    pub fn discovery_rules(&self) -> impl Iterator<Item = (String, &DiscoveryRule)> {
+        fn at<'r>(
+            key: &'static str,
+            list: &'r [DiscoveryRule],
+        ) -> impl Iterator<Item = (String, &'r DiscoveryRule)> {
+            list.iter()
+                .map(move |rule| (format!("{key}[{}]", rule.position), rule))
+        }
+        at("rules", &self.custom).chain(at("externalRules", &self.external))
+    }
+
     /// Logs each load warning, as `serve` does at start and on every reload.
     pub fn warn_about_load(&self) {
         for warning in &self.load_warnings {
