@@ -399,8 +399,10 @@ fn pod_list_queries(rules_path: &Path, pods: &[(String, String)]) -> Vec<String>
             .or_default()
             .push(name.clone());
     }
-    let mut queries =
-        vec![prom_adapter::provider::resource::combinations_query(&["namespace", "pod"]).unwrap()];
+    let mut queries = vec![
+        prom_adapter::provider::resource_objects::combinations_query(&["namespace", "pod"])
+            .unwrap(),
+    ];
     let selector = LabelSelector::default();
     for (namespace, names) in &by_namespace {
         for rule in [&resource.cpu, &resource.memory] {

@@ -10,7 +10,7 @@
 //! - `registry`: discovered metrics; `resources`: the resource table.
 //!
 //! The providers, IO only through ports (`provider::MetricsBackend`, `provider::ObjectLister`,
-//! `provider::resource::ResourceObjects`):
+//! `provider::resource_objects::ResourceObjects`):
 //! - `provider::request`: the one parser of metrics API request paths.
 //! - `provider::plan`: the one planner (requests become PromQL only here).
 //! - `provider::{custom, external, resource}`: the metric values; `provider::discovery`: the

@@ -18,7 +18,8 @@ use crate::prometheus;
 use crate::provider::custom::CustomMetrics;
 use crate::provider::discovery::{Discovery, DiscoveryConfig, Health};
 use crate::provider::external::ExternalMetrics;
-use crate::provider::resource::{PrometheusObjects, ResourceMetrics, ResourceObjects};
+use crate::provider::resource::ResourceMetrics;
+use crate::provider::resource_objects::{PrometheusObjects, ResourceObjects};
 use crate::provider::{MetricsBackend, ObjectLister, Snapshot};
 use crate::reload::RulesReloader;
 use crate::resources::ResourceTable;
@@ -60,12 +61,12 @@ pub fn run(args: ServeArgs, warnings: Vec<String>) -> anyhow::Result<ExitCode> {
         .filter(|(k, _)| k.starts_with("PROM_ADAPTER_"))
         .collect();
     let settings = settings::load(args.settings.as_deref(), &env, &args)?;
-    let format = match settings.log_format.as_deref().unwrap_or("text") {
+    let format = match settings.logging.log_format.as_deref().unwrap_or("text") {
         "json" => LogFormat::Json,
         "text" => LogFormat::Text,
         other => bail!("--log-format must be text or json, not {other:?}"),
     };
-    telemetry::init_logging(settings.v.unwrap_or(0), format);
+    telemetry::init_logging(settings.logging.v.unwrap_or(0), format);
     for warning in warnings {
         tracing::warn!("{warning}");
     }
@@ -416,84 +417,101 @@ fn list(values: &Option<Vec<String>>, default: &[&str]) -> Vec<String> {
 /// Every setting of `serve`, layered (flags over environment over settings file), checked and
 /// typed, with the defaults of those no layer gave; or every problem at once.
 fn resolve(settings: &ServeArgs) -> anyhow::Result<ServeConfig> {
+    let ServeArgs {
+        discovery,
+        tls,
+        authentication: authn,
+        authorization: authz,
+        ..
+    } = settings;
     let mut p = Problems::default();
     if settings.config.is_none() {
         p.note("no rules file specified (use --config FILE)");
     }
-    if settings.standalone && settings.lister_kubeconfig.is_some() {
+    if settings.standalone && discovery.lister_kubeconfig.is_some() {
         p.note("--standalone runs without a cluster; drop --lister-kubeconfig, or drop --standalone to use the cluster");
     }
     // Checked in every mode: a bad value is an error even where nothing uses it yet.
     let auth = crate::auth::AuthConfig {
         request_header: crate::auth::RequestHeaderConfig {
-            allowed_names: settings.requestheader_allowed_names.clone(),
-            username_headers: list(&settings.requestheader_username_headers, &["X-Remote-User"]),
-            group_headers: list(&settings.requestheader_group_headers, &["X-Remote-Group"]),
+            allowed_names: authn.requestheader_allowed_names.clone(),
+            username_headers: list(&authn.requestheader_username_headers, &["X-Remote-User"]),
+            group_headers: list(&authn.requestheader_group_headers, &["X-Remote-Group"]),
             extra_headers_prefixes: list(
-                &settings.requestheader_extra_headers_prefix,
+                &authn.requestheader_extra_headers_prefix,
                 &["X-Remote-Extra-"],
             ),
         },
         always_allow_paths: list(
-            &settings.authorization_always_allow_paths,
+            &authz.authorization_always_allow_paths,
             &["/healthz", "/readyz", "/livez"],
         ),
         token_ttl: p.take(duration(
-            &settings.authentication_token_webhook_cache_ttl,
+            &settings
+                .authentication
+                .authentication_token_webhook_cache_ttl,
             "10s",
             "--authentication-token-webhook-cache-ttl",
         )),
         allowed_ttl: p.take(duration(
-            &settings.authorization_webhook_cache_authorized_ttl,
+            &settings
+                .authorization
+                .authorization_webhook_cache_authorized_ttl,
             "10s",
             "--authorization-webhook-cache-authorized-ttl",
         )),
         denied_ttl: p.take(duration(
-            &settings.authorization_webhook_cache_unauthorized_ttl,
+            &settings
+                .authorization
+                .authorization_webhook_cache_unauthorized_ttl,
             "10s",
             "--authorization-webhook-cache-unauthorized-ttl",
         )),
         authentication_timeout: p.take(positive(
-            &settings.authentication_timeout,
+            &authn.authentication_timeout,
             "10s",
             "--authentication-timeout",
         )),
         authorization_timeout: p.take(positive(
-            &settings.authorization_timeout,
+            &authz.authorization_timeout,
             "10s",
             "--authorization-timeout",
         )),
         max_reviews_in_flight: p.take(at_least_one(
-            settings.max_reviews_in_flight,
+            authz.max_reviews_in_flight,
             256,
             "--max-reviews-in-flight",
         )),
         max_reviews_per_client: p.take(at_least_one(
-            settings.max_reviews_per_client,
+            authz.max_reviews_per_client,
             32,
             "--max-reviews-per-client",
         )),
     };
     let cluster_settings = ClusterSettings {
-        authentication_kubeconfig: settings.authentication_kubeconfig.clone(),
-        authorization_kubeconfig: settings.authorization_kubeconfig.clone(),
+        authentication_kubeconfig: authn.authentication_kubeconfig.clone(),
+        authorization_kubeconfig: authz.authorization_kubeconfig.clone(),
         auth,
-        kubeconfig: settings.lister_kubeconfig.clone(),
-        qps: settings.client_qps.unwrap_or(20.0),
-        burst: settings.client_burst.unwrap_or(40),
-        skip_lookup: settings.authentication_skip_lookup,
-        tolerate_lookup_failure: settings.authentication_tolerate_lookup_failure,
+        kubeconfig: discovery.lister_kubeconfig.clone(),
+        qps: discovery.client_qps.unwrap_or(20.0),
+        burst: discovery.client_burst.unwrap_or(40),
+        skip_lookup: authn.authentication_skip_lookup,
+        tolerate_lookup_failure: settings
+            .authentication
+            .authentication_tolerate_lookup_failure,
         auth_refresh_interval: p.take(positive(
-            &settings.authentication_config_refresh_interval,
+            &settings
+                .authentication
+                .authentication_config_refresh_interval,
             "1m",
             "--authentication-config-refresh-interval",
         )),
         client_cas: server::ClientCas {
-            requestheader: settings.requestheader_client_ca_file.clone(),
-            client: settings.client_ca_file.clone(),
+            requestheader: authn.requestheader_client_ca_file.clone(),
+            client: authn.client_ca_file.clone(),
         },
         discovery_interval: p.take(positive(
-            &settings.discovery_interval,
+            &discovery.discovery_interval,
             "10m",
             "--discovery-interval",
         )),
@@ -517,12 +535,12 @@ fn resolve(settings: &ServeArgs) -> anyhow::Result<ServeConfig> {
         p.note(format!("--standalone serves without authentication and only binds to loopback addresses; {ip} is not one"));
     }
     let relist_interval = p.take(positive(
-        &settings.metrics_relist_interval,
+        &discovery.metrics_relist_interval,
         "10m",
         "--metrics-relist-interval",
     ));
     let max_age = match p.take(duration(
-        &settings.metrics_max_age,
+        &discovery.metrics_max_age,
         "0",
         "--metrics-max-age",
     )) {
@@ -554,26 +572,23 @@ fn resolve(settings: &ServeArgs) -> anyhow::Result<ServeConfig> {
         )),
     };
     let policy = p.maybe(
-        server::TlsPolicy::from_flags(
-            settings.tls_min_version.as_deref(),
-            &settings.tls_cipher_suites,
-        )
-        .map_err(anyhow::Error::from),
+        server::TlsPolicy::from_flags(tls.tls_min_version.as_deref(), &tls.tls_cipher_suites)
+            .map_err(anyhow::Error::from),
     );
     let handshakes = server::HandshakeLimits {
         timeout: p.take(positive(
-            &settings.tls_handshake_timeout,
+            &tls.tls_handshake_timeout,
             "10s",
             "--tls-handshake-timeout",
         )),
         max_concurrent: p.take(at_least_one(
-            settings.max_concurrent_tls_handshakes,
+            tls.max_concurrent_tls_handshakes,
             8192,
             "--max-concurrent-tls-handshakes",
         )),
     };
     let tls_reload_interval = p.take(positive(
-        &settings.tls_reload_interval,
+        &tls.tls_reload_interval,
         "10s",
         "--tls-reload-interval",
     ));
@@ -603,17 +618,18 @@ fn resolve(settings: &ServeArgs) -> anyhow::Result<ServeConfig> {
         tls_reload_interval,
         tls: server::TlsSource {
             client_cas: server::ClientCas {
-                requestheader: settings.requestheader_client_ca_file.clone(),
-                client: settings.client_ca_file.clone(),
+                requestheader: authn.requestheader_client_ca_file.clone(),
+                client: authn.client_ca_file.clone(),
             },
             policy,
-            cert_file: settings.tls_cert_file.clone(),
-            key_file: settings.tls_private_key_file.clone(),
+            cert_file: tls.tls_cert_file.clone(),
+            key_file: tls.tls_private_key_file.clone(),
             cert_dir: settings
+                .tls
                 .cert_dir
                 .clone()
                 .unwrap_or_else(|| "apiserver.local.config/certificates".into()),
-            extra_sans: settings.tls_san.clone(),
+            extra_sans: tls.tls_san.clone(),
         },
     })
 }
@@ -625,10 +641,16 @@ mod tests {
     #[test]
     fn every_bad_setting_is_reported_at_once() {
         let settings = ServeArgs {
-            metrics_relist_interval: Some("soon".into()),
-            discovery_interval: Some("0s".into()),
+            discovery: crate::cli::serve::DiscoveryArgs {
+                metrics_relist_interval: Some("soon".into()),
+                discovery_interval: Some("0s".into()),
+                ..Default::default()
+            },
             bind_address: Some("not-an-ip".into()),
-            max_reviews_in_flight: Some(0),
+            authorization: crate::cli::serve::AuthorizationArgs {
+                max_reviews_in_flight: Some(0),
+                ..Default::default()
+            },
             prometheus: crate::cli::PrometheusArgs {
                 prometheus_verb: Some("PUT".into()),
                 ..Default::default()

@@ -42,26 +42,37 @@ pub fn load(
             .with_list_parse_key("requestheader_extra_headers_prefix")
             .source(Some(env_map)),
     );
-    builder = builder
-        .add_source(Config::try_from(flags).map_err(err)?)
-        .add_source(Config::try_from(&flags.prometheus).map_err(err)?);
+    // The flags given, group by group (each serializes only what was given).
+    for given in [
+        Config::try_from(flags),
+        Config::try_from(&flags.prometheus),
+        Config::try_from(&flags.discovery),
+        Config::try_from(&flags.tls),
+        Config::try_from(&flags.authentication),
+        Config::try_from(&flags.authorization),
+        Config::try_from(&flags.logging),
+    ] {
+        builder = builder.add_source(given.map_err(err)?);
+    }
     let layered = builder.build().map_err(err)?;
-    // The `--prometheus-*` group is read on its own rather than through `#[serde(flatten)]`,
-    // which would bypass the config crate's conversions (a number where a string is expected,
-    // `yes` for true) and lose the key in errors. A key is unknown when neither read uses it.
-    let mut unused_by_serve = std::collections::BTreeSet::new();
-    let mut settings: ServeArgs = serde_ignored::deserialize(layered.clone(), |path| {
-        unused_by_serve.insert(path.to_string());
-    })
-    .map_err(err)?;
-    let mut unused_by_prometheus = std::collections::BTreeSet::new();
-    settings.prometheus = serde_ignored::deserialize(layered, |path| {
-        unused_by_prometheus.insert(path.to_string());
-    })
-    .map_err(err)?;
-    let unknown: Vec<&String> = unused_by_serve
-        .intersection(&unused_by_prometheus)
-        .collect();
+    // Each group is read on its own rather than through `#[serde(flatten)]`, which would bypass
+    // the config crate's conversions (a number where a string is expected, `yes` for true) and
+    // lose the key in errors. A key is unknown when no group's read uses it.
+    let mut reads = Reads {
+        layered,
+        unused: Vec::new(),
+    };
+    let mut settings: ServeArgs = reads.group()?;
+    settings.prometheus = reads.group()?;
+    settings.discovery = reads.group()?;
+    settings.tls = reads.group()?;
+    settings.authentication = reads.group()?;
+    settings.authorization = reads.group()?;
+    settings.logging = reads.group()?;
+    let mut unknown = reads.unused.pop().unwrap_or_default();
+    for unused in &reads.unused {
+        unknown.retain(|key| unused.contains(key));
+    }
     if !unknown.is_empty() {
         let names: Vec<String> = unknown.iter().map(|k| format!("`{k}`")).collect();
         return Err(Error(format!(
@@ -70,6 +81,24 @@ pub fn load(
         )));
     }
     Ok(settings)
+}
+
+/// The layered settings, read one group at a time, with the keys each read left unused.
+struct Reads {
+    layered: config::Config,
+    unused: Vec<std::collections::BTreeSet<String>>,
+}
+
+impl Reads {
+    fn group<T: serde::de::DeserializeOwned>(&mut self) -> Result<T, Error> {
+        let mut unused = std::collections::BTreeSet::new();
+        let group = serde_ignored::deserialize(self.layered.clone(), |path| {
+            unused.insert(path.to_string());
+        })
+        .map_err(|e| Error(e.to_string()))?;
+        self.unused.push(unused);
+        Ok(group)
+    }
 }
 
 /// Whether an environment variable is one of those Kubernetes injects for a Service (here one
@@ -109,10 +138,18 @@ mod tests {
                 "X-Scope-OrgID=a,X-B=c".to_owned(),
             ),
             ("UNRELATED".to_owned(), "x".to_owned()),
+            (
+                "PROM_ADAPTER_TLS_RELOAD_INTERVAL".to_owned(),
+                "5s".to_owned(),
+            ),
         ];
         let flags = crate::cli::ServeArgs {
             secure_port: Some(9443),
             standalone: true,
+            tls: crate::cli::serve::TlsArgs {
+                tls_reload_interval: Some("3s".into()),
+                ..Default::default()
+            },
             ..Default::default()
         };
         let s = load(Some(&file), &env, &flags).unwrap();
@@ -122,12 +159,17 @@ mod tests {
             "file"
         );
         assert_eq!(
-            s.metrics_relist_interval.as_deref(),
+            s.discovery.metrics_relist_interval.as_deref(),
             Some("2m"),
             "environment over file"
         );
         assert_eq!(s.secure_port, Some(9443), "flag over environment");
-        assert_eq!(s.v, Some(2));
+        assert_eq!(
+            s.tls.tls_reload_interval.as_deref(),
+            Some("3s"),
+            "a group's flag over environment"
+        );
+        assert_eq!(s.logging.v, Some(2));
         assert!(s.standalone);
         assert_eq!(
             s.prometheus.prometheus_header,
@@ -135,7 +177,9 @@ mod tests {
         );
         // What no layer sets stays unset, for the default where it is read.
         assert_eq!(s.prometheus.prometheus_verb, None);
-        assert!(s.requestheader_username_headers.is_none() && s.cert_dir.is_none());
+        assert!(
+            s.authentication.requestheader_username_headers.is_none() && s.tls.cert_dir.is_none()
+        );
         // The settings file and environment reach settings that have no flag.
         let env = vec![(
             "PROM_ADAPTER_SERVICE_ACCOUNT_DIR".to_owned(),
@@ -211,7 +255,7 @@ mod tests {
         assert_eq!(s.prometheus.prometheus_timeout.as_deref(), Some("45s"));
         assert_eq!(s.secure_port, Some(8443), "a real setting ending in _PORT");
         assert_eq!(
-            s.authorization_always_allow_paths,
+            s.authorization.authorization_always_allow_paths,
             Some(Vec::new()),
             "an empty list given is kept"
         );

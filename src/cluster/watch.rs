@@ -13,7 +13,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 
 use super::Cluster;
 use crate::provider::BackendError;
-use crate::provider::resource::{NodeRef, PodRef, ResourceObjects};
+use crate::provider::resource_objects::{NodeRef, PodRef, ResourceObjects};
 
 /// Running pods and nodes from watches (metadata only), so that `metrics.k8s.io` requests never
 /// list from the API server, as metrics-server's informers do.

@@ -74,7 +74,7 @@ pub async fn resource_objects(
     backend: Arc<dyn MetricsBackend>,
     path: &ResourcePath,
 ) -> Result<Vec<String>, String> {
-    use crate::provider::resource::{PrometheusObjects, ResourceObjects};
+    use crate::provider::resource_objects::{PrometheusObjects, ResourceObjects};
     if let Some(name) = &path.name {
         return Ok(vec![name.clone()]);
     }
@@ -98,7 +98,8 @@ pub async fn resource_values(
     path: &ResourcePath,
     now: f64,
 ) -> Result<Vec<ObjectValue>, String> {
-    use crate::provider::resource::{PodMetrics, PrometheusObjects, ResourceMetrics};
+    use crate::provider::resource::{PodMetrics, ResourceMetrics};
+    use crate::provider::resource_objects::PrometheusObjects;
     let objects = Arc::new(PrometheusObjects::new(snapshot.clone(), backend.clone()));
     let metrics = ResourceMetrics::new(snapshot, backend, objects);
     let usage = |cpu: &str, memory: &str| format!("cpu={cpu} memory={memory}");

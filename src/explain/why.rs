@@ -219,22 +219,11 @@ pub fn judge(probe: &Probe, result: &QueryResult) -> Finding {
     // What the API serves: for custom metrics one value per object (the last sample naming it,
     // as the provider reads the result), for external metrics one item per sample.
     let values: Vec<(String, f64)> = match &probe.label {
-        Some(label) => {
-            let mut by_object: Vec<(String, f64)> = Vec::new();
-            for sample in &samples {
-                let Some(name) = sample.labels.get(label) else {
-                    continue;
-                };
-                if probe.object.as_ref().is_some_and(|o| o != name) {
-                    continue;
-                }
-                match by_object.iter_mut().find(|(n, _)| n == name) {
-                    Some(entry) => entry.1 = sample.value,
-                    None => by_object.push((name.clone(), sample.value)),
-                }
-            }
-            by_object
-        }
+        Some(label) => plan::values_by_object(&samples, label)
+            .into_iter()
+            .filter(|(name, _)| probe.object.as_deref().is_none_or(|o| o == *name))
+            .map(|(name, value)| (name.to_owned(), value))
+            .collect(),
         None => samples
             .iter()
             .map(|s| {

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::plan::QueryPlan;
+use super::plan::{QueryPlan, values_by_object};
 use super::{Error, MetricsBackend, ObjectLister, SharedSnapshot};
 use crate::model::{GroupResource, QuantityFormat, QueryResult, quantity_from_f64};
 use crate::promql::{LabelMatcher, LabelSelector, LabelSelectorJson, MatchOp};
@@ -164,12 +164,7 @@ impl CustomMetrics {
                 )));
             }
         };
-        let mut by_name: HashMap<&str, f64> = HashMap::with_capacity(samples.len());
-        for sample in &samples {
-            if let Some(name) = sample.labels.get(label) {
-                by_name.insert(name.as_str(), sample.value);
-            }
-        }
+        let by_name: HashMap<&str, f64> = values_by_object(&samples, label).into_iter().collect();
         let selector = request.metric_selector.to_json();
         let mut values = Vec::with_capacity(names.len());
         for name in &names {

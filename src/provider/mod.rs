@@ -6,6 +6,7 @@ pub mod external;
 pub mod plan;
 pub mod request;
 pub mod resource;
+pub mod resource_objects;
 
 use std::sync::Arc;
 

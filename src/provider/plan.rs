@@ -1,10 +1,12 @@
 //! Requests become PromQL here, and only here: the API's providers, `explain`, `explain --why` and `simulate` all plan through these (pure functions of the rules, the registry and the resource table).
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::Arc;
 
 use super::Error;
 use super::custom::CustomRequest;
-use crate::model::GroupResource;
+use crate::model::{GroupResource, Sample};
 use crate::promql::LabelSelector;
 use crate::registry::Registry;
 use crate::resources::{ResourceInfo, ResourceTable};
@@ -198,4 +200,56 @@ pub fn usage_query(
         query: build_resource_query(rule, table, resource, &request)?,
         label: rule.resources.label_for_resource(resource, table)?,
     })
+}
+
+/// Samples → per-object values: the value of each object that `label` names, in the order the
+/// objects first appear; the last sample naming an object wins, as prometheus-adapter reads a
+/// result.
+pub fn values_by_object<'s>(samples: &'s [Sample], label: &str) -> Vec<(&'s str, f64)> {
+    let mut positions: HashMap<&str, usize> = HashMap::with_capacity(samples.len());
+    let mut values: Vec<(&str, f64)> = Vec::with_capacity(samples.len());
+    for sample in samples {
+        let Some(name) = sample.labels.get(label) else {
+            continue;
+        };
+        match positions.entry(name) {
+            Entry::Occupied(seen) => values[*seen.get()].1 = sample.value,
+            Entry::Vacant(new) => {
+                new.insert(values.len());
+                values.push((name, sample.value));
+            }
+        }
+    }
+    values
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(labels: &[(&str, &str)], value: f64) -> Sample {
+        Sample {
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            value,
+            timestamp: 0.0,
+        }
+    }
+
+    #[test]
+    fn each_object_gets_its_last_sample_in_first_seen_order() {
+        let samples = [
+            sample(&[("pod", "b")], 1.0),
+            sample(&[("pod", "a")], 2.0),
+            sample(&[("instance", "x")], 9.0),
+            sample(&[("pod", "b")], 3.0),
+        ];
+        assert_eq!(
+            values_by_object(&samples, "pod"),
+            vec![("b", 3.0), ("a", 2.0)]
+        );
+        assert!(values_by_object(&samples, "service").is_empty());
+    }
 }

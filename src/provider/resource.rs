@@ -1,53 +1,21 @@
 //! Resource metrics (`metrics.k8s.io`): CPU and memory of running pods and nodes from `resourceRules`, assembled as metrics-server does.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::future::BoxFuture;
 use futures_util::{StreamExt, TryStreamExt};
 
 use super::plan::usage_query;
-use super::{BackendError, Error, MetricsBackend, SharedSnapshot};
+use super::resource_objects::{NodeRef, PodRef, ResourceObjects};
+use super::{Error, MetricsBackend, SharedSnapshot};
 use crate::model::{GroupResource, QuantityFormat, QueryResult, Sample, quantity_from_f64};
-use crate::promql::{LabelMatcher, LabelSelector, MatchOp};
+use crate::promql::LabelSelector;
 use crate::resources::ResourceTable;
 use crate::rules::ResourceRules;
 
 /// How many namespaces' queries run at once for an all-namespaces pod list.
 const NAMESPACE_CONCURRENCY: usize = 8;
-
-/// A running pod, as the object source knows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PodRef {
-    /// Namespace.
-    pub namespace: String,
-    /// Name.
-    pub name: String,
-    /// Labels, for label selectors and the answer's metadata.
-    pub labels: BTreeMap<String, String>,
-}
-
-/// A node, as the object source knows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NodeRef {
-    /// Name.
-    pub name: String,
-    /// Labels.
-    pub labels: BTreeMap<String, String>,
-}
-
-/// Where the running pods and the nodes come from: the cluster, or Prometheus' label values in
-/// `--standalone` mode.
-pub trait ResourceObjects: Send + Sync + 'static {
-    /// Running pods in `namespace` (every namespace when `None`).
-    fn running_pods<'a>(
-        &'a self,
-        namespace: Option<&'a str>,
-    ) -> BoxFuture<'a, Result<Vec<PodRef>, BackendError>>;
-    /// Every node.
-    fn nodes(&self) -> BoxFuture<'_, Result<Vec<NodeRef>, BackendError>>;
-}
 
 /// One container's usage.
 #[derive(Debug, Clone, PartialEq)]
@@ -452,116 +420,12 @@ pub fn assemble_nodes(
         .collect()
 }
 
-/// `count by (labels) ({labels!=""})`: the query `--standalone` finds pods (namespace and pod
-/// labels) and nodes with.
-pub fn combinations_query(labels: &[&str]) -> Result<String, crate::promql::Error> {
-    let matchers = labels
-        .iter()
-        .map(|l| LabelMatcher::new(l, MatchOp::NotEqual, ""))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(format!(
-        "count by ({}) ({})",
-        labels.join(","),
-        crate::promql::selector(&matchers)
-    ))
-}
-
-/// Without a cluster: the pods and nodes Prometheus has series for (labels as the rules map
-/// them), so `kubectl top` works against a Prometheus alone. Objects carry no labels.
-pub struct PrometheusObjects {
-    snapshot: SharedSnapshot,
-    backend: Arc<dyn MetricsBackend>,
-}
-
-impl PrometheusObjects {
-    /// Objects from `backend`, labelled as the snapshot's `resourceRules.cpu` maps them.
-    pub fn new(snapshot: SharedSnapshot, backend: Arc<dyn MetricsBackend>) -> Self {
-        Self { snapshot, backend }
-    }
-
-    fn label(&self, resource: &str) -> Result<String, BackendError> {
-        let snapshot = self.snapshot.load();
-        let rules =
-            snapshot.rules.resource.as_ref().ok_or_else(|| {
-                BackendError::Failed("the rules file has no resourceRules".into())
-            })?;
-        rules
-            .cpu
-            .resources
-            .label_for_resource(&GroupResource::new("", resource), &snapshot.table)
-            .map_err(|e| BackendError::Failed(e.to_string()))
-    }
-
-    /// Every combination of these labels' values at now.
-    async fn combinations(&self, labels: &[&str]) -> Result<Vec<Vec<String>>, BackendError> {
-        let promql = combinations_query(labels).map_err(|e| BackendError::Failed(e.to_string()))?;
-        let result = self.backend.query(&promql, super::unix_now()).await?;
-        let QueryResult::Vector(samples) = result else {
-            return Err(BackendError::Failed(format!(
-                "{promql} did not return a vector"
-            )));
-        };
-        Ok(samples
-            .into_iter()
-            .map(|s| {
-                labels
-                    .iter()
-                    .map(|l| s.labels.get(*l).cloned().unwrap_or_default())
-                    .collect()
-            })
-            .collect())
-    }
-}
-
-impl ResourceObjects for PrometheusObjects {
-    fn running_pods<'a>(
-        &'a self,
-        namespace: Option<&'a str>,
-    ) -> BoxFuture<'a, Result<Vec<PodRef>, BackendError>> {
-        Box::pin(async move {
-            let (ns_label, pod_label) = (self.label("namespaces")?, self.label("pods")?);
-            let mut pods: Vec<PodRef> = self
-                .combinations(&[&ns_label, &pod_label])
-                .await?
-                .into_iter()
-                .filter_map(|values| {
-                    let [namespace, name]: [String; 2] = values.try_into().ok()?;
-                    Some(PodRef {
-                        namespace,
-                        name,
-                        labels: BTreeMap::new(),
-                    })
-                })
-                .filter(|p| namespace.is_none_or(|ns| p.namespace == ns))
-                .collect();
-            pods.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
-            Ok(pods)
-        })
-    }
-
-    fn nodes(&self) -> BoxFuture<'_, Result<Vec<NodeRef>, BackendError>> {
-        Box::pin(async move {
-            let node_label = self.label("nodes")?;
-            let names: BTreeSet<String> = self
-                .combinations(&[&node_label])
-                .await?
-                .into_iter()
-                .filter_map(|mut values| values.pop())
-                .collect();
-            Ok(names
-                .into_iter()
-                .map(|name| NodeRef {
-                    name,
-                    labels: BTreeMap::new(),
-                })
-                .collect())
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use futures_util::future::BoxFuture;
+
     use super::*;
+    use crate::provider::BackendError;
     use crate::provider::Snapshot;
     use crate::provider::fake::FakeBackend;
 
