@@ -328,6 +328,31 @@ pub struct SyncResult {
     pub stabilization: Option<String>,
 }
 
+impl SyncResult {
+    /// A sync that ends before stabilization: the desired count is also the stabilized one,
+    /// and `ScalingLimited` is left as it was.
+    fn early(
+        desired: Option<i32>,
+        replicas: i32,
+        able_to_scale: &str,
+        scaling_active: &str,
+        error: Option<String>,
+    ) -> Self {
+        SyncResult {
+            desired,
+            stabilized: desired,
+            replicas,
+            conditions: Conditions {
+                able_to_scale: able_to_scale.into(),
+                scaling_active: scaling_active.into(),
+                scaling_limited: String::new(),
+            },
+            error,
+            stabilization: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Timestamped {
     value: i32,
@@ -361,13 +386,7 @@ impl Controller {
         let cutoff = now - window_seconds;
         self.recommendations
             .iter()
-            .filter(|r| {
-                if legacy {
-                    r.time >= cutoff
-                } else {
-                    r.time > cutoff
-                }
-            })
+            .filter(|r| r.time > cutoff || (legacy && r.time == cutoff))
             .map(|r| (r.time, r.value))
             .collect()
     }
@@ -390,36 +409,14 @@ impl Controller {
             });
         }
         if cur == 0 && min != 0 {
-            return SyncResult {
-                desired: None,
-                stabilized: None,
-                replicas: 0,
-                conditions: Conditions {
-                    able_to_scale: "SucceededGetScale".into(),
-                    scaling_active: "ScalingDisabled".into(),
-                    scaling_limited: String::new(),
-                },
-                error: None,
-                stabilization: None,
-            };
+            return SyncResult::early(None, 0, "SucceededGetScale", "ScalingDisabled", None);
         }
         if cur > rules.max_replicas || cur < min {
             // Outside the bounds the controller goes straight to them, without metrics, and sets
             // neither ScalingActive nor ScalingLimited.
             let replicas = cur.clamp(min, rules.max_replicas);
             self.store_event(rules, now, cur, replicas);
-            return SyncResult {
-                desired: Some(replicas),
-                stabilized: Some(replicas),
-                replicas,
-                conditions: Conditions {
-                    able_to_scale: "SucceededRescale".into(),
-                    scaling_active: String::new(),
-                    scaling_limited: String::new(),
-                },
-                error: None,
-                stabilization: None,
-            };
+            return SyncResult::early(Some(replicas), replicas, "SucceededRescale", "", None);
         }
         // computeReplicasForMetrics: the maximum wins; failures block scale-downs and total failure.
         let mut desired = 0;
@@ -442,18 +439,7 @@ impl Controller {
             && (failures.len() >= proposals.len() || desired < cur)
         {
             // ScalingActive takes the first failure's reason; the others are left as they were.
-            return SyncResult {
-                desired: None,
-                stabilized: None,
-                replicas: cur,
-                conditions: Conditions {
-                    able_to_scale: "SucceededGetScale".into(),
-                    scaling_active: (*condition).clone(),
-                    scaling_limited: String::new(),
-                },
-                error,
-                stabilization: None,
-            };
+            return SyncResult::early(None, cur, "SucceededGetScale", condition, error);
         }
         let (stabilized, able, replicas, limited) = match &rules.behavior {
             None => self.legacy(rules, now, cur, desired),
@@ -564,7 +550,9 @@ impl Controller {
             "ScaleDownStabilized"
         };
         let (replicas, limited) = if stabilized > cur {
-            let limit = self.scale_up_limit(now, cur, &behavior.scale_up).max(cur);
+            let limit = self
+                .policy_limit(now, cur, &behavior.scale_up, true)
+                .max(cur);
             let (maximum, reason) = if rules.max_replicas > limit {
                 (limit, "ScaleUpLimit")
             } else {
@@ -577,7 +565,7 @@ impl Controller {
             }
         } else if stabilized < cur {
             let limit = self
-                .scale_down_limit(now, cur, &behavior.scale_down)
+                .policy_limit(now, cur, &behavior.scale_down, false)
                 .min(cur);
             let (minimum, reason) = if rules.min_replicas < limit {
                 (limit, "ScaleDownLimit")
@@ -621,49 +609,31 @@ impl Controller {
             + Self::change_within(&self.scale_down_events, now, period)
     }
 
-    fn scale_up_limit(&self, now: i64, cur: i32, rules: &ScalingRules) -> i32 {
-        let pick: fn(i32, i32) -> i32 = match rules.select_policy {
+    /// The bound the policies put on a scale-up (`up`) or a scale-down, as the controller's
+    /// `calculateScaleUpLimitWithScalingRules` and `calculateScaleDownLimitWithBehaviors`.
+    fn policy_limit(&self, now: i64, cur: i32, rules: &ScalingRules, up: bool) -> i32 {
+        // `Max` picks the most permissive policy: the largest bound up, the smallest down.
+        let largest = match rules.select_policy {
             SelectPolicy::Disabled => return cur,
-            SelectPolicy::Min => i32::min,
-            SelectPolicy::Max => i32::max,
+            SelectPolicy::Max => up,
+            SelectPolicy::Min => !up,
         };
-        let mut result = if rules.select_policy == SelectPolicy::Min {
-            i32::MAX
-        } else {
-            i32::MIN
-        };
-        for policy in &rules.policies {
+        let bounds = rules.policies.iter().map(|policy| {
             let start = self.period_start(now, cur, policy.period_seconds);
-            let proposed = match policy.kind {
-                PolicyKind::Pods => start + policy.value,
-                PolicyKind::Percent => ceil_i32(start as f64 * (1.0 + policy.value as f64 / 100.0)),
-            };
-            result = pick(result, proposed);
-        }
-        result
-    }
-
-    fn scale_down_limit(&self, now: i64, cur: i32, rules: &ScalingRules) -> i32 {
-        let pick: fn(i32, i32) -> i32 = match rules.select_policy {
-            SelectPolicy::Disabled => return cur,
-            SelectPolicy::Min => i32::max,
-            SelectPolicy::Max => i32::min,
-        };
-        let mut result = if rules.select_policy == SelectPolicy::Min {
-            i32::MIN
-        } else {
-            i32::MAX
-        };
-        for policy in &rules.policies {
-            let start = self.period_start(now, cur, policy.period_seconds);
-            let proposed = match policy.kind {
-                PolicyKind::Pods => start - policy.value,
+            let fraction = policy.value as f64 / 100.0;
+            match (policy.kind, up) {
+                (PolicyKind::Pods, true) => start + policy.value,
+                (PolicyKind::Pods, false) => start - policy.value,
+                (PolicyKind::Percent, true) => ceil_i32(start as f64 * (1.0 + fraction)),
                 // int32(float64(start) * (1 - value/100)): truncation.
-                PolicyKind::Percent => (start as f64 * (1.0 - policy.value as f64 / 100.0)) as i32,
-            };
-            result = pick(result, proposed);
+                (PolicyKind::Percent, false) => (start as f64 * (1.0 - fraction)) as i32,
+            }
+        });
+        if largest {
+            bounds.max().unwrap_or(i32::MIN)
+        } else {
+            bounds.min().unwrap_or(i32::MAX)
         }
-        result
     }
 
     /// `storeScaleEvent`: only HPAs with `behavior` keep scale events.
