@@ -254,36 +254,21 @@ fn load_pair(
     key_path: &Path,
     provider: &rustls::crypto::CryptoProvider,
 ) -> Result<(Vec<u8>, rustls::sign::CertifiedKey), Error> {
-    let pem_error = |what: &'static str, path: &Path| {
-        let path = path.display().to_string();
-        move |e: rustls::pki_types::pem::Error| Error::Pem {
-            what,
-            path: path.clone(),
-            reason: e.to_string(),
-        }
+    let pem_error = |what: &'static str, path: &Path, reason: &dyn std::fmt::Display| Error::Pem {
+        what,
+        path: path.display().to_string(),
+        reason: reason.to_string(),
     };
-    let cert_pem = std::fs::read(cert_path).map_err(|e| Error::Pem {
-        what: "certificate",
-        path: cert_path.display().to_string(),
-        reason: e.to_string(),
-    })?;
-    let key_pem = std::fs::read(key_path).map_err(|e| Error::Pem {
-        what: "private key",
-        path: key_path.display().to_string(),
-        reason: e.to_string(),
-    })?;
+    let cert_pem = std::fs::read(cert_path).map_err(|e| pem_error("certificate", cert_path, &e))?;
+    let key_pem = std::fs::read(key_path).map_err(|e| pem_error("private key", key_path, &e))?;
     let chain = CertificateDer::pem_slice_iter(&cert_pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(pem_error("certificate", cert_path))?;
+        .map_err(|e| pem_error("certificate", cert_path, &e))?;
     if chain.is_empty() {
-        return Err(Error::Pem {
-            what: "certificate",
-            path: cert_path.display().to_string(),
-            reason: "no certificate found".into(),
-        });
+        return Err(pem_error("certificate", cert_path, &"no certificate found"));
     }
-    let key =
-        PrivateKeyDer::from_pem_slice(&key_pem).map_err(pem_error("private key", key_path))?;
+    let key = PrivateKeyDer::from_pem_slice(&key_pem)
+        .map_err(|e| pem_error("private key", key_path, &e))?;
     let certified = rustls::sign::CertifiedKey::from_der(chain, key, provider)?;
     let mut both = cert_pem;
     both.extend(key_pem);
