@@ -197,18 +197,9 @@ pub fn format_milli_quantity(milli: i64, format: QuantityFormat) -> String {
     let mut exponent = times as i32 - 3;
     // Canonical decimal form keeps the exponent a multiple of three by scaling the mantissa up;
     // i128 keeps that scaling from overflowing for values near the i64 limit.
-    let mut wide = i128::from(mantissa);
-    match exponent.rem_euclid(3) {
-        1 => {
-            wide *= 10;
-            exponent -= 1;
-        }
-        2 => {
-            wide *= 100;
-            exponent -= 2;
-        }
-        _ => {}
-    }
+    let pad = exponent.rem_euclid(3);
+    let wide = i128::from(mantissa) * 10i128.pow(pad as u32);
+    exponent -= pad;
     let suffix = match exponent {
         -3 => "m",
         0 => "",

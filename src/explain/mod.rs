@@ -267,10 +267,10 @@ pub fn parse_request_path(path: &str) -> Result<RequestPath, Error> {
     if let Some(rest) = strip_version(path, "/apis/external.metrics.k8s.io/") {
         let segments = decoded_segments(rest)?;
         let [keyword, namespace, metric] = segments.as_slice() else {
-            return Err(Error::Request("external metrics paths look like /apis/external.metrics.k8s.io/v1beta1/namespaces/NS/METRIC".into()));
+            return Err(Error::Request(EXTERNAL_PATH.into()));
         };
         if keyword != "namespaces" {
-            return Err(Error::Request("external metrics paths look like /apis/external.metrics.k8s.io/v1beta1/namespaces/NS/METRIC".into()));
+            return Err(Error::Request(EXTERNAL_PATH.into()));
         };
         return request::external(namespace.clone(), metric.clone(), &query)
             .map(RequestPath::External)
@@ -413,6 +413,9 @@ pub fn resource_queries(
         query(&resource_rules.memory)?
     ))
 }
+
+const EXTERNAL_PATH: &str =
+    "external metrics paths look like /apis/external.metrics.k8s.io/v1beta1/namespaces/NS/METRIC";
 
 /// A path's segments after the version, decoded as the API decodes them (`queue%3Adepth`).
 fn decoded_segments(rest: &str) -> Result<Vec<String>, Error> {

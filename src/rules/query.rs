@@ -208,28 +208,20 @@ pub fn build_resource_query(
     resource: &GroupResource,
     request: &QueryRequest<'_>,
 ) -> Result<String, Error> {
-    if request.namespace.is_some() {
-        let extra = [rule.container_label.clone()];
-        build_object_query(
-            &rule.container_query,
-            &rule.resources,
-            table,
-            "",
-            resource,
-            &extra,
-            request,
-        )
-    } else {
-        build_object_query(
-            &rule.node_query,
-            &rule.resources,
-            table,
-            "",
-            resource,
-            &[],
-            request,
-        )
-    }
+    let container = [rule.container_label.clone()];
+    let (template, extra): (_, &[String]) = match request.namespace {
+        Some(_) => (&rule.container_query, &container),
+        None => (&rule.node_query, &[]),
+    };
+    build_object_query(
+        template,
+        &rule.resources,
+        table,
+        "",
+        resource,
+        extra,
+        request,
+    )
 }
 
 fn build_object_query(

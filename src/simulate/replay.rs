@@ -439,24 +439,18 @@ pub fn explain_at(
     clock: impl Fn(i64) -> String,
 ) -> Option<String> {
     let step = simulation.steps.iter().rev().find(|s| s.time <= time)?;
+    let change = match step.replicas.cmp(&step.current) {
+        std::cmp::Ordering::Greater => "scaled up to",
+        std::cmp::Ordering::Less => "scaled down to",
+        std::cmp::Ordering::Equal => "kept",
+    };
     let mut text = format!(
-        "At {} (sync of {}) the HPA had {} replicas and kept {}.\n",
+        "At {} (sync of {}) the HPA had {} replicas and {change} {}.\n",
         clock(time),
         clock(step.time),
         step.current,
         step.replicas
     );
-    if step.replicas > step.current {
-        text = text.replace(
-            &format!("and kept {}", step.replicas),
-            &format!("and scaled up to {}", step.replicas),
-        );
-    } else if step.replicas < step.current {
-        text = text.replace(
-            &format!("and kept {}", step.replicas),
-            &format!("and scaled down to {}", step.replicas),
-        );
-    }
     for (metric, observed) in hpa.metrics.iter().zip(&step.metrics) {
         let target = match metric.target {
             Target::Value(m) => format!("value {}", m as f64 / 1000.0),
