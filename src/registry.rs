@@ -7,7 +7,7 @@ pub use crate::model::SeriesShape;
 use crate::model::{CustomMetricInfo, GroupResource};
 use crate::promql::Series;
 use crate::resources::ResourceTable;
-use crate::rules::RuleSet;
+use crate::rules::{DiscoveryRule, RuleSet};
 
 /// Which rule serves a metric, and from which series.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,46 +34,37 @@ impl Registry {
         table: &ResourceTable,
     ) -> Self {
         let mut registry = Registry::default();
-        for (index, rule) in rules.custom.iter().enumerate() {
-            for shape in shapes
+        let shapes_of = |rule: &DiscoveryRule| {
+            shapes
                 .get(&rule.series_query)
                 .map(|s| s.as_slice())
                 .unwrap_or_default()
-            {
+        };
+        let source = |rule, shape: &SeriesShape| MetricSource {
+            rule,
+            series: shape.name.clone(),
+        };
+        for (index, rule) in rules.custom.iter().enumerate() {
+            for shape in shapes_of(rule) {
                 let Some(metric) = rule.metric_name_for(&shape.name) else {
                     continue;
                 };
                 for label in &shape.labels {
                     if let Some(info) = rule.resources.resource_for_label(label, table) {
-                        registry.custom.insert(
-                            CustomMetricInfo {
-                                resource: info.group_resource(),
-                                namespaced: info.namespaced,
-                                metric: metric.clone(),
-                            },
-                            MetricSource {
-                                rule: index,
-                                series: shape.name.clone(),
-                            },
-                        );
+                        let key = CustomMetricInfo {
+                            resource: info.group_resource(),
+                            namespaced: info.namespaced,
+                            metric: metric.clone(),
+                        };
+                        registry.custom.insert(key, source(index, shape));
                     }
                 }
             }
         }
         for (index, rule) in rules.external.iter().enumerate() {
-            for shape in shapes
-                .get(&rule.series_query)
-                .map(|s| s.as_slice())
-                .unwrap_or_default()
-            {
+            for shape in shapes_of(rule) {
                 if let Some(metric) = rule.metric_name_for(&shape.name) {
-                    registry.external.insert(
-                        metric,
-                        MetricSource {
-                            rule: index,
-                            series: shape.name.clone(),
-                        },
-                    );
+                    registry.external.insert(metric, source(index, shape));
                 }
             }
         }
