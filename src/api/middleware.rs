@@ -71,43 +71,13 @@ pub(super) fn credentials(
     request: &ServiceRequest,
     names: &crate::auth::RequestHeaderConfig,
 ) -> Credentials {
-    let headers = request.headers();
-    let values = |name: &str| {
-        headers
-            .get_all(name)
-            .filter_map(|v| v.to_str().ok())
-            .map(str::to_owned)
-            .collect::<Vec<_>>()
-    };
-    let mut remote_extra: std::collections::BTreeMap<String, Vec<String>> =
-        std::collections::BTreeMap::new();
-    for (name, value) in headers.iter() {
-        let name = name.as_str();
-        for prefix in &names.extra_headers_prefixes {
-            if name.len() > prefix.len() && name[..prefix.len()].eq_ignore_ascii_case(prefix) {
-                let key = percent_decode_str(&name[prefix.len()..])
-                    .decode_utf8_lossy()
-                    .to_lowercase();
-                if let Ok(value) = value.to_str() {
-                    remote_extra.entry(key).or_default().push(value.to_owned());
-                }
-            }
-        }
-    }
+    let headers: Vec<(&str, &str)> = (request.headers().iter())
+        .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?)))
+        .collect();
     Credentials {
-        bearer: headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(crate::auth::bearer_token),
         source: request.peer_addr().map(|addr| addr.ip()),
         peer: request.conn_data::<PeerIdentity>().cloned(),
-        remote_user: names
-            .username_headers
-            .iter()
-            .flat_map(|h| values(h))
-            .find(|v| !v.is_empty()),
-        remote_groups: names.group_headers.iter().flat_map(|h| values(h)).collect(),
-        remote_extra,
+        ..Credentials::from_headers(&headers, names)
     }
 }
 

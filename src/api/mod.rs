@@ -26,7 +26,6 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header;
 use actix_web::middleware::Next;
 use actix_web::{HttpRequest, HttpResponse, web};
-use percent_encoding::percent_decode_str;
 
 pub use error::Error;
 use wire::{

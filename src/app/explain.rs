@@ -169,17 +169,19 @@ fn explain_live(
         };
         let backend: Arc<dyn MetricsBackend> =
             Arc::new(prometheus::InstrumentedClient::new(client, Arc::new(Metrics::new())));
+        // What the providers read, as `serve` would hold it after this relist.
+        let snapshot = Arc::new(arc_swap::ArcSwap::from_pointee(Snapshot {
+            registry: Arc::new(registry),
+            rules: Arc::new(rules),
+            table: Arc::new(table),
+        }));
+        let loaded = snapshot.load_full();
         if let Some(resource_path) = explain::parse_resource_path(path) {
             let resource_path = resource_path?;
             anyhow::ensure!(
                 !args.why,
                 "--why follows custom and external metrics through discovery; a metrics.k8s.io path has no discovery: without --why, explain prints its queries and the values they give"
             );
-            let snapshot = Arc::new(arc_swap::ArcSwap::from_pointee(Snapshot {
-                registry: Arc::new(registry),
-                rules: Arc::new(rules),
-                table: Arc::new(table),
-            }));
             // The queries first, over the objects serve would query: they are what to check
             // when a value is missing.
             let objects =
@@ -192,7 +194,6 @@ fn explain_live(
                     resource_path.resource
                 )
             } else {
-                let loaded = snapshot.load();
                 explain::resource_queries(&loaded.rules, &loaded.table, &resource_path, &objects)?
             };
             let values = live::resource_values(snapshot, backend, &resource_path, now).await;
@@ -216,7 +217,8 @@ fn explain_live(
             });
         }
         let request = explain::parse_request_path(path)?;
-        let finding = match why::walk(&rules, &registry, &series, &table, &request, &window) {
+        let (rules, table) = (&loaded.rules, &loaded.table);
+        let finding = match why::walk(rules, &loaded.registry, &series, table, &request, &window) {
             why::Walk::Lost(finding) => finding,
             why::Walk::Query(probe) if args.why => {
                 let result = backend
@@ -226,11 +228,6 @@ fn explain_live(
                 why::judge(&probe, &result)
             }
             why::Walk::Query(probe) => {
-                let snapshot = Arc::new(arc_swap::ArcSwap::from_pointee(Snapshot {
-                    registry: Arc::new(registry),
-                    rules: Arc::new(rules),
-                    table: Arc::new(table),
-                }));
                 let values = live::values(snapshot, backend, &request, max_age, now)
                     .await
                     .map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -5,6 +5,7 @@
 
 mod attributes;
 mod cache;
+mod credentials;
 mod limits;
 pub mod sources;
 
@@ -17,6 +18,7 @@ use futures_util::future::BoxFuture;
 
 pub use attributes::Attributes;
 use cache::{Cache, Flights, Joined};
+pub use credentials::{Credentials, bearer_token};
 use limits::{ClientKey, ReviewLimits};
 
 /// Who made a request.
@@ -78,23 +80,6 @@ pub enum PeerIdentity {
     },
 }
 
-/// The credentials of one request, gathered by the HTTP layer.
-#[derive(Debug, Clone, Default)]
-pub struct Credentials {
-    /// `Authorization: Bearer` token.
-    pub bearer: Option<String>,
-    /// The connection's verified client certificate.
-    pub peer: Option<PeerIdentity>,
-    /// Values of the username headers (`X-Remote-User`), in configured order.
-    pub remote_user: Option<String>,
-    /// Values of the group headers (`X-Remote-Group`), every occurrence.
-    pub remote_groups: Vec<String>,
-    /// Extra headers (`X-Remote-Extra-Key`), key lowercased and unescaped.
-    pub remote_extra: BTreeMap<String, Vec<String>>,
-    /// The client's address, for the bound on reviews per client.
-    pub source: Option<IpAddr>,
-}
-
 /// Request-header (front-proxy) authentication settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestHeaderConfig {
@@ -106,16 +91,6 @@ pub struct RequestHeaderConfig {
     pub group_headers: Vec<String>,
     /// Prefixes of headers holding extra attributes (`X-Remote-Extra-`).
     pub extra_headers_prefixes: Vec<String>,
-}
-
-/// The token of an `Authorization` header, parsed as kube-apiserver's bearer-token authenticator
-/// does: the scheme is case-insensitive, and the token is the second space-separated field (so
-/// two spaces after `Bearer` give an empty token, which authenticates nobody).
-pub fn bearer_token(header: &str) -> Option<String> {
-    let mut parts = header.trim().splitn(3, ' ');
-    let scheme = parts.next()?;
-    let token = parts.next()?;
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then(|| token.to_owned())
 }
 
 /// Adds `system:authenticated` to a user's groups unless it is there, as kube-apiserver does.
@@ -579,17 +554,6 @@ mod tests {
             }
             Err(verdict) => verdict,
         }
-    }
-
-    #[test]
-    fn bearer_tokens_are_parsed_as_kube_apiserver_parses_them() {
-        assert_eq!(bearer_token("Bearer abc").as_deref(), Some("abc"));
-        assert_eq!(bearer_token("bearer abc").as_deref(), Some("abc"));
-        assert_eq!(bearer_token("  BEARER abc  ").as_deref(), Some("abc"));
-        assert_eq!(bearer_token("Bearer abc trailing").as_deref(), Some("abc"));
-        assert_eq!(bearer_token("Bearer  abc"), None, "two spaces: empty token");
-        assert_eq!(bearer_token("Bearer"), None);
-        assert_eq!(bearer_token("Basic abc"), None);
     }
 
     #[tokio::test]

@@ -1,10 +1,17 @@
-//! `serve`'s settings, declared once in argument groups: each is a set of flags (clap) and of snake_case settings-file keys and `PROM_ADAPTER_*` variables (serde), layered by `settings::load`.
+//! `serve`'s settings: declared once in argument groups (each a set of flags, and of snake_case settings-file keys and `PROM_ADAPTER_*` variables, layered by `settings::load`), and resolved into typed config or every problem at once.
 
-use std::path::PathBuf;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
+use anyhow::{Context, bail};
 use clap::Args;
 
 use super::PrometheusArgs;
+use crate::model::parse_duration;
+use crate::prometheus;
+use crate::provider::discovery::DiscoveryConfig;
+use crate::server;
 
 /// `serve`'s settings, declared once: as flags, and (snake_case) as settings-file keys and
 /// `PROM_ADAPTER_*` variables. Unset flags fall through to the environment, the settings file,
@@ -253,4 +260,368 @@ pub struct LoggingArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_format: Option<String>,
+}
+
+/// Everything `serve` needs, validated.
+pub struct ServeConfig {
+    pub(crate) rules_path: std::path::PathBuf,
+    pub(crate) prometheus: prometheus::ClientConfig,
+    pub(crate) discovery: DiscoveryConfig,
+    pub(crate) addr: SocketAddr,
+    pub(crate) tls: server::TlsSource,
+    pub(crate) shutdown: server::Shutdown,
+    pub(crate) handshakes: server::HandshakeLimits,
+    pub(crate) tls_reload_interval: std::time::Duration,
+    /// `None` with `--standalone`.
+    pub(crate) cluster: Option<ClusterSettings>,
+}
+
+/// How to reach the cluster, and how to ask it about requests.
+pub struct ClusterSettings {
+    pub(crate) kubeconfig: Option<std::path::PathBuf>,
+    pub(crate) discovery_interval: Duration,
+    pub(crate) qps: f32,
+    pub(crate) burst: u32,
+    pub(crate) authentication_kubeconfig: Option<std::path::PathBuf>,
+    pub(crate) authorization_kubeconfig: Option<std::path::PathBuf>,
+    pub(crate) auth: crate::auth::AuthConfig,
+    /// Where client CAs come from when not from files.
+    pub(crate) skip_lookup: bool,
+    pub(crate) tolerate_lookup_failure: bool,
+    pub(crate) auth_refresh_interval: Duration,
+    pub(crate) client_cas: server::ClientCas,
+}
+
+/// The problems found while resolving settings: every one is reported, not just the first.
+#[derive(Default)]
+struct Problems(Vec<String>);
+
+impl Problems {
+    /// The value, or `T::default()` with the error noted (the result is discarded then).
+    fn take<T: Default>(&mut self, result: anyhow::Result<T>) -> T {
+        self.maybe(result).unwrap_or_default()
+    }
+
+    fn maybe<T>(&mut self, result: anyhow::Result<T>) -> Option<T> {
+        result.map_err(|e| self.0.push(format!("{e:#}"))).ok()
+    }
+
+    fn note(&mut self, problem: impl Into<String>) {
+        self.0.push(problem.into());
+    }
+}
+
+/// A duration setting, more than zero.
+fn positive(value: &Option<String>, default: &str, flag: &'static str) -> anyhow::Result<Duration> {
+    match parse_duration(value.as_deref().unwrap_or(default)).context(flag)? {
+        d if d.is_zero() => bail!("{flag} must be greater than zero"),
+        d => Ok(d),
+    }
+}
+
+/// A duration setting, zero allowed.
+fn duration(value: &Option<String>, default: &str, flag: &'static str) -> anyhow::Result<Duration> {
+    parse_duration(value.as_deref().unwrap_or(default)).context(flag)
+}
+
+/// A count setting, at least one.
+fn at_least_one(value: Option<u32>, default: u32, flag: &'static str) -> anyhow::Result<usize> {
+    match value.unwrap_or(default) {
+        0 => bail!("{flag} must be at least 1"),
+        n => Ok(n as usize),
+    }
+}
+
+/// A list setting, or its default when no layer gave one (an empty list given is kept).
+fn list(values: &Option<Vec<String>>, default: &[&str]) -> Vec<String> {
+    match values {
+        Some(values) => values.clone(),
+        None => default.iter().map(|v| v.to_string()).collect(),
+    }
+}
+
+/// Every setting of `serve`, layered (flags over environment over settings file), checked and
+/// typed, with the defaults of those no layer gave; or every problem at once.
+pub fn resolve(settings: &ServeArgs) -> anyhow::Result<ServeConfig> {
+    let ServeArgs {
+        discovery,
+        tls,
+        authentication: authn,
+        authorization: authz,
+        ..
+    } = settings;
+    let mut p = Problems::default();
+    if settings.config.is_none() {
+        p.note("no rules file specified (use --config FILE)");
+    }
+    if settings.standalone && discovery.lister_kubeconfig.is_some() {
+        p.note("--standalone runs without a cluster; drop --lister-kubeconfig, or drop --standalone to use the cluster");
+    }
+    // Checked in every mode: a bad value is an error even where nothing uses it yet.
+    let auth = crate::auth::AuthConfig {
+        request_header: crate::auth::RequestHeaderConfig {
+            allowed_names: authn.requestheader_allowed_names.clone(),
+            username_headers: list(&authn.requestheader_username_headers, &["X-Remote-User"]),
+            group_headers: list(&authn.requestheader_group_headers, &["X-Remote-Group"]),
+            extra_headers_prefixes: list(
+                &authn.requestheader_extra_headers_prefix,
+                &["X-Remote-Extra-"],
+            ),
+        },
+        always_allow_paths: list(
+            &authz.authorization_always_allow_paths,
+            &["/healthz", "/readyz", "/livez"],
+        ),
+        token_ttl: p.take(duration(
+            &settings
+                .authentication
+                .authentication_token_webhook_cache_ttl,
+            "10s",
+            "--authentication-token-webhook-cache-ttl",
+        )),
+        allowed_ttl: p.take(duration(
+            &settings
+                .authorization
+                .authorization_webhook_cache_authorized_ttl,
+            "10s",
+            "--authorization-webhook-cache-authorized-ttl",
+        )),
+        denied_ttl: p.take(duration(
+            &settings
+                .authorization
+                .authorization_webhook_cache_unauthorized_ttl,
+            "10s",
+            "--authorization-webhook-cache-unauthorized-ttl",
+        )),
+        authentication_timeout: p.take(positive(
+            &authn.authentication_timeout,
+            "10s",
+            "--authentication-timeout",
+        )),
+        authorization_timeout: p.take(positive(
+            &authz.authorization_timeout,
+            "10s",
+            "--authorization-timeout",
+        )),
+        max_reviews_in_flight: p.take(at_least_one(
+            authz.max_reviews_in_flight,
+            256,
+            "--max-reviews-in-flight",
+        )),
+        max_reviews_per_client: p.take(at_least_one(
+            authz.max_reviews_per_client,
+            32,
+            "--max-reviews-per-client",
+        )),
+    };
+    let cluster_settings = ClusterSettings {
+        authentication_kubeconfig: authn.authentication_kubeconfig.clone(),
+        authorization_kubeconfig: authz.authorization_kubeconfig.clone(),
+        auth,
+        kubeconfig: discovery.lister_kubeconfig.clone(),
+        qps: discovery.client_qps.unwrap_or(20.0),
+        burst: discovery.client_burst.unwrap_or(40),
+        skip_lookup: authn.authentication_skip_lookup,
+        tolerate_lookup_failure: settings
+            .authentication
+            .authentication_tolerate_lookup_failure,
+        auth_refresh_interval: p.take(positive(
+            &settings
+                .authentication
+                .authentication_config_refresh_interval,
+            "1m",
+            "--authentication-config-refresh-interval",
+        )),
+        client_cas: server::ClientCas {
+            requestheader: authn.requestheader_client_ca_file.clone(),
+            client: authn.client_ca_file.clone(),
+        },
+        discovery_interval: p.take(positive(
+            &discovery.discovery_interval,
+            "10m",
+            "--discovery-interval",
+        )),
+    };
+    // With a cluster every request is authenticated and authorized; --standalone authenticates
+    // nothing, so it stays on loopback.
+    let default_bind = if settings.standalone {
+        "127.0.0.1"
+    } else {
+        "0.0.0.0"
+    };
+    let bind = settings.bind_address.as_deref().unwrap_or(default_bind);
+    let ip: Option<IpAddr> = p.maybe(
+        bind.parse()
+            .with_context(|| format!("--bind-address {bind:?} is not an IP address")),
+    );
+    if let Some(ip) = ip
+        && settings.standalone
+        && !ip.is_loopback()
+    {
+        p.note(format!("--standalone serves without authentication and only binds to loopback addresses; {ip} is not one"));
+    }
+    let relist_interval = p.take(positive(
+        &discovery.metrics_relist_interval,
+        "10m",
+        "--metrics-relist-interval",
+    ));
+    let max_age = match p.take(duration(
+        &discovery.metrics_max_age,
+        "0",
+        "--metrics-max-age",
+    )) {
+        d if d.is_zero() => relist_interval,
+        d if d < relist_interval => {
+            p.note(format!("--metrics-max-age ({d:?}) must not be less than --metrics-relist-interval ({relist_interval:?})"));
+            d
+        }
+        d => d,
+    };
+    let prometheus = p.maybe(
+        settings.prometheus.client_config(
+            settings
+                .prometheus_url
+                .as_deref()
+                .unwrap_or("https://localhost"),
+            settings
+                .service_account_dir
+                .as_deref()
+                .unwrap_or(Path::new(prometheus::transport::SERVICE_ACCOUNT_DIR)),
+        ),
+    );
+    let shutdown = server::Shutdown {
+        delay: p.take(duration(&settings.shutdown_delay, "2s", "--shutdown-delay")),
+        drain: p.take(duration(
+            &settings.shutdown_timeout,
+            "10s",
+            "--shutdown-timeout",
+        )),
+    };
+    let policy = p.maybe(
+        server::TlsPolicy::from_flags(tls.tls_min_version.as_deref(), &tls.tls_cipher_suites)
+            .map_err(anyhow::Error::from),
+    );
+    let handshakes = server::HandshakeLimits {
+        timeout: p.take(positive(
+            &tls.tls_handshake_timeout,
+            "10s",
+            "--tls-handshake-timeout",
+        )),
+        max_concurrent: p.take(at_least_one(
+            tls.max_concurrent_tls_handshakes,
+            8192,
+            "--max-concurrent-tls-handshakes",
+        )),
+    };
+    let tls_reload_interval = p.take(positive(
+        &tls.tls_reload_interval,
+        "10s",
+        "--tls-reload-interval",
+    ));
+    let (Some(rules_path), Some(ip), Some(prometheus), Some((policy, tls_warnings)), []) = (
+        settings.config.clone(),
+        ip,
+        prometheus,
+        policy,
+        p.0.as_slice(),
+    ) else {
+        bail!("{}", p.0.join("\n"));
+    };
+    for warning in tls_warnings {
+        tracing::warn!("{warning}");
+    }
+    Ok(ServeConfig {
+        rules_path,
+        prometheus,
+        discovery: DiscoveryConfig {
+            relist_interval,
+            max_age,
+        },
+        addr: SocketAddr::new(ip, settings.secure_port.unwrap_or(6443)),
+        shutdown,
+        handshakes,
+        cluster: (!settings.standalone).then_some(cluster_settings),
+        tls_reload_interval,
+        tls: server::TlsSource {
+            client_cas: server::ClientCas {
+                requestheader: authn.requestheader_client_ca_file.clone(),
+                client: authn.client_ca_file.clone(),
+            },
+            policy,
+            cert_file: tls.tls_cert_file.clone(),
+            key_file: tls.tls_private_key_file.clone(),
+            cert_dir: settings
+                .tls
+                .cert_dir
+                .clone()
+                .unwrap_or_else(|| "apiserver.local.config/certificates".into()),
+            extra_sans: tls.tls_san.clone(),
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_bad_setting_is_reported_at_once() {
+        let settings = ServeArgs {
+            discovery: crate::cli::serve::DiscoveryArgs {
+                metrics_relist_interval: Some("soon".into()),
+                discovery_interval: Some("0s".into()),
+                ..Default::default()
+            },
+            bind_address: Some("not-an-ip".into()),
+            authorization: crate::cli::serve::AuthorizationArgs {
+                max_reviews_in_flight: Some(0),
+                ..Default::default()
+            },
+            prometheus: crate::cli::PrometheusArgs {
+                prometheus_verb: Some("PUT".into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let error = resolve(&settings).err().unwrap().to_string();
+        for problem in [
+            "no rules file specified",
+            "--metrics-relist-interval",
+            "--discovery-interval must be greater than zero",
+            "--bind-address \"not-an-ip\" is not an IP address",
+            "--max-reviews-in-flight must be at least 1",
+            "unsupported Prometheus HTTP verb \"PUT\"",
+        ] {
+            assert!(error.contains(problem), "{problem}: {error}");
+        }
+        assert_eq!(error.lines().count(), 6, "{error}");
+    }
+
+    #[test]
+    fn defaults_fill_what_no_layer_gave() {
+        let settings = ServeArgs {
+            config: Some("rules.yaml".into()),
+            standalone: true,
+            ..Default::default()
+        };
+        let config = resolve(&settings).unwrap();
+        assert_eq!(config.addr, "127.0.0.1:6443".parse().unwrap());
+        assert_eq!(config.discovery.relist_interval, Duration::from_secs(600));
+        assert_eq!(config.discovery.max_age, Duration::from_secs(600));
+        assert_eq!(config.prometheus.url, "https://localhost");
+        assert_eq!(config.prometheus.timeout, Duration::from_secs(30));
+        assert!(config.cluster.is_none());
+        let config = resolve(&ServeArgs {
+            standalone: false,
+            ..settings
+        })
+        .unwrap();
+        let cluster = config.cluster.unwrap();
+        assert_eq!(
+            cluster.auth.request_header.username_headers,
+            ["X-Remote-User"]
+        );
+        assert_eq!(cluster.qps, 20.0);
+        assert_eq!(config.addr, "0.0.0.0:6443".parse().unwrap());
+    }
 }

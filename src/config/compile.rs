@@ -99,14 +99,9 @@ impl Collector {
         let Err(why) = crate::rules::refuse_old_delimiters(&query.value) else {
             return false;
         };
-        self.load_warnings.push(Diagnostic {
-            line: query.referenced.line(),
-            column: query.referenced.column(),
-            path: path.to_owned(),
-            message: format!(
+        self.warn(query, path, format!(
                 "{why}; prometheus-adapter sent it as written and Prometheus refused every request, so {what} skipped"
-            ),
-        });
+            ));
         true
     }
 
@@ -216,18 +211,11 @@ fn compile_discovery_rule(
         .is_none_or(|q| q.value.trim().is_empty());
     if missing_query {
         // prometheus-adapter loads such a rule and fails every request for its metrics.
-        let at = raw
-            .metrics_query
-            .as_ref()
-            .map_or((rule.referenced.line(), rule.referenced.column()), |q| {
-                (q.referenced.line(), q.referenced.column())
-            });
-        c.load_warnings.push(Diagnostic {
-            line: at.0,
-            column: at.1,
-            path: query_path,
-            message: "is missing or empty, so no request for this rule's metrics could be answered (prometheus-adapter loaded it and failed each one); the rule is skipped. Add a query such as `sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)`".into(),
-        });
+        const MISSING: &str = "is missing or empty, so no request for this rule's metrics could be answered (prometheus-adapter loaded it and failed each one); the rule is skipped. Add a query such as `sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)`";
+        match &raw.metrics_query {
+            Some(query) => c.warn(query, &query_path, MISSING),
+            None => c.warn(rule, &query_path, MISSING),
+        }
         return None;
     }
     if c.skipped_for_old_delimiters(raw.metrics_query.as_ref(), &query_path, "the rule is") {
@@ -297,13 +285,14 @@ fn compile_name(
         (None, 0) => "$0".to_owned(),
         (None, 1) => "$1".to_owned(),
         (None, n) => {
-            let at = matches.map(|m| (m.referenced.line(), m.referenced.column()));
-            c.errors.push(Diagnostic {
-                line: at.map_or(rule.referenced.line(), |a| a.0),
-                column: at.map_or(rule.referenced.column(), |a| a.1),
-                path: format!("{path}.as"),
-                message: format!("is required because `matches` has {n} capture groups (expected e.g. `as: \"${{1}}_${{2}}\"`)"),
-            });
+            let message = format!(
+                "is required because `matches` has {n} capture groups (expected e.g. `as: \"${{1}}_${{2}}\"`)"
+            );
+            let path = format!("{path}.as");
+            match matches {
+                Some(matches) => c.at(matches, &path, message),
+                None => c.at(rule, &path, message),
+            }
             return None;
         }
     };

@@ -166,14 +166,7 @@ externalRules:
     }
 
     fn sample(labels: &[(&str, &str)], value: f64) -> Sample {
-        Sample {
-            labels: labels
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect::<HashMap<_, _>>(),
-            value,
-            timestamp: 1_700_000_000.5,
-        }
+        crate::provider::fake::sample(labels, value, 1_700_000_000.5)
     }
 
     #[test]

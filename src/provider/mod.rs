@@ -147,6 +147,18 @@ pub(crate) mod fake {
     use crate::model::QueryResult;
     use crate::registry::SeriesShape;
 
+    /// A sample with these labels.
+    pub fn sample(labels: &[(&str, &str)], value: f64, timestamp: f64) -> crate::model::Sample {
+        crate::model::Sample {
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            value,
+            timestamp,
+        }
+    }
+
     /// A shared snapshot of `rules` (YAML) with the built-in resource table and a registry built
     /// from these series shapes, keyed by `seriesQuery`.
     pub fn snapshot(

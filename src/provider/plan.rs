@@ -226,25 +226,15 @@ pub fn values_by_object<'s>(samples: &'s [Sample], label: &str) -> Vec<(&'s str,
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn sample(labels: &[(&str, &str)], value: f64) -> Sample {
-        Sample {
-            labels: labels
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            value,
-            timestamp: 0.0,
-        }
-    }
+    use crate::provider::fake::sample;
 
     #[test]
     fn each_object_gets_its_last_sample_in_first_seen_order() {
         let samples = [
-            sample(&[("pod", "b")], 1.0),
-            sample(&[("pod", "a")], 2.0),
-            sample(&[("instance", "x")], 9.0),
-            sample(&[("pod", "b")], 3.0),
+            sample(&[("pod", "b")], 1.0, 0.0),
+            sample(&[("pod", "a")], 2.0, 0.0),
+            sample(&[("instance", "x")], 9.0, 0.0),
+            sample(&[("pod", "b")], 3.0, 0.0),
         ];
         assert_eq!(
             values_by_object(&samples, "pod"),

@@ -430,14 +430,7 @@ mod tests {
     use crate::provider::fake::FakeBackend;
 
     fn sample(labels: &[(&str, &str)], value: f64, millis: u64) -> Sample {
-        Sample {
-            labels: labels
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            value,
-            timestamp: millis as f64 / 1000.0,
-        }
+        crate::provider::fake::sample(labels, value, millis as f64 / 1000.0)
     }
 
     fn pod(namespace: &str, name: &str) -> PodRef {
