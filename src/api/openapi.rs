@@ -305,38 +305,47 @@ fn paths(version: &str, list_schema: Value, resources_schema: Value, v3: bool) -
     })
 }
 
+/// One group-version's own schemas and its paths, with `$ref`s made by `reference`.
+fn group_version(
+    group: &str,
+    version: &str,
+    reference: &dyn Fn(&str) -> String,
+    v3: bool,
+) -> (Vec<(String, Value)>, Value) {
+    let resources = json!({"$ref": reference(&format!("{META}.APIResourceList"))});
+    match group {
+        EXTERNAL_GROUP => {
+            let list =
+                json!({"$ref": reference(&format!("{EXTERNAL_PREFIX}.ExternalMetricValueList"))});
+            (
+                external_schemas(reference),
+                external_paths(list, resources, v3),
+            )
+        }
+        RESOURCE_GROUP => (
+            resource_schemas(reference),
+            resource_paths(reference, resources, v3),
+        ),
+        _ => {
+            let list = json!({"$ref": reference(&format!("{}.MetricValueList", definition_prefix(version)))});
+            (
+                metric_schemas(version, reference),
+                paths(version, list, resources, v3),
+            )
+        }
+    }
+}
+
 /// The OpenAPI v2 (Swagger 2.0) document for every served group-version.
 pub fn v2() -> Value {
     let reference = |name: &str| format!("#/definitions/{name}");
-    let mut definitions = serde_json::Map::new();
+    let mut definitions: serde_json::Map<String, Value> = shared_schemas().into_iter().collect();
     let mut all_paths = serde_json::Map::new();
-    for (name, schema) in shared_schemas() {
-        definitions.insert(name, schema);
-    }
-    for (name, schema) in external_schemas(&reference) {
-        definitions.insert(name, schema);
-    }
-    let list = json!({"$ref": reference(&format!("{EXTERNAL_PREFIX}.ExternalMetricValueList"))});
-    let resources = json!({"$ref": reference(&format!("{META}.APIResourceList"))});
-    if let Value::Object(p) = external_paths(list, resources, false) {
-        all_paths.extend(p);
-    }
-    for (name, schema) in resource_schemas(&reference) {
-        definitions.insert(name, schema);
-    }
-    let resources = json!({"$ref": reference(&format!("{META}.APIResourceList"))});
-    if let Value::Object(p) = resource_paths(&reference, resources, false) {
-        all_paths.extend(p);
-    }
-    for (_, version) in SERVED.iter().filter(|(g, _)| *g == CUSTOM_GROUP) {
-        for (name, schema) in metric_schemas(version, &reference) {
-            definitions.insert(name, schema);
-        }
-        let list =
-            json!({"$ref": reference(&format!("{}.MetricValueList", definition_prefix(version)))});
-        let resources = json!({"$ref": reference(&format!("{META}.APIResourceList"))});
-        if let Value::Object(p) = paths(version, list, resources, false) {
-            all_paths.extend(p);
+    for (group, version) in SERVED {
+        let (schemas, paths) = group_version(group, version, &reference, false);
+        definitions.extend(schemas);
+        if let Value::Object(paths) = paths {
+            all_paths.extend(paths);
         }
     }
     json!({
@@ -351,28 +360,9 @@ pub fn v2() -> Value {
 pub fn v3(group: &str, version: &str) -> Option<Value> {
     SERVED.iter().find(|(g, v)| *g == group && *v == version)?;
     let reference = |name: &str| format!("#/components/schemas/{name}");
-    let own_schemas = match group {
-        EXTERNAL_GROUP => external_schemas(&reference),
-        RESOURCE_GROUP => resource_schemas(&reference),
-        _ => metric_schemas(version, &reference),
-    };
-    let mut schemas = serde_json::Map::new();
-    for (name, schema) in shared_schemas().into_iter().chain(own_schemas) {
-        schemas.insert(name, schema);
-    }
-    let resources = json!({"$ref": reference(&format!("{META}.APIResourceList"))});
-    let paths = match group {
-        EXTERNAL_GROUP => {
-            let list =
-                json!({"$ref": reference(&format!("{EXTERNAL_PREFIX}.ExternalMetricValueList"))});
-            external_paths(list, resources, true)
-        }
-        RESOURCE_GROUP => resource_paths(&reference, resources, true),
-        _ => {
-            let list = json!({"$ref": reference(&format!("{}.MetricValueList", definition_prefix(version)))});
-            paths(version, list, resources, true)
-        }
-    };
+    let (own_schemas, paths) = group_version(group, version, &reference, true);
+    let schemas: serde_json::Map<String, Value> =
+        shared_schemas().into_iter().chain(own_schemas).collect();
     Some(json!({
         "openapi": "3.0.0",
         "info": {"title": "prom-adapter", "version": env!("CARGO_PKG_VERSION")},
