@@ -85,51 +85,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             "/openapi/v3/apis/{group}/{version}",
             web::get().to(openapi_v3),
         )
-        .route("/apis", web::get().to(group_list))
-        .route("/apis/", web::get().to(group_list))
-        .route("/apis/custom.metrics.k8s.io", web::get().to(custom_group))
-        .route("/apis/custom.metrics.k8s.io/", web::get().to(custom_group))
-        .route(
-            "/apis/custom.metrics.k8s.io/{version}",
-            web::get().to(custom_resources),
-        )
-        .route(
-            "/apis/custom.metrics.k8s.io/{version}/",
-            web::get().to(custom_resources),
-        )
         .route(
             "/apis/custom.metrics.k8s.io/{version}/{tail:.+}",
             web::get().to(custom_metric),
         )
         .route(
-            "/apis/external.metrics.k8s.io",
-            web::get().to(external_group),
-        )
-        .route(
-            "/apis/external.metrics.k8s.io/",
-            web::get().to(external_group),
-        )
-        .route(
-            "/apis/external.metrics.k8s.io/{version}",
-            web::get().to(external_resources),
-        )
-        .route(
-            "/apis/external.metrics.k8s.io/{version}/",
-            web::get().to(external_resources),
-        )
-        .route(
             "/apis/external.metrics.k8s.io/{version}/namespaces/{namespace}/{metric}",
             web::get().to(external_metric),
-        )
-        .route("/apis/metrics.k8s.io", web::get().to(resource_group))
-        .route("/apis/metrics.k8s.io/", web::get().to(resource_group))
-        .route(
-            "/apis/metrics.k8s.io/v1beta1",
-            web::get().to(resource_resources),
-        )
-        .route(
-            "/apis/metrics.k8s.io/v1beta1/",
-            web::get().to(resource_resources),
         )
         .route(
             "/apis/metrics.k8s.io/v1beta1/nodes",
@@ -149,6 +111,34 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::get().to(pod_one),
         )
         .default_service(web::to(not_found));
+    // Group and resource-list paths answer with and without a trailing slash, as
+    // kube-apiserver's do.
+    with_and_without_slash(cfg, "/apis", group_list);
+    with_and_without_slash(cfg, "/apis/custom.metrics.k8s.io", custom_group);
+    with_and_without_slash(
+        cfg,
+        "/apis/custom.metrics.k8s.io/{version}",
+        custom_resources,
+    );
+    with_and_without_slash(cfg, "/apis/external.metrics.k8s.io", external_group);
+    with_and_without_slash(
+        cfg,
+        "/apis/external.metrics.k8s.io/{version}",
+        external_resources,
+    );
+    with_and_without_slash(cfg, "/apis/metrics.k8s.io", resource_group);
+    with_and_without_slash(cfg, "/apis/metrics.k8s.io/v1beta1", resource_resources);
+}
+
+/// Routes GET `path` and `path/` to `handler`.
+fn with_and_without_slash<F, Args>(cfg: &mut web::ServiceConfig, path: &str, handler: F)
+where
+    F: actix_web::Handler<Args> + Clone,
+    Args: actix_web::FromRequest + 'static,
+    F::Output: actix_web::Responder + 'static,
+{
+    cfg.route(path, web::get().to(handler.clone()))
+        .route(&format!("{path}/"), web::get().to(handler));
 }
 
 async fn not_found(request: HttpRequest) -> Result<HttpResponse, Error> {
