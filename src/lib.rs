@@ -12,9 +12,11 @@
 //! The providers, IO only through ports (`provider::MetricsBackend`, `provider::ObjectLister`,
 //! `provider::resource_objects::ResourceObjects`):
 //! - `provider::request`: the one parser of metrics API request paths.
-//! - `provider::plan`: the one planner (requests become PromQL only here).
-//! - `provider::{custom, external, resource}`: the metric values; `provider::discovery`: the
-//!   relist loop.
+//! - `provider::plan`: the one planner (custom, external and resource requests become PromQL
+//!   only here, and samples become per-object values).
+//! - `provider::{custom, external, resource}`: the metric values; `provider::resource_objects`:
+//!   the running pods and nodes (port and `--standalone` source); `provider::discovery`: the
+//!   relist loop; one `provider::Error` for every request.
 //!
 //! The edges:
 //! - `prometheus`: the client, the streaming series decoder, the instrumented backend
@@ -23,7 +25,8 @@
 //!   `watch` (pods and nodes), `review` (TokenReview, SubjectAccessReview, authentication
 //!   ConfigMap).
 //! - `auth`: the gate (authentication, authorization, caches, per-client limits), request
-//!   attributes, and `auth::sources` (the ConfigMap merge, pure).
+//!   attributes, `auth::credentials` (a request's token and front-proxy headers, pure), and
+//!   `auth::sources` (the ConfigMap merge, pure).
 //! - `server`: bind, signals, shutdown; `server::tls` (serving certificate, versions, suites);
 //!   `server::client_ca` (client certificates, verified at the TLS layer, so beside TLS).
 //! - `api`: the route table in `api/mod.rs`, `middleware`, one file per group (`custom`,
@@ -33,8 +36,10 @@
 //!   `/metrics`.
 //!
 //! The commands: `cli` (flags; `cli::prometheus`, the `--prometheus-*` flags declared once;
-//! `cli::settings`, the layering), `app::{serve, explain, simulate}` (one composition root each),
-//! and the `explain` and `simulate` engines.
+//! `cli::serve`, serve's argument groups and `resolve()` into typed config; `cli::settings`, the
+//! layering; `cli::legacy`, prometheus-adapter's and klog's arguments),
+//! `app::{serve, explain, simulate}` (one composition root each), and the `explain` and
+//! `simulate` engines.
 
 pub mod api;
 pub mod app;
