@@ -26,6 +26,9 @@ pub struct Metrics {
     reload_successful: IntGauge,
     reload_success_time: Gauge,
     reloads: IntCounterVec,
+    query_sharing: IntCounterVec,
+    queued_calls: IntGauge,
+    rejected_calls: IntCounter,
 }
 
 impl Metrics {
@@ -120,6 +123,24 @@ impl Metrics {
             &["trigger", "result"],
         )
         .expect("valid metric");
+        let query_sharing = IntCounterVec::new(
+            Opts::new(
+                "prom_adapter_query_cache_total",
+                "Instant queries by how they were answered: hit (a kept answer), merged (joined the same query in flight), miss (sent to Prometheus).",
+            ),
+            &["result"],
+        )
+        .expect("valid metric");
+        let queued_calls = IntGauge::new(
+            "prom_adapter_prometheus_queued_calls",
+            "Prometheus calls waiting for a slot (--prometheus-max-concurrent-queries).",
+        )
+        .expect("valid metric");
+        let rejected_calls = IntCounter::new(
+            "prom_adapter_prometheus_rejected_calls_total",
+            "Prometheus calls refused (answered 503): the queue was full, or no slot came free in time.",
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_duration.clone()),
@@ -135,6 +156,9 @@ impl Metrics {
             Box::new(reload_successful.clone()),
             Box::new(reload_success_time.clone()),
             Box::new(reloads.clone()),
+            Box::new(query_sharing.clone()),
+            Box::new(queued_calls.clone()),
+            Box::new(rejected_calls.clone()),
         ] {
             registry
                 .register(collector)
@@ -156,7 +180,25 @@ impl Metrics {
             reload_successful,
             reload_success_time,
             reloads,
+            query_sharing,
+            queued_calls,
+            rejected_calls,
         }
+    }
+
+    /// Records how one instant query was answered: `hit`, `merged` or `miss`.
+    pub fn record_query_sharing(&self, result: &str) {
+        self.query_sharing.with_label_values(&[result]).inc();
+    }
+
+    /// Sets the number of Prometheus calls waiting for a slot.
+    pub fn set_queued(&self, queued: usize) {
+        self.queued_calls.set(queued as i64);
+    }
+
+    /// Records one Prometheus call refused for want of a slot.
+    pub fn record_queue_rejection(&self) {
+        self.rejected_calls.inc();
     }
 
     /// Records one rules-file reload: `trigger` is `file` or `signal`.

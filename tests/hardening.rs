@@ -425,7 +425,13 @@ fn a_huge_backend_answer_is_refused_and_memory_comes_back() {
         dir.path(),
         &demo_rules(),
         &proxy.url(),
-        &["--prometheus-timeout=60s"],
+        // Every request its own Prometheus call (no kept answers, no shared evaluation times),
+        // so that eight huge answers arrive at once.
+        &[
+            "--prometheus-timeout=60s",
+            "--query-cache-ttl=0",
+            "--query-time-step=0",
+        ],
     );
     let rss = |field: &str| {
         let status = std::fs::read_to_string(format!("/proc/{}/status", adapter.pid())).unwrap();

@@ -15,6 +15,7 @@ use crate::prometheus;
 use crate::provider::custom::CustomMetrics;
 use crate::provider::discovery::{Discovery, Health};
 use crate::provider::external::ExternalMetrics;
+use crate::provider::query_cache::SharedQueries;
 use crate::provider::resource::ResourceMetrics;
 use crate::provider::resource_objects::{PrometheusObjects, ResourceObjects};
 use crate::provider::{MetricsBackend, ObjectLister, Snapshot};
@@ -55,10 +56,11 @@ async fn run_server(serve_config: ServeConfig) -> anyhow::Result<()> {
     } = server::tls_config(&serve_config.tls)?;
     let metrics = Arc::new(Metrics::new());
     let client = prometheus::Client::new(serve_config.prometheus.clone())?;
-    let backend: Arc<dyn MetricsBackend> = Arc::new(prometheus::InstrumentedClient::new(
-        client.clone(),
-        metrics.clone(),
-    ));
+    // Every worker's and discovery's calls share the answers and the backend's slots.
+    let queries = SharedQueries::new(serve_config.sharing.clone(), metrics.clone());
+    let backend: Arc<dyn MetricsBackend> = Arc::new(queries.backend(Arc::new(
+        prometheus::InstrumentedClient::new(client.clone(), metrics.clone()),
+    )));
     let snapshot = Arc::new(arc_swap::ArcSwap::from_pointee(Snapshot {
         rules: rules.clone(),
         table: Arc::new(ResourceTable::builtin()),
@@ -123,7 +125,7 @@ async fn run_server(serve_config: ServeConfig) -> anyhow::Result<()> {
         let unknown_resource = unknown_resource.clone();
         let (snapshot, metrics, health) = (snapshot.clone(), metrics.clone(), health.clone());
         let max_age = serve_config.discovery.max_age;
-        let client = client.clone();
+        let (client, queries) = (client.clone(), queries.clone());
         move || {
             // Each actix worker runs its own single-threaded runtime; a shared connection pool
             // would drive every Prometheus call from another thread.
@@ -131,8 +133,9 @@ async fn run_server(serve_config: ServeConfig) -> anyhow::Result<()> {
                 tracing::warn!(%error, "sharing the discovery connection pool with a worker");
                 client.clone()
             });
-            let backend: Arc<dyn MetricsBackend> =
-                Arc::new(prometheus::InstrumentedClient::new(client, metrics.clone()));
+            let backend: Arc<dyn MetricsBackend> = Arc::new(queries.backend(Arc::new(
+                prometheus::InstrumentedClient::new(client, metrics.clone()),
+            )));
             let source: Arc<dyn ResourceObjects> = match &pods_and_nodes {
                 Some(watched) => watched.clone(),
                 None => Arc::new(PrometheusObjects::new(snapshot.clone(), backend.clone())),

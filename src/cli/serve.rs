@@ -11,6 +11,7 @@ use super::PrometheusArgs;
 use crate::model::parse_duration;
 use crate::prometheus;
 use crate::provider::discovery::DiscoveryConfig;
+use crate::provider::query_cache::QuerySharing;
 use crate::server;
 
 /// `serve`'s settings, declared once: as flags, and (snake_case) as settings-file keys and
@@ -80,6 +81,10 @@ pub struct ServeArgs {
     #[command(flatten)]
     #[serde(skip)]
     pub logging: LoggingArgs,
+    /// How queries are shared and limited (layered and read on its own: see `settings::load`).
+    #[command(flatten)]
+    #[serde(skip)]
+    pub queries: QueryArgs,
 }
 
 /// Series discovery and the cluster's resources.
@@ -262,6 +267,32 @@ pub struct LoggingArgs {
     pub log_format: Option<String>,
 }
 
+/// How Prometheus queries are shared between callers, and limited.
+#[derive(Debug, Args, Default, serde::Serialize, serde::Deserialize)]
+#[command(next_help_heading = "Queries")]
+#[serde(default)]
+pub struct QueryArgs {
+    /// How long an instant query's answer is served again; 0 keeps none (identical queries in
+    /// flight are still merged). Shorter than the HPA's 15s sync [default: 5s].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub query_cache_ttl: Option<String>,
+    /// Instant queries are evaluated at the request time rounded down to this step, so that
+    /// replicas and repeated callers share answers; 0 keeps the request time [default: 5s].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub query_time_step: Option<String>,
+    /// Prometheus calls running at once [default: 64].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prometheus_max_concurrent_queries: Option<u32>,
+    /// Prometheus calls waiting for a slot, each at most --prometheus-timeout; more are answered
+    /// 503 at once [default: 1024].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prometheus_max_queued_queries: Option<u32>,
+}
+
 /// Everything `serve` needs, validated.
 pub struct ServeConfig {
     pub(crate) rules_path: std::path::PathBuf,
@@ -272,6 +303,7 @@ pub struct ServeConfig {
     pub(crate) shutdown: server::Shutdown,
     pub(crate) handshakes: server::HandshakeLimits,
     pub(crate) tls_reload_interval: std::time::Duration,
+    pub(crate) sharing: QuerySharing,
     /// `None` with `--standalone`.
     pub(crate) cluster: Option<ClusterSettings>,
 }
@@ -291,6 +323,9 @@ pub struct ClusterSettings {
     pub(crate) auth_refresh_interval: Duration,
     pub(crate) client_cas: server::ClientCas,
 }
+
+/// The HPA controller's default sync period: cached answers must be younger.
+const HPA_SYNC: Duration = Duration::from_secs(15);
 
 /// The problems found while resolving settings: every one is reported, not just the first.
 #[derive(Default)]
@@ -518,6 +553,31 @@ pub fn resolve(settings: &ServeArgs) -> anyhow::Result<ServeConfig> {
         "10s",
         "--tls-reload-interval",
     ));
+    let queries = &settings.queries;
+    let ttl = p.take(duration(
+        &queries.query_cache_ttl,
+        "5s",
+        "--query-cache-ttl",
+    ));
+    if ttl >= HPA_SYNC {
+        p.note(format!("--query-cache-ttl ({ttl:?}) must be shorter than the HPA controller's 15s sync, or HPAs would read the same value twice"));
+    }
+    let time_step = p.take(duration(
+        &queries.query_time_step,
+        "5s",
+        "--query-time-step",
+    ));
+    if time_step >= HPA_SYNC {
+        p.note(format!(
+            "--query-time-step ({time_step:?}) must be shorter than the HPA controller's 15s sync"
+        ));
+    }
+    let max_concurrent = p.take(at_least_one(
+        queries.prometheus_max_concurrent_queries,
+        64,
+        "--prometheus-max-concurrent-queries",
+    ));
+    let max_queued = queries.prometheus_max_queued_queries.unwrap_or(1024) as usize;
     let (Some(rules_path), Some(ip), Some(prometheus), Some((policy, tls_warnings)), []) = (
         settings.config.clone(),
         ip,
@@ -531,6 +591,13 @@ pub fn resolve(settings: &ServeArgs) -> anyhow::Result<ServeConfig> {
         tracing::warn!("{warning}");
     }
     Ok(ServeConfig {
+        sharing: QuerySharing {
+            ttl,
+            time_step,
+            max_concurrent,
+            max_queued,
+            queue_timeout: prometheus.timeout,
+        },
         rules_path,
         prometheus,
         discovery: DiscoveryConfig {

@@ -51,6 +51,7 @@ pub fn load(
         Config::try_from(&flags.authentication),
         Config::try_from(&flags.authorization),
         Config::try_from(&flags.logging),
+        Config::try_from(&flags.queries),
     ] {
         builder = builder.add_source(given.map_err(err)?);
     }
@@ -69,6 +70,7 @@ pub fn load(
     settings.authentication = reads.group()?;
     settings.authorization = reads.group()?;
     settings.logging = reads.group()?;
+    settings.queries = reads.group()?;
     let mut unknown = reads.unused.pop().unwrap_or_default();
     for unused in &reads.unused {
         unknown.retain(|key| unused.contains(key));

@@ -4,6 +4,7 @@ pub mod custom;
 pub mod discovery;
 pub mod external;
 pub mod plan;
+pub mod query_cache;
 pub mod request;
 pub mod resource;
 pub mod resource_objects;
@@ -182,7 +183,20 @@ pub(crate) mod fake {
         pub labels: Mutex<HashMap<String, Vec<String>>>,
         pub queries: Mutex<HashMap<String, Result<QueryResult, BackendError>>>,
         pub seen_queries: Mutex<Vec<String>>,
+        /// The evaluation time of each query in `seen_queries`.
+        pub seen_query_times: Mutex<Vec<f64>>,
         pub seen_series: Mutex<Vec<String>>,
+        /// How long each query and label-values call takes.
+        pub delay: std::time::Duration,
+    }
+
+    impl FakeBackend {
+        async fn after_delay<T>(&self, answer: T) -> T {
+            if !self.delay.is_zero() {
+                tokio::time::sleep(self.delay).await;
+            }
+            answer
+        }
     }
 
     impl FakeBackend {
@@ -235,14 +249,15 @@ pub(crate) mod fake {
                 .get(label)
                 .cloned()
                 .unwrap_or_default();
-            Box::pin(async move { Ok(answer) })
+            Box::pin(self.after_delay(Ok(answer)))
         }
         fn query<'a>(
             &'a self,
             promql: &'a str,
-            _: f64,
+            time: f64,
         ) -> BoxFuture<'a, Result<QueryResult, BackendError>> {
             self.seen_queries.lock().unwrap().push(promql.to_owned());
+            self.seen_query_times.lock().unwrap().push(time);
             let answer = self
                 .queries
                 .lock()
@@ -250,7 +265,7 @@ pub(crate) mod fake {
                 .get(promql)
                 .cloned()
                 .unwrap_or(Ok(QueryResult::Vector(Vec::new())));
-            Box::pin(async move { answer })
+            Box::pin(self.after_delay(answer))
         }
     }
 }

@@ -6,6 +6,10 @@ use std::path::PathBuf;
 
 use common::{Adapter, Prometheus, Scrape, VictoriaMetrics, assert_close, quantity};
 
+/// Past the default `--query-cache-ttl` (5s): answers kept from before a Prometheus outage are
+/// served until then.
+const KEPT_ANSWERS_EXPIRE: std::time::Duration = std::time::Duration::from_millis(5200);
+
 fn demo_rules() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/demo.yaml")
 }
@@ -187,8 +191,10 @@ fn serves_custom_metrics_from_prometheus_to_kubectl() {
     assert_eq!(code, 404);
     assert!(body.contains(r#""reason":"NotFound""#), "{body}");
 
-    // Prometheus goes away: 503 Status, the server stays up, and recovers.
+    // Prometheus goes away: once the answers kept from before have expired, 503 Status; the
+    // server stays up, and recovers.
     prometheus.stop();
+    std::thread::sleep(KEPT_ANSWERS_EXPIRE);
     let (code, body) = adapter.curl("/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/services/web/nginx_ingress_requests_per_second");
     assert_eq!(code, 503, "{body}");
     let status: serde_json::Value = serde_json::from_str(&body).unwrap();
@@ -690,6 +696,7 @@ fn serves_external_metrics_by_namespace_and_selector() {
 
     // Prometheus down: 503, nothing partial.
     prometheus.stop();
+    std::thread::sleep(KEPT_ANSWERS_EXPIRE);
     let (code, message) = status(&format!("{base}/namespaces/default/queue_consumer_lag"));
     assert_eq!(code, 503, "{message}");
 }
@@ -828,6 +835,7 @@ fn serves_resource_metrics_to_kubectl_top() {
 
     // Prometheus down: 503, nothing partial.
     prometheus.stop();
+    std::thread::sleep(KEPT_ANSWERS_EXPIRE);
     assert_eq!(status("/apis/metrics.k8s.io/v1beta1/pods").0, 503);
     assert_eq!(status("/apis/metrics.k8s.io/v1beta1/nodes").0, 503);
 }

@@ -12,5 +12,6 @@ mod explain;
 mod integration;
 mod no_panic;
 mod prometheus_client;
+mod query_sharing;
 mod reload;
 mod simulate;
