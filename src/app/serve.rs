@@ -125,6 +125,7 @@ async fn run_server(serve_config: ServeConfig) -> anyhow::Result<()> {
         let unknown_resource = unknown_resource.clone();
         let (snapshot, metrics, health) = (snapshot.clone(), metrics.clone(), health.clone());
         let max_age = serve_config.discovery.max_age;
+        let max_query_length = serve_config.max_query_length;
         let (client, queries) = (client.clone(), queries.clone());
         move || {
             // Each actix worker runs its own single-threaded runtime; a shared connection pool
@@ -140,16 +141,16 @@ async fn run_server(serve_config: ServeConfig) -> anyhow::Result<()> {
                 Some(watched) => watched.clone(),
                 None => Arc::new(PrometheusObjects::new(snapshot.clone(), backend.clone())),
             };
-            let resource = Some(ResourceMetrics::new(
-                snapshot.clone(),
-                backend.clone(),
-                source,
-            ));
+            let resource = Some(
+                ResourceMetrics::new(snapshot.clone(), backend.clone(), source)
+                    .with_max_query_length(max_query_length),
+            );
             AppState {
                 resource,
                 external: ExternalMetrics::new(snapshot.clone(), backend.clone()),
                 custom: CustomMetrics::new(snapshot.clone(), backend, max_age, objects.clone())
-                    .with_rediscovery(unknown_resource.clone()),
+                    .with_rediscovery(unknown_resource.clone())
+                    .with_max_query_length(max_query_length),
                 metrics: metrics.clone(),
                 health: health.clone(),
                 gate: gate.clone(),

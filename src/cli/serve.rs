@@ -11,6 +11,7 @@ use super::PrometheusArgs;
 use crate::model::parse_duration;
 use crate::prometheus;
 use crate::provider::discovery::DiscoveryConfig;
+use crate::provider::plan::DEFAULT_MAX_QUERY_LENGTH;
 use crate::provider::query_cache::QuerySharing;
 use crate::server;
 
@@ -291,6 +292,11 @@ pub struct QueryArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prometheus_max_queued_queries: Option<u32>,
+    /// The longest query sent, in bytes: a longer one (many objects by name) is sent as several,
+    /// whose answers are merged. The default fits VictoriaMetrics' 16 KiB [default: 16000].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_query_length: Option<u32>,
 }
 
 /// Everything `serve` needs, validated.
@@ -304,6 +310,7 @@ pub struct ServeConfig {
     pub(crate) handshakes: server::HandshakeLimits,
     pub(crate) tls_reload_interval: std::time::Duration,
     pub(crate) sharing: QuerySharing,
+    pub(crate) max_query_length: usize,
     /// `None` with `--standalone`.
     pub(crate) cluster: Option<ClusterSettings>,
 }
@@ -578,6 +585,12 @@ pub fn resolve(settings: &ServeArgs) -> anyhow::Result<ServeConfig> {
         "--prometheus-max-concurrent-queries",
     ));
     let max_queued = queries.prometheus_max_queued_queries.unwrap_or(1024) as usize;
+    let max_query_length = queries
+        .max_query_length
+        .map_or(DEFAULT_MAX_QUERY_LENGTH, |n| n as usize);
+    if max_query_length < 1024 {
+        p.note(format!("--max-query-length ({max_query_length}) must be at least 1024 bytes, room for one object's query"));
+    }
     let (Some(rules_path), Some(ip), Some(prometheus), Some((policy, tls_warnings)), []) = (
         settings.config.clone(),
         ip,
@@ -591,6 +604,7 @@ pub fn resolve(settings: &ServeArgs) -> anyhow::Result<ServeConfig> {
         tracing::warn!("{warning}");
     }
     Ok(ServeConfig {
+        max_query_length,
         sharing: QuerySharing {
             ttl,
             time_step,

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::plan::{QueryPlan, values_by_object};
+use super::plan::{DEFAULT_MAX_QUERY_LENGTH, QueryPlan, values_by_object};
 use super::{Error, MetricsBackend, ObjectLister, SharedSnapshot};
 use crate::model::{GroupResource, QuantityFormat, QueryResult, quantity_from_f64};
 use crate::promql::{LabelMatcher, LabelSelector, LabelSelectorJson, MatchOp};
@@ -70,6 +70,7 @@ pub struct CustomMetrics {
     max_age: Duration,
     objects: Option<Arc<dyn ObjectLister>>,
     unknown_resource: Option<Arc<tokio::sync::Notify>>,
+    max_query_length: usize,
 }
 
 impl CustomMetrics {
@@ -87,7 +88,15 @@ impl CustomMetrics {
             max_age,
             objects,
             unknown_resource: None,
+            max_query_length: DEFAULT_MAX_QUERY_LENGTH,
         }
+    }
+
+    /// Asks for long object lists in parts, each query at most `max_length` bytes.
+    #[must_use]
+    pub fn with_max_query_length(mut self, max_length: usize) -> Self {
+        self.max_query_length = max_length;
+        self
     }
 
     /// Signals `notify` whenever a request names a resource the table does not know, so that API
@@ -153,17 +162,20 @@ impl CustomMetrics {
                 names
             }
         };
-        let query = plan.query(&snapshot.table, request, &names)?;
+        let queries = plan.queries(&snapshot.table, request, &names, self.max_query_length)?;
         let (info, label) = (plan.info, &plan.label);
-        tracing::debug!(%query, "custom metric query");
-        let samples = match self.backend.query(&query, now).await? {
-            QueryResult::Vector(samples) => samples,
-            _ => {
-                return Err(Error::Internal(format!(
+        // A long object list is asked in parts, at once; their samples together are the answer.
+        let answers = futures_util::future::try_join_all(queries.iter().map(|query| async move {
+            tracing::debug!(%query, "custom metric query");
+            match self.backend.query(query, now).await? {
+                QueryResult::Vector(samples) => Ok(samples),
+                _ => Err(Error::Internal(format!(
                     "query {query:?} did not return an instant vector"
-                )));
+                ))),
             }
-        };
+        }))
+        .await?;
+        let samples: Vec<_> = answers.into_iter().flatten().collect();
         let by_name: HashMap<&str, f64> = values_by_object(&samples, label).into_iter().collect();
         let selector = request.metric_selector.to_json();
         let mut values = Vec::with_capacity(names.len());

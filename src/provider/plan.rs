@@ -80,6 +80,18 @@ impl<'s> QueryPlan<'s> {
         })
     }
 
+    /// The PromQL for these object names, as several queries when one would be longer than
+    /// `max_length` bytes (each for a part of the names; see `split_by_length`).
+    pub fn queries(
+        &self,
+        table: &ResourceTable,
+        request: &CustomRequest,
+        names: &[String],
+        max_length: usize,
+    ) -> Result<Vec<String>, Error> {
+        split_by_length(names, max_length, &|part| self.query(table, request, part))
+    }
+
     /// The PromQL for these object names, or the rules code's own error (`--why` names it).
     pub fn build(
         &self,
@@ -173,6 +185,29 @@ pub fn external_query(
     })
 }
 
+/// What `--max-query-length` is unless set: under VictoriaMetrics' default `-search.maxQueryLen`
+/// (16 KiB), the shortest limit among Prometheus-compatible backends.
+pub const DEFAULT_MAX_QUERY_LENGTH: usize = 16_000;
+
+/// The queries `build` makes for `names`, halving the names until each query is at most
+/// `max_length` bytes (or names one object). A query that selects objects by name and groups by
+/// the object label gives each object the same value whichever other names it lists, so the
+/// parts' answers together are the whole one's.
+pub fn split_by_length<E>(
+    names: &[String],
+    max_length: usize,
+    build: &dyn Fn(&[String]) -> Result<String, E>,
+) -> Result<Vec<String>, E> {
+    let query = build(names)?;
+    if query.len() <= max_length || names.len() <= 1 {
+        return Ok(vec![query]);
+    }
+    let (first, second) = names.split_at(names.len() / 2);
+    let mut queries = split_by_length(first, max_length, build)?;
+    queries.extend(split_by_length(second, max_length, build)?);
+    Ok(queries)
+}
+
 /// One usage (CPU or memory) of a resource metrics request, planned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UsageQuery {
@@ -241,5 +276,29 @@ mod tests {
             vec![("b", 3.0), ("a", 2.0)]
         );
         assert!(values_by_object(&samples, "service").is_empty());
+    }
+
+    #[test]
+    fn long_object_lists_are_split_until_each_query_fits() {
+        let names: Vec<String> = (0..100).map(|i| format!("pod-{i:03}")).collect();
+        let build = |part: &[String]| Ok::<_, ()>(format!("x{{pod=~\"{}\"}}", part.join("|")));
+        let whole = build(&names).unwrap();
+        assert_eq!(
+            split_by_length(&names, whole.len(), &build).unwrap(),
+            vec![whole]
+        );
+        let parts = split_by_length(&names, 200, &build).unwrap();
+        assert!(
+            parts.len() > 1 && parts.iter().all(|q| q.len() <= 200),
+            "{parts:?}"
+        );
+        // Every name is asked once, in order.
+        let asked: Vec<&str> = parts
+            .iter()
+            .flat_map(|q| q["x{pod=~\"".len()..q.len() - 2].split('|'))
+            .collect();
+        assert_eq!(asked, names.iter().map(String::as_str).collect::<Vec<_>>());
+        // A single name too long on its own is still asked, alone.
+        assert_eq!(split_by_length(&names[..1], 5, &build).unwrap().len(), 1);
     }
 }

@@ -6,13 +6,13 @@ use std::time::Duration;
 
 use futures_util::{StreamExt, TryStreamExt};
 
-use super::plan::usage_query;
+use super::plan::{DEFAULT_MAX_QUERY_LENGTH, split_by_length, usage_query};
 use super::resource_objects::{NodeRef, PodRef, ResourceObjects};
 use super::{Error, MetricsBackend, SharedSnapshot};
 use crate::model::{GroupResource, QuantityFormat, QueryResult, Sample, quantity_from_f64};
 use crate::promql::LabelSelector;
 use crate::resources::ResourceTable;
-use crate::rules::ResourceRules;
+use crate::rules::{ResourceRule, ResourceRules};
 
 /// How many namespaces' queries run at once for an all-namespaces pod list.
 const NAMESPACE_CONCURRENCY: usize = 8;
@@ -125,6 +125,7 @@ pub struct ResourceMetrics {
     snapshot: SharedSnapshot,
     backend: Arc<dyn MetricsBackend>,
     objects: Arc<dyn ResourceObjects>,
+    max_query_length: usize,
 }
 
 impl ResourceMetrics {
@@ -138,7 +139,15 @@ impl ResourceMetrics {
             snapshot,
             backend,
             objects,
+            max_query_length: DEFAULT_MAX_QUERY_LENGTH,
         }
+    }
+
+    /// Asks for long object lists in parts, each query at most `max_length` bytes.
+    #[must_use]
+    pub fn with_max_query_length(mut self, max_length: usize) -> Self {
+        self.max_query_length = max_length;
+        self
     }
 
     /// Whether the rules file has `resourceRules` (the API exists only then).
@@ -268,25 +277,33 @@ impl ResourceMetrics {
     }
 
     /// CPU and memory samples of `resource` objects `names`, each with its object label.
-    async fn usage(
-        &self,
-        rules: &ResourceRules,
-        table: &ResourceTable,
+    async fn usage<'a>(
+        &'a self,
+        rules: &'a ResourceRules,
+        table: &'a ResourceTable,
         resource: &str,
-        namespace: Option<&str>,
-        names: &[String],
+        namespace: Option<&'a str>,
+        names: &'a [String],
         now: f64,
     ) -> Result<[(String, Vec<Sample>); 2], Error> {
-        let resource = GroupResource::new("", resource);
-        let plan =
-            |rule| usage_query(rule, table, &resource, namespace, names).map_err(Error::Query);
-        let (cpu, memory) = (plan(&rules.cpu)?, plan(&rules.memory)?);
-        let (cpu_samples, memory_samples) = futures_util::future::try_join(
-            self.samples(&cpu.query, now),
-            self.samples(&memory.query, now),
-        )
-        .await?;
-        Ok([(cpu.label, cpu_samples), (memory.label, memory_samples)])
+        let resource = &GroupResource::new("", resource);
+        // A long object list is asked in parts (`--max-query-length`), at once.
+        let usage = |rule: &'a ResourceRule| async move {
+            let label =
+                (rule.resources.label_for_resource(resource, table)).map_err(Error::Query)?;
+            let build = |part: &[String]| {
+                usage_query(rule, table, resource, namespace, part).map(|usage| usage.query)
+            };
+            let queries =
+                split_by_length(names, self.max_query_length, &build).map_err(Error::Query)?;
+            let parts =
+                futures_util::future::try_join_all(queries.iter().map(|q| self.samples(q, now)))
+                    .await?;
+            Ok::<_, Error>((label, parts.into_iter().flatten().collect()))
+        };
+        let (cpu, memory) =
+            futures_util::future::try_join(usage(&rules.cpu), usage(&rules.memory)).await?;
+        Ok([cpu, memory])
     }
 
     async fn samples(&self, promql: &str, now: f64) -> Result<Vec<Sample>, Error> {

@@ -1,4 +1,4 @@
-//! Queries shared between callers, against a real Prometheus behind a recording proxy: identical concurrent requests make one Prometheus call, a kept answer is served again, and it expires after its TTL.
+//! Queries shared between callers and kept within length limits, against a real Prometheus (behind a recording proxy) and VictoriaMetrics: identical concurrent requests make one call, a kept answer is served again and expires, replicas agree within a step, and a long object list is asked in parts.
 
 use crate::common;
 
@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::proxy::RecordingProxy;
-use common::{Adapter, Prometheus, Scrape};
+use common::{Adapter, Prometheus, Scrape, VictoriaMetrics};
 
 const PATH: &str = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/services/web/nginx_ingress_requests_per_second";
 
@@ -92,13 +92,106 @@ fn identical_concurrent_requests_make_one_call_and_kept_answers_expire() {
     );
     assert!(unix_now() - started < step, "the test ran within one step");
 
+    // The answers without a call were kept ones (hit) or joined one in flight (merged): how
+    // many of each depends on how the 16 curl processes overlapped.
     let metrics = adapter.curl("/metrics").1;
-    for result in ["hit", "merged", "miss"] {
-        assert!(
-            metrics.contains(&format!(
-                "prom_adapter_query_cache_total{{result=\"{result}\"}}"
-            )),
-            "{result}: {metrics}"
-        );
+    let count = |result: &str| -> u64 {
+        let name = format!("prom_adapter_query_cache_total{{result=\"{result}\"}} ");
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(name.as_str()))
+            .map_or(0, |value| value.parse().unwrap())
+    };
+    assert_eq!(count("miss"), 2, "{metrics}");
+    assert_eq!(count("hit") + count("merged"), 16, "{metrics}");
+}
+
+#[test]
+fn two_replicas_answer_the_same_values_within_one_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let prometheus = Prometheus::scraping(dir.path(), Scrape::default());
+    let rules = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/demo.yaml");
+    let step = 10.0;
+    // No kept answers: each replica asks Prometheus itself, at the step's time.
+    let flags = ["--query-cache-ttl=0", "--query-time-step=10s"];
+    let replica = |name: &str| {
+        let home = dir.path().join(name);
+        std::fs::create_dir_all(&home).unwrap();
+        Adapter::start(&home, &rules, &prometheus.url(), &flags)
+    };
+    let (a, b) = (replica("a"), replica("b"));
+    let paths = [
+        PATH,
+        "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/*/cpu_usage",
+        "/apis/external.metrics.k8s.io/v1beta1/namespaces/default/queue_consumer_lag",
+    ];
+    let values = |adapter: &Adapter, path: &str| {
+        let (code, body) = adapter.curl(path);
+        assert_eq!(code, 200, "{path}: {body}");
+        let list: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let items = list["items"].as_array().unwrap().clone();
+        assert!(!items.is_empty(), "{path}: {body}");
+        items.iter().map(|i| i["value"].clone()).collect::<Vec<_>>()
+    };
+    while unix_now() % step > 0.3 {
+        std::thread::sleep(Duration::from_millis(20));
     }
+    let started = unix_now();
+    for path in paths {
+        let first = values(&a, path);
+        // The other replica, a moment later in the same step.
+        std::thread::sleep(Duration::from_millis(500));
+        assert_eq!(values(&b, path), first, "{path}");
+    }
+    assert!(unix_now() - started < step, "the test ran within one step");
+}
+
+#[test]
+fn a_2000_pod_list_over_victoriametrics_is_asked_in_parts_within_its_16_kib_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    // 2,000 running pods of one namespace, with CPU and memory for the last ten minutes. Their
+    // names make a 42 KB alternation, well past VictoriaMetrics' 16 KiB query limit.
+    let now_ms = (unix_now() as u64) / 15 * 15 * 1000;
+    let mut text = String::new();
+    for pod in 0..2000 {
+        let labels = format!(
+            r#"namespace="bench-00",pod="web-6d4cf56db6-{pod:05}",container="app",job="kubelet""#
+        );
+        for point in 0..40u64 {
+            let at = now_ms - (39 - point) * 15_000;
+            text.push_str(&format!(
+                "container_cpu_usage_seconds_total{{{labels}}} {} {at}\n",
+                point as f64 * 3.75
+            ));
+            text.push_str(&format!(
+                "container_memory_working_set_bytes{{{labels}}} 104857600 {at}\n"
+            ));
+        }
+    }
+    let vm = VictoriaMetrics::importing_text(dir.path(), &text);
+    let rules = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/demo.yaml");
+    let adapter = Adapter::start(dir.path(), &rules, &vm.url(), &[]);
+    let path = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/bench-00/pods/*/cpu_usage";
+    let (code, body) = adapter.curl(path);
+    assert_eq!(code, 200, "{body}");
+    let list: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(list["items"].as_array().unwrap().len(), 2000);
+    let (code, body) = adapter.curl("/apis/metrics.k8s.io/v1beta1/namespaces/bench-00/pods");
+    assert_eq!(code, 200, "{body}");
+    let pods: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(pods["items"].as_array().unwrap().len(), 2000);
+
+    // The same list as one query is past VictoriaMetrics' limit: it refuses it.
+    let whole_dir = dir.path().join("whole");
+    std::fs::create_dir_all(&whole_dir).unwrap();
+    let whole = Adapter::start(
+        &whole_dir,
+        &rules,
+        &vm.url(),
+        &["--max-query-length=1000000"],
+    );
+    let (code, body) = whole.curl(path);
+    assert_eq!(code, 500, "{body}");
+    let log = std::fs::read_to_string(&whole.log).unwrap();
+    assert!(log.contains("too long"), "{log}");
 }
