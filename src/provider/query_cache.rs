@@ -31,20 +31,57 @@ pub struct QuerySharing {
 
 /// Answers kept at most; past it, new answers are merged while in flight but not kept.
 const MAX_ENTRIES: usize = 10_000;
-/// An answer with more samples than this is not kept (it would hold memory for one caller).
-const MAX_KEPT_SAMPLES: usize = 10_000;
+/// Samples kept at most over every answer (about 100 MB): the cache's memory bound.
+const MAX_KEPT_SAMPLES: usize = 500_000;
 
 type Answer = Result<QueryResult, BackendError>;
 
 struct Entry {
     answer: Arc<OnceCell<Answer>>,
     created: Instant,
+    /// Samples this entry holds once settled and kept (counted in `Kept::samples`).
+    samples: usize,
+}
+
+/// The answers, kept and in flight, under one lock.
+#[derive(Default)]
+struct Kept {
+    entries: HashMap<(String, i64), Entry>,
+    /// Samples of every kept answer.
+    samples: usize,
+    /// When expired answers were last dropped.
+    swept: Option<Instant>,
+}
+
+impl Kept {
+    fn remove(&mut self, key: &(String, i64)) {
+        if let Some(entry) = self.entries.remove(key) {
+            self.samples -= entry.samples;
+        }
+    }
+
+    /// Drops answers past the TTL, at most once per TTL.
+    fn sweep(&mut self, now: Instant, ttl: Duration) {
+        if self.swept.is_some_and(|at| now.duration_since(at) < ttl) {
+            return;
+        }
+        self.swept = Some(now);
+        let mut freed = 0;
+        self.entries.retain(|_, e| {
+            let keep = e.answer.get().is_none() || now.duration_since(e.created) < ttl;
+            if !keep {
+                freed += e.samples;
+            }
+            keep
+        });
+        self.samples -= freed;
+    }
 }
 
 /// The state every worker's backend shares: the answers, and the slots of the backend.
 pub struct SharedQueries {
     settings: QuerySharing,
-    entries: Mutex<HashMap<(String, i64), Entry>>,
+    kept: Mutex<Kept>,
     slots: Semaphore,
     queued: AtomicUsize,
     metrics: Arc<Metrics>,
@@ -56,7 +93,7 @@ impl SharedQueries {
         Arc::new(Self {
             slots: Semaphore::new(settings.max_concurrent.max(1)),
             settings,
-            entries: Mutex::new(HashMap::new()),
+            kept: Mutex::new(Kept::default()),
             queued: AtomicUsize::new(0),
             metrics,
         })
@@ -80,58 +117,72 @@ impl SharedQueries {
         }
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, Kept> {
+        // Nothing panics while the lock is held, and no update is left half-done.
+        self.kept.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// The cell holding the answer to `key`: a kept or in-flight one, or a new one.
     fn cell(&self, key: &(String, i64)) -> Arc<OnceCell<Answer>> {
         let now = Instant::now();
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(entry) = entries.get(key) {
-            match entry.answer.get() {
-                None => {
-                    self.metrics.record_query_sharing("merged");
-                    return entry.answer.clone();
+        let (cell, result) = {
+            let mut kept = self.lock();
+            kept.sweep(now, self.settings.ttl);
+            match kept.entries.get(key) {
+                Some(entry) if entry.answer.get().is_none() => (entry.answer.clone(), "merged"),
+                Some(entry)
+                    if matches!(entry.answer.get(), Some(Ok(_)))
+                        && now.duration_since(entry.created) < self.settings.ttl =>
+                {
+                    (entry.answer.clone(), "hit")
                 }
-                Some(Ok(_)) if now.duration_since(entry.created) < self.settings.ttl => {
-                    self.metrics.record_query_sharing("hit");
-                    return entry.answer.clone();
+                _ => {
+                    kept.remove(key);
+                    let answer = Arc::new(OnceCell::new());
+                    if kept.entries.len() < MAX_ENTRIES {
+                        let entry = Entry {
+                            answer: answer.clone(),
+                            created: now,
+                            samples: 0,
+                        };
+                        kept.entries.insert(key.clone(), entry);
+                    }
+                    (answer, "miss")
                 }
-                Some(_) => {}
             }
-        }
-        self.metrics.record_query_sharing("miss");
-        let answer = Arc::new(OnceCell::new());
-        if entries.len() >= MAX_ENTRIES {
-            let ttl = self.settings.ttl;
-            entries.retain(|_, e| e.answer.get().is_none() || now.duration_since(e.created) < ttl);
-        }
-        if entries.len() < MAX_ENTRIES {
-            entries.insert(
-                key.clone(),
-                Entry {
-                    answer: answer.clone(),
-                    created: now,
-                },
-            );
-        }
-        answer
+        };
+        self.metrics.record_query_sharing(result);
+        cell
     }
 
-    /// Forgets `answer` for `key` when it should not be served again: a failure, an answer too
-    /// large to keep, or no TTL.
+    /// After a caller is done with `answer` (answered, failed, or dropped): keeps it for the
+    /// TTL if it is an answer within the memory bound, and forgets it otherwise. An answer still
+    /// unset is forgotten when no one else waits for it (the last caller went away), so that an
+    /// abandoned query does not stay in flight forever.
     fn settle(&self, key: &(String, i64), answer: &Arc<OnceCell<Answer>>) {
-        let keep = match answer.get() {
-            Some(Ok(QueryResult::Vector(samples))) => samples.len() <= MAX_KEPT_SAMPLES,
-            Some(Ok(_)) => true,
-            _ => false,
+        let mut kept = self.lock();
+        let Some(entry) = kept.entries.get(key) else {
+            return;
         };
-        if keep && !self.settings.ttl.is_zero() {
+        if !Arc::ptr_eq(&entry.answer, answer) || entry.samples > 0 {
             return;
         }
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        if entries
-            .get(key)
-            .is_some_and(|e| Arc::ptr_eq(&e.answer, answer))
-        {
-            entries.remove(key);
+        let samples = match answer.get() {
+            // The map's reference and the caller's: no one else waits.
+            None if Arc::strong_count(answer) <= 2 => None,
+            None => return,
+            Some(Ok(QueryResult::Vector(samples))) => Some(samples.len().max(1)),
+            Some(Ok(_)) => Some(1),
+            Some(Err(_)) => None,
+        };
+        match samples {
+            Some(n) if !self.settings.ttl.is_zero() && kept.samples + n <= MAX_KEPT_SAMPLES => {
+                kept.samples += n;
+                if let Some(entry) = kept.entries.get_mut(key) {
+                    entry.samples = n;
+                }
+            }
+            _ => kept.remove(key),
         }
     }
 
@@ -143,19 +194,20 @@ impl SharedQueries {
         let permit = match self.slots.try_acquire() {
             Ok(permit) => permit,
             Err(_) => {
-                if self.queued.fetch_add(1, Ordering::SeqCst) >= self.settings.max_queued {
-                    self.queued.fetch_sub(1, Ordering::SeqCst);
+                // Leaves the queue however the wait ends: acquired, timed out, or dropped (the
+                // client went away, or a sibling part of the request failed).
+                let waiting = Waiting::enter(self);
+                if waiting.ahead >= self.settings.max_queued {
+                    drop(waiting);
                     self.metrics.record_queue_rejection();
                     return Err(BackendError::Unavailable(format!(
                         "{} Prometheus calls are running and {} waiting (--prometheus-max-concurrent-queries, --prometheus-max-queued-queries)",
                         self.settings.max_concurrent, self.settings.max_queued
                     )));
                 }
-                self.metrics.set_queued(self.queued.load(Ordering::SeqCst));
                 let waited =
                     tokio::time::timeout(self.settings.queue_timeout, self.slots.acquire()).await;
-                let queued = self.queued.fetch_sub(1, Ordering::SeqCst) - 1;
-                self.metrics.set_queued(queued);
+                drop(waiting);
                 match waited {
                     Ok(Ok(permit)) => permit,
                     _ => {
@@ -171,6 +223,41 @@ impl SharedQueries {
         let result = call.await;
         drop(permit);
         result
+    }
+}
+
+/// A place in the queue for a slot, given back when dropped.
+struct Waiting<'s> {
+    shared: &'s SharedQueries,
+    /// Calls that were waiting before this one.
+    ahead: usize,
+}
+
+impl<'s> Waiting<'s> {
+    fn enter(shared: &'s SharedQueries) -> Self {
+        let ahead = shared.queued.fetch_add(1, Ordering::SeqCst);
+        shared.metrics.set_queued(ahead + 1);
+        Waiting { shared, ahead }
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        let left = self.shared.queued.fetch_sub(1, Ordering::SeqCst) - 1;
+        self.shared.metrics.set_queued(left);
+    }
+}
+
+/// Settles a caller's answer when the caller is done with it, including when it is dropped.
+struct Settle<'a> {
+    shared: &'a SharedQueries,
+    key: (String, i64),
+    answer: Arc<OnceCell<Answer>>,
+}
+
+impl Drop for Settle<'_> {
+    fn drop(&mut self) {
+        self.shared.settle(&self.key, &self.answer);
     }
 }
 
@@ -215,12 +302,20 @@ impl MetricsBackend for SharedBackend {
             let time = self.shared.evaluation_time(time);
             let key = (promql.to_owned(), (time * 1000.0).round() as i64);
             let answer = self.shared.cell(&key);
+            // The only reference this caller holds, so that `settle` can tell whether others
+            // still wait for an unset answer.
+            let settle = Settle {
+                shared: &self.shared,
+                key,
+                answer,
+            };
             // If the caller that runs the query goes away, the next waiter runs it.
-            let result = answer
+            let result = settle
+                .answer
                 .get_or_init(|| self.shared.limited(self.inner.query(promql, time)))
                 .await
                 .clone();
-            self.shared.settle(&key, &answer);
+            drop(settle);
             result
         })
     }
@@ -382,5 +477,60 @@ mod tests {
                 "{second:?}"
             );
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_dropped_while_queued_leaves_the_queue() {
+        let inner = fake(Duration::from_secs(1));
+        let shared = SharedQueries::new(
+            QuerySharing {
+                max_concurrent: 1,
+                max_queued: 1,
+                ..settings(0, 0)
+            },
+            Arc::new(Metrics::new()),
+        );
+        let backend = shared.backend(inner.clone());
+        let running = backend.label_values("pod", "a", 0.0, 1.0);
+        // Given up on while waiting for the slot (a client that went away).
+        let given_up = tokio::time::timeout(
+            Duration::from_millis(100),
+            backend.label_values("pod", "b", 0.0, 1.0),
+        );
+        let (running, given_up) = futures_util::join!(running, given_up);
+        assert!(running.is_ok() && given_up.is_err());
+        assert_eq!(shared.queued.load(Ordering::SeqCst), 0);
+        // So the queue's one place is free again.
+        let (first, second) = futures_util::join!(
+            backend.label_values("pod", "c", 0.0, 1.0),
+            backend.label_values("pod", "d", 0.0, 1.0)
+        );
+        assert!(first.is_ok() && second.is_ok(), "{second:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_abandoned_query_is_forgotten_and_kept_samples_are_counted() {
+        let inner = fake(Duration::from_secs(1));
+        let shared = SharedQueries::new(settings(5, 0), Arc::new(Metrics::new()));
+        let backend = shared.backend(inner.clone());
+        let abandoned =
+            tokio::time::timeout(Duration::from_millis(100), backend.query(QUERY, 1.0)).await;
+        assert!(abandoned.is_err());
+        assert_eq!(
+            shared.lock().entries.len(),
+            0,
+            "no query left in flight forever"
+        );
+
+        let counts = || {
+            let kept = shared.lock();
+            (kept.entries.len(), kept.samples)
+        };
+        backend.query(QUERY, 1.0).await.unwrap();
+        assert_eq!(counts(), (1, 1));
+        tokio::time::advance(Duration::from_secs(6)).await;
+        backend.query(QUERY, 2.0).await.unwrap();
+        // The expired answer was swept; the new one is kept.
+        assert_eq!(counts(), (1, 1));
     }
 }
