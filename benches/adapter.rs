@@ -414,8 +414,14 @@ fn pod_list_queries(rules_path: &Path, pods: &[(String, String)]) -> Vec<String>
                 names,
             };
             queries.push(
-                build_resource_query(rule, &table, &GroupResource::new("", "pods"), &request)
-                    .unwrap(),
+                build_resource_query(
+                    rule,
+                    &table,
+                    &GroupResource::new("", "pods"),
+                    &request,
+                    false,
+                )
+                .unwrap(),
             );
         }
     }

@@ -27,6 +27,7 @@ pub struct Metrics {
     reload_success_time: Gauge,
     reloads: IntCounterVec,
     query_sharing: IntCounterVec,
+    rule_queries: IntCounterVec,
     queued_calls: IntGauge,
     rejected_calls: IntCounter,
 }
@@ -131,6 +132,14 @@ impl Metrics {
             &["result"],
         )
         .expect("valid metric");
+        let rule_queries = IntCounterVec::new(
+            Opts::new(
+                "prom_adapter_rule_queries_total",
+                "Instant queries asked for API requests, before sharing, by rule (rules[3], externalRules[0], resourceRules.cpu) and shape (batched: one for every object of a namespace; named; split: the names in parts; external).",
+            ),
+            &["rule", "shape"],
+        )
+        .expect("valid metric");
         let queued_calls = IntGauge::new(
             "prom_adapter_prometheus_queued_calls",
             "Prometheus calls waiting for a slot (--prometheus-max-concurrent-queries).",
@@ -157,6 +166,7 @@ impl Metrics {
             Box::new(reload_success_time.clone()),
             Box::new(reloads.clone()),
             Box::new(query_sharing.clone()),
+            Box::new(rule_queries.clone()),
             Box::new(queued_calls.clone()),
             Box::new(rejected_calls.clone()),
         ] {
@@ -181,6 +191,7 @@ impl Metrics {
             reload_success_time,
             reloads,
             query_sharing,
+            rule_queries,
             queued_calls,
             rejected_calls,
         }
@@ -189,6 +200,13 @@ impl Metrics {
     /// Records how one instant query was answered: `hit`, `merged` or `miss`.
     pub fn record_query_sharing(&self, result: &str) {
         self.query_sharing.with_label_values(&[result]).inc();
+    }
+
+    /// Records `count` queries asked for one request to `rule`, made in `shape`.
+    pub fn record_rule_queries(&self, rule: &str, shape: &str, count: usize) {
+        self.rule_queries
+            .with_label_values(&[rule, shape])
+            .inc_by(count as u64);
     }
 
     /// Sets the number of Prometheus calls waiting for a slot.

@@ -105,7 +105,11 @@ async fn custom_metric_requests_answer_with_the_codes_kubernetes_clients_expect(
         .last()
         .cloned()
         .unwrap();
-    assert!(query.contains(r#"pod="web-1""#), "{query}");
+    // The rule keeps pods apart: one query for the namespace's pods answers for `web-1`.
+    assert_eq!(
+        query,
+        r#"sum(http_requests_total{namespace="default",pod!=""}) by (pod)"#
+    );
 
     // A value for the pod: 200 and a MetricValueList.
     let sample = Sample {
@@ -211,11 +215,11 @@ async fn resource_metrics_answer_a_table_when_kubectl_asks_for_one() {
         .unwrap()
         .insert(r#"count by (node) ({node!=""})"#.to_owned(), node(1.0));
     backend.queries.lock().unwrap().insert(
-        r#"sum(rate(n{node="node-a"}[1m])) by (node)"#.to_owned(),
+        r#"sum(rate(n{node!=""}[1m])) by (node)"#.to_owned(),
         node(0.5),
     );
     backend.queries.lock().unwrap().insert(
-        r#"sum(nm{node="node-a"}) by (node)"#.to_owned(),
+        r#"sum(nm{node!=""}) by (node)"#.to_owned(),
         node(1024.0 * 1024.0),
     );
     let table = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json";

@@ -79,10 +79,19 @@ fn explain_offline(
     match &args.request_path {
         Some(path) => {
             let query = explain::query_for_path(rules, &registry, table, path, &args.objects)?;
+            let batched = explain::batched_query_for_path(rules, &registry, table, path);
             if json {
-                println!("{}", serde_json::json!({ "query": query }));
+                println!(
+                    "{}",
+                    serde_json::json!({ "query": query, "batched": batched })
+                );
             } else {
                 println!("{query}");
+                if let Some(batched) = batched {
+                    println!(
+                        "# serve asks once for every object of the namespace and keeps these objects' values (--disable-query-batching asks the query above):\n{batched}"
+                    );
+                }
             }
         }
         None => {

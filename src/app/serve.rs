@@ -125,7 +125,7 @@ async fn run_server(serve_config: ServeConfig) -> anyhow::Result<()> {
         let unknown_resource = unknown_resource.clone();
         let (snapshot, metrics, health) = (snapshot.clone(), metrics.clone(), health.clone());
         let max_age = serve_config.discovery.max_age;
-        let max_query_length = serve_config.max_query_length;
+        let shaping = serve_config.shaping;
         let (client, queries) = (client.clone(), queries.clone());
         move || {
             // Each actix worker runs its own single-threaded runtime; a shared connection pool
@@ -143,14 +143,17 @@ async fn run_server(serve_config: ServeConfig) -> anyhow::Result<()> {
             };
             let resource = Some(
                 ResourceMetrics::new(snapshot.clone(), backend.clone(), source)
-                    .with_max_query_length(max_query_length),
+                    .with_query_shaping(shaping)
+                    .with_metrics(metrics.clone()),
             );
             AppState {
                 resource,
-                external: ExternalMetrics::new(snapshot.clone(), backend.clone()),
+                external: ExternalMetrics::new(snapshot.clone(), backend.clone())
+                    .with_metrics(metrics.clone()),
                 custom: CustomMetrics::new(snapshot.clone(), backend, max_age, objects.clone())
                     .with_rediscovery(unknown_resource.clone())
-                    .with_max_query_length(max_query_length),
+                    .with_query_shaping(shaping)
+                    .with_metrics(metrics.clone()),
                 metrics: metrics.clone(),
                 health: health.clone(),
                 gate: gate.clone(),

@@ -297,6 +297,11 @@ pub struct QueryArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_query_length: Option<u32>,
+    /// Ask for each requested object by name, even where one query for every object of the
+    /// namespace would answer every request for the metric there (see "Sharing queries").
+    #[arg(long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub disable_query_batching: bool,
 }
 
 /// Everything `serve` needs, validated.
@@ -310,7 +315,7 @@ pub struct ServeConfig {
     pub(crate) handshakes: server::HandshakeLimits,
     pub(crate) tls_reload_interval: std::time::Duration,
     pub(crate) sharing: QuerySharing,
-    pub(crate) max_query_length: usize,
+    pub(crate) shaping: crate::provider::plan::QueryShaping,
     /// `None` with `--standalone`.
     pub(crate) cluster: Option<ClusterSettings>,
 }
@@ -604,7 +609,10 @@ pub fn resolve(settings: &ServeArgs) -> anyhow::Result<ServeConfig> {
         tracing::warn!("{warning}");
     }
     Ok(ServeConfig {
-        max_query_length,
+        shaping: crate::provider::plan::QueryShaping {
+            batch: !queries.disable_query_batching,
+            max_length: max_query_length,
+        },
         sharing: QuerySharing {
             ttl,
             time_step,

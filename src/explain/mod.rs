@@ -38,6 +38,17 @@ pub enum Error {
     },
 }
 
+/// Whether `serve` asks the template once for every object of a namespace (unless
+/// `--disable-query-batching`), or by name, and why.
+fn batching(template: &crate::rules::QueryTemplate) -> String {
+    match template.per_object() {
+        Ok(()) => {
+            "batched: one query for all objects (per namespace) answers every request".to_owned()
+        }
+        Err(why) => format!("asked by object name: {why}"),
+    }
+}
+
 /// One line per rule, for `check`.
 pub fn summarize(rules: &RuleSet) -> Vec<String> {
     let builtin = ResourceTable::builtin();
@@ -59,8 +70,13 @@ pub fn summarize(rules: &RuleSet) -> Vec<String> {
         if at.starts_with("externalRules") && !rule.resources.namespaced() {
             resources.push("not namespaced".to_owned());
         }
+        let batching = if at.starts_with("externalRules") {
+            String::new()
+        } else {
+            format!("; {}", batching(&rule.metrics_query))
+        };
         lines.push(format!(
-            "{at}: {} → {:?} as {:?}; resources: {}; query {:?}",
+            "{at}: {} → {:?} as {:?}; resources: {}; query {:?}{batching}",
             rule.series_query,
             rule.name.regex().as_str(),
             rule.name.as_template(),
@@ -78,6 +94,17 @@ pub fn summarize(rules: &RuleSet) -> Vec<String> {
             resource.cpu.container_label,
             crate::model::format_go_duration(resource.window)
         ));
+        for (name, rule) in [("cpu", &resource.cpu), ("memory", &resource.memory)] {
+            for (field, template) in [
+                ("containerQuery", &rule.container_query),
+                ("nodeQuery", &rule.node_query),
+            ] {
+                lines.push(format!(
+                    "resourceRules.{name}.{field}: {}",
+                    batching(template)
+                ));
+            }
+        }
     }
     lines
 }
@@ -279,6 +306,25 @@ pub fn parse_request_path(path: &str) -> Result<RequestPath, Error> {
     Err(Error::Request(format!(
         "{path:?} is not a custom or external metrics path"
     )))
+}
+
+/// For a custom metrics path whose rule is batched (`QueryTemplate::per_object`), the one query
+/// `serve` asks for every object of the namespace, whose answer it keeps to the asked objects;
+/// `None` for other paths, and for rules asked by name.
+pub fn batched_query_for_path(
+    rules: &RuleSet,
+    registry: &Registry,
+    table: &ResourceTable,
+    path: &str,
+) -> Option<String> {
+    let Ok(RequestPath::Custom(request)) = parse_request_path(path) else {
+        return None;
+    };
+    let plan = QueryPlan::new(rules, registry, table, &request).ok()?;
+    let planned = plan
+        .queries(table, &request, &[], plan::QueryShaping::default())
+        .ok()?;
+    (planned.shape == "batched").then(|| planned.queries.concat())
 }
 
 /// The PromQL a request path runs, given the object names a selector would resolve to.

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::plan::{DEFAULT_MAX_QUERY_LENGTH, QueryPlan, values_by_object};
+use super::plan::{QueryPlan, QueryShaping, values_by_object};
 use super::{Error, MetricsBackend, ObjectLister, SharedSnapshot};
 use crate::model::{GroupResource, QuantityFormat, QueryResult, quantity_from_f64};
 use crate::promql::{LabelMatcher, LabelSelector, LabelSelectorJson, MatchOp};
@@ -70,7 +70,8 @@ pub struct CustomMetrics {
     max_age: Duration,
     objects: Option<Arc<dyn ObjectLister>>,
     unknown_resource: Option<Arc<tokio::sync::Notify>>,
-    max_query_length: usize,
+    shaping: QueryShaping,
+    metrics: Option<Arc<crate::telemetry::Metrics>>,
 }
 
 impl CustomMetrics {
@@ -88,14 +89,22 @@ impl CustomMetrics {
             max_age,
             objects,
             unknown_resource: None,
-            max_query_length: DEFAULT_MAX_QUERY_LENGTH,
+            shaping: QueryShaping::default(),
+            metrics: None,
         }
     }
 
-    /// Asks for long object lists in parts, each query at most `max_length` bytes.
+    /// How requests for objects become queries: batched per namespace, or by name in parts.
     #[must_use]
-    pub fn with_max_query_length(mut self, max_length: usize) -> Self {
-        self.max_query_length = max_length;
+    pub fn with_query_shaping(mut self, shaping: QueryShaping) -> Self {
+        self.shaping = shaping;
+        self
+    }
+
+    /// Counts each rule's queries in `/metrics`.
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Arc<crate::telemetry::Metrics>) -> Self {
+        self.metrics = Some(metrics);
         self
     }
 
@@ -162,19 +171,25 @@ impl CustomMetrics {
                 names
             }
         };
-        let queries = plan.queries(&snapshot.table, request, &names, self.max_query_length)?;
+        let planned = plan.queries(&snapshot.table, request, &names, self.shaping)?;
+        if let Some(metrics) = &self.metrics {
+            let rule = format!("rules[{}]", plan.rule.position);
+            metrics.record_rule_queries(&rule, planned.shape, planned.queries.len());
+        }
         let (info, label) = (plan.info, &plan.label);
-        // A long object list is asked in parts, at once; their samples together are the answer.
-        let answers = futures_util::future::try_join_all(queries.iter().map(|query| async move {
-            tracing::debug!(%query, "custom metric query");
-            match self.backend.query(query, now).await? {
-                QueryResult::Vector(samples) => Ok(samples),
-                _ => Err(Error::Internal(format!(
-                    "query {query:?} did not return an instant vector"
-                ))),
-            }
-        }))
-        .await?;
+        // A long object list is asked in parts, at once; their samples together hold the answer
+        // (batched, other objects' values too, which only the names below pick from).
+        let answers =
+            futures_util::future::try_join_all(planned.queries.iter().map(|query| async move {
+                tracing::debug!(%query, "custom metric query");
+                match self.backend.query(query, now).await? {
+                    QueryResult::Vector(samples) => Ok(samples),
+                    _ => Err(Error::Internal(format!(
+                        "query {query:?} did not return an instant vector"
+                    ))),
+                }
+            }))
+            .await?;
         let samples: Vec<_> = answers.into_iter().flatten().collect();
         let by_name: HashMap<&str, f64> = values_by_object(&samples, label).into_iter().collect();
         let selector = request.metric_selector.to_json();
@@ -307,8 +322,8 @@ rules:
         ))
     }
 
-    const ALL_QUERY: &str =
-        r#"sum(http_requests_total{namespace="default",pod=~"a|b|c"}) by (pod)"#;
+    /// The rule keeps pods apart, so one query for the namespace's pods answers every request.
+    const BATCHED: &str = r#"sum(http_requests_total{namespace="default",pod!=""}) by (pod)"#;
 
     #[tokio::test]
     async fn star_uses_the_object_names_prometheus_has_and_handles_nan_and_inf() {
@@ -319,8 +334,13 @@ rules:
             .unwrap()
             .insert("pod".into(), vec!["c".into(), "a".into(), "b".into()]);
         backend.queries.lock().unwrap().insert(
-            ALL_QUERY.into(),
-            vector(&[("a", f64::NAN), ("b", f64::INFINITY), ("c", 2.5)]),
+            BATCHED.into(),
+            vector(&[
+                ("a", f64::NAN),
+                ("b", f64::INFINITY),
+                ("c", 2.5),
+                ("d", 1.0),
+            ]),
         );
         let values = custom
             .get(&request(ObjectName::All, ""), 0.0)
@@ -331,6 +351,7 @@ rules:
             .map(|v| (v.object.name.as_str(), v.value.as_str()))
             .collect();
         // NaN reads as 0; +Inf cannot be a quantity, so `b` is left out rather than sent as garbage.
+        // `d` is in the namespace's answer but not among the objects asked.
         assert_eq!(got, vec![("a", "0"), ("c", "2500m")]);
         assert_eq!(values[0].object.kind, "Pod");
         assert_eq!(values[0].object.api_version, "v1");
@@ -339,12 +360,11 @@ rules:
     #[tokio::test]
     async fn a_single_object_with_an_infinite_value_is_an_error() {
         let (backend, custom) = service();
-        let query = r#"sum(http_requests_total{namespace="default",pod="b"}) by (pod)"#;
         backend
             .queries
             .lock()
             .unwrap()
-            .insert(query.into(), vector(&[("b", f64::INFINITY)]));
+            .insert(BATCHED.into(), vector(&[("a", 1.0), ("b", f64::INFINITY)]));
         let error = custom
             .get(&request(ObjectName::Named("b".into()), ""), 0.0)
             .await
@@ -363,12 +383,10 @@ rules:
             custom.get(&named, 0.0).await,
             Err(Error::ObjectNotFound { .. })
         ));
-        let query = r#"sum(http_requests_total{namespace="default",pod="a"}) by (pod)"#;
-        backend
-            .queries
-            .lock()
-            .unwrap()
-            .insert(query.into(), Err(BackendError::Unavailable("down".into())));
+        backend.queries.lock().unwrap().insert(
+            BATCHED.into(),
+            Err(BackendError::Unavailable("down".into())),
+        );
         assert!(matches!(
             custom.get(&named, 0.0).await,
             Err(Error::Backend(BackendError::Unavailable(_)))
@@ -390,5 +408,48 @@ rules:
             custom.get(&wrong_scope, 0.0).await,
             Err(Error::MetricNotFound { .. })
         ));
+    }
+
+    #[tokio::test]
+    async fn objects_are_asked_by_name_when_batching_is_off() {
+        let (backend, custom) = service();
+        let custom = custom.with_query_shaping(QueryShaping {
+            batch: false,
+            ..QueryShaping::default()
+        });
+        backend.queries.lock().unwrap().insert(
+            r#"sum(http_requests_total{namespace="default",pod="b"}) by (pod)"#.into(),
+            vector(&[("b", 4.0)]),
+        );
+        let values = custom
+            .get(&request(ObjectName::Named("b".into()), ""), 0.0)
+            .await
+            .unwrap();
+        assert_eq!(values[0].value, "4");
+        assert_eq!(
+            *backend.seen_queries.lock().unwrap(),
+            vec![r#"sum(http_requests_total{namespace="default",pod="b"}) by (pod)"#.to_owned()]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_batched_answer_gives_each_asked_object_its_own_value() {
+        let (backend, custom) = service();
+        backend.queries.lock().unwrap().insert(
+            BATCHED.into(),
+            vector(&[("a", 1.0), ("b", 2.0), ("c", 3.0)]),
+        );
+        for (pod, value) in [("a", "1"), ("c", "3")] {
+            let values = custom
+                .get(&request(ObjectName::Named(pod.into()), ""), 0.0)
+                .await
+                .unwrap();
+            assert_eq!(values.len(), 1);
+            assert_eq!(
+                (values[0].object.name.as_str(), values[0].value.as_str()),
+                (pod, value)
+            );
+        }
+        assert_eq!(*backend.seen_queries.lock().unwrap(), vec![BATCHED; 2]);
     }
 }

@@ -36,12 +36,24 @@ pub struct ExternalValue {
 pub struct ExternalMetrics {
     snapshot: SharedSnapshot,
     backend: Arc<dyn MetricsBackend>,
+    metrics: Option<Arc<crate::telemetry::Metrics>>,
 }
 
 impl ExternalMetrics {
     /// A service reading the shared snapshot and querying `backend`.
     pub fn new(snapshot: SharedSnapshot, backend: Arc<dyn MetricsBackend>) -> Self {
-        Self { snapshot, backend }
+        Self {
+            snapshot,
+            backend,
+            metrics: None,
+        }
+    }
+
+    /// Counts each rule's queries in `/metrics`.
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Arc<crate::telemetry::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// The shared snapshot (for discovery documents).
@@ -51,6 +63,11 @@ impl ExternalMetrics {
 
     /// The PromQL a request runs.
     pub fn query_for(&self, request: &ExternalRequest) -> Result<String, Error> {
+        self.plan(request).map(|(query, _)| query)
+    }
+
+    /// The PromQL a request runs and the rule it comes from (`externalRules[i]`).
+    fn plan(&self, request: &ExternalRequest) -> Result<(String, String), Error> {
         let snapshot = self.snapshot.load();
         super::plan::external_query(
             &snapshot.rules,
@@ -60,7 +77,10 @@ impl ExternalMetrics {
             &request.metric,
             &request.selector,
         )
-        .map(|plan| plan.query)
+        .map(|plan| {
+            let position = snapshot.rules.external[plan.rule].position;
+            (plan.query, format!("externalRules[{position}]"))
+        })
         .map_err(|e| match e {
             ExternalPlanError::NoSuchMetric => Error::MetricNotFound {
                 metric: request.metric.clone(),
@@ -80,7 +100,10 @@ impl ExternalMetrics {
         request: &ExternalRequest,
         now: f64,
     ) -> Result<Vec<ExternalValue>, Error> {
-        let query = self.query_for(request)?;
+        let (query, rule) = self.plan(request)?;
+        if let Some(metrics) = &self.metrics {
+            metrics.record_rule_queries(&rule, "external", 1);
+        }
         tracing::debug!(%query, "external metric query");
         match self.backend.query(&query, now).await? {
             QueryResult::Scalar(sample) => Ok(value_of(&request.metric, sample, false)

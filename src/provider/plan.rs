@@ -11,8 +11,8 @@ use crate::promql::LabelSelector;
 use crate::registry::Registry;
 use crate::resources::{ResourceInfo, ResourceTable};
 use crate::rules::{
-    self, DiscoveryRule, QueryRequest, ResourceRule, RuleSet, build_custom_query,
-    build_external_query, build_resource_query,
+    self, DiscoveryRule, QueryRequest, ResourceRule, RuleSet, build_custom_batch_query,
+    build_custom_query, build_external_query, build_resource_query, resource_template,
 };
 
 /// Where a custom metric request's values come from: the pure lookup shared by the API and
@@ -74,22 +74,54 @@ impl<'s> QueryPlan<'s> {
         request: &CustomRequest,
         names: &[String],
     ) -> Result<String, Error> {
-        self.build(table, request, names).map_err(|e| match e {
-            rules::Error::Matcher(e) => Error::BadRequest(e.to_string()),
-            _ => self.not_found(request),
-        })
+        self.build(table, request, names)
+            .map_err(|e| self.request_error(request, e))
     }
 
-    /// The PromQL for these object names, as several queries when one would be longer than
-    /// `max_length` bytes (each for a part of the names; see `split_by_length`).
+    /// A matcher PromQL cannot express is a bad request; any other failure to build the query
+    /// means the metric is not served.
+    fn request_error(&self, request: &CustomRequest, error: rules::Error) -> Error {
+        match error {
+            rules::Error::Matcher(e) => Error::BadRequest(e.to_string()),
+            _ => self.not_found(request),
+        }
+    }
+
+    fn query_request<'r>(
+        &self,
+        request: &'r CustomRequest,
+        names: &'r [String],
+    ) -> QueryRequest<'r> {
+        QueryRequest {
+            namespace: request.namespace.as_deref(),
+            metric_selector: &request.metric_selector,
+            names,
+        }
+    }
+
+    /// The queries that answer for these object names (see `QueryShaping::plan`).
     pub fn queries(
         &self,
         table: &ResourceTable,
         request: &CustomRequest,
         names: &[String],
-        max_length: usize,
-    ) -> Result<Vec<String>, Error> {
-        split_by_length(names, max_length, &|part| self.query(table, request, part))
+        shaping: QueryShaping,
+    ) -> Result<PlannedQueries, Error> {
+        shaping.plan(
+            self.rule.metrics_query.per_object(),
+            names,
+            || {
+                build_custom_batch_query(
+                    self.rule,
+                    table,
+                    &self.series,
+                    &self.resource,
+                    &self.query_request(request, &[]),
+                )
+                .map_err(|e| self.request_error(request, e))
+            },
+            &|part| self.query(table, request, part),
+        )
     }
 
     /// The PromQL for these object names, or the rules code's own error (`--why` names it).
@@ -99,17 +131,12 @@ impl<'s> QueryPlan<'s> {
         request: &CustomRequest,
         names: &[String],
     ) -> Result<String, rules::Error> {
-        let query_request = QueryRequest {
-            namespace: request.namespace.as_deref(),
-            metric_selector: &request.metric_selector,
-            names,
-        };
         build_custom_query(
             self.rule,
             table,
             &self.series,
             &self.resource,
-            &query_request,
+            &self.query_request(request, names),
         )
     }
 
@@ -189,6 +216,62 @@ pub fn external_query(
 /// (16 KiB), the shortest limit among Prometheus-compatible backends.
 pub const DEFAULT_MAX_QUERY_LENGTH: usize = 16_000;
 
+/// How requests for objects become queries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueryShaping {
+    /// Ask once for every object of the namespace (or cluster), then keep the asked ones, when the
+    /// template gives each object a value of its own (`QueryTemplate::per_object`).
+    pub batch: bool,
+    /// Otherwise, the longest query (bytes) before the names are asked in parts.
+    pub max_length: usize,
+}
+
+impl Default for QueryShaping {
+    fn default() -> Self {
+        Self {
+            batch: true,
+            max_length: DEFAULT_MAX_QUERY_LENGTH,
+        }
+    }
+}
+
+/// The queries that answer one request for objects; their samples together hold every asked
+/// object's value (and, batched, other objects' too, which the caller drops).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedQueries {
+    /// The queries.
+    pub queries: Vec<String>,
+    /// How they were made: `batched` (one for every object), `named` or `split` (the names in
+    /// parts), for `/metrics`.
+    pub shape: &'static str,
+}
+
+impl QueryShaping {
+    /// One query for every object (`every_object`) when batching is on and the template is
+    /// `per_object`: requests for the same metric and namespace, whichever objects they name,
+    /// then share one query. Otherwise the names' query, in parts when it is longer than
+    /// `max_length`.
+    pub fn plan<E>(
+        self,
+        per_object: Result<(), &str>,
+        names: &[String],
+        every_object: impl FnOnce() -> Result<String, E>,
+        build: &dyn Fn(&[String]) -> Result<String, E>,
+    ) -> Result<PlannedQueries, E> {
+        if self.batch && per_object.is_ok() {
+            return Ok(PlannedQueries {
+                queries: vec![every_object()?],
+                shape: "batched",
+            });
+        }
+        let queries = split_by_length(names, self.max_length, build)?;
+        Ok(PlannedQueries {
+            shape: if queries.len() > 1 { "split" } else { "named" },
+            queries,
+        })
+    }
+}
+
 /// The queries `build` makes for `names`, halving the names until each query is at most
 /// `max_length` bytes (or names one object). A query that selects objects by name and groups by
 /// the object label gives each object the same value whichever other names it lists, so the
@@ -232,9 +315,31 @@ pub fn usage_query(
         names,
     };
     Ok(UsageQuery {
-        query: build_resource_query(rule, table, resource, &request)?,
+        query: build_resource_query(rule, table, resource, &request, false)?,
         label: rule.resources.label_for_resource(resource, table)?,
     })
+}
+
+/// The queries that answer `usage_query` for `names`, shaped (see `QueryShaping::plan`).
+pub fn usage_queries(
+    rule: &ResourceRule,
+    table: &ResourceTable,
+    resource: &GroupResource,
+    namespace: Option<&str>,
+    names: &[String],
+    shaping: QueryShaping,
+) -> Result<PlannedQueries, rules::Error> {
+    let request = QueryRequest {
+        namespace,
+        metric_selector: &LabelSelector::default(),
+        names,
+    };
+    shaping.plan(
+        resource_template(rule, &request).per_object(),
+        names,
+        || build_resource_query(rule, table, resource, &request, true),
+        &|part| usage_query(rule, table, resource, namespace, part).map(|usage| usage.query),
+    )
 }
 
 /// Samples → per-object values: the value of each object that `label` names, in the order the

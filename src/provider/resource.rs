@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use futures_util::{StreamExt, TryStreamExt};
 
-use super::plan::{DEFAULT_MAX_QUERY_LENGTH, split_by_length, usage_query};
+use super::plan::{QueryShaping, usage_queries};
 use super::resource_objects::{NodeRef, PodRef, ResourceObjects};
 use super::{Error, MetricsBackend, SharedSnapshot};
 use crate::model::{GroupResource, QuantityFormat, QueryResult, Sample, quantity_from_f64};
@@ -125,7 +125,8 @@ pub struct ResourceMetrics {
     snapshot: SharedSnapshot,
     backend: Arc<dyn MetricsBackend>,
     objects: Arc<dyn ResourceObjects>,
-    max_query_length: usize,
+    shaping: QueryShaping,
+    metrics: Option<Arc<crate::telemetry::Metrics>>,
 }
 
 impl ResourceMetrics {
@@ -139,14 +140,22 @@ impl ResourceMetrics {
             snapshot,
             backend,
             objects,
-            max_query_length: DEFAULT_MAX_QUERY_LENGTH,
+            shaping: QueryShaping::default(),
+            metrics: None,
         }
     }
 
-    /// Asks for long object lists in parts, each query at most `max_length` bytes.
+    /// How requests for objects become queries: batched per namespace, or by name in parts.
     #[must_use]
-    pub fn with_max_query_length(mut self, max_length: usize) -> Self {
-        self.max_query_length = max_length;
+    pub fn with_query_shaping(mut self, shaping: QueryShaping) -> Self {
+        self.shaping = shaping;
+        self
+    }
+
+    /// Counts `resourceRules.cpu` and `.memory` queries in `/metrics`.
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Arc<crate::telemetry::Metrics>) -> Self {
+        self.metrics = Some(metrics);
         self
     }
 
@@ -287,22 +296,27 @@ impl ResourceMetrics {
         now: f64,
     ) -> Result<[(String, Vec<Sample>); 2], Error> {
         let resource = &GroupResource::new("", resource);
-        // A long object list is asked in parts (`--max-query-length`), at once.
-        let usage = |rule: &'a ResourceRule| async move {
+        // One query for every object, or a long object list in parts, at once; callers pick the
+        // asked objects' samples.
+        let usage = |rule: &'a ResourceRule, name: &'static str| async move {
             let label =
                 (rule.resources.label_for_resource(resource, table)).map_err(Error::Query)?;
-            let build = |part: &[String]| {
-                usage_query(rule, table, resource, namespace, part).map(|usage| usage.query)
-            };
-            let queries =
-                split_by_length(names, self.max_query_length, &build).map_err(Error::Query)?;
-            let parts =
-                futures_util::future::try_join_all(queries.iter().map(|q| self.samples(q, now)))
-                    .await?;
+            let planned = usage_queries(rule, table, resource, namespace, names, self.shaping)
+                .map_err(Error::Query)?;
+            if let Some(metrics) = &self.metrics {
+                metrics.record_rule_queries(name, planned.shape, planned.queries.len());
+            }
+            let parts = futures_util::future::try_join_all(
+                planned.queries.iter().map(|q| self.samples(q, now)),
+            )
+            .await?;
             Ok::<_, Error>((label, parts.into_iter().flatten().collect()))
         };
-        let (cpu, memory) =
-            futures_util::future::try_join(usage(&rules.cpu), usage(&rules.memory)).await?;
+        let (cpu, memory) = futures_util::future::try_join(
+            usage(&rules.cpu, "resourceRules.cpu"),
+            usage(&rules.memory, "resourceRules.memory"),
+        )
+        .await?;
         Ok([cpu, memory])
     }
 
@@ -646,7 +660,17 @@ mod tests {
         }
     }
 
+    /// Asks by name, as prometheus-adapter does (its tests' exact queries).
     fn service() -> (ResourceMetrics, Arc<FakeBackend>) {
+        let (service, backend) = batching_service();
+        let by_name = QueryShaping {
+            batch: false,
+            ..QueryShaping::default()
+        };
+        (service.with_query_shaping(by_name), backend)
+    }
+
+    fn batching_service() -> (ResourceMetrics, Arc<FakeBackend>) {
         let rules =
             crate::config::parse_rules(crate::rules::REFERENCE_RESOURCE_RULES, "test").unwrap();
         let snapshot = Arc::new(arc_swap::ArcSwap::from_pointee(Snapshot {
@@ -784,5 +808,43 @@ mod tests {
             matches!(result, Err(Error::Backend(BackendError::Unavailable(_)))),
             "{result:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn one_query_per_namespace_serves_its_listed_pods() {
+        let (service, backend) = batching_service();
+        for (query, value) in [
+            (
+                r#"sum(rate(container_cpu_usage_seconds_total{namespace="some-ns",pod!=""}[1m])) by (pod,container)"#,
+                1000.0,
+            ),
+            (
+                r#"sum(container_memory_working_set_bytes{namespace="some-ns",pod!=""}) by (pod,container)"#,
+                2000.0,
+            ),
+        ] {
+            // `pod9` has samples but is not a listed pod.
+            let samples = ["pod1", "pod3", "pod9"]
+                .iter()
+                .map(|pod| c(pod, "cont1", value, 10))
+                .collect();
+            backend
+                .queries
+                .lock()
+                .unwrap()
+                .insert(query.into(), Ok(QueryResult::Vector(samples)));
+        }
+        let pods = service
+            .pods(
+                Some("some-ns"),
+                &LabelSelector::default(),
+                &FieldSelector::default(),
+                0.0,
+            )
+            .await
+            .unwrap();
+        let names: Vec<&str> = pods.iter().map(|p| p.pod.name.as_str()).collect();
+        assert_eq!(names, ["pod1", "pod3"]);
+        assert_eq!(backend.seen_queries.lock().unwrap().len(), 2);
     }
 }

@@ -1,13 +1,16 @@
 //! The compiled rules file: series filters, metric naming, resource association and query templates.
 
+mod batching;
 mod mapping;
 mod query;
 
+pub use batching::per_object;
 pub use mapping::{LabelTemplate, ResourceMapping};
 #[cfg(test)]
 pub(crate) use query::REFERENCE_RESOURCE_RULES;
 pub use query::{
-    QueryRequest, QueryTemplate, build_custom_query, build_external_query, build_resource_query,
+    QueryRequest, QueryTemplate, build_custom_batch_query, build_custom_query,
+    build_external_query, build_resource_query, resource_template,
 };
 
 use std::time::Duration;

@@ -15,6 +15,8 @@ use crate::resources::ResourceTable;
 pub struct QueryTemplate {
     source: String,
     template: Arc<gotmpl::Template>,
+    /// Whether one query for every object can answer for some of them, or why not.
+    per_object: Result<(), String>,
 }
 
 impl std::fmt::Debug for QueryTemplate {
@@ -66,6 +68,7 @@ impl QueryTemplate {
         let compiled = Self {
             source: source.to_owned(),
             template: Arc::new(template),
+            per_object: super::batching::per_object(source),
         };
         // Only failures that no request could avoid refuse the template: a field or function
         // that does not exist, or a loop past the limits. A template may rightly render nothing,
@@ -119,6 +122,12 @@ impl QueryTemplate {
     /// The template as written.
     pub fn source(&self) -> &str {
         &self.source
+    }
+
+    /// `Ok` when each object's value depends only on its own series, so that one query for every
+    /// object answers a request for any of them (see `batching::per_object`); otherwise why not.
+    pub fn per_object(&self) -> Result<(), &str> {
+        self.per_object.as_ref().map(|_| ()).map_err(String::as_str)
     }
 
     /// Renders with prometheus-adapter's fields: `.Series`, `.LabelMatchers`, `.LabelValuesByName`,
@@ -190,67 +199,120 @@ pub fn build_custom_query(
     resource: &GroupResource,
     request: &QueryRequest<'_>,
 ) -> Result<String, Error> {
-    build_object_query(
-        &rule.metrics_query,
-        &rule.resources,
-        table,
+    let query = ObjectQuery {
+        template: &rule.metrics_query,
+        mapping: &rule.resources,
         series,
-        resource,
-        &[],
-        request,
-    )
+        extra_group_by: &[],
+        every_object: false,
+    };
+    query.build(table, resource, request)
 }
 
-/// Renders a resource-metrics query for pods (per namespace, grouped by pod and container) or nodes.
+/// Renders a custom metric query for every object of the request's namespace: no object matcher,
+/// `request.names` unread. Only for templates that are `per_object`: their answer, kept to the
+/// asked objects, is `build_custom_query`'s.
+pub fn build_custom_batch_query(
+    rule: &DiscoveryRule,
+    table: &ResourceTable,
+    series: &str,
+    resource: &GroupResource,
+    request: &QueryRequest<'_>,
+) -> Result<String, Error> {
+    let query = ObjectQuery {
+        template: &rule.metrics_query,
+        mapping: &rule.resources,
+        series,
+        extra_group_by: &[],
+        every_object: true,
+    };
+    query.build(table, resource, request)
+}
+
+/// Renders a resource-metrics query for pods (per namespace, grouped by pod and container) or
+/// nodes; with `every_object`, for every pod of the namespace or every node (see
+/// `build_custom_batch_query`).
 pub fn build_resource_query(
     rule: &ResourceRule,
     table: &ResourceTable,
     resource: &GroupResource,
     request: &QueryRequest<'_>,
+    every_object: bool,
 ) -> Result<String, Error> {
     let container = [rule.container_label.clone()];
-    let (template, extra): (_, &[String]) = match request.namespace {
-        Some(_) => (&rule.container_query, &container),
-        None => (&rule.node_query, &[]),
+    let query = ObjectQuery {
+        template: resource_template(rule, request),
+        mapping: &rule.resources,
+        series: "",
+        extra_group_by: if request.namespace.is_some() {
+            &container
+        } else {
+            &[]
+        },
+        every_object,
     };
-    build_object_query(
-        template,
-        &rule.resources,
-        table,
-        "",
-        resource,
-        extra,
-        request,
-    )
+    query.build(table, resource, request)
 }
 
-fn build_object_query(
-    template: &QueryTemplate,
-    mapping: &ResourceMapping,
-    table: &ResourceTable,
-    series: &str,
-    resource: &GroupResource,
-    extra_group_by: &[String],
+/// The template a resource metrics request renders: `containerQuery` for pods (namespaced),
+/// `nodeQuery` for nodes.
+pub fn resource_template<'r>(
+    rule: &'r ResourceRule,
     request: &QueryRequest<'_>,
-) -> Result<String, Error> {
-    let (mut matchers, mut values_by_name) = request.metric_selector.to_matchers()?;
-    if let Some(namespace) = request.namespace.filter(|ns| !ns.is_empty()) {
-        let label = mapping.label_for_resource(&GroupResource::new("", "namespaces"), table)?;
-        matchers.push(LabelMatcher::new(&label, MatchOp::Equal, namespace)?);
-        values_by_name.insert(label, template_alternation(&[namespace]));
+) -> &'r QueryTemplate {
+    match request.namespace {
+        Some(_) => &rule.container_query,
+        None => &rule.node_query,
     }
-    let label = mapping.label_for_resource(resource, table)?;
-    let names = request.names;
-    matchers.push(match names {
-        [single] => LabelMatcher::new(&label, MatchOp::Equal, single.as_str())?,
-        [] => LabelMatcher::new(&label, MatchOp::Equal, "")?,
-        several => LabelMatcher::new(&label, MatchOp::Regex, literal_alternation(several))?,
-    });
-    values_by_name.insert(label.clone(), template_alternation(names));
-    let mut group_by = Vec::with_capacity(1 + extra_group_by.len());
-    group_by.push(label);
-    group_by.extend_from_slice(extra_group_by);
-    template.render(series, &matchers, &values_by_name, &group_by)
+}
+
+/// A query over objects of one resource, before the request is known.
+struct ObjectQuery<'a> {
+    template: &'a QueryTemplate,
+    mapping: &'a ResourceMapping,
+    series: &'a str,
+    /// Labels grouped by besides the object's (the container label).
+    extra_group_by: &'a [String],
+    /// No object matcher: every object of the namespace (or cluster).
+    every_object: bool,
+}
+
+impl ObjectQuery<'_> {
+    fn build(
+        &self,
+        table: &ResourceTable,
+        resource: &GroupResource,
+        request: &QueryRequest<'_>,
+    ) -> Result<String, Error> {
+        let Self {
+            template,
+            mapping,
+            series,
+            extra_group_by,
+            every_object,
+        } = *self;
+        let (mut matchers, mut values_by_name) = request.metric_selector.to_matchers()?;
+        if let Some(namespace) = request.namespace.filter(|ns| !ns.is_empty()) {
+            let label = mapping.label_for_resource(&GroupResource::new("", "namespaces"), table)?;
+            matchers.push(LabelMatcher::new(&label, MatchOp::Equal, namespace)?);
+            values_by_name.insert(label, template_alternation(&[namespace]));
+        }
+        let label = mapping.label_for_resource(resource, table)?;
+        let names = request.names;
+        matchers.push(match names {
+            // Every object: any name, which also keeps `{<<.LabelMatchers>>,…}` valid PromQL
+            // where there is no namespace matcher.
+            _ if every_object => LabelMatcher::new(&label, MatchOp::NotEqual, "")?,
+            [single] => LabelMatcher::new(&label, MatchOp::Equal, single.as_str())?,
+            [] => LabelMatcher::new(&label, MatchOp::Equal, "")?,
+            several => LabelMatcher::new(&label, MatchOp::Regex, literal_alternation(several))?,
+        });
+        values_by_name.insert(label.clone(), template_alternation(names));
+        let mut group_by = Vec::with_capacity(1 + extra_group_by.len());
+        group_by.push(label);
+        group_by.extend_from_slice(extra_group_by);
+        template.render(series, &matchers, &values_by_name, &group_by)
+    }
 }
 
 /// Renders an external metric query: selector matchers, then the namespace unless the rule says
@@ -346,16 +408,20 @@ mod tests {
             names: &names,
         };
         let rule = rule(template);
-        build_object_query(
-            &rule.metrics_query,
-            &rule.resources,
-            &ResourceTable::builtin(),
-            "foo",
-            &GroupResource::new("group", "resource"),
-            &extra,
-            &request,
-        )
-        .unwrap()
+        let query = ObjectQuery {
+            template: &rule.metrics_query,
+            mapping: &rule.resources,
+            series: "foo",
+            extra_group_by: &extra,
+            every_object: false,
+        };
+        query
+            .build(
+                &ResourceTable::builtin(),
+                &GroupResource::new("group", "resource"),
+                &request,
+            )
+            .unwrap()
     }
 
     #[test]
@@ -576,8 +642,14 @@ mod tests {
                     metric_selector: &everything,
                     names: &names,
                 };
-                build_resource_query(rule, &table, &GroupResource::new("", resource), &request)
-                    .unwrap()
+                build_resource_query(
+                    rule,
+                    &table,
+                    &GroupResource::new("", resource),
+                    &request,
+                    false,
+                )
+                .unwrap()
             };
         let (cpu, memory) = (&resource_rules.cpu, &resource_rules.memory);
         assert_eq!(

@@ -41,6 +41,20 @@ fn every_example_rules_file_loads() {
         stdout.contains("(4 rules, 2 externalRules, resourceRules absent)"),
         "{stdout}"
     );
+    // check says which rules serve asks once per namespace, and why the others are asked by name.
+    let (_, stdout, _) = run(&[
+        "check",
+        "--config",
+        repo("config/demo.yaml").to_str().unwrap(),
+    ]);
+    assert!(
+        stdout.contains("batched: one query for all objects (per namespace)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("resourceRules.cpu.containerQuery: batched"),
+        "{stdout}"
+    );
 }
 
 /// Writes `contents` as a rules file and runs `check` on it: (exit code, stderr, file name).
@@ -154,6 +168,11 @@ fn explain_lists_metrics_and_renders_queries_as_json() {
     assert_eq!(
         query["query"],
         r#"sum(container_some_usage{namespace="somens",pod=~"somepod1|somepod2",container!="",container!="POD"}) by (pod)"#
+    );
+    // The rule keeps pods apart, so serve asks once for the namespace's pods.
+    assert_eq!(
+        query["batched"],
+        r#"sum(container_some_usage{namespace="somens",pod!="",container!="",container!="POD"}) by (pod)"#
     );
 }
 

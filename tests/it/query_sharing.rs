@@ -147,7 +147,7 @@ fn two_replicas_answer_the_same_values_within_one_step() {
 }
 
 #[test]
-fn a_2000_pod_list_over_victoriametrics_is_asked_in_parts_within_its_16_kib_limit() {
+fn a_2000_pod_list_over_victoriametrics_is_served_within_its_16_kib_limit() {
     let dir = tempfile::tempdir().unwrap();
     // 2,000 running pods of one namespace, with CPU and memory for the last ten minutes. Their
     // names make a 42 KB alternation, well past VictoriaMetrics' 16 KiB query limit.
@@ -170,16 +170,31 @@ fn a_2000_pod_list_over_victoriametrics_is_asked_in_parts_within_its_16_kib_limi
     }
     let vm = VictoriaMetrics::importing_text(dir.path(), &text);
     let rules = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/demo.yaml");
-    let adapter = Adapter::start(dir.path(), &rules, &vm.url(), &[]);
     let path = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/bench-00/pods/*/cpu_usage";
-    let (code, body) = adapter.curl(path);
-    assert_eq!(code, 200, "{body}");
-    let list: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(list["items"].as_array().unwrap().len(), 2000);
-    let (code, body) = adapter.curl("/apis/metrics.k8s.io/v1beta1/namespaces/bench-00/pods");
-    assert_eq!(code, 200, "{body}");
-    let pods: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(pods["items"].as_array().unwrap().len(), 2000);
+    // Batched (one query for the namespace's pods), and by name in parts.
+    for (name, flags) in [
+        ("batched", &[][..]),
+        ("split", &["--disable-query-batching"][..]),
+    ] {
+        let adapter_dir = dir.path().join(name);
+        std::fs::create_dir_all(&adapter_dir).unwrap();
+        let adapter = Adapter::start(&adapter_dir, &rules, &vm.url(), flags);
+        let (code, body) = adapter.curl(path);
+        assert_eq!(code, 200, "{name}: {body}");
+        let list: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(list["items"].as_array().unwrap().len(), 2000, "{name}");
+        let (code, body) = adapter.curl("/apis/metrics.k8s.io/v1beta1/namespaces/bench-00/pods");
+        assert_eq!(code, 200, "{name}: {body}");
+        let pods: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(pods["items"].as_array().unwrap().len(), 2000, "{name}");
+        let metrics = adapter.curl("/metrics").1;
+        assert!(
+            metrics.contains(&format!(
+                "prom_adapter_rule_queries_total{{rule=\"resourceRules.cpu\",shape=\"{name}\"}}"
+            )),
+            "{name}: {metrics}"
+        );
+    }
 
     // The same list as one query is past VictoriaMetrics' limit: it refuses it.
     let whole_dir = dir.path().join("whole");
@@ -188,10 +203,95 @@ fn a_2000_pod_list_over_victoriametrics_is_asked_in_parts_within_its_16_kib_limi
         &whole_dir,
         &rules,
         &vm.url(),
-        &["--max-query-length=1000000"],
+        &["--disable-query-batching", "--max-query-length=1000000"],
     );
     let (code, body) = whole.curl(path);
     assert_eq!(code, 500, "{body}");
     let log = std::fs::read_to_string(&whole.log).unwrap();
     assert!(log.contains("too long"), "{log}");
+}
+
+#[test]
+fn batched_and_by_name_queries_give_every_object_the_same_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let prometheus = Prometheus::scraping(dir.path(), Scrape::default());
+    let rules = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/demo.yaml");
+    let step = 10.0;
+    let adapter = |name: &str, extra: &[&str]| {
+        let home = dir.path().join(name);
+        std::fs::create_dir_all(&home).unwrap();
+        let mut flags = vec!["--query-cache-ttl=0", "--query-time-step=10s"];
+        flags.extend_from_slice(extra);
+        Adapter::start(&home, &rules, &prometheus.url(), &flags)
+    };
+    let (batched, by_name) = (
+        adapter("batched", &[]),
+        adapter("by-name", &["--disable-query-batching"]),
+    );
+    // The items, without the time each replica answered at.
+    let items = |adapter: &Adapter, path: &str| {
+        let (code, body) = adapter.curl(path);
+        assert_eq!(code, 200, "{path}: {body}");
+        let mut list: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let items = list["items"].as_array_mut().unwrap();
+        for item in items.iter_mut() {
+            let item = item.as_object_mut().unwrap();
+            item.remove("timestamp");
+            if let Some(metadata) = item.get_mut("metadata") {
+                metadata["creationTimestamp"] = serde_json::Value::Null;
+            }
+        }
+        items.clone()
+    };
+    // Every namespaced custom metric the rules serve, for every object, then for one by name.
+    let (_, discovery) = batched.curl("/apis/custom.metrics.k8s.io/v1beta2");
+    let discovery: serde_json::Value = serde_json::from_str(&discovery).unwrap();
+    let mut compared = 0;
+    for resource in discovery["resources"].as_array().unwrap() {
+        let (name, namespaced) = (
+            resource["name"].as_str().unwrap(),
+            resource["namespaced"] == true,
+        );
+        let Some((kind, metric)) = name.split_once('/') else {
+            continue;
+        };
+        if !namespaced {
+            continue;
+        }
+        while unix_now() % step > step - 2.0 {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let path =
+            format!("/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/{kind}/*/{metric}");
+        let (code, _) = batched.curl(&path);
+        if code == 404 {
+            continue; // no object in `default` has it
+        }
+        let every = items(&batched, &path);
+        assert_eq!(every, items(&by_name, &path), "{path}");
+        if every.is_empty() {
+            continue; // series within --metrics-max-age, but no value now
+        }
+        let first = every[0]["describedObject"]["name"].as_str().unwrap();
+        let one = format!(
+            "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/{kind}/{first}/{metric}"
+        );
+        assert_eq!(items(&batched, &one), items(&by_name, &one), "{one}");
+        compared += 1;
+    }
+    assert!(
+        compared >= 5,
+        "only {compared} metrics had objects in `default`"
+    );
+    while unix_now() % step > step - 2.0 {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pods = "/apis/metrics.k8s.io/v1beta1/namespaces/default/pods";
+    let usage = items(&batched, pods);
+    assert!(!usage.is_empty());
+    assert_eq!(usage, items(&by_name, pods));
+    // Every rule of the demo's that these requests reached was batched.
+    let metrics = batched.curl("/metrics").1;
+    assert!(metrics.contains(r#"shape="batched"}"#), "{metrics}");
+    assert!(!metrics.contains(r#"shape="named"}"#), "{metrics}");
 }
