@@ -4,12 +4,16 @@
 //! (b) discovery of a 1,000,000-series `/api/v1/series` answer served from a file, against `curl`
 //!     downloading the same bytes, with the adapter's peak RSS;
 //! (c) `metrics.k8s.io` pods across 50 namespaces × 40 pods, against the sum of the Prometheus
-//!     queries the adapter runs for it.
+//!     queries the adapter runs for it;
+//! (d) fan-in: 100, 500 and 1,500 HPAs polling through the adapter with query sharing on and off,
+//!     against each HPA's query sent straight to Prometheus (`support/fanin.rs`).
 //!
 //! Run with `make bench` (release build). Needs Debian's prometheus package (`make deps`).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "support/fanin.rs"]
+mod fanin;
 
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::net::TcpListener;
@@ -39,6 +43,9 @@ fn main() {
     }
     if only.as_deref().is_none_or(|o| "pods".contains(o)) {
         runtime.block_on(pods());
+    }
+    if only.as_deref().is_none_or(|o| "fanin".contains(o)) {
+        runtime.block_on(fanin::fanin());
     }
 }
 
@@ -274,7 +281,7 @@ fn serve_file(path: PathBuf) -> u16 {
     port
 }
 
-fn peak_rss_mib(pid: u32) -> f64 {
+pub(crate) fn peak_rss_mib(pid: u32) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
     line.split_whitespace()
@@ -387,9 +394,8 @@ fn discovery() {
 /// itself so that they are exactly the adapter's.
 fn pod_list_queries(rules_path: &Path, pods: &[(String, String)]) -> Vec<String> {
     use prom_adapter::model::GroupResource;
-    use prom_adapter::promql::LabelSelector;
+    use prom_adapter::provider::plan::{QueryShaping, usage_queries};
     use prom_adapter::resources::ResourceTable;
-    use prom_adapter::rules::{QueryRequest, build_resource_query};
     let text = std::fs::read_to_string(rules_path).unwrap();
     let rules = prom_adapter::config::parse_rules(&text, "demo").unwrap();
     let resource = rules.resource.expect("resourceRules");
@@ -405,24 +411,18 @@ fn pod_list_queries(rules_path: &Path, pods: &[(String, String)]) -> Vec<String>
         prom_adapter::provider::resource_objects::combinations_query(&["namespace", "pod"])
             .unwrap(),
     ];
-    let selector = LabelSelector::default();
     for (namespace, names) in &by_namespace {
         for rule in [&resource.cpu, &resource.memory] {
-            let request = QueryRequest {
-                namespace: Some(namespace),
-                metric_selector: &selector,
+            let planned = usage_queries(
+                rule,
+                &table,
+                &GroupResource::new("", "pods"),
+                Some(namespace),
                 names,
-            };
-            queries.push(
-                build_resource_query(
-                    rule,
-                    &table,
-                    &GroupResource::new("", "pods"),
-                    &request,
-                    false,
-                )
-                .unwrap(),
-            );
+                QueryShaping::default(),
+            )
+            .unwrap();
+            queries.extend(planned.queries);
         }
     }
     queries

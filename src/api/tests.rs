@@ -108,7 +108,7 @@ async fn custom_metric_requests_answer_with_the_codes_kubernetes_clients_expect(
     // The rule keeps pods apart: one query for the namespace's pods answers for `web-1`.
     assert_eq!(
         query,
-        r#"sum(http_requests_total{namespace="default",pod!=""}) by (pod)"#
+        r#"sum(http_requests_total{namespace="default"}) by (pod)"#
     );
 
     // A value for the pod: 200 and a MetricValueList.

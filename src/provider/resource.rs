@@ -815,11 +815,11 @@ mod tests {
         let (service, backend) = batching_service();
         for (query, value) in [
             (
-                r#"sum(rate(container_cpu_usage_seconds_total{namespace="some-ns",pod!=""}[1m])) by (pod,container)"#,
+                r#"sum(rate(container_cpu_usage_seconds_total{namespace="some-ns"}[1m])) by (pod,container)"#,
                 1000.0,
             ),
             (
-                r#"sum(container_memory_working_set_bytes{namespace="some-ns",pod!=""}) by (pod,container)"#,
+                r#"sum(container_memory_working_set_bytes{namespace="some-ns"}) by (pod,container)"#,
                 2000.0,
             ),
         ] {

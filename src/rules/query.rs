@@ -299,14 +299,18 @@ impl ObjectQuery<'_> {
         }
         let label = mapping.label_for_resource(resource, table)?;
         let names = request.names;
-        matchers.push(match names {
-            // Every object: any name, which also keeps `{<<.LabelMatchers>>,…}` valid PromQL
-            // where there is no namespace matcher.
-            _ if every_object => LabelMatcher::new(&label, MatchOp::NotEqual, "")?,
-            [single] => LabelMatcher::new(&label, MatchOp::Equal, single.as_str())?,
-            [] => LabelMatcher::new(&label, MatchOp::Equal, "")?,
-            several => LabelMatcher::new(&label, MatchOp::Regex, literal_alternation(several))?,
-        });
+        if !every_object {
+            matchers.push(match names {
+                [single] => LabelMatcher::new(&label, MatchOp::Equal, single.as_str())?,
+                [] => LabelMatcher::new(&label, MatchOp::Equal, "")?,
+                several => LabelMatcher::new(&label, MatchOp::Regex, literal_alternation(several))?,
+            });
+        } else if matchers.is_empty() {
+            // Every object of a cluster-scoped resource: `{<<.LabelMatchers>>,id="/"}` needs a
+            // matcher to stay valid PromQL. Only then, since Prometheus answers `label!=""` by
+            // merging the series of every value of the label.
+            matchers.push(LabelMatcher::new(&label, MatchOp::NotEqual, "")?);
+        }
         values_by_name.insert(label.clone(), template_alternation(names));
         let mut group_by = Vec::with_capacity(1 + extra_group_by.len());
         group_by.push(label);

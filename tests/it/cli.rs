@@ -172,7 +172,7 @@ fn explain_lists_metrics_and_renders_queries_as_json() {
     // The rule keeps pods apart, so serve asks once for the namespace's pods.
     assert_eq!(
         query["batched"],
-        r#"sum(container_some_usage{namespace="somens",pod!="",container!="",container!="POD"}) by (pod)"#
+        r#"sum(container_some_usage{namespace="somens",container!="",container!="POD"}) by (pod)"#
     );
 }
 

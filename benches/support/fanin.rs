@@ -1,0 +1,285 @@
+//! (d) Fan-in: N HPAs, each polling its own Service's metric every sync, through the adapter with
+//! query sharing on and off, against the same queries sent straight to Prometheus.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::common::{Adapter, Prometheus};
+use crate::peak_rss_mib;
+
+/// Distinct metrics, each living in one namespace (`ns-{m % 20}`): 50 (metric, namespace) pairs.
+const METRICS: usize = 50;
+const NAMESPACES: usize = 20;
+const PODS_PER_SERVICE: usize = 2;
+/// The HPA controller syncs every 15 s; the bench runs 5 times faster, and so do the adapter's
+/// TTL and step (1 s for the default 5 s), so that callers per kept answer are as in real time.
+const COMPRESSION: f64 = 5.0;
+/// Syncs each HPA makes per run.
+const SYNCS: usize = 4;
+
+/// HPA `i`: its metric, namespace and Service.
+fn hpa(i: usize) -> (String, String, String) {
+    let metric = i % METRICS;
+    (
+        format!("app_m{metric:02}_requests"),
+        format!("ns-{:02}", metric % NAMESPACES),
+        format!("svc-{i:04}"),
+    )
+}
+
+/// Two pods per Service, each counting `1 + i % 7` requests a second, with the target labels a
+/// ServiceMonitor gives (`namespace`, `service`, `pod`, `container`, `endpoint`, `job`,
+/// `instance`), from 15 minutes ago to an hour ahead at 15 s.
+fn write_data(dir: &Path, services: usize) -> PathBuf {
+    use std::io::Write;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let start = now / 15 * 15 - 900;
+    let times: Vec<u64> = (start..start + 4500).step_by(15).collect();
+    let path = dir.join("fanin.om");
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+    for metric in 0..METRICS {
+        let name = format!("app_m{metric:02}_requests_total");
+        writeln!(out, "# HELP {name} Requests served.\n# TYPE {name} counter").unwrap();
+        for i in (metric..services).step_by(METRICS) {
+            let (_, namespace, service) = hpa(i);
+            let rate = 1 + i % 7;
+            for p in 0..PODS_PER_SERVICE {
+                let labels = format!(
+                    r#"container="app",endpoint="http",instance="10.{}.{}.{p}:8080",job="{service}",namespace="{namespace}",pod="{service}-{p}",service="{service}""#,
+                    i / 250,
+                    i % 250
+                );
+                for (k, t) in times.iter().enumerate() {
+                    writeln!(out, "{name}{{{labels}}} {} {t}", k * 15 * rate).unwrap();
+                }
+            }
+        }
+    }
+    writeln!(out, "# EOF").unwrap();
+    out.flush().unwrap();
+    path
+}
+
+const RULES: &str = r#"rules:
+- seriesQuery: '{__name__=~"^app_m[0-9]+_requests_total$",namespace!="",service!=""}'
+  resources: {overrides: {namespace: {resource: namespace}, service: {resource: service}}}
+  name: {matches: ^(.*)_total$}
+  metricsQuery: 'sum(rate(<<.Series>>{<<.LabelMatchers>>}[2m])) by (<<.GroupBy>>)'
+"#;
+
+struct Run {
+    requests: usize,
+    queries: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    cpu_per_1k: Option<f64>,
+    peak_rss: Option<f64>,
+}
+
+/// Instant queries Prometheus has evaluated since it started.
+async fn evaluated_queries(client: &reqwest::Client, prometheus: &str) -> f64 {
+    let text = client
+        .get(format!("{prometheus}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find(|l| {
+            l.starts_with(r#"prometheus_engine_query_duration_seconds_count{slice="inner_eval"}"#)
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// CPU seconds the process has used (user + system).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command's closing parenthesis: utime and stime are the 12th and 13th.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / clock_ticks()
+}
+
+fn clock_ticks() -> f64 {
+    let out = std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(100.0)
+}
+
+/// Each of `urls` is one HPA: polled once per period, the HPAs spread evenly over the period,
+/// for `syncs` periods. Every answer must be a 200. Returns each request's latency.
+async fn poll(client: &reqwest::Client, urls: &[String], syncs: usize) -> Vec<Duration> {
+    let period = Duration::from_secs_f64(15.0 / COMPRESSION);
+    let start = tokio::time::Instant::now() + Duration::from_millis(200);
+    let count = urls.len();
+    let tasks: Vec<_> = urls
+        .iter()
+        .enumerate()
+        .map(|(i, url)| {
+            let (client, url) = (client.clone(), url.clone());
+            let offset = period.mul_f64(i as f64 / count as f64);
+            tokio::spawn(async move {
+                let mut latencies = Vec::with_capacity(syncs);
+                for sync in 0..syncs {
+                    tokio::time::sleep_until(start + offset + period * sync as u32).await;
+                    let began = Instant::now();
+                    let response = client.get(&url).send().await.expect("request");
+                    let status = response.status();
+                    let body = response.bytes().await.expect("body");
+                    assert!(status.is_success(), "{url}: {status} {body:?}");
+                    latencies.push(began.elapsed());
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut all = Vec::with_capacity(count * syncs);
+    for task in tasks {
+        all.extend(task.await.unwrap());
+    }
+    all
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    let at = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[at].as_secs_f64() * 1000.0
+}
+
+async fn measure(
+    client: &reqwest::Client,
+    prometheus: &str,
+    urls: &[String],
+    adapter: Option<&Adapter>,
+) -> Run {
+    // One sync to open connections and warm caches, as HPAs that have been running would have.
+    poll(client, urls, 1).await;
+    let queries_before = evaluated_queries(client, prometheus).await;
+    let cpu_before = adapter.map(|a| cpu_seconds(a.pid()));
+    let mut latencies = poll(client, urls, SYNCS).await;
+    latencies.sort();
+    let queries = evaluated_queries(client, prometheus).await - queries_before;
+    let requests = latencies.len();
+    Run {
+        requests,
+        queries,
+        p50_ms: percentile(&latencies, 0.5),
+        p99_ms: percentile(&latencies, 0.99),
+        cpu_per_1k: adapter
+            .zip(cpu_before)
+            .map(|(a, before)| (cpu_seconds(a.pid()) - before) / requests as f64 * 1000.0),
+        peak_rss: adapter.map(|a| peak_rss_mib(a.pid())),
+    }
+}
+
+pub async fn fanin() {
+    let hpa_counts = [100usize, 500, 1500];
+    let dir = tempfile::tempdir().unwrap();
+    let om = write_data(dir.path(), hpa_counts[hpa_counts.len() - 1]);
+    let prometheus = Prometheus::start_with_openmetrics(dir.path(), om);
+    let rules = dir.path().join("fanin.yaml");
+    std::fs::write(&rules, RULES).unwrap();
+    let client = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .pool_max_idle_per_host(256)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let prometheus_url = prometheus.url();
+    println!(
+        "\n(d) fan-in: N HPAs, each polling its own Service's metric once per sync ({SYNCS} syncs after one to warm up, time compressed {COMPRESSION}x: a sync every {:.0} s, TTL and step 1 s for the default 5 s), over {METRICS} metrics in {NAMESPACES} namespaces ({METRICS} (metric, namespace) pairs), {PODS_PER_SERVICE} pods per Service, one Prometheus 2.42",
+        15.0 / COMPRESSION
+    );
+    println!(
+        "{:>5} {:<36} {:>8} {:>8} {:>9} {:>7} {:>11} {:>8} {:>8} {:>9}",
+        "N",
+        "path",
+        "requests",
+        "queries",
+        "per sync",
+        "q/req",
+        "CPU s/1k",
+        "p50 ms",
+        "p99 ms",
+        "RSS MiB"
+    );
+    let sharing = ["--query-cache-ttl=1s", "--query-time-step=1s"];
+    let no_sharing = [
+        "--query-cache-ttl=0",
+        "--query-time-step=0",
+        "--disable-query-batching",
+    ];
+    for n in hpa_counts {
+        let direct_urls: Vec<String> = (0..n)
+            .map(|i| {
+                let (metric, namespace, service) = hpa(i);
+                let query = format!(
+                    r#"sum(rate({metric}_total{{namespace="{namespace}",service="{service}"}}[2m])) by (service)"#
+                );
+                let mut url =
+                    reqwest::Url::parse(&format!("{prometheus_url}/api/v1/query")).unwrap();
+                url.query_pairs_mut().append_pair("query", &query);
+                url.to_string()
+            })
+            .collect();
+        let direct = measure(&client, &prometheus_url, &direct_urls, None).await;
+        print_run(n, "Prometheus, each HPA's query (HTTP)", &direct);
+        for (label, flags) in [
+            ("adapter, sharing on (HTTPS)", &sharing[..]),
+            ("adapter, sharing off (HTTPS)", &no_sharing[..]),
+        ] {
+            let home = dir.path().join(format!("adapter-{n}-{}", flags.len()));
+            std::fs::create_dir_all(&home).unwrap();
+            let mut args = vec!["--metrics-relist-interval=10m", "--prometheus-timeout=10s"];
+            args.extend_from_slice(flags);
+            let adapter = Adapter::start(&home, &rules, &prometheus_url, &args);
+            let urls: Vec<String> = (0..n)
+                .map(|i| {
+                    let (metric, namespace, service) = hpa(i);
+                    format!(
+                        "https://127.0.0.1:{}/apis/custom.metrics.k8s.io/v1beta2/namespaces/{namespace}/services/{service}/{metric}",
+                        adapter.port
+                    )
+                })
+                .collect();
+            let run = measure(&client, &prometheus_url, &urls, Some(&adapter)).await;
+            print_run(n, label, &run);
+            drop(adapter);
+        }
+    }
+    println!(
+        "queries: Prometheus's own prometheus_engine_query_duration_seconds_count{{slice=\"inner_eval\"}} over the run; per sync: divided by {SYNCS}. With sharing, each (metric, namespace) pair is asked at most once per step (3 steps per sync), whatever N."
+    );
+}
+
+fn print_run(n: usize, label: &str, run: &Run) {
+    let or_dash =
+        |v: Option<f64>, precision: usize| v.map_or("-".to_owned(), |v| format!("{v:.precision$}"));
+    println!(
+        "{n:>5} {label:<36} {:>8} {:>8.0} {:>9.0} {:>7.3} {:>11} {:>8.2} {:>8.2} {:>9}",
+        run.requests,
+        run.queries,
+        run.queries / SYNCS as f64,
+        run.queries / run.requests as f64,
+        or_dash(run.cpu_per_1k, 3),
+        run.p50_ms,
+        run.p99_ms,
+        or_dash(run.peak_rss, 1),
+    );
+}
