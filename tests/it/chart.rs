@@ -1481,3 +1481,38 @@ fn the_readme_hand_over_lets_a_new_release_adopt_the_community_releases_apiservi
         assert_eq!(annotations["meta.helm.sh/release-name"], release, "{name}");
     }
 }
+
+#[test]
+fn the_default_install_is_highly_available() {
+    // Two replicas, a budget of one unavailable, and a spread over nodes by the pods' own labels.
+    let (_, objects) = render_with(&[]);
+    let deployment = find(&objects, "Deployment")[0];
+    assert_eq!(deployment["spec"]["replicas"], 2);
+    assert_eq!(
+        find(&objects, "PodDisruptionBudget")[0]["spec"]["maxUnavailable"],
+        1
+    );
+    let spread = &deployment["spec"]["template"]["spec"]["topologySpreadConstraints"];
+    assert_eq!(spread[0]["topologyKey"], "kubernetes.io/hostname");
+    assert_eq!(spread[0]["whenUnsatisfiable"], "ScheduleAnyway");
+    assert_eq!(
+        spread[0]["labelSelector"]["matchLabels"],
+        deployment["spec"]["selector"]["matchLabels"]
+    );
+    // One replica has nothing to spread; constraints given replace the default one.
+    let (_, objects) = render_with(&["--set", "replicas=1"]);
+    let pod = &find(&objects, "Deployment")[0]["spec"]["template"]["spec"];
+    assert!(pod.get("topologySpreadConstraints").is_none(), "{pod}");
+    let (_, objects) = render_with(&[
+        "--set",
+        "topologySpreadConstraints[0].maxSkew=2",
+        "--set",
+        "topologySpreadConstraints[0].topologyKey=topology.kubernetes.io/zone",
+        "--set",
+        "topologySpreadConstraints[0].whenUnsatisfiable=DoNotSchedule",
+    ]);
+    let spread =
+        &find(&objects, "Deployment")[0]["spec"]["template"]["spec"]["topologySpreadConstraints"];
+    assert_eq!(spread.as_array().unwrap().len(), 1);
+    assert_eq!(spread[0]["topologyKey"], "topology.kubernetes.io/zone");
+}
