@@ -206,7 +206,9 @@ fn adapter_breakdown(adapter: &Adapter) -> (f64, f64) {
             text.lines()
                 .find(|l| {
                     l.starts_with(&format!("{prefix}_{suffix}{{")) && l.contains("custom.metrics")
-                        || l.starts_with(&format!("{prefix}_{suffix}{{endpoint=\"/api/v1/query\""))
+                        || l.starts_with(&format!(
+                            "{prefix}_{suffix}{{backend=\"default\",endpoint=\"/api/v1/query\""
+                        ))
                 })
                 .and_then(|l| l.rsplit(' ').next())
                 .and_then(|v| v.parse::<f64>().ok())

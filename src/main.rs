@@ -25,7 +25,11 @@ fn main() -> ExitCode {
     let result = match cli.command {
         None => app::serve::run(cli.serve, warnings),
         Some(Command::Serve(args)) => app::serve::run(*args, warnings),
-        Some(Command::Check { config, strict }) => app::explain::check(&config, strict),
+        Some(Command::Check {
+            config,
+            strict,
+            settings,
+        }) => app::explain::check(&config, strict, settings.as_deref()),
         Some(Command::Explain(args)) => app::explain::run(&args),
         Some(Command::Simulate(args)) => app::simulate::run(&args),
     };

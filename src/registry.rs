@@ -26,7 +26,7 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// Runs series shapes (by `seriesQuery`) through the rules. Rules are applied in order and
+    /// Runs series shapes (by `rules::discovery_key`) through the rules. Rules are applied in order and
     /// shapes in sorted order, so when two produce the same metric the later one wins, every time.
     pub fn build(
         rules: &RuleSet,
@@ -36,7 +36,7 @@ impl Registry {
         let mut registry = Registry::default();
         let shapes_of = |rule: &DiscoveryRule| {
             shapes
-                .get(&rule.series_query)
+                .get(&rule.discovery_key())
                 .map(|s| s.as_slice())
                 .unwrap_or_default()
         };
@@ -86,7 +86,7 @@ impl Registry {
                     .collect();
                 shapes.sort();
                 shapes.dedup();
-                (rule.series_query.clone(), Arc::new(shapes))
+                (rule.discovery_key(), Arc::new(shapes))
             })
             .collect();
         Self::build(rules, &shapes, table)

@@ -52,6 +52,8 @@ pub enum Outcome {
 /// Reloads one rules file into a running discovery loop.
 pub struct RulesReloader {
     path: PathBuf,
+    /// The settings' named backends: a file whose rules name another is refused.
+    backends: Vec<String>,
     updates: mpsc::Sender<RulesUpdate>,
     metrics: Arc<Metrics>,
     published: watch::Sender<Arc<RuleSet>>,
@@ -72,11 +74,19 @@ impl RulesReloader {
     ) -> Self {
         Self {
             path,
+            backends: Vec::new(),
             updates,
             metrics,
             published: watch::Sender::new(rules),
             last_read: Some(loaded),
         }
+    }
+
+    /// Refuses files whose rules name a backend other than `backends`.
+    #[must_use]
+    pub fn with_backends(mut self, backends: Vec<String>) -> Self {
+        self.backends = backends;
+        self
     }
 
     /// The rules serving now, updated after each successful reload.
@@ -142,7 +152,11 @@ impl RulesReloader {
                     source: std::io::Error::new(std::io::ErrorKind::InvalidData, error),
                 })
             })
-            .and_then(|text| config::parse_rules(&text, &file));
+            .and_then(|text| config::parse_rules(&text, &file))
+            .and_then(|rules| {
+                let known: Vec<&str> = self.backends.iter().map(String::as_str).collect();
+                config::check_backends(&rules, &file, &known).map(|()| rules)
+            });
         let rules = match compiled {
             Ok(rules) => {
                 rules.warn_about_load();
@@ -241,16 +255,25 @@ fn watch_directory(path: &Path, changed: Arc<Notify>) -> Option<Box<dyn Watcher 
 
 /// Reads and compiles a rules file.
 pub fn load_rules(path: &Path) -> Result<RuleSet, config::Error> {
-    load_rules_and_text(path).map(|(rules, _)| rules)
+    load_rules_and_text(path, None).map(|(rules, _)| rules)
 }
 
 /// Reads and compiles a rules file, and returns the text it compiled (for later comparisons).
-pub fn load_rules_and_text(path: &Path) -> Result<(RuleSet, String), config::Error> {
+/// With `backends`, rules naming another backend are refused (`config::check_backends`).
+pub fn load_rules_and_text(
+    path: &Path,
+    backends: Option<&[&str]>,
+) -> Result<(RuleSet, String), config::Error> {
     let text = std::fs::read_to_string(path).map_err(|source| config::Error::Read {
         path: path.display().to_string(),
         source,
     })?;
-    config::parse_rules(&text, &path.display().to_string()).map(|rules| (rules, text))
+    let origin = path.display().to_string();
+    let rules = config::parse_rules(&text, &origin)?;
+    if let Some(backends) = backends {
+        config::check_backends(&rules, &origin, backends)?;
+    }
+    Ok((rules, text))
 }
 
 #[cfg(test)]

@@ -55,17 +55,17 @@ impl Metrics {
         let prometheus_requests = IntCounterVec::new(
             Opts::new(
                 "prom_adapter_prometheus_requests_total",
-                "Calls to Prometheus, by endpoint and outcome (ok, unavailable, error).",
+                "Calls to Prometheus, by backend (default: --prometheus-url), endpoint and outcome (ok, unavailable, error).",
             ),
-            &["endpoint", "outcome"],
+            &["backend", "endpoint", "outcome"],
         )
         .expect("valid metric");
         let prometheus_duration = HistogramVec::new(
             HistogramOpts::new(
                 "prom_adapter_prometheus_request_duration_seconds",
-                "Latency of calls to Prometheus, by endpoint.",
+                "Latency of calls to Prometheus, by backend and endpoint.",
             ),
-            &["endpoint"],
+            &["backend", "endpoint"],
         )
         .expect("valid metric");
         let discovery_duration = prometheus::Histogram::with_opts(
@@ -240,12 +240,18 @@ impl Metrics {
     }
 
     /// Records one call to Prometheus.
-    pub fn record_prometheus_call(&self, endpoint: &str, outcome: &str, elapsed: Duration) {
+    pub fn record_prometheus_call(
+        &self,
+        backend: &str,
+        endpoint: &str,
+        outcome: &str,
+        elapsed: Duration,
+    ) {
         self.prometheus_requests
-            .with_label_values(&[endpoint, outcome])
+            .with_label_values(&[backend, endpoint, outcome])
             .inc();
         self.prometheus_duration
-            .with_label_values(&[endpoint])
+            .with_label_values(&[backend, endpoint])
             .observe(elapsed.as_secs_f64());
     }
 

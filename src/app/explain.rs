@@ -15,9 +15,33 @@ use crate::telemetry::Metrics;
 
 /// `check`: validates a rules file offline and prints one line per rule; exit 1 on an error (or
 /// a warning, with `strict`).
-pub fn check(path: &std::path::Path, strict: bool) -> anyhow::Result<ExitCode> {
-    match crate::reload::load_rules(path) {
+pub fn check(
+    path: &std::path::Path,
+    strict: bool,
+    settings: Option<&std::path::Path>,
+) -> anyhow::Result<ExitCode> {
+    let backends = match settings {
+        Some(file) => Some(backend_names(file)?),
+        None => None,
+    };
+    let known: Option<Vec<&str>> = backends
+        .as_ref()
+        .map(|names| names.iter().map(String::as_str).collect());
+    match crate::reload::load_rules_and_text(path, known.as_deref()).map(|(rules, _)| rules) {
         Ok(rules) => {
+            if backends.is_none() {
+                for rule in rules.custom.iter().chain(&rules.external) {
+                    if let Some(backend) = &rule.backend {
+                        println!(
+                            "{}:{}:{}: backend {:?} is not checked: give --settings with serve's settings file",
+                            path.display(),
+                            backend.line,
+                            backend.column,
+                            backend.name
+                        );
+                    }
+                }
+            }
             for line in explain::summarize(&rules) {
                 println!("{line}");
             }
@@ -52,6 +76,26 @@ pub fn check(path: &std::path::Path, strict: bool) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+/// The names of the settings file's `backends:`, each checked as `serve` checks it.
+fn backend_names(file: &std::path::Path) -> anyhow::Result<Vec<String>> {
+    let settings = crate::cli::settings::load(Some(file), &[], &crate::cli::ServeArgs::default())?;
+    let sharing = crate::provider::query_cache::QuerySharing {
+        ttl: std::time::Duration::ZERO,
+        time_step: std::time::Duration::ZERO,
+        max_concurrent: 1,
+        max_queued: 0,
+        queue_timeout: std::time::Duration::from_secs(30),
+    };
+    let service_account_dir = settings
+        .service_account_dir
+        .clone()
+        .unwrap_or_else(|| crate::prometheus::transport::SERVICE_ACCOUNT_DIR.into());
+    let resolved =
+        crate::cli::backends::resolve(&settings.backends, &sharing, &service_account_dir)
+            .map_err(|problems| anyhow::anyhow!("{}: {}", file.display(), problems.join("\n  ")))?;
+    Ok(resolved.into_iter().map(|b| b.name).collect())
 }
 
 /// `explain`: offline over a series file, or live against `--prometheus-url`.

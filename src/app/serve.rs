@@ -18,7 +18,7 @@ use crate::provider::external::ExternalMetrics;
 use crate::provider::query_cache::SharedQueries;
 use crate::provider::resource::ResourceMetrics;
 use crate::provider::resource_objects::{PrometheusObjects, ResourceObjects};
-use crate::provider::{MetricsBackend, ObjectLister, Snapshot};
+use crate::provider::{BackendRouter, MetricsBackend, ObjectLister, Snapshot};
 use crate::reload::RulesReloader;
 use crate::resources::ResourceTable;
 use crate::server;
@@ -46,7 +46,14 @@ pub fn run(args: ServeArgs, warnings: Vec<String>) -> anyhow::Result<ExitCode> {
 /// Inside the server's runtime: the rules, the clients, every background task in one `JoinSet`,
 /// and the HTTPS server; the tasks end when the server does.
 async fn run_server(serve_config: ServeConfig) -> anyhow::Result<()> {
-    let (rules, rules_text) = crate::reload::load_rules_and_text(&serve_config.rules_path)?;
+    let backend_names: Vec<String> = serve_config
+        .backends
+        .iter()
+        .map(|b| b.name.clone())
+        .collect();
+    let known: Vec<&str> = backend_names.iter().map(String::as_str).collect();
+    let (rules, rules_text) =
+        crate::reload::load_rules_and_text(&serve_config.rules_path, Some(&known))?;
     rules.warn_about_load();
     let rules = Arc::new(rules);
     let server::ServingTls {
@@ -61,6 +68,10 @@ async fn run_server(serve_config: ServeConfig) -> anyhow::Result<()> {
     let backend: Arc<dyn MetricsBackend> = Arc::new(queries.backend(Arc::new(
         prometheus::InstrumentedClient::new(client.clone(), metrics.clone()),
     )));
+    // Each named backend's answers and slots, shared by every worker and discovery.
+    let named = (!serve_config.backends.is_empty()).then(|| {
+        prometheus::SharedNamedBackends::new(serve_config.backends.clone(), metrics.clone())
+    });
     let snapshot = Arc::new(arc_swap::ArcSwap::from_pointee(Snapshot {
         rules: rules.clone(),
         table: Arc::new(ResourceTable::builtin()),
@@ -87,7 +98,8 @@ async fn run_server(serve_config: ServeConfig) -> anyhow::Result<()> {
         rules,
         updates,
         metrics.clone(),
-    );
+    )
+    .with_backends(backend_names);
     let serving_rules = reloader.subscribe();
     tasks.spawn_local(reloader.run());
     // The kube client must be made inside this runtime, which drives its connections.
@@ -126,7 +138,7 @@ async fn run_server(serve_config: ServeConfig) -> anyhow::Result<()> {
         let (snapshot, metrics, health) = (snapshot.clone(), metrics.clone(), health.clone());
         let max_age = serve_config.discovery.max_age;
         let shaping = serve_config.shaping;
-        let (client, queries) = (client.clone(), queries.clone());
+        let (client, queries, named) = (client.clone(), queries.clone(), named.clone());
         move || {
             // Each actix worker runs its own single-threaded runtime; a shared connection pool
             // would drive every Prometheus call from another thread.
@@ -146,14 +158,29 @@ async fn run_server(serve_config: ServeConfig) -> anyhow::Result<()> {
                     .with_query_shaping(shaping)
                     .with_metrics(metrics.clone()),
             );
-            AppState {
-                resource,
-                external: ExternalMetrics::new(snapshot.clone(), backend.clone())
-                    .with_metrics(metrics.clone()),
-                custom: CustomMetrics::new(snapshot.clone(), backend, max_age, objects.clone())
+            let mut external = ExternalMetrics::new(snapshot.clone(), backend.clone())
+                .with_metrics(metrics.clone());
+            let mut custom =
+                CustomMetrics::new(snapshot.clone(), backend, max_age, objects.clone())
                     .with_rediscovery(unknown_resource.clone())
                     .with_query_shaping(shaping)
-                    .with_metrics(metrics.clone()),
+                    .with_metrics(metrics.clone());
+            if let Some(named) = &named {
+                // Checked when the settings were resolved; a client that still fails to build
+                // here leaves its rules' requests failing, not the server.
+                match named.router() {
+                    Ok(router) => {
+                        let router: Arc<dyn BackendRouter> = Arc::new(router);
+                        external = external.with_backends(router.clone());
+                        custom = custom.with_backends(router);
+                    }
+                    Err(error) => tracing::error!(%error, "building the named backends' clients"),
+                }
+            }
+            AppState {
+                resource,
+                external,
+                custom,
                 metrics: metrics.clone(),
                 health: health.clone(),
                 gate: gate.clone(),
@@ -169,13 +196,17 @@ async fn run_server(serve_config: ServeConfig) -> anyhow::Result<()> {
             table_changed.clone(),
         ));
     }
-    let discovery = Discovery::new(
+    let mut discovery = Discovery::new(
         backend,
         snapshot,
         serve_config.discovery,
         metrics,
         health.clone(),
     );
+    if let Some(named) = &named {
+        let router: Arc<dyn BackendRouter> = Arc::new(named.router()?);
+        discovery = discovery.with_backends(router);
+    }
     tasks.spawn_local(discovery.run(rule_updates, table_changed));
     tasks.spawn_local(certificate.watch(serve_config.tls_reload_interval));
     let result = server::serve(

@@ -1,5 +1,6 @@
 //! Command-line interface: `serve` (also the default, with prometheus-adapter's flag names), `check`, `explain` and `simulate`.
 
+pub mod backends;
 mod legacy;
 pub mod prometheus;
 pub mod serve;
@@ -38,6 +39,10 @@ pub enum Command {
         /// Exit 1 on warnings too (for CI).
         #[arg(long)]
         strict: bool,
+        /// serve's settings file: its `backends:` are checked, and so are the rules' `backend:`
+        /// references to them.
+        #[arg(long, value_name = "FILE")]
+        settings: Option<PathBuf>,
     },
     /// Show what a rules file discovers from series (a file, or a live Prometheus), the PromQL a
     /// request runs and what it returns, and with --why the step that loses a metric.

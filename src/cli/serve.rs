@@ -37,6 +37,11 @@ pub struct ServeArgs {
     #[command(flatten)]
     #[serde(skip)]
     pub prometheus: PrometheusArgs,
+    /// Named backends that rules choose with `backend:` (settings file only: see
+    /// `cli::backends`).
+    #[arg(skip)]
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub backends: std::collections::BTreeMap<String, super::backends::BackendSettings>,
     /// Where the pod's service-account token and CA are mounted, for
     /// --prometheus-auth-incluster (settings file or environment only).
     #[arg(skip)]
@@ -316,6 +321,8 @@ pub struct ServeConfig {
     pub(crate) tls_reload_interval: std::time::Duration,
     pub(crate) sharing: QuerySharing,
     pub(crate) shaping: crate::provider::plan::QueryShaping,
+    /// The settings' named backends.
+    pub(crate) backends: Vec<prometheus::NamedBackendConfig>,
     /// `None` with `--standalone`.
     pub(crate) cluster: Option<ClusterSettings>,
 }
@@ -596,6 +603,25 @@ pub fn resolve(settings: &ServeArgs) -> anyhow::Result<ServeConfig> {
     if max_query_length < 1024 {
         p.note(format!("--max-query-length ({max_query_length}) must be at least 1024 bytes, room for one object's query"));
     }
+    let sharing = QuerySharing {
+        ttl,
+        time_step,
+        max_concurrent,
+        max_queued,
+        queue_timeout: prometheus.as_ref().map_or(HPA_SYNC, |p| p.timeout),
+    };
+    let backends = super::backends::resolve(
+        &settings.backends,
+        &sharing,
+        settings
+            .service_account_dir
+            .as_deref()
+            .unwrap_or(Path::new(prometheus::transport::SERVICE_ACCOUNT_DIR)),
+    )
+    .unwrap_or_else(|problems| {
+        p.0.extend(problems);
+        Vec::new()
+    });
     let (Some(rules_path), Some(ip), Some(prometheus), Some((policy, tls_warnings)), []) = (
         settings.config.clone(),
         ip,
@@ -613,13 +639,8 @@ pub fn resolve(settings: &ServeArgs) -> anyhow::Result<ServeConfig> {
             batch: !queries.disable_query_batching,
             max_length: max_query_length,
         },
-        sharing: QuerySharing {
-            ttl,
-            time_step,
-            max_concurrent,
-            max_queued,
-            queue_timeout: prometheus.timeout,
-        },
+        sharing,
+        backends,
         rules_path,
         prometheus,
         discovery: DiscoveryConfig {

@@ -192,6 +192,33 @@ mod tests {
     }
 
     #[test]
+    fn backends_come_from_the_settings_file_as_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("settings.yaml");
+        std::fs::write(
+            &file,
+            "backends:\n  mimir:\n    url: http://mimir/prometheus\n    headers: {X-Scope-OrgID: '<<.Tenant>>'}\n    tenants: {shop: Team-A}\n    discovery_tenant: Team-A\n    max_concurrent_queries: 8\n",
+        )
+        .unwrap();
+        let s = load(Some(&file), &[], &crate::cli::ServeArgs::default()).unwrap();
+        let mimir = &s.backends["mimir"];
+        assert_eq!(mimir.url.as_deref(), Some("http://mimir/prometheus"));
+        let (name, value) = mimir.headers.iter().next().unwrap();
+        assert!(name.eq_ignore_ascii_case("X-Scope-OrgID"), "{name}");
+        assert_eq!(value, "<<.Tenant>>");
+        assert_eq!(mimir.tenants["shop"], "Team-A", "values keep their case");
+        assert_eq!(mimir.max_concurrent_queries, Some(8));
+        // A key a backend does not have is an error naming it.
+        std::fs::write(
+            &file,
+            "backends:\n  mimir:\n    url: http://m\n    tenant: x\n",
+        )
+        .unwrap();
+        let error = load(Some(&file), &[], &crate::cli::ServeArgs::default()).unwrap_err();
+        assert!(error.to_string().contains("tenant"), "{error}");
+    }
+
+    #[test]
     fn bad_values_are_errors() {
         let env = vec![(
             "PROM_ADAPTER_SECURE_PORT".to_owned(),

@@ -222,6 +222,25 @@ fn compile_discovery_rule(
         return None;
     }
     let metrics_query = c.query_template(raw.metrics_query.as_ref(), rule, &query_path);
+    let backend = match &raw.backend {
+        Some(name) if !crate::rules::is_valid_backend_name(&name.value) => {
+            c.at(
+                name,
+                &format!("{path}.backend"),
+                format!(
+                    "{:?} is not a backend name: lower-case letters, digits and `-`, starting with a letter, at most 63 characters, as the settings file's `backends:` keys",
+                    name.value
+                ),
+            );
+            None
+        }
+        Some(name) => Some(Some(crate::rules::BackendRef {
+            name: name.value.clone(),
+            line: name.referenced.line(),
+            column: name.referenced.column(),
+        })),
+        None => Some(None),
+    };
     let (series_query, series_selector) = series?;
     Some(DiscoveryRule {
         series_query,
@@ -232,6 +251,7 @@ fn compile_discovery_rule(
         name: name?,
         metrics_query: metrics_query?,
         position,
+        backend: backend?,
     })
 }
 

@@ -75,6 +75,29 @@ fn render_diagnostics(path: &str, diagnostics: &[Diagnostic]) -> String {
         .join("\n")
 }
 
+/// Refuses rules whose `backend:` names none of `known` (the settings' `backends:`), every one
+/// at once, as the rules file's other errors.
+pub fn check_backends(rules: &RuleSet, origin: &str, known: &[&str]) -> Result<(), Error> {
+    let diagnostics: Vec<Diagnostic> = rules
+        .unknown_backends(known)
+        .into_iter()
+        .map(|unknown| Diagnostic {
+            line: unknown.at.line,
+            column: unknown.at.column,
+            path: unknown.path,
+            message: unknown.message,
+        })
+        .collect();
+    if diagnostics.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Invalid {
+            path: origin.to_owned(),
+            diagnostics,
+        })
+    }
+}
+
 /// Parses and compiles rules-file text; `origin` names the file in errors.
 pub fn parse_rules(text: &str, origin: &str) -> Result<RuleSet, Error> {
     // Unknown keys and wrong kinds of node, all at once and with their paths; serde would stop at

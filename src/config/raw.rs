@@ -33,6 +33,8 @@ pub struct RawDiscoveryRule {
     pub name: Option<RawNameMapping>,
     /// Go template (`<<` `>>`) rendering the PromQL for a request. Required.
     pub metrics_query: Option<Spanned<String>>,
+    /// Ours: the named backend (settings `backends:`) this rule's series and queries go to.
+    pub backend: Option<Spanned<String>>,
 }
 
 /// A `seriesFilters` entry.

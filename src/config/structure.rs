@@ -35,6 +35,7 @@ const DISCOVERY_RULE: Shape = Shape::Map(&[
         Shape::Map(&[("matches", Shape::Str), ("as", Shape::Str)]),
     ),
     ("metricsQuery", Shape::Str),
+    ("backend", Shape::Str),
 ]);
 const RESOURCE_RULE: Shape = Shape::Map(&[
     ("containerQuery", Shape::Str),
@@ -277,7 +278,7 @@ mod tests {
         assert_eq!(
             messages(text),
             vec![
-                "3:3: rules[0].bogus: unknown field `bogus` (expected one of: seriesQuery, seriesFilters, resources, name, metricsQuery)",
+                "3:3: rules[0].bogus: unknown field `bogus` (expected one of: seriesQuery, seriesFilters, resources, name, metricsQuery, backend)",
                 "4:22: rules[0].name.ass: unknown field `ass` (expected one of: matches, as)",
                 "6:17: rules[1].resources.namespaced: expected true or false, found \"maybe\"",
                 "8:28: rules[1].resources.overrides.pod.kind: unknown field `kind` (expected one of: group, resource)",

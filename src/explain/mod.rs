@@ -70,11 +70,14 @@ pub fn summarize(rules: &RuleSet) -> Vec<String> {
         if at.starts_with("externalRules") && !rule.resources.namespaced() {
             resources.push("not namespaced".to_owned());
         }
-        let batching = if at.starts_with("externalRules") {
+        let mut batching = if at.starts_with("externalRules") {
             String::new()
         } else {
             format!("; {}", batching(&rule.metrics_query))
         };
+        if let Some(backend) = rule.backend_name() {
+            batching.push_str(&format!("; backend {backend}"));
+        }
         lines.push(format!(
             "{at}: {} → {:?} as {:?}; resources: {}; query {:?}{batching}",
             rule.series_query,

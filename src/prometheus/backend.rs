@@ -13,12 +13,23 @@ use crate::telemetry::Metrics;
 pub struct InstrumentedClient {
     client: Client,
     metrics: Arc<Metrics>,
+    /// The backend's name in `/metrics`: `default` for `--prometheus-url`.
+    name: Arc<str>,
 }
 
 impl InstrumentedClient {
-    /// Wraps a client.
+    /// Wraps the default backend's client.
     pub fn new(client: Client, metrics: Arc<Metrics>) -> Self {
-        Self { client, metrics }
+        Self::named(client, metrics, Arc::from("default"))
+    }
+
+    /// Wraps a named backend's client.
+    pub fn named(client: Client, metrics: Arc<Metrics>, name: Arc<str>) -> Self {
+        Self {
+            client,
+            metrics,
+            name,
+        }
     }
 
     async fn observe<T>(
@@ -34,7 +45,7 @@ impl InstrumentedClient {
             Err(_) => "error",
         };
         self.metrics
-            .record_prometheus_call(endpoint, outcome, started.elapsed());
+            .record_prometheus_call(&self.name, endpoint, outcome, started.elapsed());
         result.map_err(|e| {
             if e.is_unavailable() {
                 BackendError::Unavailable(e.to_string())

@@ -1,9 +1,12 @@
 //! Outbound Prometheus client: series discovery, label values and instant queries, with auth, TLS and timeouts.
 
 mod backend;
+mod named;
 mod series;
+pub mod tenancy;
 pub mod transport;
 pub use backend::InstrumentedClient;
+pub use named::{NamedBackendConfig, NamedBackends, SharedNamedBackends};
 
 pub use series::{DecodeError, SeriesAnswer, SeriesDecoder, decode_series};
 
@@ -243,6 +246,30 @@ impl Client {
             config: std::sync::Arc::new(config),
             token: std::sync::Arc::new(token),
             headers: std::sync::Arc::new(headers),
+        })
+    }
+
+    /// The same client (connection pool, credentials, limits) sending to `url` with `headers`
+    /// added to its own: one tenant of a backend whose URL or headers are templated.
+    pub fn for_target(&self, url: &str, headers: &[(String, String)]) -> Result<Self, Error> {
+        let mut base = reqwest::Url::parse(url)
+            .map_err(|e| Error::Config(format!("backend URL {url:?}: {e}")))?;
+        if !base.path().ends_with('/') {
+            let path = format!("{}/", base.path());
+            base.set_path(&path);
+        }
+        let mut all = (*self.headers).clone();
+        for (name, value) in headers {
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|e| Error::Config(format!("header name {name:?}: {e}")))?;
+            let value = HeaderValue::from_str(value)
+                .map_err(|e| Error::Config(format!("header {name} value {value:?}: {e}")))?;
+            all.insert(name, value);
+        }
+        Ok(Self {
+            base,
+            headers: std::sync::Arc::new(all),
+            ..self.clone()
         })
     }
 

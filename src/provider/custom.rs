@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::plan::{QueryPlan, QueryShaping, values_by_object};
-use super::{Error, MetricsBackend, ObjectLister, SharedSnapshot};
+use super::{BackendRouter, Error, MetricsBackend, ObjectLister, SharedSnapshot};
 use crate::model::{GroupResource, QuantityFormat, QueryResult, quantity_from_f64};
 use crate::promql::{LabelMatcher, LabelSelector, LabelSelectorJson, MatchOp};
 use crate::resources::ResourceTable;
@@ -72,6 +72,7 @@ pub struct CustomMetrics {
     unknown_resource: Option<Arc<tokio::sync::Notify>>,
     shaping: QueryShaping,
     metrics: Option<Arc<crate::telemetry::Metrics>>,
+    backends: Option<Arc<dyn BackendRouter>>,
 }
 
 impl CustomMetrics {
@@ -91,6 +92,7 @@ impl CustomMetrics {
             unknown_resource: None,
             shaping: QueryShaping::default(),
             metrics: None,
+            backends: None,
         }
     }
 
@@ -106,6 +108,22 @@ impl CustomMetrics {
     pub fn with_metrics(mut self, metrics: Arc<crate::telemetry::Metrics>) -> Self {
         self.metrics = Some(metrics);
         self
+    }
+
+    /// Sends the calls of rules with `backend:` to `backends`.
+    #[must_use]
+    pub fn with_backends(mut self, backends: Arc<dyn BackendRouter>) -> Self {
+        self.backends = Some(backends);
+        self
+    }
+
+    /// The backend a rule's calls go to, for a request about `namespace`.
+    fn backend_for(
+        &self,
+        plan: &QueryPlan<'_>,
+        namespace: Option<&str>,
+    ) -> Result<Arc<dyn MetricsBackend>, Error> {
+        super::route(&self.backend, self.backends.as_ref(), plan.rule, namespace)
     }
 
     /// Signals `notify` whenever a request names a resource the table does not know, so that API
@@ -172,6 +190,7 @@ impl CustomMetrics {
             }
         };
         let planned = plan.queries(&snapshot.table, request, &names, self.shaping)?;
+        let backend = &self.backend_for(&plan, request.namespace.as_deref())?;
         if let Some(metrics) = &self.metrics {
             let rule = format!("rules[{}]", plan.rule.position);
             metrics.record_rule_queries(&rule, planned.shape, planned.queries.len());
@@ -182,7 +201,7 @@ impl CustomMetrics {
         let answers =
             futures_util::future::try_join_all(planned.queries.iter().map(|query| async move {
                 tracing::debug!(%query, "custom metric query");
-                match self.backend.query(query, now).await? {
+                match backend.query(query, now).await? {
                     QueryResult::Vector(samples) => Ok(samples),
                     _ => Err(Error::Internal(format!(
                         "query {query:?} did not return an instant vector"
@@ -253,7 +272,7 @@ impl CustomMetrics {
         let selector = crate::promql::selector(&matchers);
         let start = now - self.max_age.as_secs_f64().max(60.0);
         let mut names = self
-            .backend
+            .backend_for(plan, request.namespace.as_deref())?
             .label_values(&plan.label, &selector, start, now)
             .await?;
         names.sort();

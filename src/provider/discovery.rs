@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{MetricsBackend, SharedSnapshot, Snapshot, unix_now};
+use super::{BackendRouter, MetricsBackend, SharedSnapshot, Snapshot, unix_now};
 use crate::registry::{Registry, SeriesShape};
 use crate::rules::RuleSet;
 use crate::telemetry::Metrics;
@@ -102,6 +102,8 @@ impl RulesChange {
 /// Runs discovery, with the rule set in the snapshot or the one a reload brings.
 pub struct Discovery {
     backend: Arc<dyn MetricsBackend>,
+    /// The named backends, for rules with `backend:`.
+    backends: Option<Arc<dyn BackendRouter>>,
     snapshot: SharedSnapshot,
     config: DiscoveryConfig,
     metrics: Arc<Metrics>,
@@ -120,12 +122,20 @@ impl Discovery {
     ) -> Self {
         Self {
             backend,
+            backends: None,
             snapshot,
             config,
             metrics,
             health,
             last_good: HashMap::new(),
         }
+    }
+
+    /// Lists the series of rules with `backend:` from `backends`.
+    #[must_use]
+    pub fn with_backends(mut self, backends: Arc<dyn BackendRouter>) -> Self {
+        self.backends = Some(backends);
+        self
     }
 
     /// Relists forever: once now, then `relist_interval` after each run ends, or at once with
@@ -213,35 +223,52 @@ impl Discovery {
         let started = Instant::now();
         let now = unix_now();
         let start = now - self.config.max_age.as_secs_f64();
-        let queries: Vec<String> = rules
-            .distinct_series_queries()
+        // Each (backend, seriesQuery) once; a backend that is down fails only its own queries.
+        let queries: Vec<(Option<String>, String)> = rules
+            .discovery_queries()
             .into_iter()
-            .map(str::to_owned)
+            .map(|(backend, query)| (backend.map(str::to_owned), query.to_owned()))
             .collect();
-        let backend = &self.backend;
-        let answers = futures_util::future::join_all(queries.iter().map(|query| async move {
-            let began = Instant::now();
-            let result = backend.series_shapes(query, start, now).await;
-            (query, result, began.elapsed())
-        }))
+        let keys: Vec<String> = queries
+            .iter()
+            .map(|(backend, query)| crate::rules::discovery_key(backend.as_deref(), query))
+            .collect();
+        let (default_backend, backends) = (&self.backend, &self.backends);
+        let answers = futures_util::future::join_all(queries.iter().zip(&keys).map(
+            |((backend, query), key)| async move {
+                let began = Instant::now();
+                let result = match (backend, backends) {
+                    (None, _) => default_backend.series_shapes(query, start, now).await,
+                    (Some(name), Some(backends)) => match backends.route(name, None) {
+                        Ok(backend) => backend.series_shapes(query, start, now).await,
+                        Err(e) => Err(e),
+                    },
+                    (Some(name), None) => Err(super::BackendError::Failed(format!(
+                        "no backend {name:?}: the settings declare no backends"
+                    ))),
+                };
+                (key, query, backend.as_deref(), result, began.elapsed())
+            },
+        ))
         .await;
         let mut failures = 0usize;
         let mut series_total = 0u64;
-        for (query, result, elapsed) in answers {
+        for (key, query, backend, result, elapsed) in answers {
+            let backend = backend.unwrap_or("default");
             match result {
                 Ok((shapes, series)) => {
                     series_total += series;
-                    tracing::debug!(series_query = %query, series, shapes = shapes.len(), elapsed_ms = elapsed.as_millis() as u64, "listed series");
-                    self.last_good.insert(query.clone(), Arc::new(shapes));
+                    tracing::debug!(series_query = %query, backend, series, shapes = shapes.len(), elapsed_ms = elapsed.as_millis() as u64, "listed series");
+                    self.last_good.insert(key.clone(), Arc::new(shapes));
                 }
                 Err(error) => {
                     failures += 1;
-                    let kept = self.last_good.contains_key(query);
-                    tracing::warn!(series_query = %query, %error, kept_last_good = kept, "series listing failed");
+                    let kept = self.last_good.contains_key(key);
+                    tracing::warn!(series_query = %query, backend, %error, kept_last_good = kept, "series listing failed");
                 }
             }
         }
-        self.last_good.retain(|query, _| queries.contains(query));
+        self.last_good.retain(|key, _| keys.contains(key));
         // Swapped in with the table as it is at the swap: the cluster's may change meanwhile.
         let last_good = &self.last_good;
         let mut built = Arc::default();
@@ -270,7 +297,12 @@ impl Discovery {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "discovery finished"
         );
-        let complete = queries.iter().all(|q| self.last_good.contains_key(q));
+        // Ready once the default backend has answered each of its queries: a named backend that
+        // is down leaves only its own rules' metrics out.
+        let complete = queries
+            .iter()
+            .zip(&keys)
+            .all(|((backend, _), key)| backend.is_some() || self.last_good.contains_key(key));
         self.health.record_tick(unix_now(), complete);
     }
 }

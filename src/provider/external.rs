@@ -37,6 +37,7 @@ pub struct ExternalMetrics {
     snapshot: SharedSnapshot,
     backend: Arc<dyn MetricsBackend>,
     metrics: Option<Arc<crate::telemetry::Metrics>>,
+    backends: Option<Arc<dyn super::BackendRouter>>,
 }
 
 impl ExternalMetrics {
@@ -46,7 +47,15 @@ impl ExternalMetrics {
             snapshot,
             backend,
             metrics: None,
+            backends: None,
         }
+    }
+
+    /// Sends the calls of rules with `backend:` to `backends`.
+    #[must_use]
+    pub fn with_backends(mut self, backends: Arc<dyn super::BackendRouter>) -> Self {
+        self.backends = Some(backends);
+        self
     }
 
     /// Counts each rule's queries in `/metrics`.
@@ -63,11 +72,15 @@ impl ExternalMetrics {
 
     /// The PromQL a request runs.
     pub fn query_for(&self, request: &ExternalRequest) -> Result<String, Error> {
-        self.plan(request).map(|(query, _)| query)
+        self.plan(request).map(|(query, _, _)| query)
     }
 
-    /// The PromQL a request runs and the rule it comes from (`externalRules[i]`).
-    fn plan(&self, request: &ExternalRequest) -> Result<(String, String), Error> {
+    /// The PromQL a request runs, the rule it comes from (`externalRules[i]`) and the backend it
+    /// goes to.
+    fn plan(
+        &self,
+        request: &ExternalRequest,
+    ) -> Result<(String, String, Arc<dyn MetricsBackend>), Error> {
         let snapshot = self.snapshot.load();
         super::plan::external_query(
             &snapshot.rules,
@@ -78,8 +91,12 @@ impl ExternalMetrics {
             &request.selector,
         )
         .map(|plan| {
-            let position = snapshot.rules.external[plan.rule].position;
-            (plan.query, format!("externalRules[{position}]"))
+            let rule = &snapshot.rules.external[plan.rule];
+            (
+                plan.query,
+                format!("externalRules[{}]", rule.position),
+                plan.rule,
+            )
         })
         .map_err(|e| match e {
             ExternalPlanError::NoSuchMetric => Error::MetricNotFound {
@@ -92,6 +109,15 @@ impl ExternalMetrics {
             } => Error::BadRequest(e.to_string()),
             ExternalPlanError::Query { error, .. } => Error::Query(error),
         })
+        .and_then(|(query, rule_name, rule)| {
+            let backend = super::route(
+                &self.backend,
+                self.backends.as_ref(),
+                &snapshot.rules.external[rule],
+                Some(&request.namespace),
+            )?;
+            Ok((query, rule_name, backend))
+        })
     }
 
     /// Answers one request with a query at `now` (Unix seconds).
@@ -100,12 +126,12 @@ impl ExternalMetrics {
         request: &ExternalRequest,
         now: f64,
     ) -> Result<Vec<ExternalValue>, Error> {
-        let (query, rule) = self.plan(request)?;
+        let (query, rule, backend) = self.plan(request)?;
         if let Some(metrics) = &self.metrics {
             metrics.record_rule_queries(&rule, "external", 1);
         }
         tracing::debug!(%query, "external metric query");
-        match self.backend.query(&query, now).await? {
+        match backend.query(&query, now).await? {
             QueryResult::Scalar(sample) => Ok(value_of(&request.metric, sample, false)
                 .into_iter()
                 .collect()),

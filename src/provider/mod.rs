@@ -103,6 +103,35 @@ pub trait MetricsBackend: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<QueryResult, BackendError>>;
 }
 
+/// The named backends of the settings' `backends:` (implemented by `prometheus::NamedBackends`):
+/// where a rule with `backend:` sends its calls.
+pub trait BackendRouter: Send + Sync + 'static {
+    /// The backend called `name`, for a request about `namespace` (`None`: discovery), whose
+    /// URL and headers may follow the namespace's tenant.
+    fn route(
+        &self,
+        name: &str,
+        namespace: Option<&str>,
+    ) -> Result<Arc<dyn MetricsBackend>, BackendError>;
+}
+
+/// The backend `rule`'s calls go to for a request about `namespace`: its `backend:` from
+/// `backends`, or `default`.
+fn route(
+    default: &Arc<dyn MetricsBackend>,
+    backends: Option<&Arc<dyn BackendRouter>>,
+    rule: &crate::rules::DiscoveryRule,
+    namespace: Option<&str>,
+) -> Result<Arc<dyn MetricsBackend>, Error> {
+    match (rule.backend_name(), backends) {
+        (None, _) => Ok(default.clone()),
+        (Some(name), Some(backends)) => Ok(backends.route(name, namespace)?),
+        (Some(name), None) => Err(Error::Backend(BackendError::Failed(format!(
+            "the rule names backend {name:?}, and the settings declare no backends"
+        )))),
+    }
+}
+
 /// Lists the names of objects a label selector chooses (implemented by `cluster::Cluster`).
 pub trait ObjectLister: Send + Sync + 'static {
     /// Names of the `resource` objects in `namespace` (all namespaces when `None`) matching `selector`.

@@ -101,9 +101,20 @@ impl SharedQueries {
 
     /// `backend` (one worker's client) behind the shared answers and slots.
     pub fn backend(self: &Arc<Self>, backend: Arc<dyn MetricsBackend>) -> SharedBackend {
+        self.scoped_backend(backend, String::new())
+    }
+
+    /// `backend` for one tenant (`scope`) of a backend: it shares the backend's slots, and its
+    /// answers are kept apart from other tenants' under the same query text.
+    pub fn scoped_backend(
+        self: &Arc<Self>,
+        backend: Arc<dyn MetricsBackend>,
+        scope: String,
+    ) -> SharedBackend {
         SharedBackend {
             shared: self.clone(),
             inner: backend,
+            scope,
         }
     }
 
@@ -265,6 +276,8 @@ impl Drop for Settle<'_> {
 pub struct SharedBackend {
     shared: Arc<SharedQueries>,
     inner: Arc<dyn MetricsBackend>,
+    /// Prefixes the keys of kept answers: the tenant, for a backend with several.
+    scope: String,
 }
 
 impl MetricsBackend for SharedBackend {
@@ -300,7 +313,12 @@ impl MetricsBackend for SharedBackend {
     ) -> BoxFuture<'a, Result<QueryResult, BackendError>> {
         Box::pin(async move {
             let time = self.shared.evaluation_time(time);
-            let key = (promql.to_owned(), (time * 1000.0).round() as i64);
+            let text = if self.scope.is_empty() {
+                promql.to_owned()
+            } else {
+                format!("{}\u{1f}{promql}", self.scope)
+            };
+            let key = (text, (time * 1000.0).round() as i64);
             let answer = self.shared.cell(&key);
             // The only reference this caller holds, so that `settle` can tell whether others
             // still wait for an unset answer.

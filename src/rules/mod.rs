@@ -142,6 +142,44 @@ impl RuleSet {
         }
     }
 
+    /// Rules whose `backend:` names none of `known`, each with where it is written.
+    pub fn unknown_backends(&self, known: &[&str]) -> Vec<UnknownBackend> {
+        let mut unknown = Vec::new();
+        for (list, rules) in [("rules", &self.custom), ("externalRules", &self.external)] {
+            for rule in rules {
+                let Some(backend) = &rule.backend else {
+                    continue;
+                };
+                if !known.contains(&backend.name.as_str()) {
+                    let declared = if known.is_empty() {
+                        "the settings declare no `backends:`".to_owned()
+                    } else {
+                        format!("the settings' `backends:` are {}", known.join(", "))
+                    };
+                    unknown.push(UnknownBackend {
+                        at: backend.clone(),
+                        path: format!("{list}[{}].backend", rule.position),
+                        message: format!("no backend {:?}: {declared}", backend.name),
+                    });
+                }
+            }
+        }
+        unknown
+    }
+
+    /// The distinct (backend, `seriesQuery`) pairs of custom and external rules, in first-use
+    /// order: discovery lists each once, from its backend (`None`: the default).
+    pub fn discovery_queries(&self) -> Vec<(Option<&str>, &str)> {
+        let mut queries: Vec<(Option<&str>, &str)> = Vec::new();
+        for rule in self.custom.iter().chain(&self.external) {
+            let query = (rule.backend_name(), rule.series_query.as_str());
+            if !queries.contains(&query) {
+                queries.push(query);
+            }
+        }
+        queries
+    }
+
     /// The distinct `seriesQuery` strings of custom and external rules, in first-use order:
     /// discovery sends one request per entry.
     pub fn distinct_series_queries(&self) -> Vec<&str> {
@@ -239,9 +277,65 @@ pub struct DiscoveryRule {
     /// Its index in the file's `rules` or `externalRules` list, for messages (a rule skipped at
     /// load leaves a gap, so this can differ from its index in `RuleSet`).
     pub position: usize,
+    /// `backend`: the named backend its series and queries go to; `None` for the default
+    /// (`--prometheus-url`).
+    pub backend: Option<BackendRef>,
+}
+
+/// A rule's `backend:` reference, with where it is written (checked against the settings'
+/// `backends:` by `RuleSet::backend_errors`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendRef {
+    /// The backend's name.
+    pub name: String,
+    /// 1-based line of the value.
+    pub line: u64,
+    /// 1-based column of the value.
+    pub column: u64,
+}
+
+/// A rule's `backend:` that the settings do not declare.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownBackend {
+    /// The reference, with its position.
+    pub at: BackendRef,
+    /// Its field path, `rules[3].backend`.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Whether `name` can name a backend: a DNS label (lower-case letters, digits, `-`, starting with
+/// a letter, at most 63 characters), so that it is also safe in logs and metric labels.
+pub fn is_valid_backend_name(name: &str) -> bool {
+    name.len() <= 63
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && !name.ends_with('-')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+/// The key a `seriesQuery`'s listing is kept under: the query itself for the default backend,
+/// prefixed by the backend's name for a named one (the same query may list other series there).
+pub fn discovery_key(backend: Option<&str>, series_query: &str) -> String {
+    match backend {
+        None => series_query.to_owned(),
+        Some(backend) => format!("{backend}\u{1f}{series_query}"),
+    }
 }
 
 impl DiscoveryRule {
+    /// `backend:`'s name, if the rule has one.
+    pub fn backend_name(&self) -> Option<&str> {
+        self.backend.as_ref().map(|b| b.name.as_str())
+    }
+
+    /// The key its series listing is kept under (see `discovery_key`).
+    pub fn discovery_key(&self) -> String {
+        discovery_key(self.backend_name(), &self.series_query)
+    }
+
     /// Where filter `index` comes from, as the rules file says it: `seriesFilters[0].isNot` or
     /// `name.matches`.
     pub fn filter_origin(&self, index: usize) -> String {

@@ -393,6 +393,7 @@ mod tests {
             name: NameMatcher::new(regex::Regex::new(".*").unwrap(), "$0".into()),
             metrics_query: QueryTemplate::compile(template).unwrap(),
             position: 0,
+            backend: None,
         }
     }
 

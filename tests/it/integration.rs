@@ -213,7 +213,7 @@ fn serves_custom_metrics_from_prometheus_to_kubectl() {
     // Self metrics count requests and Prometheus calls.
     let (code, metrics) = adapter.curl("/metrics");
     assert_eq!(code, 200);
-    assert!(metrics.contains("prom_adapter_prometheus_requests_total{endpoint=\"/api/v1/query\",outcome=\"unavailable\"}"), "{metrics}");
+    assert!(metrics.contains("prom_adapter_prometheus_requests_total{backend=\"default\",endpoint=\"/api/v1/query\",outcome=\"unavailable\"}"), "{metrics}");
     assert!(metrics.contains("prom_adapter_discovery_series_shapes"));
 }
 

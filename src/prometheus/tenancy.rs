@@ -1,0 +1,216 @@
+//! A named backend's request templates: `<<.Namespace>>` and `<<.Tenant>>` in its URL and headers, and the namespace → tenant map (Mimir and Cortex `X-Scope-OrgID`, VictoriaMetrics cluster `/select/<tenant>/prometheus`).
+
+use std::collections::BTreeMap;
+
+/// The placeholders a backend's URL and header values may hold.
+const PLACEHOLDERS: [&str; 2] = ["<<.Namespace>>", "<<.Tenant>>"];
+
+/// How a backend's URL and headers follow the request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tenancy {
+    /// Base URL, possibly templated.
+    pub url: String,
+    /// Headers, values possibly templated.
+    pub headers: Vec<(String, String)>,
+    /// Namespace → tenant; a namespace not listed is its own tenant unless `default_tenant` is set.
+    pub tenants: BTreeMap<String, String>,
+    /// The tenant of namespaces `tenants` does not list.
+    pub default_tenant: Option<String>,
+    /// The tenant discovery lists series in (it serves no one namespace): both placeholders
+    /// render as it. Required when the URL or a header is templated.
+    pub discovery_tenant: Option<String>,
+}
+
+/// Where one request goes: the rendered URL and headers, and a key naming this combination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// Distinguishes targets of one backend (empty when nothing is templated).
+    pub key: String,
+    /// The base URL.
+    pub url: String,
+    /// The headers.
+    pub headers: Vec<(String, String)>,
+}
+
+impl Tenancy {
+    /// Whether the URL or a header value holds a placeholder.
+    pub fn is_templated(&self) -> bool {
+        std::iter::once(&self.url)
+            .chain(self.headers.iter().map(|(_, v)| v))
+            .any(|text| text.contains("<<"))
+    }
+
+    /// Every problem at once: placeholders other than `<<.Namespace>>` and `<<.Tenant>>`, tenants
+    /// that could not go in a header or a URL path, templates without a discovery tenant.
+    pub fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        let fields = std::iter::once(("url".to_owned(), &self.url)).chain(
+            self.headers
+                .iter()
+                .map(|(name, value)| (format!("headers.{name}"), value)),
+        );
+        for (field, text) in fields {
+            let mut rest = text.as_str();
+            while let Some(at) = rest.find("<<") {
+                let end = rest[at..].find(">>").map_or(rest.len(), |e| at + e + 2);
+                let placeholder = &rest[at..end];
+                if !PLACEHOLDERS.contains(&placeholder) {
+                    problems.push(format!(
+                        "{field}: {placeholder:?} is not a placeholder; use {}",
+                        PLACEHOLDERS.join(" or ")
+                    ));
+                }
+                rest = &rest[end..];
+            }
+        }
+        let tenants = self
+            .tenants
+            .iter()
+            .map(|(namespace, tenant)| (format!("tenants.{namespace}"), tenant))
+            .chain(
+                self.default_tenant
+                    .iter()
+                    .map(|t| ("default_tenant".into(), t)),
+            )
+            .chain(
+                self.discovery_tenant
+                    .iter()
+                    .map(|t| ("discovery_tenant".into(), t)),
+            );
+        for (field, tenant) in tenants {
+            if !is_valid_tenant(tenant) {
+                problems.push(format!(
+                    "{field}: {tenant:?} is not a tenant: 1 to 150 letters, digits and `_.:|-` (`:` for VictoriaMetrics' accountID:projectID, `|` for Mimir's several tenants)"
+                ));
+            }
+        }
+        if self.is_templated() && self.discovery_tenant.is_none() {
+            problems.push("discovery_tenant: is required when the url or a header is templated: discovery lists series for no one namespace, so name the tenant (or Mimir's `a|b|c`) it reads".into());
+        }
+        problems
+    }
+
+    /// The tenant of `namespace`; for discovery (`None`), the discovery tenant.
+    pub fn tenant<'a>(&'a self, namespace: Option<&'a str>) -> &'a str {
+        match namespace {
+            Some(namespace) => self
+                .tenants
+                .get(namespace)
+                .or(self.default_tenant.as_ref())
+                .map_or(namespace, String::as_str),
+            None => self.discovery_tenant.as_deref().unwrap_or_default(),
+        }
+    }
+
+    /// The URL and headers of a request about `namespace` (`None`: discovery, where both
+    /// placeholders render as the discovery tenant). Namespaces reach here checked as Kubernetes
+    /// names (DNS labels), and tenants as `problems` allows, so both are safe in a header and a
+    /// URL path.
+    pub fn target(&self, namespace: Option<&str>) -> Target {
+        if !self.is_templated() {
+            return Target {
+                key: String::new(),
+                url: self.url.clone(),
+                headers: self.headers.clone(),
+            };
+        }
+        let tenant = self.tenant(namespace);
+        let namespace = namespace.unwrap_or(tenant);
+        let render = |text: &str| {
+            text.replace("<<.Namespace>>", namespace)
+                .replace("<<.Tenant>>", tenant)
+        };
+        Target {
+            key: format!("{namespace}\u{1f}{tenant}"),
+            url: render(&self.url),
+            headers: self
+                .headers
+                .iter()
+                .map(|(name, value)| (name.clone(), render(value)))
+                .collect(),
+        }
+    }
+}
+
+fn is_valid_tenant(tenant: &str) -> bool {
+    (1..=150).contains(&tenant.len())
+        && tenant
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.:|-".contains(c))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mimir() -> Tenancy {
+        Tenancy {
+            url: "http://mimir/prometheus".into(),
+            headers: vec![("X-Scope-OrgID".into(), "<<.Tenant>>".into())],
+            tenants: BTreeMap::from([("shop".into(), "team-a".into())]),
+            default_tenant: None,
+            discovery_tenant: Some("team-a|team-b".into()),
+        }
+    }
+
+    #[test]
+    fn namespaces_map_to_tenants_and_discovery_has_its_own() {
+        let mimir = mimir();
+        assert!(mimir.problems().is_empty(), "{:?}", mimir.problems());
+        let header = |ns| mimir.target(ns).headers[0].1.clone();
+        assert_eq!(header(Some("shop")), "team-a");
+        assert_eq!(header(Some("payments")), "payments", "its own tenant");
+        assert_eq!(header(None), "team-a|team-b");
+        assert_ne!(
+            mimir.target(Some("shop")).key,
+            mimir.target(Some("payments")).key
+        );
+        let with_default = Tenancy {
+            default_tenant: Some("rest".into()),
+            ..mimir.clone()
+        };
+        assert_eq!(with_default.target(Some("payments")).headers[0].1, "rest");
+    }
+
+    #[test]
+    fn the_url_path_can_name_the_tenant() {
+        let vm = Tenancy {
+            url: "http://vmselect:8481/select/<<.Tenant>>/prometheus".into(),
+            tenants: BTreeMap::from([("shop".into(), "42".into())]),
+            discovery_tenant: Some("0".into()),
+            ..Tenancy::default()
+        };
+        assert_eq!(
+            vm.target(Some("shop")).url,
+            "http://vmselect:8481/select/42/prometheus"
+        );
+        assert_eq!(
+            vm.target(None).url,
+            "http://vmselect:8481/select/0/prometheus"
+        );
+        let plain = Tenancy {
+            url: "http://thanos:9090".into(),
+            ..Tenancy::default()
+        };
+        assert!(!plain.is_templated() && plain.problems().is_empty());
+        assert_eq!(plain.target(Some("shop")).key, "");
+    }
+
+    #[test]
+    fn every_problem_is_reported() {
+        let bad = Tenancy {
+            url: "http://x/<<.Namespace>>/<<.Cluster>>".into(),
+            headers: vec![("X-Scope-OrgID".into(), "<< .Tenant >>".into())],
+            tenants: BTreeMap::from([("shop".into(), "a b".into())]),
+            default_tenant: Some(String::new()),
+            discovery_tenant: None,
+        };
+        let problems = bad.problems();
+        assert_eq!(problems.len(), 5, "{problems:#?}");
+        assert!(problems[0].starts_with("url: \"<<.Cluster>>\""));
+        assert!(problems[1].starts_with("headers.X-Scope-OrgID: \"<< .Tenant >>\""));
+        assert!(problems[2].starts_with("tenants.shop: \"a b\""));
+        assert!(problems[3].starts_with("default_tenant: \"\""));
+        assert!(problems[4].starts_with("discovery_tenant: is required"));
+    }
+}
