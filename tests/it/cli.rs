@@ -470,3 +470,62 @@ fn the_layering_check_passes_and_names_each_planted_violation() {
     }
     assert!(stderr.contains("6 layering violation(s)"), "{stderr}");
 }
+
+#[test]
+fn check_with_settings_checks_the_backends_rules_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = repo("config/settings/backends.yaml");
+    // The README shows the example settings file as it is (without its comments).
+    let example: String = std::fs::read_to_string(&settings)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let readme = std::fs::read_to_string(repo("README.md")).unwrap();
+    assert!(
+        readme.contains(&format!("```yaml\n{example}```")),
+        "{example}"
+    );
+    let rules = |backend: &str| {
+        let file = dir.path().join(format!("{backend}.yaml"));
+        std::fs::write(
+            &file,
+            format!("rules:\n- seriesQuery: 'http_requests_total{{namespace!=\"\",pod!=\"\"}}'\n  resources: {{overrides: {{namespace: {{resource: namespace}}, pod: {{resource: pod}}}}}}\n  metricsQuery: 'sum(rate(<<.Series>>{{<<.LabelMatchers>>}}[2m])) by (<<.GroupBy>>)'\n  backend: {backend}\n"),
+        )
+        .unwrap();
+        file
+    };
+    for backend in ["thanos", "mimir", "vmcluster"] {
+        let file = rules(backend);
+        let (code, stdout, stderr) = run(&[
+            "check",
+            "--config",
+            file.to_str().unwrap(),
+            "--settings",
+            settings.to_str().unwrap(),
+        ]);
+        assert_eq!(code, 0, "{backend}: {stderr}");
+        assert!(stdout.contains(&format!("; backend {backend}")), "{stdout}");
+    }
+    let file = rules("nope");
+    let (code, _, stderr) = run(&[
+        "check",
+        "--config",
+        file.to_str().unwrap(),
+        "--settings",
+        settings.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains(":5:12: rules[0].backend: no backend \"nope\": the settings' `backends:` are mimir, thanos, vmcluster"),
+        "{stderr}"
+    );
+    // Without the settings, the reference is listed as not checked.
+    let (code, stdout, _) = run(&["check", "--config", file.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    assert!(
+        stdout.contains("backend \"nope\" is not checked"),
+        "{stdout}"
+    );
+}
