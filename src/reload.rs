@@ -405,6 +405,30 @@ mod tests {
         assert!(applied.lock().unwrap().is_empty());
     }
 
+    #[tokio::test]
+    async fn a_file_naming_an_undeclared_backend_is_rejected_and_keeps_the_rules() {
+        let dir = tempfile::tempdir().unwrap();
+        let (reloader, applied, _) = setup(dir.path());
+        let mut reloader = reloader.with_backends(vec!["vm".into()]);
+        let path = dir.path().join("config.yaml");
+        std::fs::write(&path, format!("{BETTER}  backend: thanos\n")).unwrap();
+        let Outcome::Rejected(error) = reloader.reload(Trigger::File).await else {
+            panic!("an undeclared backend must be rejected");
+        };
+        assert!(
+            error.contains("rules[0].backend: no backend \"thanos\""),
+            "{error}"
+        );
+        assert!(applied.lock().unwrap().is_empty());
+        // A declared one is applied.
+        std::fs::write(&path, format!("{BETTER}  backend: vm\n")).unwrap();
+        assert!(matches!(
+            reloader.reload(Trigger::File).await,
+            Outcome::Applied
+        ));
+        assert_eq!(applied.lock().unwrap().len(), 1);
+    }
+
     #[test]
     fn only_changes_to_the_rules_file_or_the_configmap_symlink_count() {
         use notify::event::{AccessKind, CreateKind, EventKind, ModifyKind};
