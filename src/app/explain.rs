@@ -21,7 +21,12 @@ pub fn check(
     settings: Option<&std::path::Path>,
 ) -> anyhow::Result<ExitCode> {
     let backends = match settings {
-        Some(file) => Some(backend_names(file)?),
+        Some(file) => Some(
+            load_backends(file)?
+                .into_iter()
+                .map(|b| b.name)
+                .collect::<Vec<_>>(),
+        ),
         None => None,
     };
     let known: Option<Vec<&str>> = backends
@@ -78,33 +83,51 @@ pub fn check(
     }
 }
 
-/// The names of the settings file's `backends:`, each checked as `serve` checks it.
-fn backend_names(file: &std::path::Path) -> anyhow::Result<Vec<String>> {
+/// The settings file's `backends:`, each checked as `serve` checks it (`explain`, `simulate` and
+/// `check` take serve's settings file for them).
+pub fn load_backends(
+    file: &std::path::Path,
+) -> anyhow::Result<Vec<crate::prometheus::NamedBackendConfig>> {
     let settings = crate::cli::settings::load(Some(file), &[], &crate::cli::ServeArgs::default())?;
     let sharing = crate::provider::query_cache::QuerySharing {
         ttl: std::time::Duration::ZERO,
         time_step: std::time::Duration::ZERO,
-        max_concurrent: 1,
-        max_queued: 0,
+        max_concurrent: 64,
+        max_queued: 1024,
         queue_timeout: std::time::Duration::from_secs(30),
     };
     let service_account_dir = settings
         .service_account_dir
         .clone()
         .unwrap_or_else(|| crate::prometheus::transport::SERVICE_ACCOUNT_DIR.into());
-    let resolved =
-        crate::cli::backends::resolve(&settings.backends, &sharing, &service_account_dir)
-            .map_err(|problems| anyhow::anyhow!("{}: {}", file.display(), problems.join("\n  ")))?;
-    Ok(resolved.into_iter().map(|b| b.name).collect())
+    crate::cli::backends::resolve(&settings.backends, &sharing, &service_account_dir)
+        .map_err(|problems| anyhow::anyhow!("{}: {}", file.display(), problems.join("\n  ")))
+}
+
+/// The backends of `settings` (none without it), and the rules checked against them.
+pub(crate) fn backends_and_rules(
+    config: &std::path::Path,
+    settings: Option<&std::path::Path>,
+) -> anyhow::Result<(
+    Vec<crate::prometheus::NamedBackendConfig>,
+    crate::rules::RuleSet,
+)> {
+    let backends = match settings {
+        Some(file) => load_backends(file)?,
+        None => Vec::new(),
+    };
+    let known: Vec<&str> = backends.iter().map(|b| b.name.as_str()).collect();
+    let (rules, _) = crate::reload::load_rules_and_text(config, settings.map(|_| &known[..]))?;
+    Ok((backends, rules))
 }
 
 /// `explain`: offline over a series file, or live against `--prometheus-url`.
 pub fn run(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
-    let rules = crate::reload::load_rules(&args.config)?;
+    let (backends, rules) = backends_and_rules(&args.config, args.settings.as_deref())?;
     let table = ResourceTable::builtin();
     match (&args.series, &args.prometheus_url) {
         (Some(file), _) => explain_offline(args, &rules, &table, file),
-        (None, Some(url)) => explain_live(args, rules, table, url),
+        (None, Some(url)) => explain_live(args, rules, table, url, backends),
         (None, None) => bail!("give --series FILE or --prometheus-url URL"),
     }
 }
@@ -164,6 +187,7 @@ fn explain_live(
     rules: crate::rules::RuleSet,
     table: ResourceTable,
     url: &str,
+    backends: Vec<prometheus::NamedBackendConfig>,
 ) -> anyhow::Result<ExitCode> {
     use crate::explain::{live, report, why};
     let max_age = parse_duration(&args.metrics_max_age).context("--metrics-max-age")?;
@@ -178,14 +202,24 @@ fn explain_live(
         .build()?;
     runtime.block_on(async move {
         let client = prometheus::Client::new(config)?;
+        let clients = prometheus::BackendClients::new(client.clone(), &backends)?;
+        let metrics = Arc::new(Metrics::new());
+        let router: Option<Arc<dyn crate::provider::BackendRouter>> = if backends.is_empty() {
+            None
+        } else {
+            Some(Arc::new(
+                prometheus::SharedNamedBackends::new(backends, metrics.clone()).router()?,
+            ))
+        };
         let now = crate::provider::unix_now();
         let start = now - max_age.as_secs_f64();
-        let series = explain::list_series(&client, &rules, start, now).await?;
+        let listed = explain::list_series(&clients, &rules, start, now).await?;
+        let series = listed.series.clone();
         let window = format!(
             "in the last {} (--metrics-max-age)",
             crate::model::format_go_duration(max_age)
         );
-        let registry = crate::registry::Registry::from_series(&rules, &series, &table);
+        let registry = listed.registry(&rules, &table);
         let Some(path) = &args.request_path else {
             let listing = explain::listing(&registry);
             let reports = report::rule_reports(&rules, &series, &table);
@@ -221,7 +255,7 @@ fn explain_live(
             return Ok(ExitCode::SUCCESS);
         };
         let backend: Arc<dyn MetricsBackend> =
-            Arc::new(prometheus::InstrumentedClient::new(client, Arc::new(Metrics::new())));
+            Arc::new(prometheus::InstrumentedClient::new(client, metrics));
         // What the providers read, as `serve` would hold it after this relist.
         let snapshot = Arc::new(arc_swap::ArcSwap::from_pointee(Snapshot {
             registry: Arc::new(registry),
@@ -274,6 +308,12 @@ fn explain_live(
         let finding = match why::walk(rules, &loaded.registry, &series, table, &request, &window) {
             why::Walk::Lost(finding) => finding,
             why::Walk::Query(probe) if args.why => {
+                let backend = match (&probe.backend, &router) {
+                    (Some(name), Some(router)) => router
+                        .route(name, request.namespace())
+                        .map_err(|e| anyhow::anyhow!("backend {name}: {e}"))?,
+                    _ => backend.clone(),
+                };
                 let result = backend
                     .query(&probe.query, now)
                     .await
@@ -281,7 +321,7 @@ fn explain_live(
                 why::judge(&probe, &result)
             }
             why::Walk::Query(probe) => {
-                let values = live::values(snapshot, backend, &request, max_age, now)
+                let values = live::values(snapshot, backend, router, &request, max_age, now)
                     .await
                     .map_err(|e| anyhow::anyhow!("{e}"))?;
                 if json {

@@ -11,7 +11,8 @@ use crate::resources::ResourceTable;
 /// `simulate`: fetches the HPA's metric histories and replays the controller over them.
 pub fn run(args: &crate::cli::SimulateArgs) -> anyhow::Result<ExitCode> {
     use crate::simulate::{self, history, hpa, render, replay};
-    let rules = crate::reload::load_rules(&args.config)?;
+    let (backends, rules) =
+        super::explain::backends_and_rules(&args.config, args.settings.as_deref())?;
     let manifest = std::fs::read_to_string(&args.hpa)
         .with_context(|| format!("cannot read HPA manifest {}", args.hpa.display()))?;
     let hpa = hpa::parse(&manifest)?;
@@ -54,8 +55,9 @@ pub fn run(args: &crate::cli::SimulateArgs) -> anyhow::Result<ExitCode> {
         .build()?;
     let history = runtime.block_on(async {
         let client = prometheus::Client::new(config)?;
+        let clients = prometheus::BackendClients::new(client, &backends)?;
         history::fetch(
-            &client,
+            &clients,
             &rules,
             &table,
             &hpa,

@@ -63,6 +63,9 @@ pub struct SimulateArgs {
     /// How to reach Prometheus.
     #[command(flatten)]
     pub client: PrometheusArgs,
+    /// serve's settings file: rules with `backend:` read from its `backends:`, as in serve.
+    #[arg(long, value_name = "FILE")]
+    pub settings: Option<PathBuf>,
     /// The HorizontalPodAutoscaler manifest (autoscaling/v2, YAML).
     #[arg(long)]
     pub hpa: PathBuf,
@@ -119,6 +122,10 @@ pub struct ExplainArgs {
     /// How to reach Prometheus.
     #[command(flatten)]
     pub client: PrometheusArgs,
+    /// serve's settings file: rules with `backend:` list series and query from its
+    /// `backends:`, as in serve (with --prometheus-url).
+    #[arg(long, value_name = "FILE", requires = "prometheus_url")]
+    pub settings: Option<PathBuf>,
     /// How far back series are listed, as serve's --metrics-max-age (serve's default is its
     /// relist interval, 10m).
     #[arg(long, default_value = "10m")]

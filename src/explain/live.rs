@@ -27,13 +27,17 @@ pub struct ObjectValue {
 pub async fn values(
     snapshot: SharedSnapshot,
     backend: Arc<dyn MetricsBackend>,
+    backends: Option<Arc<dyn crate::provider::BackendRouter>>,
     request: &RequestPath,
     max_age: Duration,
     now: f64,
 ) -> Result<Vec<ObjectValue>, String> {
     match request {
         RequestPath::Custom(request) => {
-            let custom = CustomMetrics::new(snapshot, backend, max_age, None);
+            let mut custom = CustomMetrics::new(snapshot, backend, max_age, None);
+            if let Some(backends) = backends {
+                custom = custom.with_backends(backends);
+            }
             let values = custom.get(request, now).await.map_err(|e| e.to_string())?;
             Ok(values
                 .into_iter()
@@ -44,7 +48,10 @@ pub async fn values(
                 .collect())
         }
         RequestPath::External(request) => {
-            let external = ExternalMetrics::new(snapshot, backend);
+            let mut external = ExternalMetrics::new(snapshot, backend);
+            if let Some(backends) = backends {
+                external = external.with_backends(backends);
+            }
             let values = external
                 .get(request, now)
                 .await

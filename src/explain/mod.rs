@@ -6,7 +6,8 @@ pub mod rename;
 pub mod report;
 pub mod why;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -15,7 +16,7 @@ use crate::provider::custom::{CustomRequest, ObjectName};
 use crate::provider::external::ExternalRequest;
 use crate::provider::plan::{self, QueryPlan, usage_query};
 use crate::provider::request;
-use crate::registry::Registry;
+use crate::registry::{Registry, SeriesShape};
 use crate::resources::ResourceTable;
 use crate::rules::RuleSet;
 
@@ -152,28 +153,59 @@ pub fn series_from_labels(mut labels: BTreeMap<String, String>) -> Option<Series
     Some(Series { name, labels })
 }
 
-/// Every series of every distinct `seriesQuery` between `start` and `end`, sorted and without
-/// repeats, as `explain` and `simulate` analyse them.
+/// What Prometheus lists for every `seriesQuery`, each from its rule's backend.
+pub struct Listed {
+    /// Every series listed, sorted and without duplicates (for reports and warnings).
+    pub series: Vec<Series>,
+    /// The series shapes of each (backend, `seriesQuery`), by `rules::discovery_key`.
+    pub shapes: HashMap<String, Arc<Vec<SeriesShape>>>,
+}
+
+impl Listed {
+    /// The registry `serve`'s discovery would build from these listings.
+    pub fn registry(&self, rules: &RuleSet, table: &ResourceTable) -> Registry {
+        Registry::build(rules, &self.shapes, table)
+    }
+}
+
+/// Lists the series of every (backend, `seriesQuery`) between `start` and `end`, each from its
+/// backend (discovery's tenant), as `serve`'s discovery does.
 pub async fn list_series(
-    client: &crate::prometheus::Client,
+    clients: &crate::prometheus::BackendClients,
     rules: &RuleSet,
     start: f64,
     end: f64,
-) -> Result<Vec<Series>, Error> {
+) -> Result<Listed, Error> {
     let mut series = Vec::new();
-    for query in rules.distinct_series_queries() {
-        let listed = client
+    let mut shapes = HashMap::new();
+    for (backend, query) in rules.discovery_queries() {
+        let listing = |error| Error::Listing {
+            query: query.to_owned(),
+            error,
+        };
+        let client = clients.client(backend, None).map_err(listing)?;
+        let listed: Vec<Series> = client
             .series(query, start, end)
             .await
-            .map_err(|error| Error::Listing {
-                query: query.to_owned(),
-                error,
-            })?;
-        series.extend(listed.into_iter().filter_map(series_from_labels));
+            .map_err(listing)?
+            .into_iter()
+            .filter_map(series_from_labels)
+            .collect();
+        let mut query_shapes: Vec<SeriesShape> = listed
+            .iter()
+            .map(|s| SeriesShape::new(&s.name, s.labels.keys()))
+            .collect();
+        query_shapes.sort();
+        query_shapes.dedup();
+        shapes.insert(
+            crate::rules::discovery_key(backend, query),
+            Arc::new(query_shapes),
+        );
+        series.extend(listed);
     }
     series.sort();
     series.dedup();
-    Ok(series)
+    Ok(Listed { series, shapes })
 }
 
 /// The listing as text, one metric per line, and a count.
@@ -283,6 +315,16 @@ pub enum RequestPath {
     Custom(CustomRequest),
     /// An `external.metrics.k8s.io` request.
     External(ExternalRequest),
+}
+
+impl RequestPath {
+    /// The namespace the request is about, if any (a named backend's tenant follows it).
+    pub fn namespace(&self) -> Option<&str> {
+        match self {
+            RequestPath::Custom(request) => request.namespace.as_deref(),
+            RequestPath::External(request) => Some(&request.namespace),
+        }
+    }
 }
 
 /// Parses a custom or external metrics API path, with its query string.

@@ -88,6 +88,8 @@ impl Finding {
 pub struct Probe {
     /// The rule that serves the metric.
     pub rule: String,
+    /// The rule's named backend (`None`: the default), where the query goes.
+    pub backend: Option<String>,
     /// The PromQL the API runs.
     pub query: String,
     /// The label holding object names (custom metrics).
@@ -177,6 +179,7 @@ pub fn walk(
         }) => match plan::external_query(rules, registry, table, namespace, metric, selector) {
             Ok(plan) => Walk::Query(Probe {
                 rule: format!("externalRules[{}]", plan.rule),
+                backend: rules.external[plan.rule].backend_name().map(str::to_owned),
                 query: plan.query,
                 label: None,
                 object: None,
@@ -375,6 +378,7 @@ fn custom_probe(
     match plan.build(table, request, &names) {
         Ok(query) => Walk::Query(Probe {
             rule: rule_name,
+            backend: plan.rule.backend_name().map(str::to_owned),
             query,
             label: Some(plan.label.clone()),
             object,

@@ -6,7 +6,7 @@ mod series;
 pub mod tenancy;
 pub mod transport;
 pub use backend::InstrumentedClient;
-pub use named::{NamedBackendConfig, NamedBackends, SharedNamedBackends};
+pub use named::{BackendClients, NamedBackendConfig, NamedBackends, SharedNamedBackends};
 
 pub use series::{DecodeError, SeriesAnswer, SeriesDecoder, decode_series};
 

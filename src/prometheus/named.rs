@@ -124,3 +124,48 @@ impl BackendRouter for NamedBackends {
         Ok(backend)
     }
 }
+
+/// The default client and the named backends' clients, for the commands that call Prometheus
+/// directly (`explain`, `simulate`): each rule reaches its backend, and its tenant, as in `serve`.
+pub struct BackendClients {
+    default: Client,
+    named: HashMap<String, (Client, Tenancy)>,
+}
+
+impl BackendClients {
+    /// `default` (`--prometheus-url`) and the settings' backends.
+    pub fn new(default: Client, named: &[NamedBackendConfig]) -> Result<Self, Error> {
+        let mut clients = HashMap::with_capacity(named.len());
+        for config in named {
+            let client = Client::new(config.client.clone())?;
+            clients.insert(config.name.clone(), (client, config.tenancy.clone()));
+        }
+        Ok(Self {
+            default,
+            named: clients,
+        })
+    }
+
+    /// The client for `backend` (`None`: the default) and a request about `namespace` (`None`:
+    /// discovery).
+    pub fn client(&self, backend: Option<&str>, namespace: Option<&str>) -> Result<Client, Error> {
+        let Some(name) = backend else {
+            return Ok(self.default.clone());
+        };
+        let (client, tenancy) = self.named.get(name).ok_or_else(|| {
+            Error::Config(format!(
+                "no backend {name:?}: give --settings with the settings file that declares it"
+            ))
+        })?;
+        if !tenancy.is_templated() {
+            return Ok(client.clone());
+        }
+        let target = tenancy.target(namespace);
+        client.for_target(&target.url, &target.headers)
+    }
+
+    /// The default client.
+    pub fn default_client(&self) -> &Client {
+        &self.default
+    }
+}

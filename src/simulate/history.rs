@@ -6,9 +6,8 @@ use super::Error;
 use super::hpa::Hpa;
 use super::plan::{self, MetricQuery};
 use super::replay::MetricHistory;
-use crate::prometheus::{Client, RangeSeries};
+use crate::prometheus::{BackendClients, RangeSeries};
 use crate::promql::{LabelMatcher, MatchOp};
-use crate::registry::Registry;
 use crate::resources::ResourceTable;
 use crate::rules::RuleSet;
 
@@ -24,7 +23,7 @@ pub struct History {
 /// `pods` is a regular expression for the target's pod names (Prometheus anchors it).
 #[allow(clippy::too_many_arguments)]
 pub async fn fetch(
-    client: &Client,
+    clients: &BackendClients,
     rules: &RuleSet,
     table: &ResourceTable,
     hpa: &Hpa,
@@ -36,12 +35,16 @@ pub async fn fetch(
     let prometheus = |e: crate::prometheus::Error| Error::Prometheus(e.to_string());
     // Discovery over the whole range (plus the usual 10 min before it), so that metrics that
     // existed at any moment are planned.
-    let series = crate::explain::list_series(client, rules, start - 600.0, end)
+    let listed = crate::explain::list_series(clients, rules, start - 600.0, end)
         .await
         .map_err(|e| Error::Prometheus(e.to_string()))?;
-    let registry = Registry::from_series(rules, &series, table);
+    let registry = listed.registry(rules, table);
+    let namespace = Some(hpa.namespace.as_str());
     let pod_names = match plan::pod_labels(rules, &registry, table, hpa) {
-        Some((pod_label, namespace_label)) => {
+        Some((pod_label, namespace_label, backend)) => {
+            let client = clients
+                .client(backend.as_deref(), namespace)
+                .map_err(prometheus)?;
             let matchers = [
                 LabelMatcher::new(&namespace_label, MatchOp::Equal, hpa.namespace.as_str()),
                 LabelMatcher::new(&pod_label, MatchOp::Regex, pods),
@@ -64,8 +67,12 @@ pub async fn fetch(
         metric,
         query,
         pod_label,
+        backend,
     } in queries
     {
+        let client = clients
+            .client(backend.as_deref(), namespace)
+            .map_err(prometheus)?;
         let mut series: Vec<RangeSeries> = Vec::new();
         for (from, to) in chunks(start, end, sync) {
             for part in client

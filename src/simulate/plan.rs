@@ -19,39 +19,42 @@ pub struct MetricQuery {
     pub query: String,
     /// For Pods and Resource metrics: the label naming the pod in each series.
     pub pod_label: Option<String>,
+    /// The rule's named backend (`None`: the default), as `serve` would ask it.
+    pub backend: Option<String>,
 }
 
 /// The label that holds pod names and the one that holds namespaces, for a Pods or Resource
-/// metric: where to look for the target's pods.
+/// metric, and the backend of its rule: where to look for the target's pods.
 pub fn pod_labels(
     rules: &RuleSet,
     registry: &Registry,
     table: &ResourceTable,
     hpa: &Hpa,
-) -> Option<(String, String)> {
+) -> Option<(String, String, Option<String>)> {
     let pods = GroupResource::new("", "pods");
     let namespaces = GroupResource::new("", "namespaces");
     for metric in &hpa.metrics {
         let mapping = match &metric.source {
-            Source::Pods { metric, .. } => registry
-                .custom(&pods, true, metric)
-                .map(|source| &rules.custom[source.rule].resources),
+            Source::Pods { metric, .. } => registry.custom(&pods, true, metric).map(|source| {
+                let rule = &rules.custom[source.rule];
+                (&rule.resources, rule.backend_name())
+            }),
             Source::Resource { name } => rules.resource.as_ref().map(|r| {
                 if name == "cpu" {
-                    &r.cpu.resources
+                    (&r.cpu.resources, None)
                 } else {
-                    &r.memory.resources
+                    (&r.memory.resources, None)
                 }
             }),
             _ => None,
         };
-        if let Some(mapping) = mapping
+        if let Some((mapping, backend)) = mapping
             && let (Ok(pod), Ok(namespace)) = (
                 mapping.label_for_resource(&pods, table),
                 mapping.label_for_resource(&namespaces, table),
             )
         {
-            return Some((pod, namespace));
+            return Some((pod, namespace, backend.map(str::to_owned)));
         }
     }
     None
@@ -120,6 +123,7 @@ fn plan_one(
                 metric: metric.clone(),
                 query,
                 pod_label: None,
+                backend: plan.rule.backend_name().map(str::to_owned),
             })
         }
         Source::Pods {
@@ -150,13 +154,14 @@ fn plan_one(
                 metric: metric.clone(),
                 query,
                 pod_label: Some(plan.label.clone()),
+                backend: plan.rule.backend_name().map(str::to_owned),
             })
         }
         Source::External {
             metric: metric_name,
             selector,
         } => {
-            let query = plan::external_query(
+            let planned = plan::external_query(
                 rules,
                 registry,
                 table,
@@ -170,12 +175,14 @@ fn plan_one(
                     hpa.namespace
                 )),
                 ExternalPlanError::Query { error, .. } => fail(error.to_string()),
-            })?
-            .query;
+            })?;
             Ok(MetricQuery {
                 metric: metric.clone(),
-                query,
+                query: planned.query,
                 pod_label: None,
+                backend: rules.external[planned.rule]
+                    .backend_name()
+                    .map(str::to_owned),
             })
         }
         Source::Resource { name } => {
@@ -204,6 +211,7 @@ fn plan_one(
                 metric: metric.clone(),
                 query: format!("sum by ({}) ({})", usage.label, usage.query),
                 pod_label: Some(usage.label),
+                backend: None,
             })
         }
     }
