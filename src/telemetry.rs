@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 use crate::registry::Registry as MetricRegistry;
@@ -28,8 +28,8 @@ pub struct Metrics {
     reloads: IntCounterVec,
     query_sharing: IntCounterVec,
     rule_queries: IntCounterVec,
-    queued_calls: IntGauge,
-    rejected_calls: IntCounter,
+    queued_calls: IntGaugeVec,
+    rejected_calls: IntCounterVec,
 }
 
 impl Metrics {
@@ -127,9 +127,9 @@ impl Metrics {
         let query_sharing = IntCounterVec::new(
             Opts::new(
                 "prom_adapter_query_cache_total",
-                "Instant queries by how they were answered: hit (a kept answer), merged (joined the same query in flight), miss (sent to Prometheus).",
+                "Instant queries by backend and how they were answered: hit (a kept answer), merged (joined the same query in flight), miss (sent to Prometheus).",
             ),
-            &["result"],
+            &["backend", "result"],
         )
         .expect("valid metric");
         let rule_queries = IntCounterVec::new(
@@ -140,14 +140,20 @@ impl Metrics {
             &["rule", "shape"],
         )
         .expect("valid metric");
-        let queued_calls = IntGauge::new(
-            "prom_adapter_prometheus_queued_calls",
-            "Prometheus calls waiting for a slot (--prometheus-max-concurrent-queries).",
+        let queued_calls = IntGaugeVec::new(
+            Opts::new(
+                "prom_adapter_prometheus_queued_calls",
+                "Prometheus calls waiting for a slot (--prometheus-max-concurrent-queries), by backend.",
+            ),
+            &["backend"],
         )
         .expect("valid metric");
-        let rejected_calls = IntCounter::new(
-            "prom_adapter_prometheus_rejected_calls_total",
-            "Prometheus calls refused (answered 503): the queue was full, or no slot came free in time.",
+        let rejected_calls = IntCounterVec::new(
+            Opts::new(
+                "prom_adapter_prometheus_rejected_calls_total",
+                "Prometheus calls refused (answered 503), by backend: the queue was full, or no slot came free in time.",
+            ),
+            &["backend"],
         )
         .expect("valid metric");
         for collector in [
@@ -197,9 +203,11 @@ impl Metrics {
         }
     }
 
-    /// Records how one instant query was answered: `hit`, `merged` or `miss`.
-    pub fn record_query_sharing(&self, result: &str) {
-        self.query_sharing.with_label_values(&[result]).inc();
+    /// Records how one instant query to `backend` was answered: `hit`, `merged` or `miss`.
+    pub fn record_query_sharing(&self, backend: &str, result: &str) {
+        self.query_sharing
+            .with_label_values(&[backend, result])
+            .inc();
     }
 
     /// Records `count` queries asked for one request to `rule`, made in `shape`.
@@ -209,14 +217,16 @@ impl Metrics {
             .inc_by(count as u64);
     }
 
-    /// Sets the number of Prometheus calls waiting for a slot.
-    pub fn set_queued(&self, queued: usize) {
-        self.queued_calls.set(queued as i64);
+    /// Sets the number of calls to `backend` waiting for a slot.
+    pub fn set_queued(&self, backend: &str, queued: usize) {
+        self.queued_calls
+            .with_label_values(&[backend])
+            .set(queued as i64);
     }
 
-    /// Records one Prometheus call refused for want of a slot.
-    pub fn record_queue_rejection(&self) {
-        self.rejected_calls.inc();
+    /// Records one call to `backend` refused for want of a slot.
+    pub fn record_queue_rejection(&self, backend: &str) {
+        self.rejected_calls.with_label_values(&[backend]).inc();
     }
 
     /// Records one rules-file reload: `trigger` is `file` or `signal`.

@@ -35,7 +35,8 @@ impl SharedNamedBackends {
         let backends = configs
             .into_iter()
             .map(|config| {
-                let shared = SharedQueries::new(config.sharing.clone(), metrics.clone());
+                let shared =
+                    SharedQueries::named(&config.name, config.sharing.clone(), metrics.clone());
                 (config, shared)
             })
             .collect();

@@ -80,6 +80,8 @@ impl Kept {
 
 /// The state every worker's backend shares: the answers, and the slots of the backend.
 pub struct SharedQueries {
+    /// The backend's name in `/metrics`.
+    name: Arc<str>,
     settings: QuerySharing,
     kept: Mutex<Kept>,
     slots: Semaphore,
@@ -88,9 +90,15 @@ pub struct SharedQueries {
 }
 
 impl SharedQueries {
-    /// Shared state for one backend.
+    /// Shared state for the default backend (`--prometheus-url`).
     pub fn new(settings: QuerySharing, metrics: Arc<Metrics>) -> Arc<Self> {
+        Self::named("default", settings, metrics)
+    }
+
+    /// Shared state for the backend called `name`.
+    pub fn named(name: &str, settings: QuerySharing, metrics: Arc<Metrics>) -> Arc<Self> {
         Arc::new(Self {
+            name: Arc::from(name),
             slots: Semaphore::new(settings.max_concurrent.max(1)),
             settings,
             kept: Mutex::new(Kept::default()),
@@ -162,7 +170,7 @@ impl SharedQueries {
                 }
             }
         };
-        self.metrics.record_query_sharing(result);
+        self.metrics.record_query_sharing(&self.name, result);
         cell
     }
 
@@ -210,7 +218,7 @@ impl SharedQueries {
                 let waiting = Waiting::enter(self);
                 if waiting.ahead >= self.settings.max_queued {
                     drop(waiting);
-                    self.metrics.record_queue_rejection();
+                    self.metrics.record_queue_rejection(&self.name);
                     return Err(BackendError::Unavailable(format!(
                         "{} Prometheus calls are running and {} waiting (--prometheus-max-concurrent-queries, --prometheus-max-queued-queries)",
                         self.settings.max_concurrent, self.settings.max_queued
@@ -222,7 +230,7 @@ impl SharedQueries {
                 match waited {
                     Ok(Ok(permit)) => permit,
                     _ => {
-                        self.metrics.record_queue_rejection();
+                        self.metrics.record_queue_rejection(&self.name);
                         return Err(BackendError::Unavailable(format!(
                             "no Prometheus call slot within {:?}",
                             self.settings.queue_timeout
@@ -247,7 +255,7 @@ struct Waiting<'s> {
 impl<'s> Waiting<'s> {
     fn enter(shared: &'s SharedQueries) -> Self {
         let ahead = shared.queued.fetch_add(1, Ordering::SeqCst);
-        shared.metrics.set_queued(ahead + 1);
+        shared.metrics.set_queued(&shared.name, ahead + 1);
         Waiting { shared, ahead }
     }
 }
@@ -255,7 +263,7 @@ impl<'s> Waiting<'s> {
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
         let left = self.shared.queued.fetch_sub(1, Ordering::SeqCst) - 1;
-        self.shared.metrics.set_queued(left);
+        self.shared.metrics.set_queued(&self.shared.name, left);
     }
 }
 

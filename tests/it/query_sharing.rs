@@ -96,7 +96,8 @@ fn identical_concurrent_requests_make_one_call_and_kept_answers_expire() {
     // many of each depends on how the 16 curl processes overlapped.
     let metrics = adapter.curl("/metrics").1;
     let count = |result: &str| -> u64 {
-        let name = format!("prom_adapter_query_cache_total{{result=\"{result}\"}} ");
+        let name =
+            format!("prom_adapter_query_cache_total{{backend=\"default\",result=\"{result}\"}} ");
         metrics
             .lines()
             .find_map(|line| line.strip_prefix(name.as_str()))
