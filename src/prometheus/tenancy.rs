@@ -63,6 +63,13 @@ impl Tenancy {
                 rest = &rest[end..];
             }
         }
+        for (name, _) in &self.headers {
+            if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                problems.push(format!(
+                    "headers: {name:?} is not a header name (letters, digits and !#$%&'*+-.^_`|~)"
+                ));
+            }
+        }
         let tenants = self
             .tenants
             .iter()
@@ -200,17 +207,21 @@ mod tests {
     fn every_problem_is_reported() {
         let bad = Tenancy {
             url: "http://x/<<.Namespace>>/<<.Cluster>>".into(),
-            headers: vec![("X-Scope-OrgID".into(), "<< .Tenant >>".into())],
+            headers: vec![
+                ("X-Scope-OrgID".into(), "<< .Tenant >>".into()),
+                ("A=B".into(), "x".into()),
+            ],
             tenants: BTreeMap::from([("shop".into(), "a b".into())]),
             default_tenant: Some(String::new()),
             discovery_tenant: None,
         };
         let problems = bad.problems();
-        assert_eq!(problems.len(), 5, "{problems:#?}");
+        assert_eq!(problems.len(), 6, "{problems:#?}");
         assert!(problems[0].starts_with("url: \"<<.Cluster>>\""));
         assert!(problems[1].starts_with("headers.X-Scope-OrgID: \"<< .Tenant >>\""));
-        assert!(problems[2].starts_with("tenants.shop: \"a b\""));
-        assert!(problems[3].starts_with("default_tenant: \"\""));
-        assert!(problems[4].starts_with("discovery_tenant: is required"));
+        assert!(problems[2].starts_with("headers: \"A=B\" is not a header name"));
+        assert!(problems[3].starts_with("tenants.shop: \"a b\""));
+        assert!(problems[4].starts_with("default_tenant: \"\""));
+        assert!(problems[5].starts_with("discovery_tenant: is required"));
     }
 }

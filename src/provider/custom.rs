@@ -4,8 +4,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::plan::{QueryPlan, QueryShaping, values_by_object};
-use super::{BackendRouter, Error, MetricsBackend, ObjectLister, SharedSnapshot};
+use super::plan::{PlannedQueries, QueryPlan, QueryShaping, values_by_object};
+use super::{BackendError, BackendRouter, Error, MetricsBackend, ObjectLister, SharedSnapshot};
 use crate::model::{GroupResource, QuantityFormat, QueryResult, quantity_from_f64};
 use crate::promql::{LabelMatcher, LabelSelector, LabelSelectorJson, MatchOp};
 use crate::resources::ResourceTable;
@@ -189,27 +189,23 @@ impl CustomMetrics {
                 names
             }
         };
+        let backend = &self.backend_for(&plan, tenant_namespace(request, &plan))?;
         let planned = plan.queries(&snapshot.table, request, &names, self.shaping)?;
-        let backend = &self.backend_for(&plan, request.namespace.as_deref())?;
-        if let Some(metrics) = &self.metrics {
-            let rule = format!("rules[{}]", plan.rule.position);
-            metrics.record_rule_queries(&rule, planned.shape, planned.queries.len());
-        }
+        let samples = match self.ask(&plan, backend, &planned, now).await {
+            // The namespace's query can fail for another object's sake (a duplicate series in a
+            // join, a size limit): ask for these objects by name, as without batching.
+            Err(Error::Backend(BackendError::Failed(reason))) if planned.shape == "batched" => {
+                tracing::warn!(rule = plan.rule.position, %reason, "the query for every object failed; asking by name");
+                let by_name = QueryShaping {
+                    batch: false,
+                    ..self.shaping
+                };
+                let planned = plan.queries(&snapshot.table, request, &names, by_name)?;
+                self.ask(&plan, backend, &planned, now).await?
+            }
+            other => other?,
+        };
         let (info, label) = (plan.info, &plan.label);
-        // A long object list is asked in parts, at once; their samples together hold the answer
-        // (batched, other objects' values too, which only the names below pick from).
-        let answers =
-            futures_util::future::try_join_all(planned.queries.iter().map(|query| async move {
-                tracing::debug!(%query, "custom metric query");
-                match backend.query(query, now).await? {
-                    QueryResult::Vector(samples) => Ok(samples),
-                    _ => Err(Error::Internal(format!(
-                        "query {query:?} did not return an instant vector"
-                    ))),
-                }
-            }))
-            .await?;
-        let samples: Vec<_> = answers.into_iter().flatten().collect();
         let by_name: HashMap<&str, f64> = values_by_object(&samples, label).into_iter().collect();
         let selector = request.metric_selector.to_json();
         let mut values = Vec::with_capacity(names.len());
@@ -249,6 +245,33 @@ impl CustomMetrics {
         Ok(values)
     }
 
+    /// Runs the planned queries at once; their samples together hold the answer (batched, other
+    /// objects' values too, which only the asked names pick from).
+    async fn ask(
+        &self,
+        plan: &QueryPlan<'_>,
+        backend: &Arc<dyn MetricsBackend>,
+        planned: &PlannedQueries,
+        now: f64,
+    ) -> Result<Vec<crate::model::Sample>, Error> {
+        if let Some(metrics) = &self.metrics {
+            let rule = format!("rules[{}]", plan.rule.position);
+            metrics.record_rule_queries(&rule, planned.shape, planned.queries.len());
+        }
+        let answers =
+            futures_util::future::try_join_all(planned.queries.iter().map(|query| async move {
+                tracing::debug!(%query, "custom metric query");
+                match backend.query(query, now).await? {
+                    QueryResult::Vector(samples) => Ok(samples),
+                    _ => Err(Error::Internal(format!(
+                        "query {query:?} did not return an instant vector"
+                    ))),
+                }
+            }))
+            .await?;
+        Ok(answers.into_iter().flatten().collect())
+    }
+
     /// Without a cluster there is no object list: use the object names Prometheus has for the series.
     async fn names_in_prometheus(
         &self,
@@ -272,11 +295,26 @@ impl CustomMetrics {
         let selector = crate::promql::selector(&matchers);
         let start = now - self.max_age.as_secs_f64().max(60.0);
         let mut names = self
-            .backend_for(plan, request.namespace.as_deref())?
+            .backend_for(plan, tenant_namespace(request, plan))?
             .label_values(&plan.label, &selector, start, now)
             .await?;
         names.sort();
         Ok(names)
+    }
+}
+
+/// The namespace whose tenant a named backend serves the request in: the request's, or the
+/// namespace a `namespaces/NAME/metrics/…` request is about. Other cluster-scoped objects (nodes,
+/// persistent volumes) have none and go to the backend's discovery tenant.
+fn tenant_namespace<'r>(request: &'r CustomRequest, plan: &QueryPlan<'_>) -> Option<&'r str> {
+    match (&request.namespace, &request.name) {
+        (Some(namespace), _) => Some(namespace),
+        (None, ObjectName::Named(name))
+            if plan.resource == GroupResource::new("", "namespaces") =>
+        {
+            Some(name)
+        }
+        _ => None,
     }
 }
 
@@ -470,5 +508,109 @@ rules:
             );
         }
         assert_eq!(*backend.seen_queries.lock().unwrap(), vec![BATCHED; 2]);
+    }
+
+    #[tokio::test]
+    async fn a_failed_namespace_query_is_asked_again_by_name() {
+        let (backend, custom) = service();
+        backend.queries.lock().unwrap().insert(
+            BATCHED.into(),
+            Err(BackendError::Failed(
+                "many-to-many matching not allowed".into(),
+            )),
+        );
+        backend.queries.lock().unwrap().insert(
+            r#"sum(http_requests_total{namespace="default",pod="b"}) by (pod)"#.into(),
+            vector(&[("b", 2.0)]),
+        );
+        let values = custom
+            .get(&request(ObjectName::Named("b".into()), ""), 0.0)
+            .await
+            .unwrap();
+        assert_eq!(values[0].value, "2");
+        // An unavailable backend is not asked twice.
+        backend.queries.lock().unwrap().insert(
+            BATCHED.into(),
+            Err(BackendError::Unavailable("down".into())),
+        );
+        backend.seen_queries.lock().unwrap().clear();
+        assert!(matches!(
+            custom
+                .get(&request(ObjectName::Named("b".into()), ""), 0.0)
+                .await,
+            Err(Error::Backend(BackendError::Unavailable(_)))
+        ));
+        assert_eq!(*backend.seen_queries.lock().unwrap(), vec![BATCHED]);
+    }
+
+    /// Records where each call was routed.
+    #[derive(Default)]
+    struct RecordingRouter {
+        routed: std::sync::Mutex<Vec<(String, Option<String>)>>,
+        backend: Arc<FakeBackend>,
+    }
+
+    impl BackendRouter for RecordingRouter {
+        fn route(
+            &self,
+            name: &str,
+            namespace: Option<&str>,
+        ) -> Result<Arc<dyn MetricsBackend>, BackendError> {
+            self.routed
+                .lock()
+                .unwrap()
+                .push((name.to_owned(), namespace.map(str::to_owned)));
+            Ok(self.backend.clone())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_named_backend_serves_in_the_requests_namespace_or_the_namespace_asked_about() {
+        let rules = r#"
+rules:
+- seriesQuery: 'jobs_queued'
+  resources: {overrides: {pod: {resource: pod}, namespace: {resource: namespace}}}
+  metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)'
+  backend: vm
+"#;
+        let snapshot = crate::provider::fake::snapshot(
+            rules,
+            HashMap::from([(
+                "vm\u{1f}jobs_queued".to_owned(),
+                Arc::new(vec![SeriesShape::new("jobs_queued", ["pod", "namespace"])]),
+            )]),
+        );
+        let default = Arc::new(FakeBackend::default());
+        let router = Arc::new(RecordingRouter::default());
+        let custom = CustomMetrics::new(snapshot, default.clone(), Duration::from_secs(600), None)
+            .with_backends(router.clone());
+        let mut pod = request(ObjectName::Named("a".into()), "");
+        pod.metric = "jobs_queued".into();
+        let _ = custom.get(&pod, 0.0).await;
+        let namespace = CustomRequest {
+            resource: "namespaces".into(),
+            namespace: None,
+            name: ObjectName::Named("shop".into()),
+            ..pod.clone()
+        };
+        let _ = custom.get(&namespace, 0.0).await;
+        assert_eq!(
+            *router.routed.lock().unwrap(),
+            vec![
+                ("vm".to_owned(), Some("default".to_owned())),
+                ("vm".to_owned(), Some("shop".to_owned())),
+            ]
+        );
+        assert!(
+            default.seen_queries.lock().unwrap().is_empty(),
+            "the default backend is not asked"
+        );
+        assert_eq!(
+            *router.backend.seen_queries.lock().unwrap(),
+            vec![
+                r#"sum(jobs_queued{namespace="default"}) by (pod)"#.to_owned(),
+                r#"sum(jobs_queued{namespace!=""}) by (namespace)"#.to_owned(),
+            ]
+        );
     }
 }

@@ -8,7 +8,7 @@ use futures_util::{StreamExt, TryStreamExt};
 
 use super::plan::{QueryShaping, usage_queries};
 use super::resource_objects::{NodeRef, PodRef, ResourceObjects};
-use super::{Error, MetricsBackend, SharedSnapshot};
+use super::{BackendError, Error, MetricsBackend, SharedSnapshot};
 use crate::model::{GroupResource, QuantityFormat, QueryResult, Sample, quantity_from_f64};
 use crate::promql::LabelSelector;
 use crate::resources::ResourceTable;
@@ -301,16 +301,33 @@ impl ResourceMetrics {
         let usage = |rule: &'a ResourceRule, name: &'static str| async move {
             let label =
                 (rule.resources.label_for_resource(resource, table)).map_err(Error::Query)?;
-            let planned = usage_queries(rule, table, resource, namespace, names, self.shaping)
-                .map_err(Error::Query)?;
-            if let Some(metrics) = &self.metrics {
-                metrics.record_rule_queries(name, planned.shape, planned.queries.len());
-            }
-            let parts = futures_util::future::try_join_all(
-                planned.queries.iter().map(|q| self.samples(q, now)),
-            )
-            .await?;
-            Ok::<_, Error>((label, parts.into_iter().flatten().collect()))
+            let ask = |shaping: QueryShaping| async move {
+                let planned = usage_queries(rule, table, resource, namespace, names, shaping)
+                    .map_err(|e| ("", Error::Query(e)))?;
+                if let Some(metrics) = &self.metrics {
+                    metrics.record_rule_queries(name, planned.shape, planned.queries.len());
+                }
+                let parts = futures_util::future::try_join_all(
+                    planned.queries.iter().map(|q| self.samples(q, now)),
+                )
+                .await
+                .map_err(|error| (planned.shape, error))?;
+                Ok::<_, (&str, Error)>(parts.into_iter().flatten().collect::<Vec<_>>())
+            };
+            let samples = match ask(self.shaping).await {
+                Ok(samples) => samples,
+                // As for custom metrics: another pod's trouble must not fail these pods.
+                Err(("batched", Error::Backend(BackendError::Failed(reason)))) => {
+                    tracing::warn!(rule = name, %reason, "the query for every pod failed; asking by name");
+                    let by_name = QueryShaping {
+                        batch: false,
+                        ..self.shaping
+                    };
+                    ask(by_name).await.map_err(|(_, error)| error)?
+                }
+                Err((_, error)) => return Err(error),
+            };
+            Ok::<_, Error>((label, samples))
         };
         let (cpu, memory) = futures_util::future::try_join(
             usage(&rules.cpu, "resourceRules.cpu"),

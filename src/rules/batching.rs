@@ -19,7 +19,7 @@ const AGGREGATIONS: [&str; 14] = [
 ];
 
 /// Functions whose answer for one object depends on the others' series, or that may rewrite the
-/// object label, with why.
+/// object label, with why (for a clearer message than "not known").
 const MIXING_FUNCTIONS: [(&str, &str); 6] = [
     (
         "scalar",
@@ -38,6 +38,96 @@ const MIXING_FUNCTIONS: [(&str, &str); 6] = [
     ("label_join", "may rewrite the object label"),
 ];
 
+/// PromQL functions that compute each output series from one input series (or are constants),
+/// keeping its labels but `__name__`: the only functions a batched query may call. Any other
+/// (MetricsQL's `zscore`, `share`, `label_set`, …) is taken to mix objects.
+const PER_SERIES_FUNCTIONS: &[&str] = &[
+    "abs",
+    "acos",
+    "acosh",
+    "asin",
+    "asinh",
+    "atan",
+    "atanh",
+    "avg_over_time",
+    "ceil",
+    "changes",
+    "clamp",
+    "clamp_max",
+    "clamp_min",
+    "cos",
+    "cosh",
+    "count_over_time",
+    "day_of_month",
+    "day_of_week",
+    "day_of_year",
+    "days_in_month",
+    "deg",
+    "delta",
+    "deriv",
+    "double_exponential_smoothing",
+    "exp",
+    "first_over_time",
+    "floor",
+    "histogram_avg",
+    "histogram_count",
+    "histogram_fraction",
+    "histogram_quantile",
+    "histogram_stddev",
+    "histogram_stdvar",
+    "histogram_sum",
+    "holt_winters",
+    "hour",
+    "idelta",
+    "increase",
+    "irate",
+    "last_over_time",
+    "ln",
+    "log10",
+    "log2",
+    "mad_over_time",
+    "max_over_time",
+    "min_over_time",
+    "minute",
+    "month",
+    "pi",
+    "predict_linear",
+    "present_over_time",
+    "quantile_over_time",
+    "rad",
+    "rate",
+    "resets",
+    "round",
+    "sgn",
+    "sin",
+    "sinh",
+    "sort",
+    "sort_by_label",
+    "sort_by_label_desc",
+    "sort_desc",
+    "sqrt",
+    "stddev_over_time",
+    "stdvar_over_time",
+    "sum_over_time",
+    "tan",
+    "tanh",
+    "time",
+    "timestamp",
+    "year",
+];
+
+/// Words that may precede `(` without being a function: set operators, vector matching and
+/// the `bool` modifier.
+const OPERATOR_WORDS: [&str; 7] = [
+    "and",
+    "or",
+    "unless",
+    "group_left",
+    "group_right",
+    "bool",
+    "offset",
+];
+
 /// The template fields one query for every object can be rendered with.
 const PER_OBJECT_FIELDS: [&str; 3] = [".Series", ".LabelMatchers", ".GroupBy"];
 
@@ -46,7 +136,8 @@ enum Token<'a> {
     /// A template action, trimmed: `.Series`, `.LabelMatchers` or `.GroupBy`.
     Field(&'a str),
     Word(&'a str),
-    Open,
+    /// `(`, `{` or `[`.
+    Open(u8),
     Close,
     Other,
 }
@@ -63,22 +154,35 @@ pub fn per_object(source: &str) -> Result<(), String> {
     }
     for (at, token) in tokens.iter().enumerate() {
         let Token::Word(word) = *token else { continue };
+        // PromQL's keywords, and MetricsQL's functions, are case-insensitive.
+        let word = word.to_ascii_lowercase();
+        let word = word.as_str();
         let next = tokens.get(at + 1).copied();
+        let opens = next == Some(Token::Open(b'('));
         if AGGREGATIONS.contains(&word)
-            && matches!(next, Some(Token::Open | Token::Word("by" | "without")))
+            && (opens || next.is_some_and(|n| is_word(n, "by") || is_word(n, "without")))
         {
             aggregation_keeps_objects(word, &tokens, at)?;
-        } else if let Some((_, why)) = MIXING_FUNCTIONS.iter().find(|(name, _)| *name == word)
-            && next == Some(Token::Open)
-        {
+        } else if !opens {
+            continue;
+        } else if let Some((_, why)) = MIXING_FUNCTIONS.iter().find(|(name, _)| *name == word) {
             return Err(format!("`{word}(…)` {why}"));
-        } else if word == "ignoring" && next == Some(Token::Open) {
+        } else if word == "ignoring" {
             return Err("`ignoring (…)` may match one object's series with another's".into());
-        } else if word == "on" && next == Some(Token::Open) && !list_keeps_objects(&tokens, at + 1)
+        } else if word == "on" {
+            if !list_keeps_objects(&tokens, at + 1) {
+                return Err(
+                    "`on (…)` without <<.GroupBy>> matches one object's series with another's"
+                        .into(),
+                );
+            }
+        } else if !PER_SERIES_FUNCTIONS.contains(&word)
+            && !OPERATOR_WORDS.contains(&word)
+            && !matches!(word, "by" | "without")
         {
-            return Err(
-                "`on (…)` without <<.GroupBy>> matches one object's series with another's".into(),
-            );
+            return Err(format!(
+                "`{word}(…)` is not known to compute each series on its own"
+            ));
         }
     }
     Ok(())
@@ -91,12 +195,12 @@ fn aggregation_keeps_objects(word: &str, tokens: &[Token], at: usize) -> Result<
         Some(Token::Word(_)) => at + 1,
         _ => close_of(tokens, at + 1) + 1,
     };
-    match tokens.get(clause) {
-        Some(Token::Word("by")) if list_keeps_objects(tokens, clause + 1) => Ok(()),
-        Some(Token::Word("by")) => Err(format!(
+    match tokens.get(clause).copied() {
+        Some(t) if is_word(t, "by") && list_keeps_objects(tokens, clause + 1) => Ok(()),
+        Some(t) if is_word(t, "by") => Err(format!(
             "`{word} by (…)` does not keep <<.GroupBy>>, so it adds objects together"
         )),
-        Some(Token::Word("without")) => Err(format!(
+        Some(t) if is_word(t, "without") => Err(format!(
             "`{word} without (…)` may drop the object label; write `by (<<.GroupBy>>)`"
         )),
         _ => Err(format!(
@@ -105,9 +209,14 @@ fn aggregation_keeps_objects(word: &str, tokens: &[Token], at: usize) -> Result<
     }
 }
 
+/// Whether `token` is the keyword `keyword`, in any case.
+fn is_word(token: Token, keyword: &str) -> bool {
+    matches!(token, Token::Word(word) if word.eq_ignore_ascii_case(keyword))
+}
+
 /// Whether the parenthesised list opening at `open` holds `<<.GroupBy>>`.
 fn list_keeps_objects(tokens: &[Token], open: usize) -> bool {
-    tokens.get(open) == Some(&Token::Open)
+    tokens.get(open) == Some(&Token::Open(b'('))
         && tokens[open..=close_of(tokens, open).min(tokens.len() - 1)]
             .contains(&Token::Field(".GroupBy"))
 }
@@ -117,7 +226,7 @@ fn close_of(tokens: &[Token], open: usize) -> usize {
     let mut depth = 0usize;
     for (at, token) in tokens.iter().enumerate().skip(open) {
         match token {
-            Token::Open => depth += 1,
+            Token::Open(_) => depth += 1,
             Token::Close => {
                 depth = depth.saturating_sub(1);
                 if depth == 0 {
@@ -164,7 +273,12 @@ fn tokenize(source: &str) -> Result<Vec<Token<'_>>, String> {
             tokens.push(Token::Other);
             at = end + 1;
         } else if c == b'#' {
-            at += rest.find('\n').unwrap_or(rest.len());
+            let comment = &rest[..rest.find('\n').unwrap_or(rest.len())];
+            // The template still runs actions in a PromQL comment.
+            if comment.contains("<<") {
+                return Err("a template action inside a comment".into());
+            }
+            at += comment.len();
         } else if c.is_ascii_alphabetic() || c == b'_' || c == b':' {
             let len = rest
                 .find(|ch: char| !(ch.is_ascii_alphanumeric() || ch == '_' || ch == ':'))
@@ -179,7 +293,7 @@ fn tokenize(source: &str) -> Result<Vec<Token<'_>>, String> {
             at += len;
         } else {
             tokens.push(match c {
-                b'(' | b'{' | b'[' => Token::Open,
+                b'(' | b'{' | b'[' => Token::Open(c),
                 b')' | b'}' | b']' => Token::Close,
                 b if b.is_ascii_whitespace() => {
                     at += 1;
@@ -209,6 +323,8 @@ mod tests {
             "sum(rate(<<.Series>>{<<.LabelMatchers>>,code=~\"5..\"}[1m])) by (<<- .GroupBy ->>) > bool 0",
             "max_over_time(sum(x{<<.LabelMatchers>>}) by (<<.GroupBy>>)[5m:1m]) # sum(x)",
             "clamp_max(sum(x{<<.LabelMatchers>>, on=\"y\"}) by (<<.GroupBy>>), 10)",
+            "SUM BY (<<.GroupBy>>) (Rate(x{<<.LabelMatchers>>}[1m])) OR on (<<.GroupBy>>) (y{<<.LabelMatchers>>} * 0)",
+            "sum(x{<<.LabelMatchers>>}) by (<<.GroupBy>>) > bool (0)",
         ] {
             assert_eq!(per_object(source), Ok(()), "{source}");
         }
@@ -243,6 +359,24 @@ mod tests {
                 "rewrite",
             ),
             ("sum(x{<<.LabelMatchers>>) by (<<.GroupBy", "unclosed"),
+            // Keywords in any case.
+            (
+                "topk BY (namespace) (1, sum(rate(x{<<.LabelMatchers>>}[2m])) by (<<.GroupBy>>))",
+                "does not keep",
+            ),
+            ("SUM(x{<<.LabelMatchers>>})", "without `by"),
+            ("x{<<.LabelMatchers>>} / IGNORING(pod) y", "ignoring"),
+            ("Scalar(x{<<.LabelMatchers>>})", "scalar"),
+            // Functions not known to work series by series (MetricsQL's among them).
+            ("zscore(x{<<.LabelMatchers>>})", "`zscore(…)` is not known"),
+            (
+                "label_set(x{<<.LabelMatchers>>}, \"pod\", \"a\")",
+                "not known",
+            ),
+            (
+                "sum(x{<<.LabelMatchers>>}) by (<<.GroupBy>>) # <<if .LabelValuesByName>>",
+                "inside a comment",
+            ),
         ] {
             let error = per_object(source).expect_err(source);
             assert!(error.contains(why), "{source}: {error}");

@@ -305,10 +305,11 @@ impl ObjectQuery<'_> {
                 [] => LabelMatcher::new(&label, MatchOp::Equal, "")?,
                 several => LabelMatcher::new(&label, MatchOp::Regex, literal_alternation(several))?,
             });
-        } else if matchers.is_empty() {
-            // Every object of a cluster-scoped resource: `{<<.LabelMatchers>>,id="/"}` needs a
-            // matcher to stay valid PromQL. Only then, since Prometheus answers `label!=""` by
-            // merging the series of every value of the label.
+        } else if request.namespace.is_none_or(str::is_empty) {
+            // Every object of a cluster-scoped resource: without a namespace matcher the
+            // selector could be empty, or hold only matchers that match the empty string
+            // (`env!="prod"`), which Prometheus refuses. Only then, since Prometheus answers
+            // `label!=""` by merging the series of every value of the label.
             matchers.push(LabelMatcher::new(&label, MatchOp::NotEqual, "")?);
         }
         values_by_name.insert(label.clone(), template_alternation(names));
