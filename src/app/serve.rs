@@ -137,7 +137,10 @@ async fn run_server(serve_config: ServeConfig) -> anyhow::Result<()> {
         let unknown_resource = unknown_resource.clone();
         let (snapshot, metrics, health) = (snapshot.clone(), metrics.clone(), health.clone());
         let max_age = serve_config.discovery.max_age;
-        let shaping = serve_config.shaping;
+        let options = crate::provider::QueryOptions {
+            shaping: serve_config.shaping,
+            metrics: Some(metrics.clone()),
+        };
         let (client, queries, named) = (client.clone(), queries.clone(), named.clone());
         move || {
             // Each actix worker runs its own single-threaded runtime; a shared connection pool
@@ -155,16 +158,14 @@ async fn run_server(serve_config: ServeConfig) -> anyhow::Result<()> {
             };
             let resource = Some(
                 ResourceMetrics::new(snapshot.clone(), backend.clone(), source)
-                    .with_query_shaping(shaping)
-                    .with_metrics(metrics.clone()),
+                    .with_query_options(options.clone()),
             );
             let mut external = ExternalMetrics::new(snapshot.clone(), backend.clone())
                 .with_metrics(metrics.clone());
             let mut custom =
                 CustomMetrics::new(snapshot.clone(), backend, max_age, objects.clone())
                     .with_rediscovery(unknown_resource.clone())
-                    .with_query_shaping(shaping)
-                    .with_metrics(metrics.clone());
+                    .with_query_options(options.clone());
             if let Some(named) = &named {
                 // Checked when the settings were resolved; a client that still fails to build
                 // here leaves its rules' requests failing, not the server.

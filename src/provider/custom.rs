@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::plan::{PlannedQueries, QueryPlan, QueryShaping, values_by_object};
-use super::{BackendError, BackendRouter, Error, MetricsBackend, ObjectLister, SharedSnapshot};
+use super::{
+    BackendError, BackendRouter, Error, MetricsBackend, ObjectLister, QueryOptions, SharedSnapshot,
+};
 use crate::model::{GroupResource, QuantityFormat, QueryResult, quantity_from_f64};
 use crate::promql::{LabelMatcher, LabelSelector, LabelSelectorJson, MatchOp};
 use crate::resources::ResourceTable;
@@ -70,8 +72,7 @@ pub struct CustomMetrics {
     max_age: Duration,
     objects: Option<Arc<dyn ObjectLister>>,
     unknown_resource: Option<Arc<tokio::sync::Notify>>,
-    shaping: QueryShaping,
-    metrics: Option<Arc<crate::telemetry::Metrics>>,
+    options: QueryOptions,
     backends: Option<Arc<dyn BackendRouter>>,
 }
 
@@ -90,23 +91,15 @@ impl CustomMetrics {
             max_age,
             objects,
             unknown_resource: None,
-            shaping: QueryShaping::default(),
-            metrics: None,
+            options: QueryOptions::default(),
             backends: None,
         }
     }
 
-    /// How requests for objects become queries: batched per namespace, or by name in parts.
+    /// How requests for objects become queries, and where each rule's queries are counted.
     #[must_use]
-    pub fn with_query_shaping(mut self, shaping: QueryShaping) -> Self {
-        self.shaping = shaping;
-        self
-    }
-
-    /// Counts each rule's queries in `/metrics`.
-    #[must_use]
-    pub fn with_metrics(mut self, metrics: Arc<crate::telemetry::Metrics>) -> Self {
-        self.metrics = Some(metrics);
+    pub fn with_query_options(mut self, options: QueryOptions) -> Self {
+        self.options = options;
         self
     }
 
@@ -190,7 +183,7 @@ impl CustomMetrics {
             }
         };
         let backend = &self.backend_for(&plan, tenant_namespace(request, &plan))?;
-        let planned = plan.queries(&snapshot.table, request, &names, self.shaping)?;
+        let planned = plan.queries(&snapshot.table, request, &names, self.options.shaping)?;
         let samples = match self.ask(&plan, backend, &planned, now).await {
             // The namespace's query can fail for another object's sake (a duplicate series in a
             // join, a size limit): ask for these objects by name, as without batching.
@@ -198,7 +191,7 @@ impl CustomMetrics {
                 tracing::warn!(rule = plan.rule.position, %reason, "the query for every object failed; asking by name");
                 let by_name = QueryShaping {
                     batch: false,
-                    ..self.shaping
+                    ..self.options.shaping
                 };
                 let planned = plan.queries(&snapshot.table, request, &names, by_name)?;
                 self.ask(&plan, backend, &planned, now).await?
@@ -254,10 +247,8 @@ impl CustomMetrics {
         planned: &PlannedQueries,
         now: f64,
     ) -> Result<Vec<crate::model::Sample>, Error> {
-        if let Some(metrics) = &self.metrics {
-            let rule = format!("rules[{}]", plan.rule.position);
-            metrics.record_rule_queries(&rule, planned.shape, planned.queries.len());
-        }
+        self.options
+            .record(&format!("rules[{}]", plan.rule.position), planned);
         let answers =
             futures_util::future::try_join_all(planned.queries.iter().map(|query| async move {
                 tracing::debug!(%query, "custom metric query");
@@ -470,9 +461,13 @@ rules:
     #[tokio::test]
     async fn objects_are_asked_by_name_when_batching_is_off() {
         let (backend, custom) = service();
-        let custom = custom.with_query_shaping(QueryShaping {
+        let by_name = QueryShaping {
             batch: false,
             ..QueryShaping::default()
+        };
+        let custom = custom.with_query_options(QueryOptions {
+            shaping: by_name,
+            metrics: None,
         });
         backend.queries.lock().unwrap().insert(
             r#"sum(http_requests_total{namespace="default",pod="b"}) by (pod)"#.into(),

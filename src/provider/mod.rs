@@ -115,6 +115,25 @@ pub trait BackendRouter: Send + Sync + 'static {
     ) -> Result<Arc<dyn MetricsBackend>, BackendError>;
 }
 
+/// How a provider asks for objects (`plan::QueryShaping`), and where it counts each rule's
+/// queries.
+#[derive(Clone, Default)]
+pub struct QueryOptions {
+    /// Batched per namespace, or by name in parts.
+    pub shaping: plan::QueryShaping,
+    /// Counts `prom_adapter_rule_queries_total`.
+    pub metrics: Option<Arc<crate::telemetry::Metrics>>,
+}
+
+impl QueryOptions {
+    /// Counts the queries planned for one request to `rule`.
+    fn record(&self, rule: &str, planned: &plan::PlannedQueries) {
+        if let Some(metrics) = &self.metrics {
+            metrics.record_rule_queries(rule, planned.shape, planned.queries.len());
+        }
+    }
+}
+
 /// The backend `rule`'s calls go to for a request about `namespace`: its `backend:` from
 /// `backends`, or `default`.
 fn route(

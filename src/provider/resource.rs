@@ -8,7 +8,7 @@ use futures_util::{StreamExt, TryStreamExt};
 
 use super::plan::{QueryShaping, usage_queries};
 use super::resource_objects::{NodeRef, PodRef, ResourceObjects};
-use super::{BackendError, Error, MetricsBackend, SharedSnapshot};
+use super::{BackendError, Error, MetricsBackend, QueryOptions, SharedSnapshot};
 use crate::model::{GroupResource, QuantityFormat, QueryResult, Sample, quantity_from_f64};
 use crate::promql::LabelSelector;
 use crate::resources::ResourceTable;
@@ -125,8 +125,7 @@ pub struct ResourceMetrics {
     snapshot: SharedSnapshot,
     backend: Arc<dyn MetricsBackend>,
     objects: Arc<dyn ResourceObjects>,
-    shaping: QueryShaping,
-    metrics: Option<Arc<crate::telemetry::Metrics>>,
+    options: QueryOptions,
 }
 
 impl ResourceMetrics {
@@ -140,22 +139,14 @@ impl ResourceMetrics {
             snapshot,
             backend,
             objects,
-            shaping: QueryShaping::default(),
-            metrics: None,
+            options: QueryOptions::default(),
         }
     }
 
-    /// How requests for objects become queries: batched per namespace, or by name in parts.
+    /// How requests for objects become queries, and where each rule's queries are counted.
     #[must_use]
-    pub fn with_query_shaping(mut self, shaping: QueryShaping) -> Self {
-        self.shaping = shaping;
-        self
-    }
-
-    /// Counts `resourceRules.cpu` and `.memory` queries in `/metrics`.
-    #[must_use]
-    pub fn with_metrics(mut self, metrics: Arc<crate::telemetry::Metrics>) -> Self {
-        self.metrics = Some(metrics);
+    pub fn with_query_options(mut self, options: QueryOptions) -> Self {
+        self.options = options;
         self
     }
 
@@ -304,9 +295,7 @@ impl ResourceMetrics {
             let ask = |shaping: QueryShaping| async move {
                 let planned = usage_queries(rule, table, resource, namespace, names, shaping)
                     .map_err(|e| ("", Error::Query(e)))?;
-                if let Some(metrics) = &self.metrics {
-                    metrics.record_rule_queries(name, planned.shape, planned.queries.len());
-                }
+                self.options.record(name, &planned);
                 let parts = futures_util::future::try_join_all(
                     planned.queries.iter().map(|q| self.samples(q, now)),
                 )
@@ -314,14 +303,14 @@ impl ResourceMetrics {
                 .map_err(|error| (planned.shape, error))?;
                 Ok::<_, (&str, Error)>(parts.into_iter().flatten().collect::<Vec<_>>())
             };
-            let samples = match ask(self.shaping).await {
+            let samples = match ask(self.options.shaping).await {
                 Ok(samples) => samples,
                 // As for custom metrics: another pod's trouble must not fail these pods.
                 Err(("batched", Error::Backend(BackendError::Failed(reason)))) => {
                     tracing::warn!(rule = name, %reason, "the query for every pod failed; asking by name");
                     let by_name = QueryShaping {
                         batch: false,
-                        ..self.shaping
+                        ..self.options.shaping
                     };
                     ask(by_name).await.map_err(|(_, error)| error)?
                 }
@@ -684,7 +673,13 @@ mod tests {
             batch: false,
             ..QueryShaping::default()
         };
-        (service.with_query_shaping(by_name), backend)
+        (
+            service.with_query_options(QueryOptions {
+                shaping: by_name,
+                metrics: None,
+            }),
+            backend,
+        )
     }
 
     fn batching_service() -> (ResourceMetrics, Arc<FakeBackend>) {
