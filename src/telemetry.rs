@@ -28,6 +28,7 @@ pub struct Metrics {
     reloads: IntCounterVec,
     query_sharing: IntCounterVec,
     rule_queries: IntCounterVec,
+    rule_metrics: IntGaugeVec,
     queued_calls: IntGaugeVec,
     rejected_calls: IntCounterVec,
 }
@@ -124,6 +125,12 @@ impl Metrics {
             &["trigger", "result"],
         )
         .expect("valid metric");
+        // Exposed at zero from the start, for dashboards and alerts.
+        for trigger in ["file", "signal"] {
+            for result in ["success", "failure"] {
+                reloads.with_label_values(&[trigger, result]);
+            }
+        }
         let query_sharing = IntCounterVec::new(
             Opts::new(
                 "prom_adapter_query_cache_total",
@@ -138,6 +145,14 @@ impl Metrics {
                 "Instant queries asked for API requests, before sharing, by rule (rules[3], externalRules[0], resourceRules.cpu) and shape (batched: one for every object of a namespace; named; split: the names in parts; external).",
             ),
             &["rule", "shape"],
+        )
+        .expect("valid metric");
+        let rule_metrics = IntGaugeVec::new(
+            Opts::new(
+                "prom_adapter_rule_metrics",
+                "Metrics each rule serves after the last relist, by rule (rules[3], externalRules[0]); 0 when its series are gone or another rule's metrics take its names.",
+            ),
+            &["rule"],
         )
         .expect("valid metric");
         let queued_calls = IntGaugeVec::new(
@@ -173,6 +188,7 @@ impl Metrics {
             Box::new(reloads.clone()),
             Box::new(query_sharing.clone()),
             Box::new(rule_queries.clone()),
+            Box::new(rule_metrics.clone()),
             Box::new(queued_calls.clone()),
             Box::new(rejected_calls.clone()),
         ] {
@@ -198,9 +214,20 @@ impl Metrics {
             reloads,
             query_sharing,
             rule_queries,
+            rule_metrics,
             queued_calls,
             rejected_calls,
         }
+    }
+
+    /// Exposes `backend`'s sharing and queue series from the start (at zero), so that dashboards
+    /// and alerts see them before the first refusal.
+    pub fn init_backend(&self, backend: &str) {
+        for result in ["hit", "merged", "miss"] {
+            self.query_sharing.with_label_values(&[backend, result]);
+        }
+        self.queued_calls.with_label_values(&[backend]);
+        self.rejected_calls.with_label_values(&[backend]);
     }
 
     /// Records how one instant query to `backend` was answered: `hit`, `merged` or `miss`.
@@ -272,7 +299,7 @@ impl Metrics {
         failures: usize,
         series: u64,
         shapes: usize,
-        registry: &MetricRegistry,
+        (rules, registry): (&crate::rules::RuleSet, &MetricRegistry),
         now: f64,
     ) {
         self.discovery_duration.observe(elapsed.as_secs_f64());
@@ -281,6 +308,30 @@ impl Metrics {
         self.discovered_shapes.set(shapes as i64);
         self.custom_metrics.set(registry.custom_len() as i64);
         self.external_metrics.set(registry.external_len() as i64);
+        // Rules a reload removed must not linger with their last count.
+        self.rule_metrics.reset();
+        for (list, rules, sources) in [
+            (
+                "rules",
+                &rules.custom,
+                registry
+                    .custom_metrics()
+                    .map(|(_, s)| s.rule)
+                    .collect::<Vec<_>>(),
+            ),
+            (
+                "externalRules",
+                &rules.external,
+                registry.external_metrics().map(|(_, s)| s.rule).collect(),
+            ),
+        ] {
+            for (index, rule) in rules.iter().enumerate() {
+                let served = sources.iter().filter(|&&s| s == index).count();
+                self.rule_metrics
+                    .with_label_values(&[&format!("{list}[{}]", rule.position)])
+                    .set(served as i64);
+            }
+        }
         if failures == 0 {
             self.last_relist.set(now);
         }

@@ -287,7 +287,7 @@ impl Discovery {
             failures,
             series_total,
             shapes,
-            &registry,
+            (&rules, &registry),
             now,
         );
         tracing::info!(

@@ -97,6 +97,7 @@ impl SharedQueries {
 
     /// Shared state for the backend called `name`.
     pub fn named(name: &str, settings: QuerySharing, metrics: Arc<Metrics>) -> Arc<Self> {
+        metrics.init_backend(name);
         Arc::new(Self {
             name: Arc::from(name),
             slots: Semaphore::new(settings.max_concurrent.max(1)),

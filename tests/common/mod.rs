@@ -275,6 +275,25 @@ impl Prometheus {
         Self::start_with(dir, generate_data(dir), web)
     }
 
+    /// Starts Prometheus with `config` (a prometheus.yml) and an empty database.
+    pub fn with_config(dir: &Path, config: &str) -> Self {
+        let data = dir.join("prometheus");
+        std::fs::create_dir_all(&data).unwrap();
+        let config_path = dir.join("prometheus.yml");
+        std::fs::write(&config_path, config).unwrap();
+        let mut prometheus = Prometheus {
+            port: free_port(),
+            data,
+            config: config_path,
+            log: dir.join("prometheus.log"),
+            child: None,
+            web: None,
+            exporters: None,
+        };
+        prometheus.restart();
+        prometheus
+    }
+
     /// Starts Prometheus with the `web` ingress spread over `scale` × 10 series per status.
     pub fn start_scaled(dir: &Path, duration: u64, scale: u32) -> Self {
         Self::start_with(

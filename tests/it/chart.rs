@@ -658,7 +658,7 @@ fn kustomize(dir: &str) -> String {
 #[test]
 fn the_plain_manifests_are_the_rendered_chart_and_build_with_kustomize() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let fresh = tempfile::NamedTempFile::new().unwrap();
+    let fresh = tempfile::tempdir().unwrap();
     let out = Command::new(root.join("scripts/render-manifests.sh"))
         .arg(fresh.path())
         .output()
@@ -668,11 +668,17 @@ fn the_plain_manifests_are_the_rendered_chart_and_build_with_kustomize() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let committed = std::fs::read_to_string(root.join("manifests/base/prom-adapter.yaml")).unwrap();
-    assert!(
-        std::fs::read_to_string(fresh.path()).unwrap() == committed,
-        "manifests/base/prom-adapter.yaml is out of date with the chart: run `make manifests` and commit the result"
-    );
+    for file in [
+        "base/prom-adapter.yaml",
+        "alerts/prometheus-rule.yaml",
+        "alerts/rules.yaml",
+    ] {
+        let committed = std::fs::read_to_string(root.join("manifests").join(file)).unwrap();
+        assert!(
+            std::fs::read_to_string(fresh.path().join(file)).unwrap() == committed,
+            "manifests/{file} is out of date with the chart: run `make manifests` and commit the result"
+        );
+    }
 
     let base = kustomize("base");
     validate_for_kubernetes(&base, "manifests/base");
@@ -1515,4 +1521,130 @@ fn the_default_install_is_highly_available() {
         &find(&objects, "Deployment")[0]["spec"]["template"]["spec"]["topologySpreadConstraints"];
     assert_eq!(spread.as_array().unwrap().len(), 1);
     assert_eq!(spread[0]["topologyKey"], "topology.kubernetes.io/zone");
+}
+
+/// The PrometheusRule CRD of `../shared/corpus/crds`, when the corpus is beside the project.
+fn prometheus_rule_crd() -> Option<PathBuf> {
+    let crd = std::env::var_os("PROM_ADAPTER_CORPUS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus"))
+        .join("crds/monitoring.coreos.com_prometheusrules.yaml");
+    if crd.is_file() {
+        Some(crd)
+    } else {
+        eprintln!(
+            "no PrometheusRule CRD at {}: its schema is not checked",
+            crd.display()
+        );
+        None
+    }
+}
+
+#[test]
+fn the_alerts_and_dashboard_render_validate_and_the_alerts_pass_their_unit_tests() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // The chart renders them only when asked, with the operator's labels and its own selectors.
+    let (_, objects) = render_with(&[]);
+    assert!(find(&objects, "PrometheusRule").is_empty());
+    let (yaml, objects) = render_with(&[
+        "--namespace",
+        "monitoring",
+        "--set",
+        "prometheusRule.enabled=true",
+        "--set",
+        "prometheusRule.additionalLabels.release=kube-prometheus-stack",
+        "--set",
+        "prometheusRule.alertLabels.team=platform",
+        "--set",
+        "dashboard.enabled=true",
+    ]);
+    validate_for_kubernetes(&yaml, "prometheusRule.enabled and dashboard.enabled");
+    // The dashboard, for Grafana's sidecar: labelled, and the shipped JSON as it is.
+    let dashboard = find(&objects, "ConfigMap")
+        .into_iter()
+        .find(|c| c["metadata"]["name"] == "demo-prom-adapter-dashboard")
+        .expect("the dashboard ConfigMap");
+    assert_eq!(dashboard["metadata"]["labels"]["grafana_dashboard"], "1");
+    let shipped: Value = serde_json::from_str(
+        &std::fs::read_to_string(chart().join("files/dashboard.json")).unwrap(),
+    )
+    .unwrap();
+    let rendered: Value =
+        serde_json::from_str(dashboard["data"]["prom-adapter.json"].as_str().unwrap()).unwrap();
+    assert_eq!(rendered, shipped);
+    let rule = find(&objects, "PrometheusRule")[0];
+    assert_eq!(
+        rule["metadata"]["labels"]["release"],
+        "kube-prometheus-stack"
+    );
+    let alerts = rule["spec"]["groups"][0]["rules"].as_array().unwrap();
+    assert_eq!(alerts.len(), 8);
+    for alert in alerts {
+        let name = alert["alert"].as_str().unwrap();
+        assert_eq!(alert["labels"]["team"], "platform", "{name}");
+        for key in ["summary", "description", "runbook_url"] {
+            assert!(alert["annotations"][key].is_string(), "{name}: {key}");
+        }
+        // Each alert has a runbook section in the README, where its runbook_url points.
+        let anchor = name.to_lowercase();
+        assert!(
+            alert["annotations"]["runbook_url"]
+                .as_str()
+                .unwrap()
+                .ends_with(&format!("#{anchor}")),
+            "{name}"
+        );
+        let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+        assert!(
+            readme.contains(&format!("#### {name}\n")),
+            "README has no runbook for {name}"
+        );
+    }
+    // The committed copies (manifests/alerts) are checked against the chart by
+    // the_plain_manifests_are_the_rendered_chart_and_build_with_kustomize; their schema here.
+    if let Some(crd) = prometheus_rule_crd() {
+        let rendered = tempfile_with(&yaml);
+        for file in [
+            rendered.path().to_path_buf(),
+            root.join("manifests/alerts/prometheus-rule.yaml"),
+        ] {
+            let out = Command::new(tools().join("venv/bin/python"))
+                .arg(root.join("scripts/validate-crd.py"))
+                .arg(&crd)
+                .arg(&file)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}: {}{}",
+                file.display(),
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    // promtool checks the rules and runs their unit tests: series that fire each alert, and
+    // series that do not.
+    for args in [
+        vec!["check", "rules", "manifests/alerts/rules.yaml"],
+        vec!["test", "rules", "tests/fixtures/alerts-test.yaml"],
+    ] {
+        let out = Command::new("promtool")
+            .args(&args)
+            .current_dir(root)
+            .output()
+            .expect("promtool is installed (make deps)");
+        assert!(
+            out.status.success(),
+            "promtool {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+fn tempfile_with(text: &str) -> tempfile::NamedTempFile {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), text).unwrap();
+    file
 }

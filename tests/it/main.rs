@@ -12,6 +12,7 @@ mod examples;
 mod explain;
 mod integration;
 mod no_panic;
+mod observability;
 mod prometheus_client;
 mod query_sharing;
 mod reload;
