@@ -1498,6 +1498,17 @@ fn the_default_install_is_highly_available() {
         find(&objects, "PodDisruptionBudget")[0]["spec"]["maxUnavailable"],
         1
     );
+    // An evicted adapter breaks every HPA on its metrics: critical, as metrics-server is.
+    assert_eq!(
+        deployment["spec"]["template"]["spec"]["priorityClassName"],
+        "system-cluster-critical"
+    );
+    let (_, objects) = render_with(&["--set", "priorityClassName="]);
+    assert!(
+        find(&objects, "Deployment")[0]["spec"]["template"]["spec"]
+            .get("priorityClassName")
+            .is_none()
+    );
     let spread = &deployment["spec"]["template"]["spec"]["topologySpreadConstraints"];
     assert_eq!(spread[0]["topologyKey"], "kubernetes.io/hostname");
     assert_eq!(spread[0]["whenUnsatisfiable"], "ScheduleAnyway");
