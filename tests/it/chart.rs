@@ -1659,3 +1659,52 @@ fn tempfile_with(text: &str) -> tempfile::NamedTempFile {
     std::fs::write(file.path(), text).unwrap();
     file
 }
+
+#[test]
+fn the_charts_readme_lists_every_value_and_is_up_to_date() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let fresh = tempfile::NamedTempFile::new().unwrap();
+    let out = Command::new(tools().join("venv/bin/python"))
+        .arg(root.join("scripts/chart-readme.py"))
+        .arg(fresh.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let generated = std::fs::read_to_string(fresh.path()).unwrap();
+    assert!(
+        generated == std::fs::read_to_string(chart().join("README.md")).unwrap(),
+        "charts/prom-adapter/README.md is out of date with values.yaml: run `make manifests` and commit the result"
+    );
+    // Every value, by its path, with its default as the chart renders it.
+    let values = yaml_to_json(&std::fs::read_to_string(chart().join("values.yaml")).unwrap());
+    fn paths(value: &Value, prefix: &str, out: &mut Vec<String>) {
+        match value.as_object() {
+            Some(map) if !map.is_empty() => {
+                for (key, child) in map {
+                    let path = if prefix.is_empty() {
+                        key.clone()
+                    } else {
+                        format!("{prefix}.{key}")
+                    };
+                    paths(child, &path, out);
+                }
+            }
+            _ => out.push(prefix.to_owned()),
+        }
+    }
+    let mut all = Vec::new();
+    paths(&values, "", &mut all);
+    assert!(all.len() > 80, "{}", all.len());
+    for path in &all {
+        assert!(
+            generated.contains(&format!("| `{path}` | `")),
+            "{path} is not listed"
+        );
+    }
+    assert!(generated.contains("| `priorityClassName` | `\"system-cluster-critical\"` |"));
+    assert!(generated.contains("| `replicas` | `2` |"));
+}
