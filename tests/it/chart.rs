@@ -836,7 +836,16 @@ fn tls_enable_without_certificates_fails_the_render_and_prometheus_adapters_imag
         ),
         "{pinned}"
     );
-    assert!(!notes(&[]).contains("WARNING: image.repository"));
+    let plain = notes(&[]);
+    assert!(!plain.contains("WARNING: image.repository"));
+    // How to verify the install: the rollout, the APIServices, and a raw request per API.
+    for line in [
+        "kubectl -n default rollout status deploy/demo-prom-adapter",
+        "kubectl get apiservices -l app.kubernetes.io/instance=demo",
+        "kubectl get --raw /apis/custom.metrics.k8s.io/v1beta2",
+    ] {
+        assert!(plain.contains(line), "{line}\n{plain}");
+    }
 }
 
 #[test]
