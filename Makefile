@@ -27,7 +27,7 @@ demo: deps build
 
 # Formatting, clippy, the layering DESIGN.md draws (scripts/check-layers.py), and the GitHub
 # workflows (actionlint).
-lint:
+lint: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 	python3 scripts/check-layers.py

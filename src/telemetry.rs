@@ -150,9 +150,9 @@ impl Metrics {
         let rule_metrics = IntGaugeVec::new(
             Opts::new(
                 "prom_adapter_rule_metrics",
-                "Metrics each rule serves after the last relist, by rule (rules[3], externalRules[0]); 0 when its series are gone or another rule's metrics take its names.",
+                "Metrics each rule serves after the last relist, by rule (rules[3], externalRules[0]) and its seriesQuery; 0 when its series are gone or another rule's metrics take its names.",
             ),
-            &["rule"],
+            &["rule", "series_query"],
         )
         .expect("valid metric");
         let queued_calls = IntGaugeVec::new(
@@ -327,8 +327,13 @@ impl Metrics {
         ] {
             for (index, rule) in rules.iter().enumerate() {
                 let served = sources.iter().filter(|&&s| s == index).count();
+                // The seriesQuery keeps a rule's series apart from the one a reload moves into
+                // its position.
                 self.rule_metrics
-                    .with_label_values(&[&format!("{list}[{}]", rule.position)])
+                    .with_label_values(&[
+                        format!("{list}[{}]", rule.position).as_str(),
+                        &rule.series_query,
+                    ])
                     .set(served as i64);
             }
         }

@@ -1512,12 +1512,22 @@ fn the_default_install_is_highly_available() {
         deployment["spec"]["template"]["spec"]["priorityClassName"],
         "system-cluster-critical"
     );
+    // GKE admits pods of that class outside kube-system only under a quota scoped to it.
+    let quota = &find(&objects, "ResourceQuota")[0]["spec"];
+    assert_eq!(
+        quota["scopeSelector"]["matchExpressions"][0],
+        serde_json::json!({"scopeName": "PriorityClass", "operator": "In", "values": ["system-cluster-critical"]})
+    );
+    assert_eq!(quota["hard"]["pods"], "100");
     let (_, objects) = render_with(&["--set", "priorityClassName="]);
     assert!(
         find(&objects, "Deployment")[0]["spec"]["template"]["spec"]
             .get("priorityClassName")
             .is_none()
     );
+    assert!(find(&objects, "ResourceQuota").is_empty());
+    let (_, objects) = render_with(&["--namespace", "kube-system"]);
+    assert!(find(&objects, "ResourceQuota").is_empty());
     let spread = &deployment["spec"]["template"]["spec"]["topologySpreadConstraints"];
     assert_eq!(spread[0]["topologyKey"], "kubernetes.io/hostname");
     assert_eq!(spread[0]["whenUnsatisfiable"], "ScheduleAnyway");

@@ -238,8 +238,8 @@ fn sighup_reloads_a_file_the_directory_watch_cannot_see() {
             &adapter,
             "prom_adapter_config_reloads_total{result=\"success\",trigger=\"file\"}"
         ),
-        None,
-        "the directory watch saw nothing"
+        Some(0.0),
+        "the directory watch saw nothing (the series is exposed at zero from the start)"
     );
     assert_eq!(
         adapter.curl("/livez").0,
