@@ -51,7 +51,8 @@ pub fn stdout_of(command: &mut Command) -> Vec<u8> {
         .unwrap_or_else(|e| panic!("{command:?} did not start: {e}"));
     assert!(
         out.status.success(),
-        "{command:?} failed: {}",
+        "{command:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
     out.stdout

@@ -8,6 +8,7 @@ use clap::Parser;
 use serde_json::Value;
 
 use crate::common;
+use crate::common::stdout_of;
 
 fn tools() -> PathBuf {
     PathBuf::from(
@@ -1638,38 +1639,21 @@ fn the_alerts_and_dashboard_render_validate_and_the_alerts_pass_their_unit_tests
             rendered.path().to_path_buf(),
             root.join("manifests/alerts/prometheus-rule.yaml"),
         ] {
-            let out = Command::new(tools().join("venv/bin/python"))
-                .arg(root.join("scripts/validate-crd.py"))
-                .arg(&crd)
-                .arg(&file)
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{}: {}{}",
-                file.display(),
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
+            stdout_of(
+                Command::new(tools().join("venv/bin/python"))
+                    .arg(root.join("scripts/validate-crd.py"))
+                    .arg(&crd)
+                    .arg(&file),
             );
         }
     }
     // promtool checks the rules and runs their unit tests: series that fire each alert, and
     // series that do not.
     for args in [
-        vec!["check", "rules", "manifests/alerts/rules.yaml"],
-        vec!["test", "rules", "tests/fixtures/alerts-test.yaml"],
+        ["check", "rules", "manifests/alerts/rules.yaml"],
+        ["test", "rules", "tests/fixtures/alerts-test.yaml"],
     ] {
-        let out = Command::new("promtool")
-            .args(&args)
-            .current_dir(root)
-            .output()
-            .expect("promtool is installed (make deps)");
-        assert!(
-            out.status.success(),
-            "promtool {args:?}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        stdout_of(Command::new("promtool").args(args).current_dir(root));
     }
 }
 
@@ -1683,15 +1667,10 @@ fn tempfile_with(text: &str) -> tempfile::NamedTempFile {
 fn the_charts_readme_lists_every_value_and_is_up_to_date() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let fresh = tempfile::NamedTempFile::new().unwrap();
-    let out = Command::new(tools().join("venv/bin/python"))
-        .arg(root.join("scripts/chart-readme.py"))
-        .arg(fresh.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    stdout_of(
+        Command::new(tools().join("venv/bin/python"))
+            .arg(root.join("scripts/chart-readme.py"))
+            .arg(fresh.path()),
     );
     let generated = std::fs::read_to_string(fresh.path()).unwrap();
     assert!(
