@@ -25,6 +25,16 @@ pub struct Registry {
     external: BTreeMap<String, MetricSource>,
 }
 
+/// The distinct shapes of `series`, sorted: what discovery keeps of a listing.
+pub fn shapes_of<'s>(series: impl Iterator<Item = &'s Series>) -> Vec<SeriesShape> {
+    let mut shapes: Vec<SeriesShape> = series
+        .map(|s| SeriesShape::new(&s.name, s.labels.keys()))
+        .collect();
+    shapes.sort();
+    shapes.dedup();
+    shapes
+}
+
 impl Registry {
     /// Runs series shapes (by `rules::discovery_key`) through the rules. Rules are applied in order and
     /// shapes in sorted order, so when two produce the same metric the later one wins, every time.
@@ -79,14 +89,8 @@ impl Registry {
             .iter()
             .chain(&rules.external)
             .map(|rule| {
-                let mut shapes: Vec<SeriesShape> = series
-                    .iter()
-                    .filter(|s| rule.series_selector.matches(s))
-                    .map(|s| SeriesShape::new(&s.name, s.labels.keys()))
-                    .collect();
-                shapes.sort();
-                shapes.dedup();
-                (rule.discovery_key(), Arc::new(shapes))
+                let matched = series.iter().filter(|s| rule.series_selector.matches(s));
+                (rule.discovery_key(), Arc::new(shapes_of(matched)))
             })
             .collect();
         Self::build(rules, &shapes, table)

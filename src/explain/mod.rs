@@ -191,15 +191,9 @@ pub async fn list_series(
             .into_iter()
             .filter_map(series_from_labels)
             .collect();
-        let mut query_shapes: Vec<SeriesShape> = listed
-            .iter()
-            .map(|s| SeriesShape::new(&s.name, s.labels.keys()))
-            .collect();
-        query_shapes.sort();
-        query_shapes.dedup();
         shapes.insert(
             crate::rules::discovery_key(backend, query),
-            Arc::new(query_shapes),
+            Arc::new(crate::registry::shapes_of(listed.iter())),
         );
         series.extend(listed);
     }
