@@ -99,11 +99,13 @@ fn a_surge_scales_up_within_syncs_and_down_only_after_the_stabilization_window()
         let current = step["current"].as_i64().unwrap();
         assert!(replicas(step) <= (2 * current).max(4), "{step}");
     }
-    // 600 req/s / 50 = 12.
+    // 600 req/s / 50 = 12. When the ramp of the [2m] rate lands a sync at a rate in (500, 550],
+    // the HPA steps to 11 and stays there: 600 / (50 × 11) = 1.09 is inside its ±10% tolerance.
+    // Which sync sees which rate depends on the scrape phase, so both are right.
     let peak = steps.iter().map(replicas).max().unwrap();
-    assert_eq!(peak, 12);
+    assert!((11..=12).contains(&peak), "peak {peak}");
 
-    // After the surge the recommendations fall at once, but the 300 s window keeps the 12 of the
+    // After the surge the recommendations fall at once, but the 300 s window keeps the peak of the
     // surge's last sync: no scale-down before surge end + 300 s.
     let first_down = steps
         .iter()
@@ -116,7 +118,7 @@ fn a_surge_scales_up_within_syncs_and_down_only_after_the_stabilization_window()
     );
     let held = steps.iter().find(|s| time(s) == surge_to + 150).unwrap();
     assert_eq!(held["reason"], "ScaleDownStabilized", "{held}");
-    assert_eq!(replicas(held), 12);
+    assert_eq!(replicas(held), peak);
     assert_eq!(replicas(steps.last().unwrap()), 2, "back to minReplicas");
     let summary = &json["summary"];
     assert!(summary["scale_ups"].as_u64().unwrap() >= 3, "{summary}");
@@ -138,7 +140,7 @@ fn a_surge_scales_up_within_syncs_and_down_only_after_the_stabilization_window()
         "{explanation}"
     );
     assert!(
-        explanation.contains("the recommendation of 12 from"),
+        explanation.contains(&format!("the recommendation of {peak} from")),
         "{explanation}"
     );
     assert!(
