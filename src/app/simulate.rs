@@ -36,6 +36,13 @@ pub fn run(args: &crate::cli::SimulateArgs) -> anyhow::Result<ExitCode> {
             .map_err(|e| anyhow::anyhow!("--pod-request {request:?}: {e}"))?;
         pod_requests.insert(resource.to_owned(), milli);
     }
+    if args.output == "yaml" && !args.recommend {
+        bail!("--output yaml writes the recommended HPA: add --recommend");
+    }
+    let objective = args
+        .recommend
+        .then(|| super::recommend::objective(args, &hpa))
+        .transpose()?;
     let explain_at = args
         .explain_at
         .as_deref()
@@ -74,14 +81,20 @@ pub fn run(args: &crate::cli::SimulateArgs) -> anyhow::Result<ExitCode> {
         end,
         sync_seconds: sync.as_secs() as i64,
         initial_replicas: args.initial_replicas.unwrap_or(hpa.rules.min_replicas),
-        pod_model: if args.pod_model == "conserving" {
-            replay::PodModel::Conserving
-        } else {
-            replay::PodModel::Observed
+        pod_model: match args.pod_model.as_deref() {
+            Some("conserving") => replay::PodModel::Conserving,
+            Some(_) => replay::PodModel::Observed,
+            // The search moves replicas far from the observed ones: only a model where the load
+            // follows them can score it.
+            None if args.recommend => replay::PodModel::Conserving,
+            None => replay::PodModel::Observed,
         },
         pod_requests,
         oscillation_window_seconds: oscillation.as_secs() as i64,
     };
+    if let Some(objective) = objective {
+        return super::recommend::run(args, &hpa, &manifest, &history, &options, &objective);
+    }
     let simulation = replay::replay(&hpa, &history.metrics, &options);
     let explanation = explain_at.map(|t| {
         replay::explain_at(&hpa, &simulation, t, render::clock)

@@ -82,9 +82,10 @@ pub struct SimulateArgs {
     #[arg(long)]
     pub initial_replicas: Option<i32>,
     /// How Pods and Resource metrics follow the simulated replicas: `observed` (each pod's own
-    /// series) or `conserving` (the observed total spread over the simulated pods).
-    #[arg(long, default_value = "observed", value_parser = ["observed", "conserving"])]
-    pub pod_model: String,
+    /// series) or `conserving` (the observed total spread over the simulated pods) [default:
+    /// observed; conserving with --recommend].
+    #[arg(long, value_parser = ["observed", "conserving"])]
+    pub pod_model: Option<String>,
     /// Regular expression for the target's pod names [default: the target's name, a dash, anything].
     #[arg(long)]
     pub pods: Option<String>,
@@ -94,12 +95,41 @@ pub struct SimulateArgs {
     /// Direction changes closer together than this count as oscillations.
     #[arg(long, default_value = "10m")]
     pub oscillation_window: String,
-    /// `table`, `json` or `svg`.
-    #[arg(long, default_value = "table", value_parser = ["table", "json", "svg"])]
+    /// `table`, `json` or `svg`; with --recommend also `yaml`, the recommended HPA.
+    #[arg(long, default_value = "table", value_parser = ["table", "json", "svg", "yaml"])]
     pub output: String,
     /// Explain in words why the replica count is what it is at this time.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "recommend")]
     pub explain_at: Option<String>,
+    /// Search the HPA's own settings (targets, min and max replicas, stabilization windows,
+    /// policies) for the fewest replica-seconds that meet --slo without flapping; every
+    /// candidate is scored by this replay.
+    #[arg(long)]
+    pub recommend: bool,
+    /// With --recommend: the first metric's value per replica stays at or below VALUE for at
+    /// least PERCENT of the time, written VALUE or VALUE@PERCENT (60@99.5) [default: the
+    /// metric's current target, @99].
+    #[arg(long, requires = "recommend", value_name = "VALUE[@PERCENT]")]
+    pub slo: Option<String>,
+    /// With --recommend: at most this many scale events (replica changes) in any hour.
+    #[arg(long, default_value_t = 6, requires = "recommend")]
+    pub max_scale_events_per_hour: u32,
+    /// With --recommend: the lowest minReplicas to propose [default: 2, or the HPA's own if
+    /// lower].
+    #[arg(long, requires = "recommend")]
+    pub min_replicas_floor: Option<i32>,
+    /// With --recommend: also search behavior.scaleUp/scaleDown.tolerance (clusters where the
+    /// HPAConfigurableTolerance feature is on: by default from Kubernetes 1.35).
+    #[arg(long, requires = "recommend")]
+    pub tune_tolerance: bool,
+    /// With --recommend: how long after --start every candidate runs unscored, so that none is
+    /// judged on its cold start.
+    #[arg(long, default_value = "10m", requires = "recommend")]
+    pub warm_up: String,
+    /// With --recommend: say in words what each changed setting does, measured by replaying the
+    /// recommendation with that one setting as it is today.
+    #[arg(long, requires = "recommend")]
+    pub explain: bool,
 }
 
 /// `explain` arguments.

@@ -290,7 +290,7 @@ pub enum Proposal {
     Failed {
         /// The `ScalingActive` reason the HPA reports: `FailedGetObjectMetric`,
         /// `FailedGetPodsMetric`, `FailedGetResourceMetric` or `FailedGetExternalMetric`.
-        condition: String,
+        condition: &'static str,
         /// What went wrong.
         message: String,
     },
@@ -301,13 +301,13 @@ pub enum Proposal {
 pub struct Conditions {
     /// `AbleToScale`: `ReadyForNewScale`, `ScaleUpStabilized`, `ScaleDownStabilized`,
     /// `SucceededRescale` (after a change), `SucceededGetScale`.
-    pub able_to_scale: String,
+    pub able_to_scale: &'static str,
     /// `ScalingActive`: `ValidMetricFound`, `FailedGet…Metric`, `ScalingDisabled`; empty when
     /// the sync left it as it was.
-    pub scaling_active: String,
+    pub scaling_active: &'static str,
     /// `ScalingLimited`: `DesiredWithinRange`, `TooFewReplicas`, `TooManyReplicas`,
     /// `ScaleUpLimit`, `ScaleDownLimit`; empty when the sync left it as it was.
-    pub scaling_limited: String,
+    pub scaling_limited: &'static str,
 }
 
 /// What one sync decided.
@@ -325,7 +325,7 @@ pub struct SyncResult {
     pub error: Option<String>,
     /// `ScaleUpStabilized` or `ScaleDownStabilized` when stabilization changed the
     /// recommendation (AbleToScale shows it unless the sync rescaled).
-    pub stabilization: Option<String>,
+    pub stabilization: Option<&'static str>,
 }
 
 impl SyncResult {
@@ -334,8 +334,8 @@ impl SyncResult {
     fn early(
         desired: Option<i32>,
         replicas: i32,
-        able_to_scale: &str,
-        scaling_active: &str,
+        able_to_scale: &'static str,
+        scaling_active: &'static str,
         error: Option<String>,
     ) -> Self {
         SyncResult {
@@ -343,9 +343,9 @@ impl SyncResult {
             stabilized: desired,
             replicas,
             conditions: Conditions {
-                able_to_scale: able_to_scale.into(),
-                scaling_active: scaling_active.into(),
-                scaling_limited: String::new(),
+                able_to_scale,
+                scaling_active,
+                scaling_limited: "",
             },
             error,
             stabilization: None,
@@ -439,7 +439,7 @@ impl Controller {
             && (failures.len() >= proposals.len() || desired < cur)
         {
             // ScalingActive takes the first failure's reason; the others are left as they were.
-            return SyncResult::early(None, cur, "SucceededGetScale", condition, error);
+            return SyncResult::early(None, cur, "SucceededGetScale", *condition, error);
         }
         let (stabilized, able, replicas, limited) = match &rules.behavior {
             None => self.legacy(rules, now, cur, desired),
@@ -448,7 +448,7 @@ impl Controller {
         if replicas != cur {
             self.store_event(rules, now, cur, replicas);
         }
-        let stabilization = (able != "ReadyForNewScale").then(|| able.clone());
+        let stabilization = (able != "ReadyForNewScale").then_some(able);
         SyncResult {
             desired: Some(desired),
             stabilized: Some(stabilized),
@@ -457,11 +457,11 @@ impl Controller {
             conditions: Conditions {
                 // A successful update overwrites AbleToScale.
                 able_to_scale: if replicas != cur {
-                    "SucceededRescale".into()
+                    "SucceededRescale"
                 } else {
                     able
                 },
-                scaling_active: "ValidMetricFound".into(),
+                scaling_active: "ValidMetricFound",
                 scaling_limited: limited,
             },
             error,
@@ -476,7 +476,7 @@ impl Controller {
         now: i64,
         cur: i32,
         desired: i32,
-    ) -> (i32, String, i32, String) {
+    ) -> (i32, &'static str, i32, &'static str) {
         let cutoff = now - rules.legacy_downscale_window_seconds;
         let mut stabilized = desired;
         let mut old = None;
@@ -506,7 +506,7 @@ impl Controller {
         } else {
             (stabilized, "DesiredWithinRange")
         };
-        (stabilized, able.into(), replicas, limited.into())
+        (stabilized, able, replicas, limited)
     }
 
     /// `normalizeDesiredReplicasWithBehaviors`: stabilize between the lowest recommendation of
@@ -518,7 +518,7 @@ impl Controller {
         now: i64,
         cur: i32,
         desired: i32,
-    ) -> (i32, String, i32, String) {
+    ) -> (i32, &'static str, i32, &'static str) {
         let up_cutoff = now - behavior.scale_up.stabilization_window_seconds;
         let down_cutoff = now - behavior.scale_down.stabilization_window_seconds;
         let (mut up, mut down) = (desired, desired);
@@ -580,7 +580,7 @@ impl Controller {
         } else {
             (stabilized, "DesiredWithinRange")
         };
-        (stabilized, able.into(), replicas, limited.into())
+        (stabilized, able, replicas, limited)
     }
 
     /// Replaces an outdated recommendation or appends one: the controller stores the raw
@@ -636,20 +636,36 @@ impl Controller {
         }
     }
 
-    /// `storeScaleEvent`: only HPAs with `behavior` keep scale events.
+    /// `storeScaleEvent`: only HPAs with `behavior` keep scale events, and a new event takes the
+    /// place of one older than the direction's longest policy period (so the list stays as short
+    /// as the controller's, however long the replay).
     fn store_event(&mut self, rules: &HpaRules, now: i64, from: i32, to: i32) {
-        if rules.behavior.is_none() || from == to {
+        let Some(behavior) = &rules.behavior else {
+            return;
+        };
+        if from == to {
             return;
         }
-        let (events, change) = if to > from {
-            (&mut self.scale_up_events, to - from)
+        let (events, change, direction) = if to > from {
+            (&mut self.scale_up_events, to - from, &behavior.scale_up)
         } else {
-            (&mut self.scale_down_events, from - to)
+            (&mut self.scale_down_events, from - to, &behavior.scale_down)
         };
-        events.push(Timestamped {
+        let longest = direction
+            .policies
+            .iter()
+            .map(|p| p.period_seconds)
+            .max()
+            .unwrap_or(0);
+        let event = Timestamped {
             value: change,
             time: now,
-        });
+        };
+        // markScaleEventsOutdated, then the last outdated index is replaced.
+        match events.iter().rposition(|e| e.time < now - longest) {
+            Some(i) => events[i] = event,
+            None => events.push(event),
+        }
     }
 }
 
@@ -787,7 +803,7 @@ mod tests {
         };
         let result = Controller::new().sync(&capped, 0, 3, &[Proposal::Replicas(20)]);
         assert_eq!(
-            (result.replicas, result.conditions.scaling_limited.as_str()),
+            (result.replicas, result.conditions.scaling_limited),
             (5, "TooManyReplicas")
         );
     }
@@ -922,7 +938,7 @@ mod tests {
                     .unwrap();
             let result = controller.sync(&hpa, t, replicas, &[Proposal::Replicas(proposal)]);
             replicas = result.replicas;
-            history.push((t, replicas, result.conditions.able_to_scale.clone()));
+            history.push((t, replicas, result.conditions.able_to_scale));
         }
         let at = |t: i64| {
             history
@@ -947,7 +963,7 @@ mod tests {
     fn a_failing_metric_blocks_scale_down_but_not_scale_up() {
         let hpa = rules(None);
         let failed = Proposal::Failed {
-            condition: "FailedGetPodsMetric".into(),
+            condition: "FailedGetPodsMetric",
             message: "no data".into(),
         };
         // Scale-up from the valid metric still happens.
@@ -976,9 +992,9 @@ mod tests {
         assert_eq!(
             result.conditions,
             Conditions {
-                able_to_scale: "SucceededRescale".into(),
-                scaling_active: String::new(),
-                scaling_limited: String::new(),
+                able_to_scale: "SucceededRescale",
+                scaling_active: "",
+                scaling_limited: "",
             }
         );
     }

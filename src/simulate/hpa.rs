@@ -332,6 +332,109 @@ fn rules(
     })
 }
 
+/// A quantity as kube-apiserver prints it: whole units when they are whole, else milli-units.
+fn quantity(milli: i64) -> k8s_openapi::apimachinery::pkg::api::resource::Quantity {
+    k8s_openapi::apimachinery::pkg::api::resource::Quantity(if milli % 1000 == 0 {
+        (milli / 1000).to_string()
+    } else {
+        format!("{milli}m")
+    })
+}
+
+fn api_rules(rules: &ScalingRules) -> api::HPAScalingRules {
+    api::HPAScalingRules {
+        stabilization_window_seconds: i32::try_from(rules.stabilization_window_seconds).ok(),
+        select_policy: Some(
+            match rules.select_policy {
+                SelectPolicy::Max => "Max",
+                SelectPolicy::Min => "Min",
+                SelectPolicy::Disabled => "Disabled",
+            }
+            .into(),
+        ),
+        policies: Some(
+            rules
+                .policies
+                .iter()
+                .map(|p| api::HPAScalingPolicy {
+                    type_: match p.kind {
+                        PolicyKind::Pods => "Pods",
+                        PolicyKind::Percent => "Percent",
+                    }
+                    .into(),
+                    value: p.value,
+                    period_seconds: i32::try_from(p.period_seconds).unwrap_or(i32::MAX),
+                })
+                .collect(),
+        ),
+        tolerance: rules
+            .tolerance
+            .map(|t| quantity((t * 1000.0).round() as i64)),
+    }
+}
+
+/// `manifest` (the YAML the HPA was read from) with `rules` and each metric's `targets` in place
+/// of its own, and what only the cluster sets (status, uid, resourceVersion, managedFields)
+/// removed: ready for `kubectl apply`.
+pub fn with_settings(
+    manifest: &str,
+    rules: &HpaRules,
+    targets: &[Target],
+) -> Result<String, Error> {
+    let mut hpa: api::HorizontalPodAutoscaler =
+        serde_saphyr::from_str(manifest).map_err(|e| Error::Manifest(e.to_string()))?;
+    hpa.status = None;
+    let metadata = &mut hpa.metadata;
+    metadata.uid = None;
+    metadata.resource_version = None;
+    metadata.managed_fields = None;
+    metadata.creation_timestamp = None;
+    metadata.generation = None;
+    let spec = hpa
+        .spec
+        .as_mut()
+        .ok_or_else(|| Error::Manifest("the HorizontalPodAutoscaler has no spec".into()))?;
+    spec.min_replicas = Some(rules.min_replicas);
+    spec.max_replicas = rules.max_replicas;
+    spec.behavior = rules
+        .behavior
+        .as_ref()
+        .map(|b| api::HorizontalPodAutoscalerBehavior {
+            scale_up: Some(api_rules(&b.scale_up)),
+            scale_down: Some(api_rules(&b.scale_down)),
+        });
+    for (metric, target) in spec.metrics.iter_mut().flatten().zip(targets) {
+        let spec_target = match metric.type_.as_str() {
+            "Object" => metric.object.as_mut().map(|o| &mut o.target),
+            "Pods" => metric.pods.as_mut().map(|p| &mut p.target),
+            "External" => metric.external.as_mut().map(|e| &mut e.target),
+            "Resource" => metric.resource.as_mut().map(|r| &mut r.target),
+            _ => None,
+        };
+        let Some(spec_target) = spec_target else {
+            continue;
+        };
+        *spec_target = match *target {
+            Target::Value(m) => api::MetricTarget {
+                type_: "Value".into(),
+                value: Some(quantity(m)),
+                ..Default::default()
+            },
+            Target::AverageValue(m) => api::MetricTarget {
+                type_: "AverageValue".into(),
+                average_value: Some(quantity(m)),
+                ..Default::default()
+            },
+            Target::Utilization(p) => api::MetricTarget {
+                type_: "Utilization".into(),
+                average_utilization: Some(p),
+                ..Default::default()
+            },
+        };
+    }
+    serde_saphyr::to_string(&hpa).map_err(|e| Error::Manifest(e.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,6 +4,7 @@ pub mod controller;
 pub mod history;
 pub mod hpa;
 pub mod plan;
+pub mod recommend;
 pub mod render;
 pub mod replay;
 

@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, HashMap};
 use serde::Serialize;
 
 use super::controller::{
-    Conditions, Controller, Proposal, Target, average_value_replicas, pods_average_replicas,
-    single_value_replicas, utilization_replicas,
+    Conditions, Controller, Proposal, SyncResult, Target, average_value_replicas,
+    pods_average_replicas, single_value_replicas, utilization_replicas,
 };
 use super::hpa::{Hpa, HpaMetric, Source};
 use crate::prometheus::RangeSeries;
@@ -96,7 +96,7 @@ pub struct Step {
     /// Replicas after the sync.
     pub replicas: i32,
     /// The condition that explains the result (`ScaleDownStabilized`, `ScaleUpLimit`, …).
-    pub reason: String,
+    pub reason: &'static str,
     /// Every condition.
     pub conditions: Conditions,
     /// The metrics' failure, if any.
@@ -135,81 +135,237 @@ pub struct Simulation {
     pub summary: Summary,
 }
 
-/// Runs the controller from `options.start` to `options.end`.
-pub fn replay(hpa: &Hpa, histories: &[MetricHistory], options: &Options) -> Simulation {
-    let indexed: Vec<Vec<(String, BTreeMap<i64, f64>)>> = histories
-        .iter()
-        .map(|h| {
-            h.series
-                .iter()
-                .map(|s| {
-                    let key = h
-                        .pod_label
-                        .as_ref()
-                        .and_then(|l| s.labels.get(l).cloned())
-                        .unwrap_or_default();
-                    let points = s
-                        .points
+/// Each metric's observations on the sync grid, computed once from its history: what every
+/// sync reads, so that many replays (the search of `--recommend`) share one pass over the series.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// The sync times.
+    pub times: Vec<i64>,
+    /// Per HPA metric, in its order.
+    pub metrics: Vec<Observations>,
+    /// Per HPA metric: each pod's request for a Resource `Utilization` metric, in milli-units.
+    requests: Vec<Option<i64>>,
+    /// The resource name of each Resource metric, for the error that names a missing request.
+    resources: Vec<String>,
+}
+
+/// One metric's values at every sync, in milli-units as the API serves them.
+#[derive(Debug, Clone)]
+pub struct Observations {
+    /// One value per pod (sorted by pod name) rather than one total.
+    pub per_pod: bool,
+    offsets: Vec<usize>,
+    values: Vec<i64>,
+}
+
+impl Observations {
+    /// The values at sync `index`: the total for Object and External metrics, each pod's value
+    /// otherwise; empty when Prometheus had no data.
+    pub fn at(&self, index: usize) -> &[i64] {
+        &self.values[self.offsets[index]..self.offsets[index + 1]]
+    }
+
+    /// The metric's total at sync `index` (the sum over pods for per-pod metrics).
+    pub fn total(&self, index: usize) -> Option<i64> {
+        let values = self.at(index);
+        (!values.is_empty()).then(|| values.iter().sum())
+    }
+}
+
+impl Prepared {
+    /// Reads the histories on the grid of `options`, with every value multiplied by `scale`
+    /// (1 for the history as it was; the sensitivity of `--recommend` uses 0.8 and 1.2).
+    pub fn new(hpa: &Hpa, histories: &[MetricHistory], options: &Options, scale: f64) -> Self {
+        let mut times = Vec::new();
+        let mut time = options.start;
+        while time <= options.end {
+            times.push(time);
+            time += options.sync_seconds.max(1);
+        }
+        let metrics = histories
+            .iter()
+            .map(|history| {
+                let per_pod = history.pod_label.is_some();
+                let indexed: Vec<(String, BTreeMap<i64, f64>)> = history
+                    .series
+                    .iter()
+                    .map(|s| {
+                        let key = history
+                            .pod_label
+                            .as_ref()
+                            .and_then(|l| s.labels.get(l).cloned())
+                            .unwrap_or_default();
+                        let points = s
+                            .points
+                            .iter()
+                            .map(|(t, v)| (t.round() as i64, *v))
+                            .collect();
+                        (key, points)
+                    })
+                    .collect();
+                let mut offsets = Vec::with_capacity(times.len() + 1);
+                let mut values = Vec::new();
+                offsets.push(0);
+                for time in &times {
+                    let mut at: Vec<(&str, i64)> = indexed
                         .iter()
-                        .map(|(t, v)| (t.round() as i64, *v))
+                        .filter_map(|(key, points)| {
+                            points.get(time).map(|v| (key.as_str(), milli(*v * scale)))
+                        })
                         .collect();
-                    (key, points)
-                })
-                .collect()
-        })
-        .collect();
+                    if per_pod {
+                        at.sort();
+                        values.extend(at.iter().map(|(_, v)| *v));
+                    } else if !at.is_empty() {
+                        values.push(at.iter().map(|(_, v)| *v).sum());
+                    }
+                    offsets.push(values.len());
+                }
+                Observations {
+                    per_pod,
+                    offsets,
+                    values,
+                }
+            })
+            .collect();
+        let resource = |metric: &HpaMetric| match &metric.source {
+            Source::Resource { name } => name.clone(),
+            _ => String::new(),
+        };
+        Prepared {
+            times,
+            metrics,
+            requests: hpa
+                .metrics
+                .iter()
+                .map(|m| options.pod_requests.get(&resource(m)).copied())
+                .collect(),
+            resources: hpa.metrics.iter().map(resource).collect(),
+        }
+    }
+}
+
+/// What a replay shows an observer at each sync.
+pub struct SyncView<'a> {
+    /// The sync's position on the grid.
+    pub index: usize,
+    /// Unix seconds.
+    pub time: i64,
+    /// Replicas when the sync began.
+    pub current: i32,
+    /// Each metric's value as compared with its target (`None` when it had none).
+    pub values: &'a [Option<f64>],
+    /// Each metric's proposal.
+    pub proposals: &'a [Proposal],
+    /// What the controller decided.
+    pub result: SyncResult,
+    /// The controller after the sync.
+    pub controller: &'a Controller,
+}
+
+/// The replay itself: the controller over `prepared`, sync after sync, starting from
+/// `options.initial_replicas`; `on_sync` sees each sync and may stop the run. `simulate` and
+/// every candidate of `--recommend` go through here.
+pub fn drive(
+    hpa: &Hpa,
+    prepared: &Prepared,
+    options: &Options,
+    mut on_sync: impl FnMut(SyncView<'_>) -> std::ops::ControlFlow<()>,
+) {
     let tolerances = hpa.rules.tolerances();
     let mut controller = Controller::new();
     let mut replicas = options.initial_replicas;
-    let mut steps = Vec::new();
-    let mut time = options.start;
-    while time <= options.end {
+    let mut values = Vec::with_capacity(hpa.metrics.len());
+    let mut proposals = Vec::with_capacity(hpa.metrics.len());
+    for (index, &time) in prepared.times.iter().enumerate() {
         let current = replicas;
-        let mut metric_steps = Vec::with_capacity(histories.len());
-        let mut proposals = Vec::with_capacity(histories.len());
-        for (history, series) in histories.iter().zip(&indexed) {
-            let (step, proposal) = observe(
-                &history.metric,
-                history.pod_label.is_some(),
-                series,
-                time,
+        values.clear();
+        proposals.clear();
+        for (m, (metric, observations)) in hpa.metrics.iter().zip(&prepared.metrics).enumerate() {
+            let (value, proposal) = observe(
+                metric,
+                observations.at(index),
+                observations.per_pod,
+                prepared.requests[m],
+                &prepared.resources[m],
                 current,
-                options,
+                options.pod_model,
                 tolerances,
             );
-            metric_steps.push(step);
+            values.push(value);
             proposals.push(proposal);
         }
         let result = controller.sync(&hpa.rules, time, current, &proposals);
+        replicas = result.replicas;
+        let view = SyncView {
+            index,
+            time,
+            current,
+            values: &values,
+            proposals: &proposals,
+            result,
+            controller: &controller,
+        };
+        if on_sync(view).is_break() {
+            return;
+        }
+    }
+}
+
+/// Runs the controller from `options.start` to `options.end`.
+pub fn replay(hpa: &Hpa, histories: &[MetricHistory], options: &Options) -> Simulation {
+    let prepared = Prepared::new(hpa, histories, options, 1.0);
+    replay_prepared(hpa, &prepared, options)
+}
+
+/// [`replay`] over observations already prepared, every sync recorded.
+pub fn replay_prepared(hpa: &Hpa, prepared: &Prepared, options: &Options) -> Simulation {
+    let mut steps = Vec::with_capacity(prepared.times.len());
+    drive(hpa, prepared, options, |view| {
+        let result = view.result;
         let held = hold(
             hpa,
-            &controller,
-            result.stabilization.as_deref(),
+            view.controller,
+            result.stabilization,
             result.stabilized,
-            time,
+            view.time,
         );
-        replicas = result.replicas;
+        let replicas = result.replicas;
         // The one condition that says most about this sync: a metric failure or disabled
         // scaling, then a limit, then stabilization, then a plain rescale.
         let conditions = &result.conditions;
-        let reason = if !matches!(conditions.scaling_active.as_str(), "ValidMetricFound" | "") {
-            conditions.scaling_active.clone()
-        } else if !matches!(
-            conditions.scaling_limited.as_str(),
-            "DesiredWithinRange" | ""
-        ) {
-            conditions.scaling_limited.clone()
-        } else if let Some(stabilization) = &result.stabilization {
-            stabilization.clone()
-        } else if replicas != current {
-            "SucceededRescale".to_owned()
+        let reason = if !matches!(conditions.scaling_active, "ValidMetricFound" | "") {
+            conditions.scaling_active
+        } else if !matches!(conditions.scaling_limited, "DesiredWithinRange" | "") {
+            conditions.scaling_limited
+        } else if let Some(stabilization) = result.stabilization {
+            stabilization
+        } else if replicas != view.current {
+            "SucceededRescale"
         } else {
-            "DesiredWithinRange".to_owned()
+            "DesiredWithinRange"
         };
+        let metrics = view
+            .values
+            .iter()
+            .zip(view.proposals)
+            .map(|(value, proposal)| match proposal {
+                Proposal::Replicas(r) => MetricStep {
+                    value: *value,
+                    proposal: Some(*r),
+                    error: None,
+                },
+                Proposal::Failed { message, .. } => MetricStep {
+                    value: None,
+                    proposal: None,
+                    error: Some(message.clone()),
+                },
+            })
+            .collect();
         steps.push(Step {
-            time,
-            current,
-            metrics: metric_steps,
+            time: view.time,
+            current: view.current,
+            metrics,
             desired: result.desired,
             stabilized: result.stabilized,
             replicas,
@@ -218,8 +374,8 @@ pub fn replay(hpa: &Hpa, histories: &[MetricHistory], options: &Options) -> Simu
             error: result.error,
             held,
         });
-        time += options.sync_seconds;
-    }
+        std::ops::ControlFlow::Continue(())
+    });
     let summary = summarize(hpa, &steps, options);
     Simulation {
         pod_model: options.pod_model,
@@ -239,43 +395,30 @@ fn milli(value: f64) -> i64 {
     }
 }
 
+/// One metric's value and proposal at a sync, from its observations there.
+#[allow(clippy::too_many_arguments)]
 fn observe(
     metric: &HpaMetric,
+    at: &[i64],
     per_pod: bool,
-    series: &[(String, BTreeMap<i64, f64>)],
-    time: i64,
+    request: Option<i64>,
+    resource: &str,
     current: i32,
-    options: &Options,
+    pod_model: PodModel,
     tolerances: super::controller::Tolerances,
-) -> (MetricStep, Proposal) {
+) -> (Option<f64>, Proposal) {
     let condition = match metric.source {
         Source::Object { .. } => "FailedGetObjectMetric",
         Source::Pods { .. } => "FailedGetPodsMetric",
         Source::External { .. } => "FailedGetExternalMetric",
         Source::Resource { .. } => "FailedGetResourceMetric",
     };
-    let failed = |reason: String| {
-        (
-            MetricStep {
-                value: None,
-                proposal: None,
-                error: Some(reason.clone()),
-            },
-            Proposal::Failed {
-                condition: condition.to_owned(),
-                message: reason,
-            },
-        )
-    };
-    let at: Vec<(&str, f64)> = series
-        .iter()
-        .filter_map(|(key, points)| points.get(&time).map(|v| (key.as_str(), *v)))
-        .collect();
+    let failed = |message: String| (None, Proposal::Failed { condition, message });
     if at.is_empty() {
         return failed("no data from Prometheus at this time".into());
     }
     let (value, proposal) = if !per_pod {
-        let usage: i64 = at.iter().map(|(_, v)| milli(*v)).sum();
+        let usage = at[0];
         let proposal = match metric.target {
             Target::Value(target) => {
                 single_value_replicas(current, current, usage, target, tolerances)
@@ -289,17 +432,14 @@ fn observe(
         };
         (usage as f64 / 1000.0, Ok(proposal))
     } else {
-        let mut by_pod: Vec<(&str, i64)> = at.iter().map(|(pod, v)| (*pod, milli(*v))).collect();
-        by_pod.sort();
         let pods = usize::try_from(current).unwrap_or(0);
-        let (values, missing): (Vec<i64>, usize) = match options.pod_model {
-            PodModel::Observed => (
-                by_pod.iter().take(pods).map(|(_, v)| *v).collect(),
-                pods.saturating_sub(by_pod.len()),
-            ),
+        let conserved;
+        let (values, missing): (&[i64], usize) = match pod_model {
+            PodModel::Observed => (&at[..pods.min(at.len())], pods.saturating_sub(at.len())),
             PodModel::Conserving => {
-                let total: i64 = by_pod.iter().map(|(_, v)| v).sum();
-                (vec![total / i64::from(current.max(1)); pods], 0)
+                let total: i64 = at.iter().sum();
+                conserved = vec![total / i64::from(current.max(1)); pods];
+                (&conserved, 0)
             }
         };
         if values.is_empty() {
@@ -308,43 +448,30 @@ fn observe(
         let average = values.iter().sum::<i64>() as f64 / values.len() as f64 / 1000.0;
         let proposal = match metric.target {
             Target::AverageValue(target) => {
-                pods_average_replicas(current, &values, missing, target, tolerances)
+                pods_average_replicas(current, values, missing, target, tolerances)
             }
-            Target::Utilization(percent) => {
-                let resource = match &metric.source {
-                    Source::Resource { name } => name.as_str(),
-                    _ => "",
-                };
-                match options.pod_requests.get(resource) {
-                    Some(&request) => {
-                        let pairs: Vec<(i64, i64)> = values.iter().map(|v| (*v, request)).collect();
-                        utilization_replicas(
-                            current,
-                            &pairs,
-                            &vec![request; missing],
-                            percent,
-                            tolerances,
-                        )
-                    }
-                    None => Err(format!(
-                        "Utilization needs each pod's {resource} request, which Prometheus does not have: give --pod-request {resource}=QUANTITY"
-                    )),
+            Target::Utilization(percent) => match request {
+                Some(request) => {
+                    let pairs: Vec<(i64, i64)> = values.iter().map(|v| (*v, request)).collect();
+                    utilization_replicas(
+                        current,
+                        &pairs,
+                        &vec![request; missing],
+                        percent,
+                        tolerances,
+                    )
                 }
-            }
+                None => Err(format!(
+                    "Utilization needs each pod's {resource} request, which Prometheus does not have: give --pod-request {resource}=QUANTITY"
+                )),
+            },
             Target::Value(_) => Err("a per-pod metric has no Value target".into()),
         };
         (average, proposal)
     };
     match proposal {
-        Ok(replicas) => (
-            MetricStep {
-                value: Some(value),
-                proposal: Some(replicas),
-                error: None,
-            },
-            Proposal::Replicas(replicas),
-        ),
-        Err(reason) => failed(reason),
+        Ok(replicas) => (Some(value), Proposal::Replicas(replicas)),
+        Err(message) => failed(message),
     }
 }
 
@@ -469,7 +596,7 @@ pub fn explain_at(
             )),
         }
     }
-    match step.reason.as_str() {
+    match step.reason {
         "ScaleDownStabilized" | "ScaleUpStabilized" => {
             if let (Some(desired), Some(held)) = (step.desired, step.held) {
                 let direction = if step.reason == "ScaleDownStabilized" {

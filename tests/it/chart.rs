@@ -123,7 +123,7 @@ fn every_example_lints_and_validates_for_kubernetes_1_27_and_1_33() {
 }
 
 /// Every object in `yaml` passes `kubernetes-validate --strict` for Kubernetes 1.27 and 1.33.
-fn validate_for_kubernetes(yaml: &str, what: &str) {
+pub(crate) fn validate_for_kubernetes(yaml: &str, what: &str) {
     let rendered = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(rendered.path(), yaml).unwrap();
     for version in ["1.27.0", "1.33.0"] {

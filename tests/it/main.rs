@@ -15,5 +15,6 @@ mod no_panic;
 mod observability;
 mod prometheus_client;
 mod query_sharing;
+mod recommend;
 mod reload;
 mod simulate;

@@ -186,6 +186,48 @@ fn the_svg_is_xml_that_chromium_renders_with_every_line() {
         String::from_utf8(parsed).unwrap().trim(),
         "{http://www.w3.org/2000/svg}svg 960 440 3"
     );
+    // The replicas axis has whole-number ticks only, and the legend says what each line is: the
+    // Object AverageValue target is compared with the total, so its line is target × replicas.
+    let texts: Value = serde_json::from_slice(&stdout_of(
+        Command::new("python3")
+            .args([
+                "-c",
+                "import sys, json, xml.etree.ElementTree as E; r = E.parse(sys.argv[1]).getroot(); n = '{http://www.w3.org/2000/svg}'; print(json.dumps({'ticks': [t.text for t in r.iter(n + 'text') if t.get('class') == 'replica-tick'], 'legend': [t.text for g in r.iter(n + 'g') if g.get('class') == 'legend' for t in g.iter(n + 'text')]}))",
+            ])
+            .arg(&file),
+    ))
+    .unwrap();
+    let ticks: Vec<&str> = texts["ticks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert!(ticks.len() >= 3, "{ticks:?}");
+    assert!(
+        ticks.iter().all(|t| t.parse::<u32>().is_ok()),
+        "whole replica ticks: {ticks:?}"
+    );
+    let numbers: Vec<u32> = ticks.iter().map(|t| t.parse().unwrap()).collect();
+    assert!(numbers.windows(2).all(|w| w[1] > w[0]), "{numbers:?}");
+    assert!(
+        *numbers.last().unwrap() >= 12,
+        "the axis reaches the peak: {numbers:?}"
+    );
+    let legend: Vec<&str> = texts["legend"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        legend,
+        [
+            "target 50 × replicas",
+            "nginx_ingress_requests_per_second (ingress.networking.k8s.io web)",
+            "replicas (right axis)"
+        ]
+    );
 
     // Headless Chromium, with the flags this machine's closed network needs.
     let png = dir.path().join("simulation.png");
