@@ -94,6 +94,6 @@ pub fn recommend() {
         );
     }
     println!(
-        "(preparing the week's observations once: {prepare_seconds:.2} s; the goal is a search under 60 s)"
+        "(preparing the week's observations once: {:.1} ms; the goal is a search under 60 s)"
     );
 }

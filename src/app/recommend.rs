@@ -90,6 +90,7 @@ pub fn run(
         found.best.settings.rules.max_replicas = max;
         found.best.score =
             recommend::rescore(hpa, &found.best.settings, &prepared, options, &objective);
+        found.feasible = found.best.score.feasible(&objective);
     }
     let sensitivity = [(0.8, &quieter), (1.2, &busier)]
         .into_iter()

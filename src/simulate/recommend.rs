@@ -87,6 +87,9 @@ pub struct Score {
     /// Seconds scored.
     pub scored_seconds: i64,
     /// Syncs that changed the replicas.
+    pub replica_changes: u32,
+    /// Scale events: a change of replicas the other way from the one before (the first change
+    /// included); further changes the same way belong to the same event.
     pub scale_events: u32,
     /// The most scale events in any 60 minutes.
     pub busiest_hour_events: u32,
@@ -96,7 +99,7 @@ pub struct Score {
     pub peak_replicas: i32,
     /// The replay ran to the end (not stopped because it flapped or was dominated).
     pub complete: bool,
-    /// It exceeded `max_events_per_hour` (the replay stopped there).
+    /// It exceeded `max_events_per_hour` (while searching, the replay stopped there).
     pub flapping: bool,
 }
 
@@ -278,8 +281,9 @@ impl Front {
 /// Syncs between checks against the front.
 const PRUNE_EVERY: usize = 960;
 
-/// Replays `settings` over `prepared` and scores it; with `front`, stops as soon as a finished
-/// candidate beats it on both cost and time over the SLO.
+/// Replays `settings` over `prepared` and scores it. With `front` (while searching), stops as
+/// soon as it flaps or a finished candidate beats it on both cost and time over the SLO;
+/// without, runs to the end.
 fn score(
     hpa: &Hpa,
     settings: &Settings,
@@ -299,6 +303,7 @@ fn score(
     };
     let mut recent_events = std::collections::VecDeque::new();
     let mut at_max_run = 0;
+    let mut last_direction = None;
     drive(&candidate, prepared, options, |view| {
         if view.time < scored_from {
             return ControlFlow::Continue(());
@@ -319,7 +324,14 @@ fn score(
         } else {
             at_max_run = 0;
         }
+        // Changes the same way as the one before are one scale event, pauses or not: a ramp to
+        // meet a burst is one decision. A reversal starts the next, so flapping is what counts.
         if replicas != view.current {
+            score.replica_changes += 1;
+        }
+        let direction = (replicas != view.current).then_some(replicas > view.current);
+        if direction.is_some() && direction != last_direction {
+            last_direction = direction;
             score.scale_events += 1;
             while recent_events
                 .front()
@@ -332,8 +344,11 @@ fn score(
             score.busiest_hour_events = score.busiest_hour_events.max(in_hour);
             if in_hour > objective.max_events_per_hour {
                 score.flapping = true;
-                score.complete = false;
-                return ControlFlow::Break(());
+                // While searching, a flapping candidate is out: stop its replay.
+                if front.is_some() {
+                    score.complete = false;
+                    return ControlFlow::Break(());
+                }
             }
         }
         if view.index % PRUNE_EVERY == 0
@@ -714,6 +729,8 @@ pub fn search(
         }
         best
     };
+    // Today's settings compete too: when nothing beats them, the recommendation is no change.
+    best = search.better(&current_settings, &current, &best).clone();
     // A replay stopped early has partial totals: score the winner in full.
     if !best.score.complete {
         best.score = score(
@@ -1053,10 +1070,13 @@ fn effect_words(change: &Change, with: &Score, without: &Score) -> String {
     } else {
         format!("at a cost of {cost:.1}% more replica-seconds")
     };
-    let flap_note = if without.flapping {
-        " (without it the HPA flaps past the bound and that replay stops)"
+    let flap_note = if without.flapping && !with.flapping {
+        format!(
+            "; without it the HPA flaps: {} scale events in its busiest hour",
+            without.busiest_hour_events
+        )
     } else {
-        ""
+        String::new()
     };
     if parts.is_empty() {
         format!(

@@ -520,17 +520,13 @@ fn over_words(score: &Score) -> String {
 }
 
 fn events_words(score: &Score) -> String {
-    if score.flapping {
-        format!(
-            "more than {} in an hour (flaps)",
-            score.busiest_hour_events - 1
-        )
-    } else {
-        format!(
-            "{} (busiest hour {})",
-            score.scale_events, score.busiest_hour_events
-        )
-    }
+    format!(
+        "{} in {} changes; busiest hour {}{}",
+        score.scale_events,
+        score.replica_changes,
+        score.busiest_hour_events,
+        if score.flapping { " (flaps)" } else { "" }
+    )
 }
 
 /// `--recommend` as text: the objective, the comparison, the changed settings, the Pareto front,

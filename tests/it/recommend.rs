@@ -129,7 +129,7 @@ fn a_week_of_ingress_traffic_gets_a_cheaper_hpa_without_more_time_over_the_slo()
         format!("--start={start}"),
         format!("--end={end}"),
         "--initial-replicas=2".to_owned(),
-        "--slo=60@99".to_owned(),
+        "--slo=60@100".to_owned(),
     ];
     let args = |extra: &[&str]| -> Vec<String> {
         range
