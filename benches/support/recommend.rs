@@ -94,6 +94,7 @@ pub fn recommend() {
         );
     }
     println!(
-        "(preparing the week's observations once: {:.1} ms; the goal is a search under 60 s)"
+        "(preparing the week's observations once: {:.1} ms; the goal is a search under 60 s)",
+        prepare_seconds * 1000.0
     );
 }

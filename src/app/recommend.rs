@@ -36,7 +36,7 @@ fn slo(text: Option<&str>, hpa: &Hpa) -> anyhow::Result<(f64, f64)> {
         Some(p) => p.parse().map_err(|_| invalid())?,
         None => 99.0,
     };
-    if !(value.is_finite() && value > 0.0) || !(percent > 0.0 && percent <= 100.0) {
+    if !(value.is_finite() && value > 0.0 && percent > 0.0 && percent <= 100.0) {
         return Err(invalid());
     }
     Ok((value, percent))

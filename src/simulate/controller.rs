@@ -439,7 +439,7 @@ impl Controller {
             && (failures.len() >= proposals.len() || desired < cur)
         {
             // ScalingActive takes the first failure's reason; the others are left as they were.
-            return SyncResult::early(None, cur, "SucceededGetScale", *condition, error);
+            return SyncResult::early(None, cur, "SucceededGetScale", condition, error);
         }
         let (stabilized, able, replicas, limited) = match &rules.behavior {
             None => self.legacy(rules, now, cur, desired),
@@ -944,8 +944,8 @@ mod tests {
             history
                 .iter()
                 .find(|(time, _, _)| *time == t)
+                .copied()
                 .unwrap()
-                .clone()
         };
         assert_eq!(
             at(300).1,
@@ -1007,7 +1007,7 @@ mod tests {
         let mut controller = Controller::new();
         let first = controller.sync(&hpa, 0, 4, &[Proposal::Replicas(2)]);
         assert_eq!(first.replicas, 4);
-        assert_eq!(first.stabilization.as_deref(), Some("ScaleDownStabilized"));
+        assert_eq!(first.stabilization, Some("ScaleDownStabilized"));
         assert_eq!(first.conditions.able_to_scale, "ScaleDownStabilized");
         // The legacy window keeps a recommendation made exactly 300 s ago.
         assert_eq!(

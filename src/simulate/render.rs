@@ -555,7 +555,7 @@ pub fn recommendation(report: &Report) -> String {
         } else {
             ""
         },
-        number(objective.slo_bound),
+        compact(objective.slo_bound),
         objective.slo_percent,
         objective.max_events_per_hour
     );
@@ -640,14 +640,21 @@ pub fn recommendation(report: &Report) -> String {
     }
     let _ = writeln!(
         out,
-        "\nPareto front, cost against time over the SLO (candidates that do not flap; none is better on both):"
+        "\nPareto front, cost against time over the SLO (candidates that do not flap; none is better on both; all of them in --output json):"
     );
     let _ = writeln!(
         out,
         "  {:>13}  {:>16}  SETTINGS",
         "REPLICA-HOURS", "OVER THE SLO"
     );
-    let front = &found.front;
+    // Points far over the SLO are on the front too (nothing is cheaper) but are no choice:
+    // show those within five times the allowed share, or 1%.
+    let allowed = ((100.0 - objective.slo_percent) / 100.0 * 5.0).max(0.01);
+    let front: Vec<_> = found
+        .front
+        .iter()
+        .filter(|p| p.score.over_fraction() <= allowed)
+        .collect();
     // At most 12 points, spread along the front, always with its ends.
     let shown: Vec<usize> = if front.len() <= 12 {
         (0..front.len()).collect()
@@ -657,7 +664,7 @@ pub fn recommendation(report: &Report) -> String {
         picks
     };
     for i in shown {
-        let point = &front[i];
+        let point = front[i];
         let mark = if point.settings == found.best.settings {
             " ← recommended"
         } else if point.settings == found.current.settings {
@@ -667,7 +674,7 @@ pub fn recommendation(report: &Report) -> String {
         };
         let _ = writeln!(
             out,
-            "  {:>13}  {:>16}  {}{mark}",
+            "  {:>13}  {:>20}  {}{mark}",
             replica_hours(point.score.replica_seconds),
             over_words(&point.score),
             settings_words(&point.settings)

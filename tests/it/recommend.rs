@@ -216,6 +216,43 @@ fn a_week_of_ingress_traffic_gets_a_cheaper_hpa_without_more_time_over_the_slo()
     assert!(table.contains("candidates/s"), "{table}");
     assert!(table.contains("Pareto front"), "{table}");
     assert!(!table.contains("fewer than three daily cycles"), "{table}");
+    // The SVG draws the metric and both replays over the same traffic.
+    let svg = dir.path().join("both.svg");
+    std::fs::write(
+        &svg,
+        recommend(
+            &prometheus,
+            &example,
+            &args(&["--recommend", "--output=svg"]),
+        ),
+    )
+    .unwrap();
+    let drawn: Value = serde_json::from_slice(&stdout_of(
+        Command::new("python3")
+            .args([
+                "-c",
+                "import sys, json, xml.etree.ElementTree as E; r = E.parse(sys.argv[1]).getroot(); n = '{http://www.w3.org/2000/svg}'; print(json.dumps({'paths': len(r.findall(n + 'path')), 'legend': [t.text for g in r.iter(n + 'g') if g.get('class') == 'legend' for t in g.iter(n + 'text')], 'ticks': [t.text for t in r.iter(n + 'text') if t.get('class') == 'replica-tick']}))",
+            ])
+            .arg(&svg),
+    ))
+    .unwrap();
+    assert_eq!(drawn["paths"], 3, "{drawn}");
+    assert_eq!(
+        drawn["legend"],
+        serde_json::json!([
+            "nginx_ingress_requests_per_second (ingress.networking.k8s.io web)",
+            "replicas today (right axis)",
+            "replicas recommended (right axis)"
+        ])
+    );
+    assert!(
+        drawn["ticks"].as_array().unwrap().iter().all(|t| t
+            .as_str()
+            .unwrap()
+            .parse::<u32>()
+            .is_ok()),
+        "{drawn}"
+    );
     // Two days are too few: the report says so.
     let short = String::from_utf8(recommend(
         &prometheus,
