@@ -6,8 +6,9 @@ use anyhow::{Context, bail};
 
 use crate::cli::SimulateArgs;
 use crate::model::parse_duration;
+use crate::simulate::controller::Target;
 use crate::simulate::history::History;
-use crate::simulate::hpa::{self, Hpa};
+use crate::simulate::hpa::{self, Hpa, Source};
 use crate::simulate::recommend::{self, Objective, Report, Space};
 use crate::simulate::render;
 use crate::simulate::replay::{self, Options, Prepared};
@@ -68,6 +69,15 @@ pub fn run(
     options: &Options,
     objective: &Objective,
 ) -> anyhow::Result<ExitCode> {
+    for metric in &hpa.metrics {
+        if let (Source::Resource { name }, Target::Utilization(_)) = (&metric.source, metric.target)
+            && !options.pod_requests.contains_key(name)
+        {
+            bail!(
+                "--recommend needs each pod's {name} request for the Utilization metric: give --pod-request {name}=QUANTITY (Prometheus does not have it, and without it the metric never scales)"
+            );
+        }
+    }
     let range = options.end - options.start;
     // The warm-up never takes more than a tenth of the history.
     let objective = Objective {

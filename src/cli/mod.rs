@@ -101,9 +101,10 @@ pub struct SimulateArgs {
     /// Explain in words why the replica count is what it is at this time.
     #[arg(long, conflicts_with = "recommend")]
     pub explain_at: Option<String>,
-    /// Search the HPA's own settings (targets, min and max replicas, stabilization windows,
-    /// policies) for the fewest replica-seconds that meet --slo without flapping; every
-    /// candidate is scored by this replay.
+    /// Search the HPA's own settings (targets, minReplicas, stabilization windows, policies;
+    /// maxReplicas is raised when 20% more traffic would reach it) for the fewest
+    /// replica-seconds that meet --slo without flapping; every candidate is scored by this
+    /// replay.
     #[arg(long)]
     pub recommend: bool,
     /// With --recommend: the first metric's value per replica stays at or below VALUE for at
@@ -111,7 +112,8 @@ pub struct SimulateArgs {
     /// metric's current target, @99].
     #[arg(long, requires = "recommend", value_name = "VALUE[@PERCENT]")]
     pub slo: Option<String>,
-    /// With --recommend: at most this many scale events (replica changes) in any hour.
+    /// With --recommend: at most this many scale events in any hour (a scale event is a change
+    /// of replicas the other way from the one before; changes the same way belong to it).
     #[arg(long, default_value_t = 6, requires = "recommend")]
     pub max_scale_events_per_hour: u32,
     /// With --recommend: the lowest minReplicas to propose [default: 2, or the HPA's own if

@@ -104,12 +104,19 @@ pub fn parse(yaml: &str) -> Result<Hpa, Error> {
             "spec.metrics is empty: kube-apiserver would default it to 80% CPU utilization; write that metric out".into(),
         ));
     }
+    let min_replicas = spec.min_replicas.unwrap_or(1);
+    if spec.max_replicas < 1 || min_replicas < 0 || min_replicas > spec.max_replicas {
+        return Err(Error::Manifest(format!(
+            "spec.minReplicas {min_replicas} and spec.maxReplicas {} are not a range: kube-apiserver needs 1 ≤ maxReplicas and minReplicas ≤ maxReplicas",
+            spec.max_replicas
+        )));
+    }
     Ok(Hpa {
         name: hpa.metadata.name.unwrap_or_default(),
         namespace: hpa.metadata.namespace.unwrap_or_else(|| "default".into()),
         target_name: spec.scale_target_ref.name,
         rules: HpaRules {
-            min_replicas: spec.min_replicas.unwrap_or(1),
+            min_replicas,
             max_replicas: spec.max_replicas,
             behavior: spec.behavior.map(behavior).transpose()?,
             legacy_downscale_window_seconds: 300,
@@ -504,5 +511,11 @@ spec:
             error.to_string().contains("spec.metrics[0].target.type"),
             "{error}"
         );
+        // Replica bounds kube-apiserver refuses would make the replay clamp an empty range.
+        for (min, max) in [(1, 0), (5, 3)] {
+            let error = parse(&format!("apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata: {{name: x}}\nspec:\n  scaleTargetRef: {{kind: Deployment, name: x}}\n  minReplicas: {min}\n  maxReplicas: {max}\n  metrics:\n  - type: Pods\n    pods:\n      metric: {{name: m}}\n      target: {{type: AverageValue, averageValue: '1'}}\n"))
+                .unwrap_err();
+            assert!(error.to_string().contains("are not a range"), "{error}");
+        }
     }
 }

@@ -422,7 +422,28 @@ struct Search<'a> {
     targets: Vec<f64>,
 }
 
-impl Search<'_> {
+impl<'a> Search<'a> {
+    fn new(
+        hpa: &'a Hpa,
+        prepared: &'a Prepared,
+        options: &'a Options,
+        load: &'a Load,
+        objective: &'a Objective,
+    ) -> Self {
+        Search {
+            hpa,
+            prepared,
+            options,
+            load,
+            objective,
+            front: Front::default(),
+            evaluated: Mutex::new(Vec::new()),
+            candidates: AtomicUsize::new(0),
+            pruned: AtomicUsize::new(0),
+            targets: round_numbers(objective.slo_bound * 0.2, objective.slo_bound * 1.5),
+        }
+    }
+
     fn run(&self, settings: Settings) -> Evaluated {
         let score = score(
             self.hpa,
@@ -513,6 +534,24 @@ impl Search<'_> {
         results.into_iter().map(|(_, e)| e).collect()
     }
 
+    /// How a finished candidate ranks, lowest best: feasible first, then cheaper (or, among
+    /// infeasible ones, less time over the SLO), then less time over the SLO, then closer to the
+    /// current settings, then by its settings in words (so that ties do not depend on order).
+    fn rank(&self, current: &Settings, e: &Evaluated) -> (bool, i64, i64, usize, String) {
+        let feasible = e.score.feasible(self.objective);
+        (
+            !feasible,
+            if feasible {
+                e.score.replica_seconds
+            } else {
+                e.score.seconds_over_slo
+            },
+            e.score.seconds_over_slo,
+            changes(current, &e.settings).len(),
+            settings_words(&e.settings),
+        )
+    }
+
     /// The better of two candidates: feasible first, then cheaper, then less time over the SLO,
     /// then closer to the current settings.
     fn better<'e>(&self, current: &Settings, a: &'e Evaluated, b: &'e Evaluated) -> &'e Evaluated {
@@ -598,19 +637,9 @@ pub fn search(
         ),
         settings: current_settings.clone(),
     };
-    let bound_in_target_units = objective.slo_bound;
-    let search = Search {
-        hpa,
-        prepared,
-        options,
-        load: &load,
-        objective,
-        front: Front::default(),
-        evaluated: Mutex::new(Vec::new()),
-        candidates: AtomicUsize::new(1),
-        pruned: AtomicUsize::new(0),
-        targets: round_numbers(bound_in_target_units * 0.2, bound_in_target_units * 1.5),
-    };
+    let search = Search::new(hpa, prepared, options, &load, objective);
+    // Today's settings were replayed above.
+    search.candidates.fetch_add(1, Ordering::Relaxed);
     search.front.add(&current.score);
     search.front.commit();
     let max = hpa.rules.max_replicas;
@@ -621,11 +650,16 @@ pub fn search(
     } else {
         floor
     };
-    let mut mins: Vec<i32> = (floor..=(quiet_need.max(floor) + 2).min(max)).collect();
+    // At most ten values from the floor, then the current one.
+    let highest = quiet_need
+        .max(floor)
+        .saturating_add(2)
+        .min(max)
+        .min(floor.saturating_add(9));
+    let mut mins: Vec<i32> = (floor..=highest).collect();
     mins.push(hpa.rules.min_replicas.clamp(1, max));
     mins.sort_unstable();
     mins.dedup();
-    mins.truncate(10);
     let with_min = |base: &Settings, min: i32| {
         let mut settings = base.clone();
         settings.rules.min_replicas = min;
@@ -729,8 +763,23 @@ pub fn search(
         }
         best
     };
-    // Today's settings compete too: when nothing beats them, the recommendation is no change.
-    best = search.better(&current_settings, &current, &best).clone();
+    // The winner over every finished candidate (a bisection may have moved past a better one),
+    // today's settings included: when nothing beats them, the recommendation is no change.
+    {
+        let evaluated = search.evaluated.lock().unwrap_or_else(|e| e.into_inner());
+        let finished = evaluated
+            .iter()
+            .chain([&current, &best])
+            .filter(|e| e.score.complete);
+        let winner = finished
+            .map(|e| (search.rank(&current_settings, e), e))
+            .min_by(|a, b| a.0.cmp(&b.0))
+            .map(|(_, e)| e.clone());
+        drop(evaluated);
+        if let Some(winner) = winner {
+            best = winner;
+        }
+    }
     // A replay stopped early has partial totals: score the winner in full.
     if !best.score.complete {
         best.score = score(
@@ -802,8 +851,9 @@ pub struct Change {
     pub apply: fn(&mut Settings, &Settings),
 }
 
-fn policies_words(policies: &[Policy]) -> String {
-    policies
+fn policies_words(rules: &ScalingRules) -> String {
+    let policies = rules
+        .policies
         .iter()
         .map(|p| {
             let unit = match p.kind {
@@ -812,8 +862,26 @@ fn policies_words(policies: &[Policy]) -> String {
             };
             format!("{}{unit} per {} s", p.value, p.period_seconds)
         })
-        .collect::<Vec<_>>()
-        .join(" or ")
+        .collect::<Vec<_>>();
+    match rules.select_policy {
+        SelectPolicy::Disabled => "disabled".into(),
+        SelectPolicy::Max => policies.join(" or "),
+        SelectPolicy::Min => format!("the least of {}", policies.join(", ")),
+    }
+}
+
+/// Both directions of a behavior in words.
+fn behavior_words(b: &Behavior) -> String {
+    let tolerance = |t: Option<f64>| t.map(|t| format!(", tolerance {t}")).unwrap_or_default();
+    format!(
+        "up {} s ({}{}), down {} s ({}{})",
+        b.scale_up.stabilization_window_seconds,
+        policies_words(&b.scale_up),
+        tolerance(b.scale_up.tolerance),
+        b.scale_down.stabilization_window_seconds,
+        policies_words(&b.scale_down),
+        tolerance(b.scale_down.tolerance)
+    )
 }
 
 fn tolerance_words(tolerance: Option<f64>) -> String {
@@ -875,6 +943,18 @@ pub fn changes(from: &Settings, to: &Settings) -> Vec<Change> {
             });
         }
     }
+    if from.rules.behavior.is_none() && to.rules.behavior.is_some() {
+        // Today's HPA takes the legacy path (its own scale-up limit, max(2 × current, 4)), which
+        // no explicit behavior reproduces: the behavior is one change, measured against it.
+        out.push(Change {
+            field: "behavior".into(),
+            from: "absent (the legacy path: up to max(2 × current, 4) per sync, 300 s down window)"
+                .into(),
+            to: behavior_words(&b),
+            apply: |s, t| s.rules.behavior = t.rules.behavior.clone(),
+        });
+        return out;
+    }
     type Field = (
         &'static str,
         fn(&Behavior) -> String,
@@ -898,7 +978,7 @@ pub fn changes(from: &Settings, to: &Settings) -> Vec<Change> {
         ),
         (
             "behavior.scaleUp.policies",
-            |b| policies_words(&b.scale_up.policies),
+            |b| policies_words(&b.scale_up),
             |s, t| {
                 s.scale_up.policies = t.scale_up.policies.clone();
                 s.scale_up.select_policy = t.scale_up.select_policy;
@@ -906,7 +986,7 @@ pub fn changes(from: &Settings, to: &Settings) -> Vec<Change> {
         ),
         (
             "behavior.scaleDown.policies",
-            |b| policies_words(&b.scale_down.policies),
+            |b| policies_words(&b.scale_down),
             |s, t| {
                 s.scale_down.policies = t.scale_down.policies.clone();
                 s.scale_down.select_policy = t.scale_down.select_policy;
@@ -933,14 +1013,6 @@ pub fn changes(from: &Settings, to: &Settings) -> Vec<Change> {
                 apply: BEHAVIOR_APPLY[i],
             });
         }
-    }
-    if from.rules.behavior.is_none() && to.rules.behavior.is_some() && out.is_empty() {
-        out.push(Change {
-            field: "behavior".into(),
-            from: "absent (the legacy path)".into(),
-            to: "explicit".into(),
-            apply: |s, t| s.rules.behavior = t.rules.behavior.clone(),
-        });
     }
     out
 }
@@ -1130,18 +1202,7 @@ pub fn sensitivity(
 ) -> Sensitivity {
     let load = Load::new(hpa, prepared, options);
     let scored = score(hpa, best, prepared, options, &load, objective, None);
-    let search = Search {
-        hpa,
-        prepared,
-        options,
-        load: &load,
-        objective,
-        front: Front::default(),
-        evaluated: Mutex::new(Vec::new()),
-        candidates: AtomicUsize::new(0),
-        pruned: AtomicUsize::new(0),
-        targets: round_numbers(objective.slo_bound * 0.2, objective.slo_bound * 1.5),
-    };
+    let search = Search::new(hpa, prepared, options, &load, objective);
     let best_target = if search.targets.is_empty() {
         best.targets[0]
     } else {
@@ -1201,19 +1262,7 @@ pub fn settings_words(settings: &Settings) -> String {
         .join(" + ");
     let behavior = match &settings.rules.behavior {
         None => "no behavior (legacy)".to_owned(),
-        Some(b) => {
-            let tolerance =
-                |t: Option<f64>| t.map(|t| format!(", tolerance {t}")).unwrap_or_default();
-            format!(
-                "up {} s ({}{}), down {} s ({}{})",
-                b.scale_up.stabilization_window_seconds,
-                policies_words(&b.scale_up.policies),
-                tolerance(b.scale_up.tolerance),
-                b.scale_down.stabilization_window_seconds,
-                policies_words(&b.scale_down.policies),
-                tolerance(b.scale_down.tolerance)
-            )
-        }
+        Some(b) => behavior_words(b),
     };
     format!(
         "{targets}, min {}, max {}, {behavior}",

@@ -499,7 +499,7 @@ pub fn comparison_svg(hpa: &Hpa, current: &Simulation, recommended: &Simulation)
         ),
         &lines,
         &format!(
-            "scale events: {} today, {} recommended",
+            "replica changes: {} today, {} recommended",
             current.summary.scale_ups + current.summary.scale_downs,
             recommended.summary.scale_ups + recommended.summary.scale_downs
         ),
@@ -665,7 +665,13 @@ pub fn recommendation(report: &Report) -> String {
     };
     for i in shown {
         let point = front[i];
-        let mark = if point.settings == found.best.settings {
+        // `headroom` may have raised the winner's maxReplicas after the search.
+        let same_but_max = |a: &super::recommend::Settings, b: &super::recommend::Settings| {
+            a.targets == b.targets
+                && a.rules.min_replicas == b.rules.min_replicas
+                && a.rules.behavior == b.rules.behavior
+        };
+        let mark = if same_but_max(&point.settings, &found.best.settings) {
             " ← recommended"
         } else if point.settings == found.current.settings {
             " ← today"
