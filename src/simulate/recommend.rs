@@ -955,55 +955,27 @@ pub fn changes(from: &Settings, to: &Settings) -> Vec<Change> {
         });
         return out;
     }
-    type Field = (
-        &'static str,
-        fn(&Behavior) -> String,
-        fn(&mut Behavior, &Behavior),
-    );
-    let fields: [Field; 6] = [
-        (
-            "behavior.scaleUp.stabilizationWindowSeconds",
-            |b| format!("{} s", b.scale_up.stabilization_window_seconds),
-            |s, t| {
-                s.scale_up.stabilization_window_seconds = t.scale_up.stabilization_window_seconds
-            },
-        ),
-        (
-            "behavior.scaleDown.stabilizationWindowSeconds",
-            |b| format!("{} s", b.scale_down.stabilization_window_seconds),
-            |s, t| {
-                s.scale_down.stabilization_window_seconds =
-                    t.scale_down.stabilization_window_seconds
-            },
-        ),
-        (
-            "behavior.scaleUp.policies",
-            |b| policies_words(&b.scale_up),
-            |s, t| {
-                s.scale_up.policies = t.scale_up.policies.clone();
-                s.scale_up.select_policy = t.scale_up.select_policy;
-            },
-        ),
-        (
-            "behavior.scaleDown.policies",
-            |b| policies_words(&b.scale_down),
-            |s, t| {
-                s.scale_down.policies = t.scale_down.policies.clone();
-                s.scale_down.select_policy = t.scale_down.select_policy;
-            },
-        ),
-        (
-            "behavior.scaleUp.tolerance",
-            |b| tolerance_words(b.scale_up.tolerance),
-            |s, t| s.scale_up.tolerance = t.scale_up.tolerance,
-        ),
-        (
-            "behavior.scaleDown.tolerance",
-            |b| tolerance_words(b.scale_down.tolerance),
-            |s, t| s.scale_down.tolerance = t.scale_down.tolerance,
-        ),
+    // Each behavior field in words; `BEHAVIOR_APPLY` (same order) sets it alone.
+    type Words = fn(&Behavior) -> String;
+    let fields: [(&str, Words); 6] = [
+        ("behavior.scaleUp.stabilizationWindowSeconds", |b| {
+            format!("{} s", b.scale_up.stabilization_window_seconds)
+        }),
+        ("behavior.scaleDown.stabilizationWindowSeconds", |b| {
+            format!("{} s", b.scale_down.stabilization_window_seconds)
+        }),
+        ("behavior.scaleUp.policies", |b| policies_words(&b.scale_up)),
+        ("behavior.scaleDown.policies", |b| {
+            policies_words(&b.scale_down)
+        }),
+        ("behavior.scaleUp.tolerance", |b| {
+            tolerance_words(b.scale_up.tolerance)
+        }),
+        ("behavior.scaleDown.tolerance", |b| {
+            tolerance_words(b.scale_down.tolerance)
+        }),
     ];
-    for (i, (field, words, _)) in fields.iter().enumerate() {
+    for (i, (field, words)) in fields.iter().enumerate() {
         let (before, after) = (words(&a), words(&b));
         if before != after {
             out.push(Change {
