@@ -129,7 +129,7 @@ pub fn run(
     let report = Report {
         hpa: hpa.clone(),
         objective: objective.clone(),
-        per_replica: recommend::Load::new(hpa, &prepared, options).divides_by_replicas(),
+        per_replica: recommend::Load::new(hpa, &prepared).divides_by_replicas(),
         recommendation: found,
         effects,
         sensitivity,
@@ -143,8 +143,8 @@ pub fn run(
             let found = &report.recommendation;
             print!(
                 "# Recommended by prom-adapter simulate --recommend over {} to {}:\n# {} replica-hours (today {}), {} s over the SLO (today {} s).\n{recommended_manifest}",
-                render::date_time(options.start),
-                render::date_time(options.end),
+                crate::model::format_timestamp(options.start),
+                crate::model::format_timestamp(options.end),
                 found.best.score.replica_seconds / 3600,
                 found.current.score.replica_seconds / 3600,
                 found.best.score.seconds_over_slo,
@@ -190,10 +190,10 @@ fn json(report: &Report, manifest: &str) -> serde_json::Value {
         "recommended": point(&found.best),
         "changes": recommend::changes(&found.current.settings, &found.best.settings)
             .iter()
-            .map(|c| serde_json::json!({"field": c.field, "from": c.from, "to": c.to}))
+            .map(|c| serde_json::json!({"field": c.field(), "from": c.from, "to": c.to}))
             .collect::<Vec<_>>(),
         "effects": report.effects.iter().map(|e| serde_json::json!({
-            "field": e.change.field, "without": e.without, "words": e.words,
+            "field": e.change.field(), "without": e.without, "words": e.words,
         })).collect::<Vec<_>>(),
         "front": found.front.iter().map(point).collect::<Vec<_>>(),
         "sensitivity": report.sensitivity.iter().map(|s| serde_json::json!({

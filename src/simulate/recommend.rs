@@ -174,17 +174,14 @@ pub struct Load {
 
 impl Load {
     /// The SLO's view of `prepared` for `hpa`'s first metric.
-    pub fn new(hpa: &Hpa, prepared: &Prepared, options: &Options) -> Self {
+    pub fn new(hpa: &Hpa, prepared: &Prepared) -> Self {
         let Some((metric, observations)) = hpa.metrics.first().zip(prepared.metrics.first()) else {
             return Load {
                 totals: Vec::new(),
                 per_replica: false,
             };
         };
-        let request = match &metric.source {
-            Source::Resource { name } => options.pod_requests.get(name).copied(),
-            _ => None,
-        };
+        let request = prepared.request(0);
         let totals = (0..prepared.times.len())
             .map(|i| {
                 let total = observations.total(i)? as f64 / 1000.0;
@@ -504,34 +501,22 @@ impl<'a> Search<'a> {
         best
     }
 
-    /// `best_target` for every base, on every core.
-    fn best_targets(&self, bases: Vec<Settings>) -> Vec<Evaluated> {
+    /// `best_target` for every base, on every core; the results join `evaluated`.
+    fn best_targets(&self, bases: Vec<Settings>) {
         let next = AtomicUsize::new(0);
-        let results = Mutex::new(Vec::with_capacity(bases.len()));
         let threads = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
             .min(bases.len().max(1));
         std::thread::scope(|scope| {
             for _ in 0..threads {
                 scope.spawn(|| {
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(base) = bases.get(i) else {
-                            break;
-                        };
-                        let found = self.best_target(base);
-                        results
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .push((i, found));
+                    while let Some(base) = bases.get(next.fetch_add(1, Ordering::Relaxed)) {
+                        self.best_target(base);
                     }
                 });
             }
         });
         self.front.commit();
-        let mut results = results.into_inner().unwrap_or_else(|e| e.into_inner());
-        results.sort_by_key(|(i, _)| *i);
-        results.into_iter().map(|(_, e)| e).collect()
     }
 
     /// How a finished candidate ranks, lowest best: feasible first, then cheaper (or, among
@@ -552,32 +537,16 @@ impl<'a> Search<'a> {
         )
     }
 
-    /// The better of two candidates: feasible first, then cheaper, then less time over the SLO,
-    /// then closer to the current settings.
-    fn better<'e>(&self, current: &Settings, a: &'e Evaluated, b: &'e Evaluated) -> &'e Evaluated {
-        let key = |e: &Evaluated| {
-            (
-                !e.score.feasible(self.objective),
-                if e.score.feasible(self.objective) {
-                    e.score.replica_seconds
-                } else {
-                    e.score.seconds_over_slo
-                },
-                e.score.seconds_over_slo,
-                changes(current, &e.settings).len(),
-            )
-        };
-        // Stopped replays have partial totals: never prefer one.
-        match (a.score.complete, b.score.complete) {
-            (true, false) => a,
-            (false, true) => b,
-            _ if key(b) < key(a) => b,
-            _ => a,
-        }
-    }
-
-    fn best_of<'e>(&self, current: &Settings, all: &'e [Evaluated]) -> Option<&'e Evaluated> {
-        all.iter().reduce(|a, b| self.better(current, a, b))
+    /// The best finished candidate so far, today's settings included, by `rank`.
+    fn leader(&self, current: &Evaluated) -> Evaluated {
+        let evaluated = self.evaluated.lock().unwrap_or_else(|e| e.into_inner());
+        evaluated
+            .iter()
+            .chain(std::iter::once(current))
+            .filter(|e| e.score.complete)
+            .map(|e| (self.rank(&current.settings, e), e))
+            .min_by(|a, b| a.0.cmp(&b.0))
+            .map_or_else(|| current.clone(), |(_, e)| e.clone())
     }
 }
 
@@ -623,7 +592,7 @@ pub fn search(
     space: &Space,
 ) -> Recommendation {
     let began = Instant::now();
-    let load = Load::new(hpa, prepared, options);
+    let load = Load::new(hpa, prepared);
     let current_settings = Settings::of(hpa);
     let current = Evaluated {
         score: score(
@@ -665,133 +634,92 @@ pub fn search(
         settings.rules.min_replicas = min;
         settings
     };
-    let mut best = if search.targets.is_empty() {
-        current.clone()
-    } else {
+    // Each stage starts from the leader of the ones before (a bisection may step past a
+    // better candidate, so the leader is taken over everything finished).
+    if !search.targets.is_empty() {
         // 1. Targets and minReplicas with the current behavior.
-        let stage: Vec<Settings> = mins
-            .iter()
-            .map(|&m| with_min(&current_settings, m))
-            .collect();
-        let found = search.best_targets(stage);
-        let best = search
-            .best_of(&current_settings, &found)
-            .cloned()
-            .unwrap_or_else(|| current.clone());
-        // 2. Windows, policies (and tolerances), each with its best target.
-        let mut behaviors = Vec::new();
+        search.best_targets(
+            mins.iter()
+                .map(|&m| with_min(&current_settings, m))
+                .collect(),
+        );
+        // 2. Windows and policies, each with its best target.
+        let leader = search.leader(&current).settings;
         let tolerances: Vec<(Option<f64>, Option<f64>)> = if space.tune_tolerance {
             TOLERANCES
                 .iter()
                 .flat_map(|&up| TOLERANCES.iter().map(move |&down| (Some(up), Some(down))))
                 .collect()
         } else {
-            let effective = best.settings.behavior_or_default();
+            let effective = leader.behavior_or_default();
             vec![(effective.scale_up.tolerance, effective.scale_down.tolerance)]
         };
+        let mut behaviors = Vec::new();
         for up_policies in scale_up_policies() {
             for down_policies in scale_down_policies() {
-                for up_window in SCALE_UP_WINDOWS {
-                    for down_window in SCALE_DOWN_WINDOWS {
-                        let mut settings = best.settings.clone();
-                        settings.rules.behavior = Some(Behavior {
-                            scale_up: ScalingRules {
-                                stabilization_window_seconds: up_window,
-                                select_policy: SelectPolicy::Max,
-                                policies: up_policies.clone(),
-                                tolerance: tolerances[0].0,
-                            },
-                            scale_down: ScalingRules {
-                                stabilization_window_seconds: down_window,
-                                select_policy: SelectPolicy::Max,
-                                policies: down_policies.clone(),
-                                tolerance: tolerances[0].1,
-                            },
-                        });
-                        behaviors.push(settings);
-                    }
+                for (up_window, down_window) in SCALE_UP_WINDOWS
+                    .iter()
+                    .flat_map(|&up| SCALE_DOWN_WINDOWS.iter().map(move |&down| (up, down)))
+                {
+                    let mut settings = leader.clone();
+                    settings.rules.behavior = Some(Behavior {
+                        scale_up: ScalingRules {
+                            stabilization_window_seconds: up_window,
+                            select_policy: SelectPolicy::Max,
+                            policies: up_policies.clone(),
+                            tolerance: tolerances[0].0,
+                        },
+                        scale_down: ScalingRules {
+                            stabilization_window_seconds: down_window,
+                            select_policy: SelectPolicy::Max,
+                            policies: down_policies.clone(),
+                            tolerance: tolerances[0].1,
+                        },
+                    });
+                    behaviors.push(settings);
                 }
             }
         }
-        let found = search.best_targets(behaviors);
-        let mut best = search
-            .better(
-                &current_settings,
-                &best,
-                search.best_of(&current_settings, &found).unwrap_or(&best),
-            )
-            .clone();
-        // 3. Tolerances with that behavior.
+        search.best_targets(behaviors);
+        // 3. Tolerances with the leading behavior.
         if tolerances.len() > 1 {
-            let stage: Vec<Settings> = tolerances
-                .iter()
-                .map(|&(up, down)| {
-                    let mut settings = best.settings.clone();
-                    if let Some(behavior) = &mut settings.rules.behavior {
-                        behavior.scale_up.tolerance = up;
-                        behavior.scale_down.tolerance = down;
-                    }
-                    settings
-                })
-                .collect();
-            let found = search.best_targets(stage);
-            if let Some(better) = search.best_of(&current_settings, &found) {
-                best = search.better(&current_settings, &best, better).clone();
-            }
+            let leader = search.leader(&current).settings;
+            search.best_targets(
+                tolerances
+                    .iter()
+                    .map(|&(up, down)| {
+                        let mut settings = leader.clone();
+                        if let Some(behavior) = &mut settings.rules.behavior {
+                            behavior.scale_up.tolerance = up;
+                            behavior.scale_down.tolerance = down;
+                        }
+                        settings
+                    })
+                    .collect(),
+            );
         }
-        // 4. minReplicas again, with the behavior found.
-        let stage: Vec<Settings> = mins.iter().map(|&m| with_min(&best.settings, m)).collect();
-        let found = search.best_targets(stage);
-        if let Some(better) = search.best_of(&current_settings, &found) {
-            best = search.better(&current_settings, &best, better).clone();
-        }
+        // 4. minReplicas again, with the leading behavior.
+        let leader = search.leader(&current).settings;
+        search.best_targets(mins.iter().map(|&m| with_min(&leader, m)).collect());
         // 5. The other metrics' targets, one at a time, where they are what binds.
         for metric in 1..hpa.metrics.len() {
-            let stage: Vec<Settings> = [0.5, 0.75, 1.25, 1.5, 2.0]
-                .iter()
-                .map(|factor| {
-                    let mut settings = best.settings.clone();
-                    let target = settings.targets[metric];
-                    settings.targets[metric] = target_like(target, target_value(target) * factor);
-                    settings
-                })
-                .collect();
-            let found = search.best_targets(stage);
-            if let Some(better) = search.best_of(&current_settings, &found) {
-                best = search.better(&current_settings, &best, better).clone();
-            }
-        }
-        best
-    };
-    // The winner over every finished candidate (a bisection may have moved past a better one),
-    // today's settings included: when nothing beats them, the recommendation is no change.
-    {
-        let evaluated = search.evaluated.lock().unwrap_or_else(|e| e.into_inner());
-        let finished = evaluated
-            .iter()
-            .chain([&current, &best])
-            .filter(|e| e.score.complete);
-        let winner = finished
-            .map(|e| (search.rank(&current_settings, e), e))
-            .min_by(|a, b| a.0.cmp(&b.0))
-            .map(|(_, e)| e.clone());
-        drop(evaluated);
-        if let Some(winner) = winner {
-            best = winner;
+            let leader = search.leader(&current).settings;
+            search.best_targets(
+                [0.5, 0.75, 1.25, 1.5, 2.0]
+                    .iter()
+                    .map(|factor| {
+                        let mut settings = leader.clone();
+                        let target = settings.targets[metric];
+                        settings.targets[metric] =
+                            target_like(target, target_value(target) * factor);
+                        settings
+                    })
+                    .collect(),
+            );
         }
     }
-    // A replay stopped early has partial totals: score the winner in full.
-    if !best.score.complete {
-        best.score = score(
-            hpa,
-            &best.settings,
-            prepared,
-            options,
-            &load,
-            objective,
-            None,
-        );
-    }
+    // Today's settings compete too: when nothing beats them, the recommendation is no change.
+    let best = search.leader(&current);
     let evaluated = search
         .evaluated
         .into_inner()
@@ -838,17 +766,146 @@ fn pareto_front(evaluated: &[Evaluated], current: &Evaluated) -> Vec<Evaluated> 
     front
 }
 
+/// A setting the search may change, and how it reads and is set on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Setting {
+    /// `minReplicas`.
+    MinReplicas,
+    /// `maxReplicas`.
+    MaxReplicas,
+    /// `metrics[i].target`.
+    Target(usize),
+    /// The whole `behavior`: the way from the legacy path (no `behavior`) to an explicit one.
+    Behavior,
+    /// `behavior.scaleUp.stabilizationWindowSeconds`.
+    ScaleUpWindow,
+    /// `behavior.scaleDown.stabilizationWindowSeconds`.
+    ScaleDownWindow,
+    /// `behavior.scaleUp.policies` and its `selectPolicy`.
+    ScaleUpPolicies,
+    /// `behavior.scaleDown.policies` and its `selectPolicy`.
+    ScaleDownPolicies,
+    /// `behavior.scaleUp.tolerance`.
+    ScaleUpTolerance,
+    /// `behavior.scaleDown.tolerance`.
+    ScaleDownTolerance,
+}
+
+impl Setting {
+    /// The fields of an explicit behavior, in the order they are reported.
+    const BEHAVIOR_FIELDS: [Setting; 6] = [
+        Setting::ScaleUpWindow,
+        Setting::ScaleDownWindow,
+        Setting::ScaleUpPolicies,
+        Setting::ScaleDownPolicies,
+        Setting::ScaleUpTolerance,
+        Setting::ScaleDownTolerance,
+    ];
+
+    /// Its path in the manifest.
+    pub fn field(self) -> String {
+        match self {
+            Setting::MinReplicas => "minReplicas".into(),
+            Setting::MaxReplicas => "maxReplicas".into(),
+            Setting::Target(i) => format!("metrics[{i}].target"),
+            Setting::Behavior => "behavior".into(),
+            Setting::ScaleUpWindow => "behavior.scaleUp.stabilizationWindowSeconds".into(),
+            Setting::ScaleDownWindow => "behavior.scaleDown.stabilizationWindowSeconds".into(),
+            Setting::ScaleUpPolicies => "behavior.scaleUp.policies".into(),
+            Setting::ScaleDownPolicies => "behavior.scaleDown.policies".into(),
+            Setting::ScaleUpTolerance => "behavior.scaleUp.tolerance".into(),
+            Setting::ScaleDownTolerance => "behavior.scaleDown.tolerance".into(),
+        }
+    }
+
+    /// Its value in `settings`, in words.
+    fn words(self, settings: &Settings) -> String {
+        let behavior = || settings.behavior_or_default();
+        match self {
+            Setting::MinReplicas => settings.rules.min_replicas.to_string(),
+            Setting::MaxReplicas => settings.rules.max_replicas.to_string(),
+            Setting::Target(i) => settings
+                .targets
+                .get(i)
+                .map(|t| target_words(*t))
+                .unwrap_or_default(),
+            Setting::Behavior => match &settings.rules.behavior {
+                None => "absent (the legacy path: up to max(2 × current, 4) per sync, 300 s down window)".into(),
+                Some(b) => behavior_words(b),
+            },
+            Setting::ScaleUpWindow => {
+                format!("{} s", behavior().scale_up.stabilization_window_seconds)
+            }
+            Setting::ScaleDownWindow => {
+                format!("{} s", behavior().scale_down.stabilization_window_seconds)
+            }
+            Setting::ScaleUpPolicies => policies_words(&behavior().scale_up),
+            Setting::ScaleDownPolicies => policies_words(&behavior().scale_down),
+            Setting::ScaleUpTolerance => tolerance_words(behavior().scale_up.tolerance),
+            Setting::ScaleDownTolerance => tolerance_words(behavior().scale_down.tolerance),
+        }
+    }
+
+    /// Sets this one setting of `settings` to its value in `from`. A behavior field turns the
+    /// legacy path into an explicit behavior first.
+    pub fn apply(self, settings: &mut Settings, from: &Settings) {
+        let behavior_field = |settings: &mut Settings, set: fn(&mut Behavior, &Behavior)| {
+            let mut behavior = settings.behavior_or_default();
+            set(&mut behavior, &from.behavior_or_default());
+            settings.rules.behavior = Some(behavior);
+        };
+        match self {
+            Setting::MinReplicas => settings.rules.min_replicas = from.rules.min_replicas,
+            Setting::MaxReplicas => settings.rules.max_replicas = from.rules.max_replicas,
+            Setting::Target(i) => {
+                if let (Some(target), Some(value)) =
+                    (settings.targets.get_mut(i), from.targets.get(i))
+                {
+                    *target = *value;
+                }
+            }
+            Setting::Behavior => settings.rules.behavior = from.rules.behavior.clone(),
+            Setting::ScaleUpWindow => behavior_field(settings, |a, b| {
+                a.scale_up.stabilization_window_seconds = b.scale_up.stabilization_window_seconds
+            }),
+            Setting::ScaleDownWindow => behavior_field(settings, |a, b| {
+                a.scale_down.stabilization_window_seconds =
+                    b.scale_down.stabilization_window_seconds
+            }),
+            Setting::ScaleUpPolicies => behavior_field(settings, |a, b| {
+                a.scale_up.policies = b.scale_up.policies.clone();
+                a.scale_up.select_policy = b.scale_up.select_policy;
+            }),
+            Setting::ScaleDownPolicies => behavior_field(settings, |a, b| {
+                a.scale_down.policies = b.scale_down.policies.clone();
+                a.scale_down.select_policy = b.scale_down.select_policy;
+            }),
+            Setting::ScaleUpTolerance => {
+                behavior_field(settings, |a, b| a.scale_up.tolerance = b.scale_up.tolerance)
+            }
+            Setting::ScaleDownTolerance => behavior_field(settings, |a, b| {
+                a.scale_down.tolerance = b.scale_down.tolerance
+            }),
+        }
+    }
+}
+
 /// One setting that differs between two candidates.
 #[derive(Debug, Clone)]
 pub struct Change {
-    /// The field, as in the manifest: `minReplicas`, `behavior.scaleDown.stabilizationWindowSeconds`.
-    pub field: String,
+    /// Which setting.
+    pub setting: Setting,
     /// Its value before, in words.
     pub from: String,
     /// Its value after.
     pub to: String,
-    /// `from` with this one setting taken from `to`.
-    pub apply: fn(&mut Settings, &Settings),
+}
+
+impl Change {
+    /// The field, as in the manifest: `minReplicas`, `behavior.scaleDown.stabilizationWindowSeconds`.
+    pub fn field(&self) -> String {
+        self.setting.field()
+    }
 }
 
 fn policies_words(rules: &ScalingRules) -> String {
@@ -891,137 +948,28 @@ fn tolerance_words(tolerance: Option<f64>) -> String {
     }
 }
 
-/// The settings `to` changes relative to `from`, each with how to apply it alone.
+/// The settings `to` changes relative to `from`.
 pub fn changes(from: &Settings, to: &Settings) -> Vec<Change> {
-    let mut out = Vec::new();
-    let a = from.behavior_or_default();
-    let b = to.behavior_or_default();
-    if from.rules.min_replicas != to.rules.min_replicas {
-        out.push(Change {
-            field: "minReplicas".into(),
-            from: from.rules.min_replicas.to_string(),
-            to: to.rules.min_replicas.to_string(),
-            apply: |s, t| s.rules.min_replicas = t.rules.min_replicas,
-        });
-    }
-    if from.rules.max_replicas != to.rules.max_replicas {
-        out.push(Change {
-            field: "maxReplicas".into(),
-            from: from.rules.max_replicas.to_string(),
-            to: to.rules.max_replicas.to_string(),
-            apply: |s, t| s.rules.max_replicas = t.rules.max_replicas,
-        });
-    }
-    if from.targets.first() != to.targets.first() {
-        out.push(Change {
-            field: "metrics[0].target".into(),
-            from: from
-                .targets
-                .first()
-                .map(|t| target_words(*t))
-                .unwrap_or_default(),
-            to: to
-                .targets
-                .first()
-                .map(|t| target_words(*t))
-                .unwrap_or_default(),
-            apply: |s, t| s.targets[0] = t.targets[0],
-        });
-    }
-    for i in 1..from.targets.len().min(to.targets.len()) {
-        if from.targets[i] != to.targets[i] {
-            out.push(Change {
-                field: format!("metrics[{i}].target"),
-                from: target_words(from.targets[i]),
-                to: target_words(to.targets[i]),
-                // Other metrics' targets move together in this explanation.
-                apply: |s, t| {
-                    for i in 1..s.targets.len().min(t.targets.len()) {
-                        s.targets[i] = t.targets[i];
-                    }
-                },
-            });
-        }
-    }
+    let mut settings = vec![Setting::MinReplicas, Setting::MaxReplicas];
+    settings.extend((0..from.targets.len().max(to.targets.len())).map(Setting::Target));
     if from.rules.behavior.is_none() && to.rules.behavior.is_some() {
         // Today's HPA takes the legacy path (its own scale-up limit, max(2 × current, 4)), which
         // no explicit behavior reproduces: the behavior is one change, measured against it.
-        out.push(Change {
-            field: "behavior".into(),
-            from: "absent (the legacy path: up to max(2 × current, 4) per sync, 300 s down window)"
-                .into(),
-            to: behavior_words(&b),
-            apply: |s, t| s.rules.behavior = t.rules.behavior.clone(),
-        });
-        return out;
+        settings.push(Setting::Behavior);
+    } else {
+        settings.extend(Setting::BEHAVIOR_FIELDS);
     }
-    // Each behavior field in words; `BEHAVIOR_APPLY` (same order) sets it alone.
-    type Words = fn(&Behavior) -> String;
-    let fields: [(&str, Words); 6] = [
-        ("behavior.scaleUp.stabilizationWindowSeconds", |b| {
-            format!("{} s", b.scale_up.stabilization_window_seconds)
-        }),
-        ("behavior.scaleDown.stabilizationWindowSeconds", |b| {
-            format!("{} s", b.scale_down.stabilization_window_seconds)
-        }),
-        ("behavior.scaleUp.policies", |b| policies_words(&b.scale_up)),
-        ("behavior.scaleDown.policies", |b| {
-            policies_words(&b.scale_down)
-        }),
-        ("behavior.scaleUp.tolerance", |b| {
-            tolerance_words(b.scale_up.tolerance)
-        }),
-        ("behavior.scaleDown.tolerance", |b| {
-            tolerance_words(b.scale_down.tolerance)
-        }),
-    ];
-    for (i, (field, words)) in fields.iter().enumerate() {
-        let (before, after) = (words(&a), words(&b));
-        if before != after {
-            out.push(Change {
-                field: (*field).into(),
+    settings
+        .into_iter()
+        .filter_map(|setting| {
+            let (before, after) = (setting.words(from), setting.words(to));
+            (before != after).then_some(Change {
+                setting,
                 from: before,
                 to: after,
-                apply: BEHAVIOR_APPLY[i],
-            });
-        }
-    }
-    out
-}
-
-/// Applies one behavior field of `to` (by index into the list in `changes`) to `s`, turning
-/// the legacy path into an explicit behavior first.
-const BEHAVIOR_APPLY: [fn(&mut Settings, &Settings); 6] = [
-    |s, t| {
-        with_behavior(s, t, |a, b| {
-            a.scale_up.stabilization_window_seconds = b.scale_up.stabilization_window_seconds
+            })
         })
-    },
-    |s, t| {
-        with_behavior(s, t, |a, b| {
-            a.scale_down.stabilization_window_seconds = b.scale_down.stabilization_window_seconds
-        })
-    },
-    |s, t| {
-        with_behavior(s, t, |a, b| {
-            a.scale_up.policies = b.scale_up.policies.clone();
-            a.scale_up.select_policy = b.scale_up.select_policy;
-        })
-    },
-    |s, t| {
-        with_behavior(s, t, |a, b| {
-            a.scale_down.policies = b.scale_down.policies.clone();
-            a.scale_down.select_policy = b.scale_down.select_policy;
-        })
-    },
-    |s, t| with_behavior(s, t, |a, b| a.scale_up.tolerance = b.scale_up.tolerance),
-    |s, t| with_behavior(s, t, |a, b| a.scale_down.tolerance = b.scale_down.tolerance),
-];
-
-fn with_behavior(s: &mut Settings, t: &Settings, set: impl Fn(&mut Behavior, &Behavior)) {
-    let mut behavior = s.behavior_or_default();
-    set(&mut behavior, &t.behavior_or_default());
-    s.rules.behavior = Some(behavior);
+        .collect()
 }
 
 /// A target in words: `AverageValue 45`.
@@ -1053,7 +1001,7 @@ pub fn explain(
     options: &Options,
     objective: &Objective,
 ) -> Vec<Effect> {
-    let load = Load::new(hpa, prepared, options);
+    let load = Load::new(hpa, prepared);
     let best = &recommendation.best;
     let current = &recommendation.current.settings;
     changes(current, &best.settings)
@@ -1061,7 +1009,7 @@ pub fn explain(
         .map(|change| {
             // Put this one setting back as it is today.
             let mut without = best.settings.clone();
-            (change.apply)(&mut without, current);
+            change.setting.apply(&mut without, current);
             let scored = score(hpa, &without, prepared, options, &load, objective, None);
             let words = effect_words(&change, &best.score, &scored);
             Effect {
@@ -1125,12 +1073,14 @@ fn effect_words(change: &Change, with: &Score, without: &Score) -> String {
     if parts.is_empty() {
         format!(
             "{} {} → {}: on its own it changes no scale event and no SLO second, {cost_words}{flap_note}.",
-            change.field, change.from, change.to
+            change.field(),
+            change.from,
+            change.to
         )
     } else {
         format!(
             "{} {} → {}: {} {cost_words}{flap_note}.",
-            change.field,
+            change.field(),
             change.from,
             change.to,
             parts.join(", ")
@@ -1172,7 +1122,7 @@ pub fn sensitivity(
     options: &Options,
     objective: &Objective,
 ) -> Sensitivity {
-    let load = Load::new(hpa, prepared, options);
+    let load = Load::new(hpa, prepared);
     let scored = score(hpa, best, prepared, options, &load, objective, None);
     let search = Search::new(hpa, prepared, options, &load, objective);
     let best_target = if search.targets.is_empty() {
@@ -1196,7 +1146,7 @@ pub fn headroom(
     options: &Options,
     objective: &Objective,
 ) -> Option<i32> {
-    let load = Load::new(hpa, busier, options);
+    let load = Load::new(hpa, busier);
     let scored = score(hpa, best, busier, options, &load, objective, None);
     if scored.longest_at_max_seconds == 0 {
         return None;
@@ -1250,7 +1200,7 @@ pub fn rescore(
     options: &Options,
     objective: &Objective,
 ) -> Score {
-    let load = Load::new(hpa, prepared, options);
+    let load = Load::new(hpa, prepared);
     score(hpa, settings, prepared, options, &load, objective, None)
 }
 
@@ -1293,7 +1243,7 @@ pub fn warnings(
             "The history covers {days:.1} days, fewer than three daily cycles: the recommendation fits these hours only. Give a week (--start now-7d) so that every hour of the day, and a weekend, is in it."
         ));
     }
-    let load = Load::new(hpa, prepared, options);
+    let load = Load::new(hpa, prepared);
     let missing = load.missing_fraction();
     if missing > 0.05 {
         warnings.push(format!(
@@ -1460,7 +1410,7 @@ mod tests {
             &Settings::of(&hpa),
             &prepared,
             &options,
-            &Load::new(&hpa, &prepared, &options),
+            &Load::new(&hpa, &prepared),
             &Objective {
                 max_events_per_hour: u32::MAX,
                 ..objective.clone()

@@ -45,7 +45,7 @@ pub fn table(hpa: &Hpa, simulation: &Simulation) -> String {
             "metric {}: {} target {}",
             i + 1,
             metric.label(),
-            target_words(metric.target)
+            super::recommend::target_words(metric.target)
         );
     }
     let mut header = format!("{:<10}", "TIME (UTC)");
@@ -110,14 +110,6 @@ fn compact(value: f64) -> String {
         format!("{value:.0}")
     } else {
         number(value)
-    }
-}
-
-fn target_words(target: Target) -> String {
-    match target {
-        Target::Value(m) => format!("Value {}", number(m as f64 / 1000.0)),
-        Target::AverageValue(m) => format!("AverageValue {}", number(m as f64 / 1000.0)),
-        Target::Utilization(p) => format!("Utilization {p}%"),
     }
 }
 
@@ -200,41 +192,24 @@ fn thin(points: &[(f64, f64)]) -> Vec<(f64, f64)> {
         return points.to_vec();
     }
     let mut out = Vec::new();
-    let mut column: Vec<(f64, f64)> = Vec::new();
-    let flush = |column: &mut Vec<(f64, f64)>, out: &mut Vec<(f64, f64)>| {
-        if column.is_empty() {
-            return;
+    for column in points.chunk_by(|a, b| a.0.floor() == b.0.floor()) {
+        let by_y = |a: &(usize, &(f64, f64)), b: &(usize, &(f64, f64))| a.1.1.total_cmp(&b.1.1);
+        let (Some(low), Some(high)) = (
+            column.iter().enumerate().min_by(by_y),
+            column.iter().enumerate().max_by(by_y),
+        ) else {
+            continue;
+        };
+        let (first, second) = if low.0 <= high.0 {
+            (low, high)
+        } else {
+            (high, low)
+        };
+        out.push(*first.1);
+        if second.0 != first.0 {
+            out.push(*second.1);
         }
-        let low = column
-            .iter()
-            .copied()
-            .fold(column[0], |a, b| if b.1 > a.1 { b } else { a });
-        let high = column
-            .iter()
-            .copied()
-            .fold(column[0], |a, b| if b.1 < a.1 { b } else { a });
-        let (first, second) =
-            if column.iter().position(|p| *p == low) < column.iter().position(|p| *p == high) {
-                (low, high)
-            } else {
-                (high, low)
-            };
-        out.push(first);
-        if second != first {
-            out.push(second);
-        }
-        column.clear();
-    };
-    for point in points {
-        if column
-            .first()
-            .is_some_and(|c| point.0.floor() != c.0.floor())
-        {
-            flush(&mut column, &mut out);
-        }
-        column.push(*point);
     }
-    flush(&mut column, &mut out);
     out
 }
 
@@ -625,7 +600,9 @@ pub fn recommendation(report: &Report) -> String {
             let _ = writeln!(
                 out,
                 "  {:<46}  {} → {}",
-                change.field, change.from, change.to
+                change.field(),
+                change.from,
+                change.to
             );
         }
     }
@@ -714,15 +691,4 @@ pub fn recommendation(report: &Report) -> String {
         "\n--output yaml writes the recommended HPA; --output svg draws both replays; --explain says what each change does."
     );
     out
-}
-
-/// `YYYY-MM-DDTHH:MM:SSZ`.
-pub fn date_time(unix: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| unix.to_string())
 }

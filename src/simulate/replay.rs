@@ -143,10 +143,9 @@ pub struct Prepared {
     pub times: Vec<i64>,
     /// Per HPA metric, in its order.
     pub metrics: Vec<Observations>,
-    /// Per HPA metric: each pod's request for a Resource `Utilization` metric, in milli-units.
+    /// Per HPA metric: each pod's request for a Resource metric, in milli-units (looked up once,
+    /// not at every sync).
     requests: Vec<Option<i64>>,
-    /// The resource name of each Resource metric, for the error that names a missing request.
-    resources: Vec<String>,
 }
 
 /// One metric's values at every sync, in milli-units as the API serves them.
@@ -228,20 +227,23 @@ impl Prepared {
                 }
             })
             .collect();
-        let resource = |metric: &HpaMetric| match &metric.source {
-            Source::Resource { name } => name.clone(),
-            _ => String::new(),
-        };
         Prepared {
             times,
             metrics,
             requests: hpa
                 .metrics
                 .iter()
-                .map(|m| options.pod_requests.get(&resource(m)).copied())
+                .map(|m| match &m.source {
+                    Source::Resource { name } => options.pod_requests.get(name).copied(),
+                    _ => None,
+                })
                 .collect(),
-            resources: hpa.metrics.iter().map(resource).collect(),
         }
+    }
+
+    /// Each pod's request for HPA metric `index` when it is a Resource metric, in milli-units.
+    pub fn request(&self, index: usize) -> Option<i64> {
+        self.requests.get(index).copied().flatten()
     }
 }
 
@@ -287,7 +289,6 @@ pub fn drive(
                 observations.at(index),
                 observations.per_pod,
                 prepared.requests[m],
-                &prepared.resources[m],
                 current,
                 options.pod_model,
                 tolerances,
@@ -402,7 +403,6 @@ fn observe(
     at: &[i64],
     per_pod: bool,
     request: Option<i64>,
-    resource: &str,
     current: i32,
     pod_model: PodModel,
     tolerances: super::controller::Tolerances,
@@ -461,9 +461,15 @@ fn observe(
                         tolerances,
                     )
                 }
-                None => Err(format!(
-                    "Utilization needs each pod's {resource} request, which Prometheus does not have: give --pod-request {resource}=QUANTITY"
-                )),
+                None => {
+                    let resource = match &metric.source {
+                        Source::Resource { name } => name.as_str(),
+                        _ => "",
+                    };
+                    Err(format!(
+                        "Utilization needs each pod's {resource} request, which Prometheus does not have: give --pod-request {resource}=QUANTITY"
+                    ))
+                }
             },
             Target::Value(_) => Err("a per-pod metric has no Value target".into()),
         };
