@@ -85,6 +85,10 @@ pub struct Hpa {
     pub metrics: Vec<HpaMetric>,
 }
 
+/// The most replicas a simulation replays: far above any real Deployment, and a bound on the
+/// per-pod values a sync holds.
+pub const MAX_REPLICAS: i32 = 100_000;
+
 /// Parses a manifest's YAML.
 pub fn parse(yaml: &str) -> Result<Hpa, Error> {
     let hpa: api::HorizontalPodAutoscaler =
@@ -105,6 +109,12 @@ pub fn parse(yaml: &str) -> Result<Hpa, Error> {
         ));
     }
     let min_replicas = spec.min_replicas.unwrap_or(1);
+    if spec.max_replicas > MAX_REPLICAS {
+        return Err(Error::Manifest(format!(
+            "spec.maxReplicas {} is more than the {MAX_REPLICAS} replicas a simulation replays (the conserving pod model keeps a value per simulated pod)",
+            spec.max_replicas
+        )));
+    }
     if spec.max_replicas < 1 || min_replicas < 0 || min_replicas > spec.max_replicas {
         return Err(Error::Manifest(format!(
             "spec.minReplicas {min_replicas} and spec.maxReplicas {} are not a range: kube-apiserver needs 1 ≤ maxReplicas and minReplicas ≤ maxReplicas",
@@ -511,11 +521,12 @@ spec:
             error.to_string().contains("spec.metrics[0].target.type"),
             "{error}"
         );
-        // Replica bounds kube-apiserver refuses would make the replay clamp an empty range.
-        for (min, max) in [(1, 0), (5, 3)] {
+        // Replica bounds kube-apiserver refuses would make the replay clamp an empty range, and
+        // more replicas than a simulation holds are refused too.
+        for (min, max) in [(1, 0), (5, 3), (1, MAX_REPLICAS + 1)] {
             let error = parse(&format!("apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata: {{name: x}}\nspec:\n  scaleTargetRef: {{kind: Deployment, name: x}}\n  minReplicas: {min}\n  maxReplicas: {max}\n  metrics:\n  - type: Pods\n    pods:\n      metric: {{name: m}}\n      target: {{type: AverageValue, averageValue: '1'}}\n"))
                 .unwrap_err();
-            assert!(error.to_string().contains("are not a range"), "{error}");
+            assert!(error.to_string().contains("spec.maxReplicas"), "{error}");
         }
     }
 }

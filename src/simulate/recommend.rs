@@ -1152,7 +1152,11 @@ pub fn headroom(
         return None;
     }
     let mut uncapped = best.clone();
-    uncapped.rules.max_replicas = best.rules.max_replicas.saturating_mul(10).max(100);
+    uncapped.rules.max_replicas = best
+        .rules
+        .max_replicas
+        .saturating_mul(10)
+        .clamp(100, super::hpa::MAX_REPLICAS);
     let peak = score(hpa, &uncapped, busier, options, &load, objective, None).peak_replicas;
     (peak > best.rules.max_replicas).then_some(peak)
 }
