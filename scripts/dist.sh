@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # `make dist`: the release binary and the packaged chart in dist/, with their SHA-256 checksums.
 # Expects `cargo build --release --locked` to have run (make dist does it first).
+# `scripts/dist.sh --check` (make test) packages the debug build into a temporary directory
+# instead, and removes it: the same steps without the release build, which only a release needs.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 helm=${PROM_ADAPTER_TOOLS:-/var/tmp/prom-adapter-tools}/helm/helm
@@ -8,15 +10,22 @@ target=${CARGO_TARGET_DIR:-$root/target}
 [ -x "$helm" ] || { echo "dist: $helm is missing; run \`make deps\`" >&2; exit 1; }
 version=$(sed -n 's/^version = "\(.*\)"$/\1/p' "$root/Cargo.toml" | head -1)
 arch=$(uname -m | sed 's/x86_64/amd64/; s/aarch64/arm64/')
-dist=$root/dist
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+if [ "${1:-}" = "--check" ]; then
+  profile=debug dist=$work/dist
+else
+  profile=release dist=$root/dist
+fi
 rm -rf "$dist"
 mkdir -p "$dist"
-install -m 0755 "$target/release/prom-adapter" "$dist/prom-adapter-$version-linux-$arch"
+install -m 0755 "$target/$profile/prom-adapter" "$dist/prom-adapter-$version-linux-$arch"
 # As the image does (Dockerfile): no debug symbols.
 command -v strip >/dev/null && strip "$dist/prom-adapter-$version-linux-$arch"
-home=$(mktemp -d)
-trap 'rm -rf "$home"' EXIT
 # helm writes its cache and config under HOME.
-HOME=$home "$helm" package "$root/charts/prom-adapter" --destination "$dist" >/dev/null
+HOME=$work "$helm" package "$root/charts/prom-adapter" --destination "$dist" >/dev/null
 (cd "$dist" && sha256sum -- * > SHA256SUMS && sha256sum -c --quiet SHA256SUMS)
+# The binary runs, and says which version it is.
+"$dist/prom-adapter-$version-linux-$arch" --version | grep -qF "$version" \
+  || { echo "dist: the packaged binary does not report version $version" >&2; exit 1; }
 ls -l "$dist"

@@ -198,7 +198,7 @@ mod tests {
         assert_eq!(flights.len(), 0, "a finished review leaves the table");
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_review_finishes_when_its_askers_have_gone() {
         let flights: Flights<&'static str, u32> = Flights::new(|| 0);
         let flight = flights.start("token", async {
@@ -210,7 +210,7 @@ mod tests {
         assert_eq!(flights.len(), 0);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_review_that_panics_leaves_the_table_and_answers_lost() {
         let flights: Flights<&'static str, u32> = Flights::new(|| 99);
         let flight = flights.start("token", async {

@@ -663,7 +663,9 @@ mod tests {
         assert_eq!(started.elapsed(), Duration::from_secs(2));
     }
 
-    #[tokio::test]
+    // The clock is tokio's paused one: the times below are the order in which reviews ran, not
+    // how fast this machine is.
+    #[tokio::test(start_paused = true)]
     async fn one_client_cannot_take_every_review() {
         let scripted = Scripted::new(Duration::from_millis(200));
         let gate = gate(

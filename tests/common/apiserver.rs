@@ -70,6 +70,15 @@ struct State {
     legacy_discovery_only: bool,
     /// How long TokenReviews and SubjectAccessReviews take to answer.
     review_delay: std::time::Duration,
+    /// TokenReviews of tokens it does not know wait until released (a webhook token
+    /// authenticator behind kube-apiserver that hangs on what it has not cached).
+    holding_unknown_tokens: bool,
+    /// TokenReviews of unknown tokens being answered now, and the most there were at once.
+    unknown_in_flight: usize,
+    most_unknown_in_flight: usize,
+    /// Every TokenReview's token, with how many reviews of unknown tokens were in flight when it
+    /// arrived.
+    token_reviews: Vec<(String, usize)>,
     /// Bodies of the SubjectAccessReviews received.
     access_reviews: Vec<Value>,
 }
@@ -116,7 +125,7 @@ impl ApiServer {
             state,
             handle,
         };
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let deadline = std::time::Instant::now() + super::PATIENCE;
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(
                 std::time::Instant::now() < deadline,
@@ -230,6 +239,39 @@ impl ApiServer {
     /// Makes TokenReviews and SubjectAccessReviews take `delay` (a slow or hung API server).
     pub fn set_review_delay(&self, delay: std::time::Duration) {
         self.state.lock().unwrap().review_delay = delay;
+    }
+
+    /// Holds TokenReviews of tokens it does not know (answering none) until `release_held_reviews`.
+    pub fn hold_unknown_token_reviews(&self) {
+        self.state.lock().unwrap().holding_unknown_tokens = true;
+    }
+
+    /// Answers the held TokenReviews, and holds no more.
+    pub fn release_held_reviews(&self) {
+        self.state.lock().unwrap().holding_unknown_tokens = false;
+    }
+
+    /// The most TokenReviews of unknown tokens it has had in flight at once.
+    pub fn most_unknown_token_reviews_in_flight(&self) -> usize {
+        self.state.lock().unwrap().most_unknown_in_flight
+    }
+
+    /// TokenReviews of unknown tokens in flight now.
+    pub fn unknown_token_reviews_in_flight(&self) -> usize {
+        self.state.lock().unwrap().unknown_in_flight
+    }
+
+    /// The TokenReviews of `token` so far, each as how many reviews of unknown tokens were in
+    /// flight when it arrived.
+    pub fn reviews_of(&self, token: &str) -> Vec<usize> {
+        self.state
+            .lock()
+            .unwrap()
+            .token_reviews
+            .iter()
+            .filter(|(t, _)| t == token)
+            .map(|(_, in_flight)| *in_flight)
+            .collect()
     }
 
     /// Makes SubjectAccessReview deny everything to `user`.
@@ -453,12 +495,32 @@ fn review(state: &State, path: &str, body: &[u8]) -> Option<HttpResponse> {
     }
 }
 
+/// A TokenReview of an unknown token being answered: counted until dropped (answered, or given
+/// up by the client).
+struct UnknownTokenReview(Arc<Mutex<State>>);
+
+impl UnknownTokenReview {
+    fn begin(state: &mut State, shared: &Arc<Mutex<State>>) -> Self {
+        state.unknown_in_flight += 1;
+        state.most_unknown_in_flight = state.most_unknown_in_flight.max(state.unknown_in_flight);
+        UnknownTokenReview(shared.clone())
+    }
+}
+
+impl Drop for UnknownTokenReview {
+    fn drop(&mut self) {
+        let mut state = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        state.unknown_in_flight -= 1;
+    }
+}
+
 async fn handle(
     request: HttpRequest,
     body: web::Bytes,
     state: web::Data<Arc<Mutex<State>>>,
 ) -> HttpResponse {
     // Reviews may be slow (a loaded or hung API server): they answer after the lock is released.
+    let shared = state.get_ref().clone();
     let reviewed = {
         let mut state = state.lock().unwrap();
         state.requests.push(format!(
@@ -479,12 +541,32 @@ async fn handle(
             let review = serde_json::from_slice(&body).unwrap_or(Value::Null);
             state.access_reviews.push(review);
         }
+        let mut unknown_token = false;
+        if request.path() == "/apis/authentication.k8s.io/v1/tokenreviews" {
+            let review: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let token = review["spec"]["token"].as_str().unwrap_or_default();
+            let in_flight = state.unknown_in_flight;
+            state.token_reviews.push((token.to_owned(), in_flight));
+            unknown_token = !state.users.contains_key(token);
+        }
         (request.method() == actix_web::http::Method::POST)
-            .then(|| review(&state, request.path(), &body).map(|a| (a, state.review_delay)))
+            .then(|| {
+                review(&state, request.path(), &body).map(|a| {
+                    let in_flight =
+                        unknown_token.then(|| UnknownTokenReview::begin(&mut state, &shared));
+                    (a, state.review_delay, in_flight)
+                })
+            })
             .flatten()
     };
-    if let Some((answer, delay)) = reviewed {
+    if let Some((answer, delay, in_flight)) = reviewed {
         actix_web::rt::time::sleep(delay).await;
+        if in_flight.is_some() {
+            while state.lock().unwrap().holding_unknown_tokens {
+                actix_web::rt::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        }
+        drop(in_flight);
         return answer;
     }
     let mut state = state.lock().unwrap();

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod apiserver;
+pub mod flood;
 pub mod proxy;
 pub mod rbac_proxy;
 
@@ -10,6 +11,11 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// How long a test waits for something that happens within seconds on an idle machine (a server
+/// starting, a reload, a scrape): generous, so that a slow or busy machine makes tests slower,
+/// never failing. A wait ends as soon as its condition holds.
+pub const PATIENCE: Duration = Duration::from_secs(60);
 
 /// Serves HTTPS on loopback `port` from its own thread (one worker), with the routes `configure`
 /// sets up; the handle stops it.
@@ -236,7 +242,7 @@ impl Drop for Exporters {
 /// Waits until every one of `targets` has been scraped successfully after the Unix time `since`
 /// (so, on a first start, until every history is in).
 fn wait_scraped(url: &str, targets: usize, since: f64) {
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + 2 * PATIENCE;
     let mut last = String::new();
     while Instant::now() < deadline {
         let out = Command::new("curl")
@@ -261,7 +267,10 @@ fn wait_scraped(url: &str, targets: usize, since: f64) {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    panic!("{url} did not scrape all {targets} targets within 60s: {last}");
+    panic!(
+        "{url} did not scrape all {targets} targets within {:?}: {last}",
+        2 * PATIENCE
+    );
 }
 
 impl Prometheus {
@@ -427,11 +436,7 @@ impl Prometheus {
             .map(|(_, args)| args.clone())
             .unwrap_or_default();
         assert!(
-            wait_http_ok_with(
-                &format!("{}/-/ready", self.url()),
-                &curl_args,
-                Duration::from_secs(30)
-            ),
+            wait_http_ok_with(&format!("{}/-/ready", self.url()), &curl_args, PATIENCE),
             "Prometheus did not become ready"
         );
     }
@@ -531,7 +536,7 @@ impl VictoriaMetrics {
             exporters: None,
         };
         assert!(
-            wait_http_ok(&format!("{}/health", vm.url()), Duration::from_secs(30)),
+            wait_http_ok(&format!("{}/health", vm.url()), PATIENCE),
             "VictoriaMetrics did not start"
         );
         vm
@@ -599,7 +604,7 @@ impl Adapter {
             [
                 ("--metrics-relist-interval", "2s"),
                 ("--metrics-max-age", "1h"),
-                ("--prometheus-timeout", "3s"),
+                ("--prometheus-timeout", "20s"),
                 // The tests compare values with a Prometheus that started seconds ago, where a
                 // rate a step earlier has fewer samples: they evaluate at the request time,
                 // except those about the step, which set their own.
@@ -634,7 +639,7 @@ impl Adapter {
             log: log_path,
             home,
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + PATIENCE;
         while Instant::now() < deadline {
             if adapter.curl("/readyz").0 == 200 {
                 return adapter;
@@ -686,7 +691,7 @@ impl Adapter {
     /// GET with exactly these curl arguments (no credentials unless given): (status, output).
     pub fn curl_raw(&self, extra: &[&str], path: &str) -> (u16, String) {
         let out = Command::new("curl")
-            .args(["-ks", "--max-time", "10", "-w", "\n%{http_code}"])
+            .args(["-ks", "--max-time", "60", "-w", "\n%{http_code}"])
             .args(extra)
             .arg(format!("https://127.0.0.1:{}{}", self.port, path))
             .output()

@@ -165,7 +165,7 @@ fn serve_a_resource_installed_after_start(legacy_discovery_only: bool) -> Vec<St
     // Installed after start; the periodic rediscovery is 10 minutes away, so it is the request
     // naming an unknown resource that makes the adapter look again.
     apiserver.add_resource(Resource::new("example.com", "v1", "Queue", "queues", false));
-    let deadline = Instant::now() + Duration::from_secs(15);
+    let deadline = Instant::now() + common::PATIENCE;
     let mut last = (0, String::new());
     while Instant::now() < deadline {
         last = adapter.curl(path);
@@ -333,7 +333,7 @@ fn front_proxy_certificates_carry_the_user_in_request_headers() {
     };
     // The metric's first samples may still be on their way into Prometheus on a loaded machine
     // (a 404): what this test is about is the answer once they are there.
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + common::PATIENCE;
     let proxied_alice = || {
         with_cert(
             &front_proxy,
@@ -431,7 +431,7 @@ fn client_cas_come_from_the_authentication_configmap_and_rotate_without_a_restar
             .0
     };
     // As above: wait out a 404 while the metric's first samples arrive on a loaded machine.
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + common::PATIENCE;
     while proxied_by(&first) == 404 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(250));
     }
@@ -444,7 +444,7 @@ fn client_cas_come_from_the_authentication_configmap_and_rotate_without_a_restar
 
     // kube-apiserver rotates its front-proxy CA: the new one is trusted without a restart.
     publish(&second);
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + common::PATIENCE;
     while proxied_by(&second) != 200 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -686,7 +686,7 @@ fn resource_rules_added_by_a_reload_start_the_pod_and_node_watches() {
     );
 
     std::fs::copy(demo_rules(), &rules).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(15);
+    let deadline = Instant::now() + common::PATIENCE;
     while adapter.curl(nodes).0 != 200 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(100));
     }

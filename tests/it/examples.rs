@@ -593,7 +593,7 @@ fn the_readme_shows_what_its_commands_print_on_the_fixture_cluster() {
     // On a loaded machine the first relist can come before every exporter's history is in
     // Prometheus: wait until the README's first metric is served (the next relist, 2 s later).
     let first = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/ingresses.networking.k8s.io/web/nginx_ingress_requests_per_second";
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let deadline = std::time::Instant::now() + common::PATIENCE;
     while adapter.curl(first).0 != 200 && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(250));
     }

@@ -374,7 +374,7 @@ fn the_serving_certificate_is_reloaded_when_its_files_change() {
     assert!(trusted_by(&first) && !trusted_by(&second));
 
     install(&second);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let deadline = std::time::Instant::now() + common::PATIENCE;
     while !trusted_by(&second) && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
@@ -900,7 +900,7 @@ fn sigterm_stops_the_server_even_when_stderr_is_a_closed_pipe() {
         .spawn()
         .unwrap();
     let livez = format!("https://127.0.0.1:{port}/livez");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let deadline = std::time::Instant::now() + common::PATIENCE;
     while !std::process::Command::new("curl")
         .args(["-kfs", "-o", "/dev/null", &livez])
         .status()
@@ -919,14 +919,14 @@ fn sigterm_stops_the_server_even_when_stderr_is_a_closed_pipe() {
         .status()
         .unwrap();
     assert!(sent.success());
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let deadline = std::time::Instant::now() + common::PATIENCE;
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
         }
         if std::time::Instant::now() > deadline {
             let _ = child.kill();
-            panic!("still running 20s after SIGTERM");
+            panic!("still running {:?} after SIGTERM", common::PATIENCE);
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
     };

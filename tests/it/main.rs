@@ -1,4 +1,6 @@
-//! prom-adapter's integration tests in one binary, so that the crate is linked once. The hardening tests are a binary of their own (`tests/hardening.rs`): they measure latency under attack and must not share the machine with other tests.
+//! prom-adapter's integration tests in one binary, so that the crate is linked once. They assert
+//! behaviour, never speed, and wait with `common::PATIENCE`: they run many at a time (`make test`),
+//! and pass on a slow or busy machine.
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -10,6 +12,7 @@ mod cluster;
 mod corpus;
 mod examples;
 mod explain;
+mod hardening;
 mod integration;
 mod no_panic;
 mod observability;

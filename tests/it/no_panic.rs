@@ -241,7 +241,7 @@ fn hostile_values_of_the_limit_flags_are_errors() {
                 .spawn()
                 .unwrap();
             // A value taken as valid would start a server: stop it rather than wait forever.
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            let deadline = std::time::Instant::now() + crate::common::PATIENCE;
             while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }

@@ -113,7 +113,7 @@ fn every_dashboard_query_runs_on_a_prometheus_scraping_the_adapter_and_reads_exp
         serde_json::from_slice(&out.stdout)
             .unwrap_or_else(|e| panic!("{expr}: {e}: {}", String::from_utf8_lossy(&out.stdout)))
     };
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + common::PATIENCE;
     while query("up{job=\"prom-adapter\"} == 1")["data"]["result"]
         .as_array()
         .is_none_or(|r| r.is_empty())

@@ -13,7 +13,7 @@ use prom_adapter::prometheus::{Client, ClientConfig, Verb};
 fn config(url: String) -> ClientConfig {
     ClientConfig {
         url,
-        timeout: Duration::from_secs(5),
+        timeout: Duration::from_secs(30),
         headers: vec![],
         token_file: None,
         ca_file: None,

@@ -52,9 +52,9 @@ fn own_metric(adapter: &Adapter, series: &str) -> Option<f64> {
         .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
 }
 
-/// Polls `check` for up to 15 s; panics with the adapter's log when it never holds.
+/// Polls `check` for up to `common::PATIENCE`; panics with the adapter's log when it never holds.
 fn eventually(adapter: &Adapter, what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(15);
+    let deadline = Instant::now() + common::PATIENCE;
     while Instant::now() < deadline {
         if check() {
             return;

@@ -1,28 +1,26 @@
 //! The adapter under attack, as an outsider would try it: token floods, identical cold requests,
 //! hung reviews, crafted names, huge backend answers, idle TLS handshakes, certificates without a
 //! common name and invalid UTF-8. Against a real Prometheus (behind a recording proxy where the
-//! test needs to see or bend what it answers) and the stand-in kube-apiserver.
-
-mod common;
+//! test needs to see or bend what it answers) and the stand-in kube-apiserver. What is asserted
+//! is behaviour, never speed: the flood's figures are `make bench`'s (f).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::apiserver::ApiServer;
-use common::proxy::RecordingProxy;
-use common::{Adapter, Prometheus, Scrape};
+use crate::common::apiserver::ApiServer;
+use crate::common::flood::{Flood, random_token};
+use crate::common::proxy::RecordingProxy;
+use crate::common::{Adapter, Prometheus, Scrape};
 
 const TOKEN_REVIEWS: &str = "POST /apis/authentication.k8s.io/v1/tokenreviews";
 const ACCESS_REVIEWS: &str = "POST /apis/authorization.k8s.io/v1/subjectaccessreviews";
 const NAMED_POD: &str =
     "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/web-6d4cf56db6-abcde/cpu_usage";
 
-/// One test at a time: the flood and the huge answers each load both cores, and a latency figure
-/// measured beside another test's load would say nothing about the adapter.
+/// The flood, the huge answers and the idle handshakes one at a time: each takes hundreds of file
+/// descriptors (the idle handshakes as many as the limit allows) or gigabytes of memory.
 fn alone() -> std::sync::MutexGuard<'static, ()> {
     static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
     ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
@@ -47,11 +45,6 @@ fn client(from: Option<IpAddr>) -> reqwest::Client {
 
 fn url(adapter: &Adapter, path: &str) -> String {
     format!("https://127.0.0.1:{}{path}", adapter.port)
-}
-
-/// Percentile of sorted durations.
-fn percentile(sorted: &[Duration], p: usize) -> Duration {
-    sorted[(sorted.len() * p / 100).min(sorted.len() - 1)]
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -89,18 +82,40 @@ fn in_cluster(dir: &Path, rules: &Path, extra: &[&str]) -> InCluster {
     }
 }
 
+/// Reviews one client may have running at once (`--max-reviews-per-client`'s default).
+const REVIEWS_PER_CLIENT: usize = 32;
+
+/// A legitimate request as the HPA controller makes it: (status, body).
+async fn legitimate_get(client: &reqwest::Client, adapter: &Adapter, path: &str) -> (u16, String) {
+    let response = client
+        .get(url(adapter, path))
+        .bearer_auth(HPA_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap_or_default())
+}
+
+/// A flood of random tokens from 256 connections, in two parts. First the API server hangs on
+/// the attacker's tokens, so the attacker holds every review place it may have for as long as the
+/// part lasts: a legitimate request whose review waited for one of those places would wait out
+/// the hang. Then the reviews are answered at once and the attacker loops as fast as the adapter
+/// lets it. Nothing here is timed: how fast the legitimate client is answered under the flood is
+/// `make bench`'s (f).
 #[test]
-fn a_token_flood_does_not_slow_a_legitimate_client() {
+fn a_token_flood_does_not_hold_up_a_legitimate_client() {
     let _alone = alone();
     let dir = tempfile::tempdir().unwrap();
-    // Answers are kept 3 s, so the legitimate client's token and decision are reviewed again,
-    // under the flood, three times.
+    // Answers are kept 3 s, so the legitimate client's token and decision are reviewed again
+    // under the flood; the attacker's hung reviews are not given up within the test.
     let cluster = in_cluster(
         dir.path(),
         &demo_rules(),
         &[
             "--authentication-token-webhook-cache-ttl=3s",
             "--authorization-webhook-cache-authorized-ttl=3s",
+            "--authentication-timeout=60s",
         ],
     );
     let adapter = &cluster.adapter;
@@ -112,92 +127,88 @@ fn a_token_flood_does_not_slow_a_legitimate_client() {
     // The legitimate client comes from another address, as the HPA controller (through
     // kube-apiserver) does.
     let legitimate = client(Some(IpAddr::from([127, 0, 0, 2])));
-    let (flood_for, connections) = (Duration::from_secs(10), 256);
     runtime().block_on(async {
-        let get = |client: &reqwest::Client, path: &str, token: &str| {
-            client.get(url(adapter, path)).bearer_auth(token).send()
-        };
-        let warm = get(&legitimate, NAMED_POD, HPA_TOKEN).await.unwrap();
-        assert_eq!(warm.status(), 200);
+        assert_eq!(legitimate_get(&legitimate, adapter, NAMED_POD).await.0, 200);
+        let mut legitimate_answers = BTreeMap::<u16, usize>::new();
 
-        let until = Instant::now() + flood_for;
-        let statuses = Arc::new(std::sync::Mutex::new(BTreeMap::<u16, usize>::new()));
-        let sent = Arc::new(AtomicUsize::new(0));
-        let mut flood = Vec::new();
-        for connection in 0..connections {
-            let (attacker, statuses, sent) = (attacker.clone(), statuses.clone(), sent.clone());
-            let target = url(adapter, NAMED_POD);
-            flood.push(tokio::spawn(async move {
-                while Instant::now() < until {
-                    let n = sent.fetch_add(1, Ordering::Relaxed);
-                    let token = format!("random-{connection}-{n}");
-                    let code = match attacker.get(&target).bearer_auth(token).send().await {
-                        Ok(response) => response.status().as_u16(),
-                        Err(_) => 0,
-                    };
-                    *statuses.lock().unwrap().entry(code).or_default() += 1;
-                }
-            }));
+        // Part one: the attacker's reviews hang.
+        apiserver.hold_unknown_token_reviews();
+        let flood = Flood::start(&attacker, &url(adapter, NAMED_POD), 256, random_token);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while apiserver.unknown_token_reviews_in_flight() < REVIEWS_PER_CLIENT {
+            assert!(Instant::now() < deadline, "the attacker never took its places");
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let mut latencies = Vec::new();
-        let mut selector_latency = None;
-        while Instant::now() < until {
-            let started = Instant::now();
-            let response = get(&legitimate, NAMED_POD, HPA_TOKEN).await.unwrap();
-            latencies.push(started.elapsed());
-            assert_eq!(response.status(), 200, "{:?}", response.text().await);
-            if selector_latency.is_none() && until - Instant::now() < flood_for / 2 {
-                // Object lists do not wait behind the attacker's reviews either.
-                let started = Instant::now();
-                let response = get(
-                    &legitimate,
-                    "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/*/cpu_usage?labelSelector=app%3Dweb",
-                    HPA_TOKEN,
-                )
-                .await
-                .unwrap();
-                assert_eq!(response.status(), 200);
-                selector_latency = Some(started.elapsed());
+        let reviewed_before = apiserver.reviews_of(HPA_TOKEN).len();
+        while apiserver.reviews_of(HPA_TOKEN).len() < reviewed_before + 2 {
+            assert!(
+                Instant::now() < deadline,
+                "the legitimate token was not reviewed twice in a minute: {legitimate_answers:?}"
+            );
+            let (status, body) = legitimate_get(&legitimate, adapter, NAMED_POD).await;
+            assert_eq!(status, 200, "{body}");
+            *legitimate_answers.entry(status).or_default() += 1;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Each review of the legitimate token went out while the attacker's were all running:
+        // it took none of the attacker's places and waited for none.
+        let under_the_hang = apiserver.reviews_of(HPA_TOKEN)[reviewed_before..].to_vec();
+        assert!(
+            under_the_hang.iter().all(|n| *n == REVIEWS_PER_CLIENT),
+            "attacker reviews in flight when the legitimate token's went out: {under_the_hang:?}"
+        );
+        assert_eq!(
+            apiserver.most_unknown_token_reviews_in_flight(),
+            REVIEWS_PER_CLIENT,
+            "the attacker had more reviews at the API server than its places"
+        );
+
+        // Part two: every review is answered at once.
+        apiserver.release_held_reviews();
+        let (part_two, reviews_before, reviewed_before) = (
+            Instant::now(),
+            apiserver.count(TOKEN_REVIEWS),
+            apiserver.reviews_of(HPA_TOKEN).len(),
+        );
+        let mut selector_status = None;
+        while part_two.elapsed() < Duration::from_secs(10) {
+            let (status, body) = legitimate_get(&legitimate, adapter, NAMED_POD).await;
+            assert_eq!(status, 200, "{body}");
+            *legitimate_answers.entry(status).or_default() += 1;
+            if selector_status.is_none() && part_two.elapsed() > Duration::from_secs(5) {
+                // Object lists are authorized and answered under the flood too.
+                let path = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/*/cpu_usage?labelSelector=app%3Dweb";
+                let (status, body) = legitimate_get(&legitimate, adapter, path).await;
+                assert_eq!(status, 200, "{body}");
+                selector_status = Some(status);
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        for task in flood {
-            task.await.unwrap();
-        }
-        latencies.sort();
-        let p99 = percentile(&latencies, 99);
-        let statuses = statuses.lock().unwrap().clone();
+        let seconds = part_two.elapsed().as_secs() as usize + 1;
+        let reviews = apiserver.count(TOKEN_REVIEWS) - reviews_before;
+        let reviewed = apiserver.reviews_of(HPA_TOKEN).len() - reviewed_before;
+        let attack = flood.stop().await;
         eprintln!(
-            "flood of {connections} connections for {flood_for:?}: {} attacker requests by status {statuses:?}, {} TokenReviews sent; legitimate client: {} requests, p50 {:?}, p99 {p99:?}, max {:?}; a label-selector request took {selector_latency:?}",
-            sent.load(Ordering::Relaxed),
-            apiserver.count(TOKEN_REVIEWS),
-            latencies.len(),
-            percentile(&latencies, 50),
-            latencies.last().unwrap(),
+            "flood of 256 connections: {} attacker requests by status {:?}; {reviews} TokenReviews in the {seconds} s of part two; the legitimate client's answers by status {legitimate_answers:?}, its token reviewed {reviewed} times in part two",
+            attack.sent, attack.by_status
         );
+        assert!(selector_status.is_some());
+        assert!(reviewed >= 1, "the legitimate token was not reviewed under the flood");
+        // The attacker is refused: unauthenticated, or too many reviews in flight.
         assert!(
-            p99 < Duration::from_millis(100),
-            "legitimate p99 {p99:?} under the flood"
+            attack.by_status.keys().all(|s| [401, 429].contains(s)),
+            "{:?}",
+            attack.by_status
         );
-        let slowest = *latencies.last().unwrap();
-        assert!(
-            slowest < Duration::from_secs(2),
-            "the legitimate client's own reviews waited {slowest:?}"
-        );
+        assert!(attack.by_status.contains_key(&401), "{:?}", attack.by_status);
         // Reviews reach the API server at most at kube's delegating client rate (200/s, bursts
         // of 400): the flood parks in the adapter instead.
-        let reviews = apiserver.count(TOKEN_REVIEWS);
-        assert!(
-            reviews <= 400 + 200 * (flood_for.as_secs() as usize + 1),
-            "{reviews} TokenReviews"
-        );
-        assert!(selector_latency.unwrap() < Duration::from_secs(1));
+        assert!(reviews <= 400 + 200 * seconds, "{reviews} TokenReviews in {seconds} s");
     });
 }
 
 #[test]
 fn identical_cold_requests_share_one_token_review_and_one_access_review() {
-    let _alone = alone();
     let dir = tempfile::tempdir().unwrap();
     let cluster = in_cluster(dir.path(), &demo_rules(), &[]);
     let adapter = &cluster.adapter;
@@ -233,7 +244,6 @@ fn identical_cold_requests_share_one_token_review_and_one_access_review() {
 
 #[test]
 fn reviews_that_hang_or_fail_are_a_503_that_names_them() {
-    let _alone = alone();
     let dir = tempfile::tempdir().unwrap();
     let cluster = in_cluster(
         dir.path(),
@@ -243,13 +253,15 @@ fn reviews_that_hang_or_fail_are_a_503_that_names_them() {
     let adapter = &cluster.adapter;
     let apiserver = &cluster.apiserver;
     let bearer = |token: &str| format!("Authorization: Bearer {token}");
-    let get = |token: &str, path: &str| adapter.curl_raw(&["-H", &bearer(token)], path);
+    let get = |token: &str, path: &str| {
+        adapter.curl_raw(&["--max-time", "30", "-H", &bearer(token)], path)
+    };
     let status = |body: &str| serde_json::from_str::<serde_json::Value>(body).unwrap();
 
+    // curl gives up after 30 s, before the API server's 45 s: the 503 is the adapter's own
+    // timeout.
     apiserver.set_review_delay(Duration::from_secs(45));
-    let started = Instant::now();
     let (code, body) = get(HPA_TOKEN, NAMED_POD);
-    let waited = started.elapsed();
     let answer = status(&body);
     assert_eq!(
         (code, answer["reason"].as_str()),
@@ -263,7 +275,6 @@ fn reviews_that_hang_or_fail_are_a_503_that_names_them() {
             .starts_with("authentication is unavailable: the TokenReview got no answer within 1s"),
         "{body}"
     );
-    assert!(waited < Duration::from_secs(5), "waited {waited:?}");
 
     // With the token known, the SubjectAccessReview is the one that hangs.
     apiserver.set_review_delay(Duration::ZERO);
@@ -310,7 +321,6 @@ fn values_rules(dir: &Path) -> PathBuf {
 
 #[test]
 fn a_crafted_namespace_is_a_400_and_never_reaches_prometheus() {
-    let _alone = alone();
     let dir = tempfile::tempdir().unwrap();
     let cluster = in_cluster(dir.path(), &values_rules(dir.path()), &[]);
     let adapter = &cluster.adapter;
@@ -361,7 +371,6 @@ fn a_crafted_namespace_is_a_400_and_never_reaches_prometheus() {
 
 #[test]
 fn invalid_utf8_and_resource_aliases() {
-    let _alone = alone();
     let dir = tempfile::tempdir().unwrap();
     let cluster = in_cluster(dir.path(), &demo_rules(), &[]);
     let adapter = &cluster.adapter;
@@ -481,24 +490,38 @@ fn a_huge_backend_answer_is_refused_and_memory_comes_back() {
         log.contains("is larger than 67108864 bytes (--prometheus-max-response-bytes)"),
         "{log}"
     );
-    std::thread::sleep(Duration::from_secs(3));
     assert_eq!(adapter.curl(NAMED_POD).0, 200, "still serving");
-    let after = rss("VmRSS:");
+    // The allocator gives freed memory back in its own time: wait for it (a bound, not a speed).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut after = rss("VmRSS:");
+    while after >= baseline + 64 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(250));
+        after = rss("VmRSS:");
+    }
     eprintln!(
-        "8 concurrent answers of {size} bytes, refused in {took:?}: RSS {baseline} MiB before, peak {peak} MiB, {after} MiB 3 s after"
+        "8 concurrent answers of {size} bytes, refused in {took:?}: RSS {baseline} MiB before, peak {peak} MiB, {after} MiB after"
     );
     assert!(
         after < baseline + 64,
-        "RSS {after} MiB after, {baseline} MiB before"
+        "RSS {after} MiB a minute after, {baseline} MiB before"
     );
 }
 
+/// Idle connections that never start their TLS handshake hold no place a real client needs. The
+/// handshake timeout is a minute here, so if the idle ones filled the places (actix's default is
+/// 256 per worker), the real client would wait for it: curl gives up after 30 s, and the idle
+/// connections would have been closed to let it in.
 #[test]
-fn idle_tls_handshakes_do_not_delay_a_real_client() {
+fn idle_tls_handshakes_do_not_hold_up_a_real_client() {
     let _alone = alone();
     let dir = tempfile::tempdir().unwrap();
     let prometheus = Prometheus::scraping(dir.path(), Scrape::default());
-    let adapter = Adapter::start(dir.path(), &demo_rules(), &prometheus.url(), &[]);
+    let adapter = Adapter::start(
+        dir.path(),
+        &demo_rules(),
+        &prometheus.url(),
+        &["--tls-handshake-timeout=60s"],
+    );
     // 1,500 as in the attack, fewer where the open-files limit is low (more than actix's default
     // of 256 per worker still shows the difference).
     let limit = std::fs::read_to_string("/proc/self/limits")
@@ -514,23 +537,21 @@ fn idle_tls_handshakes_do_not_delay_a_real_client() {
     let idle: Vec<std::net::TcpStream> = (0..1500.min(limit.saturating_sub(256)))
         .map(|_| std::net::TcpStream::connect(("127.0.0.1", adapter.port)).unwrap())
         .collect();
-    std::thread::sleep(Duration::from_millis(500));
-    let started = Instant::now();
-    let (code, _) = adapter.curl(NAMED_POD);
-    let took = started.elapsed();
-    eprintln!(
-        "with {} idle handshakes, a new client took {took:?}",
-        idle.len()
-    );
-    assert_eq!(code, 200);
-    // actix's defaults (256 handshakes per worker) made it wait for the 3 s handshake timeout.
-    assert!(took < Duration::from_millis(1500), "took {took:?}");
-    drop(idle);
+    let (code, _) = adapter.curl_raw(&["--max-time", "30"], NAMED_POD);
+    assert_eq!(code, 200, "with {} idle connections", idle.len());
+    // The server closed none of them to make room.
+    let closed = idle
+        .iter()
+        .filter(|stream| {
+            stream.set_nonblocking(true).unwrap();
+            !matches!(stream.peek(&mut [0; 1]), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+        })
+        .count();
+    assert_eq!(closed, 0, "of {} idle connections", idle.len());
 }
 
 #[test]
 fn a_client_certificate_without_a_common_name_authenticates_nobody() {
-    let _alone = alone();
     let dir = tempfile::tempdir().unwrap();
     let prometheus = Prometheus::scraping(dir.path(), Scrape::default());
     let apiserver = ApiServer::start(dir.path());
