@@ -307,7 +307,11 @@ fn discovery_never_lists_an_empty_group_version() {
     ));
     assert_eq!(code, 404);
     let external = adapter.get_json("/apis/external.metrics.k8s.io/v1beta1");
-    assert_eq!(external["resources"].as_array().unwrap().len(), 1, "{external}");
+    assert_eq!(
+        external["resources"].as_array().unwrap().len(),
+        1,
+        "{external}"
+    );
     // kubectl's own discovery reads every group version and succeeds.
     for group in ["custom.metrics.k8s.io", "external.metrics.k8s.io"] {
         let (ok, stdout, stderr) = adapter.kubectl(&["api-resources", "--api-group", group]);

@@ -17,18 +17,61 @@ fn unix_now() -> f64 {
         .as_secs_f64()
 }
 
+/// The evaluation step these tests give the adapters, in seconds (`--query-time-step`, which must
+/// stay under 15 s).
+const STEP: f64 = 10.0;
+
+/// Runs `scenario` until one run falls within one evaluation step, so that every query it made
+/// was evaluated at the same time, and returns what that run saw. Each run starts with at least
+/// half a step left; one that straddles a step anyway (a busy machine), or that says its own
+/// timing did not hold (`Err`), is run again after `settle`: the assertions are on what one good
+/// run saw, never on how fast it went.
+fn within_one_step<T>(settle: Duration, mut scenario: impl FnMut() -> Result<T, String>) -> T {
+    let mut missed = Vec::new();
+    for run in 0..10 {
+        if run > 0 {
+            std::thread::sleep(settle);
+        }
+        while unix_now() % STEP > STEP / 2.0 {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let started = unix_now();
+        let outcome = scenario();
+        let ended = unix_now();
+        match outcome {
+            Ok(seen) if (started / STEP).floor() == (ended / STEP).floor() => return seen,
+            Ok(_) => missed.push(format!("ran {:.1}s across a step", ended - started)),
+            Err(why) => missed.push(why),
+        }
+        eprintln!("again: {}", missed.last().unwrap());
+    }
+    panic!("no run of ten fit its timing: {missed:?}");
+}
+
+/// What one run of `identical_concurrent_requests_make_one_call_and_kept_answers_expire` saw.
+struct Sharing {
+    concurrent: Vec<(u16, String)>,
+    queries_after_concurrent: usize,
+    within_ttl: (u16, String),
+    queries_within_ttl: usize,
+    past_ttl: (u16, String),
+    queries_past_ttl: usize,
+    kept_or_joined: u64,
+    sent: u64,
+}
+
 #[test]
 fn identical_concurrent_requests_make_one_call_and_kept_answers_expire() {
     let dir = tempfile::tempdir().unwrap();
     let prometheus = Prometheus::scraping(dir.path(), Scrape::default());
     let proxy = RecordingProxy::start(prometheus.port);
     let rules = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/demo.yaml");
-    let step = 10.0;
+    let ttl = 3.0;
     let adapter = Adapter::start(
         dir.path(),
         &rules,
         &proxy.url(),
-        &["--query-cache-ttl=2s", "--query-time-step=10s"],
+        &["--query-cache-ttl=3s", "--query-time-step=10s"],
     );
     let queries = || {
         proxy
@@ -40,62 +83,8 @@ fn identical_concurrent_requests_make_one_call_and_kept_answers_expire() {
             })
             .count()
     };
-    // Start just after a step begins, so that every request below falls in that step.
-    while unix_now() % step > 0.3 {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let started = unix_now();
-    let before = queries();
-    let answers: Vec<(u16, String)> = std::thread::scope(|scope| {
-        let calls: Vec<_> = (0..16)
-            .map(|_| scope.spawn(|| adapter.curl(PATH)))
-            .collect();
-        calls.into_iter().map(|c| c.join().unwrap()).collect()
-    });
-    let value = |body: &str| {
-        let list: serde_json::Value = serde_json::from_str(body).unwrap();
-        list["items"][0]["value"].as_str().unwrap().to_owned()
-    };
-    assert!(answers.iter().all(|(code, _)| *code == 200), "{answers:?}");
-    let first = value(&answers[0].1);
-    assert!(
-        answers.iter().all(|(_, body)| value(body) == first),
-        "one value for all: {answers:?}"
-    );
-    assert_eq!(
-        queries() - before,
-        1,
-        "16 identical concurrent requests, one Prometheus query"
-    );
-
-    std::thread::sleep(Duration::from_millis(800));
-    let (code, body) = adapter.curl(PATH);
-    assert_eq!((code, value(&body)), (200, first.clone()));
-    assert_eq!(
-        queries() - before,
-        1,
-        "within the TTL the kept answer is served"
-    );
-
-    std::thread::sleep(Duration::from_millis(1700));
-    let (code, body) = adapter.curl(PATH);
-    assert_eq!(code, 200, "{body}");
-    assert_eq!(
-        value(&body),
-        first,
-        "the same step evaluates to the same value"
-    );
-    assert_eq!(
-        queries() - before,
-        2,
-        "past the TTL the query is sent again"
-    );
-    assert!(unix_now() - started < step, "the test ran within one step");
-
-    // The answers without a call were kept ones (hit) or joined one in flight (merged): how
-    // many of each depends on how the 16 curl processes overlapped.
-    let metrics = adapter.curl("/metrics").1;
-    let count = |result: &str| -> u64 {
+    let cache = |result: &str| -> u64 {
+        let metrics = adapter.curl("/metrics").1;
         let name =
             format!("prom_adapter_query_cache_total{{backend=\"default\",result=\"{result}\"}} ");
         metrics
@@ -103,8 +92,75 @@ fn identical_concurrent_requests_make_one_call_and_kept_answers_expire() {
             .find_map(|line| line.strip_prefix(name.as_str()))
             .map_or(0, |value| value.parse().unwrap())
     };
-    assert_eq!(count("miss"), 2, "{metrics}");
-    assert_eq!(count("hit") + count("merged"), 16, "{metrics}");
+    // A run again starts once the last one's kept answers have expired.
+    let seen = within_one_step(Duration::from_secs_f64(ttl), || {
+        let (before, sent_before) = (queries(), cache("miss"));
+        let kept_or_joined_before = cache("hit") + cache("merged");
+        let started = unix_now();
+        let concurrent: Vec<(u16, String)> = std::thread::scope(|scope| {
+            let calls: Vec<_> = (0..16)
+                .map(|_| scope.spawn(|| adapter.curl(PATH)))
+                .collect();
+            calls.into_iter().map(|c| c.join().unwrap()).collect()
+        });
+        let (answered, queries_after_concurrent) = (unix_now(), queries() - before);
+        std::thread::sleep(Duration::from_millis(500));
+        let within_ttl = adapter.curl(PATH);
+        if unix_now() >= started + ttl {
+            return Err("the request meant to be within the TTL came after it".into());
+        }
+        let queries_within_ttl = queries() - before;
+        // Every answer of the first 16 was kept from before `answered`: expired by now.
+        std::thread::sleep(Duration::from_secs_f64(
+            (answered + ttl + 0.2 - unix_now()).max(0.0),
+        ));
+        let past_ttl = adapter.curl(PATH);
+        Ok(Sharing {
+            concurrent,
+            queries_after_concurrent,
+            within_ttl,
+            queries_within_ttl,
+            past_ttl,
+            queries_past_ttl: queries() - before,
+            kept_or_joined: cache("hit") + cache("merged") - kept_or_joined_before,
+            sent: cache("miss") - sent_before,
+        })
+    });
+    let value = |body: &str| {
+        let list: serde_json::Value = serde_json::from_str(body).unwrap();
+        list["items"][0]["value"].as_str().unwrap().to_owned()
+    };
+    let answers = &seen.concurrent;
+    assert!(answers.iter().all(|(code, _)| *code == 200), "{answers:?}");
+    let first = value(&answers[0].1);
+    assert!(
+        answers.iter().all(|(_, body)| value(body) == first),
+        "one value for all: {answers:?}"
+    );
+    assert_eq!(
+        seen.queries_after_concurrent, 1,
+        "16 identical concurrent requests, one Prometheus query"
+    );
+    assert_eq!(seen.within_ttl.0, 200, "{}", seen.within_ttl.1);
+    assert_eq!(value(&seen.within_ttl.1), first);
+    assert_eq!(
+        seen.queries_within_ttl, 1,
+        "within the TTL the kept answer is served"
+    );
+    assert_eq!(seen.past_ttl.0, 200, "{}", seen.past_ttl.1);
+    assert_eq!(
+        value(&seen.past_ttl.1),
+        first,
+        "the same step evaluates to the same value"
+    );
+    assert_eq!(
+        seen.queries_past_ttl, 2,
+        "past the TTL the query is sent again"
+    );
+    // The answers without a call were kept ones (hit) or joined one in flight (merged): how
+    // many of each depends on how the 16 curl processes overlapped.
+    assert_eq!(seen.sent, 2);
+    assert_eq!(seen.kept_or_joined, 16);
 }
 
 #[test]
@@ -112,7 +168,6 @@ fn two_replicas_answer_the_same_values_within_one_step() {
     let dir = tempfile::tempdir().unwrap();
     let prometheus = Prometheus::scraping(dir.path(), Scrape::default());
     let rules = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/demo.yaml");
-    let step = 10.0;
     // No kept answers: each replica asks Prometheus itself, at the step's time.
     let flags = ["--query-cache-ttl=0", "--query-time-step=10s"];
     let replica = |name: &str| {
@@ -134,17 +189,15 @@ fn two_replicas_answer_the_same_values_within_one_step() {
         assert!(!items.is_empty(), "{path}: {body}");
         items.iter().map(|i| i["value"].clone()).collect::<Vec<_>>()
     };
-    while unix_now() % step > 0.3 {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let started = unix_now();
     for path in paths {
-        let first = values(&a, path);
-        // The other replica, a moment later in the same step.
-        std::thread::sleep(Duration::from_millis(500));
-        assert_eq!(values(&b, path), first, "{path}");
+        let (first, second) = within_one_step(Duration::ZERO, || {
+            let first = values(&a, path);
+            // The other replica, a moment later in the same step.
+            std::thread::sleep(Duration::from_millis(500));
+            Ok((first, values(&b, path)))
+        });
+        assert_eq!(first, second, "{path}");
     }
-    assert!(unix_now() - started < step, "the test ran within one step");
 }
 
 #[test]
@@ -217,7 +270,6 @@ fn batched_and_by_name_queries_give_every_object_the_same_value() {
     let dir = tempfile::tempdir().unwrap();
     let prometheus = Prometheus::scraping(dir.path(), Scrape::default());
     let rules = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/demo.yaml");
-    let step = 10.0;
     let adapter = |name: &str, extra: &[&str]| {
         let home = dir.path().join(name);
         std::fs::create_dir_all(&home).unwrap();
@@ -259,17 +311,16 @@ fn batched_and_by_name_queries_give_every_object_the_same_value() {
         if !namespaced {
             continue;
         }
-        while unix_now() % step > step - 2.0 {
-            std::thread::sleep(Duration::from_millis(50));
-        }
         let path =
             format!("/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/{kind}/*/{metric}");
         let (code, _) = batched.curl(&path);
         if code == 404 {
             continue; // no object in `default` has it
         }
-        let every = items(&batched, &path);
-        assert_eq!(every, items(&by_name, &path), "{path}");
+        let (every, by_name_every) = within_one_step(Duration::ZERO, || {
+            Ok((items(&batched, &path), items(&by_name, &path)))
+        });
+        assert_eq!(every, by_name_every, "{path}");
         if every.is_empty() {
             continue; // series within --metrics-max-age, but no value now
         }
@@ -277,20 +328,22 @@ fn batched_and_by_name_queries_give_every_object_the_same_value() {
         let one = format!(
             "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/{kind}/{first}/{metric}"
         );
-        assert_eq!(items(&batched, &one), items(&by_name, &one), "{one}");
+        let (batched_one, by_name_one) = within_one_step(Duration::ZERO, || {
+            Ok((items(&batched, &one), items(&by_name, &one)))
+        });
+        assert_eq!(batched_one, by_name_one, "{one}");
         compared += 1;
     }
     assert!(
         compared >= 5,
         "only {compared} metrics had objects in `default`"
     );
-    while unix_now() % step > step - 2.0 {
-        std::thread::sleep(Duration::from_millis(50));
-    }
     let pods = "/apis/metrics.k8s.io/v1beta1/namespaces/default/pods";
-    let usage = items(&batched, pods);
+    let (usage, by_name_usage) = within_one_step(Duration::ZERO, || {
+        Ok((items(&batched, pods), items(&by_name, pods)))
+    });
     assert!(!usage.is_empty());
-    assert_eq!(usage, items(&by_name, pods));
+    assert_eq!(usage, by_name_usage);
     // Every rule of the demo's that these requests reached was batched.
     let metrics = batched.curl("/metrics").1;
     assert!(metrics.contains(r#"shape="batched"}"#), "{metrics}");
