@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::apiserver::ApiServer;
 use crate::common::flood::{Flood, no_token, random_token};
-use crate::common::{Adapter, Prometheus, Scrape};
+use crate::common::{Adapter, Prometheus, Scrape, https_client as client};
 
 const NAMED_POD: &str =
     "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/web-6d4cf56db6-abcde/cpu_usage";
@@ -19,16 +19,6 @@ const TOKEN_REVIEWS: &str = "POST /apis/authentication.k8s.io/v1/tokenreviews";
 const HPA_TOKEN: &str = "hpa-controller";
 const CONNECTIONS: usize = 256;
 const FLOOD_FOR: Duration = Duration::from_secs(10);
-
-fn client(from: Option<IpAddr>) -> reqwest::Client {
-    reqwest::Client::builder()
-        .danger_accept_invalid_certs(true)
-        .local_address(from)
-        .pool_max_idle_per_host(512)
-        .timeout(Duration::from_secs(60))
-        .build()
-        .unwrap()
-}
 
 fn percentile_ms(sorted: &[Duration], p: usize) -> f64 {
     sorted[(sorted.len() * p / 100).min(sorted.len() - 1)].as_secs_f64() * 1000.0

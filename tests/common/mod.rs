@@ -41,6 +41,19 @@ pub fn serve_https_on_a_thread(
     receiver.recv().unwrap()
 }
 
+/// An HTTPS client of the adapter (which serves a self-signed certificate), optionally from
+/// another loopback address, keeping many connections open.
+pub fn https_client(from: Option<std::net::IpAddr>) -> reqwest::Client {
+    prom_adapter::server::install_crypto_provider();
+    reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .local_address(from)
+        .pool_max_idle_per_host(512)
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
+}
+
 /// A free loopback port.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use crate::common::apiserver::ApiServer;
 use crate::common::flood::{Flood, random_token};
 use crate::common::proxy::RecordingProxy;
-use crate::common::{Adapter, Prometheus, Scrape};
+use crate::common::{Adapter, Prometheus, Scrape, https_client as client};
 
 const TOKEN_REVIEWS: &str = "POST /apis/authentication.k8s.io/v1/tokenreviews";
 const ACCESS_REVIEWS: &str = "POST /apis/authorization.k8s.io/v1/subjectaccessreviews";
@@ -28,19 +28,6 @@ fn alone() -> std::sync::MutexGuard<'static, ()> {
 
 fn demo_rules() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/demo.yaml")
-}
-
-/// An HTTPS client of the adapter (which serves a self-signed certificate), optionally from
-/// another loopback address.
-fn client(from: Option<IpAddr>) -> reqwest::Client {
-    prom_adapter::server::install_crypto_provider();
-    reqwest::Client::builder()
-        .danger_accept_invalid_certs(true)
-        .local_address(from)
-        .pool_max_idle_per_host(512)
-        .timeout(Duration::from_secs(60))
-        .build()
-        .unwrap()
 }
 
 fn url(adapter: &Adapter, path: &str) -> String {
