@@ -36,9 +36,10 @@ lint: deps
 # Every test, many at a time (they mostly wait on the Prometheus, kube-apiserver stand-in and
 # adapter processes they start), then make dist's packaging on the debug build: the release build
 # is the release workflow's.
+# The open-files limit is raised to the hard one: the attack tests hold many connections.
 TEST_THREADS ?= 8
 test: deps lint
-	$(CARGO) test --locked -- --test-threads=$(TEST_THREADS)
+	ulimit -n "$$(ulimit -Hn)"; $(CARGO) test --locked -- --test-threads=$(TEST_THREADS)
 	@scripts/dist.sh --check
 
 fmt:

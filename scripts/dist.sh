@@ -12,11 +12,11 @@ version=$(sed -n 's/^version = "\(.*\)"$/\1/p' "$root/Cargo.toml" | head -1)
 arch=$(uname -m | sed 's/x86_64/amd64/; s/aarch64/arm64/')
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-if [ "${1:-}" = "--check" ]; then
-  profile=debug dist=$work/dist
-else
-  profile=release dist=$root/dist
-fi
+case "${1:-}" in
+  --check) profile=debug dist=$work/dist ;;
+  "") profile=release dist=$root/dist ;;
+  *) echo "usage: scripts/dist.sh [--check]" >&2; exit 2 ;;
+esac
 rm -rf "$dist"
 mkdir -p "$dist"
 install -m 0755 "$target/$profile/prom-adapter" "$dist/prom-adapter-$version-linux-$arch"

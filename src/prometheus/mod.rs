@@ -828,14 +828,19 @@ impl TokenFile {
     }
 
     fn current(&self) -> std::io::Result<String> {
+        self.current_at(Instant::now())
+    }
+
+    /// The token as of `now` (the tests' own clock).
+    fn current_at(&self, now: Instant) -> std::io::Result<String> {
         let mut cached = self.cached.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((read_at, token)) = cached.as_ref()
-            && read_at.elapsed() < Self::REFRESH
+            && now.saturating_duration_since(*read_at) < Self::REFRESH
         {
             return Ok(token.clone());
         }
         let token = std::fs::read_to_string(&self.path)?.trim().to_owned();
-        *cached = Some((Instant::now(), token.clone()));
+        *cached = Some((now, token.clone()));
         Ok(token)
     }
 }
@@ -857,15 +862,16 @@ mod tests {
         let path = dir.path().join("token");
         std::fs::write(&path, "first").unwrap();
         let file = TokenFile::new(path.clone());
-        assert_eq!(file.current().unwrap(), "first");
+        let read = Instant::now();
+        assert_eq!(file.current_at(read).unwrap(), "first");
         // A rotation to a token of the same length (the newline is trimmed) within one timestamp tick.
         std::fs::write(&path, "other\n").unwrap();
         assert_eq!(
-            file.current().unwrap(),
+            file.current_at(read + TokenFile::REFRESH - Duration::from_millis(1))
+                .unwrap(),
             "first",
             "cached within the refresh interval"
         );
-        std::thread::sleep(TokenFile::REFRESH + Duration::from_millis(50));
-        assert_eq!(file.current().unwrap(), "other");
+        assert_eq!(file.current_at(read + TokenFile::REFRESH).unwrap(), "other");
     }
 }

@@ -41,6 +41,20 @@ pub fn serve_https_on_a_thread(
     receiver.recv().unwrap()
 }
 
+/// Polls `check` every 100 ms until it holds, for up to `PATIENCE`: whether it did.
+pub fn wait_for(mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if check() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// An HTTPS client of the adapter (which serves a self-signed certificate), optionally from
 /// another loopback address, keeping many connections open.
 pub fn https_client(from: Option<std::net::IpAddr>) -> reqwest::Client {

@@ -64,7 +64,7 @@ fn rules_reach_their_backends_with_the_namespaces_tenant_and_a_down_backend_fail
     std::fs::write(
         &settings,
         format!(
-            "backends:\n  vm:\n    url: {}\n    headers:\n      X-Scope-OrgID: '<<.Tenant>>'\n    tenants:\n      shop: team-shop\n    discovery_tenant: team-all\n    timeout: 3s\n",
+            "backends:\n  vm:\n    url: {}\n    headers:\n      X-Scope-OrgID: '<<.Tenant>>'\n    tenants:\n      shop: team-shop\n    discovery_tenant: team-all\n    timeout: 30s\n",
             proxy.url()
         ),
     )

@@ -4,7 +4,6 @@ use crate::common;
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
 
 use common::{Adapter, Prometheus, Scrape};
 
@@ -113,15 +112,15 @@ fn every_dashboard_query_runs_on_a_prometheus_scraping_the_adapter_and_reads_exp
         serde_json::from_slice(&out.stdout)
             .unwrap_or_else(|e| panic!("{expr}: {e}: {}", String::from_utf8_lossy(&out.stdout)))
     };
-    let deadline = Instant::now() + common::PATIENCE;
-    while query("up{job=\"prom-adapter\"} == 1")["data"]["result"]
-        .as_array()
-        .is_none_or(|r| r.is_empty())
-    {
-        assert!(Instant::now() < deadline, "the adapter was never scraped");
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    std::thread::sleep(Duration::from_secs(3)); // a few samples, for rates
+    // Three good scrapes, so that rates have samples to work with.
+    assert!(
+        common::wait_for(|| {
+            query("sum_over_time(up{job=\"prom-adapter\"}[1m]) >= 3")["data"]["result"]
+                .as_array()
+                .is_some_and(|r| !r.is_empty())
+        }),
+        "the adapter was not scraped three times"
+    );
     let mut answered = 0;
     for expr in &exprs {
         // Grafana's variables, as "All" and a minute's rate interval substitute them.

@@ -21,18 +21,23 @@ fn unix_now() -> f64 {
 /// stay under 15 s).
 const STEP: f64 = 10.0;
 
+/// Seconds into a step after which the samples stamped at or before its start are in Prometheus:
+/// a scrape interval (and timeout) of the fixture, and a margin.
+const SCRAPED: f64 = 2.5;
+
 /// Runs `scenario` until one run falls within one evaluation step, so that every query it made
 /// was evaluated at the same time, and returns what that run saw. Each run starts with at least
-/// half a step left; one that straddles a step anyway (a busy machine), or that says its own
-/// timing did not hold (`Err`), is run again after `settle`: the assertions are on what one good
-/// run saw, never on how fast it went.
+/// half a step left, and late enough in it that every sample stamped before the step's time has
+/// been scraped (the fixture's interval is 2 s, its scrape timeout as long); one that straddles a
+/// step anyway (a busy machine), or that says its own timing did not hold (`Err`), is run again
+/// after `settle`: the assertions are on what one good run saw, never on how fast it went.
 fn within_one_step<T>(settle: Duration, mut scenario: impl FnMut() -> Result<T, String>) -> T {
     let mut missed = Vec::new();
     for run in 0..10 {
         if run > 0 {
             std::thread::sleep(settle);
         }
-        while unix_now() % STEP > STEP / 2.0 {
+        while !(SCRAPED..=STEP / 2.0).contains(&(unix_now() % STEP)) {
             std::thread::sleep(Duration::from_millis(50));
         }
         let started = unix_now();
