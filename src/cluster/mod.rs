@@ -51,7 +51,9 @@ const LIST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 const REVIEW_BURST: u32 = 400;
 
 /// Client-side rate limit (`--client-qps`, `--client-burst`), like client-go's token bucket: every
-/// call to the API server takes a token; tokens refill at `qps` up to `burst`.
+/// call to the API server takes a token; tokens refill at `qps` up to `burst`. Callers get tokens
+/// in the order they asked: one client's many waiting reviews cannot keep passing another's, so a
+/// request waits at most for those ahead of it (at most `--max-reviews-per-client` per other client).
 struct Throttle {
     qps: f64,
     burst: f64,
@@ -69,19 +71,20 @@ impl Throttle {
     }
 
     async fn acquire(&self) {
+        // tokio's Mutex is fair: holding it while waiting for the next token queues the callers.
+        let mut state = self.state.lock().await;
+        let (tokens, last) = &mut *state;
         loop {
-            let wait = {
-                let mut state = self.state.lock().await;
-                let (tokens, last) = &mut *state;
-                *tokens = (*tokens + last.elapsed().as_secs_f64() * self.qps).min(self.burst);
-                *last = tokio::time::Instant::now();
-                if *tokens >= 1.0 {
-                    *tokens -= 1.0;
-                    return;
-                }
-                std::time::Duration::from_secs_f64((1.0 - *tokens) / self.qps)
-            };
-            tokio::time::sleep(wait).await;
+            *tokens = (*tokens + last.elapsed().as_secs_f64() * self.qps).min(self.burst);
+            *last = tokio::time::Instant::now();
+            if *tokens >= 1.0 {
+                *tokens -= 1.0;
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_secs_f64(
+                (1.0 - *tokens) / self.qps,
+            ))
+            .await;
         }
     }
 }
@@ -181,5 +184,30 @@ mod tests {
             (0.15..0.3).contains(&waited),
             "two more tokens at 10/s take about 0.2 s, took {waited}"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn throttle_serves_callers_in_the_order_they_asked() {
+        let throttle = Arc::new(Throttle::new(10.0, 1));
+        throttle.acquire().await;
+        let next_token = tokio::time::Instant::now() + std::time::Duration::from_millis(100);
+        let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let ask = |name: &'static str, at: Option<tokio::time::Instant>| {
+            let (throttle, order) = (throttle.clone(), order.clone());
+            tokio::spawn(async move {
+                if let Some(at) = at {
+                    tokio::time::sleep_until(at).await;
+                }
+                throttle.acquire().await;
+                order.lock().unwrap().push(name);
+            })
+        };
+        // One caller asks just as the next token is due; another asked before it and waits.
+        let later = ask("later", Some(next_token));
+        tokio::task::yield_now().await;
+        let earlier = ask("earlier", None);
+        earlier.await.unwrap();
+        later.await.unwrap();
+        assert_eq!(*order.lock().unwrap(), ["earlier", "later"]);
     }
 }
