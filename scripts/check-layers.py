@@ -5,6 +5,7 @@
   no runtime, HTTP or Kubernetes crates, no files, sockets or clock reads, and no edge modules.
 - The providers and the API reach Prometheus and the cluster only through the providers' ports.
 - explain and simulate do not use the API layer.
+- telemetry and the clock are leaves; the request vocabulary uses no provider service.
 
 Test modules (`#[cfg(test)] mod tests`, and `tests.rs` files) and comments are not checked.
 Usage: check-layers.py [SRC_DIR]   (default: src beside this script)
@@ -20,7 +21,7 @@ IO = (
     r"|\bstd::(fs|net|process)\b|\bstd::\{[^}]*\b(fs|net|process)\b"
     r"|\bSystemTime\b|\bInstant::now\b|\bunix_now\b"
 )
-EDGE_NAMES = "prometheus|cluster|api|server|provider|auth|app|cli|telemetry|reload|explain|simulate"
+EDGE_NAMES = "prometheus|cluster|api|server|provider|auth|app|cli|clock|telemetry|reload|explain|simulate"
 EDGES = rf"\bcrate::({EDGE_NAMES})\b|\bcrate::\{{[^}}]*\b({EDGE_NAMES})\b"
 
 RULES = [
@@ -29,6 +30,9 @@ RULES = [
     (["provider", "api"], r"\bcrate::(prometheus|cluster)\b|\bcrate::\{[^}]*\b(prometheus|cluster)\b",
      "providers and the API reach Prometheus and the cluster only through the provider ports"),
     (["explain", "simulate"], r"\bcrate::api\b|\bcrate::\{[^}]*\bapi\b", "explain and simulate do not use the API layer"),
+    (["telemetry.rs", "clock.rs"], EDGES.replace("|clock|", "|"), "telemetry and the clock are leaves: they use the core (and the clock) only"),
+    (["provider/request.rs"], r"\b(crate::provider|super)::(custom|external|plan|resource)\b",
+     "the request vocabulary and its parser use no provider service (the services and the planner use them)"),
 ]
 
 

@@ -33,7 +33,7 @@
 //!   `external`, `resource`), `discovery`, `openapi`, `health`, `wire` types, and `error`, the
 //!   one place where errors become `Status` responses.
 //! - `reload`: the rules file on disk (reading, watching, reloading); `telemetry`: logs and
-//!   `/metrics`.
+//!   `/metrics`; `clock`: the wall clock, read only at the edges.
 //!
 //! The commands: `cli` (flags; `cli::prometheus`, the `--prometheus-*` flags declared once;
 //! `cli::serve`, serve's argument groups and `resolve()` into typed config; `cli::settings`, the
@@ -45,6 +45,7 @@ pub mod api;
 pub mod app;
 pub mod auth;
 pub mod cli;
+pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod explain;

@@ -7,9 +7,9 @@ use std::time::Duration;
 use notify::Watcher;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 
+use crate::clock::unix_now;
 use crate::config;
 use crate::provider::discovery::RulesUpdate;
-use crate::provider::unix_now;
 use crate::rules::RuleSet;
 use crate::telemetry::Metrics;
 

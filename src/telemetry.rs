@@ -116,7 +116,7 @@ impl Metrics {
             "Unix time the serving rules were loaded (at start, or by the last successful reload).",
         )
         .expect("valid metric");
-        reload_success_time.set(crate::provider::unix_now());
+        reload_success_time.set(crate::clock::unix_now());
         let reloads = IntCounterVec::new(
             Opts::new(
                 "prom_adapter_config_reloads_total",

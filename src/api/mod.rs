@@ -35,6 +35,7 @@ use wire::{
 };
 
 use crate::auth::{Attributes, Credentials, PeerIdentity, Verdict};
+use crate::clock::unix_now;
 use crate::model::GroupResource;
 use crate::model::{format_go_duration, format_timestamp};
 use crate::promql::LabelSelector;
@@ -43,7 +44,6 @@ use crate::provider::discovery::Health;
 use crate::provider::external::ExternalMetrics;
 use crate::provider::request as request_path;
 use crate::provider::resource::{self as resource_provider, FieldSelector, ResourceMetrics};
-use crate::provider::unix_now;
 use crate::telemetry::Metrics;
 
 const CUSTOM_GROUP: &str = "custom.metrics.k8s.io";

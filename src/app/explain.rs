@@ -211,7 +211,7 @@ fn explain_live(
                 prometheus::SharedNamedBackends::new(backends, metrics.clone()).router()?,
             ))
         };
-        let now = crate::provider::unix_now();
+        let now = crate::clock::unix_now();
         let start = now - max_age.as_secs_f64();
         let listed = explain::list_series(&clients, &rules, start, now).await?;
         let series = listed.series.clone();

@@ -16,7 +16,7 @@ pub fn run(args: &crate::cli::SimulateArgs) -> anyhow::Result<ExitCode> {
     let manifest = std::fs::read_to_string(&args.hpa)
         .with_context(|| format!("cannot read HPA manifest {}", args.hpa.display()))?;
     let hpa = hpa::parse(&manifest)?;
-    let now = crate::provider::unix_now() as i64;
+    let now = crate::clock::unix_now() as i64;
     let start = simulate::parse_time(&args.start, now)?;
     let end = simulate::parse_time(&args.end, now)?;
     if end <= start {

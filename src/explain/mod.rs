@@ -12,10 +12,9 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::promql::Series;
-use crate::provider::custom::{CustomRequest, ObjectName};
-use crate::provider::external::ExternalRequest;
 use crate::provider::plan::{self, QueryPlan, usage_query};
 use crate::provider::request;
+use crate::provider::request::{CustomRequest, ExternalRequest, ObjectName};
 use crate::registry::{Registry, SeriesShape};
 use crate::resources::ResourceTable;
 use crate::rules::RuleSet;

@@ -6,8 +6,8 @@ use super::report::{dropping_filter, matched};
 use super::{RequestPath, abbreviate, rename};
 use crate::model::{GroupResource, QuantityFormat, QueryResult, quantity_from_f64};
 use crate::promql::Series;
-use crate::provider::custom::ObjectName;
 use crate::provider::plan::{self, ExternalPlanError, QueryPlan};
+use crate::provider::request::ObjectName;
 use crate::registry::Registry;
 use crate::resources::{ResourceInfo, ResourceTable};
 use crate::rules::{DiscoveryRule, RuleSet};
@@ -172,7 +172,7 @@ pub fn walk(
                 Some(info),
             ))
         }
-        RequestPath::External(crate::provider::external::ExternalRequest {
+        RequestPath::External(crate::provider::request::ExternalRequest {
             namespace,
             metric,
             selector,
@@ -322,7 +322,7 @@ fn custom_probe(
     rules: &RuleSet,
     registry: &Registry,
     table: &ResourceTable,
-    request: &crate::provider::custom::CustomRequest,
+    request: &crate::provider::request::CustomRequest,
     series: &[Series],
 ) -> Walk {
     let plan = match QueryPlan::new(rules, registry, table, request) {
@@ -464,7 +464,7 @@ const CLUSTER_SCOPED: &str = "cluster-scoped, and the request puts it in a names
 
 fn scope_mismatch(
     info: &ResourceInfo,
-    request: &crate::provider::custom::CustomRequest,
+    request: &crate::provider::request::CustomRequest,
 ) -> Finding {
     let name = match &request.name {
         ObjectName::Named(name) => name.clone(),

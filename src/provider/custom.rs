@@ -5,38 +5,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::plan::{PlannedQueries, QueryPlan, QueryShaping, values_by_object};
+use super::request::{CustomRequest, ObjectName};
 use super::{
     BackendError, BackendRouter, Error, MetricsBackend, ObjectLister, QueryOptions, SharedSnapshot,
 };
 use crate::model::{GroupResource, QuantityFormat, QueryResult, quantity_from_f64};
-use crate::promql::{LabelMatcher, LabelSelector, LabelSelectorJson, MatchOp};
+use crate::promql::{LabelMatcher, LabelSelectorJson, MatchOp};
 use crate::resources::ResourceTable;
-
-/// Which objects a request is about.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ObjectName {
-    /// One object (`…/pods/web-1/metric`).
-    Named(String),
-    /// Every object matching the label selector (`…/pods/*/metric`).
-    All,
-}
-
-/// A custom metrics request, parsed from the URL.
-#[derive(Debug, Clone)]
-pub struct CustomRequest {
-    /// The resource as written in the URL (`pods`, `deployments.apps`).
-    pub resource: String,
-    /// The namespace for namespaced resources.
-    pub namespace: Option<String>,
-    /// The object(s).
-    pub name: ObjectName,
-    /// The metric.
-    pub metric: String,
-    /// `labelSelector`: selects objects when the name is `*`.
-    pub label_selector: LabelSelector,
-    /// `metricLabelSelector`: narrows the series.
-    pub metric_selector: LabelSelector,
-}
 
 /// The object a value describes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -315,6 +290,7 @@ mod tests {
 
     use super::*;
     use crate::model::Sample;
+    use crate::promql::LabelSelector;
     use crate::provider::BackendError;
 
     use crate::provider::fake::FakeBackend;

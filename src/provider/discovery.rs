@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{BackendRouter, MetricsBackend, SharedSnapshot, Snapshot, unix_now};
+use super::{BackendRouter, MetricsBackend, SharedSnapshot, Snapshot};
+use crate::clock::unix_now;
 use crate::registry::{Registry, SeriesShape};
 use crate::rules::RuleSet;
 use crate::telemetry::Metrics;

@@ -4,21 +4,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::plan::ExternalPlanError;
+use super::request::ExternalRequest;
 use super::{Error, MetricsBackend, SharedSnapshot};
 use crate::model::{QuantityFormat, QueryResult, Sample, quantity_from_f64};
-use crate::promql::LabelSelector;
 use crate::rules;
-
-/// An external metrics request, parsed from the URL.
-#[derive(Debug, Clone)]
-pub struct ExternalRequest {
-    /// The namespace in the path (the API always has one).
-    pub namespace: String,
-    /// The metric.
-    pub metric: String,
-    /// `labelSelector`: matchers on the metric's series.
-    pub selector: LabelSelector,
-}
 
 /// One value of an external metric.
 #[derive(Debug, Clone, PartialEq)]
@@ -168,6 +157,7 @@ mod tests {
 
     use super::*;
 
+    use crate::promql::LabelSelector;
     use crate::provider::BackendError;
     use crate::provider::fake::FakeBackend;
     use crate::registry::SeriesShape;

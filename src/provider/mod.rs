@@ -176,14 +176,6 @@ pub struct Snapshot {
 /// The current snapshot, read lock-free by every request.
 pub type SharedSnapshot = Arc<arc_swap::ArcSwap<Snapshot>>;
 
-/// Seconds since the Unix epoch, now.
-pub fn unix_now() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
-
 /// A scripted backend for provider tests: answers from tables and can be told to fail.
 #[cfg(test)]
 pub(crate) mod fake {

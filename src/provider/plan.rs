@@ -5,7 +5,7 @@ use std::collections::hash_map::Entry;
 use std::sync::Arc;
 
 use super::Error;
-use super::custom::CustomRequest;
+use super::request::CustomRequest;
 use crate::model::{GroupResource, Sample};
 use crate::promql::LabelSelector;
 use crate::registry::Registry;

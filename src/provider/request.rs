@@ -1,10 +1,45 @@
-//! The metrics API request paths, parsed in one place for the API and `explain`: custom and external metrics paths and their query strings, each segment percent-decoded once.
+//! The metrics API requests: what a custom or external metrics request asks for, and the one parser of their paths and query strings (each segment percent-decoded once), for the API and `explain`.
 
 use std::collections::HashMap;
 
 use crate::promql::LabelSelector;
-use crate::provider::custom::{CustomRequest, ObjectName};
-use crate::provider::external::ExternalRequest;
+
+/// Which objects a request is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ObjectName {
+    /// One object (`…/pods/web-1/metric`).
+    Named(String),
+    /// Every object matching the label selector (`…/pods/*/metric`).
+    All,
+}
+
+/// A custom metrics request, parsed from the URL.
+#[derive(Debug, Clone)]
+pub struct CustomRequest {
+    /// The resource as written in the URL (`pods`, `deployments.apps`).
+    pub resource: String,
+    /// The namespace for namespaced resources.
+    pub namespace: Option<String>,
+    /// The object(s).
+    pub name: ObjectName,
+    /// The metric.
+    pub metric: String,
+    /// `labelSelector`: selects objects when the name is `*`.
+    pub label_selector: LabelSelector,
+    /// `metricLabelSelector`: narrows the series.
+    pub metric_selector: LabelSelector,
+}
+
+/// An external metrics request, parsed from the URL.
+#[derive(Debug, Clone)]
+pub struct ExternalRequest {
+    /// The namespace in the path (the API always has one).
+    pub namespace: String,
+    /// The metric.
+    pub metric: String,
+    /// `labelSelector`: matchers on the metric's series.
+    pub selector: LabelSelector,
+}
 
 /// Why a request path was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -84,7 +84,10 @@ impl PrometheusObjects {
     /// Every combination of these labels' values at now.
     async fn combinations(&self, labels: &[&str]) -> Result<Vec<Vec<String>>, BackendError> {
         let promql = combinations_query(labels).map_err(|e| BackendError::Failed(e.to_string()))?;
-        let result = self.backend.query(&promql, super::unix_now()).await?;
+        let result = self
+            .backend
+            .query(&promql, crate::clock::unix_now())
+            .await?;
         let QueryResult::Vector(samples) = result else {
             return Err(BackendError::Failed(format!(
                 "{promql} did not return a vector"

@@ -25,7 +25,7 @@ fn config(url: String) -> ClientConfig {
 }
 
 fn now() -> f64 {
-    prom_adapter::provider::unix_now()
+    prom_adapter::clock::unix_now()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
