@@ -212,8 +212,9 @@ rules:
             .custom_metrics()
             .map(|(info, _)| format!("{}/{}/{}", info.resource, info.namespaced, info.metric))
             .collect();
-        // Reference §4.4 with real API groups; the namespace-labelled node/PV series of this
-        // fixture also register for namespaces (their seriesQuery requires kube_namespace).
+        // prometheus-adapter's pkg/custom-provider/series_registry_test.go with real API groups;
+        // the namespace-labelled node/PV series of this fixture also register for namespaces
+        // (their seriesQuery requires kube_namespace).
         let mut expected = vec![
             "pods/true/some_count",
             "namespaces/false/some_count",

@@ -211,7 +211,8 @@ externalRules:
     #[test]
     fn queries_follow_the_rule_scope() {
         let (service, _) = service();
-        // Reference §4.10.
+        // An external rule with the namespace override prometheus-adapter's
+        // docs/externalmetrics.md recommends, namespaced and not.
         assert_eq!(
             service
                 .query_for(&request("default", "queue_consumer_lag", "name=q1"))

@@ -500,7 +500,8 @@ mod tests {
 
     #[test]
     fn pods_pair_cpu_and_memory_per_container() {
-        // Reference §4.7 cases 1 and 2 (pod-nonexistant has no samples).
+        // prometheus-adapter's pkg/resourceprovider/provider_test.go, cases 1 and 2
+        // (pod-nonexistant has no samples).
         let cpu = [
             c("pod1", "cont1", 1100.0, 10),
             c("pod1", "cont2", 1110.0, 20),
@@ -540,7 +541,8 @@ mod tests {
 
     #[test]
     fn nan_and_negative_usage_is_zero_and_one_sided_containers_get_zero() {
-        // Reference §4.7 case 3, plus a container with CPU only and a pod with no memory.
+        // prometheus-adapter's pkg/resourceprovider/provider_test.go, case 3, plus a container
+        // with CPU only and a pod with no memory.
         let cpu = [
             c("pod1", "cont1", -1100.0, 10),
             c("pod1", "cont2", f64::NAN, 20),
@@ -580,7 +582,7 @@ mod tests {
 
     #[test]
     fn nodes_take_the_first_sample_and_skip_missing_ones() {
-        // Reference §4.7 cases 4 to 6.
+        // prometheus-adapter's pkg/resourceprovider/provider_test.go, cases 4 to 6.
         let n = |name: &str, value: f64, millis: u64| {
             sample(&[("instance", name), ("id", "/")], value, millis)
         };

@@ -387,7 +387,7 @@ mod tests {
 
     #[test]
     fn filters_use_unanchored_search() {
-        // Reference §4.3.
+        // prometheus-adapter's pkg/naming/regex_matcher_test.go.
         let is = SeriesFilter::Is(Regex::new("my_.*").unwrap());
         assert!(is.keeps("my_label"));
         assert!(!is.keeps("your_label"));
