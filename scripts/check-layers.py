@@ -2,7 +2,8 @@
 """Fails when a module reaches across the layers of DESIGN.md.
 
 - The pure core (model, promql, rules, registry, resources, config, object_names) does no IO:
-  no runtime, HTTP or Kubernetes crates, no files, sockets or clock reads, and no edge modules.
+  no runtime, HTTP, Kubernetes, logging or flag crates, no files, sockets or clock reads, and no
+  edge modules.
 - The providers and the API reach Prometheus and the cluster only through the providers' ports.
 - explain and simulate do not use the API layer.
 - telemetry and the clock are leaves; the request vocabulary uses no provider service.
@@ -17,7 +18,7 @@ import sys
 
 CORE = ["model.rs", "promql", "rules", "registry.rs", "resources.rs", "config", "object_names.rs"]
 IO = (
-    r"\b(tokio|actix_web|actix_rt|actix_tls|reqwest|hyper|kube|k8s_openapi|notify|prometheus_http_query)::"
+    r"\b(tokio|actix_web|actix_rt|actix_tls|reqwest|hyper|kube|k8s_openapi|notify|prometheus_http_query|tracing|clap)::"
     r"|\bstd::(fs|net|process)\b|\bstd::\{[^}]*\b(fs|net|process)\b"
     r"|\bSystemTime\b|\bInstant::now\b|\bunix_now\b"
 )

@@ -159,7 +159,7 @@ impl RulesReloader {
             });
         let rules = match compiled {
             Ok(rules) => {
-                rules.warn_about_load();
+                log_load_warnings(&rules);
                 Arc::new(rules)
             }
             Err(error) => {
@@ -274,6 +274,13 @@ pub fn load_rules_and_text(
         config::check_backends(&rules, &origin, backends)?;
     }
     Ok((rules, text))
+}
+
+/// Logs each of the rules' load warnings, as `serve` does at start and on every reload.
+pub fn log_load_warnings(rules: &RuleSet) {
+    for warning in &rules.load_warnings {
+        tracing::warn!(at = %warning.at, "{}", warning.why);
+    }
 }
 
 #[cfg(test)]

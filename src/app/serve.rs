@@ -54,7 +54,7 @@ async fn run_server(serve_config: ServeConfig) -> anyhow::Result<()> {
     let known: Vec<&str> = backend_names.iter().map(String::as_str).collect();
     let (rules, rules_text) =
         crate::reload::load_rules_and_text(&serve_config.rules_path, Some(&known))?;
-    rules.warn_about_load();
+    crate::reload::log_load_warnings(&rules);
     let rules = Arc::new(rules);
     let server::ServingTls {
         config: tls,

@@ -135,13 +135,6 @@ impl RuleSet {
         at("rules", &self.custom).chain(at("externalRules", &self.external))
     }
 
-    /// Logs each load warning, as `serve` does at start and on every reload.
-    pub fn warn_about_load(&self) {
-        for warning in &self.load_warnings {
-            tracing::warn!(at = %warning.at, "{}", warning.why);
-        }
-    }
-
     /// Rules whose `backend:` names none of `known`, each with where it is written.
     pub fn unknown_backends(&self, known: &[&str]) -> Vec<UnknownBackend> {
         let mut unknown = Vec::new();
