@@ -495,8 +495,9 @@ fn review(state: &State, path: &str, body: &[u8]) -> Option<HttpResponse> {
     }
 }
 
-/// A TokenReview of an unknown token being answered: counted until dropped (answered, or given
-/// up by the client).
+/// A TokenReview of an unknown token being answered: counted until its handler ends. actix keeps a
+/// handler running after its client hangs up, so a review the adapter gave up on stays counted
+/// until it is released.
 struct UnknownTokenReview(Arc<Mutex<State>>);
 
 impl UnknownTokenReview {
