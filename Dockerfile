@@ -3,7 +3,7 @@ FROM rust:1-alpine AS build
 RUN apk add --no-cache musl-dev gcc
 WORKDIR /src
 COPY . .
-# The same command `make test` runs (as `make release`), so the image's build is tested.
+# The same command as `make release`.
 RUN cargo build --release --locked && strip target/release/prom-adapter
 
 FROM scratch

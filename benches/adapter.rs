@@ -36,7 +36,7 @@ const OBJECT_PATH: &str = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/defaul
 const DIRECT_QUERY: &str = r#"sum(rate(nginx_ingress_controller_requests{namespace="default",service="web"}[2m])) by (service)"#;
 
 fn main() {
-    prom_adapter::server::install_crypto_provider();
+    prom_adapter_serve::server::install_crypto_provider();
     let only = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -317,7 +317,7 @@ fn discovery() {
         let body = std::fs::read(&file).unwrap();
         let began = Instant::now();
         // In 64 KiB chunks, as the body arrives from the network.
-        let mut decoder = prom_adapter::prometheus::SeriesDecoder::default();
+        let mut decoder = prom_adapter_backend::prometheus::SeriesDecoder::default();
         for chunk in body.chunks(64 * 1024) {
             decoder.feed(chunk).unwrap();
         }
@@ -409,11 +409,11 @@ fn discovery() {
 /// (which pods exist) and, per namespace, the CPU and memory queries, built by the library
 /// itself so that they are exactly the adapter's.
 fn pod_list_queries(rules_path: &Path, pods: &[(String, String)]) -> Vec<String> {
-    use prom_adapter::model::GroupResource;
-    use prom_adapter::provider::plan::{QueryShaping, usage_queries};
-    use prom_adapter::resources::ResourceTable;
+    use prom_adapter_core::model::GroupResource;
+    use prom_adapter_core::plan::{QueryShaping, usage_queries};
+    use prom_adapter_core::resources::ResourceTable;
     let text = std::fs::read_to_string(rules_path).unwrap();
-    let rules = prom_adapter::config::parse_rules(&text, "demo").unwrap();
+    let rules = prom_adapter_core::config::parse_rules(&text, "demo").unwrap();
     let resource = rules.resource.expect("resourceRules");
     let table = ResourceTable::builtin();
     let mut by_namespace: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
@@ -424,8 +424,7 @@ fn pod_list_queries(rules_path: &Path, pods: &[(String, String)]) -> Vec<String>
             .push(name.clone());
     }
     let mut queries = vec![
-        prom_adapter::provider::resource_objects::combinations_query(&["namespace", "pod"])
-            .unwrap(),
+        prom_adapter_provider::resource_objects::combinations_query(&["namespace", "pod"]).unwrap(),
     ];
     for (namespace, names) in &by_namespace {
         for rule in [&resource.cpu, &resource.memory] {

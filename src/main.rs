@@ -13,7 +13,7 @@ use prom_adapter::cli::{Cli, Command, screen_legacy_flags};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    prom_adapter::server::install_crypto_provider();
+    prom_adapter_serve::server::install_crypto_provider();
     let (args, warnings) = match screen_legacy_flags(std::env::args().collect()) {
         Ok(screened) => screened,
         Err(message) => {

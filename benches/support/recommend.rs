@@ -4,10 +4,10 @@
 
 use std::time::Instant;
 
-use prom_adapter::prometheus::RangeSeries;
-use prom_adapter::simulate::hpa;
-use prom_adapter::simulate::recommend::{self, Objective, Space};
-use prom_adapter::simulate::replay::{MetricHistory, Options, PodModel, Prepared};
+use prom_adapter_backend::prometheus::RangeSeries;
+use prom_adapter_tools::simulate::hpa;
+use prom_adapter_tools::simulate::recommend::{self, Objective, Space};
+use prom_adapter_tools::simulate::replay::{MetricHistory, Options, PodModel, Prepared};
 
 const DAY: i64 = 86_400;
 

@@ -6,12 +6,12 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 
 use crate::cli::ExplainArgs;
-use crate::explain;
-use crate::model::parse_duration;
-use crate::prometheus;
-use crate::provider::{MetricsBackend, Snapshot};
-use crate::resources::ResourceTable;
-use crate::telemetry::Metrics;
+use prom_adapter_backend::prometheus;
+use prom_adapter_core::model::parse_duration;
+use prom_adapter_core::resources::ResourceTable;
+use prom_adapter_provider::{MetricsBackend, Snapshot};
+use prom_adapter_telemetry::Metrics;
+use prom_adapter_tools::explain;
 
 /// `check`: validates a rules file offline and prints one line per rule; exit 1 on an error (or
 /// a warning, with `strict`).
@@ -32,7 +32,9 @@ pub fn check(
     let known: Option<Vec<&str>> = backends
         .as_ref()
         .map(|names| names.iter().map(String::as_str).collect());
-    match crate::reload::load_rules_and_text(path, known.as_deref()).map(|(rules, _)| rules) {
+    match prom_adapter_serve::reload::load_rules_and_text(path, known.as_deref())
+        .map(|(rules, _)| rules)
+    {
         Ok(rules) => {
             if backends.is_none() {
                 for rule in rules.custom.iter().chain(&rules.external) {
@@ -87,9 +89,9 @@ pub fn check(
 /// `check` take serve's settings file for them).
 pub fn load_backends(
     file: &std::path::Path,
-) -> anyhow::Result<Vec<crate::prometheus::NamedBackendConfig>> {
+) -> anyhow::Result<Vec<prom_adapter_backend::prometheus::NamedBackendConfig>> {
     let settings = crate::cli::settings::load(Some(file), &[], &crate::cli::ServeArgs::default())?;
-    let sharing = crate::provider::query_cache::QuerySharing {
+    let sharing = prom_adapter_provider::query_cache::QuerySharing {
         ttl: std::time::Duration::ZERO,
         time_step: std::time::Duration::ZERO,
         max_concurrent: 64,
@@ -99,7 +101,7 @@ pub fn load_backends(
     let service_account_dir = settings
         .service_account_dir
         .clone()
-        .unwrap_or_else(|| crate::prometheus::transport::SERVICE_ACCOUNT_DIR.into());
+        .unwrap_or_else(|| prom_adapter_backend::prometheus::transport::SERVICE_ACCOUNT_DIR.into());
     crate::cli::backends::resolve(&settings.backends, &sharing, &service_account_dir)
         .map_err(|problems| anyhow::anyhow!("{}: {}", file.display(), problems.join("\n  ")))
 }
@@ -109,15 +111,16 @@ pub(crate) fn backends_and_rules(
     config: &std::path::Path,
     settings: Option<&std::path::Path>,
 ) -> anyhow::Result<(
-    Vec<crate::prometheus::NamedBackendConfig>,
-    crate::rules::RuleSet,
+    Vec<prom_adapter_backend::prometheus::NamedBackendConfig>,
+    prom_adapter_core::rules::RuleSet,
 )> {
     let backends = match settings {
         Some(file) => load_backends(file)?,
         None => Vec::new(),
     };
     let known: Vec<&str> = backends.iter().map(|b| b.name.as_str()).collect();
-    let (rules, _) = crate::reload::load_rules_and_text(config, settings.map(|_| &known[..]))?;
+    let (rules, _) =
+        prom_adapter_serve::reload::load_rules_and_text(config, settings.map(|_| &known[..]))?;
     Ok((backends, rules))
 }
 
@@ -134,14 +137,14 @@ pub fn run(args: &ExplainArgs) -> anyhow::Result<ExitCode> {
 
 fn explain_offline(
     args: &ExplainArgs,
-    rules: &crate::rules::RuleSet,
+    rules: &prom_adapter_core::rules::RuleSet,
     table: &ResourceTable,
     file: &std::path::Path,
 ) -> anyhow::Result<ExitCode> {
     let text = std::fs::read_to_string(file)
         .with_context(|| format!("cannot read series file {}", file.display()))?;
     let series = explain::parse_series_file(&text)?;
-    let registry = crate::registry::Registry::from_series(rules, &series, table);
+    let registry = prom_adapter_core::registry::Registry::from_series(rules, &series, table);
     let json = args.output == "json";
     match &args.request_path {
         Some(path) => {
@@ -184,12 +187,12 @@ fn explain_offline(
 /// reports, answers or diagnoses with the providers `serve` uses.
 fn explain_live(
     args: &ExplainArgs,
-    rules: crate::rules::RuleSet,
+    rules: prom_adapter_core::rules::RuleSet,
     table: ResourceTable,
     url: &str,
     backends: Vec<prometheus::NamedBackendConfig>,
 ) -> anyhow::Result<ExitCode> {
-    use crate::explain::{live, report, why};
+    use prom_adapter_tools::explain::{live, report, why};
     let max_age = parse_duration(&args.metrics_max_age).context("--metrics-max-age")?;
     let config = args.client.client_config(
         url,
@@ -204,20 +207,20 @@ fn explain_live(
         let client = prometheus::Client::new(config)?;
         let clients = prometheus::BackendClients::new(client.clone(), &backends)?;
         let metrics = Arc::new(Metrics::new());
-        let router: Option<Arc<dyn crate::provider::BackendRouter>> = if backends.is_empty() {
+        let router: Option<Arc<dyn prom_adapter_provider::BackendRouter>> = if backends.is_empty() {
             None
         } else {
             Some(Arc::new(
                 prometheus::SharedNamedBackends::new(backends, metrics.clone()).router()?,
             ))
         };
-        let now = crate::clock::unix_now();
+        let now = prom_adapter_telemetry::clock::unix_now();
         let start = now - max_age.as_secs_f64();
         let listed = explain::list_series(&clients, &rules, start, now).await?;
         let series = listed.series.clone();
         let window = format!(
             "in the last {} (--metrics-max-age)",
-            crate::model::format_go_duration(max_age)
+            prom_adapter_core::model::format_go_duration(max_age)
         );
         let registry = listed.registry(&rules, &table);
         let Some(path) = &args.request_path else {

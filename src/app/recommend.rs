@@ -5,13 +5,13 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 
 use crate::cli::SimulateArgs;
-use crate::model::parse_duration;
-use crate::simulate::controller::Target;
-use crate::simulate::history::History;
-use crate::simulate::hpa::{self, Hpa, Source};
-use crate::simulate::recommend::{self, Objective, Report, Space};
-use crate::simulate::render;
-use crate::simulate::replay::{self, Options, Prepared};
+use prom_adapter_core::model::parse_duration;
+use prom_adapter_tools::simulate::controller::Target;
+use prom_adapter_tools::simulate::history::History;
+use prom_adapter_tools::simulate::hpa::{self, Hpa, Source};
+use prom_adapter_tools::simulate::recommend::{self, Objective, Report, Space};
+use prom_adapter_tools::simulate::render;
+use prom_adapter_tools::simulate::replay::{self, Options, Prepared};
 
 /// Reads `--slo VALUE[@PERCENT]` (default: the first metric's target, @99).
 fn slo(text: Option<&str>, hpa: &Hpa) -> anyhow::Result<(f64, f64)> {
@@ -143,8 +143,8 @@ pub fn run(
             let found = &report.recommendation;
             print!(
                 "# Recommended by prom-adapter simulate --recommend over {} to {}:\n# {} replica-hours (today {}), {} s over the SLO (today {} s).\n{recommended_manifest}",
-                crate::model::format_timestamp(options.start),
-                crate::model::format_timestamp(options.end),
+                prom_adapter_core::model::format_timestamp(options.start),
+                prom_adapter_core::model::format_timestamp(options.end),
                 found.best.score.replica_seconds / 3600,
                 found.current.score.replica_seconds / 3600,
                 found.best.score.seconds_over_slo,

@@ -4,19 +4,19 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 
-use crate::model::parse_duration;
-use crate::prometheus;
-use crate::resources::ResourceTable;
+use prom_adapter_backend::prometheus;
+use prom_adapter_core::model::parse_duration;
+use prom_adapter_core::resources::ResourceTable;
 
 /// `simulate`: fetches the HPA's metric histories and replays the controller over them.
 pub fn run(args: &crate::cli::SimulateArgs) -> anyhow::Result<ExitCode> {
-    use crate::simulate::{self, history, hpa, render, replay};
+    use prom_adapter_tools::simulate::{self, history, hpa, render, replay};
     let (backends, rules) =
         super::explain::backends_and_rules(&args.config, args.settings.as_deref())?;
     let manifest = std::fs::read_to_string(&args.hpa)
         .with_context(|| format!("cannot read HPA manifest {}", args.hpa.display()))?;
     let hpa = hpa::parse(&manifest)?;
-    let now = crate::clock::unix_now() as i64;
+    let now = prom_adapter_telemetry::clock::unix_now() as i64;
     let start = simulate::parse_time(&args.start, now)?;
     let end = simulate::parse_time(&args.end, now)?;
     if end <= start {
@@ -32,7 +32,7 @@ pub fn run(args: &crate::cli::SimulateArgs) -> anyhow::Result<ExitCode> {
         let Some((resource, quantity)) = request.split_once('=') else {
             bail!("--pod-request {request:?}: write RESOURCE=QUANTITY, e.g. cpu=250m");
         };
-        let milli = crate::model::parse_quantity_milli(quantity)
+        let milli = prom_adapter_core::model::parse_quantity_milli(quantity)
             .map_err(|e| anyhow::anyhow!("--pod-request {request:?}: {e}"))?;
         pod_requests.insert(resource.to_owned(), milli);
     }

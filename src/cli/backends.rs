@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::PrometheusArgs;
-use crate::prometheus::NamedBackendConfig;
-use crate::prometheus::tenancy::Tenancy;
-use crate::provider::query_cache::QuerySharing;
+use prom_adapter_backend::prometheus::NamedBackendConfig;
+use prom_adapter_backend::prometheus::tenancy::Tenancy;
+use prom_adapter_provider::query_cache::QuerySharing;
 
 /// One named backend as the settings file writes it: what `--prometheus-*` takes, without the
 /// prefix, plus templates, tenants and limits.
@@ -62,7 +62,7 @@ pub fn resolve(
     let mut resolved = Vec::new();
     for (name, settings) in backends {
         let at = format!("backends.{name}");
-        if !crate::rules::is_valid_backend_name(name) || name == "default" {
+        if !prom_adapter_core::rules::is_valid_backend_name(name) || name == "default" {
             problems.push(format!("{at}: {name:?} cannot name a backend: lower-case letters, digits and `-`, starting with a letter, at most 63 characters, and not `default` (the --prometheus-url backend)"));
             continue;
         }

@@ -6,8 +6,8 @@ use anyhow::{Context, bail};
 use clap::Args;
 use serde::{Deserialize, Serialize};
 
-use crate::model::parse_duration;
-use crate::prometheus;
+use prom_adapter_backend::prometheus;
+use prom_adapter_core::model::parse_duration;
 
 /// How to reach Prometheus (the URL is each command's own: serve defaults it, explain without it
 /// works offline, simulate requires it). Unset values take the defaults of `client_config`.
@@ -69,11 +69,12 @@ impl PrometheusArgs {
             .prometheus_max_response_bytes
             .as_deref()
             .unwrap_or("64Mi");
-        let max_response_bytes = match crate::model::parse_quantity_milli(max_response_bytes) {
-            Ok(milli) if milli >= 1000 => (milli / 1000) as u64,
-            Ok(_) => bail!("--prometheus-max-response-bytes must be at least 1 byte"),
-            Err(e) => bail!("--prometheus-max-response-bytes: {e}"),
-        };
+        let max_response_bytes =
+            match prom_adapter_core::model::parse_quantity_milli(max_response_bytes) {
+                Ok(milli) if milli >= 1000 => (milli / 1000) as u64,
+                Ok(_) => bail!("--prometheus-max-response-bytes must be at least 1 byte"),
+                Err(e) => bail!("--prometheus-max-response-bytes: {e}"),
+            };
         let timeout = parse_duration(self.prometheus_timeout.as_deref().unwrap_or("30s"))
             .context("--prometheus-timeout")?;
         if timeout.is_zero() {

@@ -8,12 +8,13 @@ use anyhow::{Context, bail};
 use clap::Args;
 
 use super::PrometheusArgs;
-use crate::model::parse_duration;
-use crate::prometheus;
-use crate::provider::discovery::DiscoveryConfig;
-use crate::provider::plan::DEFAULT_MAX_QUERY_LENGTH;
-use crate::provider::query_cache::QuerySharing;
-use crate::server;
+use prom_adapter_backend::prometheus;
+use prom_adapter_core::model::parse_duration;
+use prom_adapter_core::plan::DEFAULT_MAX_QUERY_LENGTH;
+use prom_adapter_provider::discovery::DiscoveryConfig;
+use prom_adapter_provider::query_cache::QuerySharing;
+use prom_adapter_serve::server;
+use prom_adapter_serve::{ClusterSettings, ServeConfig};
 
 /// `serve`'s settings, declared once: as flags, and (snake_case) as settings-file keys and
 /// `PROM_ADAPTER_*` variables. Unset flags fall through to the environment, the settings file,
@@ -309,40 +310,6 @@ pub struct QueryArgs {
     pub disable_query_batching: bool,
 }
 
-/// Everything `serve` needs, validated.
-pub struct ServeConfig {
-    pub(crate) rules_path: std::path::PathBuf,
-    pub(crate) prometheus: prometheus::ClientConfig,
-    pub(crate) discovery: DiscoveryConfig,
-    pub(crate) addr: SocketAddr,
-    pub(crate) tls: server::TlsSource,
-    pub(crate) shutdown: server::Shutdown,
-    pub(crate) handshakes: server::HandshakeLimits,
-    pub(crate) tls_reload_interval: std::time::Duration,
-    pub(crate) sharing: QuerySharing,
-    pub(crate) shaping: crate::provider::plan::QueryShaping,
-    /// The settings' named backends.
-    pub(crate) backends: Vec<prometheus::NamedBackendConfig>,
-    /// `None` with `--standalone`.
-    pub(crate) cluster: Option<ClusterSettings>,
-}
-
-/// How to reach the cluster, and how to ask it about requests.
-pub struct ClusterSettings {
-    pub(crate) kubeconfig: Option<std::path::PathBuf>,
-    pub(crate) discovery_interval: Duration,
-    pub(crate) qps: f32,
-    pub(crate) burst: u32,
-    pub(crate) authentication_kubeconfig: Option<std::path::PathBuf>,
-    pub(crate) authorization_kubeconfig: Option<std::path::PathBuf>,
-    pub(crate) auth: crate::auth::AuthConfig,
-    /// Where client CAs come from when not from files.
-    pub(crate) skip_lookup: bool,
-    pub(crate) tolerate_lookup_failure: bool,
-    pub(crate) auth_refresh_interval: Duration,
-    pub(crate) client_cas: server::ClientCas,
-}
-
 /// The HPA controller's default sync period: cached answers must be younger.
 const HPA_SYNC: Duration = Duration::from_secs(15);
 
@@ -412,8 +379,8 @@ pub fn resolve(settings: &ServeArgs) -> anyhow::Result<ServeConfig> {
         p.note("--standalone runs without a cluster; drop --lister-kubeconfig, or drop --standalone to use the cluster");
     }
     // Checked in every mode: a bad value is an error even where nothing uses it yet.
-    let auth = crate::auth::AuthConfig {
-        request_header: crate::auth::RequestHeaderConfig {
+    let auth = prom_adapter_serve::auth::AuthConfig {
+        request_header: prom_adapter_serve::auth::RequestHeaderConfig {
             allowed_names: authn.requestheader_allowed_names.clone(),
             username_headers: list(&authn.requestheader_username_headers, &["X-Remote-User"]),
             group_headers: list(&authn.requestheader_group_headers, &["X-Remote-Group"]),
@@ -635,7 +602,7 @@ pub fn resolve(settings: &ServeArgs) -> anyhow::Result<ServeConfig> {
         tracing::warn!("{warning}");
     }
     Ok(ServeConfig {
-        shaping: crate::provider::plan::QueryShaping {
+        shaping: prom_adapter_core::plan::QueryShaping {
             batch: !queries.disable_query_batching,
             max_length: max_query_length,
         },

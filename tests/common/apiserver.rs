@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use prom_adapter::promql::LabelSelector;
+use prom_adapter_core::promql::LabelSelector;
 use serde_json::{Value, json};
 
 /// The token clients must present.
@@ -95,7 +95,7 @@ impl ApiServer {
     /// Starts with the built-in resources of a cluster (core, apps, networking.k8s.io) and no
     /// objects; writes a kubeconfig that trusts its certificate and carries the token.
     pub fn start(dir: &Path) -> Self {
-        prom_adapter::server::install_crypto_provider();
+        prom_adapter_serve::server::install_crypto_provider();
         let pki = dir.join("apiserver-pki");
         std::fs::create_dir_all(&pki).unwrap();
         super::write_pki(&pki);

@@ -58,7 +58,7 @@ pub fn wait_for(mut check: impl FnMut() -> bool) -> bool {
 /// An HTTPS client of the adapter (which serves a self-signed certificate), optionally from
 /// another loopback address, keeping many connections open.
 pub fn https_client(from: Option<std::net::IpAddr>) -> reqwest::Client {
-    prom_adapter::server::install_crypto_provider();
+    prom_adapter_serve::server::install_crypto_provider();
     reqwest::Client::builder()
         .danger_accept_invalid_certs(true)
         .local_address(from)

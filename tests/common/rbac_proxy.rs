@@ -27,7 +27,7 @@ impl RbacProxy {
     /// Serves with `pki`'s server certificate (see `write_pki`), in front of `upstream`; when
     /// `client_certificates` is set, a handshake without a certificate from `pki`'s CA fails.
     pub fn start(pki: &Path, upstream: String, token: &str, client_certificates: bool) -> Self {
-        prom_adapter::server::install_crypto_provider();
+        prom_adapter_serve::server::install_crypto_provider();
         let state = Arc::new(State {
             upstream,
             accepted: Mutex::new(vec![token.to_owned()]),

@@ -149,7 +149,7 @@ fn rendered_rules_load_and_rendered_flags_parse() {
             .as_str()
             .unwrap()
             .to_owned();
-        let rules = prom_adapter::config::parse_rules(&config, "ConfigMap")
+        let rules = prom_adapter_core::config::parse_rules(&config, "ConfigMap")
             .unwrap_or_else(|e| panic!("{}: {e}\n{config}", values.display()));
         // The APIServices follow the rules.
         let apis: Vec<&str> = find(&objects, "APIService")
@@ -557,8 +557,8 @@ fn listed_by_overrides(objects: &[Value]) -> Vec<(String, String)> {
     else {
         return vec![];
     };
-    let rules = prom_adapter::config::parse_rules(config, "ConfigMap").unwrap();
-    let table = prom_adapter::resources::ResourceTable::builtin();
+    let rules = prom_adapter_core::config::parse_rules(config, "ConfigMap").unwrap();
+    let table = prom_adapter_core::resources::ResourceTable::builtin();
     let mut listed = vec![];
     for rule in rules.custom.iter().chain(&rules.external) {
         for (label, resource) in rule.resources.overrides() {
@@ -711,7 +711,7 @@ fn the_plain_manifests_are_the_rendered_chart_and_build_with_kustomize() {
     let objects = objects_of(&overlay);
     let config = find(&objects, "ConfigMap")[0];
     assert_eq!(config["metadata"]["name"], "prom-adapter");
-    let rules = prom_adapter::config::parse_rules(
+    let rules = prom_adapter_core::config::parse_rules(
         config["data"]["config.yaml"].as_str().unwrap(),
         "overlay ConfigMap",
     )

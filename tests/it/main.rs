@@ -21,3 +21,4 @@ mod query_sharing;
 mod recommend;
 mod reload;
 mod simulate;
+mod walls;

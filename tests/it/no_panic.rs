@@ -1,6 +1,6 @@
 //! Bad input never panics: pseudo-random and mutated inputs through every parser that sees user or network data.
 
-use prom_adapter::promql::{LabelSelector, Series, SeriesSelector};
+use prom_adapter_core::promql::{LabelSelector, Series, SeriesSelector};
 
 /// xorshift64*: deterministic, so a failure reproduces.
 struct Rng(u64);
@@ -118,14 +118,15 @@ fn parsers_reject_bad_input_without_panicking() {
         } else {
             mutate(&mut rng, &rules)
         };
-        rejected += usize::from(prom_adapter::config::parse_rules(&text, "fuzz.yaml").is_err());
+        rejected +=
+            usize::from(prom_adapter_core::config::parse_rules(&text, "fuzz.yaml").is_err());
         let _ = LabelSelector::parse(&text).map(|s| s.to_matchers());
         let _ = SeriesSelector::parse(&text);
         let _ = Series::parse(&text);
         let answer = mutate(&mut rng, series_answer);
-        let _ = prom_adapter::prometheus::decode_series(answer.as_bytes());
-        let _ = prom_adapter::prometheus::decode_series(text.as_bytes());
-        let _ = prom_adapter::model::parse_duration(&text);
+        let _ = prom_adapter_backend::prometheus::decode_series(answer.as_bytes());
+        let _ = prom_adapter_backend::prometheus::decode_series(text.as_bytes());
+        let _ = prom_adapter_core::model::parse_duration(&text);
         let path = mutate(&mut rng, "namespaces/default/pods/%2A/metric");
         let query: std::collections::HashMap<String, String> = [
             ("labelSelector", mutate(&mut rng, "app=web,tier in (a,b)")),
@@ -138,44 +139,44 @@ fn parsers_reject_bad_input_without_panicking() {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
-        let _ = prom_adapter::provider::request::parse_custom(&path, &query);
+        let _ = prom_adapter_core::request::parse_custom(&path, &query);
         // Names and namespaces in request paths, credentials, and values that reach templates.
         let full = mutate(
             &mut rng,
             "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods.apps/web.v1%2Ecanary/cpu_usage",
         );
-        if let Ok(attributes) = prom_adapter::auth::Attributes::from_request("GET", &full) {
+        if let Ok(attributes) = prom_adapter_serve::auth::Attributes::from_request("GET", &full) {
             let _ = attributes.check_names();
             let canonical = attributes.canonical(|r| Some(r.to_ascii_lowercase()));
             let _ = canonical.forbidden_message(&text);
         }
-        let _ = prom_adapter::auth::Attributes::from_request(&text, &text);
-        let _ = prom_adapter::object_names::decode_segment(&text);
-        let _ = prom_adapter::object_names::check_namespace(&text);
-        let _ = prom_adapter::object_names::check_object_name(&text, &text, true);
-        let _ = prom_adapter::object_names::check_token("metric", &text);
-        let _ = prom_adapter::auth::bearer_token(&mutate(&mut rng, "Bearer abc.def"));
-        let _ = prom_adapter::promql::template_alternation(&[text.as_str(), path.as_str()]);
-        let _ = prom_adapter::rules::QueryTemplate::compile(&text);
+        let _ = prom_adapter_serve::auth::Attributes::from_request(&text, &text);
+        let _ = prom_adapter_core::object_names::decode_segment(&text);
+        let _ = prom_adapter_core::object_names::check_namespace(&text);
+        let _ = prom_adapter_core::object_names::check_object_name(&text, &text, true);
+        let _ = prom_adapter_core::object_names::check_token("metric", &text);
+        let _ = prom_adapter_serve::auth::bearer_token(&mutate(&mut rng, "Bearer abc.def"));
+        let _ = prom_adapter_core::promql::template_alternation(&[text.as_str(), path.as_str()]);
+        let _ = prom_adapter_core::rules::QueryTemplate::compile(&text);
         // explain's inputs: Prometheus's configuration, request paths, and the lint and --why
         // walks over whatever rules and series parsed.
         let config = mutate(
             &mut rng,
             "global:\n  scrape_interval: 15s\nscrape_configs:\n- job_name: a\n  scrape_interval: 1m\n",
         );
-        let _ = prom_adapter::explain::lint::ScrapeIntervals::from_prometheus_config(&config);
+        let _ = prom_adapter_tools::explain::lint::ScrapeIntervals::from_prometheus_config(&config);
         // simulate's inputs: HPA manifests, times and quantities.
         let manifest = mutate(&mut rng, include_str!("../../config/hpa/shop.yaml"));
-        let _ = prom_adapter::simulate::hpa::parse(&manifest);
-        let _ = prom_adapter::simulate::parse_time(&text, 0);
-        let _ = prom_adapter::model::parse_quantity_milli(&mutate(&mut rng, "1.5e3Mi"));
+        let _ = prom_adapter_tools::simulate::hpa::parse(&manifest);
+        let _ = prom_adapter_tools::simulate::parse_time(&text, 0);
+        let _ = prom_adapter_core::model::parse_quantity_milli(&mutate(&mut rng, "1.5e3Mi"));
         let request = mutate(
             &mut rng,
             "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/web/cpu_usage?metricLabelSelector=a%3Db",
         );
         if let (Ok(rules), Ok(request)) = (
-            prom_adapter::config::parse_rules(&text, "fuzz.yaml"),
-            prom_adapter::explain::parse_request_path(&request),
+            prom_adapter_core::config::parse_rules(&text, "fuzz.yaml"),
+            prom_adapter_tools::explain::parse_request_path(&request),
         ) {
             let series: Vec<Series> = [
                 r#"container_cpu_usage_seconds_total{namespace="default",pod="web",container="c"}"#,
@@ -184,13 +185,14 @@ fn parsers_reject_bad_input_without_panicking() {
             .iter()
             .filter_map(|s| Series::parse(s).ok())
             .collect();
-            let table = prom_adapter::resources::ResourceTable::builtin();
-            let registry = prom_adapter::registry::Registry::from_series(&rules, &series, &table);
-            let _ = prom_adapter::explain::why::walk(
+            let table = prom_adapter_core::resources::ResourceTable::builtin();
+            let registry =
+                prom_adapter_core::registry::Registry::from_series(&rules, &series, &table);
+            let _ = prom_adapter_tools::explain::why::walk(
                 &rules, &registry, &series, &table, &request, "now",
             );
-            let _ = prom_adapter::explain::lint::static_warnings(&rules);
-            let _ = prom_adapter::explain::lint::series_warnings(&rules, &series, &table);
+            let _ = prom_adapter_tools::explain::lint::static_warnings(&rules);
+            let _ = prom_adapter_tools::explain::lint::series_warnings(&rules, &series, &table);
         }
     }
     // The inputs were mostly invalid: make sure they were really exercised.

@@ -7,8 +7,8 @@ use std::time::Duration;
 use common::Prometheus;
 use common::proxy::RecordingProxy;
 use common::rbac_proxy::RbacProxy;
-use prom_adapter::model::QueryResult;
-use prom_adapter::prometheus::{Client, ClientConfig, Verb};
+use prom_adapter_backend::prometheus::{Client, ClientConfig, Verb};
+use prom_adapter_core::model::QueryResult;
 
 fn config(url: String) -> ClientConfig {
     ClientConfig {
@@ -25,12 +25,12 @@ fn config(url: String) -> ClientConfig {
 }
 
 fn now() -> f64 {
-    prom_adapter::clock::unix_now()
+    prom_adapter_telemetry::clock::unix_now()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutual_tls_with_a_ca_file_and_a_client_certificate() {
-    prom_adapter::server::install_crypto_provider();
+    prom_adapter_serve::server::install_crypto_provider();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     common::write_pki(d);
@@ -108,7 +108,7 @@ async fn mutual_tls_with_a_ca_file_and_a_client_certificate() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn headers_bearer_token_reload_and_verbs() {
-    prom_adapter::server::install_crypto_provider();
+    prom_adapter_serve::server::install_crypto_provider();
     let dir = tempfile::tempdir().unwrap();
     let prometheus = Prometheus::start(dir.path());
     let proxy = RecordingProxy::start(prometheus.port);
@@ -216,7 +216,7 @@ async fn headers_bearer_token_reload_and_verbs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_past_the_size_limit_fail_but_the_series_listing_does_not() {
-    prom_adapter::server::install_crypto_provider();
+    prom_adapter_serve::server::install_crypto_provider();
     let dir = tempfile::tempdir().unwrap();
     let prometheus = Prometheus::start(dir.path());
     let mut settings = config(prometheus.url());
@@ -233,7 +233,7 @@ async fn answers_past_the_size_limit_fail_but_the_series_listing_does_not() {
     assert!(
         matches!(
             error,
-            prom_adapter::prometheus::Error::TooLarge { limit: 2048, .. }
+            prom_adapter_backend::prometheus::Error::TooLarge { limit: 2048, .. }
         ),
         "{error}"
     );
@@ -263,8 +263,8 @@ fn kubeconfig(dir: &std::path::Path, user: &str) -> std::path::PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kubeconfig_or_the_service_account_reaches_prometheus_through_an_authenticating_proxy() {
-    use prom_adapter::prometheus::transport;
-    prom_adapter::server::install_crypto_provider();
+    use prom_adapter_backend::prometheus::transport;
+    prom_adapter_serve::server::install_crypto_provider();
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     common::write_pki(d);

@@ -134,7 +134,7 @@ fn a_surge_scales_up_within_syncs_and_down_only_after_the_stabilization_window()
             format!("--explain-at={}", surge_to + 150),
         ],
     );
-    let fall = prom_adapter::simulate::render::clock(time(first_down));
+    let fall = prom_adapter_tools::simulate::render::clock(time(first_down));
     assert!(
         explanation.contains("inside the 300 s scale-down stabilization window"),
         "{explanation}"
@@ -150,7 +150,7 @@ fn a_surge_scales_up_within_syncs_and_down_only_after_the_stabilization_window()
             .iter()
             .filter(|s| (surge_to - 30..=surge_to + 360).contains(&time(s)))
             .map(|s| (
-                prom_adapter::simulate::render::clock(time(s)),
+                prom_adapter_tools::simulate::render::clock(time(s)),
                 s["desired"].clone(),
                 replicas(s),
                 s["reason"].clone()

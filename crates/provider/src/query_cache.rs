@@ -1,0 +1,563 @@
+//! Fewer Prometheus queries for the same answers: identical queries in flight are merged, answers are kept for a short TTL, evaluation times are rounded down to a step (so replicas and repeated callers share answers), and calls wait in a bounded queue for a bounded number of slots.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use tokio::sync::{OnceCell, Semaphore};
+use tokio::time::Instant;
+
+use super::{BackendError, MetricsBackend};
+use prom_adapter_core::model::{QueryResult, SeriesShape};
+use prom_adapter_telemetry::Metrics;
+
+/// How the queries to one backend are shared and limited.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuerySharing {
+    /// How long an answer is served again; zero keeps none (in-flight merging stays on).
+    pub ttl: Duration,
+    /// Instant queries are evaluated at the request time rounded down to this step; zero keeps
+    /// the request time.
+    pub time_step: Duration,
+    /// Calls running at once.
+    pub max_concurrent: usize,
+    /// Calls waiting for a slot; past it a call fails at once as unavailable.
+    pub max_queued: usize,
+    /// How long a call may wait for a slot.
+    pub queue_timeout: Duration,
+}
+
+/// Answers kept at most; past it, new answers are merged while in flight but not kept.
+const MAX_ENTRIES: usize = 10_000;
+/// Samples kept at most over every answer (about 100 MB): the cache's memory bound.
+const MAX_KEPT_SAMPLES: usize = 500_000;
+
+type Answer = Result<QueryResult, BackendError>;
+
+struct Entry {
+    answer: Arc<OnceCell<Answer>>,
+    created: Instant,
+    /// Samples this entry holds once settled and kept (counted in `Kept::samples`).
+    samples: usize,
+}
+
+/// The answers, kept and in flight, under one lock.
+#[derive(Default)]
+struct Kept {
+    entries: HashMap<(String, i64), Entry>,
+    /// Samples of every kept answer.
+    samples: usize,
+    /// When expired answers were last dropped.
+    swept: Option<Instant>,
+}
+
+impl Kept {
+    fn remove(&mut self, key: &(String, i64)) {
+        if let Some(entry) = self.entries.remove(key) {
+            self.samples -= entry.samples;
+        }
+    }
+
+    /// Drops answers past the TTL, at most once per TTL.
+    fn sweep(&mut self, now: Instant, ttl: Duration) {
+        if self.swept.is_some_and(|at| now.duration_since(at) < ttl) {
+            return;
+        }
+        self.swept = Some(now);
+        let mut freed = 0;
+        self.entries.retain(|_, e| {
+            let keep = e.answer.get().is_none() || now.duration_since(e.created) < ttl;
+            if !keep {
+                freed += e.samples;
+            }
+            keep
+        });
+        self.samples -= freed;
+    }
+}
+
+/// The state every worker's backend shares: the answers, and the slots of the backend.
+pub struct SharedQueries {
+    /// The backend's name in `/metrics`.
+    name: Arc<str>,
+    settings: QuerySharing,
+    kept: Mutex<Kept>,
+    slots: Semaphore,
+    queued: AtomicUsize,
+    metrics: Arc<Metrics>,
+}
+
+impl SharedQueries {
+    /// Shared state for the default backend (`--prometheus-url`).
+    pub fn new(settings: QuerySharing, metrics: Arc<Metrics>) -> Arc<Self> {
+        Self::named("default", settings, metrics)
+    }
+
+    /// Shared state for the backend called `name`.
+    pub fn named(name: &str, settings: QuerySharing, metrics: Arc<Metrics>) -> Arc<Self> {
+        metrics.init_backend(name);
+        Arc::new(Self {
+            name: Arc::from(name),
+            slots: Semaphore::new(settings.max_concurrent.max(1)),
+            settings,
+            kept: Mutex::new(Kept::default()),
+            queued: AtomicUsize::new(0),
+            metrics,
+        })
+    }
+
+    /// `backend` (one worker's client) behind the shared answers and slots.
+    pub fn backend(self: &Arc<Self>, backend: Arc<dyn MetricsBackend>) -> SharedBackend {
+        self.scoped_backend(backend, String::new())
+    }
+
+    /// `backend` for one tenant (`scope`) of a backend: it shares the backend's slots, and its
+    /// answers are kept apart from other tenants' under the same query text.
+    pub fn scoped_backend(
+        self: &Arc<Self>,
+        backend: Arc<dyn MetricsBackend>,
+        scope: String,
+    ) -> SharedBackend {
+        SharedBackend {
+            shared: self.clone(),
+            inner: backend,
+            scope,
+        }
+    }
+
+    /// The evaluation time for a request at `time`.
+    fn evaluation_time(&self, time: f64) -> f64 {
+        let step = self.settings.time_step.as_secs_f64();
+        if step > 0.0 {
+            (time / step).floor() * step
+        } else {
+            time
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Kept> {
+        // Nothing panics while the lock is held, and no update is left half-done.
+        self.kept.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The cell holding the answer to `key`: a kept or in-flight one, or a new one.
+    fn cell(&self, key: &(String, i64)) -> Arc<OnceCell<Answer>> {
+        let now = Instant::now();
+        let (cell, result) = {
+            let mut kept = self.lock();
+            kept.sweep(now, self.settings.ttl);
+            match kept.entries.get(key) {
+                Some(entry) if entry.answer.get().is_none() => (entry.answer.clone(), "merged"),
+                Some(entry)
+                    if matches!(entry.answer.get(), Some(Ok(_)))
+                        && now.duration_since(entry.created) < self.settings.ttl =>
+                {
+                    (entry.answer.clone(), "hit")
+                }
+                _ => {
+                    kept.remove(key);
+                    let answer = Arc::new(OnceCell::new());
+                    if kept.entries.len() < MAX_ENTRIES {
+                        let entry = Entry {
+                            answer: answer.clone(),
+                            created: now,
+                            samples: 0,
+                        };
+                        kept.entries.insert(key.clone(), entry);
+                    }
+                    (answer, "miss")
+                }
+            }
+        };
+        self.metrics.record_query_sharing(&self.name, result);
+        cell
+    }
+
+    /// After a caller is done with `answer` (answered, failed, or dropped): keeps it for the
+    /// TTL if it is an answer within the memory bound, and forgets it otherwise. An answer still
+    /// unset is forgotten when no one else waits for it (the last caller went away), so that an
+    /// abandoned query does not stay in flight forever.
+    fn settle(&self, key: &(String, i64), answer: &Arc<OnceCell<Answer>>) {
+        let mut kept = self.lock();
+        let Some(entry) = kept.entries.get(key) else {
+            return;
+        };
+        if !Arc::ptr_eq(&entry.answer, answer) || entry.samples > 0 {
+            return;
+        }
+        let samples = match answer.get() {
+            // The map's reference and the caller's: no one else waits.
+            None if Arc::strong_count(answer) <= 2 => None,
+            None => return,
+            Some(Ok(QueryResult::Vector(samples))) => Some(samples.len().max(1)),
+            Some(Ok(_)) => Some(1),
+            Some(Err(_)) => None,
+        };
+        match samples {
+            Some(n) if !self.settings.ttl.is_zero() && kept.samples + n <= MAX_KEPT_SAMPLES => {
+                kept.samples += n;
+                if let Some(entry) = kept.entries.get_mut(key) {
+                    entry.samples = n;
+                }
+            }
+            _ => kept.remove(key),
+        }
+    }
+
+    /// Runs `call` in a slot, waiting in the bounded queue for one.
+    async fn limited<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, BackendError>>,
+    ) -> Result<T, BackendError> {
+        let permit = match self.slots.try_acquire() {
+            Ok(permit) => permit,
+            Err(_) => {
+                // Leaves the queue however the wait ends: acquired, timed out, or dropped (the
+                // client went away, or a sibling part of the request failed).
+                let waiting = Waiting::enter(self);
+                if waiting.ahead >= self.settings.max_queued {
+                    drop(waiting);
+                    self.metrics.record_queue_rejection(&self.name);
+                    return Err(BackendError::Unavailable(format!(
+                        "{} Prometheus calls are running and {} waiting (--prometheus-max-concurrent-queries, --prometheus-max-queued-queries)",
+                        self.settings.max_concurrent, self.settings.max_queued
+                    )));
+                }
+                let waited =
+                    tokio::time::timeout(self.settings.queue_timeout, self.slots.acquire()).await;
+                drop(waiting);
+                match waited {
+                    Ok(Ok(permit)) => permit,
+                    _ => {
+                        self.metrics.record_queue_rejection(&self.name);
+                        return Err(BackendError::Unavailable(format!(
+                            "no Prometheus call slot within {:?}",
+                            self.settings.queue_timeout
+                        )));
+                    }
+                }
+            }
+        };
+        let result = call.await;
+        drop(permit);
+        result
+    }
+}
+
+/// A place in the queue for a slot, given back when dropped.
+struct Waiting<'s> {
+    shared: &'s SharedQueries,
+    /// Calls that were waiting before this one.
+    ahead: usize,
+}
+
+impl<'s> Waiting<'s> {
+    fn enter(shared: &'s SharedQueries) -> Self {
+        let ahead = shared.queued.fetch_add(1, Ordering::SeqCst);
+        shared.metrics.set_queued(&shared.name, ahead + 1);
+        Waiting { shared, ahead }
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        let left = self.shared.queued.fetch_sub(1, Ordering::SeqCst) - 1;
+        self.shared.metrics.set_queued(&self.shared.name, left);
+    }
+}
+
+/// Settles a caller's answer when the caller is done with it, including when it is dropped.
+struct Settle<'a> {
+    shared: &'a SharedQueries,
+    key: (String, i64),
+    answer: Arc<OnceCell<Answer>>,
+}
+
+impl Drop for Settle<'_> {
+    fn drop(&mut self) {
+        self.shared.settle(&self.key, &self.answer);
+    }
+}
+
+/// One worker's backend behind the shared answers and slots.
+pub struct SharedBackend {
+    shared: Arc<SharedQueries>,
+    inner: Arc<dyn MetricsBackend>,
+    /// Prefixes the keys of kept answers: the tenant, for a backend with several.
+    scope: String,
+}
+
+impl MetricsBackend for SharedBackend {
+    fn series_shapes<'a>(
+        &'a self,
+        selector: &'a str,
+        start: f64,
+        end: f64,
+    ) -> BoxFuture<'a, Result<(Vec<SeriesShape>, u64), BackendError>> {
+        Box::pin(
+            self.shared
+                .limited(self.inner.series_shapes(selector, start, end)),
+        )
+    }
+
+    fn label_values<'a>(
+        &'a self,
+        label: &'a str,
+        selector: &'a str,
+        start: f64,
+        end: f64,
+    ) -> BoxFuture<'a, Result<Vec<String>, BackendError>> {
+        Box::pin(
+            self.shared
+                .limited(self.inner.label_values(label, selector, start, end)),
+        )
+    }
+
+    fn query<'a>(
+        &'a self,
+        promql: &'a str,
+        time: f64,
+    ) -> BoxFuture<'a, Result<QueryResult, BackendError>> {
+        Box::pin(async move {
+            let time = self.shared.evaluation_time(time);
+            let text = if self.scope.is_empty() {
+                promql.to_owned()
+            } else {
+                format!("{}\u{1f}{promql}", self.scope)
+            };
+            let key = (text, (time * 1000.0).round() as i64);
+            let answer = self.shared.cell(&key);
+            // The only reference this caller holds, so that `settle` can tell whether others
+            // still wait for an unset answer.
+            let settle = Settle {
+                shared: &self.shared,
+                key,
+                answer,
+            };
+            // If the caller that runs the query goes away, the next waiter runs it.
+            let result = settle
+                .answer
+                .get_or_init(|| self.shared.limited(self.inner.query(promql, time)))
+                .await
+                .clone();
+            drop(settle);
+            result
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fake::FakeBackend;
+    use prom_adapter_core::model::Sample;
+
+    const QUERY: &str = "sum(up)";
+
+    fn settings(ttl: u64, step: u64) -> QuerySharing {
+        QuerySharing {
+            ttl: Duration::from_secs(ttl),
+            time_step: Duration::from_secs(step),
+            max_concurrent: 4,
+            max_queued: 8,
+            queue_timeout: Duration::from_secs(5),
+        }
+    }
+
+    fn fake(delay: Duration) -> Arc<FakeBackend> {
+        let backend = FakeBackend {
+            delay,
+            ..FakeBackend::default()
+        };
+        backend.queries.lock().unwrap().insert(
+            QUERY.to_owned(),
+            Ok(QueryResult::Scalar(Sample {
+                labels: HashMap::new(),
+                value: 1.0,
+                timestamp: 0.0,
+            })),
+        );
+        Arc::new(backend)
+    }
+
+    fn calls(backend: &FakeBackend) -> usize {
+        backend.seen_queries.lock().unwrap().len()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn identical_queries_in_flight_make_one_call() {
+        let inner = fake(Duration::from_millis(100));
+        let shared = SharedQueries::new(settings(0, 0), Arc::new(Metrics::new()));
+        // Two workers' backends share the answers.
+        let (a, b) = (shared.backend(inner.clone()), shared.backend(inner.clone()));
+        let answers = futures_util::future::join_all(
+            (0..10).map(|i| if i % 2 == 0 { &a } else { &b }.query(QUERY, 1000.0)),
+        )
+        .await;
+        assert!(answers.iter().all(|a| a.is_ok()));
+        assert_eq!(calls(&inner), 1);
+        // Without a TTL nothing is kept: the next query runs again.
+        a.query(QUERY, 1000.0).await.unwrap();
+        assert_eq!(calls(&inner), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn answers_are_kept_for_the_ttl_and_times_share_a_step() {
+        let inner = fake(Duration::ZERO);
+        let shared = SharedQueries::new(settings(5, 5), Arc::new(Metrics::new()));
+        let backend = shared.backend(inner.clone());
+        backend.query(QUERY, 1000.0).await.unwrap();
+        backend.query(QUERY, 1004.9).await.unwrap();
+        assert_eq!(calls(&inner), 1, "1000 and 1004.9 share the step from 1000");
+        assert_eq!(
+            inner.seen_query_times.lock().unwrap()[0],
+            1000.0,
+            "evaluated at the step"
+        );
+        backend.query(QUERY, 1005.0).await.unwrap();
+        assert_eq!(calls(&inner), 2, "the next step is another answer");
+        tokio::time::advance(Duration::from_secs(6)).await;
+        backend.query(QUERY, 1005.0).await.unwrap();
+        assert_eq!(calls(&inner), 3, "past the TTL the answer is fetched again");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failures_are_shared_in_flight_but_not_kept() {
+        let inner = fake(Duration::from_millis(50));
+        inner.queries.lock().unwrap().insert(
+            QUERY.to_owned(),
+            Err(BackendError::Unavailable("down".into())),
+        );
+        let shared = SharedQueries::new(settings(5, 0), Arc::new(Metrics::new()));
+        let backend = shared.backend(inner.clone());
+        let (first, second) =
+            futures_util::join!(backend.query(QUERY, 1.0), backend.query(QUERY, 1.0));
+        assert!(first.is_err() && second.is_err());
+        assert_eq!(calls(&inner), 1);
+        assert!(backend.query(QUERY, 1.0).await.is_err());
+        assert_eq!(calls(&inner), 2, "a failure is asked again");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dropped_caller_hands_the_query_to_the_next_waiter() {
+        let inner = fake(Duration::from_millis(100));
+        let shared = SharedQueries::new(settings(5, 0), Arc::new(Metrics::new()));
+        let backend = shared.backend(inner.clone());
+        let first = backend.query(QUERY, 1.0);
+        let waiter = backend.query(QUERY, 1.0);
+        // The first caller gives up half-way.
+        let dropped = tokio::time::timeout(Duration::from_millis(50), first);
+        let (dropped, answer) = futures_util::join!(dropped, waiter);
+        assert!(dropped.is_err());
+        assert!(answer.is_ok());
+        assert_eq!(calls(&inner), 2, "the waiter sent the query itself");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn calls_past_the_slots_and_queue_fail_as_unavailable() {
+        let inner = fake(Duration::from_secs(1));
+        let shared = SharedQueries::new(
+            QuerySharing {
+                max_concurrent: 1,
+                max_queued: 1,
+                queue_timeout: Duration::from_millis(1500),
+                ..settings(0, 0)
+            },
+            Arc::new(Metrics::new()),
+        );
+        let backend = shared.backend(inner.clone());
+        let answers = futures_util::future::join_all(
+            ["a", "b", "c"].map(|selector| backend.label_values("pod", selector, 0.0, 1.0)),
+        )
+        .await;
+        // One runs, one waits its turn (within the 1.5 s wait), one is refused at once.
+        assert!(answers[0].is_ok() && answers[1].is_ok(), "{answers:?}");
+        assert!(
+            matches!(&answers[2], Err(BackendError::Unavailable(m)) if m.contains("waiting")),
+            "{answers:?}"
+        );
+        // A wait longer than the queue timeout is refused too.
+        let answers = futures_util::future::join_all([0.5, 0.5].map(|_| async {
+            let wait = Duration::from_millis(500);
+            let shared = SharedQueries::new(
+                QuerySharing {
+                    max_concurrent: 1,
+                    max_queued: 4,
+                    queue_timeout: wait,
+                    ..settings(0, 0)
+                },
+                Arc::new(Metrics::new()),
+            );
+            let backend = shared.backend(inner.clone());
+            futures_util::join!(
+                backend.label_values("pod", "x", 0.0, 1.0),
+                backend.label_values("pod", "y", 0.0, 1.0)
+            )
+        }))
+        .await;
+        for (first, second) in answers {
+            assert!(first.is_ok());
+            assert!(
+                matches!(&second, Err(BackendError::Unavailable(m)) if m.contains("no Prometheus call slot")),
+                "{second:?}"
+            );
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_dropped_while_queued_leaves_the_queue() {
+        let inner = fake(Duration::from_secs(1));
+        let shared = SharedQueries::new(
+            QuerySharing {
+                max_concurrent: 1,
+                max_queued: 1,
+                ..settings(0, 0)
+            },
+            Arc::new(Metrics::new()),
+        );
+        let backend = shared.backend(inner.clone());
+        let running = backend.label_values("pod", "a", 0.0, 1.0);
+        // Given up on while waiting for the slot (a client that went away).
+        let given_up = tokio::time::timeout(
+            Duration::from_millis(100),
+            backend.label_values("pod", "b", 0.0, 1.0),
+        );
+        let (running, given_up) = futures_util::join!(running, given_up);
+        assert!(running.is_ok() && given_up.is_err());
+        assert_eq!(shared.queued.load(Ordering::SeqCst), 0);
+        // So the queue's one place is free again.
+        let (first, second) = futures_util::join!(
+            backend.label_values("pod", "c", 0.0, 1.0),
+            backend.label_values("pod", "d", 0.0, 1.0)
+        );
+        assert!(first.is_ok() && second.is_ok(), "{second:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_abandoned_query_is_forgotten_and_kept_samples_are_counted() {
+        let inner = fake(Duration::from_secs(1));
+        let shared = SharedQueries::new(settings(5, 0), Arc::new(Metrics::new()));
+        let backend = shared.backend(inner.clone());
+        let abandoned =
+            tokio::time::timeout(Duration::from_millis(100), backend.query(QUERY, 1.0)).await;
+        assert!(abandoned.is_err());
+        assert_eq!(
+            shared.lock().entries.len(),
+            0,
+            "no query left in flight forever"
+        );
+
+        let counts = || {
+            let kept = shared.lock();
+            (kept.entries.len(), kept.samples)
+        };
+        backend.query(QUERY, 1.0).await.unwrap();
+        assert_eq!(counts(), (1, 1));
+        tokio::time::advance(Duration::from_secs(6)).await;
+        backend.query(QUERY, 2.0).await.unwrap();
+        // The expired answer was swept; the new one is kept.
+        assert_eq!(counts(), (1, 1));
+    }
+}

@@ -1,0 +1,141 @@
+//! Running pods and nodes for `metrics.k8s.io`, from metadata-only watches (as metrics-server's informers), started once rules with `resourceRules` are served.
+
+use std::collections::BTreeMap;
+
+use futures_util::future::BoxFuture;
+use futures_util::{Stream, StreamExt};
+use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::Api;
+use kube::core::PartialObjectMeta;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+
+use super::Cluster;
+use prom_adapter_provider::BackendError;
+use prom_adapter_provider::resource_objects::{NodeRef, PodRef, ResourceObjects};
+
+/// Running pods and nodes from watches (metadata only), so that `metrics.k8s.io` requests never
+/// list from the API server, as metrics-server's informers do.
+#[derive(Clone)]
+pub struct PodsAndNodes {
+    pods: Store<PartialObjectMeta<Pod>>,
+    nodes: Store<PartialObjectMeta<Node>>,
+}
+
+impl PodsAndNodes {
+    /// The two caches, and the watches that fill them. Until the watches start, a request waits
+    /// briefly for the first list and then answers 503.
+    pub fn new(cluster: &Cluster) -> (Self, PodAndNodeWatches) {
+        let (pods, pod_writer) = reflector::store();
+        let (nodes, node_writer) = reflector::store();
+        let watches = PodAndNodeWatches {
+            client: cluster.client.clone(),
+            pod_writer,
+            node_writer,
+        };
+        (Self { pods, nodes }, watches)
+    }
+}
+
+/// The watches behind `PodsAndNodes`, not started yet: only rules with `resourceRules` need
+/// them, and a reload may add those later.
+pub struct PodAndNodeWatches {
+    client: kube::Client,
+    pod_writer: reflector::store::Writer<PartialObjectMeta<Pod>>,
+    node_writer: reflector::store::Writer<PartialObjectMeta<Node>>,
+}
+
+impl PodAndNodeWatches {
+    /// Runs both watches; they retry with backoff until dropped.
+    pub async fn run(self) {
+        let running = watcher::Config::default().fields("status.phase=Running");
+        let pods_api = Api::<PartialObjectMeta<Pod>>::all(self.client.clone());
+        let nodes_api = Api::<PartialObjectMeta<Node>>::all(self.client);
+        let pod_events = watcher(pods_api, running)
+            .default_backoff()
+            .reflect(self.pod_writer);
+        let node_events = watcher(nodes_api, watcher::Config::default())
+            .default_backoff()
+            .reflect(self.node_writer);
+        tracing::info!("watching running pods and nodes for metrics.k8s.io");
+        futures_util::future::join(drain("pods", pod_events), drain("nodes", node_events)).await;
+    }
+}
+
+/// Runs a watch stream, logging its errors (the backoff retries them).
+async fn drain<T>(what: &'static str, events: impl Stream<Item = Result<T, watcher::Error>>) {
+    futures_util::pin_mut!(events);
+    while let Some(event) = events.next().await {
+        if let Err(error) = event {
+            tracing::warn!(%error, "watching {what} failed; retrying");
+        }
+    }
+}
+
+/// Waits briefly for a cache's first full list; a request before that is a 503, not an empty
+/// answer.
+async fn synced<K>(store: &Store<K>, what: &str) -> Result<(), BackendError>
+where
+    K: kube::Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    match tokio::time::timeout(CACHE_SYNC_WAIT, store.wait_until_ready()).await {
+        Ok(Ok(())) => Ok(()),
+        _ => Err(BackendError::Unavailable(format!(
+            "the {what} cache has not synced with the cluster yet"
+        ))),
+    }
+}
+
+/// How long a request waits for the pod or node cache's first sync.
+const CACHE_SYNC_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+fn labels_of(meta: &ObjectMeta) -> BTreeMap<String, String> {
+    meta.labels.clone().unwrap_or_default()
+}
+
+impl ResourceObjects for PodsAndNodes {
+    fn running_pods<'a>(
+        &'a self,
+        namespace: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<Vec<PodRef>, BackendError>> {
+        Box::pin(async move {
+            synced(&self.pods, "pod").await?;
+            Ok(self
+                .pods
+                .state()
+                .iter()
+                .filter_map(|pod| {
+                    let meta = &pod.metadata;
+                    let pod_namespace = meta.namespace.clone()?;
+                    if namespace.is_some_and(|ns| ns != pod_namespace) {
+                        return None;
+                    }
+                    Some(PodRef {
+                        namespace: pod_namespace,
+                        name: meta.name.clone()?,
+                        labels: labels_of(meta),
+                    })
+                })
+                .collect())
+        })
+    }
+
+    fn nodes(&self) -> BoxFuture<'_, Result<Vec<NodeRef>, BackendError>> {
+        Box::pin(async move {
+            synced(&self.nodes, "node").await?;
+            Ok(self
+                .nodes
+                .state()
+                .iter()
+                .filter_map(|node| {
+                    Some(NodeRef {
+                        name: node.metadata.name.clone()?,
+                        labels: labels_of(&node.metadata),
+                    })
+                })
+                .collect())
+        })
+    }
+}
