@@ -18,6 +18,6 @@ fi
     echo "  docker is installed but its daemon does not answer (\`docker info\` fails)."
   fi
   echo "  Install one (e.g. apt-get install podman), or use the published image:"
-  echo "  ghcr.io/prom-adapter/prom-adapter:<version> (see the README's install section)."
+  echo "  ghcr.io/prom-adapter/prom-adapter:<version> (see docs/install.md)."
 } >&2
 exit 1

@@ -888,14 +888,13 @@ pub fn write_pki(dir: &Path) {
     std::fs::write(dir.join("other-ca.crt"), other.pem()).unwrap();
 }
 
-/// The fenced blocks of `language` in the README section under `heading` (up to the next heading
-/// of the same or a higher level).
-pub fn readme_blocks(heading: &str, language: &str) -> Vec<String> {
-    let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+/// The fenced blocks of `language` in the section under `heading` (up to the next heading of the
+/// same or a higher level) of `page`, the README or a page of `docs/` (`"docs/rules.md"`).
+pub fn doc_blocks(page: &str, heading: &str, language: &str) -> Vec<String> {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(page)).unwrap();
     let start = readme
         .find(&format!("\n{heading}\n"))
-        .unwrap_or_else(|| panic!("README has no {heading:?}"))
+        .unwrap_or_else(|| panic!("{page} has no {heading:?}"))
         + 1;
     let level = heading.split(' ').next().unwrap();
     let body = &readme[start + heading.len()..];

@@ -1335,10 +1335,14 @@ fn render_with(args: &[&str]) -> (String, Vec<Value>) {
     (yaml, objects)
 }
 
-/// The `sh` blocks of the README's "Migrating from prometheus-adapter" section, in order: the
+/// The `sh` blocks of docs/migrating.md's "Migrating from prometheus-adapter" section, in order: the
 /// path 1 upgrade, the APIService hand-over, the checks after the switch.
 fn migration_blocks() -> Vec<String> {
-    let blocks = common::readme_blocks("## Migrating from prometheus-adapter", "sh");
+    let blocks = common::doc_blocks(
+        "docs/migrating.md",
+        "## Migrating from prometheus-adapter",
+        "sh",
+    );
     assert_eq!(blocks.len(), 3, "{blocks:?}");
     blocks
 }
@@ -1616,19 +1620,19 @@ fn the_alerts_and_dashboard_render_validate_and_the_alerts_pass_their_unit_tests
         for key in ["summary", "description", "runbook_url"] {
             assert!(alert["annotations"][key].is_string(), "{name}: {key}");
         }
-        // Each alert has a runbook section in the README, where its runbook_url points.
+        // Each alert has a runbook section in docs/runbooks.md, where its runbook_url points.
         let anchor = name.to_lowercase();
         assert!(
             alert["annotations"]["runbook_url"]
                 .as_str()
                 .unwrap()
-                .ends_with(&format!("#{anchor}")),
+                .ends_with(&format!("docs/runbooks.md#{anchor}")),
             "{name}"
         );
-        let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+        let runbooks = std::fs::read_to_string(root.join("docs/runbooks.md")).unwrap();
         assert!(
-            readme.contains(&format!("#### {name}\n")),
-            "README has no runbook for {name}"
+            runbooks.contains(&format!("\n## {name}\n")),
+            "docs/runbooks.md has no runbook for {name}"
         );
     }
     // The committed copies (manifests/alerts) are checked against the chart by

@@ -388,16 +388,16 @@ fn resource_rules_file(
 fn check_with_settings_checks_the_backends_rules_name() {
     let dir = tempfile::tempdir().unwrap();
     let settings = repo("config/settings/backends.yaml");
-    // The README shows the example settings file as it is (without its comments).
+    // docs/backends.md shows the example settings file as it is (without its comments).
     let example: String = std::fs::read_to_string(&settings)
         .unwrap()
         .lines()
         .filter(|l| !l.trim_start().starts_with('#'))
         .map(|l| format!("{l}\n"))
         .collect();
-    let readme = std::fs::read_to_string(repo("README.md")).unwrap();
+    let page = std::fs::read_to_string(repo("docs/backends.md")).unwrap();
     assert!(
-        readme.contains(&format!("```yaml\n{example}```")),
+        page.contains(&format!("```yaml\n{example}```")),
         "{example}"
     );
     let rules = |backend: &str| {

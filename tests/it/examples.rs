@@ -8,8 +8,8 @@ use crate::common;
 use std::path::{Path, PathBuf};
 
 use common::{
-    Adapter, Prometheus, Scrape, assert_close, commented_rule, ingress_rules_honoring_labels,
-    quantity, readme_blocks,
+    Adapter, Prometheus, Scrape, assert_close, commented_rule, doc_blocks,
+    ingress_rules_honoring_labels, quantity,
 };
 use serde_json::Value;
 
@@ -416,9 +416,9 @@ fn every_copy_of_the_ingress_nginx_gateway_resource_and_default_rules_is_the_sou
         "config/demo.yaml"
     );
     // The README's walk-through and install section show the same rules.
-    let walkthrough = yaml(&readme_blocks("## Writing rules", "yaml")[0]);
+    let walkthrough = yaml(&doc_blocks("docs/rules.md", "## Writing rules", "yaml")[0]);
     assert_eq!(walkthrough["rules"][0], ingress, "README: Writing rules");
-    let install = readme_blocks("### Scale on ingress request rate", "yaml");
+    let install = doc_blocks("README.md", "### Scale on ingress request rate", "yaml");
     assert_eq!(
         install.len(),
         2,
@@ -452,7 +452,13 @@ fn every_copy_of_the_ingress_nginx_gateway_resource_and_default_rules_is_the_sou
         gateway,
         "config/demo.yaml"
     );
-    let readme_gateway = yaml(&readme_blocks("### Scale on Gateway API request rate", "yaml")[0]);
+    let readme_gateway = yaml(
+        &doc_blocks(
+            "docs/install.md",
+            "### Scale on Gateway API request rate",
+            "yaml",
+        )[0],
+    );
     assert_eq!(readme_gateway["rules"][0], gateway, "README: Gateway API");
 
     let resource = rules_of(&demo, "resourceRules");
@@ -513,11 +519,34 @@ fn shell_words(line: &str) -> Vec<String> {
     words
 }
 
-/// Every `$ command` of the README's `console` blocks, with the lines shown after it.
+/// The README and every page of `docs/`, by path from the repository's root.
+pub fn doc_pages() -> Vec<String> {
+    let mut pages = vec!["README.md".to_owned()];
+    let mut docs: Vec<String> = std::fs::read_dir(repo("docs"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .filter(|name| name.ends_with(".md"))
+        .map(|name| format!("docs/{name}"))
+        .collect();
+    docs.sort();
+    pages.extend(docs);
+    pages
+}
+
+/// Every `$ command` of the `console` blocks of the README and `docs/`, with the lines shown
+/// after it.
 fn readme_commands() -> Vec<(String, Vec<String>)> {
-    let readme = read("README.md");
     let mut commands = Vec::new();
-    for block in readme.split("```console\n").skip(1) {
+    for page in doc_pages() {
+        commands.extend(console_commands(&read(&page)));
+    }
+    commands
+}
+
+/// Every `$ command` of a page's `console` blocks, with the lines shown after it.
+fn console_commands(page: &str) -> Vec<(String, Vec<String>)> {
+    let mut commands = Vec::new();
+    for block in page.split("```console\n").skip(1) {
         let block = block.split("```").next().unwrap();
         for chunk in block.split("$ ").filter(|c| !c.is_empty()) {
             let mut lines = chunk.lines();
@@ -646,7 +675,11 @@ fn the_readme_shows_what_its_commands_print_on_the_fixture_cluster() {
     // The migration guide's checks after the switch that need only the adapter: its
     // `kubectl get --raw` lines, with a namespace and metric of the demo. (`kubectl get
     // apiservice` and the HPAs' conditions need a cluster.)
-    let checks = readme_blocks("## Migrating from prometheus-adapter", "sh");
+    let checks = doc_blocks(
+        "docs/migrating.md",
+        "## Migrating from prometheus-adapter",
+        "sh",
+    );
     let raw: Vec<&str> = checks
         .iter()
         .flat_map(|b| b.lines())
@@ -677,4 +710,77 @@ fn the_readme_shows_what_its_commands_print_on_the_fixture_cluster() {
             _ => panic!("{line}: {answer}"),
         }
     }
+}
+
+/// GitHub's anchor for a heading: lower case, punctuation dropped, spaces as hyphens.
+fn anchor(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric() || *c == ' ' || *c == '-' || *c == '_')
+        .map(|c| if c == ' ' { '-' } else { c })
+        .collect()
+}
+
+/// The anchors of a page's headings (outside code blocks).
+fn anchors(page: &str) -> Vec<String> {
+    let mut in_code = false;
+    let mut found = Vec::new();
+    for line in page.lines() {
+        if line.starts_with("```") {
+            in_code = !in_code;
+        } else if !in_code && line.starts_with('#') {
+            found.push(anchor(line.trim_start_matches('#')));
+        }
+    }
+    found
+}
+
+#[test]
+fn the_readme_reaches_every_docs_page_and_every_link_lands() {
+    let pages = doc_pages();
+    let readme = read("README.md");
+    // Short enough to read first: what it is, the two commands, install, one example, the pages.
+    assert!(
+        readme.lines().count() <= 250,
+        "README.md has {} lines; move a section to docs/",
+        readme.lines().count()
+    );
+    for page in pages.iter().filter(|p| p.starts_with("docs/")) {
+        assert!(
+            readme.contains(&format!("]({page})")),
+            "README links no {page}"
+        );
+    }
+    let mut checked = 0;
+    for page in &pages {
+        let text = read(page);
+        let dir = std::path::Path::new(page).parent().unwrap();
+        for link in text.split("](").skip(1) {
+            let target = link.split(')').next().unwrap();
+            if target.starts_with("http") || target.contains(' ') {
+                continue;
+            }
+            let (path, fragment) = target.split_once('#').unwrap_or((target, ""));
+            let file = if path.is_empty() {
+                std::path::PathBuf::from(page)
+            } else {
+                dir.join(path)
+            };
+            assert!(
+                repo(file.to_str().unwrap()).exists(),
+                "{page}: ({target}) names no file"
+            );
+            if !fragment.is_empty() {
+                let anchors = anchors(&read(file.to_str().unwrap()));
+                assert!(
+                    anchors.iter().any(|a| a == fragment),
+                    "{page}: ({target}): no such heading; there are {anchors:?}"
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 20, "only {checked} links checked");
 }

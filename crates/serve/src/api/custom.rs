@@ -47,7 +47,7 @@ pub(super) fn custom_api_resources(state: &AppState) -> Vec<ApiResource> {
     if resources.is_empty() {
         // kubectl 1.26 and later fail discovery of a served group-version that lists nothing
         // ("received empty response for": `api-resources` exits 1). This entry names no real
-        // metric (README, differences).
+        // metric (docs/migrating.md, differences).
         resources.push(ApiResource {
             name: format!("namespaces/{NO_METRIC_YET}"),
             singular_name: "",
