@@ -871,8 +871,9 @@ const BACKFILL_RESOURCE_RULES: &str = r#"resourceRules:
 
 #[test]
 fn negative_and_nan_usage_is_served_as_zero() {
-    // No exporter prints these; metrics-server clamps them (reference §4.7 case 3), and so must
-    // we: a pod whose "app" working set is negative and whose "sidecar" one is NaN.
+    // No exporter prints these; metrics-server clamps them (the third case of prometheus-adapter's
+    // pkg/resourceprovider/provider_test.go), and so must we: a pod whose "app" working set is
+    // negative and whose "sidecar" one is NaN.
     let dir = tempfile::tempdir().unwrap();
     let prometheus = Prometheus::start(dir.path());
     let rules = dir.path().join("resource.yaml");

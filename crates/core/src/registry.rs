@@ -154,7 +154,7 @@ mod tests {
     use crate::promql::LabelSelector;
     use crate::rules::{QueryRequest, build_custom_query};
 
-    /// prometheus-adapter's `DefaultConfig(1m, "kube_")` (reference §4.4).
+    /// prometheus-adapter's `DefaultConfig(1m, "kube_")` (its pkg/custom-provider/series_registry_test.go).
     const DEFAULT_CONFIG_KUBE: &str = r#"
 rules:
 - seriesQuery: '{__name__=~"^container_.*",container!="POD",namespace!="",pod!=""}'

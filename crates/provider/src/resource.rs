@@ -716,7 +716,7 @@ mod tests {
                 .unwrap()
                 .insert(query.into(), Ok(QueryResult::Vector(samples)));
         };
-        // The exact queries of reference §4.7.
+        // The exact queries of prometheus-adapter's pkg/resourceprovider/provider_test.go.
         answer(
             r#"sum(rate(container_cpu_usage_seconds_total{namespace="some-ns",pod=~"pod1|pod3"}[1m])) by (pod,container)"#,
             vec![

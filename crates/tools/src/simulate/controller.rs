@@ -913,7 +913,7 @@ mod tests {
 
     #[test]
     fn halving_the_load_scales_down_seven_minutes_later() {
-        // peers-and-protocol §4.7: 10 replicas, Pods averageValue 100, load halved at t=0; a
+        // The scale-down delay users report ("I lowered the metric and it did not scale down"): 10 replicas, Pods averageValue 100, load halved at t=0; a
         // rate over [2m] brings the per-pod average from 100 down to 50 linearly over 120 s:
         // avg(t) = 100 − 50 × min(t, 120) / 120. Syncs every 15 s with the default behavior.
         //   t ≤ 15: avg ≥ 93.75, ratio ≥ 0.9375 inside the band → recommendation 10.
@@ -922,7 +922,7 @@ mod tests {
         // The scale-down window holds the highest recommendation of the last 300 s (strictly
         // after now − 300), so the replicas follow the recommendations 300 s late: 9 at t = 315
         // (the last 10, from t = 15, is out once t − 300 ≥ 15), 6 until t = 390, and 5 at t = 405
-        // when the 6 of t = 105 leaves: 6 min 45 s; with §4.7's slower rate (2–2.5 min) and the
+        // when the 6 of t = 105 leaves: 6 min 45 s; with a slower-reacting rate (2–2.5 min) and the
         // sync offset, the 7 to 8 minutes users report.
         let hpa = rules(Some(Behavior {
             scale_up: ScalingRules::default_scale_up(),
