@@ -9,6 +9,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{BackendRouter, MetricsBackend, SharedSnapshot, Snapshot};
 use prom_adapter_core::registry::{Registry, SeriesShape};
+use prom_adapter_core::resources::ResourceTable;
 use prom_adapter_core::rules::RuleSet;
 use prom_adapter_telemetry::Metrics;
 use prom_adapter_telemetry::clock::unix_now;
@@ -141,16 +142,16 @@ impl Discovery {
 
     /// Relists forever: once now, then `relist_interval` after each run ends, or at once with
     /// new rules when `updates` delivers them.
-    /// `table_changed` is notified when the resource table changes: the registry is then rebuilt
-    /// from the last listings at once, so a resource installed later is served without waiting
-    /// for the next relist.
+    /// `tables` brings the cluster's resource table when it changes: the table is installed with
+    /// the registry rebuilt from the last listings, so a resource installed later is served
+    /// without waiting for the next relist. (Discovery is the snapshot's only writer.)
     pub async fn run(
         mut self,
         mut updates: mpsc::Receiver<RulesUpdate>,
-        table_changed: Arc<tokio::sync::Notify>,
+        mut tables: tokio::sync::watch::Receiver<Arc<ResourceTable>>,
     ) {
         let mut pending: Option<RulesUpdate> = None;
-        let mut open = true;
+        let (mut updates_open, mut tables_open) = (true, true);
         loop {
             match pending.take() {
                 Some(update) => {
@@ -164,30 +165,38 @@ impl Discovery {
             loop {
                 tokio::select! {
                     _ = tokio::time::sleep_until(next) => break,
-                    update = updates.recv(), if open => match update {
+                    update = updates.recv(), if updates_open => match update {
                         Some(update) => {
                             pending = Some(update);
                             break;
                         }
-                        None => open = false,
+                        None => updates_open = false,
                     },
-                    _ = table_changed.notified() => self.rebuild(),
+                    changed = tables.changed(), if tables_open => match changed {
+                        Ok(()) => {
+                            let table = tables.borrow_and_update().clone();
+                            self.install_table(table);
+                        }
+                        // No cluster (`--standalone`), or its refresh ended: the table stays.
+                        Err(_) => tables_open = false,
+                    },
                 }
             }
         }
     }
 
-    /// Runs the last good listings through the current rules and resource table again (after
-    /// the table changed), without asking Prometheus.
-    pub fn rebuild(&self) {
+    /// Installs a new resource table with the registry rebuilt from the last good listings
+    /// through the current rules, in one swap, without asking Prometheus.
+    pub fn install_table(&self, table: Arc<ResourceTable>) {
         let last_good = &self.last_good;
         let mut counts = (0, 0);
         self.snapshot.rcu(|current| {
-            let registry = Registry::build(&current.rules, last_good, &current.table);
+            let registry = Registry::build(&current.rules, last_good, &table);
             counts = (registry.custom_len(), registry.external_len());
             Snapshot {
+                rules: current.rules.clone(),
+                table: table.clone(),
                 registry: Arc::new(registry),
-                ..(**current).clone()
             }
         });
         tracing::info!(
@@ -512,11 +521,7 @@ rules:
             singular: "queue".into(),
             namespaced: false,
         }]);
-        snapshot.rcu(|current| Snapshot {
-            table: Arc::new(table.clone()),
-            ..(**current).clone()
-        });
-        discovery.rebuild();
+        discovery.install_table(Arc::new(table.clone()));
         assert_eq!(metrics(&snapshot), vec!["queues.example.com/a_total"]);
         assert_eq!(
             backend.seen_series.lock().unwrap().len(),

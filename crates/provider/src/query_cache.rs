@@ -432,8 +432,7 @@ mod tests {
         );
         let shared = SharedQueries::new(settings(5, 0), Arc::new(Metrics::new()));
         let backend = shared.backend(inner.clone());
-        let (first, second) =
-            futures_util::join!(backend.query(QUERY, 1.0), backend.query(QUERY, 1.0));
+        let (first, second) = tokio::join!(backend.query(QUERY, 1.0), backend.query(QUERY, 1.0));
         assert!(first.is_err() && second.is_err());
         assert_eq!(calls(&inner), 1);
         assert!(backend.query(QUERY, 1.0).await.is_err());
@@ -449,7 +448,7 @@ mod tests {
         let waiter = backend.query(QUERY, 1.0);
         // The first caller gives up half-way.
         let dropped = tokio::time::timeout(Duration::from_millis(50), first);
-        let (dropped, answer) = futures_util::join!(dropped, waiter);
+        let (dropped, answer) = tokio::join!(dropped, waiter);
         assert!(dropped.is_err());
         assert!(answer.is_ok());
         assert_eq!(calls(&inner), 2, "the waiter sent the query itself");
@@ -491,7 +490,7 @@ mod tests {
                 Arc::new(Metrics::new()),
             );
             let backend = shared.backend(inner.clone());
-            futures_util::join!(
+            tokio::join!(
                 backend.label_values("pod", "x", 0.0, 1.0),
                 backend.label_values("pod", "y", 0.0, 1.0)
             )
@@ -524,11 +523,11 @@ mod tests {
             Duration::from_millis(100),
             backend.label_values("pod", "b", 0.0, 1.0),
         );
-        let (running, given_up) = futures_util::join!(running, given_up);
+        let (running, given_up) = tokio::join!(running, given_up);
         assert!(running.is_ok() && given_up.is_err());
         assert_eq!(shared.queued.load(Ordering::SeqCst), 0);
         // So the queue's one place is free again.
-        let (first, second) = futures_util::join!(
+        let (first, second) = tokio::join!(
             backend.label_values("pod", "c", 0.0, 1.0),
             backend.label_values("pod", "d", 0.0, 1.0)
         );

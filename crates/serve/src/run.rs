@@ -91,11 +91,7 @@ async fn run_server(serve_config: ServeConfig) -> anyhow::Result<()> {
     let named = (!serve_config.backends.is_empty()).then(|| {
         prometheus::SharedNamedBackends::new(serve_config.backends.clone(), metrics.clone())
     });
-    let snapshot = Arc::new(arc_swap::ArcSwap::from_pointee(Snapshot {
-        rules: rules.clone(),
-        table: Arc::new(ResourceTable::builtin()),
-        registry: Arc::default(),
-    }));
+    let serving = rules.clone();
     // A relist normally ends within the relist interval plus one call timeout; three intervals
     // without one means the loop is stuck.
     let health = Arc::new(Health::new(
@@ -122,19 +118,27 @@ async fn run_server(serve_config: ServeConfig) -> anyhow::Result<()> {
     let serving_rules = reloader.subscribe();
     tasks.spawn_local(reloader.run());
     // The kube client must be made inside this runtime, which drives its connections.
-    let cluster = match &serve_config.cluster {
-        Some(settings) => Some(
-            crate::cluster::discovery::connect_and_install_table(
+    let (cluster, table) = match &serve_config.cluster {
+        Some(settings) => {
+            let (cluster, table) = crate::cluster::discovery::connect_with_table(
                 settings.kubeconfig.as_deref(),
                 settings.qps,
                 settings.burst,
-                &snapshot,
             )
             .await
-            .context(NO_CLUSTER)?,
-        ),
-        None => None,
+            .context(NO_CLUSTER)?;
+            (Some(cluster), table)
+        }
+        None => (None, ResourceTable::builtin()),
     };
+    let table = Arc::new(table);
+    // Written only by discovery from here on: relists, reloads and new resource tables.
+    let snapshot = Arc::new(arc_swap::ArcSwap::from_pointee(Snapshot {
+        rules: serving,
+        table: table.clone(),
+        registry: Arc::default(),
+    }));
+    let (tables, table_updates) = tokio::sync::watch::channel(table);
     let objects: Option<Arc<dyn ObjectLister>> = cluster
         .clone()
         .map(|c| Arc::new(c) as Arc<dyn ObjectLister>);
@@ -151,7 +155,6 @@ async fn run_server(serve_config: ServeConfig) -> anyhow::Result<()> {
         load_client_cas(settings, lister, gate, &peers, &mut tasks).await?;
     }
     let unknown_resource = Arc::new(tokio::sync::Notify::new());
-    let table_changed = Arc::new(tokio::sync::Notify::new());
     let worker_state = {
         let unknown_resource = unknown_resource.clone();
         let (snapshot, metrics, health) = (snapshot.clone(), metrics.clone(), health.clone());
@@ -210,10 +213,10 @@ async fn run_server(serve_config: ServeConfig) -> anyhow::Result<()> {
     if let (Some(cluster), Some(settings)) = (cluster, &serve_config.cluster) {
         tasks.spawn_local(crate::cluster::discovery::refresh_resource_table(
             cluster,
+            tables,
             snapshot.clone(),
             settings.discovery_interval,
             unknown_resource,
-            table_changed.clone(),
         ));
     }
     let mut discovery = Discovery::new(
@@ -227,7 +230,7 @@ async fn run_server(serve_config: ServeConfig) -> anyhow::Result<()> {
         let router: Arc<dyn BackendRouter> = Arc::new(named.router()?);
         discovery = discovery.with_backends(router);
     }
-    tasks.spawn_local(discovery.run(rule_updates, table_changed));
+    tasks.spawn_local(discovery.run(rule_updates, table_updates));
     tasks.spawn_local(certificate.watch(serve_config.tls_reload_interval));
     let result = server::serve(
         worker_state,

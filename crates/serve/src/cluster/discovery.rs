@@ -1,4 +1,4 @@
-//! The cluster's resource table: API discovery (aggregated where served), installed at start and refreshed while serving so that CRDs installed later are served.
+//! The cluster's resource table: API discovery (aggregated where served), read at start and refreshed while serving (discovery installs each new table) so that CRDs installed later are served.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -8,7 +8,7 @@ use kube::core::discovery::v2::APIGroupDiscoveryList;
 
 use super::{Cluster, Error};
 use prom_adapter_core::resources::{ResourceInfo, ResourceTable};
-use prom_adapter_provider::{SharedSnapshot, Snapshot};
+use prom_adapter_provider::SharedSnapshot;
 
 impl Cluster {
     /// Every resource the server offers (preferred version of each group), for resolving names
@@ -145,38 +145,33 @@ fn resources_of(
         .collect()
 }
 
-/// Connects to the cluster and installs its resource table (the built-in one stays, with a
-/// warning, if discovery fails now; the refresh retries).
-pub async fn connect_and_install_table(
+/// Connects to the cluster and reads its resource table (the built-in one, with a warning, if
+/// discovery fails now; the refresh retries).
+pub async fn connect_with_table(
     kubeconfig: Option<&Path>,
     qps: f32,
     burst: u32,
-    snapshot: &SharedSnapshot,
-) -> Result<Cluster, Error> {
+) -> Result<(Cluster, ResourceTable), Error> {
     let cluster = Cluster::connect(kubeconfig, qps, burst).await?;
-    match cluster.resource_table().await {
-        Ok(table) => {
-            let table = Arc::new(table);
-            snapshot.rcu(|current| Snapshot {
-                table: table.clone(),
-                ..(**current).clone()
-            });
-        }
+    let table = match cluster.resource_table().await {
+        Ok(table) => table,
         Err(error) => {
-            tracing::warn!(%error, "API discovery failed; using the built-in resource table until it succeeds")
+            tracing::warn!(%error, "API discovery failed; using the built-in resource table until it succeeds");
+            ResourceTable::builtin()
         }
-    }
-    Ok(cluster)
+    };
+    Ok((cluster, table))
 }
 
-/// Re-reads the cluster's resources every `interval`, so that CRDs installed later are served
-/// (from the next relist on).
+/// Re-reads the cluster's resources every `interval`, and at most every 2 s when a request named
+/// a resource the table lacks, and sends each new table to `tables` (discovery installs it, so
+/// that CRDs installed later are served). `snapshot` is read for the rules' overrides.
 pub async fn refresh_resource_table(
     cluster: Cluster,
+    tables: tokio::sync::watch::Sender<Arc<ResourceTable>>,
     snapshot: SharedSnapshot,
     interval: Duration,
     unknown_resource: Arc<tokio::sync::Notify>,
-    table_changed: Arc<tokio::sync::Notify>,
 ) {
     // On-demand refreshes (a request named an unknown resource) are spaced out so that a client
     // asking for nonsense cannot keep the API server busy.
@@ -193,16 +188,13 @@ pub async fn refresh_resource_table(
         }
         last = std::time::Instant::now();
         match cluster.resource_table().await {
-            Ok(table) if *snapshot.load().table != table => {
+            Ok(table) if **tables.borrow() != table => {
                 warn_about_unknown_overrides(&snapshot.load().rules, &table);
-                // Whatever else changed meanwhile (a relist) is kept: only the table is replaced.
-                let table = Arc::new(table);
-                snapshot.rcu(|current| Snapshot {
-                    table: table.clone(),
-                    ..(**current).clone()
-                });
                 tracing::info!("resource table changed");
-                table_changed.notify_one();
+                if tables.send(Arc::new(table)).is_err() {
+                    // Discovery has ended: so has the server.
+                    return;
+                }
             }
             Ok(_) => {}
             Err(error) => {
