@@ -216,7 +216,7 @@ fn explain_live(
         };
         let now = prom_adapter_telemetry::clock::unix_now();
         let start = now - max_age.as_secs_f64();
-        let listed = explain::list_series(&clients, &rules, start, now).await?;
+        let listed = clients.list_series(&rules, start, now).await?;
         let series = listed.series.clone();
         let window = format!(
             "in the last {} (--metrics-max-age)",

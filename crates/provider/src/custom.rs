@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{
-    BackendError, BackendRouter, Error, MetricsBackend, ObjectLister, QueryOptions, SharedSnapshot,
+    BackendError, BackendRouter, Backends, Error, MetricsBackend, ObjectLister, QueryOptions,
+    SharedSnapshot,
 };
 use prom_adapter_core::model::{GroupResource, QuantityFormat, QueryResult, quantity_from_f64};
 use prom_adapter_core::plan::{PlannedQueries, QueryPlan, QueryShaping, values_by_object};
@@ -43,12 +44,11 @@ pub struct MetricValue {
 #[derive(Clone)]
 pub struct CustomMetrics {
     snapshot: SharedSnapshot,
-    backend: Arc<dyn MetricsBackend>,
+    backends: Backends,
     max_age: Duration,
     objects: Option<Arc<dyn ObjectLister>>,
     unknown_resource: Option<Arc<tokio::sync::Notify>>,
     options: QueryOptions,
-    backends: Option<Arc<dyn BackendRouter>>,
 }
 
 impl CustomMetrics {
@@ -62,12 +62,11 @@ impl CustomMetrics {
     ) -> Self {
         Self {
             snapshot,
-            backend,
+            backends: Backends::new(backend),
             max_age,
             objects,
             unknown_resource: None,
             options: QueryOptions::default(),
-            backends: None,
         }
     }
 
@@ -81,7 +80,7 @@ impl CustomMetrics {
     /// Sends the calls of rules with `backend:` to `backends`.
     #[must_use]
     pub fn with_backends(mut self, backends: Arc<dyn BackendRouter>) -> Self {
-        self.backends = Some(backends);
+        self.backends = self.backends.with_named(backends);
         self
     }
 
@@ -91,7 +90,9 @@ impl CustomMetrics {
         plan: &QueryPlan<'_>,
         namespace: Option<&str>,
     ) -> Result<Arc<dyn MetricsBackend>, Error> {
-        super::route(&self.backend, self.backends.as_ref(), plan.rule, namespace)
+        Ok(self
+            .backends
+            .for_rule(plan.rule.backend_name(), namespace)?)
     }
 
     /// Signals `notify` whenever a request names a resource the table does not know, so that API

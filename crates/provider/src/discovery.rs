@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{BackendRouter, MetricsBackend, SharedSnapshot, Snapshot};
+use super::{BackendRouter, Backends, MetricsBackend, SharedSnapshot, Snapshot};
 use prom_adapter_core::registry::{Registry, SeriesShape};
 use prom_adapter_core::resources::ResourceTable;
 use prom_adapter_core::rules::RuleSet;
@@ -103,9 +103,8 @@ impl RulesChange {
 
 /// Runs discovery, with the rule set in the snapshot or the one a reload brings.
 pub struct Discovery {
-    backend: Arc<dyn MetricsBackend>,
-    /// The named backends, for rules with `backend:`.
-    backends: Option<Arc<dyn BackendRouter>>,
+    /// The default backend, and the named ones for rules with `backend:`.
+    backends: Backends,
     snapshot: SharedSnapshot,
     config: DiscoveryConfig,
     metrics: Arc<Metrics>,
@@ -123,8 +122,7 @@ impl Discovery {
         health: Arc<Health>,
     ) -> Self {
         Self {
-            backend,
-            backends: None,
+            backends: Backends::new(backend),
             snapshot,
             config,
             metrics,
@@ -136,7 +134,7 @@ impl Discovery {
     /// Lists the series of rules with `backend:` from `backends`.
     #[must_use]
     pub fn with_backends(mut self, backends: Arc<dyn BackendRouter>) -> Self {
-        self.backends = Some(backends);
+        self.backends = self.backends.with_named(backends);
         self
     }
 
@@ -245,19 +243,13 @@ impl Discovery {
                 prom_adapter_core::rules::discovery_key(backend.as_deref(), query)
             })
             .collect();
-        let (default_backend, backends) = (&self.backend, &self.backends);
+        let backends = &self.backends;
         let answers = futures_util::future::join_all(queries.iter().zip(&keys).map(
             |((backend, query), key)| async move {
                 let began = Instant::now();
-                let result = match (backend, backends) {
-                    (None, _) => default_backend.series_shapes(query, start, now).await,
-                    (Some(name), Some(backends)) => match backends.route(name, None) {
-                        Ok(backend) => backend.series_shapes(query, start, now).await,
-                        Err(e) => Err(e),
-                    },
-                    (Some(name), None) => Err(super::BackendError::Failed(format!(
-                        "no backend {name:?}: the settings declare no backends"
-                    ))),
+                let result = match backends.for_rule(backend.as_deref(), None) {
+                    Ok(backend) => backend.series_shapes(query, start, now).await,
+                    Err(e) => Err(e),
                 };
                 (key, query, backend.as_deref(), result, began.elapsed())
             },

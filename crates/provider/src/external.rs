@@ -24,9 +24,8 @@ pub struct ExternalValue {
 #[derive(Clone)]
 pub struct ExternalMetrics {
     snapshot: SharedSnapshot,
-    backend: Arc<dyn MetricsBackend>,
+    backends: super::Backends,
     metrics: Option<Arc<prom_adapter_telemetry::Metrics>>,
-    backends: Option<Arc<dyn super::BackendRouter>>,
 }
 
 impl ExternalMetrics {
@@ -34,16 +33,15 @@ impl ExternalMetrics {
     pub fn new(snapshot: SharedSnapshot, backend: Arc<dyn MetricsBackend>) -> Self {
         Self {
             snapshot,
-            backend,
+            backends: super::Backends::new(backend),
             metrics: None,
-            backends: None,
         }
     }
 
     /// Sends the calls of rules with `backend:` to `backends`.
     #[must_use]
     pub fn with_backends(mut self, backends: Arc<dyn super::BackendRouter>) -> Self {
-        self.backends = Some(backends);
+        self.backends = self.backends.with_named(backends);
         self
     }
 
@@ -99,10 +97,8 @@ impl ExternalMetrics {
             ExternalPlanError::Query { error, .. } => Error::Query(error),
         })
         .and_then(|(query, rule_name, rule)| {
-            let backend = super::route(
-                &self.backend,
-                self.backends.as_ref(),
-                &snapshot.rules.external[rule],
+            let backend = self.backends.for_rule(
+                snapshot.rules.external[rule].backend_name(),
                 Some(&request.namespace),
             )?;
             Ok((query, rule_name, backend))

@@ -77,20 +77,49 @@ impl QueryOptions {
     }
 }
 
-/// The backend `rule`'s calls go to for a request about `namespace`: its `backend:` from
-/// `backends`, or `default`.
-fn route(
-    default: &Arc<dyn MetricsBackend>,
-    backends: Option<&Arc<dyn BackendRouter>>,
-    rule: &prom_adapter_core::rules::DiscoveryRule,
-    namespace: Option<&str>,
-) -> Result<Arc<dyn MetricsBackend>, Error> {
-    match (rule.backend_name(), backends) {
-        (None, _) => Ok(default.clone()),
-        (Some(name), Some(backends)) => Ok(backends.route(name, namespace)?),
-        (Some(name), None) => Err(Error::Backend(BackendError::Failed(format!(
-            "the rule names backend {name:?}, and the settings declare no backends"
-        )))),
+/// Where calls go: the default backend, and the settings' named backends for rules with
+/// `backend:`. The one routing decision of the providers and discovery.
+#[derive(Clone)]
+pub struct Backends {
+    default: Arc<dyn MetricsBackend>,
+    named: Option<Arc<dyn BackendRouter>>,
+}
+
+impl Backends {
+    /// Every call to `default`, until named backends are added.
+    pub fn new(default: Arc<dyn MetricsBackend>) -> Self {
+        Self {
+            default,
+            named: None,
+        }
+    }
+
+    /// Rules with `backend:` reach theirs through `named`.
+    #[must_use]
+    pub fn with_named(mut self, named: Arc<dyn BackendRouter>) -> Self {
+        self.named = Some(named);
+        self
+    }
+
+    /// The default backend (`--prometheus-url`).
+    pub fn default_backend(&self) -> &Arc<dyn MetricsBackend> {
+        &self.default
+    }
+
+    /// The backend of a rule whose `backend:` is `backend` (`None`: the default), for a request
+    /// about `namespace` (`None`: discovery), whose tenant it may follow.
+    pub fn for_rule(
+        &self,
+        backend: Option<&str>,
+        namespace: Option<&str>,
+    ) -> Result<Arc<dyn MetricsBackend>, BackendError> {
+        match (backend, &self.named) {
+            (None, _) => Ok(self.default.clone()),
+            (Some(name), Some(named)) => named.route(name, namespace),
+            (Some(name), None) => Err(BackendError::Failed(format!(
+                "the rule names backend {name:?}, and the settings declare no backends"
+            ))),
+        }
     }
 }
 

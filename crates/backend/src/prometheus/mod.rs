@@ -6,7 +6,7 @@ mod series;
 pub mod tenancy;
 pub mod transport;
 pub use backend::InstrumentedClient;
-pub use named::{BackendClients, NamedBackendConfig, NamedBackends, SharedNamedBackends};
+pub use named::{BackendClients, Listed, NamedBackendConfig, NamedBackends, SharedNamedBackends};
 
 pub use series::{DecodeError, SeriesAnswer, SeriesDecoder, decode_series};
 
@@ -59,6 +59,14 @@ pub enum Error {
         path: String,
         /// The limit, in bytes.
         limit: u64,
+    },
+    /// A `seriesQuery`'s series could not be listed.
+    #[error("listing the series of {query}: {source}")]
+    Listing {
+        /// The `seriesQuery`.
+        query: String,
+        /// Why.
+        source: Box<Error>,
     },
 }
 

@@ -1,10 +1,14 @@
-//! Named backends (the settings' `backends:`): each with its own client, limits and kept answers, and for each request the client of its tenant.
+//! Named backends (the settings' `backends:`): each with its own client, limits and kept answers, and for each request the client of its tenant; and the tools' clients and series listing.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use super::tenancy::Tenancy;
 use super::{Client, ClientConfig, Error, InstrumentedClient};
+use prom_adapter_core::promql::Series;
+use prom_adapter_core::registry::{Registry, SeriesShape, shapes_of};
+use prom_adapter_core::resources::ResourceTable;
+use prom_adapter_core::rules::{RuleSet, discovery_key};
 use prom_adapter_provider::query_cache::{QuerySharing, SharedQueries};
 use prom_adapter_provider::{BackendError, BackendRouter, MetricsBackend};
 use prom_adapter_telemetry::Metrics;
@@ -99,31 +103,40 @@ impl BackendRouter for NamedBackends {
                 "no backend {name:?} in the settings' backends (the rules were checked against them when loaded)"
             ))
         })?;
-        let target = named.tenancy.target(namespace);
+        let key = named.tenancy.target(namespace).key;
         let mut targets = named.targets.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(backend) = targets.get(&target.key) {
+        if let Some(backend) = targets.get(&key) {
             return Ok(backend.clone());
         }
-        let client = if named.tenancy.is_templated() {
-            named
-                .client
-                .for_target(&target.url, &target.headers)
-                .map_err(|e| BackendError::Failed(format!("backend {name}: {e}")))?
-        } else {
-            named.client.clone()
-        };
+        let client = tenant_client(&named.client, &named.tenancy, namespace)
+            .map_err(|e| BackendError::Failed(format!("backend {name}: {e}")))?;
         let instrumented =
             InstrumentedClient::named(client, self.metrics.clone(), named.name.clone());
         let backend: Arc<dyn MetricsBackend> = Arc::new(
             named
                 .shared
-                .scoped_backend(Arc::new(instrumented), target.key.clone()),
+                .scoped_backend(Arc::new(instrumented), key.clone()),
         );
         if targets.len() < MAX_KEPT_TARGETS {
-            targets.insert(target.key, backend.clone());
+            targets.insert(key, backend.clone());
         }
         Ok(backend)
     }
+}
+
+/// A backend's client for a request about `namespace` (`None`: discovery): its own, or, when
+/// its URL or headers follow the tenant, one for the namespace's tenant. `serve` and the tools
+/// both pick a tenant's client here.
+fn tenant_client(
+    client: &Client,
+    tenancy: &Tenancy,
+    namespace: Option<&str>,
+) -> Result<Client, Error> {
+    if !tenancy.is_templated() {
+        return Ok(client.clone());
+    }
+    let target = tenancy.target(namespace);
+    client.for_target(&target.url, &target.headers)
 }
 
 /// The default client and the named backends' clients, for the commands that call Prometheus
@@ -158,15 +171,63 @@ impl BackendClients {
                 "no backend {name:?}: give --settings with the settings file that declares it"
             ))
         })?;
-        if !tenancy.is_templated() {
-            return Ok(client.clone());
-        }
-        let target = tenancy.target(namespace);
-        client.for_target(&target.url, &target.headers)
+        tenant_client(client, tenancy, namespace)
     }
 
     /// The default client.
     pub fn default_client(&self) -> &Client {
         &self.default
+    }
+}
+
+/// What Prometheus lists for every `seriesQuery` of a rules file, each from its rule's backend.
+pub struct Listed {
+    /// Every series listed, sorted and without duplicates (for reports and warnings).
+    pub series: Vec<Series>,
+    /// The series shapes of each (backend, `seriesQuery`), by `rules::discovery_key`.
+    pub shapes: HashMap<String, Arc<Vec<SeriesShape>>>,
+}
+
+impl Listed {
+    /// The registry `serve`'s discovery would build from these listings.
+    pub fn registry(&self, rules: &RuleSet, table: &ResourceTable) -> Registry {
+        Registry::build(rules, &self.shapes, table)
+    }
+}
+
+impl BackendClients {
+    /// Lists the whole series of every (backend, `seriesQuery`) of `rules` between `start` and
+    /// `end`, each from its backend (discovery's tenant), for the tools, which report per
+    /// series. (`serve`'s discovery streams the same calls down to shapes: `series_shapes`.)
+    pub async fn list_series(
+        &self,
+        rules: &RuleSet,
+        start: f64,
+        end: f64,
+    ) -> Result<Listed, Error> {
+        let mut series = Vec::new();
+        let mut shapes = HashMap::new();
+        for (backend, query) in rules.discovery_queries() {
+            let listing = |error| Error::Listing {
+                query: query.to_owned(),
+                source: Box::new(error),
+            };
+            let client = self.client(backend, None).map_err(listing)?;
+            let listed: Vec<Series> = client
+                .series(query, start, end)
+                .await
+                .map_err(listing)?
+                .into_iter()
+                .filter_map(Series::from_api_labels)
+                .collect();
+            shapes.insert(
+                discovery_key(backend, query),
+                Arc::new(shapes_of(listed.iter())),
+            );
+            series.extend(listed);
+        }
+        series.sort();
+        series.dedup();
+        Ok(Listed { series, shapes })
     }
 }

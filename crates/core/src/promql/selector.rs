@@ -24,6 +24,14 @@ pub struct Series {
 }
 
 impl Series {
+    /// A series from its labels as `/api/v1/series` gives them (`__name__` included; empty
+    /// values are absent labels); `None` without a name.
+    pub fn from_api_labels(mut labels: BTreeMap<String, String>) -> Option<Self> {
+        let name = labels.remove("__name__")?;
+        labels.retain(|_, v| !v.is_empty());
+        Some(Self { name, labels })
+    }
+
     /// Parses one series written in selector notation, `name{label="value",...}`, where every
     /// matcher must be an equality.
     pub fn parse(text: &str) -> Result<Self, Error> {

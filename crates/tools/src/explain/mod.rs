@@ -6,14 +6,13 @@ pub mod rename;
 pub mod report;
 pub mod why;
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::collections::BTreeMap;
 
 use serde::Serialize;
 
 use prom_adapter_core::plan::{self, QueryPlan, usage_query};
 use prom_adapter_core::promql::Series;
-use prom_adapter_core::registry::{Registry, SeriesShape};
+use prom_adapter_core::registry::Registry;
 use prom_adapter_core::request;
 use prom_adapter_core::request::{CustomRequest, ExternalRequest, ObjectName};
 use prom_adapter_core::resources::ResourceTable;
@@ -28,14 +27,6 @@ pub enum Error {
     /// The request path is not one the adapter serves, or names no discovered metric.
     #[error("{0}")]
     Request(String),
-    /// Prometheus did not list a `seriesQuery`'s series.
-    #[error("listing the series of {query}: {error}")]
-    Listing {
-        /// The `seriesQuery`.
-        query: String,
-        /// Why.
-        error: prom_adapter_backend::prometheus::Error,
-    },
 }
 
 /// Whether `serve` asks the template once for every object of a namespace (unless
@@ -130,7 +121,7 @@ pub fn parse_series_file(text: &str) -> Result<Vec<Series>, Error> {
             .data
             .into_iter()
             .map(|labels| {
-                series_from_labels(labels)
+                Series::from_api_labels(labels)
                     .ok_or_else(|| Error::Series("a series has no __name__".into()))
             })
             .collect();
@@ -142,63 +133,6 @@ pub fn parse_series_file(text: &str) -> Result<Vec<Series>, Error> {
             Series::parse(line.trim()).map_err(|e| Error::Series(format!("line {}: {e}", n + 1)))
         })
         .collect()
-}
-
-/// A series from its labels as `/api/v1/series` gives them (`__name__` included; empty values
-/// are absent labels); `None` without a name.
-pub fn series_from_labels(mut labels: BTreeMap<String, String>) -> Option<Series> {
-    let name = labels.remove("__name__")?;
-    labels.retain(|_, v| !v.is_empty());
-    Some(Series { name, labels })
-}
-
-/// What Prometheus lists for every `seriesQuery`, each from its rule's backend.
-pub struct Listed {
-    /// Every series listed, sorted and without duplicates (for reports and warnings).
-    pub series: Vec<Series>,
-    /// The series shapes of each (backend, `seriesQuery`), by `rules::discovery_key`.
-    pub shapes: HashMap<String, Arc<Vec<SeriesShape>>>,
-}
-
-impl Listed {
-    /// The registry `serve`'s discovery would build from these listings.
-    pub fn registry(&self, rules: &RuleSet, table: &ResourceTable) -> Registry {
-        Registry::build(rules, &self.shapes, table)
-    }
-}
-
-/// Lists the series of every (backend, `seriesQuery`) between `start` and `end`, each from its
-/// backend (discovery's tenant), as `serve`'s discovery does.
-pub async fn list_series(
-    clients: &prom_adapter_backend::prometheus::BackendClients,
-    rules: &RuleSet,
-    start: f64,
-    end: f64,
-) -> Result<Listed, Error> {
-    let mut series = Vec::new();
-    let mut shapes = HashMap::new();
-    for (backend, query) in rules.discovery_queries() {
-        let listing = |error| Error::Listing {
-            query: query.to_owned(),
-            error,
-        };
-        let client = clients.client(backend, None).map_err(listing)?;
-        let listed: Vec<Series> = client
-            .series(query, start, end)
-            .await
-            .map_err(listing)?
-            .into_iter()
-            .filter_map(series_from_labels)
-            .collect();
-        shapes.insert(
-            prom_adapter_core::rules::discovery_key(backend, query),
-            Arc::new(prom_adapter_core::registry::shapes_of(listed.iter())),
-        );
-        series.extend(listed);
-    }
-    series.sort();
-    series.dedup();
-    Ok(Listed { series, shapes })
 }
 
 /// The listing as text, one metric per line, and a count.

@@ -35,7 +35,8 @@ pub async fn fetch(
     let prometheus = |e: prom_adapter_backend::prometheus::Error| Error::Prometheus(e.to_string());
     // Discovery over the whole range (plus the usual 10 min before it), so that metrics that
     // existed at any moment are planned.
-    let listed = crate::explain::list_series(clients, rules, start - 600.0, end)
+    let listed = clients
+        .list_series(rules, start - 600.0, end)
         .await
         .map_err(|e| Error::Prometheus(e.to_string()))?;
     let registry = listed.registry(rules, table);
