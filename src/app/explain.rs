@@ -266,7 +266,7 @@ fn explain_live(
             table: Arc::new(table),
         }));
         let loaded = snapshot.load_full();
-        if let Some(resource_path) = explain::parse_resource_path(path) {
+        if let Some(resource_path) = prom_adapter_core::request::parse_resource_path(path) {
             let resource_path = resource_path?;
             anyhow::ensure!(
                 !args.why,
@@ -306,7 +306,7 @@ fn explain_live(
                 ExitCode::FAILURE
             });
         }
-        let request = explain::parse_request_path(path)?;
+        let request = prom_adapter_core::request::parse_request_path(path)?;
         let (rules, table) = (&loaded.rules, &loaded.table);
         let finding = match why::walk(rules, &loaded.registry, &series, table, &request, &window) {
             why::Walk::Lost(finding) => finding,

@@ -176,7 +176,7 @@ fn parsers_reject_bad_input_without_panicking() {
         );
         if let (Ok(rules), Ok(request)) = (
             prom_adapter_core::config::parse_rules(&text, "fuzz.yaml"),
-            prom_adapter_tools::explain::parse_request_path(&request),
+            prom_adapter_core::request::parse_request_path(&request),
         ) {
             let series: Vec<Series> = [
                 r#"container_cpu_usage_seconds_total{namespace="default",pod="web",container="c"}"#,

@@ -62,12 +62,7 @@ pub fn query_params(query_string: &str) -> HashMap<String, String> {
 /// Parses the part of a custom metrics path after the version, e.g.
 /// `namespaces/default/pods/%2A/http_requests`, plus its query parameters.
 pub fn parse_custom(tail: &str, query: &HashMap<String, String>) -> Result<CustomRequest, Error> {
-    let segments: Vec<String> = tail
-        .trim_end_matches('/')
-        .split('/')
-        .map(crate::object_names::decode_segment)
-        .collect::<Result<_, _>>()
-        .map_err(|e| Error::BadRequest(e.to_string()))?;
+    let segments = decoded_segments(tail)?;
     if segments.iter().any(String::is_empty) {
         return Err(Error::BadRequest("invalid request path".into()));
     }
@@ -118,9 +113,34 @@ pub fn parse_custom(tail: &str, query: &HashMap<String, String>) -> Result<Custo
     })
 }
 
+/// A path's segments after the version, each percent-decoded once (`queue%3Adepth`).
+fn decoded_segments(tail: &str) -> Result<Vec<String>, Error> {
+    tail.trim_end_matches('/')
+        .split('/')
+        .map(crate::object_names::decode_segment)
+        .collect::<Result<_, _>>()
+        .map_err(|e| Error::BadRequest(e.to_string()))
+}
+
+/// Parses the part of an external metrics path after the version, `namespaces/NS/METRIC`, plus
+/// its query parameters; another shape is `NoSuchPath`.
+pub fn parse_external(
+    tail: &str,
+    query: &HashMap<String, String>,
+) -> Result<ExternalRequest, Error> {
+    match decoded_segments(tail)?.as_slice() {
+        [keyword, namespace, metric]
+            if keyword == "namespaces" && !namespace.is_empty() && !metric.is_empty() =>
+        {
+            external(namespace.clone(), metric.clone(), query)
+        }
+        _ => Err(Error::NoSuchPath),
+    }
+}
+
 /// An external metrics request from its path's namespace and metric (decoded) and its query
 /// parameters.
-pub fn external(
+fn external(
     namespace: String,
     metric: String,
     query: &HashMap<String, String>,
@@ -137,6 +157,98 @@ pub fn external(
         metric,
         selector,
     })
+}
+
+/// A custom or external metrics request, parsed from a whole API path (for the tools, which
+/// take paths as the HPA controller sends them; the API's route table strips the group and
+/// version and calls `parse_custom` and `parse_external` itself).
+#[derive(Debug, Clone)]
+pub enum RequestPath {
+    /// A `custom.metrics.k8s.io` request.
+    Custom(CustomRequest),
+    /// An `external.metrics.k8s.io` request.
+    External(ExternalRequest),
+}
+
+impl RequestPath {
+    /// The namespace the request is about, if any (a named backend's tenant follows it).
+    pub fn namespace(&self) -> Option<&str> {
+        match self {
+            RequestPath::Custom(request) => request.namespace.as_deref(),
+            RequestPath::External(request) => Some(&request.namespace),
+        }
+    }
+}
+
+const EXTERNAL_PATH: &str =
+    "external metrics paths look like /apis/external.metrics.k8s.io/v1beta1/namespaces/NS/METRIC";
+
+/// Parses a whole custom or external metrics API path, with its query string.
+pub fn parse_request_path(path: &str) -> Result<RequestPath, Error> {
+    let (path, query_string) = path.split_once('?').unwrap_or((path, ""));
+    let query = query_params(query_string);
+    if let Some(tail) = strip_version(path, "/apis/custom.metrics.k8s.io/") {
+        return parse_custom(tail, &query).map(RequestPath::Custom);
+    }
+    if let Some(tail) = strip_version(path, "/apis/external.metrics.k8s.io/") {
+        return match parse_external(tail, &query) {
+            Err(Error::NoSuchPath) => Err(Error::BadRequest(EXTERNAL_PATH.into())),
+            parsed => parsed.map(RequestPath::External),
+        };
+    }
+    Err(Error::BadRequest(format!(
+        "{path:?} is not a custom or external metrics path"
+    )))
+}
+
+/// A `metrics.k8s.io` request path: `nodes[/NAME]` or `namespaces/NS/pods[/NAME]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourcePath {
+    /// `nodes` or `pods`.
+    pub resource: &'static str,
+    /// The pods' namespace.
+    pub namespace: Option<String>,
+    /// One object, or all (`None`).
+    pub name: Option<String>,
+}
+
+/// Reads a whole `metrics.k8s.io` path, for the tools; `None` when `path` is not one. (The API
+/// serves these four shapes straight from its route table.)
+pub fn parse_resource_path(path: &str) -> Option<Result<ResourcePath, Error>> {
+    let tail = strip_version(
+        path.split('?').next().unwrap_or(path),
+        "/apis/metrics.k8s.io/",
+    )?;
+    let usage = "metrics.k8s.io paths look like /apis/metrics.k8s.io/v1beta1/nodes[/NAME] or /apis/metrics.k8s.io/v1beta1/namespaces/NS/pods[/NAME]";
+    let segments = match decoded_segments(tail) {
+        Ok(segments) => segments,
+        Err(e) => return Some(Err(e)),
+    };
+    let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+    let path = |resource, namespace: Option<&str>, name: Option<&str>| {
+        Ok(ResourcePath {
+            resource,
+            namespace: namespace.map(str::to_owned),
+            name: name.map(str::to_owned),
+        })
+    };
+    Some(match segments.as_slice() {
+        ["nodes"] => path("nodes", None, None),
+        ["nodes", name] => path("nodes", None, Some(name)),
+        ["namespaces", namespace, "pods"] => path("pods", Some(namespace), None),
+        ["namespaces", namespace, "pods", name] => path("pods", Some(namespace), Some(name)),
+        ["pods"] => Err(Error::BadRequest(
+            "an all-namespaces pod list runs the pods queries once per namespace: name one, /apis/metrics.k8s.io/v1beta1/namespaces/NS/pods".into(),
+        )),
+        _ => Err(Error::BadRequest(usage.into())),
+    })
+}
+
+/// The part of `path` after `prefix` and a version segment.
+fn strip_version<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
+    let rest = path.strip_prefix(prefix)?;
+    let (_version, tail) = rest.split_once('/')?;
+    Some(tail)
 }
 
 #[cfg(test)]
@@ -197,5 +309,70 @@ mod tests {
         ));
         let r = parse("nodes/n1/m", &[("metricLabelSelector", "status=500")]).unwrap();
         assert!(!r.metric_selector.is_empty());
+    }
+
+    #[test]
+    fn external_paths_have_one_shape_and_decode_each_segment_once() {
+        let query = [("labelSelector".to_string(), "queue=q1".to_string())].into();
+        let r = parse_external("namespaces/prod/queue%3Adepth", &query).unwrap();
+        assert_eq!(
+            (r.namespace.as_str(), r.metric.as_str()),
+            ("prod", "queue:depth")
+        );
+        assert!(!r.selector.is_empty());
+        for other in [
+            "namespaces/prod",
+            "namespaces//m",
+            "nodes/a/m",
+            "namespaces/a/b/c",
+        ] {
+            assert!(
+                matches!(
+                    parse_external(other, &HashMap::new()),
+                    Err(Error::NoSuchPath)
+                ),
+                "{other}"
+            );
+        }
+        let bad = [("labelSelector".to_string(), "a in (".to_string())].into();
+        assert!(matches!(
+            parse_external("namespaces/prod/m", &bad),
+            Err(Error::BadRequest(_))
+        ));
+    }
+
+    #[test]
+    fn whole_paths_name_their_group_and_say_what_shape_is_expected() {
+        let custom = parse_request_path(
+            "/apis/custom.metrics.k8s.io/v1beta2/namespaces/shop/pods/web/rps?metricLabelSelector=a%3Db",
+        )
+        .unwrap();
+        assert!(matches!(custom, RequestPath::Custom(_)));
+        assert_eq!(custom.namespace(), Some("shop"));
+        let external =
+            parse_request_path("/apis/external.metrics.k8s.io/v1beta1/namespaces/q/depth").unwrap();
+        assert_eq!(external.namespace(), Some("q"));
+        let error = parse_request_path("/apis/external.metrics.k8s.io/v1beta1/depth").unwrap_err();
+        assert!(
+            error.to_string().contains("namespaces/NS/METRIC"),
+            "{error}"
+        );
+        assert!(parse_request_path("/api/v1/pods").is_err());
+        assert_eq!(
+            parse_resource_path("/apis/metrics.k8s.io/v1beta1/namespaces/a/pods/b"),
+            Some(Ok(ResourcePath {
+                resource: "pods",
+                namespace: Some("a".into()),
+                name: Some("b".into()),
+            }))
+        );
+        assert!(matches!(
+            parse_resource_path("/apis/metrics.k8s.io/v1beta1/pods"),
+            Some(Err(Error::BadRequest(_)))
+        ));
+        assert_eq!(
+            parse_resource_path("/apis/custom.metrics.k8s.io/v1beta1/x"),
+            None
+        );
     }
 }

@@ -65,13 +65,16 @@ pub(super) fn external_api_resources(state: &AppState) -> Vec<ApiResource> {
 pub(super) async fn external_metric(
     state: web::Data<AppState>,
     request: HttpRequest,
-    path: web::Path<(String, String, String)>,
 ) -> Result<HttpResponse, Error> {
     external_enabled(&state)?;
-    let (version, namespace, metric) = path.into_inner();
-    checked_version(&version, &EXTERNAL_VERSIONS)?;
+    checked_version(
+        request.match_info().get("version").unwrap_or_default(),
+        &EXTERNAL_VERSIONS,
+    )?;
+    let tail = request.match_info().get("tail").unwrap_or_default();
     let query = request_path::query_params(request.query_string());
-    let external_request = request_path::external(namespace, metric.clone(), &query)?;
+    let external_request = request_path::parse_external(tail, &query)?;
+    let metric = external_request.metric.clone();
     let values = state.external.get(&external_request, unix_now()).await?;
     Ok(List::respond(
         "ExternalMetricValueList",

@@ -90,7 +90,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             web::get().to(custom_metric),
         )
         .route(
-            "/apis/external.metrics.k8s.io/{version}/namespaces/{namespace}/{metric}",
+            "/apis/external.metrics.k8s.io/{version}/{tail:.+}",
             web::get().to(external_metric),
         )
         .route(

@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::abbreviate;
 use super::report::RuleReport;
 use super::why::{Finding, Verdict};
-use super::{RequestPath, ResourcePath, abbreviate};
+use prom_adapter_core::request::{RequestPath, ResourcePath};
 use prom_adapter_provider::custom::CustomMetrics;
 use prom_adapter_provider::external::ExternalMetrics;
 use prom_adapter_provider::{MetricsBackend, SharedSnapshot};

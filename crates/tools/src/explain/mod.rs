@@ -13,8 +13,10 @@ use serde::Serialize;
 use prom_adapter_core::plan::{self, QueryPlan, usage_query};
 use prom_adapter_core::promql::Series;
 use prom_adapter_core::registry::Registry;
-use prom_adapter_core::request;
-use prom_adapter_core::request::{CustomRequest, ExternalRequest, ObjectName};
+use prom_adapter_core::request::{
+    self, ExternalRequest, ObjectName, RequestPath, ResourcePath, parse_request_path,
+    parse_resource_path,
+};
 use prom_adapter_core::resources::ResourceTable;
 use prom_adapter_core::rules::RuleSet;
 
@@ -27,6 +29,9 @@ pub enum Error {
     /// The request path is not one the adapter serves, or names no discovered metric.
     #[error("{0}")]
     Request(String),
+    /// The request path could not be parsed.
+    #[error("{0}")]
+    Path(#[from] request::Error),
 }
 
 /// Whether `serve` asks the template once for every object of a namespace (unless
@@ -235,51 +240,6 @@ pub fn listing(registry: &Registry) -> Listing {
     }
 }
 
-/// A metrics request, parsed from its API path.
-#[derive(Debug, Clone)]
-pub enum RequestPath {
-    /// A `custom.metrics.k8s.io` request.
-    Custom(CustomRequest),
-    /// An `external.metrics.k8s.io` request.
-    External(ExternalRequest),
-}
-
-impl RequestPath {
-    /// The namespace the request is about, if any (a named backend's tenant follows it).
-    pub fn namespace(&self) -> Option<&str> {
-        match self {
-            RequestPath::Custom(request) => request.namespace.as_deref(),
-            RequestPath::External(request) => Some(&request.namespace),
-        }
-    }
-}
-
-/// Parses a custom or external metrics API path, with its query string.
-pub fn parse_request_path(path: &str) -> Result<RequestPath, Error> {
-    let (path, query_string) = path.split_once('?').unwrap_or((path, ""));
-    let query = request::query_params(query_string);
-    if let Some(rest) = strip_version(path, "/apis/custom.metrics.k8s.io/") {
-        return request::parse_custom(rest, &query)
-            .map(RequestPath::Custom)
-            .map_err(|e| Error::Request(e.to_string()));
-    }
-    if let Some(rest) = strip_version(path, "/apis/external.metrics.k8s.io/") {
-        let segments = decoded_segments(rest)?;
-        let [keyword, namespace, metric] = segments.as_slice() else {
-            return Err(Error::Request(EXTERNAL_PATH.into()));
-        };
-        if keyword != "namespaces" {
-            return Err(Error::Request(EXTERNAL_PATH.into()));
-        };
-        return request::external(namespace.clone(), metric.clone(), &query)
-            .map(RequestPath::External)
-            .map_err(|e| Error::Request(e.to_string()));
-    }
-    Err(Error::Request(format!(
-        "{path:?} is not a custom or external metrics path"
-    )))
-}
-
 /// For a custom metrics path whose rule is batched (`QueryTemplate::per_object`), the one query
 /// `serve` asks for every object of the namespace, whose answer it keeps to the asked objects;
 /// `None` for other paths, and for rules asked by name.
@@ -348,48 +308,6 @@ pub fn query_for_path(
     }
 }
 
-/// A `metrics.k8s.io` request path: `nodes[/NAME]` or `namespaces/NS/pods[/NAME]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ResourcePath {
-    /// `nodes` or `pods`.
-    pub resource: &'static str,
-    /// The pods' namespace.
-    pub namespace: Option<String>,
-    /// One object, or all (`None`).
-    pub name: Option<String>,
-}
-
-/// Reads a `metrics.k8s.io` path; `None` when `path` is not one.
-pub fn parse_resource_path(path: &str) -> Option<Result<ResourcePath, Error>> {
-    let rest = strip_version(
-        path.split('?').next().unwrap_or(path),
-        "/apis/metrics.k8s.io/",
-    )?;
-    let usage = "metrics.k8s.io paths look like /apis/metrics.k8s.io/v1beta1/nodes[/NAME] or /apis/metrics.k8s.io/v1beta1/namespaces/NS/pods[/NAME]";
-    let segments = match decoded_segments(rest) {
-        Ok(segments) => segments,
-        Err(e) => return Some(Err(e)),
-    };
-    let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
-    let path = |resource, namespace: Option<&str>, name: Option<&str>| {
-        Ok(ResourcePath {
-            resource,
-            namespace: namespace.map(str::to_owned),
-            name: name.map(str::to_owned),
-        })
-    };
-    Some(match segments.as_slice() {
-        ["nodes"] => path("nodes", None, None),
-        ["nodes", name] => path("nodes", None, Some(name)),
-        ["namespaces", namespace, "pods"] => path("pods", Some(namespace), None),
-        ["namespaces", namespace, "pods", name] => path("pods", Some(namespace), Some(name)),
-        ["pods"] => Err(Error::Request(
-            "an all-namespaces pod list runs the pods queries once per namespace: name one, /apis/metrics.k8s.io/v1beta1/namespaces/NS/pods".into(),
-        )),
-        _ => Err(Error::Request(usage.into())),
-    })
-}
-
 /// The CPU and memory queries a `metrics.k8s.io` request runs, as the resource metrics API builds
 /// them from `resourceRules`, for these objects (the named one, or `objects` for a list).
 pub fn resource_queries(
@@ -430,24 +348,6 @@ pub fn resource_queries(
         query(&resource_rules.cpu)?,
         query(&resource_rules.memory)?
     ))
-}
-
-const EXTERNAL_PATH: &str =
-    "external metrics paths look like /apis/external.metrics.k8s.io/v1beta1/namespaces/NS/METRIC";
-
-/// A path's segments after the version, decoded as the API decodes them (`queue%3Adepth`).
-fn decoded_segments(rest: &str) -> Result<Vec<String>, Error> {
-    rest.trim_end_matches('/')
-        .split('/')
-        .map(prom_adapter_core::object_names::decode_segment)
-        .collect::<Result<_, _>>()
-        .map_err(|e| Error::Request(e.to_string()))
-}
-
-fn strip_version<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
-    let rest = path.strip_prefix(prefix)?;
-    let (_version, tail) = rest.split_once('/')?;
-    Some(tail)
 }
 
 #[cfg(test)]

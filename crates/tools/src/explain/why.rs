@@ -3,12 +3,13 @@
 use serde::Serialize;
 
 use super::report::{dropping_filter, matched};
-use super::{RequestPath, abbreviate, rename};
+use super::{abbreviate, rename};
 use prom_adapter_core::model::{GroupResource, QuantityFormat, QueryResult, quantity_from_f64};
 use prom_adapter_core::plan::{self, ExternalPlanError, QueryPlan};
 use prom_adapter_core::promql::Series;
 use prom_adapter_core::registry::Registry;
 use prom_adapter_core::request::ObjectName;
+use prom_adapter_core::request::RequestPath;
 use prom_adapter_core::resources::{ResourceInfo, ResourceTable};
 use prom_adapter_core::rules::{DiscoveryRule, RuleSet};
 
@@ -740,7 +741,7 @@ rules:
     fn walk_with(rules: &str, series: &[&str], path: &str) -> Walk {
         let rules = prom_adapter_core::config::parse_rules(rules, "test").unwrap();
         let series: Vec<Series> = series.iter().map(|s| Series::parse(s).unwrap()).collect();
-        let request = super::super::parse_request_path(path).unwrap();
+        let request = prom_adapter_core::request::parse_request_path(path).unwrap();
         let table = ResourceTable::builtin();
         let registry = Registry::from_series(&rules, &series, &table);
         walk(
