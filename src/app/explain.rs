@@ -9,7 +9,7 @@ use crate::cli::ExplainArgs;
 use prom_adapter_backend::prometheus;
 use prom_adapter_core::model::parse_duration;
 use prom_adapter_core::resources::ResourceTable;
-use prom_adapter_provider::{MetricsBackend, Snapshot};
+use prom_adapter_provider::{Backends, MetricsBackend, Snapshot};
 use prom_adapter_telemetry::Metrics;
 use prom_adapter_tools::explain;
 
@@ -207,13 +207,9 @@ fn explain_live(
         let client = prometheus::Client::new(config)?;
         let clients = prometheus::BackendClients::new(client.clone(), &backends)?;
         let metrics = Arc::new(Metrics::new());
-        let router: Option<Arc<dyn prom_adapter_provider::BackendRouter>> = if backends.is_empty() {
-            None
-        } else {
-            Some(Arc::new(
-                prometheus::SharedNamedBackends::new(backends, metrics.clone()).router()?,
-            ))
-        };
+        let router = (!backends.is_empty())
+            .then(|| prometheus::SharedNamedBackends::new(backends, metrics.clone()).router())
+            .transpose()?;
         let now = prom_adapter_telemetry::clock::unix_now();
         let start = now - max_age.as_secs_f64();
         let listed = clients.list_series(&rules, start, now).await?;
@@ -259,6 +255,10 @@ fn explain_live(
         };
         let backend: Arc<dyn MetricsBackend> =
             Arc::new(prometheus::InstrumentedClient::new(client, metrics));
+        let mut backends = Backends::new(backend.clone());
+        if let Some(router) = router {
+            backends = backends.with_named(Arc::new(router));
+        }
         // What the providers read, as `serve` would hold it after this relist.
         let snapshot = Arc::new(arc_swap::ArcSwap::from_pointee(Snapshot {
             registry: Arc::new(registry),
@@ -311,12 +311,9 @@ fn explain_live(
         let finding = match why::walk(rules, &loaded.registry, &series, table, &request, &window) {
             why::Walk::Lost(finding) => finding,
             why::Walk::Query(probe) if args.why => {
-                let backend = match (&probe.backend, &router) {
-                    (Some(name), Some(router)) => router
-                        .route(name, request.namespace())
-                        .map_err(|e| anyhow::anyhow!("backend {name}: {e}"))?,
-                    _ => backend.clone(),
-                };
+                let backend = backends
+                    .for_rule(probe.backend.as_deref(), request.namespace())
+                    .map_err(|e| anyhow::anyhow!("backend {:?}: {e}", probe.backend))?;
                 let result = backend
                     .query(&probe.query, now)
                     .await
@@ -324,7 +321,7 @@ fn explain_live(
                 why::judge(&probe, &result)
             }
             why::Walk::Query(probe) => {
-                let values = live::values(snapshot, backend, router, &request, max_age, now)
+                let values = live::values(snapshot, backends, &request, max_age, now)
                     .await
                     .map_err(|e| anyhow::anyhow!("{e}"))?;
                 if json {

@@ -200,8 +200,7 @@ mod tests {
         assert!(cli.command.is_none());
         assert_eq!(cli.serve.logging.v, Some(4));
         // The flags given, and only those, are the top settings layer (group by group).
-        let given = config::Config::try_from(&cli.serve).unwrap();
-        let discovery = config::Config::try_from(&cli.serve.discovery).unwrap();
+        let [given, _, discovery, ..] = cli.serve.groups_given().map(Result::unwrap);
         assert_eq!(
             discovery.get_string("metrics_relist_interval").unwrap(),
             "1m"

@@ -16,44 +16,34 @@ use prom_adapter_core::model::parse_duration;
 pub struct PrometheusArgs {
     /// Extra `key=value` header for Prometheus (repeatable), e.g. X-Scope-OrgID=tenant.
     #[arg(long)]
-    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub prometheus_header: Vec<String>,
     /// File with a bearer token for Prometheus; re-read when it changes.
     #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub prometheus_token_file: Option<PathBuf>,
     /// CA bundle to verify Prometheus.
     #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub prometheus_ca_file: Option<PathBuf>,
     /// Client certificate for Prometheus.
     #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub prometheus_client_tls_cert_file: Option<PathBuf>,
     /// Client key for Prometheus.
     #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub prometheus_client_tls_key_file: Option<PathBuf>,
     /// Kubeconfig whose current context's credentials (token, token file or client certificate)
     /// and CA reach Prometheus, e.g. through kube-rbac-proxy; the URL stays --prometheus-url's.
     #[arg(long, conflicts_with = "prometheus_auth_incluster")]
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub prometheus_auth_config: Option<PathBuf>,
     /// Reach Prometheus with the pod's service-account token (re-read) and CA.
     #[arg(long)]
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub prometheus_auth_incluster: bool,
     /// GET or POST [default: GET; long queries always use POST].
     #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub prometheus_verb: Option<String>,
     /// Timeout of each Prometheus call [default: 30s].
     #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub prometheus_timeout: Option<String>,
     /// Largest Prometheus answer read, e.g. 64Mi; larger ones fail with an error naming the size [default: 64Mi].
     #[arg(long)]
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub prometheus_max_response_bytes: Option<String>,
 }
 

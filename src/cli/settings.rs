@@ -27,32 +27,16 @@ pub fn load(
         .filter(|(name, value)| !is_service_link(name, value))
         .cloned()
         .collect();
-    builder = builder.add_source(
-        Environment::with_prefix("PROM_ADAPTER")
-            .prefix_separator("_")
-            .try_parsing(true)
-            .list_separator(",")
-            .with_list_parse_key("prometheus_header")
-            .with_list_parse_key("tls_san")
-            .with_list_parse_key("tls_cipher_suites")
-            .with_list_parse_key("authorization_always_allow_paths")
-            .with_list_parse_key("requestheader_allowed_names")
-            .with_list_parse_key("requestheader_username_headers")
-            .with_list_parse_key("requestheader_group_headers")
-            .with_list_parse_key("requestheader_extra_headers_prefix")
-            .source(Some(env_map)),
-    );
+    let mut environment = Environment::with_prefix("PROM_ADAPTER")
+        .prefix_separator("_")
+        .try_parsing(true)
+        .list_separator(",");
+    for key in list_settings() {
+        environment = environment.with_list_parse_key(&key);
+    }
+    builder = builder.add_source(environment.source(Some(env_map)));
     // The flags given, group by group (each serializes only what was given).
-    for given in [
-        Config::try_from(flags),
-        Config::try_from(&flags.prometheus),
-        Config::try_from(&flags.discovery),
-        Config::try_from(&flags.tls),
-        Config::try_from(&flags.authentication),
-        Config::try_from(&flags.authorization),
-        Config::try_from(&flags.logging),
-        Config::try_from(&flags.queries),
-    ] {
+    for given in flags.groups_given() {
         builder = builder.add_source(given.map_err(err)?);
     }
     let layered = builder.build().map_err(err)?;
@@ -63,14 +47,7 @@ pub fn load(
         layered,
         unused: Vec::new(),
     };
-    let mut settings: ServeArgs = reads.group()?;
-    settings.prometheus = reads.group()?;
-    settings.discovery = reads.group()?;
-    settings.tls = reads.group()?;
-    settings.authentication = reads.group()?;
-    settings.authorization = reads.group()?;
-    settings.logging = reads.group()?;
-    settings.queries = reads.group()?;
+    let settings = ServeArgs::read_groups(&mut reads)?;
     let mut unknown = reads.unused.pop().unwrap_or_default();
     for unused in &reads.unused {
         unknown.retain(|key| unused.contains(key));
@@ -85,14 +62,25 @@ pub fn load(
     Ok(settings)
 }
 
+/// The settings that take lists (repeatable flags, and comma-separated ones): their variables'
+/// values are split at commas. From the flags' declarations, so a new list needs nothing here.
+fn list_settings() -> Vec<String> {
+    let command = <ServeArgs as clap::Args>::augment_args(clap::Command::new("serve"));
+    command
+        .get_arguments()
+        .filter(|arg| matches!(arg.get_action(), clap::ArgAction::Append))
+        .map(|arg| arg.get_id().to_string())
+        .collect()
+}
+
 /// The layered settings, read one group at a time, with the keys each read left unused.
-struct Reads {
+pub(super) struct Reads {
     layered: config::Config,
     unused: Vec<std::collections::BTreeSet<String>>,
 }
 
 impl Reads {
-    fn group<T: serde::de::DeserializeOwned>(&mut self) -> Result<T, Error> {
+    pub(super) fn group<T: serde::de::DeserializeOwned>(&mut self) -> Result<T, Error> {
         let mut unused = std::collections::BTreeSet::new();
         let group = serde_ignored::deserialize(self.layered.clone(), |path| {
             unused.insert(path.to_string());
@@ -123,6 +111,25 @@ fn is_service_link(name: &str, value: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_list_setting_splits_its_variable_at_commas() {
+        let mut lists = list_settings();
+        lists.sort();
+        assert_eq!(
+            lists,
+            [
+                "authorization_always_allow_paths",
+                "prometheus_header",
+                "requestheader_allowed_names",
+                "requestheader_extra_headers_prefix",
+                "requestheader_group_headers",
+                "requestheader_username_headers",
+                "tls_cipher_suites",
+                "tls_san",
+            ]
+        );
+    }
 
     #[test]
     fn layers_in_order_file_environment_flags() {

@@ -11,8 +11,8 @@ use crate::registry::Registry;
 use crate::request::CustomRequest;
 use crate::resources::{ResourceInfo, ResourceTable};
 use crate::rules::{
-    self, DiscoveryRule, QueryRequest, ResourceRule, RuleSet, build_custom_batch_query,
-    build_custom_query, build_external_query, build_resource_query, resource_template,
+    self, DiscoveryRule, QueryRequest, ResourceRule, RuleSet, build_custom_query,
+    build_external_query, build_resource_query, resource_template,
 };
 
 /// Where a custom metric request's values come from: the pure lookup shared by the API and
@@ -111,12 +111,13 @@ impl<'s> QueryPlan<'s> {
             self.rule.metrics_query.per_object(),
             names,
             || {
-                build_custom_batch_query(
+                build_custom_query(
                     self.rule,
                     table,
                     &self.series,
                     &self.resource,
                     &self.query_request(request, &[]),
+                    true,
                 )
                 .map_err(|e| self.request_error(request, e))
             },
@@ -137,6 +138,7 @@ impl<'s> QueryPlan<'s> {
             &self.series,
             &self.resource,
             &self.query_request(request, names),
+            false,
         )
     }
 

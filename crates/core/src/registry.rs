@@ -275,6 +275,7 @@ rules:
                 &source.series,
                 &resolved,
                 &request,
+                false,
             )
             .unwrap()
         };

@@ -5,8 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{
-    BackendError, BackendRouter, Backends, Error, MetricsBackend, ObjectLister, QueryOptions,
-    SharedSnapshot,
+    BackendError, Backends, Error, MetricsBackend, ObjectLister, QueryOptions, SharedSnapshot,
 };
 use prom_adapter_core::model::{GroupResource, QuantityFormat, QueryResult, quantity_from_f64};
 use prom_adapter_core::plan::{PlannedQueries, QueryPlan, QueryShaping, values_by_object};
@@ -56,13 +55,13 @@ impl CustomMetrics {
     /// cluster); without one, it selects the objects Prometheus has series for within `max_age`.
     pub fn new(
         snapshot: SharedSnapshot,
-        backend: Arc<dyn MetricsBackend>,
+        backends: impl Into<Backends>,
         max_age: Duration,
         objects: Option<Arc<dyn ObjectLister>>,
     ) -> Self {
         Self {
             snapshot,
-            backends: Backends::new(backend),
+            backends: backends.into(),
             max_age,
             objects,
             unknown_resource: None,
@@ -74,13 +73,6 @@ impl CustomMetrics {
     #[must_use]
     pub fn with_query_options(mut self, options: QueryOptions) -> Self {
         self.options = options;
-        self
-    }
-
-    /// Sends the calls of rules with `backend:` to `backends`.
-    #[must_use]
-    pub fn with_backends(mut self, backends: Arc<dyn BackendRouter>) -> Self {
-        self.backends = self.backends.with_named(backends);
         self
     }
 
@@ -522,7 +514,7 @@ rules:
         backend: Arc<FakeBackend>,
     }
 
-    impl BackendRouter for RecordingRouter {
+    impl crate::BackendRouter for RecordingRouter {
         fn route(
             &self,
             name: &str,
@@ -554,8 +546,8 @@ rules:
         );
         let default = Arc::new(FakeBackend::default());
         let router = Arc::new(RecordingRouter::default());
-        let custom = CustomMetrics::new(snapshot, default.clone(), Duration::from_secs(600), None)
-            .with_backends(router.clone());
+        let backends = Backends::new(default.clone()).with_named(router.clone());
+        let custom = CustomMetrics::new(snapshot, backends, Duration::from_secs(600), None);
         let mut pod = request(ObjectName::Named("a".into()), "");
         pod.metric = "jobs_queued".into();
         let _ = custom.get(&pod, 0.0).await;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{BackendRouter, Backends, MetricsBackend, SharedSnapshot, Snapshot};
+use super::{Backends, SharedSnapshot, Snapshot};
 use prom_adapter_core::registry::{Registry, SeriesShape};
 use prom_adapter_core::resources::ResourceTable;
 use prom_adapter_core::rules::RuleSet;
@@ -115,27 +115,20 @@ pub struct Discovery {
 impl Discovery {
     /// A discovery loop publishing into `snapshot` (whose rules and table it uses).
     pub fn new(
-        backend: Arc<dyn MetricsBackend>,
+        backends: impl Into<Backends>,
         snapshot: SharedSnapshot,
         config: DiscoveryConfig,
         metrics: Arc<Metrics>,
         health: Arc<Health>,
     ) -> Self {
         Self {
-            backends: Backends::new(backend),
+            backends: backends.into(),
             snapshot,
             config,
             metrics,
             health,
             last_good: HashMap::new(),
         }
-    }
-
-    /// Lists the series of rules with `backend:` from `backends`.
-    #[must_use]
-    pub fn with_backends(mut self, backends: Arc<dyn BackendRouter>) -> Self {
-        self.backends = self.backends.with_named(backends);
-        self
     }
 
     /// Relists forever: once now, then `relist_interval` after each run ends, or at once with

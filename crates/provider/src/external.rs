@@ -29,20 +29,13 @@ pub struct ExternalMetrics {
 }
 
 impl ExternalMetrics {
-    /// A service reading the shared snapshot and querying `backend`.
-    pub fn new(snapshot: SharedSnapshot, backend: Arc<dyn MetricsBackend>) -> Self {
+    /// A service reading the shared snapshot and querying `backends`.
+    pub fn new(snapshot: SharedSnapshot, backends: impl Into<super::Backends>) -> Self {
         Self {
             snapshot,
-            backends: super::Backends::new(backend),
+            backends: backends.into(),
             metrics: None,
         }
-    }
-
-    /// Sends the calls of rules with `backend:` to `backends`.
-    #[must_use]
-    pub fn with_backends(mut self, backends: Arc<dyn super::BackendRouter>) -> Self {
-        self.backends = self.backends.with_named(backends);
-        self
     }
 
     /// Counts each rule's queries in `/metrics`.

@@ -101,11 +101,6 @@ impl Backends {
         self
     }
 
-    /// The default backend (`--prometheus-url`).
-    pub fn default_backend(&self) -> &Arc<dyn MetricsBackend> {
-        &self.default
-    }
-
     /// The backend of a rule whose `backend:` is `backend` (`None`: the default), for a request
     /// about `namespace` (`None`: discovery), whose tenant it may follow.
     pub fn for_rule(
@@ -120,6 +115,18 @@ impl Backends {
                 "the rule names backend {name:?}, and the settings declare no backends"
             ))),
         }
+    }
+}
+
+impl<B: MetricsBackend> From<Arc<B>> for Backends {
+    fn from(default: Arc<B>) -> Self {
+        Self::new(default)
+    }
+}
+
+impl From<Arc<dyn MetricsBackend>> for Backends {
+    fn from(default: Arc<dyn MetricsBackend>) -> Self {
+        Self::new(default)
     }
 }
 

@@ -253,11 +253,6 @@ fn watch_directory(path: &Path, changed: Arc<Notify>) -> Option<Box<dyn Watcher 
     }
 }
 
-/// Reads and compiles a rules file.
-pub fn load_rules(path: &Path) -> Result<RuleSet, config::Error> {
-    load_rules_and_text(path, None).map(|(rules, _)| rules)
-}
-
 /// Reads and compiles a rules file, and returns the text it compiled (for later comparisons).
 /// With `backends`, rules naming another backend are refused (`config::check_backends`).
 pub fn load_rules_and_text(

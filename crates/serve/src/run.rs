@@ -19,7 +19,7 @@ use prom_adapter_provider::external::ExternalMetrics;
 use prom_adapter_provider::query_cache::{QuerySharing, SharedQueries};
 use prom_adapter_provider::resource::ResourceMetrics;
 use prom_adapter_provider::resource_objects::{PrometheusObjects, ResourceObjects};
-use prom_adapter_provider::{BackendRouter, MetricsBackend, ObjectLister, Snapshot};
+use prom_adapter_provider::{Backends, MetricsBackend, ObjectLister, Snapshot};
 use prom_adapter_telemetry::Metrics;
 
 /// Everything `serve` needs, validated.
@@ -182,24 +182,20 @@ async fn run_server(serve_config: ServeConfig) -> anyhow::Result<()> {
                 ResourceMetrics::new(snapshot.clone(), backend.clone(), source)
                     .with_query_options(options.clone()),
             );
-            let mut external = ExternalMetrics::new(snapshot.clone(), backend.clone())
-                .with_metrics(metrics.clone());
-            let mut custom =
-                CustomMetrics::new(snapshot.clone(), backend, max_age, objects.clone())
-                    .with_rediscovery(unknown_resource.clone())
-                    .with_query_options(options.clone());
+            let mut backends = Backends::new(backend);
             if let Some(named) = &named {
                 // Checked when the settings were resolved; a client that still fails to build
                 // here leaves its rules' requests failing, not the server.
                 match named.router() {
-                    Ok(router) => {
-                        let router: Arc<dyn BackendRouter> = Arc::new(router);
-                        external = external.with_backends(router.clone());
-                        custom = custom.with_backends(router);
-                    }
+                    Ok(router) => backends = backends.with_named(Arc::new(router)),
                     Err(error) => tracing::error!(%error, "building the named backends' clients"),
                 }
             }
+            let external = ExternalMetrics::new(snapshot.clone(), backends.clone())
+                .with_metrics(metrics.clone());
+            let custom = CustomMetrics::new(snapshot.clone(), backends, max_age, objects.clone())
+                .with_rediscovery(unknown_resource.clone())
+                .with_query_options(options.clone());
             AppState {
                 resource,
                 external,
@@ -219,17 +215,17 @@ async fn run_server(serve_config: ServeConfig) -> anyhow::Result<()> {
             unknown_resource,
         ));
     }
-    let mut discovery = Discovery::new(
-        backend,
+    let mut backends = Backends::new(backend);
+    if let Some(named) = &named {
+        backends = backends.with_named(Arc::new(named.router()?));
+    }
+    let discovery = Discovery::new(
+        backends,
         snapshot,
         serve_config.discovery,
         metrics,
         health.clone(),
     );
-    if let Some(named) = &named {
-        let router: Arc<dyn BackendRouter> = Arc::new(named.router()?);
-        discovery = discovery.with_backends(router);
-    }
     tasks.spawn_local(discovery.run(rule_updates, table_updates));
     tasks.spawn_local(certificate.watch(serve_config.tls_reload_interval));
     let result = server::serve(

@@ -173,11 +173,6 @@ impl BackendClients {
         })?;
         tenant_client(client, tenancy, namespace)
     }
-
-    /// The default client.
-    pub fn default_client(&self) -> &Client {
-        &self.default
-    }
 }
 
 /// What Prometheus lists for every `seriesQuery` of a rules file, each from its rule's backend.

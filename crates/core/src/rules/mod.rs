@@ -7,8 +7,8 @@ mod query;
 pub use batching::per_object;
 pub use mapping::{LabelTemplate, ResourceMapping};
 pub use query::{
-    QueryRequest, QueryTemplate, build_custom_batch_query, build_custom_query,
-    build_external_query, build_resource_query, resource_template,
+    QueryRequest, QueryTemplate, build_custom_query, build_external_query, build_resource_query,
+    resource_template,
 };
 
 use std::time::Duration;

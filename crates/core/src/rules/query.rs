@@ -191,47 +191,30 @@ pub struct QueryRequest<'a> {
 }
 
 /// Renders a custom metric query: matcher order is metric selector (by key), namespace, resource,
-/// as in prometheus-adapter.
+/// as in prometheus-adapter. With `every_object`, the query for every object of the request's
+/// namespace: no object matcher, `request.names` unread; only for templates that are
+/// `per_object`, whose answer, kept to the asked objects, is the by-name query's.
 pub fn build_custom_query(
     rule: &DiscoveryRule,
     table: &ResourceTable,
     series: &str,
     resource: &GroupResource,
     request: &QueryRequest<'_>,
+    every_object: bool,
 ) -> Result<String, Error> {
     let query = ObjectQuery {
         template: &rule.metrics_query,
         mapping: &rule.resources,
         series,
         extra_group_by: &[],
-        every_object: false,
-    };
-    query.build(table, resource, request)
-}
-
-/// Renders a custom metric query for every object of the request's namespace: no object matcher,
-/// `request.names` unread. Only for templates that are `per_object`: their answer, kept to the
-/// asked objects, is `build_custom_query`'s.
-pub fn build_custom_batch_query(
-    rule: &DiscoveryRule,
-    table: &ResourceTable,
-    series: &str,
-    resource: &GroupResource,
-    request: &QueryRequest<'_>,
-) -> Result<String, Error> {
-    let query = ObjectQuery {
-        template: &rule.metrics_query,
-        mapping: &rule.resources,
-        series,
-        extra_group_by: &[],
-        every_object: true,
+        every_object,
     };
     query.build(table, resource, request)
 }
 
 /// Renders a resource-metrics query for pods (per namespace, grouped by pod and container) or
 /// nodes; with `every_object`, for every pod of the namespace or every node (see
-/// `build_custom_batch_query`).
+/// `build_custom_query`).
 pub fn build_resource_query(
     rule: &ResourceRule,
     table: &ResourceTable,

@@ -12,7 +12,7 @@ use super::why::{Finding, Verdict};
 use prom_adapter_core::request::{RequestPath, ResourcePath};
 use prom_adapter_provider::custom::CustomMetrics;
 use prom_adapter_provider::external::ExternalMetrics;
-use prom_adapter_provider::{MetricsBackend, SharedSnapshot};
+use prom_adapter_provider::{Backends, MetricsBackend, SharedSnapshot};
 
 /// One object's value, as the API serves it.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -27,18 +27,14 @@ pub struct ObjectValue {
 /// has series for.
 pub async fn values(
     snapshot: SharedSnapshot,
-    backend: Arc<dyn MetricsBackend>,
-    backends: Option<Arc<dyn prom_adapter_provider::BackendRouter>>,
+    backends: Backends,
     request: &RequestPath,
     max_age: Duration,
     now: f64,
 ) -> Result<Vec<ObjectValue>, String> {
     match request {
         RequestPath::Custom(request) => {
-            let mut custom = CustomMetrics::new(snapshot, backend, max_age, None);
-            if let Some(backends) = backends {
-                custom = custom.with_backends(backends);
-            }
+            let custom = CustomMetrics::new(snapshot, backends, max_age, None);
             let values = custom.get(request, now).await.map_err(|e| e.to_string())?;
             Ok(values
                 .into_iter()
@@ -49,10 +45,7 @@ pub async fn values(
                 .collect())
         }
         RequestPath::External(request) => {
-            let mut external = ExternalMetrics::new(snapshot, backend);
-            if let Some(backends) = backends {
-                external = external.with_backends(backends);
-            }
+            let external = ExternalMetrics::new(snapshot, backends);
             let values = external
                 .get(request, now)
                 .await

@@ -1,0 +1,75 @@
+//! Series discovery and the cluster's resources: the flags, their defaults and checks, and what they resolve to.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+
+use super::{Problems, duration, positive};
+use prom_adapter_provider::discovery::DiscoveryConfig;
+
+/// Series discovery and the cluster's resources.
+#[derive(Debug, Args, Default, serde::Serialize, serde::Deserialize)]
+#[command(next_help_heading = "Discovery")]
+#[serde(default)]
+pub struct DiscoveryArgs {
+    /// How often series are relisted [default: 10m].
+    #[arg(long)]
+    pub metrics_relist_interval: Option<String>,
+    /// How far back series are listed; 0 = the relist interval [default: 0].
+    #[arg(long)]
+    pub metrics_max_age: Option<String>,
+    /// Kubeconfig for the adapter's Kubernetes client [default: KUBECONFIG, ~/.kube/config, or the pod's service account].
+    #[arg(long)]
+    pub lister_kubeconfig: Option<PathBuf>,
+    /// Requests per second to the Kubernetes API, sustained [default: 20].
+    #[arg(long)]
+    pub client_qps: Option<f32>,
+    /// Requests to the Kubernetes API allowed in a burst [default: 40].
+    #[arg(long)]
+    pub client_burst: Option<u32>,
+    /// How often the cluster's resources are re-discovered [default: 10m].
+    #[arg(long)]
+    pub discovery_interval: Option<String>,
+}
+
+/// The discovery settings, typed.
+pub(super) struct Discovery {
+    pub config: DiscoveryConfig,
+    pub kubeconfig: Option<PathBuf>,
+    pub qps: f32,
+    pub burst: u32,
+    pub interval: Duration,
+}
+
+impl DiscoveryArgs {
+    pub(super) fn resolve(&self, p: &mut Problems) -> Discovery {
+        let relist_interval = p.take(positive(
+            &self.metrics_relist_interval,
+            "10m",
+            "--metrics-relist-interval",
+        ));
+        let max_age = match p.take(duration(&self.metrics_max_age, "0", "--metrics-max-age")) {
+            d if d.is_zero() => relist_interval,
+            d if d < relist_interval => {
+                p.note(format!("--metrics-max-age ({d:?}) must not be less than --metrics-relist-interval ({relist_interval:?})"));
+                d
+            }
+            d => d,
+        };
+        Discovery {
+            config: DiscoveryConfig {
+                relist_interval,
+                max_age,
+            },
+            kubeconfig: self.lister_kubeconfig.clone(),
+            qps: self.client_qps.unwrap_or(20.0),
+            burst: self.client_burst.unwrap_or(40),
+            interval: p.take(positive(
+                &self.discovery_interval,
+                "10m",
+                "--discovery-interval",
+            )),
+        }
+    }
+}
