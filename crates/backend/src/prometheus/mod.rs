@@ -20,6 +20,7 @@ use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 
 use prom_adapter_core::model::SeriesShape;
 use prom_adapter_core::model::{QueryResult, Sample};
+use prometheus_http_query::response::Data;
 
 /// Queries longer than this (URL-encoded) go by POST even when GET is configured: proxies and
 /// Prometheus' own limits reject long URLs with 414.
@@ -137,7 +138,7 @@ fn parse_sample_value(text: &str) -> f64 {
 /// The Prometheus client. Cheap to clone.
 #[derive(Clone)]
 pub struct Client {
-    inner: prometheus_http_query::Client,
+    http: reqwest::Client,
     base: reqwest::Url,
     config: std::sync::Arc<ClientConfig>,
     token: std::sync::Arc<Option<TokenFile>>,
@@ -215,8 +216,6 @@ impl Client {
             builder = builder.identity(identity);
         }
         let http = builder.build().map_err(|e| Error::Config(e.to_string()))?;
-        let inner = prometheus_http_query::Client::from(http, &config.url)
-            .map_err(|e| Error::Config(format!("--prometheus-url {:?}: {e}", config.url)))?;
         let mut base = reqwest::Url::parse(&config.url)
             .map_err(|e| Error::Config(format!("--prometheus-url {:?}: {e}", config.url)))?;
         if !base.path().ends_with('/') {
@@ -249,7 +248,7 @@ impl Client {
             None => None,
         };
         Ok(Self {
-            inner,
+            http,
             base,
             config: std::sync::Arc::new(config),
             token: std::sync::Arc::new(token),
@@ -320,7 +319,7 @@ impl Client {
             .join(path)
             .map_err(|e| Error::Config(e.to_string()))?;
         let encoded_len: usize = params.iter().map(|(k, v)| k.len() + v.len() * 3 + 2).sum();
-        let http = self.inner.inner();
+        let http = &self.http;
         let mut request = if self.config.verb == Verb::Post || encoded_len > MAX_GET_QUERY_BYTES {
             http.post(url).form(params)
         } else {
@@ -409,39 +408,27 @@ impl Client {
         end: f64,
         step: Duration,
     ) -> Result<Vec<RangeSeries>, Error> {
-        #[derive(serde::Deserialize)]
-        struct Matrix {
-            #[serde(rename = "resultType")]
-            result_type: String,
-            result: Vec<RawRange>,
-        }
-        #[derive(serde::Deserialize)]
-        struct RawRange {
-            metric: std::collections::BTreeMap<String, String>,
-            values: Vec<(f64, String)>,
-        }
         let params = [
             ("query", promql.to_owned()),
             ("start", format_time(start)),
             ("end", format_time(end)),
             ("step", format!("{}", step.as_secs_f64())),
         ];
-        let matrix: Option<Matrix> = self.get_json("api/v1/query_range", &params).await?;
-        let Some(matrix) = matrix.filter(|m| m.result_type == "matrix") else {
+        // The API's own types, from prometheus-http-query, read through our bounded transport.
+        let data: Option<Data> = self.get_json("api/v1/query_range", &params).await?;
+        let Some(Data::Matrix(matrix)) = data else {
             return Err(Error::Decode(format!(
                 "query_range of {promql} did not return a matrix"
             )));
         };
         Ok(matrix
-            .result
             .into_iter()
-            .map(|raw| RangeSeries {
-                labels: raw.metric,
-                points: raw
-                    .values
-                    .into_iter()
-                    .map(|(t, v)| (t, parse_sample_value(&v)))
-                    .collect(),
+            .map(|range| {
+                let (labels, samples) = range.into_inner();
+                RangeSeries {
+                    labels: labels.into_iter().collect(),
+                    points: samples.iter().map(|s| (s.timestamp(), s.value())).collect(),
+                }
             })
             .collect())
     }
