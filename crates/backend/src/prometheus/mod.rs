@@ -20,7 +20,7 @@ use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 
 use prom_adapter_core::model::SeriesShape;
 use prom_adapter_core::model::{QueryResult, Sample};
-use prometheus_http_query::response::Data;
+use prometheus_http_query::response::{Data as RangeData, Sample as ApiSample};
 
 /// Queries longer than this (URL-encoded) go by POST even when GET is configured: proxies and
 /// Prometheus' own limits reject long URLs with 414.
@@ -124,15 +124,6 @@ pub struct RangeSeries {
     pub labels: std::collections::BTreeMap<String, String>,
     /// `(Unix seconds, value)` points.
     pub points: Vec<(f64, f64)>,
-}
-
-/// A sample value as the API writes it (`"1.5"`, `"NaN"`, `"+Inf"`).
-fn parse_sample_value(text: &str) -> f64 {
-    match text {
-        "+Inf" | "Inf" => f64::INFINITY,
-        "-Inf" => f64::NEG_INFINITY,
-        other => other.parse().unwrap_or(f64::NAN),
-    }
 }
 
 /// The Prometheus client. Cheap to clone.
@@ -415,8 +406,8 @@ impl Client {
             ("step", format!("{}", step.as_secs_f64())),
         ];
         // The API's own types, from prometheus-http-query, read through our bounded transport.
-        let data: Option<Data> = self.get_json("api/v1/query_range", &params).await?;
-        let Some(Data::Matrix(matrix)) = data else {
+        let data: Option<RangeData> = self.get_json("api/v1/query_range", &params).await?;
+        let Some(RangeData::Matrix(matrix)) = data else {
             return Err(Error::Decode(format!(
                 "query_range of {promql} did not return a matrix"
             )));
@@ -509,14 +500,14 @@ impl Client {
         #[serde(tag = "resultType", content = "result", rename_all = "lowercase")]
         enum Data {
             Vector(Vec<RawSample>),
-            Scalar((f64, String)),
+            Scalar(ApiSample),
             Matrix(serde::de::IgnoredAny),
             String(serde::de::IgnoredAny),
         }
         #[derive(serde::Deserialize)]
         struct RawSample {
             metric: BudgetedLabels,
-            value: (f64, String),
+            value: ApiSample,
         }
         let timeout = format!("{}ms", self.config.timeout.as_millis());
         let params = [
@@ -533,15 +524,15 @@ impl Client {
                     .into_iter()
                     .map(|raw| Sample {
                         labels: raw.metric.0,
-                        value: parse_sample_value(&raw.value.1),
-                        timestamp: raw.value.0,
+                        value: raw.value.value(),
+                        timestamp: raw.value.timestamp(),
                     })
                     .collect(),
             ),
-            Some(Data::Scalar((timestamp, value))) => QueryResult::Scalar(Sample {
+            Some(Data::Scalar(sample)) => QueryResult::Scalar(Sample {
                 labels: HashMap::new(),
-                value: parse_sample_value(&value),
-                timestamp,
+                value: sample.value(),
+                timestamp: sample.timestamp(),
             }),
             Some(Data::Matrix(_)) => QueryResult::Matrix,
             Some(Data::String(_)) => {
