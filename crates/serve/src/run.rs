@@ -41,6 +41,7 @@ pub struct ServeConfig {
 }
 
 /// How to reach the cluster, and how to ask it about requests.
+#[derive(Default)]
 pub struct ClusterSettings {
     pub kubeconfig: Option<std::path::PathBuf>,
     pub discovery_interval: Duration,

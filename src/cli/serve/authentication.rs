@@ -1,12 +1,11 @@
 //! Who is asking (client certificates, the front proxy's headers, TokenReview): the flags, their defaults and checks, and what they resolve to.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use clap::Args;
 
 use super::{Problems, duration, list, positive};
-use prom_adapter_serve::{auth, server};
+use prom_adapter_serve::{ClusterSettings, auth, server};
 
 /// Who is asking: client certificates, the front proxy's headers, TokenReview.
 #[derive(Debug, Args, Default, serde::Serialize, serde::Deserialize)]
@@ -51,52 +50,40 @@ pub struct AuthenticationArgs {
     pub authentication_timeout: Option<String>,
 }
 
-/// The authentication settings, typed.
-pub(super) struct Authentication {
-    pub kubeconfig: Option<PathBuf>,
-    pub request_header: auth::RequestHeaderConfig,
-    pub client_cas: server::ClientCas,
-    pub skip_lookup: bool,
-    pub tolerate_lookup_failure: bool,
-    pub refresh_interval: Duration,
-    pub token_ttl: Duration,
-    pub timeout: Duration,
-}
-
 impl AuthenticationArgs {
-    pub(super) fn resolve(&self, p: &mut Problems) -> Authentication {
-        Authentication {
-            kubeconfig: self.authentication_kubeconfig.clone(),
-            request_header: auth::RequestHeaderConfig {
-                allowed_names: self.requestheader_allowed_names.clone(),
-                username_headers: list(&self.requestheader_username_headers, &["X-Remote-User"]),
-                group_headers: list(&self.requestheader_group_headers, &["X-Remote-Group"]),
-                extra_headers_prefixes: list(
-                    &self.requestheader_extra_headers_prefix,
-                    &["X-Remote-Extra-"],
-                ),
-            },
-            client_cas: server::ClientCas {
-                requestheader: self.requestheader_client_ca_file.clone(),
-                client: self.client_ca_file.clone(),
-            },
-            skip_lookup: self.authentication_skip_lookup,
-            tolerate_lookup_failure: self.authentication_tolerate_lookup_failure,
-            refresh_interval: p.take(positive(
-                &self.authentication_config_refresh_interval,
-                "1m",
-                "--authentication-config-refresh-interval",
-            )),
-            token_ttl: p.take(duration(
-                &self.authentication_token_webhook_cache_ttl,
-                "10s",
-                "--authentication-token-webhook-cache-ttl",
-            )),
-            timeout: p.take(positive(
-                &self.authentication_timeout,
-                "10s",
-                "--authentication-timeout",
-            )),
-        }
+    /// Into `cluster`: where TokenReviews go, the front proxy's headers and CAs, and how client
+    /// CAs are looked up.
+    pub(super) fn resolve(&self, p: &mut Problems, cluster: &mut ClusterSettings) {
+        cluster.authentication_kubeconfig = self.authentication_kubeconfig.clone();
+        cluster.auth.request_header = auth::RequestHeaderConfig {
+            allowed_names: self.requestheader_allowed_names.clone(),
+            username_headers: list(&self.requestheader_username_headers, &["X-Remote-User"]),
+            group_headers: list(&self.requestheader_group_headers, &["X-Remote-Group"]),
+            extra_headers_prefixes: list(
+                &self.requestheader_extra_headers_prefix,
+                &["X-Remote-Extra-"],
+            ),
+        };
+        cluster.client_cas = server::ClientCas {
+            requestheader: self.requestheader_client_ca_file.clone(),
+            client: self.client_ca_file.clone(),
+        };
+        cluster.skip_lookup = self.authentication_skip_lookup;
+        cluster.tolerate_lookup_failure = self.authentication_tolerate_lookup_failure;
+        cluster.auth_refresh_interval = p.take(positive(
+            &self.authentication_config_refresh_interval,
+            "1m",
+            "--authentication-config-refresh-interval",
+        ));
+        cluster.auth.token_ttl = p.take(duration(
+            &self.authentication_token_webhook_cache_ttl,
+            "10s",
+            "--authentication-token-webhook-cache-ttl",
+        ));
+        cluster.auth.authentication_timeout = p.take(positive(
+            &self.authentication_timeout,
+            "10s",
+            "--authentication-timeout",
+        ));
     }
 }

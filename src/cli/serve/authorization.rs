@@ -1,11 +1,11 @@
 //! What they may read (SubjectAccessReview, and limits on reviews of both kinds): the flags, their defaults and checks, and what they resolve to.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use clap::Args;
 
 use super::{Problems, at_least_one, duration, list, positive};
+use prom_adapter_serve::ClusterSettings;
 
 /// What they may read: SubjectAccessReview, and limits on reviews of both kinds.
 #[derive(Debug, Args, Default, serde::Serialize, serde::Deserialize)]
@@ -36,50 +36,40 @@ pub struct AuthorizationArgs {
     pub max_reviews_per_client: Option<u32>,
 }
 
-/// The authorization settings, typed.
-pub(super) struct Authorization {
-    pub kubeconfig: Option<PathBuf>,
-    pub always_allow_paths: Vec<String>,
-    pub allowed_ttl: Duration,
-    pub denied_ttl: Duration,
-    pub timeout: Duration,
-    pub max_reviews_in_flight: usize,
-    pub max_reviews_per_client: usize,
-}
-
 impl AuthorizationArgs {
-    pub(super) fn resolve(&self, p: &mut Problems) -> Authorization {
-        Authorization {
-            kubeconfig: self.authorization_kubeconfig.clone(),
-            always_allow_paths: list(
-                &self.authorization_always_allow_paths,
-                &["/healthz", "/readyz", "/livez"],
-            ),
-            allowed_ttl: p.take(duration(
-                &self.authorization_webhook_cache_authorized_ttl,
-                "10s",
-                "--authorization-webhook-cache-authorized-ttl",
-            )),
-            denied_ttl: p.take(duration(
-                &self.authorization_webhook_cache_unauthorized_ttl,
-                "10s",
-                "--authorization-webhook-cache-unauthorized-ttl",
-            )),
-            timeout: p.take(positive(
-                &self.authorization_timeout,
-                "10s",
-                "--authorization-timeout",
-            )),
-            max_reviews_in_flight: p.take(at_least_one(
-                self.max_reviews_in_flight,
-                256,
-                "--max-reviews-in-flight",
-            )),
-            max_reviews_per_client: p.take(at_least_one(
-                self.max_reviews_per_client,
-                32,
-                "--max-reviews-per-client",
-            )),
-        }
+    /// Into `cluster`: where SubjectAccessReviews go, their caches and deadline, and the limits
+    /// on reviews of both kinds.
+    pub(super) fn resolve(&self, p: &mut Problems, cluster: &mut ClusterSettings) {
+        cluster.authorization_kubeconfig = self.authorization_kubeconfig.clone();
+        let auth = &mut cluster.auth;
+        auth.always_allow_paths = list(
+            &self.authorization_always_allow_paths,
+            &["/healthz", "/readyz", "/livez"],
+        );
+        auth.allowed_ttl = p.take(duration(
+            &self.authorization_webhook_cache_authorized_ttl,
+            "10s",
+            "--authorization-webhook-cache-authorized-ttl",
+        ));
+        auth.denied_ttl = p.take(duration(
+            &self.authorization_webhook_cache_unauthorized_ttl,
+            "10s",
+            "--authorization-webhook-cache-unauthorized-ttl",
+        ));
+        auth.authorization_timeout = p.take(positive(
+            &self.authorization_timeout,
+            "10s",
+            "--authorization-timeout",
+        ));
+        auth.max_reviews_in_flight = p.take(at_least_one(
+            self.max_reviews_in_flight,
+            256,
+            "--max-reviews-in-flight",
+        ));
+        auth.max_reviews_per_client = p.take(at_least_one(
+            self.max_reviews_per_client,
+            32,
+            "--max-reviews-per-client",
+        ));
     }
 }

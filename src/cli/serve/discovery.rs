@@ -1,12 +1,12 @@
 //! Series discovery and the cluster's resources: the flags, their defaults and checks, and what they resolve to.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use clap::Args;
 
 use super::{Problems, duration, positive};
 use prom_adapter_provider::discovery::DiscoveryConfig;
+use prom_adapter_serve::ClusterSettings;
 
 /// Series discovery and the cluster's resources.
 #[derive(Debug, Args, Default, serde::Serialize, serde::Deserialize)]
@@ -33,17 +33,13 @@ pub struct DiscoveryArgs {
     pub discovery_interval: Option<String>,
 }
 
-/// The discovery settings, typed.
-pub(super) struct Discovery {
-    pub config: DiscoveryConfig,
-    pub kubeconfig: Option<PathBuf>,
-    pub qps: f32,
-    pub burst: u32,
-    pub interval: Duration,
-}
-
 impl DiscoveryArgs {
-    pub(super) fn resolve(&self, p: &mut Problems) -> Discovery {
+    /// Discovery's config; the cluster client's settings go to `cluster`.
+    pub(super) fn resolve(
+        &self,
+        p: &mut Problems,
+        cluster: &mut ClusterSettings,
+    ) -> DiscoveryConfig {
         let relist_interval = p.take(positive(
             &self.metrics_relist_interval,
             "10m",
@@ -57,19 +53,17 @@ impl DiscoveryArgs {
             }
             d => d,
         };
-        Discovery {
-            config: DiscoveryConfig {
-                relist_interval,
-                max_age,
-            },
-            kubeconfig: self.lister_kubeconfig.clone(),
-            qps: self.client_qps.unwrap_or(20.0),
-            burst: self.client_burst.unwrap_or(40),
-            interval: p.take(positive(
-                &self.discovery_interval,
-                "10m",
-                "--discovery-interval",
-            )),
+        cluster.kubeconfig = self.lister_kubeconfig.clone();
+        cluster.qps = self.client_qps.unwrap_or(20.0);
+        cluster.burst = self.client_burst.unwrap_or(40);
+        cluster.discovery_interval = p.take(positive(
+            &self.discovery_interval,
+            "10m",
+            "--discovery-interval",
+        ));
+        DiscoveryConfig {
+            relist_interval,
+            max_age,
         }
     }
 }

@@ -10,7 +10,7 @@ use clap::Args;
 use super::PrometheusArgs;
 use prom_adapter_backend::prometheus;
 use prom_adapter_core::model::parse_duration;
-use prom_adapter_serve::{ClusterSettings, ServeConfig, auth, server};
+use prom_adapter_serve::{ClusterSettings, ServeConfig, server};
 
 mod authentication;
 mod authorization;
@@ -206,10 +206,11 @@ pub fn resolve(settings: &ServeArgs) -> anyhow::Result<ServeConfig> {
         p.note("--standalone runs without a cluster; drop --lister-kubeconfig, or drop --standalone to use the cluster");
     }
     // Checked in every mode: a bad value is an error even where nothing uses it yet.
-    let discovery = settings.discovery.resolve(&mut p);
-    let authn = settings.authentication.resolve(&mut p);
-    let authz = settings.authorization.resolve(&mut p);
-    let tls = settings.tls.resolve(&mut p, authn.client_cas.clone());
+    let mut cluster = ClusterSettings::default();
+    let discovery = settings.discovery.resolve(&mut p, &mut cluster);
+    settings.authentication.resolve(&mut p, &mut cluster);
+    settings.authorization.resolve(&mut p, &mut cluster);
+    let tls = settings.tls.resolve(&mut p, cluster.client_cas.clone());
     // With a cluster every request is authenticated and authorized; --standalone authenticates
     // nothing, so it stays on loopback.
     let default_bind = if settings.standalone {
@@ -268,33 +269,10 @@ pub fn resolve(settings: &ServeArgs) -> anyhow::Result<ServeConfig> {
     for warning in tls.warnings {
         tracing::warn!("{warning}");
     }
-    let cluster = ClusterSettings {
-        kubeconfig: discovery.kubeconfig,
-        discovery_interval: discovery.interval,
-        qps: discovery.qps,
-        burst: discovery.burst,
-        authentication_kubeconfig: authn.kubeconfig,
-        authorization_kubeconfig: authz.kubeconfig,
-        auth: auth::AuthConfig {
-            request_header: authn.request_header,
-            always_allow_paths: authz.always_allow_paths,
-            token_ttl: authn.token_ttl,
-            allowed_ttl: authz.allowed_ttl,
-            denied_ttl: authz.denied_ttl,
-            authentication_timeout: authn.timeout,
-            authorization_timeout: authz.timeout,
-            max_reviews_in_flight: authz.max_reviews_in_flight,
-            max_reviews_per_client: authz.max_reviews_per_client,
-        },
-        skip_lookup: authn.skip_lookup,
-        tolerate_lookup_failure: authn.tolerate_lookup_failure,
-        auth_refresh_interval: authn.refresh_interval,
-        client_cas: authn.client_cas,
-    };
     Ok(ServeConfig {
         rules_path,
         prometheus,
-        discovery: discovery.config,
+        discovery,
         addr: SocketAddr::new(ip, settings.secure_port.unwrap_or(6443)),
         tls: tls_source,
         shutdown,

@@ -81,7 +81,7 @@ pub enum PeerIdentity {
 }
 
 /// Request-header (front-proxy) authentication settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RequestHeaderConfig {
     /// Common names the front-proxy certificate may have; empty allows any the CA signed.
     pub allowed_names: Vec<String>,
@@ -101,7 +101,7 @@ fn authenticated(groups: &mut Vec<String>) {
 }
 
 /// Settings of the delegating authenticator and authorizer.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct AuthConfig {
     /// Front-proxy authentication.
     pub request_header: RequestHeaderConfig,
@@ -425,35 +425,6 @@ mod tests {
 
     use super::*;
 
-    // The delegating defaults serve resolves (kube-apiserver's: 10 s caches and timeouts).
-    impl Default for RequestHeaderConfig {
-        fn default() -> Self {
-            Self {
-                allowed_names: Vec::new(),
-                username_headers: vec!["X-Remote-User".into()],
-                group_headers: vec!["X-Remote-Group".into()],
-                extra_headers_prefixes: vec!["X-Remote-Extra-".into()],
-            }
-        }
-    }
-
-    impl Default for AuthConfig {
-        /// kube-apiserver's delegating defaults: 10 s caches and 10 s webhook timeouts.
-        fn default() -> Self {
-            Self {
-                request_header: RequestHeaderConfig::default(),
-                always_allow_paths: vec!["/healthz".into(), "/readyz".into(), "/livez".into()],
-                token_ttl: Duration::from_secs(10),
-                allowed_ttl: Duration::from_secs(10),
-                denied_ttl: Duration::from_secs(10),
-                authentication_timeout: Duration::from_secs(10),
-                authorization_timeout: Duration::from_secs(10),
-                max_reviews_in_flight: 256,
-                max_reviews_per_client: 32,
-            }
-        }
-    }
-
     /// A cluster that knows three tokens, allows only alice, and takes `delay` to answer.
     struct Scripted {
         token_reviews: AtomicUsize,
@@ -526,13 +497,24 @@ mod tests {
         ))
     }
 
+    /// kube-apiserver's delegating defaults (10 s caches and webhook timeouts), as serve resolves
+    /// them, with the front proxy's name.
     fn config() -> AuthConfig {
         AuthConfig {
             request_header: RequestHeaderConfig {
                 allowed_names: vec!["front-proxy-client".into()],
-                ..RequestHeaderConfig::default()
+                username_headers: vec!["X-Remote-User".into()],
+                group_headers: vec!["X-Remote-Group".into()],
+                extra_headers_prefixes: vec!["X-Remote-Extra-".into()],
             },
-            ..AuthConfig::default()
+            always_allow_paths: vec!["/healthz".into(), "/readyz".into(), "/livez".into()],
+            token_ttl: Duration::from_secs(10),
+            allowed_ttl: Duration::from_secs(10),
+            denied_ttl: Duration::from_secs(10),
+            authentication_timeout: Duration::from_secs(10),
+            authorization_timeout: Duration::from_secs(10),
+            max_reviews_in_flight: 256,
+            max_reviews_per_client: 32,
         }
     }
 
