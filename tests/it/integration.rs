@@ -946,3 +946,84 @@ fn sigterm_stops_the_server_even_when_stderr_is_a_closed_pipe() {
     };
     assert!(status.success(), "{status}");
 }
+
+/// Prometheus stops for longer than the max age and starts again on the same data: discovery keeps
+/// every metric throughout. Targets are scraped every 10 s, so the listings of the first seconds
+/// after the restart come before Prometheus has scraped again; they reach back to the last good
+/// listing instead of the last 30 s (the max age), in which no sample was taken.
+#[test]
+fn every_metric_stays_served_across_a_prometheus_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let scrape = Scrape {
+        interval: 10,
+        ..Scrape::default()
+    };
+    let mut prometheus = Prometheus::scraping(dir.path(), scrape);
+    let adapter = Adapter::start(
+        dir.path(),
+        &demo_rules(),
+        &prometheus.url(),
+        &["--metrics-max-age=30s"],
+    );
+    ingress_requests_per_second(&adapter);
+    let served = |adapter: &Adapter| -> Vec<String> {
+        let (code, body) = adapter.curl("/apis/custom.metrics.k8s.io/v1beta2");
+        assert_eq!(code, 200, "{body}");
+        let list: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let mut names: Vec<String> = list["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap().to_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let before = served(&adapter);
+    assert!(before.len() > 50, "{before:?}");
+    // Watch the served metrics while Prometheus is down for 35 s (longer than the max age),
+    // starts, and the adapter relists twice more after every target was scraped again.
+    let watching = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let watcher = {
+        let (watching, adapter_port) = (watching.clone(), adapter.port);
+        let before = before.clone();
+        std::thread::spawn(move || {
+            let mut dropped = Vec::new();
+            while watching.load(std::sync::atomic::Ordering::Relaxed) {
+                let body = std::process::Command::new("curl")
+                    .args(["-ks", "--max-time", "10"])
+                    .arg(format!(
+                        "https://127.0.0.1:{adapter_port}/apis/custom.metrics.k8s.io/v1beta2"
+                    ))
+                    .output()
+                    .unwrap()
+                    .stdout;
+                let list: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+                if let Some(resources) = list["resources"].as_array() {
+                    let names: Vec<&str> = resources
+                        .iter()
+                        .filter_map(|r| r["name"].as_str())
+                        .collect();
+                    dropped.extend(
+                        before
+                            .iter()
+                            .filter(|name| !names.contains(&name.as_str()))
+                            .cloned(),
+                    );
+                }
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+            dropped
+        })
+    };
+    prometheus.stop();
+    std::thread::sleep(std::time::Duration::from_secs(35));
+    prometheus.restart();
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    watching.store(false, std::sync::atomic::Ordering::Relaxed);
+    let mut dropped = watcher.join().unwrap();
+    dropped.sort();
+    dropped.dedup();
+    assert!(dropped.is_empty(), "dropped for a while: {dropped:?}");
+    assert_eq!(served(&adapter), before);
+}

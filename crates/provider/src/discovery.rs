@@ -110,6 +110,17 @@ pub struct Discovery {
     metrics: Arc<Metrics>,
     health: Arc<Health>,
     last_good: HashMap<String, Arc<Vec<SeriesShape>>>,
+    /// Where each query's listing window begins (see `relist`).
+    listed_from: HashMap<String, Listed>,
+}
+
+/// Where a query's listing window begins: the last max age, or, from its first failed listing
+/// until one max age after it lists again, its last good window's start.
+#[derive(Debug, Clone, Copy)]
+struct Listed {
+    from: f64,
+    /// Unix seconds; infinite while the query's listings fail.
+    reach_back_until: f64,
 }
 
 impl Discovery {
@@ -128,6 +139,7 @@ impl Discovery {
             metrics,
             health,
             last_good: HashMap::new(),
+            listed_from: HashMap::new(),
         }
     }
 
@@ -201,8 +213,13 @@ impl Discovery {
     /// query keeps its last good answer, and the new registry replaces the old one in a single
     /// swap.
     pub async fn relist_once(&mut self) {
+        self.relist_once_at(unix_now()).await;
+    }
+
+    /// `relist_once`, as if the time were `now` (Unix seconds).
+    async fn relist_once_at(&mut self, now: f64) {
         let rules = self.snapshot.load().rules.clone();
-        self.relist(rules).await;
+        self.relist(rules, now).await;
     }
 
     /// Relists with `rules` and publishes them together with the registry they produce, so that
@@ -210,7 +227,7 @@ impl Discovery {
     /// disappeared. Series queries the old rules shared keep their last good answers.
     pub async fn apply(&mut self, rules: Arc<RuleSet>) -> RulesChange {
         let before = self.snapshot.load().registry.clone();
-        self.relist(rules).await;
+        self.relist(rules, unix_now()).await;
         let change = RulesChange::between(&before, &self.snapshot.load().registry);
         tracing::info!(
             appeared = ?change.appeared,
@@ -220,9 +237,8 @@ impl Discovery {
         change
     }
 
-    async fn relist(&mut self, rules: Arc<RuleSet>) {
+    async fn relist(&mut self, rules: Arc<RuleSet>, now: f64) {
         let started = Instant::now();
-        let now = unix_now();
         let start = now - self.config.max_age.as_secs_f64();
         // Each (backend, seriesQuery) once; a backend that is down fails only its own queries.
         let queries: Vec<(Option<String>, String)> = rules
@@ -236,36 +252,67 @@ impl Discovery {
                 prom_adapter_core::rules::discovery_key(backend.as_deref(), query)
             })
             .collect();
+        // After failed listings (Prometheus down or restarting), a query's window reaches back to
+        // its last good listing's start until one max age after it lists again: listings after
+        // the outage, before Prometheus has scraped again, would otherwise find no sample in the
+        // last max age and drop series. (A series gone during the outage stays that much longer.)
+        let listed_from = &self.listed_from;
+        let from = |key: &String| match listed_from.get(key) {
+            Some(listed) if now < listed.reach_back_until => listed.from.min(start),
+            _ => start,
+        };
         let backends = &self.backends;
         let answers = futures_util::future::join_all(queries.iter().zip(&keys).map(
             |((backend, query), key)| async move {
                 let began = Instant::now();
+                let from = from(key);
                 let result = match backends.for_rule(backend.as_deref(), None) {
-                    Ok(backend) => backend.series_shapes(query, start, now).await,
+                    Ok(backend) => backend.series_shapes(query, from, now).await,
                     Err(e) => Err(e),
                 };
-                (key, query, backend.as_deref(), result, began.elapsed())
+                (
+                    key,
+                    query,
+                    backend.as_deref(),
+                    from,
+                    result,
+                    began.elapsed(),
+                )
             },
         ))
         .await;
         let mut failures = 0usize;
         let mut series_total = 0u64;
-        for (key, query, backend, result, elapsed) in answers {
+        for (key, query, backend, from, result, elapsed) in answers {
             let backend = backend.unwrap_or("default");
             match result {
                 Ok((shapes, series)) => {
                     series_total += series;
                     tracing::debug!(series_query = %query, backend, series, shapes = shapes.len(), elapsed_ms = elapsed.as_millis() as u64, "listed series");
                     self.last_good.insert(key.clone(), Arc::new(shapes));
+                    let max_age = self.config.max_age.as_secs_f64();
+                    let listed = self.listed_from.entry(key.clone()).or_insert(Listed {
+                        from,
+                        reach_back_until: 0.0,
+                    });
+                    if listed.reach_back_until.is_infinite() {
+                        listed.reach_back_until = now + max_age;
+                    } else if now >= listed.reach_back_until {
+                        listed.from = from;
+                    }
                 }
                 Err(error) => {
                     failures += 1;
+                    if let Some(listed) = self.listed_from.get_mut(key) {
+                        listed.reach_back_until = f64::INFINITY;
+                    }
                     let kept = self.last_good.contains_key(key);
                     tracing::warn!(series_query = %query, backend, %error, kept_last_good = kept, "series listing failed");
                 }
             }
         }
         self.last_good.retain(|key, _| keys.contains(key));
+        self.listed_from.retain(|key, _| keys.contains(key));
         // Swapped in with the table as it is at the swap: the cluster's may change meanwhile.
         let last_good = &self.last_good;
         let mut built = Arc::default();
@@ -403,6 +450,42 @@ rules:
         backend.answer_series("b_total", Err(BackendError::Unavailable("down".into())));
         discovery.relist_once().await;
         assert_eq!(metrics(&snapshot), vec!["nodes/b_total"]);
+    }
+
+    /// The `[start, end]` of the series listings so far, in order (a, then b, per relist).
+    fn windows(backend: &FakeBackend) -> Vec<(f64, f64)> {
+        backend.seen_series_windows.lock().unwrap().clone()
+    }
+
+    #[tokio::test]
+    async fn after_failed_listings_the_window_reaches_back_to_the_last_good_one() {
+        let (backend, snapshot, _, mut discovery) = setup();
+        // The relists' clock is given: 60 s of max age (setup's), relists a second apart.
+        let t = 1_800_000_000.0;
+        answer_both(&backend);
+        discovery.relist_once_at(t).await;
+        // Prometheus is down for b's listings...
+        backend.answer_series("b_total", Err(BackendError::Unavailable("down".into())));
+        discovery.relist_once_at(t + 70.0).await;
+        discovery.relist_once_at(t + 140.0).await;
+        // ...and back before it has scraped again: b's listings reach back to the start of its
+        // last good window for one max age, so series that had samples then are not dropped; a,
+        // never down, lists the last max age.
+        answer_both(&backend);
+        discovery.relist_once_at(t + 141.0).await;
+        discovery.relist_once_at(t + 200.0).await;
+        let w = windows(&backend);
+        assert_eq!(w[1], (t - 60.0, t), "b's last good window");
+        assert_eq!((w[6], w[7]), ((t + 81.0, t + 141.0), (t - 60.0, t + 141.0)));
+        assert_eq!(
+            w[9],
+            (t - 60.0, t + 200.0),
+            "within a max age of listing again"
+        );
+        assert_eq!(metrics(&snapshot).len(), 5);
+        // A max age after b listed again, it lists the last max age.
+        discovery.relist_once_at(t + 202.0).await;
+        assert_eq!(windows(&backend)[11], (t + 142.0, t + 202.0));
     }
 
     #[tokio::test]

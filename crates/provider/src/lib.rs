@@ -210,6 +210,8 @@ pub mod fake {
         /// The evaluation time of each query in `seen_queries`.
         pub seen_query_times: Mutex<Vec<f64>>,
         pub seen_series: Mutex<Vec<String>>,
+        /// The `[start, end]` window of each series listing in `seen_series`.
+        pub seen_series_windows: Mutex<Vec<(f64, f64)>>,
         /// How long each query and label-values call takes.
         pub delay: std::time::Duration,
     }
@@ -241,10 +243,11 @@ pub mod fake {
         fn series_shapes<'a>(
             &'a self,
             selector: &'a str,
-            _: f64,
-            _: f64,
+            start: f64,
+            end: f64,
         ) -> BoxFuture<'a, Result<(Vec<SeriesShape>, u64), BackendError>> {
             self.seen_series.lock().unwrap().push(selector.to_owned());
+            self.seen_series_windows.lock().unwrap().push((start, end));
             let answer = self
                 .series
                 .lock()
