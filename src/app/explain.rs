@@ -264,6 +264,7 @@ fn explain_live(
             registry: Arc::new(registry),
             rules: Arc::new(rules),
             table: Arc::new(table),
+            discovered: true,
         }));
         let loaded = snapshot.load_full();
         if let Some(resource_path) = prom_adapter_core::request::parse_resource_path(path) {

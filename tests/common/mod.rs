@@ -601,6 +601,13 @@ impl Adapter {
         )
     }
 
+    /// Starts the adapter with `--standalone` and waits only until it serves (`/livez`): for what
+    /// it answers before its first discovery.
+    pub fn start_serving(dir: &Path, rules: &Path, prometheus_url: &str) -> Self {
+        let args = Self::args(dir, rules, prometheus_url, &["--standalone"]);
+        Self::spawn(dir, args.0, &args.1, &[], "/livez")
+    }
+
     /// Starts the adapter against a cluster given by a kubeconfig (no `--standalone`).
     pub fn start_in_cluster(
         dir: &Path,
@@ -620,6 +627,13 @@ impl Adapter {
     }
 
     fn start_with(dir: &Path, rules: &Path, prometheus_url: &str, extra: &[&str]) -> Self {
+        let (port, args) = Self::args(dir, rules, prometheus_url, extra);
+        Self::start_exactly(dir, port, &args, &[])
+    }
+
+    /// A free port, and the arguments to serve on it with these rules, the tests' defaults and
+    /// `extra` (which replace the defaults they name).
+    fn args(dir: &Path, rules: &Path, prometheus_url: &str, extra: &[&str]) -> (u16, Vec<String>) {
         let port = free_port();
         let mut args = vec![
             format!("--config={}", rules.display()),
@@ -642,12 +656,17 @@ impl Adapter {
             .map(|(flag, value)| format!("{flag}={value}")),
         );
         args.extend(extra.iter().map(|e| e.to_string()));
-        Self::start_exactly(dir, port, &args, &[])
+        (port, args)
     }
 
     /// Starts the binary with exactly `args` (which must make it serve on `port`) and extra
     /// environment variables, and waits for `/readyz`.
     pub fn start_exactly(dir: &Path, port: u16, args: &[String], env: &[(&str, &Path)]) -> Self {
+        Self::spawn(dir, port, args, env, "/readyz")
+    }
+
+    /// Starts the binary and waits until `path` answers 200.
+    fn spawn(dir: &Path, port: u16, args: &[String], env: &[(&str, &Path)], path: &str) -> Self {
         let log_path = dir.join(format!("adapter-{port}.log"));
         let log = std::fs::File::create(&log_path).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_prom-adapter"))
@@ -668,7 +687,7 @@ impl Adapter {
         };
         let deadline = Instant::now() + PATIENCE;
         while Instant::now() < deadline {
-            if adapter.curl("/readyz").0 == 200 {
+            if adapter.curl(path).0 == 200 {
                 return adapter;
             }
             std::thread::sleep(Duration::from_millis(100));

@@ -1027,3 +1027,23 @@ fn every_metric_stays_served_across_a_prometheus_restart() {
     assert!(dropped.is_empty(), "dropped for a while: {dropped:?}");
     assert_eq!(served(&adapter), before);
 }
+
+/// Before its first discovery has completed (here Prometheus is not there at all), the adapter
+/// does not know that a metric is missing: 503 with the reason, not 404, for custom and
+/// external metrics alike.
+#[test]
+fn a_metric_asked_before_discovery_is_unavailable_not_not_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let nowhere = format!("http://127.0.0.1:{}", common::free_port());
+    let adapter = Adapter::start_serving(dir.path(), &demo_rules(), &nowhere);
+    for path in [
+        "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/services/web/nginx_ingress_requests_per_second",
+        "/apis/external.metrics.k8s.io/v1beta1/namespaces/default/queue_messages_ready",
+    ] {
+        let (code, body) = adapter.curl(path);
+        assert_eq!(code, 503, "{path}: {body}");
+        assert!(body.contains("not discovered yet"), "{body}");
+        assert!(body.contains(r#""reason":"ServiceUnavailable""#), "{body}");
+    }
+    assert_eq!(adapter.curl("/readyz").0, 503, "not ready either");
+}

@@ -51,6 +51,12 @@ pub enum Error {
     /// Prometheus (or the object source) failed or is unavailable.
     #[error("unable to fetch metrics")]
     Backend(#[from] BackendError),
+    /// Discovery has not completed (Prometheus has not answered every series query yet): a
+    /// metric not found may yet come.
+    #[error(
+        "metrics are not discovered yet: Prometheus has not answered every series query (see prom_adapter_discovery_failed_queries_total)"
+    )]
+    NotDiscovered,
     /// The rule's query cannot be built for this request.
     #[error("unable to fetch metrics: the rule's query cannot be built")]
     Query(#[source] crate::rules::Error),

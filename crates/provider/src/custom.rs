@@ -116,7 +116,8 @@ impl CustomMetrics {
             &snapshot.registry,
             &snapshot.table,
             request,
-        )?;
+        )
+        .map_err(|e| snapshot.unless_undiscovered(e))?;
         let names = match &request.name {
             ObjectName::Named(name) => vec![name.clone()],
             ObjectName::All if self.objects.is_some() => {
@@ -425,6 +426,30 @@ rules:
             custom.get(&wrong_scope, 0.0).await,
             Err(Error::MetricNotFound { .. })
         ));
+    }
+
+    #[tokio::test]
+    async fn a_metric_missing_before_discovery_has_completed_is_unavailable_not_not_found() {
+        let snapshot = crate::fake::snapshot(RULES, HashMap::new());
+        let backend = Arc::new(FakeBackend::default());
+        let custom = CustomMetrics::new(
+            snapshot.clone(),
+            backend.clone(),
+            Duration::from_secs(600),
+            None,
+        );
+        let named = request(ObjectName::Named("a".into()), "");
+        assert!(matches!(
+            custom.get(&named, 0.0).await,
+            Err(Error::MetricNotFound { .. })
+        ));
+        snapshot.rcu(|current| crate::Snapshot {
+            discovered: false,
+            ..(**current).clone()
+        });
+        let error = custom.get(&named, 0.0).await.unwrap_err();
+        assert!(matches!(&error, Error::NotDiscovered), "{error:?}");
+        assert!(backend.seen_queries.lock().unwrap().is_empty());
     }
 
     #[tokio::test]

@@ -200,6 +200,7 @@ impl Discovery {
                 rules: current.rules.clone(),
                 table: table.clone(),
                 registry: Arc::new(registry),
+                discovered: current.discovered,
             }
         });
         tracing::info!(
@@ -313,6 +314,12 @@ impl Discovery {
         }
         self.last_good.retain(|key, _| keys.contains(key));
         self.listed_from.retain(|key, _| keys.contains(key));
+        // Complete once the default backend has answered each of its queries: a named backend
+        // that is down leaves only its own rules' metrics out.
+        let complete = queries
+            .iter()
+            .zip(&keys)
+            .all(|((backend, _), key)| backend.is_some() || self.last_good.contains_key(key));
         // Swapped in with the table as it is at the swap: the cluster's may change meanwhile.
         let last_good = &self.last_good;
         let mut built = Arc::default();
@@ -322,6 +329,7 @@ impl Discovery {
                 rules: rules.clone(),
                 table: current.table.clone(),
                 registry: built.clone(),
+                discovered: complete,
             }
         });
         let registry: Arc<Registry> = built;
@@ -341,12 +349,7 @@ impl Discovery {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "discovery finished"
         );
-        // Ready once the default backend has answered each of its queries: a named backend that
-        // is down leaves only its own rules' metrics out.
-        let complete = queries
-            .iter()
-            .zip(&keys)
-            .all(|((backend, _), key)| backend.is_some() || self.last_good.contains_key(key));
+        // Ready once complete.
         self.health.record_tick(unix_now(), complete);
     }
 }
@@ -378,6 +381,7 @@ rules:
             rules: Arc::new(prom_adapter_core::config::parse_rules(RULES, "test").unwrap()),
             table: Arc::new(ResourceTable::builtin()),
             registry: Arc::default(),
+            discovered: false,
         }));
         let health = Arc::new(Health::new(Duration::from_secs(3600)));
         let config = DiscoveryConfig {
@@ -498,6 +502,7 @@ rules:
         backend.answer_series("b_total", Err(BackendError::Failed("bad_data".into())));
         discovery.relist_once().await;
         assert!(!readiness.is_ready());
+        assert!(!snapshot.load().discovered, "a missing metric may yet come");
         assert_eq!(
             metrics(&snapshot).len(),
             4,
@@ -510,6 +515,7 @@ rules:
             .insert("b_total".into(), Ok(vec![]));
         discovery.relist_once().await;
         assert!(readiness.is_ready());
+        assert!(snapshot.load().discovered);
     }
 
     #[tokio::test]

@@ -89,6 +89,7 @@ impl ExternalMetrics {
             } => Error::BadRequest(e.to_string()),
             ExternalPlanError::Query { error, .. } => Error::Query(error),
         })
+        .map_err(|e| snapshot.unless_undiscovered(e))
         .and_then(|(query, rule_name, rule)| {
             let backend = self.backends.for_rule(
                 snapshot.rules.external[rule].backend_name(),

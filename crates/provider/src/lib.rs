@@ -150,6 +150,20 @@ pub struct Snapshot {
     pub table: Arc<ResourceTable>,
     /// Discovered metrics.
     pub registry: Arc<Registry>,
+    /// Whether every series query of the default backend has been answered: until then a metric
+    /// missing from the registry is not known to be missing (503, not 404).
+    pub discovered: bool,
+}
+
+impl Snapshot {
+    /// `error`; but a metric not found before discovery has completed is not known to be
+    /// missing: the backend is unavailable for it (503 with the reason, not 404).
+    pub fn unless_undiscovered(&self, error: Error) -> Error {
+        match error {
+            Error::MetricNotFound { .. } if !self.discovered => Error::NotDiscovered,
+            other => other,
+        }
+    }
 }
 
 /// The current snapshot, read lock-free by every request.
@@ -198,6 +212,7 @@ pub mod fake {
             rules: Arc::new(rules),
             table: Arc::new(table),
             registry: Arc::new(registry),
+            discovered: true,
         }))
     }
 

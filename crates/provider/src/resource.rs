@@ -698,6 +698,7 @@ mod tests {
             rules: Arc::new(rules),
             table: Arc::new(ResourceTable::builtin()),
             registry: Arc::default(),
+            discovered: true,
         }));
         let backend = Arc::new(FakeBackend::default());
         (

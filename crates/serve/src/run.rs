@@ -138,6 +138,7 @@ async fn run_server(serve_config: ServeConfig) -> anyhow::Result<()> {
         rules: serving,
         table: table.clone(),
         registry: Arc::default(),
+        discovered: false,
     }));
     let (tables, table_updates) = tokio::sync::watch::channel(table);
     let objects: Option<Arc<dyn ObjectLister>> = cluster

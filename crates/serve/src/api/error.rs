@@ -26,6 +26,9 @@ pub enum Error {
     /// 503: Prometheus (or discovery) is not available; the cause is logged, not sent.
     #[error("{0}")]
     Unavailable(String),
+    /// 503 before discovery has completed; the reason is sent.
+    #[error("{0}")]
+    NotDiscovered(String),
     /// 500: the cause is logged, not sent.
     #[error("{0}")]
     Internal(String),
@@ -74,7 +77,7 @@ impl Error {
                 "InternalError",
                 "Internal error occurred: unable to fetch metrics".into(),
             ),
-            Error::ReviewUnavailable(m) => (
+            Error::NotDiscovered(m) | Error::ReviewUnavailable(m) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "ServiceUnavailable",
                 m.clone(),
@@ -108,6 +111,7 @@ impl From<prom_adapter_core::failure::Error> for Error {
             Failed::BadRequest(m) => Error::BadRequest(m),
             Failed::ListFailed(_) => Error::ListFailed(message),
             Failed::Backend(BackendError::Unavailable(_)) => Error::Unavailable(message),
+            Failed::NotDiscovered => Error::NotDiscovered(message),
             Failed::Backend(BackendError::Failed(_)) | Failed::Query(_) | Failed::Internal(_) => {
                 Error::Internal(message)
             }
