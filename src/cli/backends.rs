@@ -115,7 +115,10 @@ pub fn resolve(
             }
         };
         if let Err(error) = reqwest::Url::parse(&discovery.url) {
-            problems.push(format!("{at}.url: {:?}: {error}", discovery.url));
+            problems.push(format!(
+                "{at}.url: {:?}: {error}",
+                prom_adapter_backend::prometheus::redacted_url(&discovery.url)
+            ));
             continue;
         }
         let max_concurrent = settings

@@ -603,9 +603,19 @@ impl Adapter {
 
     /// Starts the adapter with `--standalone` and waits only until it serves (`/livez`): for what
     /// it answers before its first discovery.
-    pub fn start_serving(dir: &Path, rules: &Path, prometheus_url: &str) -> Self {
-        let args = Self::args(dir, rules, prometheus_url, &["--standalone"]);
-        Self::spawn(dir, args.0, &args.1, &[], "/livez")
+    pub fn start_serving(dir: &Path, rules: &Path, prometheus_url: &str, extra: &[&str]) -> Self {
+        let (port, args) = Self::args(
+            dir,
+            rules,
+            prometheus_url,
+            &[&["--standalone"], extra].concat(),
+        );
+        Self::spawn(dir, port, &args, &[], "/livez")
+    }
+
+    /// Everything the adapter has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// Starts the adapter against a cluster given by a kubeconfig (no `--standalone`).

@@ -442,3 +442,72 @@ fn check_with_settings_checks_the_backends_rules_name() {
         "{stdout}"
     );
 }
+
+/// Credentials in a Prometheus URL (`user:password@`, which is sent as basic auth) never reach a
+/// log line, at any level and in either format, nor an error the tools print.
+#[test]
+fn a_password_in_a_prometheus_url_is_never_printed() {
+    const SECRET: &str = "planted-s3cret";
+    let dir = tempfile::tempdir().unwrap();
+    let nowhere = format!(
+        "http://reader:{SECRET}@127.0.0.1:{}",
+        crate::common::free_port()
+    );
+    for format in ["text", "json"] {
+        let log_format = format!("--log-format={format}");
+        let adapter = crate::common::Adapter::start_serving(
+            dir.path(),
+            &repo("config/demo.yaml"),
+            &nowhere,
+            &["-v", "8", &log_format],
+        );
+        // Discovery fails (nothing listens there) and says where it could not reach, and a
+        // request is refused for it.
+        assert!(
+            crate::common::wait_for(|| adapter.log().matches("series listing failed").count() > 3),
+            "{}",
+            adapter.log()
+        );
+        adapter
+            .curl("/apis/external.metrics.k8s.io/v1beta1/namespaces/default/queue_messages_ready");
+        let log = adapter.log();
+        assert!(log.contains("reader:xxxxx@127.0.0.1"), "{log}");
+        assert!(!log.contains(SECRET), "{format} log: {log}");
+    }
+    let settings = dir.path().join("settings.yaml");
+    std::fs::write(
+        &settings,
+        format!("backends:\n  vm:\n    url: \"http://reader:{SECRET}@[broken\"\n"),
+    )
+    .unwrap();
+    let config = repo("config/demo.yaml");
+    let config = config.to_str().unwrap();
+    let window = ["--start", "now-10m", "--end", "now"];
+    for args in [
+        vec!["explain", "--config", config, "--prometheus-url", &nowhere],
+        [
+            vec!["simulate", "--config", config, "--prometheus-url", &nowhere],
+            vec!["--hpa", "config/hpa/shop.yaml"],
+            window.to_vec(),
+        ]
+        .concat(),
+        vec![
+            "check",
+            "--config",
+            config,
+            "--settings",
+            settings.to_str().unwrap(),
+        ],
+    ] {
+        let (code, stdout, stderr) = run(&args);
+        assert_ne!(code, 0, "{args:?}: {stdout}{stderr}");
+        assert!(
+            !stdout.contains(SECRET) && !stderr.contains(SECRET),
+            "{args:?}: {stdout}{stderr}"
+        );
+        assert!(
+            stderr.contains("xxxxx") || stdout.contains("xxxxx"),
+            "{args:?}: {stdout}{stderr}"
+        );
+    }
+}

@@ -1035,7 +1035,7 @@ fn every_metric_stays_served_across_a_prometheus_restart() {
 fn a_metric_asked_before_discovery_is_unavailable_not_not_found() {
     let dir = tempfile::tempdir().unwrap();
     let nowhere = format!("http://127.0.0.1:{}", common::free_port());
-    let adapter = Adapter::start_serving(dir.path(), &demo_rules(), &nowhere);
+    let adapter = Adapter::start_serving(dir.path(), &demo_rules(), &nowhere, &[]);
     for path in [
         "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/services/web/nginx_ingress_requests_per_second",
         "/apis/external.metrics.k8s.io/v1beta1/namespaces/default/queue_messages_ready",

@@ -100,7 +100,7 @@ async fn run_server(serve_config: ServeConfig) -> anyhow::Result<()> {
     ));
     tracing::info!(
         rules = %serve_config.rules_path.display(),
-        prometheus = %serve_config.prometheus.url,
+        prometheus = %prometheus::redacted_url(&serve_config.prometheus.url),
         relist_interval = ?serve_config.discovery.relist_interval,
         mode = if serve_config.cluster.is_some() { "cluster" } else { "standalone" },
         "starting prom-adapter"

@@ -126,6 +126,36 @@ pub struct RangeSeries {
     pub points: Vec<(f64, f64)>,
 }
 
+/// `url` as it may be shown in a log, an error or a tool's output: credentials in it (`user:pass@`,
+/// which reqwest sends as basic auth) are masked, as Go's `URL.Redacted`, and a user name alone
+/// (often a key) too. Also for text that does not parse as a URL.
+pub fn redacted_url(url: &str) -> String {
+    const MASK: &str = "xxxxx";
+    if let Ok(mut parsed) = reqwest::Url::parse(url) {
+        if parsed.password().is_some() {
+            let _ = parsed.set_password(Some(MASK));
+        } else if !parsed.username().is_empty() {
+            let _ = parsed.set_username(MASK);
+        } else {
+            return url.to_owned();
+        }
+        return parsed.to_string();
+    }
+    // Unparsable: mask whatever stands between the scheme and an `@` in the authority.
+    let after_scheme = url.find("://").map_or(0, |at| at + 3);
+    let authority_end = url[after_scheme..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |end| after_scheme + end);
+    match url[after_scheme..authority_end].rfind('@') {
+        Some(at) => format!(
+            "{}{MASK}{}",
+            &url[..after_scheme],
+            &url[after_scheme + at..]
+        ),
+        None => url.to_owned(),
+    }
+}
+
 /// The Prometheus client. Cheap to clone.
 #[derive(Clone)]
 pub struct Client {
@@ -207,8 +237,12 @@ impl Client {
             builder = builder.identity(identity);
         }
         let http = builder.build().map_err(|e| Error::Config(e.to_string()))?;
-        let mut base = reqwest::Url::parse(&config.url)
-            .map_err(|e| Error::Config(format!("--prometheus-url {:?}: {e}", config.url)))?;
+        let mut base = reqwest::Url::parse(&config.url).map_err(|e| {
+            Error::Config(format!(
+                "--prometheus-url {:?}: {e}",
+                redacted_url(&config.url)
+            ))
+        })?;
         if !base.path().ends_with('/') {
             let path = format!("{}/", base.path());
             base.set_path(&path);
@@ -251,7 +285,7 @@ impl Client {
     /// added to its own: one tenant of a backend whose URL or headers are templated.
     pub fn for_target(&self, url: &str, headers: &[(String, String)]) -> Result<Self, Error> {
         let mut base = reqwest::Url::parse(url)
-            .map_err(|e| Error::Config(format!("backend URL {url:?}: {e}")))?;
+            .map_err(|e| Error::Config(format!("backend URL {:?}: {e}", redacted_url(url))))?;
         if !base.path().ends_with('/') {
             let path = format!("{}/", base.path());
             base.set_path(&path);
@@ -294,7 +328,7 @@ impl Client {
 
     fn unavailable(&self, reason: impl std::fmt::Display) -> Error {
         Error::Unavailable {
-            url: self.config.url.clone(),
+            url: redacted_url(&self.config.url),
             reason: reason.to_string(),
         }
     }
@@ -834,6 +868,26 @@ impl TokenFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_in_urls_are_masked_wherever_a_url_is_shown() {
+        for (url, shown) in [
+            (
+                "http://user:pass@prom:9090/p",
+                "http://user:xxxxx@prom:9090/p",
+            ),
+            (
+                "https://key@mimir.example/prometheus",
+                "https://xxxxx@mimir.example/prometheus",
+            ),
+            ("http://prom:9090", "http://prom:9090"),
+            ("http://u:p@[broken/x", "http://xxxxx@[broken/x"),
+            ("not a url", "not a url"),
+            ("http://host/path@x", "http://host/path@x"),
+        ] {
+            assert_eq!(redacted_url(url), shown, "{url}");
+        }
+    }
 
     #[test]
     fn times_are_formatted_like_prometheus_expects() {
