@@ -26,6 +26,15 @@ pub fn run(args: &crate::cli::SimulateArgs) -> anyhow::Result<ExitCode> {
     if sync.as_secs() == 0 {
         bail!("--step must be at least 1s");
     }
+    simulate::check_syncs(start, end, sync.as_secs())?;
+    if let Some(replicas) = args.initial_replicas
+        && !(0..=hpa::MAX_REPLICAS).contains(&replicas)
+    {
+        bail!(
+            "--initial-replicas {replicas}: a simulation replays 0 to {} replicas",
+            hpa::MAX_REPLICAS
+        );
+    }
     let oscillation = parse_duration(&args.oscillation_window).context("--oscillation-window")?;
     let mut pod_requests = std::collections::HashMap::new();
     for request in &args.pod_request {

@@ -511,3 +511,50 @@ fn a_password_in_a_prometheus_url_is_never_printed() {
         );
     }
 }
+
+/// `simulate` refuses, before asking Prometheus, a run it could not hold: a time past the year
+/// 9999, more syncs than a run replays, more replicas than a simulation models (each once ran
+/// the process out of memory).
+#[test]
+fn simulate_refuses_runs_it_cannot_hold() {
+    let config = repo("config/demo.yaml");
+    let nowhere = format!("http://127.0.0.1:{}", crate::common::free_port());
+    let base = [
+        "simulate",
+        "--config",
+        config.to_str().unwrap(),
+        "--prometheus-url",
+        &nowhere,
+        "--hpa",
+        "config/hpa/shop.yaml",
+    ];
+    for (extra, says) in [
+        (
+            &["--start", "0", "--end", "1e18"][..],
+            "\"1e18\" is not a time",
+        ),
+        (
+            &["--start", "0", "--end", "now"][..],
+            "a run replays at most 200000",
+        ),
+        (
+            &[
+                "--start",
+                "now-1h",
+                "--end",
+                "now",
+                "--initial-replicas",
+                "2147483647",
+            ][..],
+            "--initial-replicas 2147483647: a simulation replays 0 to 100000 replicas",
+        ),
+    ] {
+        let (code, stdout, stderr) = run(&[&base[..], extra].concat());
+        assert_eq!(code, 1, "{extra:?}: {stdout}{stderr}");
+        assert!(stderr.contains(says), "{extra:?}: {stderr}");
+        assert!(
+            !stderr.contains("Prometheus"),
+            "refused before any call: {stderr}"
+        );
+    }
+}

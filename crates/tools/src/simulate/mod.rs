@@ -22,6 +22,9 @@ pub enum Error {
         "{0:?} is not a time: write RFC 3339 (2026-11-27T10:00:00Z), Unix seconds, or now, now-1h, now+30m"
     )]
     Time(String),
+    /// The run would replay more than a simulation holds.
+    #[error("{0}")]
+    Bounds(String),
     /// A metric of the HPA is not served by the rules.
     #[error("{metric}: {reason}")]
     Metric {
@@ -32,33 +35,78 @@ pub enum Error {
     },
 }
 
-/// Reads a time flag: RFC 3339, Unix seconds, `now`, or `now` plus or minus a duration.
+/// The latest time a flag may name: the end of the year 9999.
+const LATEST: i64 = 253_402_300_799;
+
+/// The most syncs one run replays (about 35 days of 15 s syncs): each sync keeps its proposals,
+/// and each metric's history a point per sync.
+pub const MAX_SYNCS: i64 = 200_000;
+
+/// Reads a time flag: RFC 3339, Unix seconds, `now`, or `now` plus or minus a duration; between
+/// 1970 and the end of 9999.
 pub fn parse_time(text: &str, now: i64) -> Result<i64, Error> {
     let text = text.trim();
     let invalid = || Error::Time(text.to_owned());
-    if let Some(rest) = text.strip_prefix("now") {
-        if rest.is_empty() {
-            return Ok(now);
-        }
-        let (sign, duration) = match rest.split_at(1) {
-            ("-", d) => (-1, d),
-            ("+", d) => (1, d),
-            _ => return Err(invalid()),
+    let time = if let Some(rest) = text.strip_prefix("now") {
+        let (sign, duration) = match rest.split_at_checked(1) {
+            None => (1, "0s"),
+            Some(("-", d)) => (-1, d),
+            Some(("+", d)) => (1, d),
+            Some(_) => return Err(invalid()),
         };
         let seconds = prom_adapter_core::model::parse_duration(duration).map_err(|_| invalid())?;
-        return Ok(now + sign * seconds.as_secs() as i64);
+        i64::try_from(seconds.as_secs())
+            .ok()
+            .and_then(|seconds| now.checked_add(sign * seconds))
+    } else if let Ok(seconds) = text.parse::<f64>() {
+        // `as` saturates: 1e18 becomes a time past the bound below, NaN becomes 0.
+        seconds.is_finite().then_some(seconds as i64)
+    } else {
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+            .ok()
+            .map(|t| t.unix_timestamp())
+    };
+    time.filter(|t| (0..=LATEST).contains(t))
+        .ok_or_else(invalid)
+}
+
+/// Checks that `start` to `end` in syncs of `step_seconds` is at most `MAX_SYNCS` syncs.
+pub fn check_syncs(start: i64, end: i64, step_seconds: u64) -> Result<(), Error> {
+    let syncs = (end - start) / i64::try_from(step_seconds.max(1)).unwrap_or(i64::MAX);
+    if syncs > MAX_SYNCS {
+        return Err(Error::Bounds(format!(
+            "--start to --end is {syncs} syncs of --step; a run replays at most {MAX_SYNCS}: shorten the range or lengthen --step"
+        )));
     }
-    if let Ok(seconds) = text.parse::<f64>() {
-        return Ok(seconds as i64);
-    }
-    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-        .map(|t| t.unix_timestamp())
-        .map_err(|_| invalid())
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_and_windows_outside_what_a_run_holds_are_errors() {
+        for text in [
+            "1e18",
+            "-5",
+            "NaN",
+            "inf",
+            "now+300000000000d",
+            "now-999999999999999s",
+        ] {
+            assert!(
+                matches!(parse_time(text, 1_800_000_000), Err(Error::Time(_))),
+                "{text}"
+            );
+        }
+        assert_eq!(parse_time("now", 7).unwrap(), 7);
+        assert!(check_syncs(0, 15 * MAX_SYNCS, 15).is_ok());
+        let error = check_syncs(0, 15 * MAX_SYNCS + 15, 15)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("at most 200000"), "{error}");
+    }
 
     #[test]
     fn times_are_rfc3339_unix_or_relative_to_now() {
