@@ -1,6 +1,7 @@
 //! A named backend's request templates: `<<.Namespace>>` and `<<.Tenant>>` in its URL and headers, and the namespace → tenant map (Mimir and Cortex `X-Scope-OrgID`, VictoriaMetrics cluster `/select/<tenant>/prometheus`).
 
 use std::collections::BTreeMap;
+use std::ops::Not;
 
 /// The placeholders a backend's URL and header values may hold.
 const PLACEHOLDERS: [&str; 2] = ["<<.Namespace>>", "<<.Tenant>>"];
@@ -63,12 +64,28 @@ impl Tenancy {
                 rest = &rest[end..];
             }
         }
-        for (name, _) in &self.headers {
+        if let Some(problem) = placeholder_outside_path(&self.url) {
+            problems.push(problem);
+        }
+        let mut seen: Vec<String> = Vec::new();
+        for (name, value) in &self.headers {
             if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
                 problems.push(format!(
                     "headers: {name:?} is not a header name (letters, digits and !#$%&'*+-.^_`|~)"
                 ));
             }
+            if http::HeaderValue::from_str(value).is_err() {
+                problems.push(format!(
+                    "headers.{name}: {value:?} cannot be sent (no control characters such as CR or LF)"
+                ));
+            }
+            // Header names are case-insensitive: two spellings would send one of them silently.
+            if seen.contains(&name.to_ascii_lowercase()) {
+                problems.push(format!(
+                    "headers: {name:?} is given twice (header names are case-insensitive)"
+                ));
+            }
+            seen.push(name.to_ascii_lowercase());
         }
         let tenants = self
             .tenants
@@ -85,11 +102,18 @@ impl Tenancy {
                     .map(|t| ("discovery_tenant".into(), t)),
             );
         for (field, tenant) in tenants {
-            if !is_valid_tenant(tenant) {
+            if tenant == "." || tenant == ".." {
+                problems.push(format!(
+                    "{field}: {tenant:?} is not a tenant: it would name another path of the URL"
+                ));
+            } else if !is_valid_tenant(tenant) {
                 problems.push(format!(
                     "{field}: {tenant:?} is not a tenant: 1 to 150 letters, digits and `_.:|-` (`:` for VictoriaMetrics' accountID:projectID, `|` for Mimir's several tenants)"
                 ));
             }
+        }
+        if !self.is_templated() && (!self.tenants.is_empty() || self.default_tenant.is_some()) {
+            problems.push("tenants: have no effect: neither the url nor a header holds <<.Tenant>> or <<.Namespace>>".into());
         }
         if self.is_templated() && self.discovery_tenant.is_none() {
             problems.push("discovery_tenant: is required when the url or a header is templated: discovery lists series for no one namespace, so name the tenant (or Mimir's `a|b|c`) it reads".into());
@@ -137,6 +161,23 @@ impl Tenancy {
                 .collect(),
         }
     }
+}
+
+/// A problem when a placeholder stands in the URL outside its path: in the scheme, user, host or
+/// port a namespace would choose where the adapter's credentials go; in the query or fragment,
+/// what the request means.
+fn placeholder_outside_path(url: &str) -> Option<String> {
+    let authority = url.find("://").map_or(0, |at| at + 3);
+    let path = url[authority..]
+        .find('/')
+        .map_or(url.len(), |at| authority + at);
+    let path_end = url[path..]
+        .find(['?', '#'])
+        .map_or(url.len(), |at| path + at);
+    let inside = |at: usize| (path..path_end).contains(&at);
+    url.match_indices("<<").all(|(at, _)| inside(at)).not().then(|| {
+        format!("url: {url:?}: placeholders may stand only in the path (not in the scheme, user, host, port, query or fragment: a namespace would choose where the adapter's credentials go)")
+    })
 }
 
 fn is_valid_tenant(tenant: &str) -> bool {
@@ -223,5 +264,51 @@ mod tests {
         assert!(problems[3].starts_with("tenants.shop: \"a b\""));
         assert!(problems[4].starts_with("default_tenant: \"\""));
         assert!(problems[5].starts_with("discovery_tenant: is required"));
+    }
+
+    #[test]
+    fn settings_that_would_break_tenancy_are_refused() {
+        let mimir = mimir();
+        let problems = |t: Tenancy| t.problems();
+        for url in [
+            "http://reader:x@127.0.0.1:<<.Tenant>>/",
+            "http://prometheus.<<.Namespace>>.svc/",
+            "<<.Tenant>>://mimir/",
+            "http://mimir/prometheus?orgId=<<.Tenant>>",
+            "http://mimir/prometheus#<<.Tenant>>",
+        ] {
+            let found = problems(Tenancy {
+                url: url.into(),
+                headers: vec![],
+                ..mimir.clone()
+            });
+            assert!(
+                found
+                    .iter()
+                    .any(|p| p.contains("may stand only in the path")),
+                "{url}: {found:?}"
+            );
+        }
+        let found = problems(Tenancy {
+            headers: vec![
+                ("X-Scope-OrgID".into(), "<<.Tenant>>".into()),
+                ("x-scope-orgid".into(), "fixed".into()),
+                ("X-Note".into(), "a\r\nInjected: 1".into()),
+            ],
+            tenants: BTreeMap::from([("shop".into(), "..".into())]),
+            ..mimir.clone()
+        });
+        assert_eq!(found.len(), 3, "{found:#?}");
+        assert!(found[0].contains("given twice"), "{found:?}");
+        assert!(found[1].contains("cannot be sent"), "{found:?}");
+        assert!(found[2].starts_with("tenants.shop: \"..\""), "{found:?}");
+        let untemplated = problems(Tenancy {
+            url: "http://mimir/prometheus".into(),
+            headers: vec![("X-Scope-OrgID".into(), "fixed".into())],
+            discovery_tenant: None,
+            ..mimir.clone()
+        });
+        assert_eq!(untemplated.len(), 1, "{untemplated:?}");
+        assert!(untemplated[0].contains("have no effect"), "{untemplated:?}");
     }
 }
