@@ -468,17 +468,25 @@ fn a_huge_backend_answer_is_refused_and_memory_comes_back() {
     let size = body.len();
     proxy.answer_queries_with(Some(body.into_bytes()));
     let started = Instant::now();
-    let codes: Vec<u16> = std::thread::scope(|scope| {
+    let answers: Vec<(u16, String)> = std::thread::scope(|scope| {
         let requests: Vec<_> = (0..8)
-            .map(|_| scope.spawn(|| adapter.curl_raw(&["--max-time", "120"], NAMED_POD).0))
+            .map(|_| scope.spawn(|| adapter.curl_raw(&["--max-time", "120"], NAMED_POD)))
             .collect();
         requests.into_iter().map(|r| r.join().unwrap()).collect()
     });
+    let codes: Vec<u16> = answers.iter().map(|(code, _)| *code).collect();
     let took = started.elapsed();
     let peak = rss("VmHWM:");
     proxy.answer_queries_with(None);
     let log = std::fs::read_to_string(&adapter.log).unwrap();
     assert!(codes.iter().all(|c| *c == 500), "{codes:?}: {log}");
+    // The client is told which limit refused it (the operator's to raise), not only the log.
+    for (_, body) in &answers {
+        assert!(
+            body.contains("larger than 67108864 bytes (--prometheus-max-response-bytes)"),
+            "{body}"
+        );
+    }
     assert!(
         log.contains("is larger than 67108864 bytes (--prometheus-max-response-bytes)"),
         "{log}"

@@ -9,6 +9,9 @@ pub enum BackendError {
     /// The backend refused or failed the request (the API answers 500).
     #[error("{0}")]
     Failed(String),
+    /// The answer was larger than the adapter reads (the API answers 500, naming the limit).
+    #[error("{0}")]
+    TooLarge(String),
 }
 
 /// Why a metrics request failed; the API turns each into a `Status`.

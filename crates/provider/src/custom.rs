@@ -156,7 +156,9 @@ impl CustomMetrics {
         let samples = match self.ask(&plan, backend, &planned, now).await {
             // The namespace's query can fail for another object's sake (a duplicate series in a
             // join, a size limit): ask for these objects by name, as without batching.
-            Err(Error::Backend(BackendError::Failed(reason))) if planned.shape == "batched" => {
+            Err(Error::Backend(BackendError::Failed(reason) | BackendError::TooLarge(reason)))
+                if planned.shape == "batched" =>
+            {
                 tracing::warn!(rule = plan.rule.position, %reason, "the query for every object failed; asking by name");
                 let by_name = QueryShaping {
                     batch: false,

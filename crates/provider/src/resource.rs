@@ -308,7 +308,10 @@ impl ResourceMetrics {
             let samples = match ask(self.options.shaping).await {
                 Ok(samples) => samples,
                 // As for custom metrics: another pod's trouble must not fail these pods.
-                Err(("batched", Error::Backend(BackendError::Failed(reason)))) => {
+                Err((
+                    "batched",
+                    Error::Backend(BackendError::Failed(reason) | BackendError::TooLarge(reason)),
+                )) => {
                     tracing::warn!(rule = name, %reason, "the query for every pod failed; asking by name");
                     let by_name = QueryShaping {
                         batch: false,

@@ -46,12 +46,10 @@ impl InstrumentedClient {
         };
         self.metrics
             .record_prometheus_call(&self.name, endpoint, outcome, started.elapsed());
-        result.map_err(|e| {
-            if e.is_unavailable() {
-                BackendError::Unavailable(e.to_string())
-            } else {
-                BackendError::Failed(e.to_string())
-            }
+        result.map_err(|e| match e {
+            Error::TooLarge { .. } => BackendError::TooLarge(e.to_string()),
+            e if e.is_unavailable() => BackendError::Unavailable(e.to_string()),
+            e => BackendError::Failed(e.to_string()),
         })
     }
 }

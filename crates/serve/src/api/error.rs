@@ -26,6 +26,9 @@ pub enum Error {
     /// 503: Prometheus (or discovery) is not available; the cause is logged, not sent.
     #[error("{0}")]
     Unavailable(String),
+    /// 500 for an answer past the size limit; the limit is sent (it is the operator's to raise).
+    #[error("{0}")]
+    AnswerTooLarge(String),
     /// 503 before discovery has completed; the reason is sent.
     #[error("{0}")]
     NotDiscovered(String),
@@ -77,6 +80,11 @@ impl Error {
                 "InternalError",
                 "Internal error occurred: unable to fetch metrics".into(),
             ),
+            Error::AnswerTooLarge(m) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalError",
+                format!("Internal error occurred: unable to fetch metrics: {m}"),
+            ),
             Error::NotDiscovered(m) | Error::ReviewUnavailable(m) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "ServiceUnavailable",
@@ -111,6 +119,7 @@ impl From<prom_adapter_core::failure::Error> for Error {
             Failed::BadRequest(m) => Error::BadRequest(m),
             Failed::ListFailed(_) => Error::ListFailed(message),
             Failed::Backend(BackendError::Unavailable(_)) => Error::Unavailable(message),
+            Failed::Backend(BackendError::TooLarge(limit)) => Error::AnswerTooLarge(limit),
             Failed::NotDiscovered => Error::NotDiscovered(message),
             Failed::Backend(BackendError::Failed(_)) | Failed::Query(_) | Failed::Internal(_) => {
                 Error::Internal(message)
