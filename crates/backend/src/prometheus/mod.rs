@@ -162,6 +162,8 @@ pub struct Client {
     http: reqwest::Client,
     base: reqwest::Url,
     config: std::sync::Arc<ClientConfig>,
+    /// The configured URL as errors show it (credentials masked), made once.
+    shown_url: std::sync::Arc<str>,
     token: std::sync::Arc<Option<TokenFile>>,
     /// `--prometheus-header`s, added to each request: a key given twice goes out twice, as from
     /// prometheus-adapter (reqwest's default headers would keep one value per key).
@@ -275,6 +277,7 @@ impl Client {
         Ok(Self {
             http,
             base,
+            shown_url: redacted_url(&config.url).into(),
             config: std::sync::Arc::new(config),
             token: std::sync::Arc::new(token),
             headers: std::sync::Arc::new(headers),
@@ -328,7 +331,7 @@ impl Client {
 
     fn unavailable(&self, reason: impl std::fmt::Display) -> Error {
         Error::Unavailable {
-            url: redacted_url(&self.config.url),
+            url: self.shown_url.to_string(),
             reason: reason.to_string(),
         }
     }
