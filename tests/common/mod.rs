@@ -68,13 +68,24 @@ pub fn https_client(from: Option<std::net::IpAddr>) -> reqwest::Client {
         .unwrap()
 }
 
-/// A free loopback port.
+/// A free loopback port, never one handed out before in this process: a test that stops a server
+/// and starts it again on its port (a Prometheus restart) must not find it taken by another
+/// test that was given it while it was free.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    for _ in 0..10_000 {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if !handed_out.contains(&port) {
+            handed_out.push(port);
+            return port;
+        }
+    }
+    panic!("no loopback port left that was not handed out before");
 }
 
 /// Runs a command to completion and returns its stdout; fails the test with its stderr if it fails.
