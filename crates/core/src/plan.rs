@@ -252,8 +252,8 @@ impl QueryShaping {
     /// One query for every object (`every_object`) when batching is on and the template is
     /// `per_object`: requests for the same metric and namespace, whichever objects they name,
     /// then share one query. Otherwise the names' query, in parts when it is longer than
-    /// `max_length`.
-    pub fn plan<E>(
+    /// `max_length`, at most `MAX_QUERY_PARTS` of them.
+    pub fn plan<E: From<TooManyParts>>(
         self,
         per_object: Result<(), &str>,
         names: &[String],
@@ -274,23 +274,67 @@ impl QueryShaping {
     }
 }
 
+/// The most queries one request for objects is split into. Past it the request is refused
+/// before any query is sent: parts are what one request can make Prometheus (and the adapter's
+/// memory) carry, and at the default `--max-query-length` 64 parts name about 20,000 objects.
+pub const MAX_QUERY_PARTS: usize = 64;
+
+/// A request whose object names do not fit `MAX_QUERY_PARTS` queries of `--max-query-length`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "asking for these {objects} objects needs more than {MAX_QUERY_PARTS} queries of at most {max_length} bytes (--max-query-length); select fewer objects or shorten metricLabelSelector"
+)]
+pub struct TooManyParts {
+    /// The objects asked for.
+    pub objects: usize,
+    /// `--max-query-length`.
+    pub max_length: usize,
+}
+
+impl From<TooManyParts> for Error {
+    fn from(refused: TooManyParts) -> Self {
+        Error::BadRequest(refused.to_string())
+    }
+}
+
 /// The queries `build` makes for `names`, halving the names until each query is at most
 /// `max_length` bytes (or names one object). A query that selects objects by name and groups by
 /// the object label gives each object the same value whichever other names it lists, so the
-/// parts' answers together are the whole one's.
-pub fn split_by_length<E>(
+/// parts' answers together are the whole one's. Past `MAX_QUERY_PARTS` parts it stops building
+/// and refuses, so the query text it holds stays within `MAX_QUERY_PARTS` parts.
+pub fn split_by_length<E: From<TooManyParts>>(
     names: &[String],
     max_length: usize,
     build: &dyn Fn(&[String]) -> Result<String, E>,
 ) -> Result<Vec<String>, E> {
+    let mut parts = Vec::new();
+    let too_many = TooManyParts {
+        objects: names.len(),
+        max_length,
+    };
+    split_into(names, max_length, build, &mut parts, &too_many)?;
+    Ok(parts)
+}
+
+fn split_into<E: From<TooManyParts>>(
+    names: &[String],
+    max_length: usize,
+    build: &dyn Fn(&[String]) -> Result<String, E>,
+    parts: &mut Vec<String>,
+    too_many: &TooManyParts,
+) -> Result<(), E> {
     let query = build(names)?;
     if query.len() <= max_length || names.len() <= 1 {
-        return Ok(vec![query]);
+        if parts.len() == MAX_QUERY_PARTS {
+            return Err(too_many.clone().into());
+        }
+        parts.push(query);
+        return Ok(());
     }
+    drop(query);
     let (first, second) = names.split_at(names.len() / 2);
-    let mut queries = split_by_length(first, max_length, build)?;
-    queries.extend(split_by_length(second, max_length, build)?);
-    Ok(queries)
+    split_into(first, max_length, build, parts, too_many)?;
+    split_into(second, max_length, build, parts, too_many)
 }
 
 /// One usage (CPU or memory) of a resource metrics request, planned.
@@ -330,7 +374,7 @@ pub fn usage_queries(
     namespace: Option<&str>,
     names: &[String],
     shaping: QueryShaping,
-) -> Result<PlannedQueries, rules::Error> {
+) -> Result<PlannedQueries, Error> {
     let request = QueryRequest {
         namespace,
         metric_selector: &LabelSelector::default(),
@@ -339,8 +383,12 @@ pub fn usage_queries(
     shaping.plan(
         resource_template(rule, &request).per_object(),
         names,
-        || build_resource_query(rule, table, resource, &request, true),
-        &|part| usage_query(rule, table, resource, namespace, part).map(|usage| usage.query),
+        || build_resource_query(rule, table, resource, &request, true).map_err(Error::Query),
+        &|part| {
+            usage_query(rule, table, resource, namespace, part)
+                .map(|usage| usage.query)
+                .map_err(Error::Query)
+        },
     )
 }
 
@@ -396,7 +444,7 @@ mod tests {
     #[test]
     fn long_object_lists_are_split_until_each_query_fits() {
         let names: Vec<String> = (0..100).map(|i| format!("pod-{i:03}")).collect();
-        let build = |part: &[String]| Ok::<_, ()>(format!("x{{pod=~\"{}\"}}", part.join("|")));
+        let build = |part: &[String]| Ok::<_, Error>(format!("x{{pod=~\"{}\"}}", part.join("|")));
         let whole = build(&names).unwrap();
         assert_eq!(
             split_by_length(&names, whole.len(), &build).unwrap(),
@@ -415,5 +463,33 @@ mod tests {
         assert_eq!(asked, names.iter().map(String::as_str).collect::<Vec<_>>());
         // A single name too long on its own is still asked, alone.
         assert_eq!(split_by_length(&names[..1], 5, &build).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_request_needing_more_than_the_most_parts_is_refused_before_it_is_all_built() {
+        let names: Vec<String> = (0..1200).map(|i| format!("pod-{i:04}")).collect();
+        let built = std::cell::Cell::new(0);
+        // A selector long enough that each object needs a query of its own.
+        let build = |part: &[String]| {
+            built.set(built.get() + 1);
+            Ok::<_, Error>(format!(
+                "x{{s!~\"{}\",pod=~\"{}\"}}",
+                "a".repeat(4000),
+                part.join("|")
+            ))
+        };
+        let Err(Error::BadRequest(message)) = split_by_length(&names, 4030, &build) else {
+            panic!("1,200 one-object queries were planned");
+        };
+        assert!(
+            message.contains("1200 objects") && message.contains("64 queries"),
+            "{message}"
+        );
+        // Building stopped at the part past the limit: the halvings down to 65 leaves, not the
+        // 2,399 builds of every object's query.
+        assert!(built.get() < 200, "{} queries built", built.get());
+        // The most parts are still planned.
+        let parts = split_by_length(&names[..MAX_QUERY_PARTS], 4030, &build).unwrap();
+        assert_eq!(parts.len(), MAX_QUERY_PARTS);
     }
 }

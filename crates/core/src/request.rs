@@ -95,10 +95,7 @@ pub fn parse_custom(tail: &str, query: &HashMap<String, String>) -> Result<Custo
             ));
         }
     }
-    let selector = |key: &str| {
-        LabelSelector::parse(query.get(key).map(String::as_str).unwrap_or_default())
-            .map_err(|e| Error::BadRequest(format!("{key}: {e}")))
-    };
+    let selector = |key: &str| selector_param(query, key);
     Ok(CustomRequest {
         resource,
         namespace,
@@ -111,6 +108,24 @@ pub fn parse_custom(tail: &str, query: &HashMap<String, String>) -> Result<Custo
         label_selector: selector("labelSelector")?,
         metric_selector: selector("metricLabelSelector")?,
     })
+}
+
+/// The longest `labelSelector` or `metricLabelSelector` a request may carry (bytes). A selector
+/// is rendered into every query the request makes, and a long one splits a request for many
+/// objects into a query per object; the HPA's selectors are a few dozen bytes.
+pub const MAX_SELECTOR_BYTES: usize = 4096;
+
+/// The selector in query parameter `key` (none selects everything): a 400 when it does not
+/// parse or is longer than `MAX_SELECTOR_BYTES`.
+fn selector_param(query: &HashMap<String, String>, key: &str) -> Result<LabelSelector, Error> {
+    let text = query.get(key).map(String::as_str).unwrap_or_default();
+    if text.len() > MAX_SELECTOR_BYTES {
+        return Err(Error::BadRequest(format!(
+            "{key} is {} bytes; this adapter accepts at most {MAX_SELECTOR_BYTES}",
+            text.len()
+        )));
+    }
+    LabelSelector::parse(text).map_err(|e| Error::BadRequest(format!("{key}: {e}")))
 }
 
 /// A path's segments after the version, each percent-decoded once (`queue%3Adepth`).
@@ -145,13 +160,7 @@ fn external(
     metric: String,
     query: &HashMap<String, String>,
 ) -> Result<ExternalRequest, Error> {
-    let selector = LabelSelector::parse(
-        query
-            .get("labelSelector")
-            .map(String::as_str)
-            .unwrap_or_default(),
-    )
-    .map_err(|e| Error::BadRequest(format!("labelSelector: {e}")))?;
+    let selector = selector_param(query, "labelSelector")?;
     Ok(ExternalRequest {
         namespace,
         metric,
@@ -309,6 +318,31 @@ mod tests {
         ));
         let r = parse("nodes/n1/m", &[("metricLabelSelector", "status=500")]).unwrap();
         assert!(!r.metric_selector.is_empty());
+    }
+
+    #[test]
+    fn selectors_past_the_limit_are_refused_naming_it() {
+        let values: Vec<String> = (0..1000).map(|i| format!("v{i}")).collect();
+        let long = format!("status notin ({})", values.join(","));
+        assert!(long.len() > MAX_SELECTOR_BYTES);
+        for key in ["labelSelector", "metricLabelSelector"] {
+            let Err(Error::BadRequest(message)) = parse("namespaces/ns/pods/*/m", &[(key, &long)])
+            else {
+                panic!("{key} of {} bytes was accepted", long.len());
+            };
+            assert!(
+                message.contains(key) && message.contains("4096"),
+                "{message}"
+            );
+        }
+        let query = [("labelSelector".to_string(), long)].into();
+        assert!(parse_external("namespaces/ns/m", &query).is_err());
+        let mut at_limit = format!("status notin ({})", values.join(","));
+        at_limit.truncate(at_limit[..MAX_SELECTOR_BYTES - 1].rfind(',').unwrap());
+        at_limit.push(')');
+        assert!(at_limit.len() <= MAX_SELECTOR_BYTES);
+        let parsed = parse("nodes/n1/m", &[("metricLabelSelector", &at_limit)]);
+        assert!(parsed.is_ok(), "{parsed:?}");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::{
     BackendError, Backends, Error, MetricsBackend, ObjectLister, QueryOptions, SharedSnapshot,
 };
-use prom_adapter_core::model::{GroupResource, QuantityFormat, QueryResult, quantity_from_f64};
+use prom_adapter_core::model::{GroupResource, QuantityFormat, quantity_from_f64};
 use prom_adapter_core::plan::{PlannedQueries, QueryPlan, QueryShaping, values_by_object};
 use prom_adapter_core::promql::{LabelMatcher, LabelSelectorJson, MatchOp};
 use prom_adapter_core::request::{CustomRequest, ObjectName};
@@ -220,18 +220,7 @@ impl CustomMetrics {
     ) -> Result<Vec<prom_adapter_core::model::Sample>, Error> {
         self.options
             .record(&format!("rules[{}]", plan.rule.position), planned);
-        let answers =
-            futures_util::future::try_join_all(planned.queries.iter().map(|query| async move {
-                tracing::debug!(%query, "custom metric query");
-                match backend.query(query, now).await? {
-                    QueryResult::Vector(samples) => Ok(samples),
-                    _ => Err(Error::Internal(format!(
-                        "query {query:?} did not return an instant vector"
-                    ))),
-                }
-            }))
-            .await?;
-        Ok(answers.into_iter().flatten().collect())
+        super::ask_parts(backend.as_ref(), &planned.queries, now).await
     }
 
     /// Without a cluster there is no object list: use the object names Prometheus has for the series.
@@ -286,7 +275,7 @@ mod tests {
 
     use super::*;
     use crate::BackendError;
-    use prom_adapter_core::model::Sample;
+    use prom_adapter_core::model::{QueryResult, Sample};
     use prom_adapter_core::promql::LabelSelector;
 
     use crate::fake::FakeBackend;
@@ -602,6 +591,117 @@ rules:
                 r#"sum(jobs_queued{namespace="default"}) by (pod)"#.to_owned(),
                 r#"sum(jobs_queued{namespace!=""}) by (namespace)"#.to_owned(),
             ]
+        );
+    }
+
+    /// A Prometheus with pods `p-0000`…: the query for `pending` never answers, the one for
+    /// `failing` fails at once, the others answer at once; it counts the queries asked.
+    struct PartsBackend {
+        pods: usize,
+        pending: &'static str,
+        failing: &'static str,
+        asked: std::sync::atomic::AtomicUsize,
+    }
+
+    impl MetricsBackend for PartsBackend {
+        fn series_shapes<'a>(
+            &'a self,
+            _: &'a str,
+            _: f64,
+            _: f64,
+        ) -> futures_util::future::BoxFuture<'a, Result<(Vec<SeriesShape>, u64), BackendError>>
+        {
+            Box::pin(async { Ok((Vec::new(), 0)) })
+        }
+        fn label_values<'a>(
+            &'a self,
+            _: &'a str,
+            _: &'a str,
+            _: f64,
+            _: f64,
+        ) -> futures_util::future::BoxFuture<'a, Result<Vec<String>, BackendError>> {
+            let names = (0..self.pods).map(|i| format!("p-{i:04}")).collect();
+            Box::pin(async { Ok(names) })
+        }
+        fn query<'a>(
+            &'a self,
+            promql: &'a str,
+            _: f64,
+        ) -> futures_util::future::BoxFuture<'a, Result<QueryResult, BackendError>> {
+            self.asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Box::pin(async move {
+                if promql.contains(self.pending) {
+                    std::future::pending::<()>().await;
+                }
+                if promql.contains(self.failing) {
+                    return Err(BackendError::Failed("bad data".into()));
+                }
+                Ok(QueryResult::Vector(Vec::new()))
+            })
+        }
+    }
+
+    /// Every pod of the namespace, asked for by name, one query per pod.
+    fn split_service(backend: Arc<PartsBackend>) -> CustomMetrics {
+        let (_, custom) = service();
+        CustomMetrics {
+            backends: Backends::from(backend as Arc<dyn MetricsBackend>),
+            ..custom
+        }
+        .with_query_options(QueryOptions {
+            shaping: QueryShaping {
+                batch: false,
+                max_length: 70,
+            },
+            metrics: None,
+        })
+    }
+
+    #[tokio::test]
+    async fn a_request_needing_too_many_queries_is_refused_before_any_is_asked() {
+        let backend = Arc::new(PartsBackend {
+            pods: 1200,
+            pending: "none",
+            failing: "none",
+            asked: Default::default(),
+        });
+        let error = split_service(backend.clone())
+            .get(&request(ObjectName::All, ""), 0.0)
+            .await
+            .unwrap_err();
+        let Error::BadRequest(message) = &error else {
+            panic!("{error:?}");
+        };
+        assert!(message.contains("1200 objects"), "{message}");
+        assert_eq!(backend.asked.load(std::sync::atomic::Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_first_failed_part_ends_the_request_without_waiting_for_the_rest() {
+        // 40 parts: the first never answers, the third fails. Awaiting every part in order
+        // would wait for the first forever.
+        let backend = Arc::new(PartsBackend {
+            pods: 40,
+            pending: "\"p-0000\"",
+            failing: "\"p-0002\"",
+            asked: Default::default(),
+        });
+        let answer = tokio::time::timeout(
+            Duration::from_secs(3600),
+            split_service(backend.clone()).get(&request(ObjectName::All, ""), 0.0),
+        )
+        .await
+        .expect("the request waited for a part that never answers");
+        assert!(
+            matches!(answer, Err(Error::Backend(BackendError::Failed(_)))),
+            "{answer:?}"
+        );
+        // At most `PARTS_AT_ONCE` parts were ever running: the ones after the failure were not
+        // asked.
+        let asked = backend.asked.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(
+            asked <= 2 * crate::PARTS_AT_ONCE,
+            "{asked} of 40 parts were asked"
         );
     }
 }

@@ -77,6 +77,37 @@ impl QueryOptions {
     }
 }
 
+/// The most parts of one request asked at once: a request split into many queries holds at most
+/// this many of the backend's slots, and waits for them one part at a time.
+pub const PARTS_AT_ONCE: usize = 4;
+
+/// Instant vector samples of every planned query, `PARTS_AT_ONCE` at a time, the first failure
+/// ending the request: the parts still running or waiting are dropped (their calls cancelled,
+/// their queue places given back) rather than awaited.
+async fn ask_parts(
+    backend: &dyn MetricsBackend,
+    queries: &[String],
+    time: f64,
+) -> Result<Vec<prom_adapter_core::model::Sample>, Error> {
+    use futures_util::{StreamExt, TryStreamExt};
+    let mut answers: Vec<Vec<prom_adapter_core::model::Sample>> = vec![Vec::new(); queries.len()];
+    let mut parts = futures_util::stream::iter(queries.iter().enumerate())
+        .map(|(index, query)| async move {
+            tracing::debug!(%query, "metric query");
+            match backend.query(query, time).await? {
+                QueryResult::Vector(samples) => Ok((index, samples)),
+                _ => Err(Error::Internal(format!(
+                    "query {query:?} did not return an instant vector"
+                ))),
+            }
+        })
+        .buffer_unordered(PARTS_AT_ONCE);
+    while let Some((index, samples)) = parts.try_next().await? {
+        answers[index] = samples;
+    }
+    Ok(answers.into_iter().flatten().collect())
+}
+
 /// Where calls go: the default backend, and the settings' named backends for rules with
 /// `backend:`. The one routing decision of the providers and discovery.
 #[derive(Clone)]

@@ -8,9 +8,7 @@ use futures_util::{StreamExt, TryStreamExt};
 
 use super::resource_objects::{NodeRef, PodRef, ResourceObjects};
 use super::{BackendError, Error, MetricsBackend, QueryOptions, SharedSnapshot};
-use prom_adapter_core::model::{
-    GroupResource, QuantityFormat, QueryResult, Sample, quantity_from_f64,
-};
+use prom_adapter_core::model::{GroupResource, QuantityFormat, Sample, quantity_from_f64};
 use prom_adapter_core::plan::{QueryShaping, usage_queries};
 use prom_adapter_core::promql::LabelSelector;
 use prom_adapter_core::resources::ResourceTable;
@@ -296,14 +294,11 @@ impl ResourceMetrics {
                 (rule.resources.label_for_resource(resource, table)).map_err(Error::Query)?;
             let ask = |shaping: QueryShaping| async move {
                 let planned = usage_queries(rule, table, resource, namespace, names, shaping)
-                    .map_err(|e| ("", Error::Query(e)))?;
+                    .map_err(|e| ("", e))?;
                 self.options.record(name, &planned);
-                let parts = futures_util::future::try_join_all(
-                    planned.queries.iter().map(|q| self.samples(q, now)),
-                )
-                .await
-                .map_err(|error| (planned.shape, error))?;
-                Ok::<_, (&str, Error)>(parts.into_iter().flatten().collect::<Vec<_>>())
+                crate::ask_parts(self.backend.as_ref(), &planned.queries, now)
+                    .await
+                    .map_err(|error| (planned.shape, error))
             };
             let samples = match ask(self.options.shaping).await {
                 Ok(samples) => samples,
@@ -329,16 +324,6 @@ impl ResourceMetrics {
         )
         .await?;
         Ok([cpu, memory])
-    }
-
-    async fn samples(&self, promql: &str, now: f64) -> Result<Vec<Sample>, Error> {
-        tracing::debug!(query = %promql, "resource metric query");
-        match self.backend.query(promql, now).await? {
-            QueryResult::Vector(samples) => Ok(samples),
-            _ => Err(Error::Internal(format!(
-                "query {promql:?} did not return an instant vector"
-            ))),
-        }
     }
 }
 
@@ -470,6 +455,7 @@ mod tests {
     use crate::BackendError;
     use crate::Snapshot;
     use crate::fake::FakeBackend;
+    use prom_adapter_core::model::QueryResult;
 
     fn sample(labels: &[(&str, &str)], value: f64, millis: u64) -> Sample {
         crate::fake::sample(labels, value, millis as f64 / 1000.0)
