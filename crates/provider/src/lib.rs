@@ -3,6 +3,7 @@
 pub mod custom;
 pub mod discovery;
 pub mod external;
+pub mod fair_slots;
 pub mod query_cache;
 pub mod resource;
 pub mod resource_objects;

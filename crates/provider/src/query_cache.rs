@@ -1,14 +1,14 @@
 //! Fewer Prometheus queries for the same answers: identical queries in flight are merged, answers are kept for a short TTL, evaluation times are rounded down to a step (so replicas and repeated callers share answers), and calls wait in a bounded queue for a bounded number of slots.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use tokio::sync::{OnceCell, Semaphore};
+use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
+use super::fair_slots::{FairSlots, Refused};
 use super::{BackendError, MetricsBackend};
 use prom_adapter_core::model::{QueryResult, SeriesShape};
 use prom_adapter_telemetry::Metrics;
@@ -84,8 +84,7 @@ pub struct SharedQueries {
     name: Arc<str>,
     settings: QuerySharing,
     kept: Mutex<Kept>,
-    slots: Semaphore,
-    queued: AtomicUsize,
+    slots: FairSlots,
     metrics: Arc<Metrics>,
 }
 
@@ -100,10 +99,9 @@ impl SharedQueries {
         metrics.init_backend(name);
         Arc::new(Self {
             name: Arc::from(name),
-            slots: Semaphore::new(settings.max_concurrent.max(1)),
+            slots: FairSlots::new(settings.max_concurrent, settings.max_queued),
             settings,
             kept: Mutex::new(Kept::default()),
-            queued: AtomicUsize::new(0),
             metrics,
         })
     }
@@ -206,65 +204,53 @@ impl SharedQueries {
         }
     }
 
-    /// Runs `call` in a slot, waiting in the bounded queue for one.
+    /// Runs `call` in a slot, waiting in the bounded queue for one (in turn with other
+    /// clients' calls, see `fair_slots`).
     async fn limited<T>(
         &self,
         call: impl std::future::Future<Output = Result<T, BackendError>>,
     ) -> Result<T, BackendError> {
-        let permit = match self.slots.try_acquire() {
-            Ok(permit) => permit,
-            Err(_) => {
-                // Leaves the queue however the wait ends: acquired, timed out, or dropped (the
-                // client went away, or a sibling part of the request failed).
-                let waiting = Waiting::enter(self);
-                if waiting.ahead >= self.settings.max_queued {
-                    drop(waiting);
-                    self.metrics.record_queue_rejection(&self.name);
-                    return Err(BackendError::Unavailable(format!(
-                        "{} Prometheus calls are running and {} waiting (--prometheus-max-concurrent-queries, --prometheus-max-queued-queries)",
-                        self.settings.max_concurrent, self.settings.max_queued
-                    )));
-                }
-                let waited =
-                    tokio::time::timeout(self.settings.queue_timeout, self.slots.acquire()).await;
-                drop(waiting);
-                match waited {
-                    Ok(Ok(permit)) => permit,
-                    _ => {
-                        self.metrics.record_queue_rejection(&self.name);
-                        return Err(BackendError::Unavailable(format!(
-                            "no Prometheus call slot within {:?}",
-                            self.settings.queue_timeout
-                        )));
-                    }
-                }
-            }
-        };
+        let name = &self.name;
+        // Shows the queue's length again however the wait ends (the caller may go away).
+        let gauge = QueueGauge(self);
+        let acquired = self
+            .slots
+            .acquire(self.settings.queue_timeout, |queued| {
+                self.metrics.set_queued(name, queued)
+            })
+            .await;
+        drop(gauge);
+        let slot = acquired.map_err(|refused| {
+            self.metrics.record_queue_rejection(name);
+            BackendError::Unavailable(match refused {
+                Refused::QueueFull => format!(
+                    "{} Prometheus calls are running and {} waiting (--prometheus-max-concurrent-queries, --prometheus-max-queued-queries)",
+                    self.settings.max_concurrent, self.settings.max_queued
+                ),
+                Refused::ClientShare { share } => format!(
+                    "this client already has {share} Prometheus calls waiting, half of --prometheus-max-queued-queries"
+                ),
+                Refused::TimedOut => format!(
+                    "no Prometheus call slot within {:?}",
+                    self.settings.queue_timeout
+                ),
+            })
+        })?;
         let result = call.await;
-        drop(permit);
+        drop(slot);
         result
     }
 }
 
-/// A place in the queue for a slot, given back when dropped.
-struct Waiting<'s> {
-    shared: &'s SharedQueries,
-    /// Calls that were waiting before this one.
-    ahead: usize,
-}
+/// Sets the queued calls gauge when dropped.
+struct QueueGauge<'s>(&'s SharedQueries);
 
-impl<'s> Waiting<'s> {
-    fn enter(shared: &'s SharedQueries) -> Self {
-        let ahead = shared.queued.fetch_add(1, Ordering::SeqCst);
-        shared.metrics.set_queued(&shared.name, ahead + 1);
-        Waiting { shared, ahead }
-    }
-}
-
-impl Drop for Waiting<'_> {
+impl Drop for QueueGauge<'_> {
     fn drop(&mut self) {
-        let left = self.shared.queued.fetch_sub(1, Ordering::SeqCst) - 1;
-        self.shared.metrics.set_queued(&self.shared.name, left);
+        let shared = self.0;
+        shared
+            .metrics
+            .set_queued(&shared.name, shared.slots.queued());
     }
 }
 
@@ -525,7 +511,7 @@ mod tests {
         );
         let (running, given_up) = tokio::join!(running, given_up);
         assert!(running.is_ok() && given_up.is_err());
-        assert_eq!(shared.queued.load(Ordering::SeqCst), 0);
+        assert_eq!(shared.slots.queued(), 0);
         // So the queue's one place is free again.
         let (first, second) = tokio::join!(
             backend.label_values("pod", "c", 0.0, 1.0),

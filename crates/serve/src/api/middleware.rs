@@ -1,6 +1,7 @@
 //! The two middlewares every request passes: authentication and authorization through the gate (with the names in its path checked), and counting and timing by route.
 
 use super::*;
+use prom_adapter_provider::fair_slots::as_client;
 
 /// Middleware: authenticates every request through the gate (when there is one), checks the
 /// names its path carries, and authorizes it with the resource in canonical form, answering
@@ -22,7 +23,11 @@ pub async fn guard(
                 .map_err(verdict_error)?;
             let attributes = request_attributes(&request, &state)?;
             match gate.authorize(user, attributes).await {
-                Verdict::Allow(_) => {}
+                // The request's Prometheus calls wait in turn with other users' calls.
+                Verdict::Allow(Some(user)) => {
+                    return as_client(&user.name, next.call(request)).await;
+                }
+                Verdict::Allow(None) => {}
                 denied => return Err(verdict_error(denied).into()),
             }
         }

@@ -300,3 +300,108 @@ async fn openapi_and_discovery_answer_304_to_their_own_etag() {
         assert_eq!(again.status(), StatusCode::NOT_MODIFIED, "{path}");
     }
 }
+
+/// Any bearer token is the user of that name, allowed everything.
+struct TokenIsUser;
+
+impl crate::auth::Reviewer for TokenIsUser {
+    fn review_token<'a>(
+        &'a self,
+        token: &'a str,
+    ) -> futures_util::future::BoxFuture<
+        'a,
+        Result<Option<crate::auth::User>, crate::auth::ReviewError>,
+    > {
+        let user = crate::auth::User {
+            name: token.to_owned(),
+            ..crate::auth::User::default()
+        };
+        Box::pin(async move { Ok(Some(user)) })
+    }
+    fn review_access<'a>(
+        &'a self,
+        _: &'a crate::auth::User,
+        _: &'a crate::auth::Attributes,
+    ) -> futures_util::future::BoxFuture<'a, Result<crate::auth::Decision, crate::auth::ReviewError>>
+    {
+        Box::pin(async {
+            Ok(crate::auth::Decision {
+                allowed: true,
+                reason: String::new(),
+            })
+        })
+    }
+}
+
+/// Records the client each query was made for.
+#[derive(Default)]
+struct ClientRecorder {
+    clients: std::sync::Mutex<Vec<String>>,
+}
+
+impl MetricsBackend for ClientRecorder {
+    fn series_shapes<'a>(
+        &'a self,
+        _: &'a str,
+        _: f64,
+        _: f64,
+    ) -> futures_util::future::BoxFuture<'a, Result<(Vec<SeriesShape>, u64), BackendError>> {
+        Box::pin(async { Ok((Vec::new(), 0)) })
+    }
+    fn label_values<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a str,
+        _: f64,
+        _: f64,
+    ) -> futures_util::future::BoxFuture<'a, Result<Vec<String>, BackendError>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+    fn query<'a>(
+        &'a self,
+        _: &'a str,
+        _: f64,
+    ) -> futures_util::future::BoxFuture<'a, Result<QueryResult, BackendError>> {
+        let client = prom_adapter_provider::fair_slots::current_client();
+        self.clients.lock().unwrap().push(client.to_string());
+        Box::pin(async { Ok(QueryResult::Vector(Vec::new())) })
+    }
+}
+
+#[actix_web::test]
+async fn a_requests_prometheus_calls_wait_in_turn_as_the_authenticated_user() {
+    let recorder = Arc::new(ClientRecorder::default());
+    let mut state = state(CUSTOM_ONLY, Arc::new(FakeBackend::default()));
+    let snapshot = state.custom.snapshot().clone();
+    state.custom = CustomMetrics::new(snapshot, recorder.clone(), Duration::from_secs(600), None);
+    state.gate = Some(Arc::new(crate::auth::Gate::with_reviewers(
+        Box::new(TokenIsUser),
+        Box::new(TokenIsUser),
+        crate::auth::AuthConfig::default(),
+    )));
+    let app = test::init_service(
+        App::new()
+            .app_data(web::Data::new(state))
+            .wrap(actix_web::middleware::from_fn(super::guard))
+            .configure(configure),
+    )
+    .await;
+    for user in [
+        "system:serviceaccount:kube-system:horizontal-pod-autoscaler",
+        "mallory",
+    ] {
+        let request = test::TestRequest::get()
+            .uri(POD_METRIC)
+            .insert_header(("Authorization", format!("Bearer {user}")))
+            .to_request();
+        let response = test::call_service(&app, request).await;
+        assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    }
+    assert_eq!(
+        *recorder.clients.lock().unwrap(),
+        [
+            "system:serviceaccount:kube-system:horizontal-pod-autoscaler",
+            "mallory"
+        ]
+    );
+}
