@@ -31,24 +31,49 @@ pub struct QuerySharing {
 
 /// Answers kept at most; past it, new answers are merged while in flight but not kept.
 const MAX_ENTRIES: usize = 10_000;
-/// Samples kept at most over every answer (about 100 MB): the cache's memory bound.
-const MAX_KEPT_SAMPLES: usize = 500_000;
+/// Bytes kept at most over every entry, its query text (the key) and its answer: the cache's
+/// memory bound. Keys count too, so that long queries cannot grow it past the bound.
+const MAX_KEPT_BYTES: usize = 100 << 20;
+/// The most one answer may take of `MAX_KEPT_BYTES`: a larger answer is served, not kept, so
+/// one request cannot push every other answer out.
+const MAX_ANSWER_BYTES: usize = MAX_KEPT_BYTES / 16;
 
 type Answer = Result<QueryResult, BackendError>;
+
+/// What an answer takes in memory, near enough: its labels' text and a fixed cost per sample
+/// and per label (the map's and the strings' own sizes).
+fn answer_bytes(answer: &QueryResult) -> usize {
+    const PER_SAMPLE: usize = 64;
+    const PER_LABEL: usize = 64;
+    let sample_bytes = |sample: &prom_adapter_core::model::Sample| {
+        PER_SAMPLE
+            + (sample.labels.iter())
+                .map(|(name, value)| PER_LABEL + name.len() + value.len())
+                .sum::<usize>()
+    };
+    match answer {
+        QueryResult::Vector(samples) => samples.iter().map(sample_bytes).sum(),
+        QueryResult::Scalar(sample) => sample_bytes(sample),
+        _ => PER_SAMPLE,
+    }
+}
 
 struct Entry {
     answer: Arc<OnceCell<Answer>>,
     created: Instant,
-    /// Samples this entry holds once settled and kept (counted in `Kept::samples`).
-    samples: usize,
+    /// Bytes this entry holds (counted in `Kept::bytes`): its key's, and once settled and kept,
+    /// its answer's.
+    bytes: usize,
+    /// Settled: its answer is counted.
+    kept: bool,
 }
 
 /// The answers, kept and in flight, under one lock.
 #[derive(Default)]
 struct Kept {
     entries: HashMap<(String, i64), Entry>,
-    /// Samples of every kept answer.
-    samples: usize,
+    /// Bytes of every entry.
+    bytes: usize,
     /// When expired answers were last dropped.
     swept: Option<Instant>,
 }
@@ -56,7 +81,7 @@ struct Kept {
 impl Kept {
     fn remove(&mut self, key: &(String, i64)) {
         if let Some(entry) = self.entries.remove(key) {
-            self.samples -= entry.samples;
+            self.bytes -= entry.bytes;
         }
     }
 
@@ -70,11 +95,11 @@ impl Kept {
         self.entries.retain(|_, e| {
             let keep = e.answer.get().is_none() || now.duration_since(e.created) < ttl;
             if !keep {
-                freed += e.samples;
+                freed += e.bytes;
             }
             keep
         });
-        self.samples -= freed;
+        self.bytes -= freed;
     }
 }
 
@@ -157,13 +182,16 @@ impl SharedQueries {
                 _ => {
                     kept.remove(key);
                     let answer = Arc::new(OnceCell::new());
-                    if kept.entries.len() < MAX_ENTRIES {
+                    let bytes = key.0.len();
+                    if kept.entries.len() < MAX_ENTRIES && kept.bytes + bytes <= MAX_KEPT_BYTES {
                         let entry = Entry {
                             answer: answer.clone(),
                             created: now,
-                            samples: 0,
+                            bytes,
+                            kept: false,
                         };
                         kept.entries.insert(key.clone(), entry);
+                        kept.bytes += bytes;
                     }
                     (answer, "miss")
                 }
@@ -182,22 +210,26 @@ impl SharedQueries {
         let Some(entry) = kept.entries.get(key) else {
             return;
         };
-        if !Arc::ptr_eq(&entry.answer, answer) || entry.samples > 0 {
+        if !Arc::ptr_eq(&entry.answer, answer) || entry.kept {
             return;
         }
-        let samples = match answer.get() {
+        let bytes = match answer.get() {
             // The map's reference and the caller's: no one else waits.
             None if Arc::strong_count(answer) <= 2 => None,
             None => return,
-            Some(Ok(QueryResult::Vector(samples))) => Some(samples.len().max(1)),
-            Some(Ok(_)) => Some(1),
+            Some(Ok(result)) => Some(answer_bytes(result)),
             Some(Err(_)) => None,
         };
-        match samples {
-            Some(n) if !self.settings.ttl.is_zero() && kept.samples + n <= MAX_KEPT_SAMPLES => {
-                kept.samples += n;
+        match bytes {
+            Some(n)
+                if !self.settings.ttl.is_zero()
+                    && n <= MAX_ANSWER_BYTES
+                    && kept.bytes + n <= MAX_KEPT_BYTES =>
+            {
+                kept.bytes += n;
                 if let Some(entry) = kept.entries.get_mut(key) {
-                    entry.samples = n;
+                    entry.bytes += n;
+                    entry.kept = true;
                 }
             }
             _ => kept.remove(key),
@@ -521,7 +553,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn an_abandoned_query_is_forgotten_and_kept_samples_are_counted() {
+    async fn an_abandoned_query_is_forgotten_and_kept_bytes_are_counted() {
         let inner = fake(Duration::from_secs(1));
         let shared = SharedQueries::new(settings(5, 0), Arc::new(Metrics::new()));
         let backend = shared.backend(inner.clone());
@@ -536,13 +568,48 @@ mod tests {
 
         let counts = || {
             let kept = shared.lock();
-            (kept.entries.len(), kept.samples)
+            (kept.entries.len(), kept.bytes)
         };
         backend.query(QUERY, 1.0).await.unwrap();
-        assert_eq!(counts(), (1, 1));
+        // The key's text and one sample without labels.
+        assert_eq!(counts(), (1, QUERY.len() + 64));
         tokio::time::advance(Duration::from_secs(6)).await;
         backend.query(QUERY, 2.0).await.unwrap();
         // The expired answer was swept; the new one is kept.
-        assert_eq!(counts(), (1, 1));
+        assert_eq!(counts(), (1, QUERY.len() + 64));
+    }
+
+    #[tokio::test]
+    async fn long_queries_count_their_text_and_an_answer_past_its_share_is_not_kept() {
+        let inner = fake(Duration::ZERO);
+        let long = format!("sum(up{{pod!~\"{}\"}})", "x".repeat(1 << 20));
+        let huge: Vec<Sample> = (0..20_000)
+            .map(|i| Sample {
+                labels: HashMap::from([("pod".to_owned(), format!("{i:0>300}"))]),
+                value: 1.0,
+                timestamp: 0.0,
+            })
+            .collect();
+        for (query, answer) in [(&long, Vec::new()), (&QUERY.to_owned(), huge)] {
+            inner
+                .queries
+                .lock()
+                .unwrap()
+                .insert(query.clone(), Ok(QueryResult::Vector(answer)));
+        }
+        let shared = SharedQueries::new(settings(60, 0), Arc::new(Metrics::new()));
+        let backend = shared.backend(inner.clone());
+        backend.query(&long, 1.0).await.unwrap();
+        assert_eq!(
+            shared.lock().bytes,
+            long.len(),
+            "the key's bytes are counted"
+        );
+        // 20,000 samples of ~430 bytes: over a sixteenth of the budget. Served, not kept.
+        let answer = backend.query(QUERY, 1.0).await.unwrap();
+        assert!(matches!(answer, QueryResult::Vector(v) if v.len() == 20_000));
+        assert_eq!(shared.lock().entries.len(), 1);
+        backend.query(QUERY, 1.0).await.unwrap();
+        assert_eq!(calls(&inner), 3, "the huge answer was asked again");
     }
 }
