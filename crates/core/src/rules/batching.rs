@@ -1,7 +1,7 @@
 //! Whether a query template gives each object a value that depends only on that object's series, so that one query for every object (of a namespace) can answer a request for some of them.
 
 /// Aggregations: each drops every label its grouping does not keep.
-const AGGREGATIONS: [&str; 14] = [
+const AGGREGATIONS: [&str; 13] = [
     "sum",
     "avg",
     "min",
@@ -13,7 +13,6 @@ const AGGREGATIONS: [&str; 14] = [
     "bottomk",
     "quantile",
     "group",
-    "count_values",
     "limitk",
     "limit_ratio",
 ];
@@ -159,8 +158,16 @@ pub fn per_object(source: &str) -> Result<(), String> {
         let word = word.as_str();
         let next = tokens.get(at + 1).copied();
         let opens = next == Some(Token::Open(b'('));
+        let clause = next.is_some_and(|n| is_word(n, "by") || is_word(n, "without"));
+        if word == "count_values" && (opens || clause) {
+            // `count_values("pod", …) by (pod)` writes each value into the label it names.
+            return Err(
+                "`count_values(…)` writes a label its argument names, which may be the object label"
+                    .into(),
+            );
+        }
         if AGGREGATIONS.contains(&word)
-            && (opens || next.is_some_and(|n| is_word(n, "by") || is_word(n, "without")))
+            && (opens || clause)
         {
             aggregation_keeps_objects(word, &tokens, at)?;
         } else if !opens {
@@ -365,6 +372,16 @@ mod tests {
                 "does not keep",
             ),
             ("SUM(x{<<.LabelMatchers>>})", "without `by"),
+            // It overwrites the object label with each value: every object would get the
+            // counts of every object's values.
+            (
+                "count_values(\"pod\", x{<<.LabelMatchers>>}) by (<<.GroupBy>>)",
+                "count_values",
+            ),
+            (
+                "count_values by (<<.GroupBy>>) (\"v\", x{<<.LabelMatchers>>})",
+                "count_values",
+            ),
             ("x{<<.LabelMatchers>>} / IGNORING(pod) y", "ignoring"),
             ("Scalar(x{<<.LabelMatchers>>})", "scalar"),
             // Functions not known to work series by series (MetricsQL's among them).
