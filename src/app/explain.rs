@@ -20,13 +20,17 @@ pub fn check(
     strict: bool,
     settings: Option<&std::path::Path>,
 ) -> anyhow::Result<ExitCode> {
+    let mut settings_warnings = Vec::new();
     let backends = match settings {
-        Some(file) => Some(
-            load_backends(file)?
-                .into_iter()
-                .map(|b| b.name)
-                .collect::<Vec<_>>(),
-        ),
+        Some(file) => {
+            let backends = load_backends(file)?;
+            for backend in &backends {
+                settings_warnings.extend(backend.tenancy.warnings().into_iter().map(|warning| {
+                    format!("{}: backends.{}.{warning}", file.display(), backend.name)
+                }));
+            }
+            Some(backends.into_iter().map(|b| b.name).collect::<Vec<_>>())
+        }
         None => None,
     };
     let known: Option<Vec<&str>> = backends
@@ -56,11 +60,14 @@ pub fn check(
             for warning in &warnings {
                 println!("{warning}");
             }
-            if strict && !warnings.is_empty() {
+            for warning in &settings_warnings {
+                println!("{warning}");
+            }
+            let warned = warnings.len() + settings_warnings.len();
+            if strict && warned > 0 {
                 eprintln!(
-                    "{}: {} warning(s), which --strict treats as failures",
+                    "{}: {warned} warning(s), which --strict treats as failures",
                     path.display(),
-                    warnings.len()
                 );
                 return Ok(ExitCode::FAILURE);
             }

@@ -21,9 +21,10 @@ pub struct BackendSettings {
     /// Extra headers; values may hold `<<.Tenant>>` or `<<.Namespace>>` (Mimir, Cortex:
     /// `X-Scope-OrgID: <<.Tenant>>`).
     pub headers: BTreeMap<String, String>,
-    /// Namespace → tenant. A namespace not listed is its own tenant, unless `default_tenant`.
+    /// Namespace → tenant. A namespace not listed takes `default_tenant`, and without one is
+    /// refused (`"<<.Namespace>>"`: each is its own tenant).
     pub tenants: BTreeMap<String, String>,
-    /// The tenant of namespaces `tenants` does not list.
+    /// The tenant of namespaces `tenants` does not list; `"<<.Namespace>>"` makes each its own.
     pub default_tenant: Option<String>,
     /// The tenant discovery lists series in; required when the URL or a header is templated.
     pub discovery_tenant: Option<String>,
@@ -88,7 +89,13 @@ pub fn resolve(
         }
         // The client is built for discovery's target, so that its URL and headers are checked
         // as they will be sent; requests swap in their tenant's.
-        let discovery = tenancy.target(None);
+        let discovery = match tenancy.target(None) {
+            Ok(target) => target,
+            Err(problem) => {
+                problems.push(format!("{at}: {problem}"));
+                continue;
+            }
+        };
         let args = PrometheusArgs {
             prometheus_header: discovery
                 .headers
@@ -170,6 +177,7 @@ mod tests {
             BackendSettings {
                 url: Some("http://mimir:8080/prometheus".into()),
                 headers: BTreeMap::from([("X-Scope-OrgID".into(), "<<.Tenant>>".into())]),
+                default_tenant: Some("<<.Namespace>>".into()),
                 discovery_tenant: Some("a|b".into()),
                 timeout: Some("10s".into()),
                 max_concurrent_queries: Some(8),
@@ -210,7 +218,7 @@ mod tests {
             ),
         ]);
         let problems = resolve(&backends, &sharing(), Path::new("/nonexistent")).unwrap_err();
-        assert_eq!(problems.len(), 5, "{problems:#?}");
+        assert_eq!(problems.len(), 6, "{problems:#?}");
         assert!(problems[0].starts_with("backends.Bad_Name: \"Bad_Name\" cannot name"));
         assert!(problems[1].starts_with("backends.default: "));
         assert_eq!(problems[2], "backends.no-url.url: is required");
@@ -219,6 +227,7 @@ mod tests {
             "{}",
             problems[3]
         );
-        assert!(problems[4].starts_with("backends.templated.discovery_tenant: is required"));
+        assert!(problems[4].starts_with("backends.templated.default_tenant: is required"));
+        assert!(problems[5].starts_with("backends.templated.discovery_tenant: is required"));
     }
 }

@@ -64,7 +64,7 @@ fn rules_reach_their_backends_with_the_namespaces_tenant_and_a_down_backend_fail
     std::fs::write(
         &settings,
         format!(
-            "backends:\n  vm:\n    url: {}\n    headers:\n      X-Scope-OrgID: '<<.Tenant>>'\n    tenants:\n      shop: team-shop\n    discovery_tenant: team-all\n    timeout: 30s\n",
+            "backends:\n  vm:\n    url: {}\n    headers:\n      X-Scope-OrgID: '<<.Tenant>>'\n    tenants:\n      shop: team-shop\n    default_tenant: '<<.Namespace>>'\n    discovery_tenant: team-all\n    timeout: 30s\n",
             proxy.url()
         ),
     )
@@ -118,6 +118,27 @@ fn rules_reach_their_backends_with_the_namespaces_tenant_and_a_down_backend_fail
     );
     // Prometheus never saw the VictoriaMetrics rules' queries: the proxy saw only those.
     assert!(seen.iter().all(|s| !s.decoded().contains("nginx_ingress")));
+
+    // `check` warns that with each namespace its own tenant, a namespace called team-shop would
+    // read the shop's tenant.
+    let checked = std::process::Command::new(env!("CARGO_BIN_EXE_prom-adapter"))
+        .arg("check")
+        .arg(format!("--config={}", rules.display()))
+        .arg(&settings_flag)
+        .arg("--strict")
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&checked.stdout);
+    assert!(
+        !checked.status.success(),
+        "--strict fails on the warning: {out}"
+    );
+    assert!(
+        out.contains(
+            "backends.vm.tenants.shop: tenant \"team-shop\" is also a valid namespace name"
+        ),
+        "{out}"
+    );
 
     // explain and simulate, given serve's settings file, read each rule from its backend too.
     let explained = common::stdout_of(

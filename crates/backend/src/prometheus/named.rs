@@ -103,7 +103,9 @@ impl BackendRouter for NamedBackends {
                 "no backend {name:?} in the settings' backends (the rules were checked against them when loaded)"
             ))
         })?;
-        let key = named.tenancy.target(namespace).key;
+        let key = (named.tenancy.target(namespace))
+            .map_err(|e| BackendError::Failed(format!("backend {name}: {e}")))?
+            .key;
         let mut targets = named.targets.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(backend) = targets.get(&key) {
             return Ok(backend.clone());
@@ -135,7 +137,7 @@ fn tenant_client(
     if !tenancy.is_templated() {
         return Ok(client.clone());
     }
-    let target = tenancy.target(namespace);
+    let target = tenancy.target(namespace).map_err(Error::Config)?;
     client.for_target(&target.url, &target.headers)
 }
 

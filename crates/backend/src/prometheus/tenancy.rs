@@ -6,6 +6,11 @@ use std::ops::Not;
 /// The placeholders a backend's URL and header values may hold.
 const PLACEHOLDERS: [&str; 2] = ["<<.Namespace>>", "<<.Tenant>>"];
 
+/// The `default_tenant` that makes each namespace `tenants` does not list its own tenant. It
+/// must be written out: without a `default_tenant`, such a namespace is refused, so that a
+/// namespace named like a tenant cannot read that tenant's data by accident.
+pub const OWN_TENANT: &str = "<<.Namespace>>";
+
 /// How a backend's URL and headers follow the request.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Tenancy {
@@ -13,9 +18,10 @@ pub struct Tenancy {
     pub url: String,
     /// Headers, values possibly templated.
     pub headers: Vec<(String, String)>,
-    /// Namespace → tenant; a namespace not listed is its own tenant unless `default_tenant` is set.
+    /// Namespace → tenant.
     pub tenants: BTreeMap<String, String>,
-    /// The tenant of namespaces `tenants` does not list.
+    /// The tenant of namespaces `tenants` does not list (`OWN_TENANT`: each is its own); without
+    /// one, requests about such a namespace are refused where `<<.Tenant>>` is used.
     pub default_tenant: Option<String>,
     /// The tenant discovery lists series in (it serves no one namespace): both placeholders
     /// render as it. Required when the URL or a header is templated.
@@ -102,6 +108,9 @@ impl Tenancy {
                     .map(|t| ("discovery_tenant".into(), t)),
             );
         for (field, tenant) in tenants {
+            if field == "default_tenant" && tenant == OWN_TENANT {
+                continue;
+            }
             if tenant == "." || tenant == ".." {
                 problems.push(format!(
                     "{field}: {tenant:?} is not a tenant: it would name another path of the URL"
@@ -115,43 +124,77 @@ impl Tenancy {
         if !self.is_templated() && (!self.tenants.is_empty() || self.default_tenant.is_some()) {
             problems.push("tenants: have no effect: neither the url nor a header holds <<.Tenant>> or <<.Namespace>>".into());
         }
+        if self.uses_tenant() && self.tenants.is_empty() && self.default_tenant.is_none() {
+            problems.push(format!("default_tenant: is required when <<.Tenant>> is used without tenants: no namespace would have a tenant (write default_tenant: {OWN_TENANT:?} for each namespace to be its own tenant)"));
+        }
         if self.is_templated() && self.discovery_tenant.is_none() {
             problems.push("discovery_tenant: is required when the url or a header is templated: discovery lists series for no one namespace, so name the tenant (or Mimir's `a|b|c`) it reads".into());
         }
         problems
     }
 
-    /// The tenant of `namespace`; for discovery (`None`), the discovery tenant.
-    pub fn tenant<'a>(&'a self, namespace: Option<&'a str>) -> &'a str {
-        match namespace {
-            Some(namespace) => self
-                .tenants
-                .get(namespace)
-                .or(self.default_tenant.as_ref())
-                .map_or(namespace, String::as_str),
-            None => self.discovery_tenant.as_deref().unwrap_or_default(),
+    /// Whether a template holds `<<.Tenant>>` (the tenant map is read).
+    fn uses_tenant(&self) -> bool {
+        std::iter::once(&self.url)
+            .chain(self.headers.iter().map(|(_, v)| v))
+            .any(|text| text.contains("<<.Tenant>>"))
+    }
+
+    /// Warnings `check` prints: with each unlisted namespace its own tenant, a tenant value that
+    /// is also a valid namespace name is read by any namespace created with that name.
+    pub fn warnings(&self) -> Vec<String> {
+        if self.default_tenant.as_deref() != Some(OWN_TENANT) || !self.uses_tenant() {
+            return Vec::new();
+        }
+        (self.tenants.iter())
+            .filter(|(_, tenant)| {
+                is_namespace_name(tenant) && !self.tenants.contains_key(tenant.as_str())
+            })
+            .map(|(namespace, tenant)| {
+                format!(
+                    "tenants.{namespace}: tenant {tenant:?} is also a valid namespace name: with default_tenant {OWN_TENANT:?}, a namespace called {tenant:?} would read this tenant's data; list that namespace in tenants, or give default_tenant a tenant of its own"
+                )
+            })
+            .collect()
+    }
+
+    /// The tenant of `namespace`; for discovery (`None`), the discovery tenant. A namespace
+    /// `tenants` does not list takes `default_tenant`, and without one it has no tenant: the
+    /// error says so, for a template that uses the tenant.
+    pub fn tenant<'a>(&'a self, namespace: Option<&'a str>) -> Result<&'a str, String> {
+        let Some(namespace) = namespace else {
+            return Ok(self.discovery_tenant.as_deref().unwrap_or_default());
+        };
+        match (self.tenants.get(namespace), self.default_tenant.as_deref()) {
+            (Some(tenant), _) => Ok(tenant),
+            (None, Some(OWN_TENANT)) => Ok(namespace),
+            (None, Some(default)) => Ok(default),
+            (None, None) if !self.uses_tenant() => Ok(namespace),
+            (None, None) => Err(format!(
+                "namespace {namespace:?} has no tenant: tenants does not list it and there is no default_tenant (write default_tenant: {OWN_TENANT:?} for each namespace to be its own tenant)"
+            )),
         }
     }
 
     /// The URL and headers of a request about `namespace` (`None`: discovery, where both
-    /// placeholders render as the discovery tenant). Namespaces reach here checked as Kubernetes
-    /// names (DNS labels), and tenants as `problems` allows, so both are safe in a header and a
-    /// URL path.
-    pub fn target(&self, namespace: Option<&str>) -> Target {
+    /// placeholders render as the discovery tenant), or why the namespace has no tenant.
+    /// Namespaces reach here checked as Kubernetes names (DNS labels), and tenants as `problems`
+    /// allows, so both are safe in a header and a URL path.
+    pub fn target(&self, namespace: Option<&str>) -> Result<Target, String> {
         if !self.is_templated() {
-            return Target {
+            return Ok(Target {
                 key: String::new(),
                 url: self.url.clone(),
                 headers: self.headers.clone(),
-            };
+            });
         }
-        let tenant = self.tenant(namespace);
+        let tenant = self.tenant(namespace)?;
         let namespace = namespace.unwrap_or(tenant);
         let render = |text: &str| {
             text.replace("<<.Namespace>>", namespace)
                 .replace("<<.Tenant>>", tenant)
         };
-        Target {
+        Ok(Target {
             key: format!("{namespace}\u{1f}{tenant}"),
             url: render(&self.url),
             headers: self
@@ -159,7 +202,7 @@ impl Tenancy {
                 .iter()
                 .map(|(name, value)| (name.clone(), render(value)))
                 .collect(),
-        }
+        })
     }
 }
 
@@ -178,6 +221,16 @@ fn placeholder_outside_path(url: &str) -> Option<String> {
     url.match_indices("<<").all(|(at, _)| inside(at)).not().then(|| {
         format!("url: {url:?}: placeholders may stand only in the path (not in the scheme, user, host, port, query or fragment: a namespace would choose where the adapter's credentials go)")
     })
+}
+
+/// A DNS-1123 label, as namespace names are.
+fn is_namespace_name(name: &str) -> bool {
+    (1..=63).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
 }
 
 fn is_valid_tenant(tenant: &str) -> bool {
@@ -205,19 +258,65 @@ mod tests {
     fn namespaces_map_to_tenants_and_discovery_has_its_own() {
         let mimir = mimir();
         assert!(mimir.problems().is_empty(), "{:?}", mimir.problems());
-        let header = |ns| mimir.target(ns).headers[0].1.clone();
-        assert_eq!(header(Some("shop")), "team-a");
-        assert_eq!(header(Some("payments")), "payments", "its own tenant");
-        assert_eq!(header(None), "team-a|team-b");
-        assert_ne!(
-            mimir.target(Some("shop")).key,
-            mimir.target(Some("payments")).key
-        );
+        let header = |t: &Tenancy, ns| t.target(ns).unwrap().headers[0].1.clone();
+        assert_eq!(header(&mimir, Some("shop")), "team-a");
+        assert_eq!(header(&mimir, None), "team-a|team-b");
         let with_default = Tenancy {
             default_tenant: Some("rest".into()),
             ..mimir.clone()
         };
-        assert_eq!(with_default.target(Some("payments")).headers[0].1, "rest");
+        assert_eq!(header(&with_default, Some("payments")), "rest");
+        let own = Tenancy {
+            default_tenant: Some(OWN_TENANT.into()),
+            ..mimir.clone()
+        };
+        assert!(own.problems().is_empty(), "{:?}", own.problems());
+        assert_eq!(header(&own, Some("payments")), "payments", "its own tenant");
+        assert_ne!(
+            own.target(Some("shop")).unwrap().key,
+            own.target(Some("payments")).unwrap().key
+        );
+    }
+
+    #[test]
+    fn an_unlisted_namespace_has_no_tenant_unless_the_settings_say_which() {
+        // The attack: `team-a` is a tenant, and a namespace created with that name would have
+        // been its own tenant, reading team-a's data.
+        let mimir = mimir();
+        let error = mimir.target(Some("team-a")).unwrap_err();
+        assert!(
+            error.contains("\"team-a\" has no tenant") && error.contains(OWN_TENANT),
+            "{error}"
+        );
+        // Only `<<.Namespace>>` used: the namespace is named, no tenant is looked up.
+        let by_namespace = Tenancy {
+            url: "http://vm/select/<<.Namespace>>/prometheus".into(),
+            headers: Vec::new(),
+            tenants: BTreeMap::new(),
+            discovery_tenant: Some("0".into()),
+            ..mimir.clone()
+        };
+        assert_eq!(
+            by_namespace.target(Some("team-a")).unwrap().url,
+            "http://vm/select/team-a/prometheus"
+        );
+        // `check` warns where each namespace is its own tenant and a tenant is named like one.
+        assert!(mimir.warnings().is_empty());
+        let own = Tenancy {
+            default_tenant: Some(OWN_TENANT.into()),
+            ..mimir.clone()
+        };
+        let warnings = own.warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].starts_with("tenants.shop: tenant \"team-a\""),
+            "{warnings:?}"
+        );
+        let numeric = Tenancy {
+            tenants: BTreeMap::from([("shop".into(), "Team_A".into())]),
+            ..own
+        };
+        assert!(numeric.warnings().is_empty());
     }
 
     #[test]
@@ -229,11 +328,11 @@ mod tests {
             ..Tenancy::default()
         };
         assert_eq!(
-            vm.target(Some("shop")).url,
+            vm.target(Some("shop")).unwrap().url,
             "http://vmselect:8481/select/42/prometheus"
         );
         assert_eq!(
-            vm.target(None).url,
+            vm.target(None).unwrap().url,
             "http://vmselect:8481/select/0/prometheus"
         );
         let plain = Tenancy {
@@ -241,7 +340,7 @@ mod tests {
             ..Tenancy::default()
         };
         assert!(!plain.is_templated() && plain.problems().is_empty());
-        assert_eq!(plain.target(Some("shop")).key, "");
+        assert_eq!(plain.target(Some("shop")).unwrap().key, "");
     }
 
     #[test]

@@ -166,9 +166,7 @@ pub fn per_object(source: &str) -> Result<(), String> {
                     .into(),
             );
         }
-        if AGGREGATIONS.contains(&word)
-            && (opens || clause)
-        {
+        if AGGREGATIONS.contains(&word) && (opens || clause) {
             aggregation_keeps_objects(word, &tokens, at)?;
         } else if !opens {
             continue;

@@ -89,6 +89,7 @@ impl Attributes {
     /// subdomains, metric and resource names plain tokens.
     pub fn check_names(&self) -> Result<(), object_names::Error> {
         let Attributes::Resource {
+            group,
             resource,
             subresource,
             namespace,
@@ -99,8 +100,9 @@ impl Attributes {
             return Ok(());
         };
         // `namespaces/{ns}/metrics/{metric}`: the metric of a namespace, where `*` means every
-        // namespace.
-        let namespace_metric = resource == "metrics";
+        // namespace; only a custom metrics path has this shape (an external metric called
+        // `metrics` is `namespaces/{ns}/metrics`, whose namespace is a namespace).
+        let namespace_metric = group == CUSTOM_GROUP && resource == "metrics" && !name.is_empty();
         let every_namespace = namespace_metric && namespace == "*";
         if !namespace.is_empty() && !every_namespace {
             check_namespace(namespace)?;
@@ -301,6 +303,17 @@ mod tests {
         ));
         assert!(!ok(
             "/apis/external.metrics.k8s.io/v1beta1/namespaces/ns.x/queue"
+        ));
+        // An external metric called `metrics` is not a namespace's metric: `*` is not a
+        // namespace there (it would reach a backend's tenant template).
+        assert!(ok(
+            "/apis/external.metrics.k8s.io/v1beta1/namespaces/ns/metrics"
+        ));
+        assert!(!ok(
+            "/apis/external.metrics.k8s.io/v1beta1/namespaces/*/metrics"
+        ));
+        assert!(!ok(
+            "/apis/custom.metrics.k8s.io/v1beta2/namespaces/*/metrics"
         ));
     }
 
