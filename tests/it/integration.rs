@@ -203,6 +203,16 @@ fn serves_custom_metrics_from_prometheus_to_kubectl() {
         (Some("Status"), Some("ServiceUnavailable"))
     );
     assert_eq!(adapter.curl("/healthz").0, 200, "the adapter stays up");
+    // Twenty more failures in well under the 10 s interval leave one warning line, not 21.
+    for _ in 0..20 {
+        assert_eq!(adapter.curl("/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/services/web/nginx_ingress_requests_per_second").0, 503);
+    }
+    let warned = adapter.log().matches("request failed").count();
+    assert!(
+        (1..=2).contains(&warned),
+        "{warned} warning lines for 21 failed requests:\n{}",
+        adapter.log()
+    );
     // Discovery keeps the last good registry while Prometheus is down.
     std::thread::sleep(std::time::Duration::from_secs(3));
     let discovery = adapter.get_json("/apis/custom.metrics.k8s.io/v1beta2");

@@ -1,6 +1,7 @@
-//! The leaves every edge uses: logging set-up, the adapter's own metrics (`/metrics`) and the wall clock (`clock`). Depends only on the core.
+//! The leaves every edge uses: logging set-up, the adapter's own metrics (`/metrics`), the wall clock (`clock`) and thinned repeating log lines (`throttle`). Depends only on the core.
 
 pub mod clock;
+pub mod throttle;
 
 use std::time::Duration;
 

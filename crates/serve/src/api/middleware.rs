@@ -2,6 +2,8 @@
 
 use super::*;
 use prom_adapter_provider::fair_slots::as_client;
+use prom_adapter_telemetry::clock::unix_now;
+use prom_adapter_telemetry::throttle::Throttle;
 
 /// Middleware: authenticates every request through the gate (when there is one), checks the
 /// names its path carries, and authorizes it with the resource in canonical form, answering
@@ -109,7 +111,18 @@ pub async fn observe(
     if status.is_server_error()
         && let Some(error) = response.response().error()
     {
-        tracing::warn!(%path, code = status.as_u16(), cause = %error, "request failed");
+        // One line per cause every 10 s: an outage fails every request the same way.
+        static FAILED_REQUESTS: std::sync::LazyLock<Throttle> =
+            std::sync::LazyLock::new(|| Throttle::new(10.0));
+        let cause = error.to_string();
+        if let Some(more) = FAILED_REQUESTS.admit(&cause, unix_now()) {
+            let code = status.as_u16();
+            if more == 0 {
+                tracing::warn!(%path, code, %cause, "request failed");
+            } else {
+                tracing::warn!(%path, code, %cause, more_since_last_line = more, "request failed");
+            }
+        }
     }
     Ok(response)
 }
