@@ -359,3 +359,55 @@ async fn a_kubeconfig_or_the_service_account_reaches_prometheus_through_an_authe
 fn demo_rules() -> std::path::PathBuf {
     std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/demo.yaml")
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_urls_user_and_password_are_one_basic_auth_header_and_never_shown() {
+    prom_adapter_serve::server::install_crypto_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let prometheus = Prometheus::start(dir.path());
+    let proxy = RecordingProxy::start(prometheus.port);
+    let token = dir.path().join("token");
+    std::fs::write(&token, "a-bearer-token").unwrap();
+    let with_user = proxy.url().replacen("://", "://reader:s%40cret@", 1);
+    let mut settings = config(with_user.clone());
+    settings.token_file = Some(token);
+    let client = Client::new(settings.clone()).unwrap();
+    client.query("vector(1)", now()).await.unwrap();
+    // A tenant's client (a templated backend) takes the credentials out of its URL too.
+    let tenant = client
+        .for_target(&format!("{with_user}/tenant-a"), &[])
+        .unwrap();
+    tenant.query("vector(1)", now()).await.unwrap_err();
+    let seen = proxy.seen();
+    assert_eq!(seen.len(), 2);
+    for request in &seen {
+        let authorization: Vec<&str> = (request.headers.iter())
+            .filter(|(name, _)| name.eq_ignore_ascii_case("authorization"))
+            .map(|(_, value)| value.as_str())
+            .collect();
+        // base64("reader:s@cret"): the URL's credentials, decoded, and no bearer line beside.
+        assert_eq!(authorization, ["Basic cmVhZGVyOnNAY3JldA=="], "{request:?}");
+    }
+
+    // Prometheus gone: the errors name each client's own URL, without the password.
+    drop(proxy);
+    drop(prometheus);
+    let error = client
+        .query("vector(1)", now())
+        .await
+        .unwrap_err()
+        .to_string();
+    let tenant_error = tenant
+        .query("vector(1)", now())
+        .await
+        .unwrap_err()
+        .to_string();
+    for (error, path) in [(&error, ""), (&tenant_error, "/tenant-a")] {
+        assert!(
+            !error.contains("s%40cret") && !error.contains("s@cret"),
+            "{error}"
+        );
+        let shown = with_user.replace("s%40cret", "xxxxx") + path;
+        assert!(error.contains(&shown), "{error} should name {shown}");
+    }
+}

@@ -165,9 +165,49 @@ pub struct Client {
     /// The configured URL as errors show it (credentials masked), made once.
     shown_url: std::sync::Arc<str>,
     token: std::sync::Arc<Option<TokenFile>>,
+    /// The user and password the URL carried (`http://user:pass@host`), taken out of it when the
+    /// client is built: sent as basic auth, never in a URL a log or an error could show.
+    basic: std::sync::Arc<Option<BasicAuth>>,
     /// `--prometheus-header`s, added to each request: a key given twice goes out twice, as from
     /// prometheus-adapter (reqwest's default headers would keep one value per key).
     headers: std::sync::Arc<HeaderMap>,
+}
+
+/// Basic auth credentials, percent-decoded from a URL's userinfo.
+#[derive(Clone)]
+struct BasicAuth {
+    user: String,
+    password: Option<secrecy::SecretString>,
+}
+
+/// Takes the userinfo out of `url`: the credentials it held, if any.
+fn take_credentials(url: &mut reqwest::Url) -> Option<BasicAuth> {
+    if url.username().is_empty() && url.password().is_none() {
+        return None;
+    }
+    let decode = |text: &str| {
+        percent_encoding::percent_decode_str(text)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    let credentials = BasicAuth {
+        user: decode(url.username()),
+        password: url.password().map(|p| decode(p).into()),
+    };
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    Some(credentials)
+}
+
+/// `url` parsed as a base URL (a path ending in `/`), with its credentials taken out.
+fn base_url(url: &str) -> Result<(reqwest::Url, Option<BasicAuth>), String> {
+    let mut base = reqwest::Url::parse(url).map_err(|e| e.to_string())?;
+    if !base.path().ends_with('/') {
+        let path = format!("{}/", base.path());
+        base.set_path(&path);
+    }
+    let basic = take_credentials(&mut base);
+    Ok((base, basic))
 }
 
 impl Client {
@@ -239,16 +279,12 @@ impl Client {
             builder = builder.identity(identity);
         }
         let http = builder.build().map_err(|e| Error::Config(e.to_string()))?;
-        let mut base = reqwest::Url::parse(&config.url).map_err(|e| {
+        let (base, basic) = base_url(&config.url).map_err(|e| {
             Error::Config(format!(
                 "--prometheus-url {:?}: {e}",
                 redacted_url(&config.url)
             ))
         })?;
-        if !base.path().ends_with('/') {
-            let path = format!("{}/", base.path());
-            base.set_path(&path);
-        }
         let transport_token = config.transport.as_ref().and_then(|t| t.token_file.clone());
         let has_token = config.token_file.is_some()
             || transport_token.is_some()
@@ -261,6 +297,15 @@ impl Client {
             WARNED.call_once(|| {
                 tracing::warn!(
                     "--prometheus-header sets Authorization: it is sent instead of the bearer token"
+                );
+            });
+        } else if has_token && basic.is_some() {
+            // Go's client sets the URL's basic auth before the bearer round-tripper runs, which
+            // then leaves it alone: the URL's credentials win, as there.
+            static WARNED: std::sync::Once = std::sync::Once::new();
+            WARNED.call_once(|| {
+                tracing::warn!(
+                    "the Prometheus URL holds a user and password: they are sent instead of the bearer token"
                 );
             });
         }
@@ -280,6 +325,7 @@ impl Client {
             shown_url: redacted_url(&config.url).into(),
             config: std::sync::Arc::new(config),
             token: std::sync::Arc::new(token),
+            basic: std::sync::Arc::new(basic),
             headers: std::sync::Arc::new(headers),
         })
     }
@@ -287,12 +333,8 @@ impl Client {
     /// The same client (connection pool, credentials, limits) sending to `url` with `headers`
     /// added to its own: one tenant of a backend whose URL or headers are templated.
     pub fn for_target(&self, url: &str, headers: &[(String, String)]) -> Result<Self, Error> {
-        let mut base = reqwest::Url::parse(url)
+        let (base, basic) = base_url(url)
             .map_err(|e| Error::Config(format!("backend URL {:?}: {e}", redacted_url(url))))?;
-        if !base.path().ends_with('/') {
-            let path = format!("{}/", base.path());
-            base.set_path(&path);
-        }
         let mut all = (*self.headers).clone();
         for (name, value) in headers {
             let name = HeaderName::from_bytes(name.as_bytes())
@@ -303,6 +345,8 @@ impl Client {
         }
         Ok(Self {
             base,
+            shown_url: redacted_url(url).into(),
+            basic: std::sync::Arc::new(basic),
             headers: std::sync::Arc::new(all),
             ..self.clone()
         })
@@ -356,9 +400,13 @@ impl Client {
         for (name, value) in self.headers.iter() {
             request = request.header(name, value);
         }
-        if !self.headers.contains_key(AUTHORIZATION)
-            && let Some(auth) = self.auth_header()?
-        {
+        // One Authorization line: a header's, else the URL's user, else the bearer token.
+        if self.headers.contains_key(AUTHORIZATION) {
+        } else if let Some(basic) = self.basic.as_ref() {
+            use secrecy::ExposeSecret;
+            let password = basic.password.as_ref().map(|p| p.expose_secret());
+            request = request.basic_auth(&basic.user, password);
+        } else if let Some(auth) = self.auth_header()? {
             request = request.header(AUTHORIZATION, auth);
         }
         let response = request
