@@ -220,6 +220,9 @@ fn explain_live(
         let now = prom_adapter_telemetry::clock::unix_now();
         let start = now - max_age.as_secs_f64();
         let listed = clients.list_series(&rules, start, now).await?;
+        for failure in &listed.failed {
+            eprintln!("note: {failure}; its rules discover nothing here");
+        }
         let series = listed.series.clone();
         let window = format!(
             "in the last {} (--metrics-max-age)",

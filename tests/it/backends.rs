@@ -210,6 +210,25 @@ fn rules_reach_their_backends_with_the_namespaces_tenant_and_a_down_backend_fail
         metrics.contains(r#"prom_adapter_prometheus_requests_total{backend="vm",endpoint="/api/v1/query",outcome="ok"}"#),
         "{metrics}"
     );
+    // `explain` goes on without the dead backend: the Prometheus rule is listed, and a note
+    // says which listings failed.
+    let explained = std::process::Command::new(env!("CARGO_BIN_EXE_prom-adapter"))
+        .arg("explain")
+        .arg(format!("--config={}", rules.display()))
+        .arg(format!("--prometheus-url={}", prometheus.url()))
+        .arg(&settings_flag)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&explained.stdout),
+        String::from_utf8_lossy(&explained.stderr),
+    );
+    assert!(explained.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("nginx_ingress"), "{stdout}");
+    assert!(
+        stderr.contains("note: listing the series of") && stderr.contains("jobs_queued"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -183,6 +183,9 @@ pub struct Listed {
     pub series: Vec<Series>,
     /// The series shapes of each (backend, `seriesQuery`), by `rules::discovery_key`.
     pub shapes: HashMap<String, Arc<Vec<SeriesShape>>>,
+    /// The listings of named backends that failed, each error naming its `seriesQuery`: their
+    /// rules discover nothing, as in `serve`, where a backend that is down fails only its rules.
+    pub failed: Vec<Error>,
 }
 
 impl Listed {
@@ -204,19 +207,28 @@ impl BackendClients {
     ) -> Result<Listed, Error> {
         let mut series = Vec::new();
         let mut shapes = HashMap::new();
+        let mut failed = Vec::new();
         for (backend, query) in rules.discovery_queries() {
             let listing = |error| Error::Listing {
                 query: query.to_owned(),
                 source: Box::new(error),
             };
-            let client = self.client(backend, None).map_err(listing)?;
-            let listed: Vec<Series> = client
-                .series(query, start, end)
-                .await
-                .map_err(listing)?
-                .into_iter()
-                .filter_map(Series::from_api_labels)
-                .collect();
+            let answer = match self.client(backend, None) {
+                Ok(client) => client.series(query, start, end).await,
+                Err(error) => Err(error),
+            };
+            let listed: Vec<Series> = match answer {
+                Ok(listed) => listed
+                    .into_iter()
+                    .filter_map(Series::from_api_labels)
+                    .collect(),
+                // The default backend's failure ends the listing: most rules read it.
+                Err(error) if backend.is_none() => return Err(listing(error)),
+                Err(error) => {
+                    failed.push(listing(error));
+                    continue;
+                }
+            };
             shapes.insert(
                 discovery_key(backend, query),
                 Arc::new(shapes_of(listed.iter())),
@@ -225,6 +237,10 @@ impl BackendClients {
         }
         series.sort();
         series.dedup();
-        Ok(Listed { series, shapes })
+        Ok(Listed {
+            series,
+            shapes,
+            failed,
+        })
     }
 }
