@@ -10,10 +10,14 @@
 //! (e) `simulate --recommend`: candidates per second and the search time for one week at 15 s
 //!     (`support/recommend.rs`), against the 60 s the search must stay under;
 //! (f) a token flood: the HPA controller's latency while 256 connections send random tokens,
-//!     beside no flood and a flood without tokens (`support/flood.rs`).
+//!     beside no flood and a flood without tokens (`support/flood.rs`);
+//! (g) amplification: the HPA controller's latency while another user's requests split into as
+//!     many queries as the bounds allow, beside no attack (`support/amplification.rs`).
 //!
 //! Run with `make bench` (release build). Needs Debian's prometheus package (`make deps`).
 
+#[path = "support/amplification.rs"]
+mod amplification;
 #[path = "../tests/common/mod.rs"]
 mod common;
 #[path = "support/fanin.rs"]
@@ -60,6 +64,9 @@ fn main() {
     }
     if only.as_deref().is_none_or(|o| "flood".contains(o)) {
         runtime.block_on(flood::flood());
+    }
+    if only.as_deref().is_none_or(|o| "amplification".contains(o)) {
+        runtime.block_on(amplification::amplification());
     }
 }
 
