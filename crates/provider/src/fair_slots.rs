@@ -1,4 +1,4 @@
-//! A backend's call slots, handed out fairly: calls wait in a bounded queue, each client (the authenticated user a request came from) holds at most half of it, and a freed slot goes to the clients in turn, so one client's burst cannot starve another's calls (in the spirit of kube-apiserver's API Priority and Fairness, with the user as the flow).
+//! A backend's call slots, handed out fairly: each client (the authenticated user a request came from) runs at most a quarter of the slots and holds at most half of the bounded queue, and a freed slot goes to the waiting clients in turn, so one client's burst cannot starve another's calls (in the spirit of kube-apiserver's API Priority and Fairness, with the user as the flow).
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -51,6 +51,10 @@ struct State {
     free: usize,
     queued: usize,
     next_id: u64,
+    /// The most slots one named client holds at once.
+    client_slots: usize,
+    /// Slots each client holds.
+    running: HashMap<Arc<str>, usize>,
     /// Clients with calls waiting, in the order their turns come.
     turns: VecDeque<Arc<str>>,
     /// Each waiting client's calls, first come first served.
@@ -58,6 +62,28 @@ struct State {
 }
 
 impl State {
+    /// Whether `client` may take one more slot: the anonymous client always, a named one below
+    /// its share of the slots.
+    fn may_run(&self, client: &Arc<str>) -> bool {
+        client.is_empty() || self.running.get(client).copied().unwrap_or(0) < self.client_slots
+    }
+
+    fn take(&mut self, client: &Arc<str>) {
+        *self.running.entry(client.clone()).or_default() += 1;
+    }
+
+    /// Gives back a slot `client` held, to the next waiting call that may run.
+    fn give_back(&mut self, client: &Arc<str>) {
+        if let Some(held) = self.running.get_mut(client) {
+            *held -= 1;
+            if *held == 0 {
+                self.running.remove(client);
+            }
+        }
+        self.free += 1;
+        self.hand_on();
+    }
+
     /// Removes waiting call `id` of `client`; false when it is no longer waiting (granted).
     fn leave(&mut self, client: &Arc<str>, id: u64) -> bool {
         let Some(calls) = self.waiting.get_mut(client) else {
@@ -75,9 +101,20 @@ impl State {
         true
     }
 
-    /// Gives a freed slot to the next client's first waiting call, or keeps it free.
+    /// Gives free slots to waiting calls, one client's turn at a time, skipping clients that
+    /// hold their share.
     fn hand_on(&mut self) {
-        while let Some(client) = self.turns.pop_front() {
+        let mut passed = 0;
+        while self.free > 0 && passed < self.turns.len() {
+            let Some(client) = self.turns.pop_front() else {
+                return;
+            };
+            if !self.may_run(&client) {
+                self.turns.push_back(client);
+                passed += 1;
+                continue;
+            }
+            passed = 0;
             let Some(calls) = self.waiting.get_mut(&client) else {
                 continue;
             };
@@ -85,18 +122,18 @@ impl State {
             if calls.is_empty() {
                 self.waiting.remove(&client);
             } else {
-                self.turns.push_back(client);
+                self.turns.push_back(client.clone());
             }
             if let Some(waiter) = next {
                 self.queued -= 1;
                 // A waiter leaves the queue under this lock before its receiver goes away, so
                 // the send reaches it.
                 if waiter.grant.send(()).is_ok() {
-                    return;
+                    self.free -= 1;
+                    self.take(&client);
                 }
             }
         }
-        self.free += 1;
     }
 }
 
@@ -109,11 +146,12 @@ pub struct FairSlots {
 /// A slot, given back (to the next client in turn) when dropped.
 pub struct Slot<'s> {
     slots: &'s FairSlots,
+    client: Arc<str>,
 }
 
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
-        self.slots.lock().hand_on();
+        self.slots.lock().give_back(&self.client);
     }
 }
 
@@ -131,17 +169,19 @@ impl Drop for Place<'_> {
         if !state.leave(&self.client, self.id) && self.granted.try_recv().is_ok() {
             // Granted a slot no one will use (the wait timed out or the caller went away
             // as it came): pass it on.
-            state.hand_on();
+            state.give_back(&self.client);
         }
     }
 }
 
 impl FairSlots {
-    /// `slots` calls at once, `max_queued` waiting.
+    /// `slots` calls at once (a named client at most a quarter of them), `max_queued` waiting.
     pub fn new(slots: usize, max_queued: usize) -> Self {
+        let slots = slots.max(1);
         Self {
             state: Mutex::new(State {
-                free: slots.max(1),
+                free: slots,
+                client_slots: slots.div_ceil(4),
                 ..State::default()
             }),
             max_queued,
@@ -174,9 +214,15 @@ impl FairSlots {
         let client = current_client();
         let place = {
             let mut state = self.lock();
-            if state.free > 0 {
+            // A free slot goes to a caller that may run: the calls waiting for it, if any, are
+            // all of clients that hold their share (`hand_on` would have given it otherwise).
+            if state.free > 0 && state.may_run(&client) {
                 state.free -= 1;
-                return Ok(Slot { slots: self });
+                state.take(&client);
+                return Ok(Slot {
+                    slots: self,
+                    client,
+                });
             }
             if state.queued >= self.max_queued {
                 return Err(Refused::QueueFull);
@@ -209,8 +255,12 @@ impl FairSlots {
                 // The slot is this call's now (the `Slot`'s to give back), and the grant
                 // already left the queue: the place has nothing left to undo.
                 place.id = u64::MAX;
+                let client = place.client.clone();
                 drop(place);
-                Ok(Slot { slots: self })
+                Ok(Slot {
+                    slots: self,
+                    client,
+                })
             }
             _ => Err(Refused::TimedOut),
         }
@@ -237,41 +287,73 @@ mod tests {
         Ok(())
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_clients_burst_holds_half_the_queue_and_another_client_gets_the_next_slot() {
-        let slots = FairSlots::new(2, 8);
-        let started = Mutex::new(Vec::new());
+    /// Starts `calls` calls of `client`, each holding its slot for `hold`; counts the refused.
+    async fn burst(
+        slots: &FairSlots,
+        client: &str,
+        calls: usize,
+        hold: Duration,
+        started: &Mutex<Vec<String>>,
+    ) -> usize {
         let refused = AtomicUsize::new(0);
-        let (slots, started, refused) = (&slots, &started, &refused);
-        let attacker = async {
-            let calls = (0..20).map(|i| {
-                as_client("attacker", async move {
-                    if call(slots, Duration::from_secs(10), started, format!("a{i}"))
-                        .await
-                        .is_err()
-                    {
-                        refused.fetch_add(1, Ordering::SeqCst);
-                    }
-                })
-            });
-            futures_util::future::join_all(calls).await;
-        };
+        let calls = (0..calls).map(|i| {
+            let refused = &refused;
+            as_client(client, async move {
+                let label = format!("{client}{i}");
+                if call(slots, hold, started, label).await.is_err() {
+                    refused.fetch_add(1, Ordering::SeqCst);
+                }
+            })
+        });
+        futures_util::future::join_all(calls).await;
+        refused.load(Ordering::SeqCst)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_clients_burst_runs_a_quarter_of_the_slots_and_waits_in_half_the_queue() {
+        let slots = FairSlots::new(4, 8);
+        let started = Mutex::new(Vec::new());
+        let attacker = burst(&slots, "mallory", 20, Duration::from_secs(10), &started);
         let victim = as_client("system:hpa", async {
             tokio::time::sleep(Duration::from_secs(1)).await;
-            // 2 attacker calls run and 4 wait: the queue has room, and the victim's turn
-            // comes before the attacker's other waiting calls.
+            // The attacker runs 1 call (a quarter of 4 slots) and 4 wait (half the queue):
+            // slots are free for the victim.
             assert_eq!(slots.queued(), 4);
-            call(slots, Duration::from_secs(1), started, "victim".into()).await
+            call(&slots, Duration::from_secs(1), &started, "victim".into()).await
         });
-        let ((), victim) = tokio::join!(attacker, victim);
+        let (refused, victim) = tokio::join!(attacker, victim);
         assert_eq!(victim, Ok(()));
-        // 2 running + 4 waiting (half the queue); the other 14 refused at once.
-        assert_eq!(refused.load(Ordering::SeqCst), 14);
+        assert_eq!(refused, 15);
         let started = started.lock().unwrap();
-        assert_eq!(started.len(), 7);
-        // Turns alternate: the attacker's first waiting call, then the victim's, then the
-        // attacker's other three (first come, first served would have put the victim last).
-        assert_eq!(started[3], "victim", "{started:?}");
+        assert_eq!(started.len(), 6);
+        assert_eq!(started[1], "victim", "{started:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn freed_slots_go_to_the_waiting_clients_in_turn() {
+        // Two slots, one per client: two clients' bursts fill them and wait, and the victim's
+        // call waits behind them.
+        let slots = FairSlots::new(2, 10);
+        let started = Mutex::new(Vec::new());
+        let hold = Duration::from_secs(10);
+        let victim = as_client("system:hpa", async {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            assert_eq!(slots.queued(), 8);
+            call(&slots, Duration::from_secs(1), &started, "victim".into()).await
+        });
+        let (a, b, victim) = tokio::join!(
+            burst(&slots, "a", 5, hold, &started),
+            burst(&slots, "b", 5, hold, &started),
+            victim
+        );
+        assert_eq!((a, b, victim), (0, 0, Ok(())));
+        let started = started.lock().unwrap();
+        // Turns go a, b, victim: first come, first served would have put the victim last.
+        assert_eq!(
+            started[..5],
+            ["a0", "b0", "a1", "b1", "victim"],
+            "{started:?}"
+        );
     }
 
     #[tokio::test(start_paused = true)]
