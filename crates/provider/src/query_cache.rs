@@ -1,4 +1,4 @@
-//! Fewer Prometheus queries for the same answers: identical queries in flight are merged, answers are kept for a short TTL, evaluation times are rounded down to a step (so replicas and repeated callers share answers), and calls wait in a bounded queue for a bounded number of slots.
+//! Fewer Prometheus queries for the same answers: identical queries in flight are merged, answers are kept for a short TTL, evaluation times are rounded down to a step (so replicas and repeated callers share answers), and calls wait for a bounded number of slots in a bounded queue, in turn per client (`fair_slots`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

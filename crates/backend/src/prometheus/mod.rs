@@ -401,13 +401,14 @@ impl Client {
             request = request.header(name, value);
         }
         // One Authorization line: a header's, else the URL's user, else the bearer token.
-        if self.headers.contains_key(AUTHORIZATION) {
-        } else if let Some(basic) = self.basic.as_ref() {
-            use secrecy::ExposeSecret;
-            let password = basic.password.as_ref().map(|p| p.expose_secret());
-            request = request.basic_auth(&basic.user, password);
-        } else if let Some(auth) = self.auth_header()? {
-            request = request.header(AUTHORIZATION, auth);
+        if !self.headers.contains_key(AUTHORIZATION) {
+            if let Some(basic) = self.basic.as_ref() {
+                use secrecy::ExposeSecret;
+                let password = basic.password.as_ref().map(|p| p.expose_secret());
+                request = request.basic_auth(&basic.user, password);
+            } else if let Some(auth) = self.auth_header()? {
+                request = request.header(AUTHORIZATION, auth);
+            }
         }
         let response = request
             .send()
