@@ -1,8 +1,10 @@
 //! A small, faithful stand-in for kube-apiserver: legacy discovery as a 1.30+ cluster serves it,
-//! list endpoints with label selectors (full or metadata-only, by `Accept`), single-object GET and
-//! JSON merge-patch of labels and annotations (`kubectl annotate`), bearer-token authentication,
-//! and `Status` errors with kube-apiserver's codes. Resources (CRDs) and objects can be added
-//! while it runs.
+//! list endpoints with label selectors (full or metadata-only, by `Accept`), watches from a
+//! resource version (ADDED, MODIFIED and DELETED as objects enter, change in and leave a
+//! selection; 410 Expired before the compacted version), single-object GET and JSON merge-patch
+//! of labels and annotations (`kubectl annotate`), bearer-token authentication, and `Status`
+//! errors with kube-apiserver's codes. Resources (CRDs) and objects can be added, relabelled and
+//! deleted while it runs, and watches broken.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -52,6 +54,55 @@ pub struct Object {
     pub annotations: BTreeMap<String, String>,
     /// Fields a fieldSelector can choose by, e.g. `status.phase` of a pod.
     pub fields: BTreeMap<String, String>,
+    /// Its `resourceVersion`: the revision of its last change.
+    pub revision: u64,
+}
+
+/// One change to an object, for watches: what it was and what it became (`None`: not yet, or no
+/// longer).
+#[derive(Clone)]
+struct Change {
+    revision: u64,
+    before: Option<Object>,
+    after: Option<Object>,
+}
+
+/// What one list or watch selects, and how it renders an object.
+#[derive(Clone)]
+struct Selection {
+    group: String,
+    plural: String,
+    namespace: Option<String>,
+    selector: LabelSelector,
+    fields: Vec<(String, bool, String)>,
+    metadata_only: bool,
+}
+
+impl Selection {
+    fn selects(&self, o: &Object) -> bool {
+        o.group == self.group
+            && o.plural == self.plural
+            && (self.namespace.is_none() || o.namespace == self.namespace)
+            && self.selector.matches(&o.labels)
+            && self.fields.iter().all(|(field, equal, value)| {
+                let actual = match field.as_str() {
+                    "metadata.name" => Some(o.name.as_str()),
+                    "metadata.namespace" => o.namespace.as_deref(),
+                    other => o.fields.get(other).map(String::as_str),
+                };
+                (actual == Some(value.as_str())) == *equal
+            })
+    }
+
+    fn render(&self, o: &Object) -> Value {
+        let metadata = json!({"name": o.name, "namespace": o.namespace, "labels": o.labels,
+            "annotations": o.annotations, "resourceVersion": o.revision.to_string()});
+        if self.metadata_only {
+            json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": metadata})
+        } else {
+            json!({"metadata": metadata})
+        }
+    }
 }
 
 #[derive(Default)]
@@ -81,6 +132,59 @@ struct State {
     token_reviews: Vec<(String, usize)>,
     /// Bodies of the SubjectAccessReviews received.
     access_reviews: Vec<Value>,
+    /// The revision of the last change (what lists report as their `resourceVersion`).
+    revision: u64,
+    /// Every change, for watches.
+    changes: Vec<Change>,
+    /// Watches from a revision before this one get 410 Expired.
+    compacted: u64,
+    /// Bumped to end every open watch.
+    watch_epoch: u64,
+    /// New watches fail with 500 while set.
+    refusing_watches: bool,
+    /// Woken on every change and every broken watch.
+    changed: Arc<tokio::sync::Notify>,
+}
+
+impl State {
+    /// Records a change to the object at `at` (`None`: a deletion of `before`), made by `change`,
+    /// under a new revision.
+    fn change(
+        &mut self,
+        at: Option<usize>,
+        before: Option<Object>,
+        change: impl FnOnce(&mut Object),
+    ) {
+        self.revision += 1;
+        let revision = self.revision;
+        let after = at.map(|at| {
+            let object = &mut self.objects[at];
+            change(object);
+            object.revision = revision;
+            object.clone()
+        });
+        self.changes.push(Change {
+            revision,
+            before,
+            after,
+        });
+        self.changed.notify_waiters();
+    }
+
+    fn position(
+        &self,
+        group: &str,
+        plural: &str,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Option<usize> {
+        self.objects.iter().position(|o| {
+            o.group == group
+                && o.plural == plural
+                && o.namespace.as_deref() == namespace
+                && o.name == name
+        })
+    }
 }
 
 /// A running stand-in; stops when dropped.
@@ -101,6 +205,7 @@ impl ApiServer {
         super::write_pki(&pki);
         let state = Arc::new(Mutex::new(State {
             resources: builtin_resources(),
+            revision: 1,
             ..State::default()
         }));
         let port = super::free_port();
@@ -156,7 +261,8 @@ impl ApiServer {
         name: &str,
         labels: &[(&str, &str)],
     ) {
-        self.state.lock().unwrap().objects.push(Object {
+        let mut state = self.state.lock().unwrap();
+        state.objects.push(Object {
             group: group.into(),
             plural: plural.into(),
             namespace: namespace.map(Into::into),
@@ -172,20 +278,74 @@ impl ApiServer {
             } else {
                 BTreeMap::new()
             },
+            revision: 0,
         });
+        let at = state.objects.len() - 1;
+        state.change(Some(at), None, |_| {});
+    }
+
+    /// Replaces an object's labels (`kubectl label --overwrite`).
+    pub fn set_labels(
+        &self,
+        group: &str,
+        plural: &str,
+        namespace: Option<&str>,
+        name: &str,
+        labels: &[(&str, &str)],
+    ) {
+        let mut state = self.state.lock().unwrap();
+        let at = state
+            .position(group, plural, namespace, name)
+            .expect("the object exists");
+        let before = state.objects[at].clone();
+        state.change(Some(at), Some(before), |o| {
+            o.labels = labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+        });
+    }
+
+    /// Deletes an object.
+    pub fn delete_object(&self, group: &str, plural: &str, namespace: Option<&str>, name: &str) {
+        let mut state = self.state.lock().unwrap();
+        let at = state
+            .position(group, plural, namespace, name)
+            .expect("the object exists");
+        let before = state.objects.remove(at);
+        state.change(None, Some(before), |_| {});
+    }
+
+    /// Ends every open watch; with `expire`, watches from before now get 410 Expired, so that a
+    /// client must list again (as after etcd compaction); with `refuse`, new watches fail with
+    /// 500 until `accept_watches`.
+    pub fn break_watches(&self, expire: bool, refuse: bool) {
+        let mut state = self.state.lock().unwrap();
+        state.watch_epoch += 1;
+        if expire {
+            state.compacted = state.revision;
+        }
+        state.refusing_watches = refuse;
+        state.changed.notify_waiters();
+    }
+
+    /// Accepts watches again after `break_watches(_, true)`.
+    pub fn accept_watches(&self) {
+        self.state.lock().unwrap().refusing_watches = false;
     }
 
     /// Sets an object's annotations (as a release manager would have).
     pub fn annotate(&self, group: &str, plural: &str, name: &str, annotations: &[(&str, &str)]) {
         let mut state = self.state.lock().unwrap();
-        let object = state
-            .objects
-            .iter_mut()
-            .find(|o| o.group == group && o.plural == plural && o.name == name)
+        let at = (state.objects.iter())
+            .position(|o| o.group == group && o.plural == plural && o.name == name)
             .expect("the object exists");
-        for (k, v) in annotations {
-            object.annotations.insert(k.to_string(), v.to_string());
-        }
+        let before = state.objects[at].clone();
+        state.change(Some(at), Some(before), |object| {
+            for (k, v) in annotations {
+                object.annotations.insert(k.to_string(), v.to_string());
+            }
+        });
     }
 
     /// An object's (labels, annotations), if it exists.
@@ -206,14 +366,13 @@ impl ApiServer {
     /// Sets a pod's `status.phase` (e.g. `Pending`, `Succeeded`).
     pub fn set_pod_phase(&self, namespace: &str, name: &str, phase: &str) {
         let mut state = self.state.lock().unwrap();
-        let pod = state
-            .objects
-            .iter_mut()
-            .find(|o| {
-                o.plural == "pods" && o.namespace.as_deref() == Some(namespace) && o.name == name
-            })
+        let at = state
+            .position("", "pods", Some(namespace), name)
             .expect("the pod exists");
-        pod.fields.insert("status.phase".into(), phase.into());
+        let before = state.objects[at].clone();
+        state.change(Some(at), Some(before), |pod| {
+            pod.fields.insert("status.phase".into(), phase.into());
+        });
     }
 
     /// Makes TokenReview accept `token` as `user` in `groups`.
@@ -707,51 +866,55 @@ async fn handle(
         Ok(fields) => fields,
         Err(message) => return status(400, "BadRequest", &message),
     };
-    if matches!(query.get("watch").map(String::as_str), Some("true" | "1")) {
-        // No changes happen while a test runs: hold the watch open, as kube-apiserver does,
-        // until its timeout, sending nothing.
-        let seconds: u64 = query
-            .get("timeoutSeconds")
-            .and_then(|t| t.parse().ok())
-            .unwrap_or(60);
-        let timeout = tokio::time::sleep(std::time::Duration::from_secs(seconds));
-        let events = futures_util::StreamExt::take_until(
-            futures_util::stream::pending::<Result<web::Bytes, actix_web::Error>>(),
-            timeout,
-        );
-        return HttpResponse::Ok()
-            .content_type("application/json")
-            .streaming(events);
-    }
     let metadata_only = request
         .headers()
         .get("accept")
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.contains("as=PartialObjectMetadataList"));
-    let items: Vec<Value> = state
-        .objects
-        .iter()
-        .filter(|o| o.group == group && o.plural == plural)
-        .filter(|o| namespace.is_none() || o.namespace.as_deref() == namespace)
-        .filter(|o| selector.matches(&o.labels))
-        .filter(|o| {
-            fields.iter().all(|(field, equal, value)| {
-                let actual = match field.as_str() {
-                    "metadata.name" => Some(o.name.as_str()),
-                    "metadata.namespace" => o.namespace.as_deref(),
-                    other => o.fields.get(other).map(String::as_str),
-                };
-                (actual == Some(value.as_str())) == *equal
-            })
-        })
-        .map(|o| {
-            let metadata = json!({"name": o.name, "namespace": o.namespace, "labels": o.labels, "annotations": o.annotations, "resourceVersion": "1"});
-            if metadata_only {
-                json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": metadata})
-            } else {
-                json!({"metadata": metadata})
-            }
-        })
+        .is_some_and(|a| a.contains("as=PartialObjectMetadata"));
+    let selection = Selection {
+        group: group.to_owned(),
+        plural: plural.to_owned(),
+        namespace: namespace.map(str::to_owned),
+        selector,
+        fields,
+        metadata_only,
+    };
+    if matches!(query.get("watch").map(String::as_str), Some("true" | "1")) {
+        if state.refusing_watches {
+            return status(
+                500,
+                "InternalError",
+                "watches are refused (the stand-in was told so)",
+            );
+        }
+        // From the given version; without one, from now (kube-apiserver would first send the
+        // current objects as ADDED: the kube watcher always gives its list's version).
+        let from: u64 = query
+            .get("resourceVersion")
+            .and_then(|v| v.parse().ok())
+            .filter(|v| *v > 0)
+            .unwrap_or(state.revision);
+        if from < state.compacted {
+            let expired = json!({"type": "ERROR", "object": {"kind": "Status", "apiVersion": "v1",
+                "metadata": {}, "status": "Failure", "reason": "Expired", "code": 410,
+                "message": format!("too old resource version: {from} ({})", state.compacted)}});
+            return HttpResponse::Ok()
+                .content_type("application/json")
+                .body(format!("{expired}\n"));
+        }
+        let seconds: u64 = query
+            .get("timeoutSeconds")
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(60);
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(seconds);
+        let epoch = state.watch_epoch;
+        return HttpResponse::Ok()
+            .content_type("application/json")
+            .streaming(watch_events(shared, selection, from, epoch, deadline));
+    }
+    let items: Vec<Value> = (state.objects.iter())
+        .filter(|o| selection.selects(o))
+        .map(|o| selection.render(o))
         .collect();
     let api_version = if group.is_empty() {
         version.to_owned()
@@ -766,7 +929,62 @@ async fn handle(
     } else {
         (format!("{}List", resource.kind), api_version)
     };
-    HttpResponse::Ok().json(json!({"kind": kind, "apiVersion": api_version, "metadata": {"resourceVersion": "1"}, "items": items}))
+    HttpResponse::Ok().json(json!({"kind": kind, "apiVersion": api_version, "metadata": {"resourceVersion": state.revision.to_string()}, "items": items}))
+}
+
+/// The events of a watch from revision `from`: each change after it, as the object entered,
+/// changed in or left `selection`, until the deadline or until the watches are broken.
+fn watch_events(
+    shared: Arc<Mutex<State>>,
+    selection: Selection,
+    from: u64,
+    epoch: u64,
+    deadline: tokio::time::Instant,
+) -> impl futures_util::Stream<Item = Result<web::Bytes, actix_web::Error>> {
+    futures_util::stream::unfold(from, move |mut cursor| {
+        let (shared, selection) = (shared.clone(), selection.clone());
+        async move {
+            loop {
+                let changed = shared.lock().unwrap().changed.clone();
+                let notified = changed.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                let mut lines = String::new();
+                {
+                    let state = shared.lock().unwrap();
+                    if state.watch_epoch != epoch {
+                        return None;
+                    }
+                    let from = cursor;
+                    for change in state.changes.iter().filter(|c| c.revision > from) {
+                        cursor = change.revision;
+                        let was = change.before.as_ref().filter(|o| selection.selects(o));
+                        let is = change.after.as_ref().filter(|o| selection.selects(o));
+                        let (kind, object) = match (was, is) {
+                            (None, Some(o)) => ("ADDED", o.clone()),
+                            (Some(_), Some(o)) => ("MODIFIED", o.clone()),
+                            (Some(o), None) => (
+                                "DELETED",
+                                Object {
+                                    revision: change.revision,
+                                    ..o.clone()
+                                },
+                            ),
+                            (None, None) => continue,
+                        };
+                        let event = json!({"type": kind, "object": selection.render(&object)});
+                        lines.push_str(&format!("{event}\n"));
+                    }
+                }
+                if !lines.is_empty() {
+                    return Some((Ok(web::Bytes::from(lines)), cursor));
+                }
+                if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                    return None;
+                }
+            }
+        }
+    })
 }
 
 /// GET or PATCH of one object (`…/PLURAL/NAME`); `None` for other paths. PATCH takes a JSON
@@ -810,12 +1028,7 @@ fn single_object(
     } else {
         format!("{plural}.{group}")
     };
-    let Some(object) = state.objects.iter_mut().find(|o| {
-        o.group == group
-            && o.plural == plural
-            && o.name == name
-            && o.namespace.as_deref() == namespace
-    }) else {
+    let Some(at) = state.position(group, plural, namespace, name) else {
         return Some(
             HttpResponse::NotFound().json(json!({"kind": "Status", "apiVersion": "v1", "metadata": {},
                 "status": "Failure", "message": format!("{qualified} \"{name}\" not found"), "reason": "NotFound",
@@ -829,10 +1042,10 @@ fn single_object(
     };
     let render = |o: &Object| {
         json!({"kind": resource.kind, "apiVersion": api_version, "metadata": {"name": o.name,
-            "namespace": o.namespace, "labels": o.labels, "annotations": o.annotations, "resourceVersion": "1"}})
+            "namespace": o.namespace, "labels": o.labels, "annotations": o.annotations, "resourceVersion": o.revision.to_string()}})
     };
     match request.method().as_str() {
-        "GET" => Some(HttpResponse::Ok().json(render(object))),
+        "GET" => Some(HttpResponse::Ok().json(render(&state.objects[at]))),
         "PATCH" => {
             let content_type = request
                 .headers()
@@ -855,7 +1068,7 @@ fn single_object(
                     "error decoding patch: invalid JSON",
                 ));
             };
-            let mut current = render(object);
+            let mut current = render(&state.objects[at]);
             merge_patch(&mut current, &patch);
             let strings = |v: &Value| -> Option<BTreeMap<String, String>> {
                 match v {
@@ -884,9 +1097,12 @@ fn single_object(
                     "the name of the object does not match the name on the URL",
                 ));
             }
-            object.labels = labels;
-            object.annotations = annotations;
-            Some(HttpResponse::Ok().json(render(object)))
+            let before = state.objects[at].clone();
+            state.change(Some(at), Some(before), |object| {
+                object.labels = labels;
+                object.annotations = annotations;
+            });
+            Some(HttpResponse::Ok().json(render(&state.objects[at])))
         }
         _ => Some(status(
             405,

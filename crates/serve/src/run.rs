@@ -8,7 +8,7 @@ use anyhow::Context;
 
 use crate::api::AppState;
 use crate::auth::sources::ClientAuth;
-use crate::cluster::{Cluster, PodsAndNodes};
+use crate::cluster::{Cluster, PodsAndNodes, SelectedObjects};
 use crate::reload::RulesReloader;
 use crate::server;
 use prom_adapter_backend::prometheus;
@@ -47,6 +47,8 @@ pub struct ClusterSettings {
     pub discovery_interval: Duration,
     pub qps: f32,
     pub burst: u32,
+    /// How long a label selector's list (other than pods') is kept.
+    pub object_list_ttl: Duration,
     pub authentication_kubeconfig: Option<std::path::PathBuf>,
     pub authorization_kubeconfig: Option<std::path::PathBuf>,
     pub auth: crate::auth::AuthConfig,
@@ -141,14 +143,22 @@ async fn run_server(serve_config: ServeConfig) -> anyhow::Result<()> {
         discovered: false,
     }));
     let (tables, table_updates) = tokio::sync::watch::channel(table);
-    let objects: Option<Arc<dyn ObjectLister>> = cluster
-        .clone()
-        .map(|c| Arc::new(c) as Arc<dyn ObjectLister>);
+    // Objects by label selector: pods from a watch started by the first pods request, other
+    // resources listed, merged in flight and kept briefly.
+    let objects: Option<Arc<dyn ObjectLister>> = match (&cluster, &serve_config.cluster) {
+        (Some(cluster), Some(settings)) => {
+            let (objects, pod_watch) =
+                SelectedObjects::new(cluster, settings.object_list_ttl, metrics.clone());
+            tasks.spawn_local(pod_watch.run());
+            Some(Arc::new(objects))
+        }
+        _ => None,
+    };
     // Running pods and nodes for metrics.k8s.io: watched in a cluster, read from Prometheus
     // without one.
     let pods_and_nodes = cluster
         .as_ref()
-        .map(|cluster| watch_pods_and_nodes(cluster, serving_rules, &mut tasks));
+        .map(|cluster| watch_pods_and_nodes(cluster, serving_rules, &metrics, &mut tasks));
     let gate = match (&serve_config.cluster, &cluster) {
         (Some(settings), Some(lister)) => Some(Arc::new(auth_gate(settings, lister).await?)),
         _ => None,
@@ -252,9 +262,10 @@ const NO_CLUSTER: &str =
 fn watch_pods_and_nodes(
     cluster: &Cluster,
     mut serving_rules: tokio::sync::watch::Receiver<Arc<prom_adapter_core::rules::RuleSet>>,
+    metrics: &Arc<Metrics>,
     tasks: &mut tokio::task::JoinSet<()>,
 ) -> Arc<dyn ResourceObjects> {
-    let (caches, watches) = PodsAndNodes::new(cluster);
+    let (caches, watches) = PodsAndNodes::new(cluster, metrics.clone());
     tasks.spawn_local(async move {
         loop {
             if serving_rules.borrow_and_update().resource.is_some() {

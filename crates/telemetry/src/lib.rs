@@ -34,6 +34,8 @@ pub struct Metrics {
     rule_metrics: IntGaugeVec,
     queued_calls: IntGaugeVec,
     rejected_calls: IntCounterVec,
+    object_lookups: IntCounterVec,
+    watch_failures: IntCounterVec,
 }
 
 impl Metrics {
@@ -174,6 +176,25 @@ impl Metrics {
             &["backend"],
         )
         .expect("valid metric");
+        let object_lookups = IntCounterVec::new(
+            Opts::new(
+                "prom_adapter_object_lookups_total",
+                "Objects selected for pods/* and other label-selector requests in a cluster, by how: watch (the pod watch's cache), hit (a kept list), merged (joined the same list in flight), list (a LIST sent to kube-apiserver).",
+            ),
+            &["source"],
+        )
+        .expect("valid metric");
+        for source in ["watch", "hit", "merged", "list"] {
+            object_lookups.with_label_values(&[source]);
+        }
+        let watch_failures = IntCounterVec::new(
+            Opts::new(
+                "prom_adapter_watch_failures_total",
+                "Kubernetes watches that failed and are retried with backoff, by watch (pods, running-pods, nodes).",
+            ),
+            &["watch"],
+        )
+        .expect("valid metric");
         for collector in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_duration.clone()),
@@ -194,6 +215,8 @@ impl Metrics {
             Box::new(rule_metrics.clone()),
             Box::new(queued_calls.clone()),
             Box::new(rejected_calls.clone()),
+            Box::new(object_lookups.clone()),
+            Box::new(watch_failures.clone()),
         ] {
             registry
                 .register(collector)
@@ -220,7 +243,19 @@ impl Metrics {
             rule_metrics,
             queued_calls,
             rejected_calls,
+            object_lookups,
+            watch_failures,
         }
+    }
+
+    /// Records how the objects of one label-selector request were found.
+    pub fn record_object_lookup(&self, source: &str) {
+        self.object_lookups.with_label_values(&[source]).inc();
+    }
+
+    /// Records one failure of `watch` (it retries with backoff).
+    pub fn record_watch_failure(&self, watch: &str) {
+        self.watch_failures.with_label_values(&[watch]).inc();
     }
 
     /// Exposes `backend`'s sharing and queue series from the start (at zero), so that dashboards

@@ -31,6 +31,9 @@ pub struct DiscoveryArgs {
     /// How often the cluster's resources are re-discovered [default: 10m].
     #[arg(long)]
     pub discovery_interval: Option<String>,
+    /// How long the objects a label selector lists (other than pods, which are watched) are kept for requests with the same selector; 0 keeps none [default: 5s].
+    #[arg(long)]
+    pub object_list_cache_ttl: Option<String>,
 }
 
 impl DiscoveryArgs {
@@ -60,6 +63,11 @@ impl DiscoveryArgs {
             &self.discovery_interval,
             "10m",
             "--discovery-interval",
+        ));
+        cluster.object_list_ttl = p.take(duration(
+            &self.object_list_cache_ttl,
+            "5s",
+            "--object-list-cache-ttl",
         ));
         DiscoveryConfig {
             relist_interval,

@@ -1,17 +1,18 @@
-//! Outbound Kubernetes client: the connection and its throttles, and object names by label selector; discovery, watches and reviews in the submodules.
+//! Outbound Kubernetes client: the connection and its throttles, and the LIST of object names by label selector; discovery, watches, selected objects and reviews in the submodules.
 //!
 //! (Named `cluster`, not `kube`, so that it does not shadow the `kube` crate.)
 
 pub mod discovery;
+mod objects;
 mod review;
 mod watch;
 
+pub use objects::SelectedObjects;
 pub use watch::PodsAndNodes;
 
 use std::path::Path;
 use std::sync::Arc;
 
-use futures_util::future::BoxFuture;
 use kube::api::{Api, DynamicObject, ListParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
@@ -19,7 +20,7 @@ use kube::core::{ApiResource, GroupVersionKind};
 
 use prom_adapter_core::promql::LabelSelector;
 use prom_adapter_core::resources::ResourceInfo;
-use prom_adapter_provider::{BackendError, ObjectLister};
+use prom_adapter_provider::BackendError;
 
 /// Why a Kubernetes call failed.
 #[derive(Debug, thiserror::Error)]
@@ -117,14 +118,16 @@ impl Cluster {
         })
     }
 }
-impl ObjectLister for Cluster {
-    fn names<'a>(
-        &'a self,
-        resource: &'a ResourceInfo,
-        namespace: Option<&'a str>,
-        selector: &'a LabelSelector,
-    ) -> BoxFuture<'a, Result<Vec<String>, BackendError>> {
-        Box::pin(async move {
+impl Cluster {
+    /// The names of the `resource` objects in `namespace` that `selector` selects, by a metadata
+    /// LIST (through the throttle, within `LIST_TIMEOUT`).
+    async fn list_names(
+        &self,
+        resource: &ResourceInfo,
+        namespace: Option<&str>,
+        selector: &LabelSelector,
+    ) -> Result<Vec<String>, BackendError> {
+        {
             let gvk = GroupVersionKind::gvk(&resource.group, &resource.version, &resource.kind);
             let api_resource = ApiResource::from_gvk_with_plural(&gvk, &resource.plural);
             let api: Api<DynamicObject> = match namespace {
@@ -157,7 +160,7 @@ impl ObjectLister for Cluster {
                 .into_iter()
                 .filter_map(|o| o.metadata.name)
                 .collect())
-        })
+        }
     }
 }
 

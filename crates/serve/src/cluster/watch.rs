@@ -14,6 +14,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use super::Cluster;
 use prom_adapter_provider::BackendError;
 use prom_adapter_provider::resource_objects::{NodeRef, PodRef, ResourceObjects};
+use prom_adapter_telemetry::Metrics;
 
 /// Running pods and nodes from watches (metadata only), so that `metrics.k8s.io` requests never
 /// list from the API server, as metrics-server's informers do.
@@ -26,13 +27,14 @@ pub struct PodsAndNodes {
 impl PodsAndNodes {
     /// The two caches, and the watches that fill them. Until the watches start, a request waits
     /// briefly for the first list and then answers 503.
-    pub fn new(cluster: &Cluster) -> (Self, PodAndNodeWatches) {
+    pub fn new(cluster: &Cluster, metrics: std::sync::Arc<Metrics>) -> (Self, PodAndNodeWatches) {
         let (pods, pod_writer) = reflector::store();
         let (nodes, node_writer) = reflector::store();
         let watches = PodAndNodeWatches {
             client: cluster.client.clone(),
             pod_writer,
             node_writer,
+            metrics,
         };
         (Self { pods, nodes }, watches)
     }
@@ -44,6 +46,7 @@ pub struct PodAndNodeWatches {
     client: kube::Client,
     pod_writer: reflector::store::Writer<PartialObjectMeta<Pod>>,
     node_writer: reflector::store::Writer<PartialObjectMeta<Node>>,
+    metrics: std::sync::Arc<Metrics>,
 }
 
 impl PodAndNodeWatches {
@@ -54,21 +57,33 @@ impl PodAndNodeWatches {
         let nodes_api = Api::<PartialObjectMeta<Node>>::all(self.client);
         let pod_events = watcher(pods_api, running)
             .default_backoff()
+            .modify(|pod| pod.metadata.managed_fields = None)
             .reflect(self.pod_writer);
         let node_events = watcher(nodes_api, watcher::Config::default())
             .default_backoff()
+            .modify(|node| node.metadata.managed_fields = None)
             .reflect(self.node_writer);
         tracing::info!("watching running pods and nodes for metrics.k8s.io");
-        futures_util::future::join(drain("pods", pod_events), drain("nodes", node_events)).await;
+        futures_util::future::join(
+            drain("running-pods", pod_events, &self.metrics),
+            drain("nodes", node_events, &self.metrics),
+        )
+        .await;
     }
 }
 
-/// Runs a watch stream, logging its errors (the backoff retries them).
-async fn drain<T>(what: &'static str, events: impl Stream<Item = Result<T, watcher::Error>>) {
+/// Runs a watch stream, logging and counting its errors (the backoff retries them, listing again
+/// when the watch's version has expired).
+pub(super) async fn drain<T>(
+    what: &'static str,
+    events: impl Stream<Item = Result<T, watcher::Error>>,
+    metrics: &Metrics,
+) {
     futures_util::pin_mut!(events);
     while let Some(event) = events.next().await {
         if let Err(error) = event {
-            tracing::warn!(%error, "watching {what} failed; retrying");
+            metrics.record_watch_failure(what);
+            tracing::warn!(%error, "watching {what} failed; retrying with backoff");
         }
     }
 }
