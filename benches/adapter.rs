@@ -6,7 +6,9 @@
 //! (c) `metrics.k8s.io` pods across 50 namespaces × 40 pods, against the sum of the Prometheus
 //!     queries the adapter runs for it;
 //! (d) fan-in: 100, 500 and 1,500 HPAs polling through the adapter with query sharing on and off,
-//!     against each HPA's query sent straight to Prometheus (`support/fanin.rs`);
+//!     against each HPA's query sent straight to Prometheus (`support/fanin.rs`); (d2) the same
+//!     in a cluster (stand-in kube-apiserver), half the HPAs on Pods metrics by label selector,
+//!     counting the LISTs the adapter sends;
 //! (e) `simulate --recommend`: candidates per second and the search time for one week at 15 s
 //!     (`support/recommend.rs`), against the 60 s the search must stay under;
 //! (f) a token flood: the HPA controller's latency while 256 connections send random tokens,
@@ -58,6 +60,9 @@ fn main() {
     }
     if only.as_deref().is_none_or(|o| "fanin".contains(o)) {
         runtime.block_on(fanin::fanin());
+    }
+    if only.as_deref().is_none_or(|o| "fanin-cluster".contains(o)) {
+        runtime.block_on(fanin::fanin_cluster());
     }
     if only.as_deref().is_none_or(|o| "recommend".contains(o)) {
         recommend::recommend();

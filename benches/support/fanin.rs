@@ -65,7 +65,7 @@ fn write_data(dir: &Path, services: usize) -> PathBuf {
 
 const RULES: &str = r#"rules:
 - seriesQuery: '{__name__=~"^app_m[0-9]+_requests_total$",namespace!="",service!=""}'
-  resources: {overrides: {namespace: {resource: namespace}, service: {resource: service}}}
+  resources: {overrides: {namespace: {resource: namespace}, service: {resource: service}, pod: {resource: pod}}}
   name: {matches: ^(.*)_total$}
   metricsQuery: 'sum(rate(<<.Series>>{<<.LabelMatchers>>}[2m])) by (<<.GroupBy>>)'
 "#;
@@ -125,7 +125,12 @@ fn clock_ticks() -> f64 {
 
 /// Each of `urls` is one HPA: polled once per period, the HPAs spread evenly over the period,
 /// for `syncs` periods. Every answer must be a 200. Returns each request's latency.
-async fn poll(client: &reqwest::Client, urls: &[String], syncs: usize) -> Vec<Duration> {
+async fn poll(
+    client: &reqwest::Client,
+    urls: &[String],
+    syncs: usize,
+    token: Option<&str>,
+) -> Vec<Duration> {
     let period = Duration::from_secs_f64(15.0 / COMPRESSION);
     let start = tokio::time::Instant::now() + Duration::from_millis(200);
     let count = urls.len();
@@ -134,13 +139,18 @@ async fn poll(client: &reqwest::Client, urls: &[String], syncs: usize) -> Vec<Du
         .enumerate()
         .map(|(i, url)| {
             let (client, url) = (client.clone(), url.clone());
+            let token = token.map(str::to_owned);
             let offset = period.mul_f64(i as f64 / count as f64);
             tokio::spawn(async move {
                 let mut latencies = Vec::with_capacity(syncs);
                 for sync in 0..syncs {
                     tokio::time::sleep_until(start + offset + period * sync as u32).await;
                     let began = Instant::now();
-                    let response = client.get(&url).send().await.expect("request");
+                    let mut request = client.get(&url);
+                    if let Some(token) = &token {
+                        request = request.bearer_auth(token);
+                    }
+                    let response = request.send().await.expect("request");
                     let status = response.status();
                     let body = response.bytes().await.expect("body");
                     assert!(status.is_success(), "{url}: {status} {body:?}");
@@ -167,12 +177,13 @@ async fn measure(
     prometheus: &str,
     urls: &[String],
     adapter: Option<&Adapter>,
+    token: Option<&str>,
 ) -> Run {
     // One sync to open connections and warm caches, as HPAs that have been running would have.
-    poll(client, urls, 1).await;
+    poll(client, urls, 1, token).await;
     let queries_before = evaluated_queries(client, prometheus).await;
     let cpu_before = adapter.map(|a| cpu_seconds(a.pid()));
-    let mut latencies = poll(client, urls, SYNCS).await;
+    let mut latencies = poll(client, urls, SYNCS, token).await;
     latencies.sort();
     let queries = evaluated_queries(client, prometheus).await - queries_before;
     let requests = latencies.len();
@@ -238,7 +249,7 @@ pub async fn fanin() {
                 url.to_string()
             })
             .collect();
-        let direct = measure(&client, &prometheus_url, &direct_urls, None).await;
+        let direct = measure(&client, &prometheus_url, &direct_urls, None, None).await;
         print_run(n, "Prometheus, each HPA's query (HTTP)", &direct);
         for (label, flags) in [
             ("adapter, sharing on (HTTPS)", &sharing[..]),
@@ -258,7 +269,7 @@ pub async fn fanin() {
                     )
                 })
                 .collect();
-            let run = measure(&client, &prometheus_url, &urls, Some(&adapter)).await;
+            let run = measure(&client, &prometheus_url, &urls, Some(&adapter), None).await;
             print_run(n, label, &run);
             drop(adapter);
         }
@@ -277,6 +288,168 @@ fn print_run(n: usize, label: &str, run: &Run) {
         run.queries,
         run.queries / SYNCS as f64,
         run.queries / run.requests as f64,
+        or_dash(run.cpu_per_1k, 3),
+        run.p50_ms,
+        run.p99_ms,
+        or_dash(run.peak_rss, 1),
+    );
+}
+
+/// The HPA token the cluster bench's requests carry.
+const HPA_TOKEN: &str = "hpa-controller";
+
+/// (d2) Fan-in in a cluster: as (d), against the stand-in kube-apiserver, with half the HPAs on a
+/// Pods metric by label selector (the Service's pods, `app=svc-NNNN`: the request that lists
+/// objects) and half on their Service's metric by name; counting the LISTs and watches the
+/// adapter sends to the API server.
+pub async fn fanin_cluster() {
+    use crate::common::apiserver::ApiServer;
+    let hpa_counts = [100usize, 500, 1500];
+    let dir = tempfile::tempdir().unwrap();
+    let services = hpa_counts[hpa_counts.len() - 1];
+    let om = write_data(dir.path(), services);
+    let prometheus = Prometheus::start_with_openmetrics(dir.path(), om);
+    let apiserver = ApiServer::start(dir.path());
+    apiserver.add_user(
+        HPA_TOKEN,
+        "system:serviceaccount:kube-system:horizontal-pod-autoscaler",
+        &[],
+    );
+    for i in 0..services {
+        let (_, namespace, service) = hpa(i);
+        for p in 0..PODS_PER_SERVICE {
+            let pod = format!("{service}-{p}");
+            apiserver.add_object("", "pods", Some(&namespace), &pod, &[("app", &service)]);
+        }
+        apiserver.add_object(
+            "",
+            "services",
+            Some(&namespace),
+            &service,
+            &[("app", &service)],
+        );
+    }
+    let rules = dir.path().join("fanin.yaml");
+    std::fs::write(&rules, RULES).unwrap();
+    let client = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .pool_max_idle_per_host(256)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let prometheus_url = prometheus.url();
+    println!(
+        "\n(d2) fan-in in a cluster (stand-in kube-apiserver, TokenReview and SubjectAccessReview cached): N HPAs, half on a Pods metric by label selector, half on their Service's metric, as (d) otherwise; LISTs are label-selector lists sent to the API server during the measured syncs"
+    );
+    println!(
+        "{:>5} {:<36} {:>8} {:>8} {:>7} {:>6} {:>11} {:>8} {:>8} {:>9}",
+        "N",
+        "path",
+        "requests",
+        "queries",
+        "q/req",
+        "LISTs",
+        "CPU s/1k",
+        "p50 ms",
+        "p99 ms",
+        "RSS MiB"
+    );
+    let home = dir.path().join("adapter-cluster");
+    std::fs::create_dir_all(&home).unwrap();
+    let adapter = Adapter::start_in_cluster(
+        &home,
+        &rules,
+        &prometheus_url,
+        &apiserver.kubeconfig,
+        &[
+            "--metrics-relist-interval=10m",
+            "--prometheus-timeout=10s",
+            "--query-cache-ttl=1s",
+            "--query-time-step=1s",
+            "--object-list-cache-ttl=1s",
+        ],
+    );
+    let lists = || {
+        (apiserver.requests().iter())
+            .filter(|r| r.starts_with("GET /api/v1/namespaces/") && r.contains("labelSelector="))
+            .count()
+    };
+    for n in hpa_counts {
+        let by_selector = |i: usize| i.is_multiple_of(2);
+        let direct_urls: Vec<String> = (0..n)
+            .map(|i| {
+                let (metric, namespace, service) = hpa(i);
+                let query = if by_selector(i) {
+                    let pods: Vec<String> =
+                        (0..PODS_PER_SERVICE).map(|p| format!("{service}-{p}")).collect();
+                    format!(
+                        r#"sum(rate({metric}_total{{namespace="{namespace}",pod=~"{}"}}[2m])) by (pod)"#,
+                        pods.join("|")
+                    )
+                } else {
+                    format!(
+                        r#"sum(rate({metric}_total{{namespace="{namespace}",service="{service}"}}[2m])) by (service)"#
+                    )
+                };
+                let mut url =
+                    reqwest::Url::parse(&format!("{prometheus_url}/api/v1/query")).unwrap();
+                url.query_pairs_mut().append_pair("query", &query);
+                url.to_string()
+            })
+            .collect();
+        let direct = measure(&client, &prometheus_url, &direct_urls, None, None).await;
+        print_cluster_run(n, "Prometheus, each HPA's query (HTTP)", &direct, None);
+        let urls: Vec<String> = (0..n)
+            .map(|i| {
+                let (metric, namespace, service) = hpa(i);
+                let base = format!(
+                    "https://127.0.0.1:{}/apis/custom.metrics.k8s.io/v1beta2/namespaces/{namespace}",
+                    adapter.port
+                );
+                if by_selector(i) {
+                    format!("{base}/pods/*/{metric}?labelSelector=app%3D{service}")
+                } else {
+                    format!("{base}/services/{service}/{metric}")
+                }
+            })
+            .collect();
+        // The warm-up sync inside `measure` may list before the pod watch has synced.
+        poll(&client, &urls, 1, Some(HPA_TOKEN)).await;
+        let lists_before = lists();
+        let run = measure(
+            &client,
+            &prometheus_url,
+            &urls,
+            Some(&adapter),
+            Some(HPA_TOKEN),
+        )
+        .await;
+        print_cluster_run(
+            n,
+            "adapter in a cluster (HTTPS)",
+            &run,
+            Some(lists() - lists_before),
+        );
+    }
+    println!(
+        "LISTs: label-selector lists the stand-in received during the measured syncs (pods come from the adapter's pod watch; it sent {} watch requests in all).",
+        apiserver
+            .requests()
+            .iter()
+            .filter(|r| r.contains("watch=true"))
+            .count()
+    );
+}
+
+fn print_cluster_run(n: usize, label: &str, run: &Run, lists: Option<usize>) {
+    let or_dash =
+        |v: Option<f64>, precision: usize| v.map_or("-".to_owned(), |v| format!("{v:.precision$}"));
+    println!(
+        "{n:>5} {label:<36} {:>8} {:>8.0} {:>7.3} {:>6} {:>11} {:>8.2} {:>8.2} {:>9}",
+        run.requests,
+        run.queries,
+        run.queries / run.requests as f64,
+        lists.map_or("-".to_owned(), |l| l.to_string()),
         or_dash(run.cpu_per_1k, 3),
         run.p50_ms,
         run.p99_ms,

@@ -257,6 +257,8 @@ pub mod fake {
         /// The evaluation time of each query in `seen_queries`.
         pub seen_query_times: Mutex<Vec<f64>>,
         pub seen_series: Mutex<Vec<String>>,
+        /// The `[start, end]` window of each label values call.
+        pub seen_labels: Mutex<Vec<(f64, f64)>>,
         /// The `[start, end]` window of each series listing in `seen_series`.
         pub seen_series_windows: Mutex<Vec<(f64, f64)>>,
         /// How long each query and label-values call takes.
@@ -313,9 +315,10 @@ pub mod fake {
             &'a self,
             label: &'a str,
             _: &'a str,
-            _: f64,
-            _: f64,
+            start: f64,
+            end: f64,
         ) -> BoxFuture<'a, Result<Vec<String>, BackendError>> {
+            self.seen_labels.lock().unwrap().push((start, end));
             let answer = self
                 .labels
                 .lock()

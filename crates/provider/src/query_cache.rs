@@ -38,11 +38,27 @@ const MAX_KEPT_BYTES: usize = 100 << 20;
 /// one request cannot push every other answer out.
 const MAX_ANSWER_BYTES: usize = MAX_KEPT_BYTES / 16;
 
-type Answer = Result<QueryResult, BackendError>;
+/// What is shared and kept: an instant query's result, or a label's values (the object names
+/// `--standalone` reads from Prometheus for `*` requests).
+#[derive(Clone)]
+enum Answered {
+    Query(QueryResult),
+    Values(Arc<Vec<String>>),
+}
+
+type Answer = Result<Answered, BackendError>;
 
 /// What an answer takes in memory, near enough: its labels' text and a fixed cost per sample
-/// and per label (the map's and the strings' own sizes).
-fn answer_bytes(answer: &QueryResult) -> usize {
+/// and per label (the map's and the strings' own sizes), or its values' text and a fixed cost
+/// each.
+fn answer_bytes(answer: &Answered) -> usize {
+    match answer {
+        Answered::Query(result) => result_bytes(result),
+        Answered::Values(values) => values.iter().map(|v| 24 + v.len()).sum(),
+    }
+}
+
+fn result_bytes(answer: &QueryResult) -> usize {
     const PER_SAMPLE: usize = 64;
     const PER_LABEL: usize = 64;
     let sample_bytes = |sample: &prom_adapter_core::model::Sample| {
@@ -217,7 +233,7 @@ impl SharedQueries {
             // The map's reference and the caller's: no one else waits.
             None if Arc::strong_count(answer) <= 2 => None,
             None => return,
-            Some(Ok(result)) => Some(answer_bytes(result)),
+            Some(Ok(answered)) => Some(answer_bytes(answered)),
             Some(Err(_)) => None,
         };
         match bytes {
@@ -327,10 +343,20 @@ impl MetricsBackend for SharedBackend {
         start: f64,
         end: f64,
     ) -> BoxFuture<'a, Result<Vec<String>, BackendError>> {
-        Box::pin(
-            self.shared
-                .limited(self.inner.label_values(label, selector, start, end)),
-        )
+        Box::pin(async move {
+            // The window ends at the step, as queries are evaluated, and keeps its length.
+            let until = self.shared.evaluation_time(end);
+            let from = until - (end - start);
+            let text = format!("label_values\u{1f}{label}\u{1f}{selector}");
+            let call = async {
+                (self.inner.label_values(label, selector, from, until).await)
+                    .map(|values| Answered::Values(Arc::new(values)))
+            };
+            match self.shared_call(text, until, call).await? {
+                Answered::Values(values) => Ok(values.as_ref().clone()),
+                Answered::Query(_) => Err(mixed_up()),
+            }
+        })
     }
 
     fn query<'a>(
@@ -340,29 +366,55 @@ impl MetricsBackend for SharedBackend {
     ) -> BoxFuture<'a, Result<QueryResult, BackendError>> {
         Box::pin(async move {
             let time = self.shared.evaluation_time(time);
-            let text = if self.scope.is_empty() {
-                promql.to_owned()
-            } else {
-                format!("{}\u{1f}{promql}", self.scope)
-            };
-            let key = (text, (time * 1000.0).round() as i64);
-            let answer = self.shared.cell(&key);
-            // The only reference this caller holds, so that `settle` can tell whether others
-            // still wait for an unset answer.
-            let settle = Settle {
-                shared: &self.shared,
-                key,
-                answer,
-            };
-            // If the caller that runs the query goes away, the next waiter runs it.
-            let result = settle
-                .answer
-                .get_or_init(|| self.shared.limited(self.inner.query(promql, time)))
-                .await
-                .clone();
-            drop(settle);
-            result
+            let call = async { (self.inner.query(promql, time).await).map(Answered::Query) };
+            match self
+                .shared_call(format!("query\u{1f}{promql}"), time, call)
+                .await?
+            {
+                Answered::Query(result) => Ok(result),
+                Answered::Values(_) => Err(mixed_up()),
+            }
         })
+    }
+}
+
+/// Keys name their kind, so an answer is always of the kind asked; should that ever fail, the
+/// request fails rather than the process.
+fn mixed_up() -> BackendError {
+    BackendError::Failed("the shared answer for this call is of another kind".into())
+}
+
+impl SharedBackend {
+    /// The answer to `text` (which names its kind) at `time`: kept, in flight, or got by `call`
+    /// in a slot, and settled for others.
+    async fn shared_call(
+        &self,
+        text: String,
+        time: f64,
+        call: impl std::future::Future<Output = Answer>,
+    ) -> Answer {
+        let text = if self.scope.is_empty() {
+            text
+        } else {
+            format!("{}\u{1f}{text}", self.scope)
+        };
+        let key = (text, (time * 1000.0).round() as i64);
+        let answer = self.shared.cell(&key);
+        // The only reference this caller holds, so that `settle` can tell whether others
+        // still wait for an unset answer.
+        let settle = Settle {
+            shared: &self.shared,
+            key,
+            answer,
+        };
+        // If the caller that runs the call goes away, the next waiter runs it.
+        let result = settle
+            .answer
+            .get_or_init(|| self.shared.limited(call))
+            .await
+            .clone();
+        drop(settle);
+        result
     }
 }
 
@@ -572,11 +624,11 @@ mod tests {
         };
         backend.query(QUERY, 1.0).await.unwrap();
         // The key's text and one sample without labels.
-        assert_eq!(counts(), (1, QUERY.len() + 64));
+        assert_eq!(counts(), (1, "query\u{1f}".len() + QUERY.len() + 64));
         tokio::time::advance(Duration::from_secs(6)).await;
         backend.query(QUERY, 2.0).await.unwrap();
         // The expired answer was swept; the new one is kept.
-        assert_eq!(counts(), (1, QUERY.len() + 64));
+        assert_eq!(counts(), (1, "query\u{1f}".len() + QUERY.len() + 64));
     }
 
     #[tokio::test]
@@ -602,7 +654,7 @@ mod tests {
         backend.query(&long, 1.0).await.unwrap();
         assert_eq!(
             shared.lock().bytes,
-            long.len(),
+            "query\u{1f}".len() + long.len(),
             "the key's bytes are counted"
         );
         // 20,000 samples of ~430 bytes: over a sixteenth of the budget. Served, not kept.
@@ -611,5 +663,36 @@ mod tests {
         assert_eq!(shared.lock().entries.len(), 1);
         backend.query(QUERY, 1.0).await.unwrap();
         assert_eq!(calls(&inner), 3, "the huge answer was asked again");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn label_values_are_shared_for_the_ttl_over_a_window_ending_at_the_step() {
+        let inner = fake(Duration::ZERO);
+        inner
+            .labels
+            .lock()
+            .unwrap()
+            .insert("pod".into(), vec!["a".into(), "b".into()]);
+        let shared = SharedQueries::new(settings(5, 5), Arc::new(Metrics::new()));
+        let backend = shared.backend(inner.clone());
+        // Three requests within one step: one call, its window ending at the step.
+        for now in [1003.0, 1004.0, 1004.9] {
+            let names = backend
+                .label_values("pod", "{__name__=\"x\"}", now - 600.0, now)
+                .await;
+            assert_eq!(names.unwrap(), ["a", "b"]);
+        }
+        assert_eq!(*inner.seen_labels.lock().unwrap(), [(400.0, 1000.0)]);
+        // Another selector, or the next step once the TTL is over, asks again.
+        backend
+            .label_values("pod", "{__name__=\"y\"}", 404.0, 1004.0)
+            .await
+            .unwrap();
+        tokio::time::advance(Duration::from_secs(6)).await;
+        backend
+            .label_values("pod", "{__name__=\"x\"}", 410.0, 1010.0)
+            .await
+            .unwrap();
+        assert_eq!(inner.seen_labels.lock().unwrap().len(), 3);
     }
 }
