@@ -195,6 +195,9 @@ impl Metrics {
             &["watch"],
         )
         .expect("valid metric");
+        for watch in ["pods", "running-pods", "nodes"] {
+            watch_failures.with_label_values(&[watch]);
+        }
         for collector in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_duration.clone()),

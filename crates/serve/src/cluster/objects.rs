@@ -127,8 +127,11 @@ impl SelectedObjects {
                     (listing.names.clone(), "hit")
                 }
                 _ => {
-                    lists.retain(|_, l| {
-                        l.names.get().is_none() || now.duration_since(l.at) < self.ttl
+                    // Lists past the TTL go, and so do unanswered ones no caller waits for
+                    // any more (the map holds the only reference).
+                    lists.retain(|_, l| match l.names.get() {
+                        None => Arc::strong_count(&l.names) > 1,
+                        Some(_) => now.duration_since(l.at) < self.ttl,
                     });
                     let names = Arc::new(OnceCell::new());
                     if lists.len() < MAX_KEPT_LISTS {
