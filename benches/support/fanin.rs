@@ -331,12 +331,7 @@ pub async fn fanin_cluster() {
     }
     let rules = dir.path().join("fanin.yaml");
     std::fs::write(&rules, RULES).unwrap();
-    let client = reqwest::Client::builder()
-        .danger_accept_invalid_certs(true)
-        .pool_max_idle_per_host(256)
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap();
+    let client = crate::common::https_client(None);
     let prometheus_url = prometheus.url();
     println!(
         "\n(d2) fan-in in a cluster (stand-in kube-apiserver, TokenReview and SubjectAccessReview cached): N HPAs, half on a Pods metric by label selector, half on their Service's metric, as (d) otherwise; LISTs are label-selector lists sent to the API server during the measured syncs"

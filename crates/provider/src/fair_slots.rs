@@ -21,9 +21,11 @@ pub async fn as_client<F: Future>(name: &str, work: F) -> F::Output {
 
 /// The client the current task's calls count for, or the anonymous one (empty).
 pub fn current_client() -> Arc<str> {
+    // One anonymous name for every call outside a request, not an allocation per call.
+    static ANONYMOUS: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| Arc::from(""));
     CLIENT
         .try_with(Arc::clone)
-        .unwrap_or_else(|_| Arc::from(""))
+        .unwrap_or_else(|_| ANONYMOUS.clone())
 }
 
 /// Why a call got no slot.

@@ -254,6 +254,8 @@ pub mod fake {
         pub labels: Mutex<HashMap<String, Vec<String>>>,
         pub queries: Mutex<HashMap<String, Result<QueryResult, BackendError>>>,
         pub seen_queries: Mutex<Vec<String>>,
+        /// The client (`fair_slots::current_client`) each query in `seen_queries` was made for.
+        pub seen_clients: Mutex<Vec<String>>,
         /// The evaluation time of each query in `seen_queries`.
         pub seen_query_times: Mutex<Vec<f64>>,
         pub seen_series: Mutex<Vec<String>>,
@@ -334,6 +336,8 @@ pub mod fake {
             time: f64,
         ) -> BoxFuture<'a, Result<QueryResult, BackendError>> {
             self.seen_queries.lock().unwrap().push(promql.to_owned());
+            let client = crate::fair_slots::current_client();
+            self.seen_clients.lock().unwrap().push(client.to_string());
             self.seen_query_times.lock().unwrap().push(time);
             let answer = self
                 .queries

@@ -333,47 +333,10 @@ impl crate::auth::Reviewer for TokenIsUser {
     }
 }
 
-/// Records the client each query was made for.
-#[derive(Default)]
-struct ClientRecorder {
-    clients: std::sync::Mutex<Vec<String>>,
-}
-
-impl MetricsBackend for ClientRecorder {
-    fn series_shapes<'a>(
-        &'a self,
-        _: &'a str,
-        _: f64,
-        _: f64,
-    ) -> futures_util::future::BoxFuture<'a, Result<(Vec<SeriesShape>, u64), BackendError>> {
-        Box::pin(async { Ok((Vec::new(), 0)) })
-    }
-    fn label_values<'a>(
-        &'a self,
-        _: &'a str,
-        _: &'a str,
-        _: f64,
-        _: f64,
-    ) -> futures_util::future::BoxFuture<'a, Result<Vec<String>, BackendError>> {
-        Box::pin(async { Ok(Vec::new()) })
-    }
-    fn query<'a>(
-        &'a self,
-        _: &'a str,
-        _: f64,
-    ) -> futures_util::future::BoxFuture<'a, Result<QueryResult, BackendError>> {
-        let client = prom_adapter_provider::fair_slots::current_client();
-        self.clients.lock().unwrap().push(client.to_string());
-        Box::pin(async { Ok(QueryResult::Vector(Vec::new())) })
-    }
-}
-
 #[actix_web::test]
 async fn a_requests_prometheus_calls_wait_in_turn_as_the_authenticated_user() {
-    let recorder = Arc::new(ClientRecorder::default());
-    let mut state = state(CUSTOM_ONLY, Arc::new(FakeBackend::default()));
-    let snapshot = state.custom.snapshot().clone();
-    state.custom = CustomMetrics::new(snapshot, recorder.clone(), Duration::from_secs(600), None);
+    let backend = Arc::new(FakeBackend::default());
+    let mut state = state(CUSTOM_ONLY, backend.clone());
     state.gate = Some(Arc::new(crate::auth::Gate::with_reviewers(
         Box::new(TokenIsUser),
         Box::new(TokenIsUser),
@@ -398,7 +361,7 @@ async fn a_requests_prometheus_calls_wait_in_turn_as_the_authenticated_user() {
         assert_eq!(response.status(), StatusCode::NOT_FOUND);
     }
     assert_eq!(
-        *recorder.clients.lock().unwrap(),
+        *backend.seen_clients.lock().unwrap(),
         [
             "system:serviceaccount:kube-system:horizontal-pod-autoscaler",
             "mallory"
