@@ -451,7 +451,25 @@ impl Prometheus {
         }
     }
 
+    /// Starts the process and waits until it is ready. A port another process took since
+    /// `free_port` handed it out (tests run in parallel processes, and outbound connections take
+    /// ports too) is replaced on the first start; on a restart the port must stay.
     fn start_process(&mut self) {
+        let first_start = self.child.is_none() && !self.log.exists();
+        for _ in 0..5 {
+            match self.try_start_process() {
+                Ok(()) => return,
+                Err(log) if first_start && log.contains("address already in use") => {
+                    self.port = free_port();
+                }
+                Err(log) => panic!("Prometheus did not become ready; log:\n{log}"),
+            }
+        }
+        panic!("Prometheus found no free port in 5 tries");
+    }
+
+    /// Starts the process; the log if it exits or is not ready within `PATIENCE`.
+    fn try_start_process(&mut self) -> Result<(), String> {
         let log = std::fs::File::create(&self.log).unwrap();
         let mut command = Command::new("prometheus");
         if let Some((web_config, _)) = &self.web {
@@ -473,10 +491,20 @@ impl Prometheus {
             .as_ref()
             .map(|(_, args)| args.clone())
             .unwrap_or_default();
-        assert!(
-            wait_http_ok_with(&format!("{}/-/ready", self.url()), &curl_args, PATIENCE),
-            "Prometheus did not become ready"
-        );
+        let ready = format!("{}/-/ready", self.url());
+        let deadline = Instant::now() + PATIENCE;
+        while Instant::now() < deadline {
+            if wait_http_ok_with(&ready, &curl_args, Duration::from_millis(500)) {
+                return Ok(());
+            }
+            let exited = (self.child.as_mut()).is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))));
+            if exited {
+                self.child = None;
+                break;
+            }
+        }
+        self.stop();
+        Err(std::fs::read_to_string(&self.log).unwrap_or_default())
     }
 }
 

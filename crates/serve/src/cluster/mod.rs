@@ -4,6 +4,7 @@
 
 pub mod discovery;
 mod objects;
+mod pod_index;
 mod review;
 mod watch;
 

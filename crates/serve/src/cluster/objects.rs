@@ -5,17 +5,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures_util::FutureExt;
+use futures_util::TryStreamExt;
 use futures_util::future::BoxFuture;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
-use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use tokio::sync::{Notify, OnceCell};
 use tokio::time::Instant;
 
 use super::Cluster;
+use super::pod_index::PodIndex;
 use prom_adapter_core::promql::LabelSelector;
 use prom_adapter_core::resources::ResourceInfo;
 use prom_adapter_provider::{BackendError, ObjectLister};
@@ -37,7 +37,7 @@ struct Listing {
 /// Object names by label selector, for the custom metrics API in a cluster.
 pub struct SelectedObjects {
     cluster: Cluster,
-    pods: Store<PartialObjectMeta<Pod>>,
+    pods: Arc<PodIndex>,
     start_pod_watch: Arc<Notify>,
     pod_watch_asked: AtomicBool,
     lists: Mutex<HashMap<ListKey, Listing>>,
@@ -49,7 +49,7 @@ pub struct SelectedObjects {
 /// request.
 pub struct PodLabelWatch {
     client: kube::Client,
-    writer: reflector::store::Writer<PartialObjectMeta<Pod>>,
+    pods: Arc<PodIndex>,
     start: Arc<Notify>,
     metrics: Arc<Metrics>,
 }
@@ -58,11 +58,11 @@ impl SelectedObjects {
     /// The lookups, and the pod watch to run (it waits for the first pods request). Lists are
     /// kept for `ttl` (zero keeps none; identical lists in flight are still merged).
     pub fn new(cluster: &Cluster, ttl: Duration, metrics: Arc<Metrics>) -> (Self, PodLabelWatch) {
-        let (pods, writer) = reflector::store();
+        let pods = Arc::new(PodIndex::default());
         let start = Arc::new(Notify::new());
         let watch = PodLabelWatch {
             client: cluster.client.clone(),
-            writer,
+            pods: pods.clone(),
             start: start.clone(),
             metrics: metrics.clone(),
         };
@@ -88,14 +88,7 @@ impl SelectedObjects {
         if !self.pod_watch_asked.swap(true, Ordering::SeqCst) {
             self.start_pod_watch.notify_one();
         }
-        self.pods.wait_until_ready().now_or_never()?.ok()?;
-        let empty = std::collections::BTreeMap::new();
-        let names = (self.pods.state().iter())
-            .filter(|pod| namespace.is_none() || pod.metadata.namespace.as_deref() == namespace)
-            .filter(|pod| selector.matches(pod.metadata.labels.as_ref().unwrap_or(&empty)))
-            .filter_map(|pod| pod.metadata.name.clone())
-            .collect();
-        Some(names)
+        (self.pods.is_ready()).then(|| self.pods.selected(namespace, selector))
     }
 
     fn lists(&self) -> std::sync::MutexGuard<'_, HashMap<ListKey, Listing>> {
@@ -192,19 +185,15 @@ impl ObjectLister for SelectedObjects {
 }
 
 impl PodLabelWatch {
-    /// Waits for the first pods request, then watches every pod's metadata (names, namespaces,
-    /// labels; managed fields and annotations dropped), relisting with backoff when it breaks.
+    /// Waits for the first pods request, then watches every pod's metadata (only names,
+    /// namespaces and labels are kept), relisting with backoff when it breaks.
     pub async fn run(self) {
         self.start.notified().await;
         // `PartialObjectMeta`: metadata-only lists and watches on the wire.
         let pods = Api::<PartialObjectMeta<Pod>>::all(self.client);
         let events = watcher(pods, watcher::Config::default())
             .default_backoff()
-            .modify(|pod| {
-                pod.metadata.managed_fields = None;
-                pod.metadata.annotations = None;
-            })
-            .reflect(self.writer);
+            .inspect_ok(|event| self.pods.apply(event));
         tracing::info!("watching pods' labels for label-selector requests");
         super::watch::drain("pods", events, &self.metrics).await;
     }

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use futures_util::future::BoxFuture;
-use futures_util::{Stream, StreamExt};
+use futures_util::{Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::Api;
@@ -12,6 +12,7 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 
 use super::Cluster;
+use super::pod_index::PodIndex;
 use prom_adapter_provider::BackendError;
 use prom_adapter_provider::resource_objects::{NodeRef, PodRef, ResourceObjects};
 use prom_adapter_telemetry::Metrics;
@@ -20,7 +21,7 @@ use prom_adapter_telemetry::Metrics;
 /// list from the API server, as metrics-server's informers do.
 #[derive(Clone)]
 pub struct PodsAndNodes {
-    pods: Store<PartialObjectMeta<Pod>>,
+    pods: std::sync::Arc<PodIndex>,
     nodes: Store<PartialObjectMeta<Node>>,
 }
 
@@ -28,11 +29,11 @@ impl PodsAndNodes {
     /// The two caches, and the watches that fill them. Until the watches start, a request waits
     /// briefly for the first list and then answers 503.
     pub fn new(cluster: &Cluster, metrics: std::sync::Arc<Metrics>) -> (Self, PodAndNodeWatches) {
-        let (pods, pod_writer) = reflector::store();
+        let pods = std::sync::Arc::new(PodIndex::default());
         let (nodes, node_writer) = reflector::store();
         let watches = PodAndNodeWatches {
             client: cluster.client.clone(),
-            pod_writer,
+            pods: pods.clone(),
             node_writer,
             metrics,
         };
@@ -44,7 +45,7 @@ impl PodsAndNodes {
 /// them, and a reload may add those later.
 pub struct PodAndNodeWatches {
     client: kube::Client,
-    pod_writer: reflector::store::Writer<PartialObjectMeta<Pod>>,
+    pods: std::sync::Arc<PodIndex>,
     node_writer: reflector::store::Writer<PartialObjectMeta<Node>>,
     metrics: std::sync::Arc<Metrics>,
 }
@@ -57,8 +58,7 @@ impl PodAndNodeWatches {
         let nodes_api = Api::<PartialObjectMeta<Node>>::all(self.client);
         let pod_events = watcher(pods_api, running)
             .default_backoff()
-            .modify(|pod| pod.metadata.managed_fields = None)
-            .reflect(self.pod_writer);
+            .inspect_ok(|event| self.pods.apply(event));
         let node_events = watcher(nodes_api, watcher::Config::default())
             .default_backoff()
             .modify(|node| node.metadata.managed_fields = None)
@@ -97,10 +97,14 @@ where
 {
     match tokio::time::timeout(CACHE_SYNC_WAIT, store.wait_until_ready()).await {
         Ok(Ok(())) => Ok(()),
-        _ => Err(BackendError::Unavailable(format!(
-            "the {what} cache has not synced with the cluster yet"
-        ))),
+        _ => Err(not_synced(what)),
     }
+}
+
+fn not_synced(what: &str) -> BackendError {
+    BackendError::Unavailable(format!(
+        "the {what} cache has not synced with the cluster yet"
+    ))
 }
 
 /// How long a request waits for the pod or node cache's first sync.
@@ -116,24 +120,18 @@ impl ResourceObjects for PodsAndNodes {
         namespace: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Vec<PodRef>, BackendError>> {
         Box::pin(async move {
-            synced(&self.pods, "pod").await?;
-            Ok(self
-                .pods
-                .state()
-                .iter()
-                .filter_map(|pod| {
-                    let meta = &pod.metadata;
-                    let pod_namespace = meta.namespace.clone()?;
-                    if namespace.is_some_and(|ns| ns != pod_namespace) {
-                        return None;
-                    }
-                    Some(PodRef {
-                        namespace: pod_namespace,
-                        name: meta.name.clone()?,
-                        labels: labels_of(meta),
-                    })
+            if !self.pods.wait_ready(CACHE_SYNC_WAIT).await {
+                return Err(not_synced("pod"));
+            }
+            let mut pods = Vec::new();
+            self.pods.each(namespace, |namespace, name, labels| {
+                pods.push(PodRef {
+                    namespace: namespace.to_owned(),
+                    name: name.to_owned(),
+                    labels: labels.clone(),
                 })
-                .collect())
+            });
+            Ok(pods)
         })
     }
 
