@@ -69,8 +69,8 @@ pub struct Sample {
 /// An instant query's result.
 #[derive(Debug, Clone, PartialEq)]
 pub enum QueryResult {
-    /// An instant vector.
-    Vector(Vec<Sample>),
+    /// An instant vector (shared: kept answers are served to many requests without a copy).
+    Vector(std::sync::Arc<[Sample]>),
     /// A scalar.
     Scalar(Sample),
     /// A range vector (not usable by the metrics APIs).

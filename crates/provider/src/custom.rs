@@ -170,6 +170,7 @@ impl CustomMetrics {
             other => other?,
         };
         let (info, label) = (plan.info, &plan.label);
+        let samples = samples.as_slice();
         let by_name: HashMap<&str, f64> = values_by_object(&samples, label).into_iter().collect();
         let selector = request.metric_selector.to_json();
         let mut values = Vec::with_capacity(names.len());
@@ -217,7 +218,7 @@ impl CustomMetrics {
         backend: &Arc<dyn MetricsBackend>,
         planned: &PlannedQueries,
         now: f64,
-    ) -> Result<Vec<prom_adapter_core::model::Sample>, Error> {
+    ) -> Result<super::Samples, Error> {
         self.options
             .record(&format!("rules[{}]", plan.rule.position), planned);
         super::ask_parts(backend.as_ref(), &planned.queries, now).await
@@ -636,7 +637,7 @@ rules:
                 if promql.contains(self.failing) {
                     return Err(BackendError::Failed("bad data".into()));
                 }
-                Ok(QueryResult::Vector(Vec::new()))
+                Ok(QueryResult::Vector(Vec::new().into()))
             })
         }
     }

@@ -111,11 +111,11 @@ impl ExternalMetrics {
         }
         tracing::debug!(%query, "external metric query");
         match backend.query(&query, now).await? {
-            QueryResult::Scalar(sample) => Ok(value_of(&request.metric, sample, false)
+            QueryResult::Scalar(sample) => Ok(value_of(&request.metric, &sample, false)
                 .into_iter()
                 .collect()),
             QueryResult::Vector(samples) => Ok(samples
-                .into_iter()
+                .iter()
                 .filter_map(|s| value_of(&request.metric, s, true))
                 .collect()),
             QueryResult::Matrix => Err(Error::Internal(format!(
@@ -127,10 +127,10 @@ impl ExternalMetrics {
 
 /// A sample as an external value. A value no quantity can hold (±Inf, or too large) is left
 /// out with a warning instead of becoming a garbage quantity, as prometheus-adapter's did.
-fn value_of(metric: &str, sample: Sample, with_labels: bool) -> Option<ExternalValue> {
+fn value_of(metric: &str, sample: &Sample, with_labels: bool) -> Option<ExternalValue> {
     match quantity_from_f64(sample.value, QuantityFormat::DecimalSi) {
         Ok(value) => Some(ExternalValue {
-            labels: with_labels.then(|| sample.labels.into_iter().collect()),
+            labels: with_labels.then(|| sample.labels.clone().into_iter().collect()),
             timestamp: sample.timestamp,
             value,
         }),
@@ -246,11 +246,14 @@ externalRules:
         let query = r#"sum(queue_depth{name=~"q1|q2|q3"}) by (name)"#;
         backend.queries.lock().unwrap().insert(
             query.into(),
-            Ok(QueryResult::Vector(vec![
-                sample(&[("name", "q1")], 12.0),
-                sample(&[("name", "q2")], f64::NAN),
-                sample(&[("name", "q3")], f64::INFINITY),
-            ])),
+            Ok(QueryResult::Vector(
+                vec![
+                    sample(&[("name", "q1")], 12.0),
+                    sample(&[("name", "q2")], f64::NAN),
+                    sample(&[("name", "q3")], f64::INFINITY),
+                ]
+                .into(),
+            )),
         );
         let values = service
             .get(&request("x", "queue_depth", "name in (q1,q2,q3)"), 0.0)
@@ -285,7 +288,7 @@ externalRules:
             (None, "2500m")
         );
 
-        answer(Ok(QueryResult::Vector(Vec::new())));
+        answer(Ok(QueryResult::Vector(Vec::new().into())));
         assert!(get().await.unwrap().is_empty());
 
         answer(Ok(QueryResult::Matrix));

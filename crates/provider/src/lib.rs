@@ -14,7 +14,7 @@ use prom_adapter_core::plan;
 
 use futures_util::future::BoxFuture;
 
-use prom_adapter_core::model::QueryResult;
+use prom_adapter_core::model::{QueryResult, Sample};
 use prom_adapter_core::promql::LabelSelector;
 use prom_adapter_core::registry::{Registry, SeriesShape};
 use prom_adapter_core::resources::{ResourceInfo, ResourceTable};
@@ -89,9 +89,9 @@ async fn ask_parts(
     backend: &dyn MetricsBackend,
     queries: &[String],
     time: f64,
-) -> Result<Vec<prom_adapter_core::model::Sample>, Error> {
+) -> Result<Samples, Error> {
     use futures_util::{StreamExt, TryStreamExt};
-    let mut answers: Vec<Vec<prom_adapter_core::model::Sample>> = vec![Vec::new(); queries.len()];
+    let mut answers: Vec<Arc<[Sample]>> = vec![Arc::from([]); queries.len()];
     let mut parts = futures_util::stream::iter(queries.iter().enumerate())
         .map(|(index, query)| async move {
             tracing::debug!(%query, "metric query");
@@ -106,7 +106,25 @@ async fn ask_parts(
     while let Some((index, samples)) = parts.try_next().await? {
         answers[index] = samples;
     }
-    Ok(answers.into_iter().flatten().collect())
+    Ok(Samples(answers))
+}
+
+/// The samples of a request's query parts, shared with the query cache's kept answers rather
+/// than copied for each request.
+pub struct Samples(Vec<Arc<[Sample]>>);
+
+impl Samples {
+    /// Every sample, in the parts' order, as one slice: borrowed for a single part (a batched
+    /// query, the usual case), copied for several.
+    pub fn as_slice(&self) -> std::borrow::Cow<'_, [Sample]> {
+        match self.0.as_slice() {
+            [] => std::borrow::Cow::Borrowed(&[]),
+            [single] => std::borrow::Cow::Borrowed(single),
+            several => {
+                std::borrow::Cow::Owned(several.iter().flat_map(|p| p.iter().cloned()).collect())
+            }
+        }
+    }
 }
 
 /// Where calls go: the default backend, and the settings' named backends for rules with
@@ -345,7 +363,7 @@ pub mod fake {
                 .unwrap()
                 .get(promql)
                 .cloned()
-                .unwrap_or(Ok(QueryResult::Vector(Vec::new())));
+                .unwrap_or(Ok(QueryResult::Vector(std::sync::Arc::from([]))));
             Box::pin(self.after_delay(answer))
         }
     }

@@ -647,7 +647,7 @@ mod tests {
                 .queries
                 .lock()
                 .unwrap()
-                .insert(query.clone(), Ok(QueryResult::Vector(answer)));
+                .insert(query.clone(), Ok(QueryResult::Vector(answer.into())));
         }
         let shared = SharedQueries::new(settings(60, 0), Arc::new(Metrics::new()));
         let backend = shared.backend(inner.clone());

@@ -221,8 +221,12 @@ impl ResourceMetrics {
             .await?;
         Ok(assemble_pods(
             pods,
-            (&cpu_label, &rules.cpu.container_label, &cpu),
-            (&memory_label, &rules.memory.container_label, &memory),
+            (&cpu_label, &rules.cpu.container_label, &cpu.as_slice()),
+            (
+                &memory_label,
+                &rules.memory.container_label,
+                &memory.as_slice(),
+            ),
             rules.window,
         ))
     }
@@ -254,8 +258,8 @@ impl ResourceMetrics {
             self.usage(rules, table, "nodes", None, &names, now).await?;
         let mut metrics = assemble_nodes(
             nodes,
-            (&cpu_label, &cpu),
-            (&memory_label, &memory),
+            (&cpu_label, &cpu.as_slice()),
+            (&memory_label, &memory.as_slice()),
             rules.window,
         );
         metrics.sort_by(|a, b| a.node.name.cmp(&b.node.name));
@@ -285,7 +289,7 @@ impl ResourceMetrics {
         namespace: Option<&'a str>,
         names: &'a [String],
         now: f64,
-    ) -> Result<[(String, Vec<Sample>); 2], Error> {
+    ) -> Result<[(String, crate::Samples); 2], Error> {
         let resource = &GroupResource::new("", resource);
         // One query for every object, or a long object list in parts, at once; callers pick the
         // asked objects' samples.
@@ -704,7 +708,7 @@ mod tests {
                 .queries
                 .lock()
                 .unwrap()
-                .insert(query.into(), Ok(QueryResult::Vector(samples)));
+                .insert(query.into(), Ok(QueryResult::Vector(samples.into())));
         };
         // The exact queries of prometheus-adapter's pkg/resourceprovider/provider_test.go.
         answer(
@@ -838,12 +842,12 @@ mod tests {
             let samples = ["pod1", "pod3", "pod9"]
                 .iter()
                 .map(|pod| c(pod, "cont1", value, 10))
-                .collect();
+                .collect::<Vec<_>>();
             backend
                 .queries
                 .lock()
                 .unwrap()
-                .insert(query.into(), Ok(QueryResult::Vector(samples)));
+                .insert(query.into(), Ok(QueryResult::Vector(samples.into())));
         }
         let pods = service
             .pods(

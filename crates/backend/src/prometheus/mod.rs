@@ -613,7 +613,8 @@ impl Client {
                         value: raw.value.value(),
                         timestamp: raw.value.timestamp(),
                     })
-                    .collect(),
+                    .collect::<Vec<_>>()
+                    .into(),
             ),
             Some(Data::Scalar(sample)) => QueryResult::Scalar(Sample {
                 labels: HashMap::new(),

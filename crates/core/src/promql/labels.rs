@@ -249,6 +249,16 @@ impl LabelSelector {
 }
 
 impl LabelSelector {
+    /// A label every selected object has with one of a few values (an `=` or `in` term's key and
+    /// values, the fewest values if there are several such terms): what an index by label narrows
+    /// the candidates with before `matches`.
+    pub fn required_values(&self) -> Option<(&str, &[String])> {
+        (self.requirements.iter())
+            .filter(|r| matches!(r.operator, Operator::Equals | Operator::In))
+            .min_by_key(|r| r.values.len())
+            .map(|r| (r.key.as_str(), r.values.as_slice()))
+    }
+
     /// Whether an object with these labels is selected, as Kubernetes matches selectors.
     pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
         self.requirements.iter().all(|req| {
@@ -403,6 +413,28 @@ mod tests {
         assert_eq!(matchers("z=1,a=2"), r#"a="2",z="1""#);
         assert_eq!(matchers(""), "");
         assert_eq!(matchers("v in (1.2,3)"), r#"v=~"1\\.2|3""#);
+    }
+
+    #[test]
+    fn the_required_values_are_the_narrowest_equality_term() {
+        let required = |text: &str| {
+            let selector = LabelSelector::parse(text).unwrap();
+            (selector.required_values()).map(|(key, values)| (key.to_owned(), values.to_vec()))
+        };
+        assert_eq!(
+            required("app=web"),
+            Some(("app".into(), vec!["web".into()]))
+        );
+        assert_eq!(
+            required("tier in (a,b),app=web,env!=prod"),
+            Some(("app".into(), vec!["web".into()]))
+        );
+        assert_eq!(
+            required("tier in (b,a)"),
+            Some(("tier".into(), vec!["a".into(), "b".into()]))
+        );
+        assert_eq!(required("app,env!=prod,!canary,tier notin (a)"), None);
+        assert_eq!(required(""), None);
     }
 
     #[test]

@@ -124,7 +124,7 @@ async fn custom_metric_requests_answer_with_the_codes_kubernetes_clients_expect(
         .queries
         .lock()
         .unwrap()
-        .insert(query.clone(), Ok(QueryResult::Vector(vec![sample])));
+        .insert(query.clone(), Ok(QueryResult::Vector(Arc::from([sample]))));
     let (status, _, body) = get(state(CUSTOM_ONLY, backend.clone()), POD_METRIC, "*/*").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["kind"], "MetricValueList");
@@ -202,11 +202,11 @@ async fn resource_metrics_answer_a_table_when_kubectl_asks_for_one() {
     );
     let backend = Arc::new(FakeBackend::default());
     let node = |value: f64| {
-        Ok(QueryResult::Vector(vec![Sample {
+        Ok(QueryResult::Vector(Arc::from([Sample {
             labels: HashMap::from([("node".to_owned(), "node-a".to_owned())]),
             value,
             timestamp: 0.0,
-        }]))
+        }])))
     };
     // The node list `--standalone` reads from Prometheus, then the node's CPU and memory.
     backend

@@ -1,6 +1,6 @@
-//! Pods' names and labels by namespace, kept from a watch's events: what label-selector and `metrics.k8s.io` requests read, a namespace at a time, instead of scanning every pod.
+//! Pods' names and labels by namespace, and by label within it, kept from a watch's events: what label-selector and `metrics.k8s.io` requests read, instead of scanning every pod.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{PoisonError, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
@@ -14,8 +14,67 @@ use prom_adapter_core::promql::LabelSelector;
 /// A pod's labels.
 pub type Labels = BTreeMap<String, String>;
 
-/// Pods by name, by namespace.
-type ByNamespace = HashMap<String, BTreeMap<String, Labels>>;
+/// One namespace's pods: labels by name, and names by label key and value.
+#[derive(Default)]
+struct Namespace {
+    pods: BTreeMap<String, Labels>,
+    by_label: HashMap<String, HashMap<String, BTreeSet<String>>>,
+}
+
+impl Namespace {
+    fn insert(&mut self, name: &str, labels: Labels) {
+        self.remove(name);
+        for (key, value) in &labels {
+            (self.by_label.entry(key.clone()).or_default())
+                .entry(value.clone())
+                .or_default()
+                .insert(name.to_owned());
+        }
+        self.pods.insert(name.to_owned(), labels);
+    }
+
+    fn remove(&mut self, name: &str) {
+        let Some(labels) = self.pods.remove(name) else {
+            return;
+        };
+        for (key, value) in &labels {
+            let Some(values) = self.by_label.get_mut(key) else {
+                continue;
+            };
+            if let Some(names) = values.get_mut(value) {
+                names.remove(name);
+                if names.is_empty() {
+                    values.remove(value);
+                }
+            }
+            if values.is_empty() {
+                self.by_label.remove(key);
+            }
+        }
+    }
+
+    /// The names `selector` selects, in name order: those of the index entries for the label it
+    /// requires, checked against the whole selector; every pod when it requires none.
+    fn selected(&self, selector: &LabelSelector, names: &mut Vec<String>) {
+        let matching = |name: &String| self.pods.get(name).is_some_and(|l| selector.matches(l));
+        match selector.required_values() {
+            Some((key, values)) => {
+                let Some(by_value) = self.by_label.get(key) else {
+                    return;
+                };
+                let candidates: BTreeSet<&String> = (values.iter())
+                    .filter_map(|value| by_value.get(value))
+                    .flatten()
+                    .collect();
+                names.extend(candidates.into_iter().filter(|n| matching(n)).cloned());
+            }
+            None => names.extend(self.pods.keys().filter(|n| matching(n)).cloned()),
+        }
+    }
+}
+
+/// Pods by namespace.
+type ByNamespace = HashMap<String, Namespace>;
 
 #[derive(Default)]
 struct Pods {
@@ -52,7 +111,7 @@ fn identity(pod: &PartialObjectMeta<Pod>) -> Option<(&str, &str)> {
 fn insert(pods: &mut ByNamespace, pod: &PartialObjectMeta<Pod>) {
     if let Some((namespace, name)) = identity(pod) {
         let labels = pod.metadata.labels.clone().unwrap_or_default();
-        (pods.entry(namespace.to_owned()).or_default()).insert(name.to_owned(), labels);
+        (pods.entry(namespace.to_owned()).or_default()).insert(name, labels);
     }
 }
 
@@ -64,10 +123,10 @@ impl PodIndex {
             Event::Apply(pod) => insert(&mut pods.live, pod),
             Event::Delete(pod) => {
                 if let Some((namespace, name)) = identity(pod)
-                    && let Some(names) = pods.live.get_mut(namespace)
+                    && let Some(pods_of_namespace) = pods.live.get_mut(namespace)
                 {
-                    names.remove(name);
-                    if names.is_empty() {
+                    pods_of_namespace.remove(name);
+                    if pods_of_namespace.pods.is_empty() {
                         pods.live.remove(namespace);
                     }
                 }
@@ -103,12 +162,20 @@ impl PodIndex {
     /// The names of the pods in `namespace` (every namespace for `None`) that `selector`
     /// selects, in name order within a namespace.
     pub fn selected(&self, namespace: Option<&str>, selector: &LabelSelector) -> Vec<String> {
+        let pods = self.read();
         let mut names = Vec::new();
-        self.each(namespace, |_, name, labels| {
-            if selector.matches(labels) {
-                names.push(name.to_owned());
+        match namespace {
+            Some(namespace) => {
+                if let Some(pods) = pods.live.get(namespace) {
+                    pods.selected(selector, &mut names);
+                }
             }
-        });
+            None => {
+                for pods in pods.live.values() {
+                    pods.selected(selector, &mut names);
+                }
+            }
+        }
         names
     }
 
@@ -116,8 +183,8 @@ impl PodIndex {
     /// for `None`).
     pub fn each(&self, namespace: Option<&str>, mut visit: impl FnMut(&str, &str, &Labels)) {
         let pods = self.read();
-        let mut visit_namespace = |namespace: &str, names: &BTreeMap<String, Labels>| {
-            for (name, labels) in names {
+        let mut visit_namespace = |namespace: &str, pods: &Namespace| {
+            for (name, labels) in &pods.pods {
                 visit(namespace, name, labels);
             }
         };
@@ -184,6 +251,25 @@ mod tests {
         index.apply(&Event::Delete(pod("a", "web-1", "web")));
         assert_eq!(index.selected(Some("a"), &app("web")), ["db-1", "web-3"]);
         assert_eq!(index.selected(Some("a"), &app("db")), Vec::<String>::new());
+        // Selectors without an `=` or `in` term are checked against every pod of the namespace,
+        // and every term of one with such a term is checked.
+        let parse = |text: &str| LabelSelector::parse(text).unwrap();
+        assert_eq!(
+            index.selected(Some("a"), &parse("app!=db")),
+            ["db-1", "web-3"]
+        );
+        assert_eq!(
+            index.selected(Some("a"), &parse("app in (db,web),!app")),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            index.selected(Some("a"), &parse("app in (db,web),app")),
+            ["db-1", "web-3"]
+        );
+        // Deleting the last pod of a namespace leaves nothing behind.
+        index.apply(&Event::Delete(pod("b", "web-2", "web")));
+        assert_eq!(index.selected(None, &app("web")), ["db-1", "web-3"]);
+        assert!(!index.pods.read().unwrap().live.contains_key("b"));
     }
 
     #[test]

@@ -211,7 +211,7 @@ pub fn judge(probe: &Probe, result: &QueryResult) -> Finding {
     };
     let samples = match result {
         QueryResult::Vector(samples) => samples.clone(),
-        QueryResult::Scalar(sample) => vec![sample.clone()],
+        QueryResult::Scalar(sample) => std::sync::Arc::from([sample.clone()]),
         QueryResult::Matrix => {
             return finding(
                     Verdict::NoSample,
@@ -802,12 +802,12 @@ rules:
             value,
             timestamp: 0.0,
         };
-        let served = judge(&probe, &QueryResult::Vector(vec![sample("p2", 2.5)]));
+        let served = judge(&probe, &QueryResult::Vector(vec![sample("p2", 2.5)].into()));
         assert_eq!(
             (served.verdict, served.value.as_deref()),
             (Verdict::Served, Some("2500m"))
         );
-        let missing = judge(&probe, &QueryResult::Vector(vec![sample("p1", 1.0)]));
+        let missing = judge(&probe, &QueryResult::Vector(vec![sample("p1", 1.0)].into()));
         assert_eq!(missing.verdict, Verdict::NoSample);
         assert!(
             missing.explanation.contains(
@@ -816,7 +816,10 @@ rules:
             "{}",
             missing.explanation
         );
-        let nan = judge(&probe, &QueryResult::Vector(vec![sample("p2", f64::NAN)]));
+        let nan = judge(
+            &probe,
+            &QueryResult::Vector(vec![sample("p2", f64::NAN)].into()),
+        );
         assert_eq!(nan.verdict, Verdict::NaN);
         assert_eq!(
             judge(&probe, &QueryResult::Matrix).verdict,
@@ -865,26 +868,27 @@ rules:
         // Two samples for p1 (a query that keeps a container label): the API keeps the last.
         let served = judge(
             &probe,
-            &QueryResult::Vector(vec![
-                sample("p1", 1.0),
-                sample("p1", 2.0),
-                sample("p2", 3.0),
-            ]),
+            &QueryResult::Vector(
+                vec![sample("p1", 1.0), sample("p1", 2.0), sample("p2", 3.0)].into(),
+            ),
         );
         assert_eq!(served.value.as_deref(), Some("p1=2, p2=3"));
         let infinite = judge(
             &probe,
-            &QueryResult::Vector(vec![sample("p1", f64::INFINITY)]),
+            &QueryResult::Vector(vec![sample("p1", f64::INFINITY)].into()),
         );
         assert_eq!(infinite.verdict, Verdict::Infinite);
         // A result without the pod label cannot be told apart per object.
         let grouped_away = judge(
             &probe,
-            &QueryResult::Vector(vec![Sample {
-                labels: Default::default(),
-                value: 1.0,
-                timestamp: 0.0,
-            }]),
+            &QueryResult::Vector(
+                vec![Sample {
+                    labels: Default::default(),
+                    value: 1.0,
+                    timestamp: 0.0,
+                }]
+                .into(),
+            ),
         );
         assert_eq!(grouped_away.verdict, Verdict::NoSample);
         assert!(
