@@ -94,7 +94,7 @@ impl PrometheusObjects {
             )));
         };
         Ok(samples
-            .into_iter()
+            .iter()
             .map(|s| {
                 labels
                     .iter()
