@@ -70,6 +70,38 @@ const RULES: &str = r#"rules:
   metricsQuery: 'sum(rate(<<.Series>>{<<.LabelMatchers>>}[2m])) by (<<.GroupBy>>)'
 "#;
 
+/// (d2)'s rules: (d)'s, and the same series as External metrics (sum over a label selector, as
+/// a queue-depth or request-rate HPA on another workload asks).
+fn cluster_rules() -> String {
+    format!(
+        r#"{RULES}externalRules:
+- seriesQuery: '{{__name__=~"^app_m[0-9]+_requests_total$",namespace!="",service!=""}}'
+  resources: {{overrides: {{namespace: {{resource: namespace}}}}}}
+  name: {{matches: ^(.*)_total$}}
+  metricsQuery: 'sum(rate(<<.Series>>{{<<.LabelMatchers>>}}[2m]))'
+"#
+    )
+}
+
+/// How HPA `i` of (d2) asks for its metric.
+#[derive(Clone, Copy, PartialEq)]
+enum HpaKind {
+    /// A Pods metric: `pods/*?labelSelector=app=svc-NNNN`, the Service's pods.
+    PodsBySelector,
+    /// An Object metric: the Service, by name.
+    Object,
+    /// An External metric: `?labelSelector=service=svc-NNNN`.
+    External,
+}
+
+fn hpa_kind(i: usize) -> HpaKind {
+    match i % 3 {
+        0 => HpaKind::PodsBySelector,
+        1 => HpaKind::Object,
+        _ => HpaKind::External,
+    }
+}
+
 struct Run {
     requests: usize,
     queries: f64,
@@ -298,10 +330,10 @@ fn print_run(n: usize, label: &str, run: &Run) {
 /// The HPA token the cluster bench's requests carry.
 const HPA_TOKEN: &str = "hpa-controller";
 
-/// (d2) Fan-in in a cluster: as (d), against the stand-in kube-apiserver, with half the HPAs on a
-/// Pods metric by label selector (the Service's pods, `app=svc-NNNN`: the request that lists
-/// objects) and half on their Service's metric by name; counting the LISTs and watches the
-/// adapter sends to the API server.
+/// (d2) Fan-in in a cluster: as (d), against the stand-in kube-apiserver, with a third of the HPAs
+/// on a Pods metric by label selector (the Service's pods, `app=svc-NNNN`: the request that lists
+/// objects), a third on their Service's metric by name and a third on an External metric;
+/// counting the LISTs and watches the adapter sends to the API server.
 pub async fn fanin_cluster() {
     use crate::common::apiserver::ApiServer;
     let hpa_counts = [100usize, 500, 1500];
@@ -330,11 +362,11 @@ pub async fn fanin_cluster() {
         );
     }
     let rules = dir.path().join("fanin.yaml");
-    std::fs::write(&rules, RULES).unwrap();
+    std::fs::write(&rules, cluster_rules()).unwrap();
     let client = crate::common::https_client(None);
     let prometheus_url = prometheus.url();
     println!(
-        "\n(d2) fan-in in a cluster (stand-in kube-apiserver, TokenReview and SubjectAccessReview cached): N HPAs, half on a Pods metric by label selector, half on their Service's metric, as (d) otherwise; LISTs are label-selector lists sent to the API server during the measured syncs"
+        "\n(d2) fan-in in a cluster (stand-in kube-apiserver, TokenReview and SubjectAccessReview cached): N HPAs, a third each on a Pods metric by label selector, their Service's metric (Object) and an External metric by label selector, as (d) otherwise; LISTs are label-selector lists sent to the API server during the measured syncs"
     );
     println!(
         "{:>5} {:<36} {:>8} {:>8} {:>7} {:>6} {:>11} {:>8} {:>8} {:>9}",
@@ -370,21 +402,24 @@ pub async fn fanin_cluster() {
             .count()
     };
     for n in hpa_counts {
-        let by_selector = |i: usize| i.is_multiple_of(2);
         let direct_urls: Vec<String> = (0..n)
             .map(|i| {
                 let (metric, namespace, service) = hpa(i);
-                let query = if by_selector(i) {
-                    let pods: Vec<String> =
-                        (0..PODS_PER_SERVICE).map(|p| format!("{service}-{p}")).collect();
-                    format!(
-                        r#"sum(rate({metric}_total{{namespace="{namespace}",pod=~"{}"}}[2m])) by (pod)"#,
-                        pods.join("|")
-                    )
-                } else {
-                    format!(
+                let query = match hpa_kind(i) {
+                    HpaKind::PodsBySelector => {
+                        let pods: Vec<String> =
+                            (0..PODS_PER_SERVICE).map(|p| format!("{service}-{p}")).collect();
+                        format!(
+                            r#"sum(rate({metric}_total{{namespace="{namespace}",pod=~"{}"}}[2m])) by (pod)"#,
+                            pods.join("|")
+                        )
+                    }
+                    HpaKind::Object => format!(
                         r#"sum(rate({metric}_total{{namespace="{namespace}",service="{service}"}}[2m])) by (service)"#
-                    )
+                    ),
+                    HpaKind::External => format!(
+                        r#"sum(rate({metric}_total{{service="{service}",namespace="{namespace}"}}[2m]))"#
+                    ),
                 };
                 let mut url =
                     reqwest::Url::parse(&format!("{prometheus_url}/api/v1/query")).unwrap();
@@ -397,14 +432,16 @@ pub async fn fanin_cluster() {
         let urls: Vec<String> = (0..n)
             .map(|i| {
                 let (metric, namespace, service) = hpa(i);
-                let base = format!(
-                    "https://127.0.0.1:{}/apis/custom.metrics.k8s.io/v1beta2/namespaces/{namespace}",
-                    adapter.port
-                );
-                if by_selector(i) {
-                    format!("{base}/pods/*/{metric}?labelSelector=app%3D{service}")
-                } else {
-                    format!("{base}/services/{service}/{metric}")
+                let origin = format!("https://127.0.0.1:{}/apis", adapter.port);
+                let custom = format!("{origin}/custom.metrics.k8s.io/v1beta2/namespaces/{namespace}");
+                match hpa_kind(i) {
+                    HpaKind::PodsBySelector => {
+                        format!("{custom}/pods/*/{metric}?labelSelector=app%3D{service}")
+                    }
+                    HpaKind::Object => format!("{custom}/services/{service}/{metric}"),
+                    HpaKind::External => format!(
+                        "{origin}/external.metrics.k8s.io/v1beta1/namespaces/{namespace}/{metric}?labelSelector=service%3D{service}"
+                    ),
                 }
             })
             .collect();

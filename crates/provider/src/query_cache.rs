@@ -1,4 +1,4 @@
-//! Fewer Prometheus queries for the same answers: identical queries in flight are merged, answers are kept for a short TTL, evaluation times are rounded down to a step (so replicas and repeated callers share answers), and calls wait for a bounded number of slots in a bounded queue, in turn per client (`fair_slots`).
+//! Fewer Prometheus queries for the same answers: identical queries in flight are merged, answers are kept for a short TTL, evaluation times are rounded down to a step (so replicas and repeated callers share answers; while a new step's answer is asked, the previous step's is served), and calls wait for a bounded number of slots in a bounded queue, in turn per client (`fair_slots`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -47,6 +47,21 @@ enum Answered {
 }
 
 type Answer = Result<Answered, BackendError>;
+
+/// A call to the backend that owns what it needs, so that it can also run in the background.
+type Call = BoxFuture<'static, Answer>;
+
+/// What a caller gets for a key.
+enum Found {
+    /// The cell to await: kept (hit), in flight (merged) or new (miss, the caller runs the call).
+    Cell(Arc<OnceCell<Answer>>),
+    /// The previous step's kept answer, served at once; `refresh`, when set, is this step's new
+    /// cell, whose call the caller starts in the background.
+    Previous {
+        answer: Answered,
+        refresh: Option<Arc<OnceCell<Answer>>>,
+    },
+}
 
 /// What an answer takes in memory, near enough: its labels' text and a fixed cost per sample
 /// and per label (the map's and the strings' own sizes), or its values' text and a fixed cost
@@ -181,19 +196,31 @@ impl SharedQueries {
         self.kept.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The cell holding the answer to `key`: a kept or in-flight one, or a new one.
-    fn cell(&self, key: &(String, i64)) -> Arc<OnceCell<Answer>> {
+    /// The answer to `key`: a kept or in-flight cell, or a new one; or, while this step's answer
+    /// is not there yet, the previous step's answer if it is still kept.
+    fn find(&self, key: &(String, i64)) -> Found {
         let now = Instant::now();
-        let (cell, result) = {
+        let (found, result) = {
             let mut kept = self.lock();
             kept.sweep(now, self.settings.ttl);
             match kept.entries.get(key) {
-                Some(entry) if entry.answer.get().is_none() => (entry.answer.clone(), "merged"),
+                Some(entry) if entry.answer.get().is_none() => {
+                    match self.previous_answer(&kept, key, now) {
+                        Some(answer) => (
+                            Found::Previous {
+                                answer,
+                                refresh: None,
+                            },
+                            "previous",
+                        ),
+                        None => (Found::Cell(entry.answer.clone()), "merged"),
+                    }
+                }
                 Some(entry)
                     if matches!(entry.answer.get(), Some(Ok(_)))
                         && now.duration_since(entry.created) < self.settings.ttl =>
                 {
-                    (entry.answer.clone(), "hit")
+                    (Found::Cell(entry.answer.clone()), "hit")
                 }
                 _ => {
                     kept.remove(key);
@@ -209,12 +236,38 @@ impl SharedQueries {
                         kept.entries.insert(key.clone(), entry);
                         kept.bytes += bytes;
                     }
-                    (answer, "miss")
+                    match self.previous_answer(&kept, key, now) {
+                        Some(previous) => (
+                            Found::Previous {
+                                answer: previous,
+                                refresh: Some(answer),
+                            },
+                            "previous",
+                        ),
+                        None => (Found::Cell(answer), "miss"),
+                    }
                 }
             }
         };
         self.metrics.record_query_sharing(&self.name, result);
-        cell
+        found
+    }
+
+    /// The answer kept for the step before `key`'s, if it is an answer still within its TTL: at
+    /// most TTL + step older than the request, the staleness bound answers kept for the TTL
+    /// already have.
+    fn previous_answer(&self, kept: &Kept, key: &(String, i64), now: Instant) -> Option<Answered> {
+        let step = self.settings.time_step.as_millis() as i64;
+        if step == 0 || self.settings.ttl.is_zero() {
+            return None;
+        }
+        let entry = kept.entries.get(&(key.0.clone(), key.1 - step))?;
+        match entry.answer.get() {
+            Some(Ok(answer)) if now.duration_since(entry.created) < self.settings.ttl => {
+                Some(answer.clone())
+            }
+            _ => None,
+        }
     }
 
     /// After a caller is done with `answer` (answered, failed, or dropped): keeps it for the
@@ -348,9 +401,13 @@ impl MetricsBackend for SharedBackend {
             let until = self.shared.evaluation_time(end);
             let from = until - (end - start);
             let text = format!("label_values\u{1f}{label}\u{1f}{selector}");
-            let call = async {
-                (self.inner.label_values(label, selector, from, until).await)
-                    .map(|values| Answered::Values(Arc::new(values)))
+            let call = || -> Call {
+                let inner = self.inner.clone();
+                let (label, selector) = (label.to_owned(), selector.to_owned());
+                Box::pin(async move {
+                    (inner.label_values(&label, &selector, from, until).await)
+                        .map(|values| Answered::Values(Arc::new(values)))
+                })
             };
             match self.shared_call(text, until, call).await? {
                 Answered::Values(values) => Ok(values.as_ref().clone()),
@@ -366,7 +423,10 @@ impl MetricsBackend for SharedBackend {
     ) -> BoxFuture<'a, Result<QueryResult, BackendError>> {
         Box::pin(async move {
             let time = self.shared.evaluation_time(time);
-            let call = async { (self.inner.query(promql, time).await).map(Answered::Query) };
+            let call = || -> Call {
+                let (inner, promql) = (self.inner.clone(), promql.to_owned());
+                Box::pin(async move { (inner.query(&promql, time).await).map(Answered::Query) })
+            };
             match self
                 .shared_call(format!("query\u{1f}{promql}"), time, call)
                 .await?
@@ -386,20 +446,24 @@ fn mixed_up() -> BackendError {
 
 impl SharedBackend {
     /// The answer to `text` (which names its kind) at `time`: kept, in flight, or got by `call`
-    /// in a slot, and settled for others.
-    async fn shared_call(
-        &self,
-        text: String,
-        time: f64,
-        call: impl std::future::Future<Output = Answer>,
-    ) -> Answer {
+    /// in a slot, and settled for others. While this step's answer is asked (by this caller, in
+    /// the background, or by another), the previous step's kept answer is served at once.
+    async fn shared_call(&self, text: String, time: f64, call: impl FnOnce() -> Call) -> Answer {
         let text = if self.scope.is_empty() {
             text
         } else {
             format!("{}\u{1f}{text}", self.scope)
         };
         let key = (text, (time * 1000.0).round() as i64);
-        let answer = self.shared.cell(&key);
+        let answer = match self.shared.find(&key) {
+            Found::Cell(answer) => answer,
+            Found::Previous { answer, refresh } => {
+                if let Some(refresh) = refresh {
+                    self.refresh_in_background(key, refresh, call());
+                }
+                return Ok(answer);
+            }
+        };
         // The only reference this caller holds, so that `settle` can tell whether others
         // still wait for an unset answer.
         let settle = Settle {
@@ -410,11 +474,29 @@ impl SharedBackend {
         // If the caller that runs the call goes away, the next waiter runs it.
         let result = settle
             .answer
-            .get_or_init(|| self.shared.limited(call))
+            .get_or_init(|| self.shared.limited(call()))
             .await
             .clone();
         drop(settle);
         result
+    }
+
+    /// Runs `call` for the new cell `answer` on its own task, as the current client, and
+    /// settles it for the callers that come after.
+    fn refresh_in_background(&self, key: (String, i64), answer: Arc<OnceCell<Answer>>, call: Call) {
+        let shared = self.shared.clone();
+        let client = super::fair_slots::current_client();
+        tokio::spawn(async move {
+            let refresh = async {
+                let settle = Settle {
+                    shared: &shared,
+                    key,
+                    answer,
+                };
+                settle.answer.get_or_init(|| shared.limited(call)).await;
+            };
+            super::fair_slots::as_client(&client, refresh).await;
+        });
     }
 }
 
@@ -487,10 +569,123 @@ mod tests {
             "evaluated at the step"
         );
         backend.query(QUERY, 1005.0).await.unwrap();
+        settle_background(Duration::ZERO).await;
         assert_eq!(calls(&inner), 2, "the next step is another answer");
         tokio::time::advance(Duration::from_secs(6)).await;
         backend.query(QUERY, 1005.0).await.unwrap();
         assert_eq!(calls(&inner), 3, "past the TTL the answer is fetched again");
+    }
+
+    /// Lets calls started in the background (each taking at most `delay`) finish; time is
+    /// paused, so the sleep ends as soon as every task waits.
+    async fn settle_background(delay: Duration) {
+        tokio::time::sleep(delay + Duration::from_millis(1)).await;
+    }
+
+    fn scalar(value: f64) -> Result<QueryResult, BackendError> {
+        Ok(QueryResult::Scalar(Sample {
+            labels: HashMap::new(),
+            value,
+            timestamp: 0.0,
+        }))
+    }
+
+    fn value(answer: Result<QueryResult, BackendError>) -> f64 {
+        match answer {
+            Ok(QueryResult::Scalar(sample)) => sample.value,
+            other => panic!("not a scalar: {other:?}"),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_new_steps_answer_is_asked_in_the_background_while_the_previous_is_served() {
+        let inner = fake(Duration::from_secs(2));
+        let shared = SharedQueries::new(settings(10, 10), Arc::new(Metrics::new()));
+        let backend = shared.backend(inner.clone());
+        assert_eq!(value(backend.query(QUERY, 1000.0).await), 1.0);
+        inner
+            .queries
+            .lock()
+            .unwrap()
+            .insert(QUERY.into(), scalar(2.0));
+        // The next step: served the previous step's answer at once (the backend takes 2 s),
+        // while one call for the new step runs in the background.
+        let started = Instant::now();
+        let answers =
+            futures_util::future::join_all((0..5).map(|_| backend.query(QUERY, 1012.0))).await;
+        assert_eq!(started.elapsed(), Duration::ZERO, "no caller waited");
+        assert!(answers.into_iter().all(|a| value(a) == 1.0));
+        settle_background(Duration::from_secs(2)).await;
+        assert_eq!(
+            *inner.seen_query_times.lock().unwrap(),
+            [1000.0, 1010.0],
+            "one call for the new step, evaluated at it"
+        );
+        // Once there, the new step's answer is served.
+        assert_eq!(value(backend.query(QUERY, 1013.0).await), 2.0);
+        assert_eq!(calls(&inner), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn only_the_previous_steps_answer_within_its_ttl_is_served_in_its_place() {
+        let inner = fake(Duration::from_secs(2));
+        let shared = SharedQueries::new(settings(10, 10), Arc::new(Metrics::new()));
+        let backend = shared.backend(inner.clone());
+        backend.query(QUERY, 1000.0).await.unwrap();
+        inner
+            .queries
+            .lock()
+            .unwrap()
+            .insert(QUERY.into(), scalar(2.0));
+        // Two steps later: nothing to serve in its place, the caller waits for the call.
+        let started = Instant::now();
+        assert_eq!(value(backend.query(QUERY, 1020.0).await), 2.0);
+        assert_eq!(started.elapsed(), Duration::from_secs(2));
+        // The next step, but the previous answer is past its TTL: the caller waits too.
+        tokio::time::advance(Duration::from_secs(11)).await;
+        inner
+            .queries
+            .lock()
+            .unwrap()
+            .insert(QUERY.into(), scalar(3.0));
+        assert_eq!(value(backend.query(QUERY, 1030.0).await), 3.0);
+        // A failure is never served in a later step's place.
+        inner.queries.lock().unwrap().insert(
+            QUERY.to_owned(),
+            Err(BackendError::Unavailable("down".into())),
+        );
+        assert!(backend.query(QUERY, 1100.0).await.is_err());
+        inner
+            .queries
+            .lock()
+            .unwrap()
+            .insert(QUERY.into(), scalar(4.0));
+        assert_eq!(value(backend.query(QUERY, 1110.0).await), 4.0);
+        // Without a step there is no previous step.
+        let shared = SharedQueries::new(settings(10, 0), Arc::new(Metrics::new()));
+        let backend = shared.backend(inner.clone());
+        backend.query(QUERY, 1000.0).await.unwrap();
+        inner
+            .queries
+            .lock()
+            .unwrap()
+            .insert(QUERY.into(), scalar(5.0));
+        assert_eq!(value(backend.query(QUERY, 1000.5).await), 5.0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_background_call_counts_for_the_client_whose_request_started_it() {
+        let inner = fake(Duration::ZERO);
+        let shared = SharedQueries::new(settings(10, 10), Arc::new(Metrics::new()));
+        let backend = shared.backend(inner.clone());
+        crate::fair_slots::as_client("hpa", backend.query(QUERY, 1000.0))
+            .await
+            .unwrap();
+        crate::fair_slots::as_client("kubectl-user", backend.query(QUERY, 1010.0))
+            .await
+            .unwrap();
+        settle_background(Duration::ZERO).await;
+        assert_eq!(*inner.seen_clients.lock().unwrap(), ["hpa", "kubectl-user"]);
     }
 
     #[tokio::test(start_paused = true)]
