@@ -109,6 +109,8 @@ struct Run {
     p99_ms: f64,
     cpu_per_1k: Option<f64>,
     peak_rss: Option<f64>,
+    /// p50 and p99 of each kind of HPA, when the HPAs are of several kinds.
+    by_kind: Vec<(f64, f64)>,
 }
 
 /// Instant queries Prometheus has evaluated since it started.
@@ -204,18 +206,34 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[at].as_secs_f64() * 1000.0
 }
 
+/// Polls `urls` as HPAs for `SYNCS` syncs after one to warm up, and measures the run; with
+/// `kinds` (each URL's kind, `0..kind_count`), the percentiles of each kind too.
 async fn measure(
     client: &reqwest::Client,
     prometheus: &str,
     urls: &[String],
     adapter: Option<&Adapter>,
     token: Option<&str>,
+    kinds: Option<(&dyn Fn(usize) -> usize, usize)>,
 ) -> Run {
     // One sync to open connections and warm caches, as HPAs that have been running would have.
     poll(client, urls, 1, token).await;
     let queries_before = evaluated_queries(client, prometheus).await;
     let cpu_before = adapter.map(|a| cpu_seconds(a.pid()));
     let mut latencies = poll(client, urls, SYNCS, token).await;
+    // `poll` gives each URL's latencies together, in the URLs' order.
+    let by_kind = kinds.map_or_else(Vec::new, |(kind_of, count)| {
+        (0..count)
+            .map(|kind| {
+                let mut of_kind: Vec<Duration> = (latencies.chunks(SYNCS).enumerate())
+                    .filter(|(url, _)| kind_of(*url) == kind)
+                    .flat_map(|(_, l)| l.iter().copied())
+                    .collect();
+                of_kind.sort();
+                (percentile(&of_kind, 0.5), percentile(&of_kind, 0.99))
+            })
+            .collect()
+    });
     latencies.sort();
     let queries = evaluated_queries(client, prometheus).await - queries_before;
     let requests = latencies.len();
@@ -228,6 +246,7 @@ async fn measure(
             .zip(cpu_before)
             .map(|(a, before)| (cpu_seconds(a.pid()) - before) / requests as f64 * 1000.0),
         peak_rss: adapter.map(|a| peak_rss_mib(a.pid())),
+        by_kind,
     }
 }
 
@@ -281,7 +300,7 @@ pub async fn fanin() {
                 url.to_string()
             })
             .collect();
-        let direct = measure(&client, &prometheus_url, &direct_urls, None, None).await;
+        let direct = measure(&client, &prometheus_url, &direct_urls, None, None, None).await;
         print_run(n, "Prometheus, each HPA's query (HTTP)", &direct);
         for (label, flags) in [
             ("adapter, sharing on (HTTPS)", &sharing[..]),
@@ -301,7 +320,7 @@ pub async fn fanin() {
                     )
                 })
                 .collect();
-            let run = measure(&client, &prometheus_url, &urls, Some(&adapter), None).await;
+            let run = measure(&client, &prometheus_url, &urls, Some(&adapter), None, None).await;
             print_run(n, label, &run);
             drop(adapter);
         }
@@ -369,7 +388,7 @@ pub async fn fanin_cluster() {
         "\n(d2) fan-in in a cluster (stand-in kube-apiserver, TokenReview and SubjectAccessReview cached): N HPAs, a third each on a Pods metric by label selector, their Service's metric (Object) and an External metric by label selector, as (d) otherwise; LISTs are label-selector lists sent to the API server during the measured syncs"
     );
     println!(
-        "{:>5} {:<36} {:>8} {:>8} {:>7} {:>6} {:>11} {:>8} {:>8} {:>9}",
+        "{:>5} {:<36} {:>8} {:>8} {:>7} {:>6} {:>11} {:>8} {:>8} {:>9}   {:>13} {:>13} {:>13}",
         "N",
         "path",
         "requests",
@@ -379,8 +398,12 @@ pub async fn fanin_cluster() {
         "CPU s/1k",
         "p50 ms",
         "p99 ms",
-        "RSS MiB"
+        "RSS MiB",
+        "Pods p50/p99",
+        "Object",
+        "External"
     );
+    let kind_index = |i: usize| hpa_kind(i) as usize;
     let home = dir.path().join("adapter-cluster");
     std::fs::create_dir_all(&home).unwrap();
     let adapter = Adapter::start_in_cluster(
@@ -427,7 +450,15 @@ pub async fn fanin_cluster() {
                 url.to_string()
             })
             .collect();
-        let direct = measure(&client, &prometheus_url, &direct_urls, None, None).await;
+        let direct = measure(
+            &client,
+            &prometheus_url,
+            &direct_urls,
+            None,
+            None,
+            Some((&kind_index, 3)),
+        )
+        .await;
         print_cluster_run(n, "Prometheus, each HPA's query (HTTP)", &direct, None);
         let urls: Vec<String> = (0..n)
             .map(|i| {
@@ -454,6 +485,7 @@ pub async fn fanin_cluster() {
             &urls,
             Some(&adapter),
             Some(HPA_TOKEN),
+            Some((&kind_index, 3)),
         )
         .await;
         print_cluster_run(
@@ -476,8 +508,11 @@ pub async fn fanin_cluster() {
 fn print_cluster_run(n: usize, label: &str, run: &Run, lists: Option<usize>) {
     let or_dash =
         |v: Option<f64>, precision: usize| v.map_or("-".to_owned(), |v| format!("{v:.precision$}"));
+    let kinds: Vec<String> = (run.by_kind.iter())
+        .map(|(p50, p99)| format!("{:>13}", format!("{p50:.2}/{p99:.2}")))
+        .collect();
     println!(
-        "{n:>5} {label:<36} {:>8} {:>8.0} {:>7.3} {:>6} {:>11} {:>8.2} {:>8.2} {:>9}",
+        "{n:>5} {label:<36} {:>8} {:>8.0} {:>7.3} {:>6} {:>11} {:>8.2} {:>8.2} {:>9}   {}",
         run.requests,
         run.queries,
         run.queries / run.requests as f64,
@@ -486,5 +521,6 @@ fn print_cluster_run(n: usize, label: &str, run: &Run, lists: Option<usize>) {
         run.p50_ms,
         run.p99_ms,
         or_dash(run.peak_rss, 1),
+        kinds.join(" "),
     );
 }

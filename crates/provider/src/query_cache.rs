@@ -116,15 +116,18 @@ impl Kept {
         }
     }
 
-    /// Drops answers past the TTL, at most once per TTL.
-    fn sweep(&mut self, now: Instant, ttl: Duration) {
-        if self.swept.is_some_and(|at| now.duration_since(at) < ttl) {
+    /// Drops answers older than `keep_for`, at most once per `keep_for`.
+    fn sweep(&mut self, now: Instant, keep_for: Duration) {
+        if self
+            .swept
+            .is_some_and(|at| now.duration_since(at) < keep_for)
+        {
             return;
         }
         self.swept = Some(now);
         let mut freed = 0;
         self.entries.retain(|_, e| {
-            let keep = e.answer.get().is_none() || now.duration_since(e.created) < ttl;
+            let keep = e.answer.get().is_none() || now.duration_since(e.created) < keep_for;
             if !keep {
                 freed += e.bytes;
             }
@@ -196,16 +199,26 @@ impl SharedQueries {
         self.kept.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The answer to `key`: a kept or in-flight cell, or a new one; or, while this step's answer
-    /// is not there yet, the previous step's answer if it is still kept.
-    fn find(&self, key: &(String, i64)) -> Found {
+    /// How long answers stay in memory: the TTL, and with a step one step more, so that the
+    /// previous step's answer is there when a step begins.
+    fn keep_for(&self) -> Duration {
+        match self.settings.ttl.is_zero() {
+            true => Duration::ZERO,
+            false => self.settings.ttl + self.settings.time_step,
+        }
+    }
+
+    /// The answer to `key`, asked at `asked_ms` (Unix milliseconds, before rounding to the step):
+    /// a kept or in-flight cell, or a new one; or, while this step's answer is not there yet,
+    /// the previous step's answer if it may still be served.
+    fn find(&self, key: &(String, i64), asked_ms: i64) -> Found {
         let now = Instant::now();
         let (found, result) = {
             let mut kept = self.lock();
-            kept.sweep(now, self.settings.ttl);
+            kept.sweep(now, self.keep_for());
             match kept.entries.get(key) {
                 Some(entry) if entry.answer.get().is_none() => {
-                    match self.previous_answer(&kept, key, now) {
+                    match self.previous_answer(&kept, key, asked_ms) {
                         Some(answer) => (
                             Found::Previous {
                                 answer,
@@ -236,7 +249,7 @@ impl SharedQueries {
                         kept.entries.insert(key.clone(), entry);
                         kept.bytes += bytes;
                     }
-                    match self.previous_answer(&kept, key, now) {
+                    match self.previous_answer(&kept, key, asked_ms) {
                         Some(previous) => (
                             Found::Previous {
                                 answer: previous,
@@ -253,19 +266,18 @@ impl SharedQueries {
         found
     }
 
-    /// The answer kept for the step before `key`'s, if it is an answer still within its TTL: at
-    /// most TTL + step older than the request, the staleness bound answers kept for the TTL
-    /// already have.
-    fn previous_answer(&self, kept: &Kept, key: &(String, i64), now: Instant) -> Option<Answered> {
+    /// The answer kept for the step before `key`'s, for a request asked at `asked_ms` within the
+    /// TTL of `key`'s step: evaluated less than TTL + step before the request, the staleness
+    /// bound kept answers have.
+    fn previous_answer(&self, kept: &Kept, key: &(String, i64), asked_ms: i64) -> Option<Answered> {
         let step = self.settings.time_step.as_millis() as i64;
-        if step == 0 || self.settings.ttl.is_zero() {
+        let ttl = self.settings.ttl.as_millis() as i64;
+        if step == 0 || ttl == 0 || asked_ms >= key.1 + ttl {
             return None;
         }
         let entry = kept.entries.get(&(key.0.clone(), key.1 - step))?;
         match entry.answer.get() {
-            Some(Ok(answer)) if now.duration_since(entry.created) < self.settings.ttl => {
-                Some(answer.clone())
-            }
+            Some(Ok(answer)) => Some(answer.clone()),
             _ => None,
         }
     }
@@ -409,7 +421,7 @@ impl MetricsBackend for SharedBackend {
                         .map(|values| Answered::Values(Arc::new(values)))
                 })
             };
-            match self.shared_call(text, until, call).await? {
+            match self.shared_call(text, end, until, call).await? {
                 Answered::Values(values) => Ok(values.as_ref().clone()),
                 Answered::Query(_) => Err(mixed_up()),
             }
@@ -422,13 +434,14 @@ impl MetricsBackend for SharedBackend {
         time: f64,
     ) -> BoxFuture<'a, Result<QueryResult, BackendError>> {
         Box::pin(async move {
-            let time = self.shared.evaluation_time(time);
+            let asked = time;
+            let time = self.shared.evaluation_time(asked);
             let call = || -> Call {
                 let (inner, promql) = (self.inner.clone(), promql.to_owned());
                 Box::pin(async move { (inner.query(&promql, time).await).map(Answered::Query) })
             };
             match self
-                .shared_call(format!("query\u{1f}{promql}"), time, call)
+                .shared_call(format!("query\u{1f}{promql}"), asked, time, call)
                 .await?
             {
                 Answered::Query(result) => Ok(result),
@@ -445,17 +458,24 @@ fn mixed_up() -> BackendError {
 }
 
 impl SharedBackend {
-    /// The answer to `text` (which names its kind) at `time`: kept, in flight, or got by `call`
-    /// in a slot, and settled for others. While this step's answer is asked (by this caller, in
-    /// the background, or by another), the previous step's kept answer is served at once.
-    async fn shared_call(&self, text: String, time: f64, call: impl FnOnce() -> Call) -> Answer {
+    /// The answer to `text` (which names its kind) at `time` (the step of `asked`, the request's
+    /// time): kept, in flight, or got by `call` in a slot, and settled for others. While this
+    /// step's answer is asked (by this caller, in the background, or by another), the previous
+    /// step's kept answer is served at once.
+    async fn shared_call(
+        &self,
+        text: String,
+        asked: f64,
+        time: f64,
+        call: impl FnOnce() -> Call,
+    ) -> Answer {
         let text = if self.scope.is_empty() {
             text
         } else {
             format!("{}\u{1f}{text}", self.scope)
         };
         let key = (text, (time * 1000.0).round() as i64);
-        let answer = match self.shared.find(&key) {
+        let answer = match self.shared.find(&key, (asked * 1000.0).round() as i64) {
             Found::Cell(answer) => answer,
             Found::Previous { answer, refresh } => {
                 if let Some(refresh) = refresh {
@@ -573,6 +593,7 @@ mod tests {
         assert_eq!(calls(&inner), 2, "the next step is another answer");
         tokio::time::advance(Duration::from_secs(6)).await;
         backend.query(QUERY, 1005.0).await.unwrap();
+        settle_background(Duration::ZERO).await;
         assert_eq!(calls(&inner), 3, "past the TTL the answer is fetched again");
     }
 
@@ -627,9 +648,11 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn only_the_previous_steps_answer_within_its_ttl_is_served_in_its_place() {
+    async fn the_previous_steps_answer_is_served_only_within_the_ttl_of_the_new_step() {
         let inner = fake(Duration::from_secs(2));
-        let shared = SharedQueries::new(settings(10, 10), Arc::new(Metrics::new()));
+        // A TTL shorter than the step: the previous step's answer may stand in for the first
+        // 4 s of a step, so that it is never more than TTL + step (14 s) old.
+        let shared = SharedQueries::new(settings(4, 10), Arc::new(Metrics::new()));
         let backend = shared.backend(inner.clone());
         backend.query(QUERY, 1000.0).await.unwrap();
         inner
@@ -637,18 +660,27 @@ mod tests {
             .lock()
             .unwrap()
             .insert(QUERY.into(), scalar(2.0));
-        // Two steps later: nothing to serve in its place, the caller waits for the call.
+        // 5 s into the next step: the caller waits for the new answer.
         let started = Instant::now();
-        assert_eq!(value(backend.query(QUERY, 1020.0).await), 2.0);
+        assert_eq!(value(backend.query(QUERY, 1015.0).await), 2.0);
         assert_eq!(started.elapsed(), Duration::from_secs(2));
-        // The next step, but the previous answer is past its TTL: the caller waits too.
-        tokio::time::advance(Duration::from_secs(11)).await;
+        // 1 s into the step after: the previous step's answer, at once.
         inner
             .queries
             .lock()
             .unwrap()
             .insert(QUERY.into(), scalar(3.0));
-        assert_eq!(value(backend.query(QUERY, 1030.0).await), 3.0);
+        let started = Instant::now();
+        assert_eq!(value(backend.query(QUERY, 1021.0).await), 2.0);
+        assert_eq!(started.elapsed(), Duration::ZERO);
+        // Two steps after an answer, nothing stands in for it.
+        settle_background(Duration::from_secs(2)).await;
+        inner
+            .queries
+            .lock()
+            .unwrap()
+            .insert(QUERY.into(), scalar(4.0));
+        assert_eq!(value(backend.query(QUERY, 1040.0).await), 4.0);
         // A failure is never served in a later step's place.
         inner.queries.lock().unwrap().insert(
             QUERY.to_owned(),
@@ -659,8 +691,8 @@ mod tests {
             .queries
             .lock()
             .unwrap()
-            .insert(QUERY.into(), scalar(4.0));
-        assert_eq!(value(backend.query(QUERY, 1110.0).await), 4.0);
+            .insert(QUERY.into(), scalar(5.0));
+        assert_eq!(value(backend.query(QUERY, 1110.0).await), 5.0);
         // Without a step there is no previous step.
         let shared = SharedQueries::new(settings(10, 0), Arc::new(Metrics::new()));
         let backend = shared.backend(inner.clone());
@@ -669,8 +701,8 @@ mod tests {
             .queries
             .lock()
             .unwrap()
-            .insert(QUERY.into(), scalar(5.0));
-        assert_eq!(value(backend.query(QUERY, 1000.5).await), 5.0);
+            .insert(QUERY.into(), scalar(6.0));
+        assert_eq!(value(backend.query(QUERY, 1000.5).await), 6.0);
     }
 
     #[tokio::test(start_paused = true)]
