@@ -239,7 +239,9 @@ impl SharedQueries {
                     kept.remove(key);
                     let answer = Arc::new(OnceCell::new());
                     let bytes = key.0.len();
-                    if kept.entries.len() < MAX_ENTRIES && kept.bytes + bytes <= MAX_KEPT_BYTES {
+                    let room =
+                        kept.entries.len() < MAX_ENTRIES && kept.bytes + bytes <= MAX_KEPT_BYTES;
+                    if room {
                         let entry = Entry {
                             answer: answer.clone(),
                             created: now,
@@ -249,7 +251,10 @@ impl SharedQueries {
                         kept.entries.insert(key.clone(), entry);
                         kept.bytes += bytes;
                     }
-                    match self.previous_answer(&kept, key, asked_ms) {
+                    // A new step's call runs in the background only if later callers find it in
+                    // flight; otherwise each would start another.
+                    let previous = room.then(|| self.previous_answer(&kept, key, asked_ms));
+                    match previous.flatten() {
                         Some(previous) => (
                             Found::Previous {
                                 answer: previous,
@@ -703,6 +708,25 @@ mod tests {
             .unwrap()
             .insert(QUERY.into(), scalar(6.0));
         assert_eq!(value(backend.query(QUERY, 1000.5).await), 6.0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn with_no_room_for_the_new_steps_answer_its_callers_wait_for_it() {
+        let inner = fake(Duration::ZERO);
+        let shared = SharedQueries::new(settings(10, 10), Arc::new(Metrics::new()));
+        let backend = shared.backend(inner.clone());
+        backend.query(QUERY, 1000.0).await.unwrap();
+        for i in 1..MAX_ENTRIES {
+            backend.query(&format!("q{i}"), 1000.0).await.unwrap();
+        }
+        // The cache is full: a background call for the next step could not be found in flight
+        // by later callers (each would start another), so the caller asks and waits.
+        let slow = fake(Duration::from_secs(2));
+        let backend = shared.backend(slow.clone());
+        let started = Instant::now();
+        backend.query(QUERY, 1012.0).await.unwrap();
+        assert_eq!(started.elapsed(), Duration::from_secs(2));
+        assert_eq!(calls(&slow), 1);
     }
 
     #[tokio::test(start_paused = true)]

@@ -109,6 +109,9 @@ pub async fn serve(
         }
     })
     .disable_signals()
+    // Answers are small and go out whole: no waiting for the previous segment's ACK (Go's
+    // servers, kube-apiserver among them, set this too).
+    .tcp_nodelay(true)
     .workers(workers)
     .tls_handshake_timeout(handshakes.timeout)
     .max_connection_rate(handshakes.max_concurrent.div_ceil(workers).max(1))
