@@ -100,7 +100,7 @@ impl Default for PodIndex {
     }
 }
 
-/// A pod's namespace, name and labels; `None` for an object without a namespace or name.
+/// A pod's namespace and name; `None` for an object without either.
 fn identity(pod: &PartialObjectMeta<Pod>) -> Option<(&str, &str)> {
     Some((
         pod.metadata.namespace.as_deref()?,
