@@ -99,7 +99,23 @@ struct Entry {
     kept: bool,
 }
 
-/// The answers, kept and in flight, under one lock.
+/// How the requests for one query have come: periodic callers (the HPA controller asks for each
+/// HPA's metric once per sync) are asked for ahead of their next request.
+struct Rhythm {
+    /// The last request's time (Unix milliseconds).
+    last_ms: i64,
+    /// The interval before it, if it was at least a step.
+    period_ms: Option<i64>,
+    /// When it came, for dropping rhythms no one follows any more.
+    seen: Instant,
+}
+
+/// The longest period a caller is asked ahead for.
+const MAX_PERIOD_MS: i64 = 300_000;
+/// Rhythms followed at most; past it, new queries are not asked ahead.
+const MAX_RHYTHMS: usize = MAX_ENTRIES;
+
+/// The answers, kept and in flight, and the rhythms of their callers, under one lock.
 #[derive(Default)]
 struct Kept {
     entries: HashMap<(String, i64), Entry>,
@@ -107,6 +123,17 @@ struct Kept {
     bytes: usize,
     /// When expired answers were last dropped.
     swept: Option<Instant>,
+    /// By the query text's hash: a rhythm takes a few words, whatever the query's length.
+    rhythms: HashMap<u64, Rhythm>,
+    hasher: std::hash::RandomState,
+}
+
+/// When to ask ahead of a periodic caller: at `at_ms` (Unix milliseconds), for the step its next
+/// request will fall in (`step_ms`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Ahead {
+    at_ms: i64,
+    step_ms: i64,
 }
 
 impl Kept {
@@ -134,6 +161,8 @@ impl Kept {
             keep
         });
         self.bytes -= freed;
+        let longest = Duration::from_millis(MAX_PERIOD_MS as u64);
+        (self.rhythms).retain(|_, r| now.duration_since(r.seen) <= longest);
     }
 }
 
@@ -210,13 +239,15 @@ impl SharedQueries {
 
     /// The answer to `key`, asked at `asked_ms` (Unix milliseconds, before rounding to the step):
     /// a kept or in-flight cell, or a new one; or, while this step's answer is not there yet,
-    /// the previous step's answer if it may still be served.
-    fn find(&self, key: &(String, i64), asked_ms: i64) -> Found {
+    /// the previous step's answer if it may still be served. With it, when to ask ahead of the
+    /// caller's next request, if its requests come periodically.
+    fn find(&self, key: &(String, i64), asked_ms: i64) -> (Found, Option<Ahead>) {
         let now = Instant::now();
-        let (found, result) = {
+        let (found, result, ahead) = {
             let mut kept = self.lock();
             kept.sweep(now, self.keep_for());
-            match kept.entries.get(key) {
+            let ahead = self.follow(&mut kept, &key.0, asked_ms, now);
+            let (found, result) = match kept.entries.get(key) {
                 Some(entry) if entry.answer.get().is_none() => {
                     match self.previous_answer(&kept, key, asked_ms) {
                         Some(answer) => (
@@ -265,10 +296,86 @@ impl SharedQueries {
                         None => (Found::Cell(answer), "miss"),
                     }
                 }
-            }
+            };
+            (found, result, ahead)
         };
         self.metrics.record_query_sharing(&self.name, result);
-        found
+        (found, ahead)
+    }
+
+    /// Notes a request for `text` at `asked_ms`; when the interval since the previous request
+    /// repeats the one before (within half a step) and is at most `MAX_PERIOD_MS`, the caller
+    /// is periodic: its next request is expected one interval later, and its answer is asked
+    /// in that request's step, up to half the TTL (or step) before it, so that the request
+    /// finds it kept. Requests less than a step apart (other callers of a shared query) are not
+    /// intervals.
+    fn follow(&self, kept: &mut Kept, text: &str, asked_ms: i64, now: Instant) -> Option<Ahead> {
+        let step = self.settings.time_step.as_millis() as i64;
+        let ttl = self.settings.ttl.as_millis() as i64;
+        if step == 0 || ttl == 0 {
+            return None;
+        }
+        let id = std::hash::BuildHasher::hash_one(&kept.hasher, text);
+        let Some(rhythm) = kept.rhythms.get_mut(&id) else {
+            if kept.rhythms.len() < MAX_RHYTHMS {
+                let rhythm = Rhythm {
+                    last_ms: asked_ms,
+                    period_ms: None,
+                    seen: now,
+                };
+                kept.rhythms.insert(id, rhythm);
+            }
+            return None;
+        };
+        let interval = asked_ms - rhythm.last_ms;
+        if interval < step {
+            return None;
+        }
+        let periodic = (rhythm.period_ms).is_some_and(|p| (interval - p).abs() <= step / 2);
+        *rhythm = Rhythm {
+            last_ms: asked_ms,
+            period_ms: Some(interval),
+            seen: now,
+        };
+        if !periodic || interval > MAX_PERIOD_MS {
+            return None;
+        }
+        let next_ms = asked_ms + interval;
+        let step_ms = next_ms.div_euclid(step) * step;
+        let at_ms = step_ms.max(next_ms - ttl.min(step) / 2);
+        Some(Ahead { at_ms, step_ms })
+    }
+
+    /// A new cell for `key` to be asked ahead, unless its answer is kept or in flight already,
+    /// or there is no room to keep it.
+    fn reserve(&self, key: &(String, i64)) -> Option<Arc<OnceCell<Answer>>> {
+        let now = Instant::now();
+        let mut kept = self.lock();
+        kept.sweep(now, self.keep_for());
+        if let Some(entry) = kept.entries.get(key) {
+            let fresh = now.duration_since(entry.created) < self.settings.ttl;
+            if entry.answer.get().is_none() || (fresh && matches!(entry.answer.get(), Some(Ok(_))))
+            {
+                return None;
+            }
+        }
+        kept.remove(key);
+        let bytes = key.0.len();
+        if kept.entries.len() >= MAX_ENTRIES || kept.bytes + bytes > MAX_KEPT_BYTES {
+            return None;
+        }
+        let answer = Arc::new(OnceCell::new());
+        let entry = Entry {
+            answer: answer.clone(),
+            created: now,
+            bytes,
+            kept: false,
+        };
+        kept.entries.insert(key.clone(), entry);
+        kept.bytes += bytes;
+        drop(kept);
+        self.metrics.record_query_sharing(&self.name, "ahead");
+        Some(answer)
     }
 
     /// The answer kept for the step before `key`'s, for a request asked at `asked_ms` within the
@@ -418,11 +525,14 @@ impl MetricsBackend for SharedBackend {
             let until = self.shared.evaluation_time(end);
             let from = until - (end - start);
             let text = format!("label_values\u{1f}{label}\u{1f}{selector}");
-            let call = || -> Call {
+            let length = until - from;
+            let call = |until: f64| -> Call {
                 let inner = self.inner.clone();
                 let (label, selector) = (label.to_owned(), selector.to_owned());
                 Box::pin(async move {
-                    (inner.label_values(&label, &selector, from, until).await)
+                    (inner
+                        .label_values(&label, &selector, until - length, until)
+                        .await)
                         .map(|values| Answered::Values(Arc::new(values)))
                 })
             };
@@ -441,7 +551,7 @@ impl MetricsBackend for SharedBackend {
         Box::pin(async move {
             let asked = time;
             let time = self.shared.evaluation_time(asked);
-            let call = || -> Call {
+            let call = |time: f64| -> Call {
                 let (inner, promql) = (self.inner.clone(), promql.to_owned());
                 Box::pin(async move { (inner.query(&promql, time).await).map(Answered::Query) })
             };
@@ -464,15 +574,16 @@ fn mixed_up() -> BackendError {
 
 impl SharedBackend {
     /// The answer to `text` (which names its kind) at `time` (the step of `asked`, the request's
-    /// time): kept, in flight, or got by `call` in a slot, and settled for others. While this
-    /// step's answer is asked (by this caller, in the background, or by another), the previous
-    /// step's kept answer is served at once.
+    /// time): kept, in flight, or got by `call` (which evaluates at the time it is given) in a
+    /// slot, and settled for others. While this step's answer is asked (by this caller, in the
+    /// background, or by another), the previous step's kept answer is served at once. A
+    /// periodic caller's next answer is asked ahead of its next request.
     async fn shared_call(
         &self,
         text: String,
         asked: f64,
         time: f64,
-        call: impl FnOnce() -> Call,
+        call: impl Fn(f64) -> Call,
     ) -> Answer {
         let text = if self.scope.is_empty() {
             text
@@ -480,11 +591,17 @@ impl SharedBackend {
             format!("{}\u{1f}{text}", self.scope)
         };
         let key = (text, (time * 1000.0).round() as i64);
-        let answer = match self.shared.find(&key, (asked * 1000.0).round() as i64) {
+        let asked_ms = (asked * 1000.0).round() as i64;
+        let (found, ahead) = self.shared.find(&key, asked_ms);
+        if let Some(ahead) = ahead {
+            let call = call(ahead.step_ms as f64 / 1000.0);
+            self.ask_ahead(key.0.clone(), asked_ms, ahead, call);
+        }
+        let answer = match found {
             Found::Cell(answer) => answer,
             Found::Previous { answer, refresh } => {
                 if let Some(refresh) = refresh {
-                    self.refresh_in_background(key, refresh, call());
+                    self.refresh_in_background(key, refresh, call(time));
                 }
                 return Ok(answer);
             }
@@ -499,7 +616,7 @@ impl SharedBackend {
         // If the caller that runs the call goes away, the next waiter runs it.
         let result = settle
             .answer
-            .get_or_init(|| self.shared.limited(call()))
+            .get_or_init(|| self.shared.limited(call(time)))
             .await
             .clone();
         drop(settle);
@@ -521,6 +638,31 @@ impl SharedBackend {
                 settle.answer.get_or_init(|| shared.limited(call)).await;
             };
             super::fair_slots::as_client(&client, refresh).await;
+        });
+    }
+
+    /// At `ahead.at_ms` (the request came at `asked_ms`), asks for `text` at `ahead.step_ms`
+    /// with `call`, unless an answer for that step is kept or in flight by then; as the current
+    /// client, on its own task.
+    fn ask_ahead(&self, text: String, asked_ms: i64, ahead: Ahead, call: Call) {
+        let shared = self.shared.clone();
+        let client = super::fair_slots::current_client();
+        let wait = Duration::from_millis((ahead.at_ms - asked_ms).max(0) as u64);
+        tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            let key = (text, ahead.step_ms);
+            let Some(answer) = shared.reserve(&key) else {
+                return;
+            };
+            let asked = async {
+                let settle = Settle {
+                    shared: &shared,
+                    key,
+                    answer,
+                };
+                settle.answer.get_or_init(|| shared.limited(call)).await;
+            };
+            super::fair_slots::as_client(&client, asked).await;
         });
     }
 }
@@ -727,6 +869,76 @@ mod tests {
         backend.query(QUERY, 1012.0).await.unwrap();
         assert_eq!(started.elapsed(), Duration::from_secs(2));
         assert_eq!(calls(&slow), 1);
+    }
+
+    /// Lets the paused clock run to `unix_time` (`first` was at `start`), every task running at
+    /// its own timers on the way.
+    async fn clock_at(start: Instant, unix_time: f64, first: f64) {
+        tokio::time::sleep_until(start + Duration::from_secs_f64(unix_time - first)).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_periodic_callers_next_answer_is_asked_ahead_and_its_request_finds_it_kept() {
+        let inner = fake(Duration::from_secs(1));
+        let shared = SharedQueries::new(settings(5, 5), Arc::new(Metrics::new()));
+        let backend = shared.backend(inner.clone());
+        let start = Instant::now();
+        // An HPA syncing every 15 s: the first three requests each wait for their answer.
+        for asked in [1001.0, 1016.0, 1031.0] {
+            clock_at(start, asked, 1001.0).await;
+            let began = Instant::now();
+            backend.query(QUERY, asked).await.unwrap();
+            assert_eq!(began.elapsed(), Duration::from_secs(1), "at {asked}");
+        }
+        // The third showed the period: the fourth's answer (its step, 1045) is asked 1.5 s before
+        // it, so the request finds it kept.
+        clock_at(start, 1046.0, 1001.0).await;
+        let began = Instant::now();
+        backend.query(QUERY, 1046.0).await.unwrap();
+        assert_eq!(began.elapsed(), Duration::ZERO);
+        assert_eq!(
+            *inner.seen_query_times.lock().unwrap(),
+            [1000.0, 1015.0, 1030.0, 1045.0]
+        );
+        // When the caller stops, one answer is asked ahead for nothing, then no more.
+        clock_at(start, 1200.0, 1001.0).await;
+        assert_eq!(calls(&inner), 5);
+        assert_eq!(inner.seen_query_times.lock().unwrap()[4], 1060.0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn irregular_callers_and_callers_within_a_step_are_not_asked_ahead() {
+        let inner = fake(Duration::ZERO);
+        let shared = SharedQueries::new(settings(5, 5), Arc::new(Metrics::new()));
+        let backend = shared.backend(inner.clone());
+        let start = Instant::now();
+        // Intervals of 15 s and 24 s: not a period.
+        for asked in [1001.0, 1016.0, 1040.0] {
+            clock_at(start, asked, 1001.0).await;
+            backend.query(QUERY, asked).await.unwrap();
+        }
+        clock_at(start, 1100.0, 1001.0).await;
+        assert_eq!(calls(&inner), 3);
+        // Two callers of one query 2 s apart, each every 15 s: the 2 s gaps are not intervals, so
+        // the two are one periodic caller, asked ahead once (1145) after the period shows.
+        for asked in [1101.0, 1103.0, 1116.0, 1118.0, 1131.0, 1133.0] {
+            clock_at(start, asked, 1001.0).await;
+            backend.query(QUERY, asked).await.unwrap();
+        }
+        clock_at(start, 1300.0, 1001.0).await;
+        let times = inner.seen_query_times.lock().unwrap().clone();
+        assert_eq!(times[3..], [1100.0, 1115.0, 1130.0, 1145.0]);
+        // Without a TTL nothing is asked ahead: nothing could keep it.
+        let inner = fake(Duration::ZERO);
+        let shared = SharedQueries::new(settings(0, 5), Arc::new(Metrics::new()));
+        let backend = shared.backend(inner.clone());
+        let start = Instant::now();
+        for asked in [1001.0, 1016.0, 1031.0, 1046.0] {
+            clock_at(start, asked, 1001.0).await;
+            backend.query(QUERY, asked).await.unwrap();
+        }
+        clock_at(start, 1100.0, 1001.0).await;
+        assert_eq!(calls(&inner), 4);
     }
 
     #[tokio::test(start_paused = true)]

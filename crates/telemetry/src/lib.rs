@@ -139,7 +139,7 @@ impl Metrics {
         let query_sharing = IntCounterVec::new(
             Opts::new(
                 "prom_adapter_query_cache_total",
-                "Instant queries by backend and how they were answered: hit (a kept answer), merged (joined the same query in flight), miss (sent to Prometheus), previous (the previous step's kept answer, served while this step's is asked).",
+                "Instant queries by backend and how they were answered: hit (a kept answer), merged (joined the same query in flight), miss (sent to Prometheus), previous (the previous step's kept answer, served while this step's is asked), ahead (sent before a periodic caller's next request, not for a request).",
             ),
             &["backend", "result"],
         )
@@ -264,7 +264,7 @@ impl Metrics {
     /// Exposes `backend`'s sharing and queue series from the start (at zero), so that dashboards
     /// and alerts see them before the first refusal.
     pub fn init_backend(&self, backend: &str) {
-        for result in ["hit", "merged", "miss", "previous"] {
+        for result in ["hit", "merged", "miss", "previous", "ahead"] {
             self.query_sharing.with_label_values(&[backend, result]);
         }
         self.queued_calls.with_label_values(&[backend]);
