@@ -306,8 +306,8 @@ impl SharedQueries {
     /// Notes a request for `text` at `asked_ms`; when the interval since the previous request
     /// repeats the one before (within half a step) and is at most `MAX_PERIOD_MS`, the caller
     /// is periodic: its next request is expected one interval later, and its answer is asked
-    /// in that request's step, up to half the TTL (or step) before it, so that the request
-    /// finds it kept. Requests less than a step apart (other callers of a shared query) are not
+    /// in that request's step, half the TTL (or step) before it, or half-way from the step's
+    /// start for a request early in its step, so that the request finds it kept. Requests less than a step apart (other callers of a shared query) are not
     /// intervals.
     fn follow(&self, kept: &mut Kept, text: &str, asked_ms: i64, now: Instant) -> Option<Ahead> {
         let step = self.settings.time_step.as_millis() as i64;
@@ -342,8 +342,13 @@ impl SharedQueries {
         }
         let next_ms = asked_ms + interval;
         let step_ms = next_ms.div_euclid(step) * step;
-        let at_ms = step_ms.max(next_ms - ttl.min(step) / 2);
-        Some(Ahead { at_ms, step_ms })
+        // Half the TTL ahead, but for a request early in its step, half-way between the step's
+        // start and it: asking every such caller right at the start would be a burst each step.
+        let lead = (ttl.min(step) / 2).min((next_ms - step_ms) / 2);
+        Some(Ahead {
+            at_ms: next_ms - lead,
+            step_ms,
+        })
     }
 
     /// A new cell for `key` to be asked ahead, unless its answer is kept or in flight already,
@@ -884,24 +889,24 @@ mod tests {
         let backend = shared.backend(inner.clone());
         let start = Instant::now();
         // An HPA syncing every 15 s: the first three requests each wait for their answer.
-        for asked in [1001.0, 1016.0, 1031.0] {
-            clock_at(start, asked, 1001.0).await;
+        for asked in [1003.0, 1018.0, 1033.0] {
+            clock_at(start, asked, 1003.0).await;
             let began = Instant::now();
             backend.query(QUERY, asked).await.unwrap();
             assert_eq!(began.elapsed(), Duration::from_secs(1), "at {asked}");
         }
         // The third showed the period: the fourth's answer (its step, 1045) is asked 1.5 s before
-        // it, so the request finds it kept.
-        clock_at(start, 1046.0, 1001.0).await;
+        // it (half-way from the step's start), so the request finds it kept.
+        clock_at(start, 1048.0, 1003.0).await;
         let began = Instant::now();
-        backend.query(QUERY, 1046.0).await.unwrap();
+        backend.query(QUERY, 1048.0).await.unwrap();
         assert_eq!(began.elapsed(), Duration::ZERO);
         assert_eq!(
             *inner.seen_query_times.lock().unwrap(),
             [1000.0, 1015.0, 1030.0, 1045.0]
         );
         // When the caller stops, one answer is asked ahead for nothing, then no more.
-        clock_at(start, 1200.0, 1001.0).await;
+        clock_at(start, 1200.0, 1003.0).await;
         assert_eq!(calls(&inner), 5);
         assert_eq!(inner.seen_query_times.lock().unwrap()[4], 1060.0);
     }
