@@ -476,8 +476,10 @@ pub async fn fanin_cluster() {
                 }
             })
             .collect();
-        // The warm-up sync inside `measure` may list before the pod watch has synced.
-        poll(&client, &urls, 1, Some(HPA_TOKEN)).await;
+        // HPAs that have been running: the pod watch synced (the warm-up sync inside `measure`
+        // may list before it has), and each HPA's rhythm known (the adapter asks a periodic
+        // caller ahead once two intervals agree, so from its third request on).
+        poll(&client, &urls, 2, Some(HPA_TOKEN)).await;
         let lists_before = lists();
         let run = measure(
             &client,
