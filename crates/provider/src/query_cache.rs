@@ -1,4 +1,4 @@
-//! Fewer Prometheus queries for the same answers: identical queries in flight are merged, answers are kept for a short TTL, evaluation times are rounded down to a step (so replicas and repeated callers share answers; while a new step's answer is asked, the previous step's is served), and calls wait for a bounded number of slots in a bounded queue, in turn per client (`fair_slots`).
+//! Fewer Prometheus queries for the same answers: identical queries in flight are merged, answers are kept for a short TTL, evaluation times are rounded down to a step (so replicas and repeated callers share answers; while a new step's answer is asked, the previous step's is served; a periodic caller's next answer is asked ahead of it), and calls wait for a bounded number of slots in a bounded queue, in turn per client (`fair_slots`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
